@@ -1,0 +1,463 @@
+#include "harness/job.hpp"
+
+#include <algorithm>
+#include <barrier>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+namespace moedist::harness {
+namespace {
+
+constexpr uint8_t kGarbage = 0xAB;
+constexpr int32_t kSentinel = -12345;
+
+uint64_t mix(uint64_t x) {  // splitmix64
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// A value in [0, 1) that depends on every argument.
+double unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t c, uint64_t d = 0) {
+    const uint64_t h = mix(mix(mix(mix(seed ^ 0x51ED2701u) ^ a) ^ b) ^ (c * 0x2545F4914F6CDD1Dull)) ^ d;
+    return static_cast<double>(mix(h) >> 11) * 0x1p-53;
+}
+
+uint16_t to_bits(DType dtype, float v) {
+    return dtype == DType::kBFloat16 ? moedist_ref::f32_to_bf16(v) : moedist_ref::f32_to_f16(v);
+}
+float from_bits(DType dtype, uint16_t b) {
+    return dtype == DType::kBFloat16 ? moedist_ref::bf16_to_f32(b) : moedist_ref::f16_to_f32(b);
+}
+
+struct Layout {
+    int W, T, S, E, K, H, L;
+    int64_t max_bs, global_bs;
+    int ranks() const { return W * T; }
+    int ep_of(int g) const { return g / T; }
+    int tp_of(int g) const { return g % T; }
+    bool shared(int ep) const { return ep < S; }
+    int local_experts(int ep) const { return shared(ep) ? 1 : L; }
+};
+
+// One global rank's moedist-side buffers.
+struct RankBuffers {
+    std::vector<uint16_t> x_storage;
+    TensorView x;
+    std::vector<int32_t> expert_ids;
+    std::vector<float> scales;
+    std::vector<float> expert_scales;
+    std::vector<uint8_t> expand_x;
+    std::vector<float> dynamic_scales;
+    std::vector<int32_t> expand_idx;
+    std::vector<int64_t> expert_token_nums;
+    std::vector<int32_t> ep_recv_counts;
+    std::vector<int32_t> tp_recv_counts;
+    std::vector<float> expand_scales;
+    std::vector<uint16_t> expert_out;
+    std::vector<uint16_t> x_out;
+    int64_t rows = 0;  // T*A + extra
+    Status status;
+};
+
+std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, int64_t t) {
+    std::vector<int32_t> ids;
+    auto pick = [&](int k, int attempt) {
+        const double u = unit(spec.seed, 1000 + static_cast<uint64_t>(g), static_cast<uint64_t>(t),
+                              static_cast<uint64_t>(k), static_cast<uint64_t>(attempt));
+        if (spec.routing == Routing::kZipf) {
+            // Popularity of expert i is proportional to 1 / (i + 1)^alpha.
+            double total = 0;
+            for (int i = 0; i < lay.E; ++i) total += std::pow(i + 1.0, -spec.zipf_alpha);
+            double target = u * total;
+            for (int i = 0; i < lay.E; ++i) {
+                target -= std::pow(i + 1.0, -spec.zipf_alpha);
+                if (target < 0) return i;
+            }
+            return lay.E - 1;
+        }
+        return std::min(lay.E - 1, static_cast<int>(u * lay.E));
+    };
+    const bool distinct = spec.routing != Routing::kDuplicates;
+    for (int k = 0; k < lay.K; ++k) {
+        if (spec.routing == Routing::kHot && k == 0) {
+            ids.push_back(0);
+            continue;
+        }
+        for (int attempt = 0;; ++attempt) {
+            const int id = pick(k, attempt);
+            const bool seen = std::find(ids.begin(), ids.end(), id) != ids.end();
+            if (distinct && seen) continue;
+            if (!distinct) {
+                // Duplicates are fine while no rank gets more than min(L, K) rows of this token.
+                const int rank = lay.S + id / lay.L;
+                int same_rank = 0;
+                for (int other : ids) same_rank += (lay.S + other / lay.L == rank) ? 1 : 0;
+                if (same_rank + 1 > std::min(lay.L, lay.K)) continue;
+            }
+            ids.push_back(id);
+            break;
+        }
+    }
+    return ids;
+}
+
+// The expert stage: a deterministic function of the row, its global expert id and the TP rank.
+void run_experts(const JobSpec& spec, const Layout& lay, int g, const uint8_t* expand_x,
+                 const float* dynamic_scales, const int32_t* ep_recv_counts, const int32_t* tp_recv_counts,
+                 uint16_t* out) {
+    const int ep = lay.ep_of(g);
+    const int tp = lay.tp_of(g);
+    const int local = lay.local_experts(ep);
+    const int64_t own = lay.T == 2 ? tp_recv_counts[tp] : ep_recv_counts[local * lay.W - 1];
+    const int64_t total = lay.T == 2 ? own + tp_recv_counts[1 - tp] : own;
+    const int64_t H = lay.H;
+    int le = 0;
+    for (int64_t row = 0; row < total; ++row) {
+        if (row < own) {
+            while (le + 1 < local && row >= ep_recv_counts[le * lay.W + lay.W - 1]) ++le;
+        } else {
+            le = 0;  // peer rows: T == 2 has L == 1
+        }
+        const int expert = lay.shared(ep) ? lay.E : (ep - lay.S) * lay.L + le;
+        const float alpha = (0.5f + static_cast<float>(expert % 13) / 16.0f) * (tp == 0 ? 0.75f : 0.25f);
+        const float beta = static_cast<float>(expert % 5 - 2) / 8.0f;
+        for (int64_t h = 0; h < H; ++h) {
+            float v;
+            if (spec.quant_mode == 0) {
+                uint16_t bits;
+                std::memcpy(&bits, expand_x + (row * H + h) * 2, 2);
+                v = from_bits(spec.dtype, bits);
+            } else {
+                const float q = static_cast<float>(static_cast<int8_t>(expand_x[row * H + h]));
+                v = q * dynamic_scales[row];
+            }
+            const float scaled = v * alpha;
+            out[row * H + h] = to_bits(spec.dtype, scaled + beta);
+        }
+    }
+}
+
+template <class T>
+std::string mismatch(int g, const char* tensor, int64_t index, T got, T want) {
+    std::ostringstream out;
+    out << "rank " << g << " " << tensor << "[" << index << "]: got " << +got << ", want " << +want;
+    return out.str();
+}
+
+}  // namespace
+
+std::string JobSpec::describe() const {
+    std::ostringstream out;
+    out << "W" << ep_world_size << "_T" << tp_size << "_S" << shared_rank_num << "_E" << moe_expert_num << "_K"
+        << top_k << "_H" << hidden << "_BS" << tokens << (uneven_bs ? "u" : "") << "_" << dtype_name(dtype)
+        << "_q" << quant_mode << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
+        << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t" << expert_token_nums_type;
+    return out.str();
+}
+
+void PrintTo(const JobSpec& spec, std::ostream* out) { *out << spec.describe(); }
+
+std::string spec_error(const JobSpec& s) {
+    if (s.ep_world_size < 1) return "--ranks must be >= 1";
+    if (s.shared_rank_num < 0 || s.shared_rank_num >= s.ep_world_size) return "--shared-ranks must be in [0, ranks)";
+    if (s.tp_size != 1 && s.tp_size != 2) return "--tp must be 1 or 2";
+    if (s.moe_expert_num < 1 || s.moe_expert_num % (s.ep_world_size - s.shared_rank_num) != 0) {
+        return "--experts must be a positive multiple of ranks - shared-ranks";
+    }
+    if (s.tp_size == 2 && s.moe_expert_num != s.ep_world_size - s.shared_rank_num) {
+        return "--tp 2 needs one expert per MoE rank (experts = ranks - shared-ranks)";
+    }
+    if (s.top_k < 1 || s.top_k > s.moe_expert_num) return "--topk must be in [1, experts]";
+    if (s.hidden < 1) return "--hidden must be >= 1";
+    if (s.tokens < 0) return "--tokens must be >= 0";
+    if (s.quant_mode != 0 && s.quant_mode != 2) return "--quant must be none or int8";
+    if (s.comm_quant_mode != 0 && s.comm_quant_mode != 2) return "comm quant mode must be 0 or 2";
+    return {};
+}
+
+JobReport run_job(const JobSpec& spec, int steps, bool check, const std::function<void(int)>& on_step) {
+    JobReport report;
+    Layout lay{spec.ep_world_size, spec.tp_size, spec.shared_rank_num, spec.moe_expert_num, spec.top_k,
+               spec.hidden, spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num), spec.tokens, 0};
+    lay.global_bs = (spec.uneven_bs || !spec.global_bs_zero) ? spec.tokens * spec.ep_world_size : 0;
+    const int ranks = lay.ranks();
+    const int64_t H = lay.H;
+    const std::size_t x_elem = 2;
+    const std::size_t out_elem = spec.quant_mode == 0 ? 2 : 1;
+
+    // Reference inputs and moedist buffers.
+    moedist_ref::JobConfig cfg;
+    cfg.ep_world_size = lay.W;
+    cfg.tp_size = lay.T;
+    cfg.shared_rank_num = lay.S;
+    cfg.moe_expert_num = lay.E;
+    cfg.top_k = lay.K;
+    cfg.hidden = lay.H;
+    cfg.global_bs = lay.global_bs;
+    cfg.quant_mode = spec.quant_mode;
+    cfg.x_elem = spec.dtype == DType::kBFloat16 ? moedist_ref::Elem::kBFloat16 : moedist_ref::Elem::kFloat16;
+    cfg.has_smooth_scales = spec.smooth_scales && spec.quant_mode != 0;
+    cfg.has_expert_scales = spec.expand_scales;
+    cfg.expert_token_nums_type = spec.expert_token_nums_type;
+    cfg.comm_quant_mode = spec.comm_quant_mode;
+
+    std::vector<moedist_ref::RankInput> inputs(static_cast<std::size_t>(ranks));
+    std::vector<RankBuffers> buf(static_cast<std::size_t>(ranks));
+    for (int g = 0; g < ranks; ++g) {
+        auto& in = inputs[static_cast<std::size_t>(g)];
+        auto& b = buf[static_cast<std::size_t>(g)];
+        const int ep = lay.ep_of(g);
+        int64_t bs = spec.tokens;
+        if (spec.uneven_bs) {
+            // Every third rank has no tokens; the others a random count up to maxBs.
+            bs = (g % 3 == 1) ? 0 : static_cast<int64_t>(unit(spec.seed, 7, static_cast<uint64_t>(g), 0) * static_cast<double>(spec.tokens + 1));
+            if (g == 0) bs = spec.tokens;
+        }
+        in.num_tokens = bs;
+        in.x.resize(static_cast<std::size_t>(bs * H));
+        for (int64_t t = 0; t < bs; ++t) {
+            for (int64_t h = 0; h < H; ++h) {
+                const double u = unit(spec.seed, static_cast<uint64_t>(g), static_cast<uint64_t>(t), static_cast<uint64_t>(h));
+                in.x[static_cast<std::size_t>(t * H + h)] = to_bits(spec.dtype, static_cast<float>(u * 8.0 - 4.0));
+            }
+        }
+        for (int64_t t = 0; t < bs; ++t) {
+            for (int32_t id : route_token(spec, lay, g, t)) in.expert_ids.push_back(id);
+            for (int k = 0; k < lay.K; ++k) {
+                in.expert_scales.push_back(static_cast<float>(0.05 + 0.9 * unit(spec.seed, 3, static_cast<uint64_t>(g), static_cast<uint64_t>(t), static_cast<uint64_t>(k))));
+            }
+        }
+        if (cfg.has_smooth_scales) {
+            const int64_t rows = lay.E + (lay.S > 0 ? 1 : 0);
+            for (int64_t r = 0; r < rows * H; ++r) {
+                in.scales.push_back(static_cast<float>(0.5 + unit(spec.seed, 5, static_cast<uint64_t>(g), static_cast<uint64_t>(r))));
+            }
+        }
+
+        // moedist tensors: x possibly strided (row stride 2H+3, column stride 2, offset 5).
+        const int64_t row_stride = spec.strided_x ? 2 * H + 3 : H;
+        const int64_t col_stride = spec.strided_x ? 2 : 1;
+        const int64_t offset = spec.strided_x ? 5 : 0;
+        b.x_storage.assign(static_cast<std::size_t>(offset + bs * row_stride + 1), 0x7E00);
+        for (int64_t t = 0; t < bs; ++t) {
+            for (int64_t h = 0; h < H; ++h) {
+                b.x_storage[static_cast<std::size_t>(offset + t * row_stride + h * col_stride)] = in.x[static_cast<std::size_t>(t * H + h)];
+            }
+        }
+        b.x.data = b.x_storage.data() + offset;
+        b.x.dtype = spec.dtype;
+        b.x.ndim = 2;
+        b.x.shape = {bs, H, 0, 0};
+        b.x.strides = {row_stride, col_stride, 0, 0};
+        b.expert_ids = in.expert_ids;
+        b.scales = in.scales;
+        b.expert_scales = in.expert_scales;
+
+        const int64_t capacity = moedist_ref::capacity_rows(cfg, ep, lay.global_bs == 0 ? bs : lay.global_bs / lay.W);
+        b.rows = lay.T * capacity + spec.extra_rows;
+        b.expand_x.assign(static_cast<std::size_t>(b.rows * H) * out_elem, kGarbage);
+        b.dynamic_scales.assign(static_cast<std::size_t>(b.rows), -7.0f);
+        b.expand_idx.assign(static_cast<std::size_t>(bs * lay.K), kSentinel);
+        b.expert_token_nums.assign(static_cast<std::size_t>(lay.local_experts(ep)), -1);
+        b.ep_recv_counts.assign(static_cast<std::size_t>(lay.T * lay.W * lay.local_experts(ep) + spec.extra_rows), kSentinel);
+        b.tp_recv_counts.assign(static_cast<std::size_t>(2 + spec.extra_rows), kSentinel);
+        b.expand_scales.assign(static_cast<std::size_t>(capacity + spec.extra_rows), -7.0f);
+        b.expert_out.assign(static_cast<std::size_t>(b.rows * H), 0x7E00);
+        b.x_out.assign(static_cast<std::size_t>(bs * H), 0x7E00);
+    }
+
+    // Groups: EP group t = ranks with tp rank t; TP group e = the two ranks of EP rank e.
+    std::vector<std::vector<Communicator>> ep_groups;
+    std::vector<std::vector<Communicator>> tp_groups;
+    for (int t = 0; t < lay.T; ++t) ep_groups.push_back(Communicator::create_local_group(lay.W, "harness_ep"));
+    if (lay.T == 2) {
+        for (int e = 0; e < lay.W; ++e) tp_groups.push_back(Communicator::create_local_group(2, "harness_tp"));
+    }
+
+    std::vector<PhaseTimes> times(static_cast<std::size_t>(ranks * steps));
+    std::barrier sync(ranks);
+    auto rank_main = [&](int g) {
+        auto& b = buf[static_cast<std::size_t>(g)];
+        const int ep = lay.ep_of(g);
+        const int tp = lay.tp_of(g);
+        MoeConfig config;
+        config.ep_world_size = lay.W;
+        config.ep_rank_id = ep;
+        config.moe_expert_num = lay.E;
+        config.tp_world_size = lay.T == 2 ? 2 : 0;
+        config.tp_rank_id = tp;
+        config.shared_expert_num = lay.S > 0 ? 1 : 0;
+        config.shared_expert_rank_num = lay.S;
+        config.quant_mode = spec.quant_mode;
+        config.global_bs = lay.global_bs;
+        config.expert_token_nums_type = spec.expert_token_nums_type;
+        config.comm_quant_mode = spec.comm_quant_mode;
+        std::optional<Communicator> tpc;
+        if (lay.T == 2) tpc = tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)];
+        std::optional<MoeDistributor> moe;
+        b.status = MoeDistributor::create(ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)], tpc, config, &moe);
+        const int64_t bs = b.x.shape[0];
+        DispatchInputs in;
+        in.x = b.x;
+        in.expert_ids = TensorView::contiguous(b.expert_ids.data(), DType::kInt32, {bs, lay.K});
+        if (!b.scales.empty()) in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
+        if (spec.expand_scales) in.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+        DispatchOutputs out;
+        out.expand_x = TensorView::contiguous(b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
+        if (spec.quant_mode != 0) out.dynamic_scales = TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
+        out.expand_idx = TensorView::contiguous(b.expand_idx.data(), DType::kInt32, {bs * lay.K});
+        out.expert_token_nums = TensorView::contiguous(b.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(b.expert_token_nums.size())});
+        out.ep_recv_counts = TensorView::contiguous(b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
+        if (lay.T == 2) out.tp_recv_counts = TensorView::contiguous(b.tp_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.tp_recv_counts.size())});
+        if (spec.expand_scales) out.expand_scales = TensorView::contiguous(b.expand_scales.data(), DType::kFloat32, {static_cast<int64_t>(b.expand_scales.size())});
+
+        for (int step = 0; step < steps && b.status.ok(); ++step) {
+            sync.arrive_and_wait();
+            auto t0 = std::chrono::steady_clock::now();
+            b.status = moe->try_dispatch(in, out);
+            auto t1 = std::chrono::steady_clock::now();
+            if (!b.status.ok()) break;
+            run_experts(spec, lay, g, b.expand_x.data(), b.dynamic_scales.data(), b.ep_recv_counts.data(),
+                        b.tp_recv_counts.data(), b.expert_out.data());
+            sync.arrive_and_wait();
+            CombineInputs cin;
+            cin.expand_x = TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, H});
+            cin.expert_ids = in.expert_ids;
+            cin.expand_idx = out.expand_idx;
+            cin.ep_send_counts = out.ep_recv_counts;
+            cin.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+            cin.tp_send_counts = out.tp_recv_counts;
+            auto t2 = std::chrono::steady_clock::now();
+            b.status = moe->try_combine(cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, H}));
+            auto t3 = std::chrono::steady_clock::now();
+            auto& pt = times[static_cast<std::size_t>(step * ranks + g)];
+            pt.dispatch_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+            pt.combine_ms = std::chrono::duration<double, std::milli>(t3 - t2).count();
+            if (g == 0 && on_step) on_step(step);
+        }
+    };
+    {
+        std::vector<std::thread> threads;
+        for (int g = 0; g < ranks; ++g) threads.emplace_back(rank_main, g);
+        for (auto& th : threads) th.join();
+    }
+    for (int g = 0; g < ranks; ++g) {
+        const Status& st = buf[static_cast<std::size_t>(g)].status;
+        if (!st.ok()) {
+            report.ok = false;
+            report.first_mismatch = "rank " + std::to_string(g) + " failed with " + std::to_string(st.raw_code()) + ": " + st.message();
+            return report;
+        }
+    }
+    for (int step = 0; step < steps; ++step) {
+        PhaseTimes slowest;
+        for (int g = 0; g < ranks; ++g) {
+            const auto& pt = times[static_cast<std::size_t>(step * ranks + g)];
+            slowest.dispatch_ms = std::max(slowest.dispatch_ms, pt.dispatch_ms);
+            slowest.combine_ms = std::max(slowest.combine_ms, pt.combine_ms);
+        }
+        report.steps.push_back(slowest);
+    }
+    // Bytes and the load table (EP group 0).
+    report.rows_per_expert.assign(static_cast<std::size_t>(lay.E + lay.S), 0);
+    for (int g = 0; g < ranks; ++g) {
+        const auto& b = buf[static_cast<std::size_t>(g)];
+        const int ep = lay.ep_of(g);
+        const int64_t own = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))] : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
+        const int64_t peer = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
+        report.dispatch_bytes += (own + peer) * H * static_cast<int64_t>(out_elem);
+        const int64_t tokens = b.x.shape[0];
+        report.combine_bytes += tokens * (lay.K + (lay.S > 0 ? 1 : 0)) * lay.T * H * static_cast<int64_t>(x_elem);
+        if (lay.tp_of(g) != 0) continue;
+        for (int le = 0; le < lay.local_experts(ep); ++le) {
+            const int64_t end = b.ep_recv_counts[static_cast<std::size_t>(le * lay.W + lay.W - 1)];
+            const int64_t begin = le == 0 ? 0 : b.ep_recv_counts[static_cast<std::size_t>(le * lay.W - 1)];
+            const int idx = lay.shared(ep) ? lay.E + ep : (ep - lay.S) * lay.L + le;
+            report.rows_per_expert[static_cast<std::size_t>(idx)] = end - begin;
+        }
+    }
+    if (!check) return report;
+
+    // The reference, and a bit-for-bit comparison of every output.
+    std::string error;
+    const auto want = moedist_ref::dispatch(cfg, inputs, &error);
+    if (want.empty()) {
+        report.ok = false;
+        report.first_mismatch = "reference rejected the job: " + error;
+        return report;
+    }
+    std::vector<std::vector<uint16_t>> ref_expert_out(static_cast<std::size_t>(ranks));
+    for (int g = 0; g < ranks && report.ok; ++g) {
+        const auto& b = buf[static_cast<std::size_t>(g)];
+        const auto& w = want[static_cast<std::size_t>(g)];
+        const int ep = lay.ep_of(g);
+        auto fail = [&](std::string what) {
+            if (report.ok) report.first_mismatch = std::move(what);
+            report.ok = false;
+        };
+        const std::size_t x_bytes = w.expand_x.size();
+        for (std::size_t i = 0; i < b.expand_x.size() && report.ok; ++i) {
+            const uint8_t wv = i < x_bytes ? w.expand_x[i] : 0;
+            if (b.expand_x[i] != wv) {
+                fail(mismatch(g, "expandX byte", static_cast<int64_t>(i), b.expand_x[i], wv) + " (row " + std::to_string(static_cast<int64_t>(i) / (H * static_cast<int64_t>(out_elem))) + ")");
+            }
+        }
+        if (spec.quant_mode != 0) {
+            for (std::size_t i = 0; i < b.dynamic_scales.size() && report.ok; ++i) {
+                const float wv = i < w.dynamic_scales.size() ? w.dynamic_scales[i] : 0.0f;
+                if (std::memcmp(&b.dynamic_scales[i], &wv, 4) != 0) fail(mismatch(g, "dynamicScales", static_cast<int64_t>(i), b.dynamic_scales[i], wv));
+            }
+        }
+        for (std::size_t i = 0; i < w.expand_idx.size() && report.ok; ++i) {
+            if (b.expand_idx[i] != w.expand_idx[i]) fail(mismatch(g, "expandIdx", static_cast<int64_t>(i), b.expand_idx[i], w.expand_idx[i]));
+        }
+        for (std::size_t i = 0; i < w.expert_token_nums.size() && report.ok; ++i) {
+            if (b.expert_token_nums[i] != w.expert_token_nums[i]) fail(mismatch(g, "expertTokenNums", static_cast<int64_t>(i), b.expert_token_nums[i], w.expert_token_nums[i]));
+        }
+        for (std::size_t i = 0; i < b.ep_recv_counts.size() && report.ok; ++i) {
+            const int32_t wv = i < w.ep_recv_counts.size() ? w.ep_recv_counts[i] : kSentinel;  // past: untouched
+            if (b.ep_recv_counts[i] != wv) fail(mismatch(g, "epRecvCounts", static_cast<int64_t>(i), b.ep_recv_counts[i], wv));
+        }
+        if (lay.T == 2) {
+            for (std::size_t i = 0; i < b.tp_recv_counts.size() && report.ok; ++i) {
+                const int32_t wv = i < w.tp_recv_counts.size() ? w.tp_recv_counts[i] : kSentinel;
+                if (b.tp_recv_counts[i] != wv) fail(mismatch(g, "tpRecvCounts", static_cast<int64_t>(i), b.tp_recv_counts[i], wv));
+            }
+        }
+        if (spec.expand_scales) {
+            for (std::size_t i = 0; i < b.expand_scales.size() && report.ok; ++i) {
+                const float wv = i < w.expand_scales.size() ? w.expand_scales[i] : 0.0f;
+                if (std::memcmp(&b.expand_scales[i], &wv, 4) != 0) fail(mismatch(g, "expandScales", static_cast<int64_t>(i), b.expand_scales[i], wv));
+            }
+        }
+        // The reference's expert outputs from the reference's own dispatch.
+        auto& eo = ref_expert_out[static_cast<std::size_t>(g)];
+        eo.assign(static_cast<std::size_t>(w.expand_x.size() / out_elem), 0);
+        run_experts(spec, lay, g, w.expand_x.data(), w.dynamic_scales.data(), w.ep_recv_counts.data(),
+                    w.tp_recv_counts.empty() ? nullptr : w.tp_recv_counts.data(), eo.data());
+        (void)ep;
+    }
+    if (!report.ok) return report;
+    const auto want_x = moedist_ref::combine(cfg, inputs, want, ref_expert_out);
+    for (int g = 0; g < ranks && report.ok; ++g) {
+        const auto& got = buf[static_cast<std::size_t>(g)].x_out;
+        const auto& wx = want_x[static_cast<std::size_t>(g)];
+        for (std::size_t i = 0; i < wx.size(); ++i) {
+            if (got[i] != wx[i]) {
+                report.ok = false;
+                report.first_mismatch = mismatch(g, "combine x", static_cast<int64_t>(i), got[i], wx[i]);
+                break;
+            }
+        }
+    }
+    return report;
+}
+
+}  // namespace moedist::harness

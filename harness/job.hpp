@@ -1,0 +1,69 @@
+// A whole dispatch → expert → combine job on W·T thread ranks, with inputs that differ per
+// (source rank, token, column), checked bit for bit against the naive reference. Shared by the
+// tests, `moedist run` and the benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "moedist/moedist.hpp"
+#include "reference.hpp"
+
+namespace moedist::harness {
+
+enum class Routing { kUniform, kZipf, kHot, kDuplicates };
+
+struct JobSpec {
+    int ep_world_size = 8;       // W
+    int tp_size = 1;             // T
+    int shared_rank_num = 0;     // S
+    int moe_expert_num = 64;     // E
+    int top_k = 8;               // K
+    int hidden = 7168;           // H
+    int64_t tokens = 32;         // BS of every rank (the maximum when uneven_bs)
+    bool uneven_bs = false;      // BS differs per rank (some ranks get 0); globalBs = maxBs·W
+    bool global_bs_zero = true;  // globalBs = 0 (only with equal BS)
+    DType dtype = DType::kBFloat16;
+    int quant_mode = 0;          // 0 or 2 (int8)
+    bool smooth_scales = false;
+    bool expand_scales = true;   // pass expertScales to dispatch and ask for expandScales
+    int expert_token_nums_type = 0;
+    int comm_quant_mode = 0;
+    Routing routing = Routing::kUniform;
+    double zipf_alpha = 1.2;
+    bool strided_x = false;      // x with padded rows, a storage offset and column stride 2
+    int extra_rows = 0;          // expandX / counts tensors larger than required
+    uint64_t seed = 1;
+
+    std::string describe() const;
+};
+
+struct PhaseTimes {
+    double dispatch_ms = 0;  // slowest rank
+    double combine_ms = 0;
+};
+
+struct JobReport {
+    bool ok = true;
+    std::string first_mismatch;     // empty when ok
+    std::vector<PhaseTimes> steps;  // one per step
+    int64_t dispatch_bytes = 0;     // expandX bytes written (real rows, all ranks)
+    int64_t combine_bytes = 0;      // expert-output bytes read (all ranks)
+    std::vector<int64_t> rows_per_expert;  // E MoE experts, then S shared ranks (own EP group 0)
+};
+
+// Builds inputs, runs `steps` steps, and compares every output of every rank with the reference
+// (check = false skips the reference). `on_step` (optional) is called after each step.
+JobReport run_job(const JobSpec& spec, int steps, bool check,
+                  const std::function<void(int)>& on_step = nullptr);
+
+// GoogleTest prints a spec by its description.
+void PrintTo(const JobSpec& spec, std::ostream* out);
+
+// Rejects specs the generic profile would reject, with a one-line reason.
+std::string spec_error(const JobSpec& spec);
+
+}  // namespace moedist::harness

@@ -1,0 +1,93 @@
+// moedist/moedist.hpp — the C++ API: MoE expert-parallel dispatch and combine.
+//
+//   auto ep = moedist::Communicator::create_local_group(8);        // ranks as threads
+//   moedist::MoeDistributor moe(ep[r], std::nullopt, config);       // config validated once
+//   moedist::DispatchHandle h = moe.dispatch(inputs, outputs);     // on every rank's thread
+//   ... experts turn outputs.expand_x into expert outputs ...
+//   moe.combine(h, expert_out, x_out);
+//
+// Layouts and arithmetic are SPEC.md's; every call either succeeds on all ranks of the group or
+// fails on all of them with the same code and message.
+#pragma once
+
+#include <optional>
+
+#include "moedist/communicator.hpp"
+#include "moedist/config.hpp"
+#include "moedist/dtype.hpp"
+#include "moedist/status.hpp"
+#include "moedist/tensor.hpp"
+
+namespace moedist {
+
+struct DispatchInputs {
+    TensorView x;                             // (BS, H) fp16/bf16
+    TensorView expert_ids;                    // (BS, K) int32
+    std::optional<TensorView> scales;         // smooth/quant scales, mode dependent
+    std::optional<TensorView> x_active_mask;  // reserved: ignored
+    std::optional<TensorView> expert_scales;  // (BS, K) fp32, fills expand_scales
+};
+
+struct DispatchOutputs {
+    TensorView expand_x;                       // (>= T*A, H)
+    std::optional<TensorView> dynamic_scales;  // (>= T*A) fp32 when the mode makes scales
+    TensorView expand_idx;                     // (BS*K) int32
+    TensorView expert_token_nums;              // (L or 1) int64
+    TensorView ep_recv_counts;                 // (>= T*W*L or T*W) int32
+    std::optional<TensorView> tp_recv_counts;  // (>= 2) int32 when T == 2
+    std::optional<TensorView> expand_scales;   // (>= A) fp32, optional
+};
+
+struct CombineInputs {
+    TensorView expand_x;                       // expert outputs, layout of dispatch's expand_x
+    TensorView expert_ids;                     // (BS, K) int32, as given to dispatch
+    TensorView expand_idx;                     // dispatch's expand_idx
+    TensorView ep_send_counts;                 // dispatch's ep_recv_counts
+    TensorView expert_scales;                  // (BS, K) fp32 routing weights
+    std::optional<TensorView> tp_send_counts;  // dispatch's tp_recv_counts when T == 2
+    // Reserved (ignored whatever they hold): x_active_mask, activation_scale, weight_scale,
+    // group_list, expand_scales.
+};
+
+// What combine needs from a dispatch: views of dispatch's inputs and outputs (no copies). The
+// tensors must stay alive and unchanged until combine returns.
+struct DispatchHandle {
+    TensorView expert_ids;
+    TensorView expand_idx;
+    TensorView ep_recv_counts;
+    std::optional<TensorView> tp_recv_counts;
+};
+
+// One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a validated
+// config. Cheap to copy; not safe to use from two threads at once.
+class MoeDistributor {
+public:
+    // Validates `config` against the communicators; throws Error on failure.
+    MoeDistributor(Communicator ep, std::optional<Communicator> tp, const MoeConfig& config);
+    static Status create(Communicator ep,
+                         std::optional<Communicator> tp,
+                         const MoeConfig& config,
+                         std::optional<MoeDistributor>* out);
+
+    const MoeConfig& config() const { return config_; }
+
+    // Throwing forms.
+    DispatchHandle dispatch(const DispatchInputs& in, const DispatchOutputs& out);
+    void combine(const DispatchHandle& handle,
+                 TensorView expert_out,
+                 TensorView expert_scales,
+                 TensorView x_out);
+
+    // Status forms (never throw).
+    Status try_dispatch(const DispatchInputs& in, const DispatchOutputs& out) noexcept;
+    Status try_combine(const CombineInputs& in, TensorView x_out) noexcept;
+
+private:
+    MoeDistributor() = default;
+
+    Communicator ep_;
+    std::optional<Communicator> tp_;
+    MoeConfig config_;
+};
+
+}  // namespace moedist

@@ -1,0 +1,37 @@
+// Shared pieces of the aclnn C façade: aclTensor → TensorView, codes and messages out.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "aclnn/acl_meta.h"
+#include "core/ops.hpp"
+#include "runtime/objects.hpp"
+
+// What phase 1 returns: the prepared operation, consumed by phase 2.
+struct aclOpExecutor {
+    std::variant<moedist::core::DispatchOp, moedist::core::CombineOp> op;
+};
+
+namespace moedist::api {
+
+// Sets aclGetRecentErrMsg's message and returns the status's code.
+aclnnStatus report(const Status& status);
+
+// Fails with 161001 when a required tensor is null.
+Status require_tensor(const aclTensor* tensor, const char* name);
+
+// The view of a tensor; 161002 when its ACL dtype has no moedist equivalent.
+Status view_of(const aclTensor* tensor, const char* name, TensorView* out);
+// As view_of, for an optional tensor (null gives nullopt).
+Status optional_view_of(const aclTensor* tensor, const char* name, std::optional<TensorView>* out);
+
+// groupEp / groupTp: non-null, non-empty, shorter than 128 characters (161001 otherwise), then
+// the communicator of `rank` in the group of that name.
+Status find_group(const char* name, const char* param, int64_t rank, Communicator* out);
+
+// Phase 2 of either operation: runs the executor, parks any error on the stream, frees it.
+aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name);
+
+}  // namespace moedist::api

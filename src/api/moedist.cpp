@@ -1,0 +1,78 @@
+// The C++ API: a thin layer over core::prepare_* (first phase) and core::run_* (second phase).
+#include "moedist/moedist.hpp"
+
+#include <exception>
+
+#include "core/ops.hpp"
+
+namespace moedist {
+
+MoeDistributor::MoeDistributor(Communicator ep, std::optional<Communicator> tp, const MoeConfig& config) {
+    std::optional<MoeDistributor> made;
+    throw_if_error(create(std::move(ep), std::move(tp), config, &made));
+    *this = std::move(*made);
+}
+
+Status MoeDistributor::create(Communicator ep,
+                              std::optional<Communicator> tp,
+                              const MoeConfig& config,
+                              std::optional<MoeDistributor>* out) {
+    if (Status s = config.validate(); !s.ok()) return s;
+    if (!ep.valid()) return {Code::kNullptr, "ep communicator must be valid, got an empty handle"};
+    if (ep.size() != config.ep_world_size || ep.rank() != config.ep_rank_id) {
+        return {Code::kInnerTiling, "epWorldSize/epRankId must match communicator '" + ep.name() + "' (" +
+                                        std::to_string(ep.size()) + "/" + std::to_string(ep.rank()) + "), got " +
+                                        std::to_string(config.ep_world_size) + "/" + std::to_string(config.ep_rank_id)};
+    }
+    if (config.tp_size() == 2 && (!tp || !tp->valid() || tp->size() != 2 || tp->rank() != config.tp_rank_id)) {
+        return {Code::kInnerTiling, "tp communicator must be a 2-rank group whose rank is tpRankId = " +
+                                        std::to_string(config.tp_rank_id)};
+    }
+    MoeDistributor made;
+    made.ep_ = std::move(ep);
+    made.tp_ = config.tp_size() == 2 ? std::move(tp) : std::nullopt;
+    made.config_ = config;
+    out->emplace(std::move(made));
+    return Status::Ok();
+}
+
+Status MoeDistributor::try_dispatch(const DispatchInputs& in, const DispatchOutputs& out) noexcept {
+    try {
+        core::DispatchOp op;
+        if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, &op); !s.ok()) return s;
+        return core::run_dispatch(op);
+    } catch (const std::exception& e) {
+        return {Code::kInternal, std::string("dispatch failed: ") + e.what()};
+    }
+}
+
+Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) noexcept {
+    try {
+        core::CombineOp op;
+        if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, &op); !s.ok()) return s;
+        return core::run_combine(op);
+    } catch (const std::exception& e) {
+        return {Code::kInternal, std::string("combine failed: ") + e.what()};
+    }
+}
+
+DispatchHandle MoeDistributor::dispatch(const DispatchInputs& in, const DispatchOutputs& out) {
+    throw_if_error(try_dispatch(in, out));
+    return {in.expert_ids, out.expand_idx, out.ep_recv_counts, out.tp_recv_counts};
+}
+
+void MoeDistributor::combine(const DispatchHandle& handle,
+                             TensorView expert_out,
+                             TensorView expert_scales,
+                             TensorView x_out) {
+    CombineInputs in;
+    in.expand_x = expert_out;
+    in.expert_ids = handle.expert_ids;
+    in.expand_idx = handle.expand_idx;
+    in.ep_send_counts = handle.ep_recv_counts;
+    in.expert_scales = expert_scales;
+    in.tp_send_counts = handle.tp_recv_counts;
+    throw_if_error(try_combine(in, x_out));
+}
+
+}  // namespace moedist

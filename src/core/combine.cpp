@@ -1,0 +1,197 @@
+// Combine, second phase: exchange round → each source rank pulls and reduces its own tokens →
+// completion round.
+//
+// For token t of source rank `me` and entry k with expert e on EP rank d (local expert le):
+//   row   = begin(d, le·W + me) + expandIdx[t·K+k]      begin from d's epSendCounts (running total)
+//   value = f32(d.expandX[row])                                        T == 1
+//         = f32(rne(f32(d.expandX[row]) + f32(P.expandX[P.own + row])))  T == 2, P = d's TP peer
+//   (commQuantMode 2: value goes through the int8 round trip of SPEC §4.2)
+//   acc   = acc + value · expertScales[t,k]   for k = 0..K−1, then + shared value when S > 0
+//   x[t]  = rne(acc)
+// The shared row of t lives on shared rank s (chunk rule; s = me on a shared rank) at
+// begin(s, me) + (t − lo). Every index is checked against the owner's counts before any read.
+#include <string>
+#include <vector>
+
+#include "core/call_rounds.hpp"
+#include "core/ops.hpp"
+#include "core/plan.hpp"
+#include "core/records.hpp"
+#include "core/tensor_access.hpp"
+#include "quant/row_kernels.hpp"
+
+namespace moedist::core {
+namespace {
+
+struct Scratch {
+    std::vector<float> acc;
+    std::vector<float> row;
+    std::vector<float> peer_row;
+};
+
+Scratch& scratch() {
+    thread_local Scratch instance;
+    return instance;
+}
+
+// Where one returned row lives: on rank `owner` of my EP group at `row` (and, T == 2, on the
+// owner's TP peer at `peer_row`).
+struct RowRef {
+    int64_t owner = 0;
+    int64_t row = 0;
+    int64_t peer_row = 0;
+};
+
+class RowLocator {
+public:
+    RowLocator(const CombineOp& op, const CallRounds& rounds) : op_(op), rounds_(rounds) {}
+
+    // Locates block `block` of `owner`'s epSendCounts, row `index` inside it; false when any index
+    // is outside the owner's (or its TP peer's) rows.
+    bool locate(int64_t owner, int64_t block, int64_t index, RowRef* ref) const {
+        const CombineRecord& rec = rounds_.own<CombineRecord>(owner);
+        const int64_t world = op_.config.ep_world_size;
+        const int64_t blocks = world * (owner < op_.config.shared_expert_rank_num
+                                            ? 1
+                                            : op_.config.local_moe_expert_num());
+        if (block < 0 || block >= blocks || rec.ep_send_counts.dim(0) < blocks) return false;
+        const int64_t begin = block == 0 ? 0 : load1<int32_t>(rec.ep_send_counts, block - 1);
+        const int64_t end = load1<int32_t>(rec.ep_send_counts, block);
+        int64_t own_rows = load1<int32_t>(rec.ep_send_counts, blocks - 1);
+        if (rounds_.has_peer()) own_rows = load1<int32_t>(rec.tp_send_counts, rec.tp_rank);
+        if (begin < 0 || index < 0 || begin + index >= end || end > own_rows ||
+            own_rows > rec.expand_x.dim(0)) {
+            return false;
+        }
+        ref->owner = owner;
+        ref->row = begin + index;
+        if (rounds_.has_peer()) {
+            const CombineRecord& peer = rounds_.peer<CombineRecord>(owner);
+            const int64_t peer_own = load1<int32_t>(peer.tp_send_counts, peer.tp_rank);
+            const int64_t peer_has = load1<int32_t>(peer.tp_send_counts, 1 - peer.tp_rank);
+            if (peer_own < 0 || ref->row >= peer_has || peer_own + peer_has > peer.expand_x.dim(0)) {
+                return false;
+            }
+            ref->peer_row = peer_own + ref->row;
+        }
+        return true;
+    }
+
+    // Loads the returned value of `ref` into `row` (binary32), TP-reduced and comm-quantized.
+    void load(const RowRef& ref, float* row, float* peer_row) const {
+        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        const DType dtype = rec.expand_x.dtype;
+        const int64_t hidden = op_.hidden;
+        quant::load_row_f32(dtype, element_ptr(rec.expand_x, ref.row, 0), rec.expand_x.stride(1), row, hidden);
+        if (rounds_.has_peer()) {
+            const CombineRecord& peer = rounds_.peer<CombineRecord>(ref.owner);
+            quant::load_row_f32(dtype, element_ptr(peer.expand_x, ref.peer_row, 0), peer.expand_x.stride(1),
+                                peer_row, hidden);
+            quant::add_round_row(dtype, row, peer_row, hidden);
+        }
+        if (op_.config.comm_quant_mode == 2) quant::comm_quant_round_trip(dtype, row, hidden);
+    }
+
+private:
+    const CombineOp& op_;
+    const CallRounds& rounds_;
+};
+
+// Finds every row of my tokens; false (and `why`) on the first index out of range.
+bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why) {
+    const MoeConfig& c = op.config;
+    const Topology topo{c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
+    const int64_t me = c.ep_rank_id;
+    RowRef ref;
+    for (int64_t t = 0; t < op.num_tokens; ++t) {
+        for (int64_t k = 0; k < op.top_k; ++k) {
+            const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
+            const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
+            if (expert < 0 || expert >= c.moe_expert_num ||
+                !locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me,
+                                index, &ref)) {
+                *why = "entry (token " + std::to_string(t) + ", k " + std::to_string(k) + ", expert " +
+                       std::to_string(expert) + ", expandIdx " + std::to_string(index) +
+                       ") does not name a row its expert's rank received";
+                return false;
+            }
+        }
+        if (c.shared_expert_rank_num > 0) {
+            const int64_t s = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
+            const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, s).lo;
+            if (!locator.locate(s, me, t - lo, &ref)) {
+                *why = "token " + std::to_string(t) + " has no row on shared rank " + std::to_string(s);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
+    const MoeConfig& c = op.config;
+    const Topology topo{c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
+    const int64_t me = c.ep_rank_id;
+    const int64_t hidden = op.hidden;
+    s.acc.resize(static_cast<std::size_t>(hidden));
+    s.row.resize(static_cast<std::size_t>(hidden));
+    s.peer_row.resize(static_cast<std::size_t>(hidden));
+    RowRef ref;
+    for (int64_t t = 0; t < op.num_tokens; ++t) {
+        std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+        for (int64_t k = 0; k < op.top_k; ++k) {
+            const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
+            const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
+            locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me, index, &ref);
+            locator.load(ref, s.row.data(), s.peer_row.data());
+            quant::accumulate_weighted(s.acc.data(), s.row.data(), load2<float>(op.in.expert_scales, t, k), hidden);
+        }
+        if (c.shared_expert_rank_num > 0) {
+            const int64_t sr = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
+            const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, sr).lo;
+            locator.locate(sr, me, t - lo, &ref);
+            locator.load(ref, s.row.data(), s.peer_row.data());
+            quant::accumulate(s.acc.data(), s.row.data(), hidden);
+        }
+        quant::store_row_f32(op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), hidden);
+    }
+}
+
+}  // namespace
+
+Status run_combine(const CombineOp& op) {
+    CombineRecord mine;
+    mine.attrs = make_digest(2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype,
+                             op.in.expand_x.dtype, true);
+    mine.ep_rank = op.config.ep_rank_id;
+    mine.num_tokens = op.num_tokens;
+    mine.expand_x = op.in.expand_x;
+    mine.ep_send_counts = op.in.ep_send_counts;
+    if (op.in.tp_send_counts) mine.tp_send_counts = *op.in.tp_send_counts;
+    mine.tp_rank = op.config.tp_rank_id;
+
+    CallRounds rounds(op.ep, op.tp);
+    if (Status st = rounds.begin(&mine, sizeof(mine), mine.attrs); !st.ok()) return st;
+    if (Status st = rounds.check_digests<CombineRecord>(mine.attrs); !st.ok()) return st;
+
+    RowLocator locator(op, rounds);
+    std::string why;
+    const bool valid = locate_all(op, locator, &why);
+    if (valid) reduce_tokens(op, locator, scratch());
+
+    int failed_rank = -1;
+    std::string failed_group;
+    if (Status st = rounds.finish(valid ? 0 : 1, &failed_rank, &failed_group); !st.ok()) return st;
+    if (!valid) {
+        return {Code::kRuntime, "combine on rank " + std::to_string(op.config.ep_rank_id) + " of '" +
+                                    rounds.ep_group().name() + "': " + why};
+    }
+    if (failed_rank >= 0) {
+        return {Code::kRuntime, "combine failed on rank " + std::to_string(failed_rank) + " of '" +
+                                    failed_group +
+                                    "': its expertIds/expandIdx do not match its peers' epSendCounts"};
+    }
+    return Status::Ok();
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,286 @@
+// Dispatch, second phase: plan → exchange round → single copy → completion round.
+//
+// expandX of a MoE rank with L local experts (receiver's view), T == 2:
+//
+//   row 0 ┌──────────────────────────────┐
+//         │ e=0: src 0 rows, in src 0's flattened (token,k) order
+//         │      src 1 rows …  src W−1 rows
+//         │ e=1: src 0 … src W−1      (block e·W+src ends at epRecvCounts[e·W+src])
+//         │ …
+//   own   ├──────────────────────────────┤
+//         │ the TP peer's own rows, in the peer's order (its epRecvCounts verbatim after mine)
+//   own+peer ├───────────────────────────┤
+//         │ zero bytes up to dim 0
+//         └──────────────────────────────┘
+//
+// A shared rank has L = 1 and its blocks are by source: its own tokens first (src = itself,
+// since no other shared rank sends to it), then each MoE rank's chunk in token order.
+//
+// Every row is written once, by the receiver, straight from the sender's x (quantized on the
+// way when the mode asks); the TP peer block is filled the same way from the peer's EP group.
+#include <cstring>
+#include <vector>
+
+#include "core/call_rounds.hpp"
+#include "core/ops.hpp"
+#include "core/plan.hpp"
+#include "core/records.hpp"
+#include "core/tensor_access.hpp"
+#include "quant/row_kernels.hpp"
+
+namespace moedist::core {
+namespace {
+
+struct Scratch {
+    SendPlan plan;
+    ReceiveLayout own_layout;
+    ReceiveLayout peer_layout;
+    std::vector<float> row;
+};
+
+// Per rank thread; reused across calls, so a steady shape allocates nothing after its first call.
+Scratch& scratch() {
+    thread_local Scratch instance;
+    return instance;
+}
+
+Topology topology_of(const MoeConfig& config) {
+    return {config.ep_world_size, config.shared_expert_rank_num, config.moe_expert_num,
+            config.local_moe_expert_num()};
+}
+
+int64_t capacity_of(const MoeConfig& config, int64_t rank, int64_t max_bs, int64_t top_k) {
+    MoeConfig at = config;
+    at.ep_rank_id = rank;
+    return at.capacity_rows(max_bs, top_k);
+}
+
+template <class Records>
+void build_layout(const Topology& topo, int64_t dst, const Records& records, ReceiveLayout* layout) {
+    build_receive_layout(topo.world_size, topo.local_experts(dst), [&](int64_t src, int64_t le) {
+        const DispatchRecord& r = records(src);
+        return rows_from(topo, dst, src, le, r.num_tokens, *r.plan);
+    }, layout);
+}
+
+// Run-time checks over one EP group's records: ids in range, BS agreement when globalBs = 0,
+// no receiver over its capacity A. Identical on every rank that looks at the same records.
+template <class Records>
+Status check_group(const DispatchOp& op, const Topology& topo, const Records& records,
+                   const std::string& group_name) {
+    const int64_t world = topo.world_size;
+    for (int64_t r = 0; r < world; ++r) {
+        const DispatchRecord& rec = records(r);
+        if (rec.plan->has_bad_id) {
+            return {Code::kRuntime,
+                    "expertIds[" + std::to_string(rec.plan->bad_token) + "][" +
+                        std::to_string(rec.plan->bad_k) + "] on rank " + std::to_string(r) +
+                        " of '" + group_name + "' must be in [0, " +
+                        std::to_string(topo.moe_expert_num) + "), got " +
+                        std::to_string(rec.plan->bad_id)};
+        }
+        if (op.config.global_bs == 0 && rec.num_tokens != records(0).num_tokens) {
+            return {Code::kRuntime,
+                    "BS must be equal on every rank when globalBs = 0, got " +
+                        std::to_string(records(0).num_tokens) + " on rank 0 and " +
+                        std::to_string(rec.num_tokens) + " on rank " + std::to_string(r) +
+                        " of '" + group_name + "'"};
+        }
+    }
+    const int64_t max_bs = op.config.global_bs == 0 ? records(0).num_tokens
+                                                    : op.config.global_bs / world;
+    for (int64_t dst = 0; dst < world; ++dst) {
+        int64_t total = 0;
+        for (int64_t src = 0; src < world; ++src) {
+            const DispatchRecord& rec = records(src);
+            for (int64_t le = 0; le < topo.local_experts(dst); ++le) {
+                total += rows_from(topo, dst, src, le, rec.num_tokens, *rec.plan);
+            }
+        }
+        const int64_t capacity = capacity_of(op.config, dst, max_bs, op.top_k);
+        if (total > capacity) {
+            return {Code::kRuntime,
+                    "rows received by rank " + std::to_string(dst) + " of '" + group_name +
+                        "' must be at most A = " + std::to_string(capacity) + ", got " +
+                        std::to_string(total)};
+        }
+    }
+    return Status::Ok();
+}
+
+class RowFiller {
+public:
+    RowFiller(const DispatchOp& op, const Topology& topo, std::vector<float>* row)
+        : op_(op), topo_(topo), row_(row) {
+        row_->resize(static_cast<std::size_t>(op.hidden));
+        write_expand_scales_ = op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
+    }
+
+    // Fills the rows this rank (EP rank `dst`) receives in one EP group, starting at `row_base`.
+    template <class Records>
+    void fill(const Records& records, const ReceiveLayout& layout, int64_t row_base, bool own) {
+        const int64_t world = topo_.world_size;
+        const int64_t dst = op_.config.ep_rank_id;
+        for (int64_t le = 0; le < topo_.local_experts(dst); ++le) {
+            for (int64_t src = 0; src < world; ++src) {
+                const DispatchRecord& rec = records(src);
+                int64_t row = row_base + layout.block_begin(le * world + src);
+                if (topo_.is_shared(dst)) {
+                    TokenRange tokens{0, 0};
+                    if (src == dst) {
+                        tokens = {0, rec.num_tokens};
+                    } else if (!topo_.is_shared(src)) {
+                        tokens = shared_chunk(src, rec.num_tokens, topo_.shared_rank_num, dst);
+                    }
+                    for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
+                        copy_row(rec, t, row, /*smooth_row=*/0);
+                        if (own && write_expand_scales_) store1<float>(*op_.out.expand_scales, row, 1.0f);
+                    }
+                    continue;
+                }
+                const int64_t expert = topo_.first_expert(dst) + le;
+                const SendPlan& plan = *rec.plan;
+                const int64_t smooth_row = expert + (topo_.shared_rank_num > 0 ? 1 : 0);
+                for (int64_t i = plan.expert_begin[static_cast<std::size_t>(expert)];
+                     i < plan.expert_begin[static_cast<std::size_t>(expert + 1)]; ++i, ++row) {
+                    const int64_t flat = plan.entries_by_expert[static_cast<std::size_t>(i)];
+                    const int64_t token = flat / plan.top_k;
+                    copy_row(rec, token, row, smooth_row);
+                    if (own && write_expand_scales_) {
+                        const float weight = load2<float>(rec.expert_scales, token, flat % plan.top_k);
+                        store1<float>(*op_.out.expand_scales, row, weight);
+                    }
+                }
+            }
+        }
+    }
+
+private:
+    void copy_row(const DispatchRecord& src, int64_t token, int64_t dst_row, int64_t smooth_row) {
+        const TensorView& out = op_.out.expand_x;
+        const int64_t hidden = op_.hidden;
+        if (op_.config.quant_mode == 0) {
+            const auto elem = dtype_size(out.dtype);
+            if (src.x.stride(1) == 1 && out.stride(1) == 1) {
+                std::memcpy(element_ptr(out, dst_row, 0), element_ptr(src.x, token, 0),
+                            static_cast<std::size_t>(hidden) * elem);
+            } else {
+                for (int64_t c = 0; c < hidden; ++c) {
+                    std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
+                }
+            }
+            return;
+        }
+        // quantMode 2, int8: read the row once into binary32, quantize into the output row.
+        float* row = row_->data();
+        quant::load_row_f32(src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), row, hidden);
+        const float* smooth = nullptr;
+        int64_t smooth_stride = 1;
+        if (src.scales.data != nullptr) {
+            smooth = reinterpret_cast<const float*>(element_ptr(src.scales, smooth_row, 0));
+            smooth_stride = src.scales.stride(1);
+        }
+        const float scale = quant::quantize_row_int8(
+            row, smooth, smooth_stride, reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
+            out.stride(1), hidden);
+        store1<float>(*op_.out.dynamic_scales, dst_row, scale);
+    }
+
+    const DispatchOp& op_;
+    const Topology& topo_;
+    std::vector<float>* row_;
+    bool write_expand_scales_ = false;
+};
+
+void write_counts(const DispatchOp& op, const Topology& topo, const Scratch& s, int64_t own_rows,
+                  int64_t peer_rows) {
+    const int64_t rank = op.config.ep_rank_id;
+    const int64_t blocks = topo.world_size * topo.local_experts(rank);
+    for (int64_t i = 0; i < blocks; ++i) {
+        store1<int32_t>(op.out.ep_recv_counts, i,
+                        static_cast<int32_t>(s.own_layout.block_end[static_cast<std::size_t>(i)]));
+    }
+    if (op.tp) {
+        for (int64_t i = 0; i < blocks; ++i) {
+            store1<int32_t>(op.out.ep_recv_counts, blocks + i,
+                            static_cast<int32_t>(s.peer_layout.block_end[static_cast<std::size_t>(i)]));
+        }
+        store1<int32_t>(*op.out.tp_recv_counts, op.config.tp_rank_id, static_cast<int32_t>(own_rows));
+        store1<int32_t>(*op.out.tp_recv_counts, 1 - op.config.tp_rank_id, static_cast<int32_t>(peer_rows));
+    }
+    const int64_t local = topo.local_experts(rank);
+    if (local == 1) {
+        store1<int64_t>(op.out.expert_token_nums, 0, own_rows + peer_rows);
+        return;
+    }
+    int64_t previous = 0;
+    for (int64_t e = 0; e < local; ++e) {
+        const int64_t end = s.own_layout.block_end[static_cast<std::size_t>(e * topo.world_size + topo.world_size - 1)];
+        store1<int64_t>(op.out.expert_token_nums, e,
+                        op.config.expert_token_nums_type == 0 ? end : end - previous);
+        previous = end;
+    }
+}
+
+}  // namespace
+
+Status run_dispatch(const DispatchOp& op) {
+    Scratch& s = scratch();
+    const Topology topo = topology_of(op.config);
+    const TensorView& ids = op.in.expert_ids;
+    build_send_plan(static_cast<const int32_t*>(ids.data), ids.stride(0), ids.stride(1),
+                    op.num_tokens, op.top_k, op.config.moe_expert_num, &s.plan);
+
+    DispatchRecord mine;
+    const bool has_expert_scales = op.in.expert_scales.has_value();
+    mine.attrs = make_digest(1, op.config, op.top_k, op.hidden, op.in.x.dtype,
+                             op.out.expand_x.dtype, has_expert_scales);
+    mine.ep_rank = op.config.ep_rank_id;
+    mine.num_tokens = op.num_tokens;
+    mine.plan = &s.plan;
+    mine.x = op.in.x;
+    if (op.in.scales) mine.scales = *op.in.scales;
+    if (op.in.expert_scales) mine.expert_scales = *op.in.expert_scales;
+
+    CallRounds rounds(op.ep, op.tp);
+    if (Status st = rounds.begin(&mine, sizeof(mine), mine.attrs); !st.ok()) return st;
+    if (Status st = rounds.check_digests<DispatchRecord>(mine.attrs); !st.ok()) return st;
+
+    auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
+    auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
+    if (Status st = check_group(op, topo, own, rounds.ep_group().name()); !st.ok()) return st;
+    if (rounds.has_peer()) {
+        if (Status st = check_group(op, topo, peer, rounds.peer_group()->name()); !st.ok()) return st;
+    }
+
+    // The single copy.
+    const int64_t rank = op.config.ep_rank_id;
+    build_layout(topo, rank, own, &s.own_layout);
+    const int64_t own_rows = s.own_layout.total_rows;
+    int64_t peer_rows = 0;
+    RowFiller filler(op, topo, &s.row);
+    filler.fill(own, s.own_layout, 0, /*own=*/true);
+    if (rounds.has_peer()) {
+        build_layout(topo, rank, peer, &s.peer_layout);
+        peer_rows = s.peer_layout.total_rows;
+        filler.fill(peer, s.peer_layout, own_rows, /*own=*/false);
+    }
+
+    // SPEC §3: zero bytes past the real rows.
+    const int64_t used = own_rows + peer_rows;
+    zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0));
+    if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
+    if (op.out.expand_scales && has_expert_scales) {
+        zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
+    }
+    for (int64_t i = 0; i < op.num_tokens * op.top_k; ++i) {
+        store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
+    }
+    write_counts(op, topo, s, own_rows, peer_rows);
+
+    int failed_rank = -1;
+    std::string failed_group;
+    return rounds.finish(0, &failed_rank, &failed_group);
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,230 @@
+// The first phase: every check that needs no peer, read top to bottom like the seed's
+// constraint list. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (SPEC §7).
+#include <sstream>
+#include <string>
+
+#include "core/ops.hpp"
+
+namespace moedist::core {
+namespace {
+
+std::string shape_of(const TensorView& t) {
+    std::ostringstream out;
+    out << '(';
+    for (int32_t d = 0; d < t.ndim; ++d) out << (d ? ", " : "") << t.dim(d);
+    out << (t.ndim == 1 ? ",)" : ")");
+    return out.str();
+}
+
+Status fail(Code code, const std::string& param, const std::string& expected, const std::string& actual) {
+    return {code, param + " must be " + expected + ", got " + actual};
+}
+
+#define MOEDIST_REQUIRE(cond, code, param, expected, actual) \
+    do {                                                     \
+        if (!(cond)) return fail(code, param, expected, actual); \
+    } while (0)
+
+Status check_dtype(const TensorView& t, const char* name, std::initializer_list<DType> allowed) {
+    std::string names;
+    for (DType d : allowed) {
+        if (t.dtype == d) return Status::Ok();
+        names += (names.empty() ? "" : " or ") + std::string(dtype_name(d));
+    }
+    return fail(Code::kInvalidParam, std::string(name) + " dtype", names, dtype_name(t.dtype));
+}
+
+// ndim, non-negative extents and strides.
+Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
+    MOEDIST_REQUIRE(t.ndim == ndim, Code::kInnerTiling, std::string(name) + " dims",
+                    std::to_string(ndim), std::to_string(t.ndim) + " " + shape_of(t));
+    for (int32_t d = 0; d < ndim; ++d) {
+        MOEDIST_REQUIRE(t.dim(d) >= 0 && t.stride(d) >= 0, Code::kInnerTiling,
+                        std::string(name) + " shape and strides", "non-negative", shape_of(t));
+    }
+    MOEDIST_REQUIRE(t.data != nullptr || t.numel() == 0, Code::kNullptr, std::string(name) + " data",
+                    "non-null", "nullptr");
+    return Status::Ok();
+}
+
+Status check_min_1d(const TensorView& t, const char* name, int64_t min_len, const std::string& what) {
+    if (Status s = check_rank(t, name, 1); !s.ok()) return s;
+    MOEDIST_REQUIRE(t.dim(0) >= min_len, Code::kInnerTiling, std::string(name) + " dim 0",
+                    ">= " + what + " = " + std::to_string(min_len), std::to_string(t.dim(0)));
+    return Status::Ok();
+}
+
+#define MOEDIST_TRY(expr)             \
+    do {                              \
+        if (Status s_ = (expr); !s_.ok()) return s_; \
+    } while (0)
+
+Status check_communicators(const MoeConfig& config, const Communicator& ep, const std::optional<Communicator>& tp) {
+    MOEDIST_REQUIRE(ep.valid(), Code::kNullptr, "groupEp", "a communicator", "none");
+    MOEDIST_REQUIRE(ep.size() == config.ep_world_size, Code::kInnerTiling,
+                    "epWorldSize", "the size of '" + ep.name() + "' = " + std::to_string(ep.size()),
+                    std::to_string(config.ep_world_size));
+    MOEDIST_REQUIRE(ep.rank() == config.ep_rank_id, Code::kInnerTiling, "epRankId",
+                    "the rank in '" + ep.name() + "' = " + std::to_string(ep.rank()), std::to_string(config.ep_rank_id));
+    if (config.tp_size() == 2) {
+        MOEDIST_REQUIRE(tp.has_value() && tp->valid(), Code::kNullptr, "groupTp", "a communicator when tpWorldSize = 2", "none");
+        MOEDIST_REQUIRE(tp->size() == 2, Code::kInnerTiling, "the size of groupTp '" + tp->name() + "'", "2",
+                        std::to_string(tp->size()));
+        MOEDIST_REQUIRE(tp->rank() == config.tp_rank_id, Code::kInnerTiling, "tpRankId",
+                        "the rank in '" + tp->name() + "' = " + std::to_string(tp->rank()), std::to_string(config.tp_rank_id));
+        MOEDIST_REQUIRE(tp->group() != ep.group(), Code::kInnerTiling, "groupTp", "different from groupEp", tp->name());
+    }
+    return Status::Ok();
+}
+
+}  // namespace
+
+Status prepare_dispatch(const MoeConfig& config,
+                        const Communicator& ep,
+                        const std::optional<Communicator>& tp,
+                        const DispatchInputs& in,
+                        const DispatchOutputs& out,
+                        DispatchOp* op) {
+    MOEDIST_TRY(config.validate());
+    MOEDIST_TRY(check_communicators(config, ep, tp));
+    const bool quantizing = config.quant_mode != 0;
+    const int64_t T = config.tp_size();
+
+    // dtypes (161002)
+    MOEDIST_TRY(check_dtype(in.x, "x", {DType::kFloat16, DType::kBFloat16}));
+    MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
+    if (in.scales) MOEDIST_TRY(check_dtype(*in.scales, "scales", {DType::kFloat32}));
+    if (in.expert_scales) MOEDIST_TRY(check_dtype(*in.expert_scales, "expertScales", {DType::kFloat32}));
+    MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {quantizing ? DType::kInt8 : in.x.dtype}));
+    if (quantizing) {
+        MOEDIST_REQUIRE(out.dynamic_scales.has_value(), Code::kNullptr, "dynamicScales",
+                        "non-null when quantMode = 2", "nullptr");
+        MOEDIST_TRY(check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kFloat32}));
+    }
+    MOEDIST_TRY(check_dtype(out.expand_idx, "expandIdx", {DType::kInt32}));
+    MOEDIST_TRY(check_dtype(out.expert_token_nums, "expertTokenNums", {DType::kInt64}));
+    MOEDIST_TRY(check_dtype(out.ep_recv_counts, "epRecvCounts", {DType::kInt32}));
+    if (T == 2) {
+        MOEDIST_REQUIRE(out.tp_recv_counts.has_value(), Code::kNullptr, "tpRecvCounts",
+                        "non-null when tpWorldSize = 2", "nullptr");
+        MOEDIST_TRY(check_dtype(*out.tp_recv_counts, "tpRecvCounts", {DType::kInt32}));
+    }
+    if (out.expand_scales) MOEDIST_TRY(check_dtype(*out.expand_scales, "expandScales", {DType::kFloat32}));
+
+    // shapes (561002)
+    MOEDIST_TRY(check_rank(in.x, "x", 2));
+    MOEDIST_TRY(check_rank(in.expert_ids, "expertIds", 2));
+    const int64_t bs = in.x.dim(0);
+    const int64_t hidden = in.x.dim(1);
+    const int64_t top_k = in.expert_ids.dim(1);
+    MOEDIST_REQUIRE(hidden >= 1, Code::kInnerTiling, "H (x dim 1)", ">= 1", std::to_string(hidden));
+    MOEDIST_REQUIRE(in.expert_ids.dim(0) == bs, Code::kInnerTiling, "expertIds dim 0", "BS = " + std::to_string(bs),
+                    std::to_string(in.expert_ids.dim(0)));
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num, Code::kInnerTiling, "K (expertIds dim 1)",
+                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]", std::to_string(top_k));
+    if (config.global_bs != 0) {
+        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size, Code::kInnerTiling, "BS (x dim 0)",
+                        "<= maxBs = globalBs / epWorldSize = " + std::to_string(config.global_bs / config.ep_world_size),
+                        std::to_string(bs));
+    }
+    if (in.scales) {
+        MOEDIST_REQUIRE(quantizing, Code::kInnerTiling, "scales", "nullptr when quantMode = 0", "a tensor");
+        const int64_t rows = config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
+        MOEDIST_TRY(check_rank(*in.scales, "scales", 2));
+        MOEDIST_REQUIRE(in.scales->dim(0) == rows && in.scales->dim(1) == hidden, Code::kInnerTiling, "scales shape",
+                        "(" + std::to_string(rows) + ", " + std::to_string(hidden) + ")", shape_of(*in.scales));
+    }
+    if (in.expert_scales) {
+        MOEDIST_TRY(check_rank(*in.expert_scales, "expertScales", 2));
+        MOEDIST_REQUIRE(in.expert_scales->dim(0) == bs && in.expert_scales->dim(1) == top_k, Code::kInnerTiling,
+                        "expertScales shape", "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
+                        shape_of(*in.expert_scales));
+    }
+    const int64_t capacity = config.capacity_rows(bs, top_k);
+    MOEDIST_TRY(check_rank(out.expand_x, "expandX", 2));
+    MOEDIST_REQUIRE(out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden, Code::kInnerTiling,
+                    "expandX shape", "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
+                    shape_of(out.expand_x));
+    if (quantizing) MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", T * capacity, "T*A"));
+    MOEDIST_TRY(check_min_1d(out.expand_idx, "expandIdx", bs * top_k, "BS*K"));
+    MOEDIST_TRY(check_min_1d(out.expert_token_nums, "expertTokenNums", config.local_expert_num(), "localExpertNum"));
+    MOEDIST_TRY(check_min_1d(out.ep_recv_counts, "epRecvCounts", T * config.ep_world_size * config.local_expert_num(),
+                             "T*epWorldSize*localExpertNum"));
+    if (T == 2) MOEDIST_TRY(check_min_1d(*out.tp_recv_counts, "tpRecvCounts", 2, "tpWorldSize"));
+    if (out.expand_scales && in.expert_scales) {
+        MOEDIST_TRY(check_min_1d(*out.expand_scales, "expandScales", capacity, "A"));
+    }
+
+    op->config = config;
+    op->ep = ep;
+    op->tp = T == 2 ? tp : std::nullopt;
+    op->in = in;
+    op->out = out;
+    op->num_tokens = bs;
+    op->top_k = top_k;
+    op->hidden = hidden;
+    return Status::Ok();
+}
+
+Status prepare_combine(const MoeConfig& config,
+                       const Communicator& ep,
+                       const std::optional<Communicator>& tp,
+                       const CombineInputs& in,
+                       const TensorView& x_out,
+                       CombineOp* op) {
+    MOEDIST_TRY(config.validate());
+    MOEDIST_TRY(check_communicators(config, ep, tp));
+    const int64_t T = config.tp_size();
+
+    MOEDIST_TRY(check_dtype(in.expand_x, "expandX", {DType::kFloat16, DType::kBFloat16}));
+    MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
+    MOEDIST_TRY(check_dtype(in.expand_idx, "expandIdx", {DType::kInt32}));
+    MOEDIST_TRY(check_dtype(in.ep_send_counts, "epSendCounts", {DType::kInt32}));
+    MOEDIST_TRY(check_dtype(in.expert_scales, "expertScales", {DType::kFloat32}));
+    if (T == 2) {
+        MOEDIST_REQUIRE(in.tp_send_counts.has_value(), Code::kNullptr, "tpSendCounts",
+                        "non-null when tpWorldSize = 2", "nullptr");
+        MOEDIST_TRY(check_dtype(*in.tp_send_counts, "tpSendCounts", {DType::kInt32}));
+    }
+    MOEDIST_TRY(check_dtype(x_out, "x", {in.expand_x.dtype}));
+
+    MOEDIST_TRY(check_rank(in.expert_ids, "expertIds", 2));
+    const int64_t bs = in.expert_ids.dim(0);
+    const int64_t top_k = in.expert_ids.dim(1);
+    MOEDIST_TRY(check_rank(in.expand_x, "expandX", 2));
+    const int64_t hidden = in.expand_x.dim(1);
+    MOEDIST_REQUIRE(hidden >= 1, Code::kInnerTiling, "H (expandX dim 1)", ">= 1", std::to_string(hidden));
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num, Code::kInnerTiling, "K (expertIds dim 1)",
+                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]", std::to_string(top_k));
+    if (config.global_bs != 0) {
+        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size, Code::kInnerTiling, "BS (expertIds dim 0)",
+                        "<= maxBs = globalBs / epWorldSize = " + std::to_string(config.global_bs / config.ep_world_size),
+                        std::to_string(bs));
+    }
+    const int64_t capacity = config.capacity_rows(bs, top_k);
+    MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity, Code::kInnerTiling, "expandX dim 0",
+                    ">= T*A = " + std::to_string(T * capacity), std::to_string(in.expand_x.dim(0)));
+    MOEDIST_TRY(check_min_1d(in.expand_idx, "expandIdx", bs * top_k, "BS*K"));
+    MOEDIST_TRY(check_min_1d(in.ep_send_counts, "epSendCounts", T * config.ep_world_size * config.local_expert_num(),
+                             "T*epWorldSize*localExpertNum"));
+    MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
+    MOEDIST_REQUIRE(in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k, Code::kInnerTiling,
+                    "expertScales shape", "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
+                    shape_of(in.expert_scales));
+    if (T == 2) MOEDIST_TRY(check_min_1d(*in.tp_send_counts, "tpSendCounts", 2, "tpWorldSize"));
+    MOEDIST_TRY(check_rank(x_out, "x", 2));
+    MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden, Code::kInnerTiling, "x shape",
+                    "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")", shape_of(x_out));
+
+    op->config = config;
+    op->ep = ep;
+    op->tp = T == 2 ? tp : std::nullopt;
+    op->in = in;
+    op->x_out = x_out;
+    op->num_tokens = bs;
+    op->top_k = top_k;
+    op->hidden = hidden;
+    return Status::Ok();
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,160 @@
+#include "transport/local_group.hpp"
+
+#include <cstring>
+#include <thread>
+
+#include "util/env.hpp"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MOEDIST_PAUSE() _mm_pause()
+#else
+#define MOEDIST_PAUSE() ((void)0)
+#endif
+
+namespace moedist::transport {
+
+Clock::time_point call_deadline() {
+    return Clock::now() + std::chrono::milliseconds(util::timeout_ms());
+}
+
+LocalGroup::LocalGroup(int size, std::string name)
+    : size_(size), name_(std::move(name)), slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(size))) {}
+
+uint64_t LocalGroup::begin_call(int rank) { return slots_[static_cast<std::size_t>(rank)].next_call++; }
+
+void LocalGroup::arrive(int rank, uint64_t call, const void* record, std::size_t bytes) {
+    Slot& slot = slots_[static_cast<std::size_t>(rank)];
+    std::memcpy(slot.record[call % 2], record, bytes < kMaxRecordBytes ? bytes : kMaxRecordBytes);
+    slot.arrived.store(call + 1, std::memory_order_seq_cst);
+    notify();
+}
+
+const void* LocalGroup::record(int rank, uint64_t call) const {
+    return slots_[static_cast<std::size_t>(rank)].record[call % 2];
+}
+
+void LocalGroup::depart(int rank, uint64_t call, int32_t flag) {
+    Slot& slot = slots_[static_cast<std::size_t>(rank)];
+    slot.flag[call % 2].store(flag, std::memory_order_relaxed);
+    slot.departed.store(call + 1, std::memory_order_seq_cst);
+    notify();
+}
+
+void LocalGroup::notify() {
+    // Pairs with the waiter's increment of blocked_waiters_ before its last check (both seq_cst):
+    // either the waiter sees our store, or we see the waiter and wake it under the mutex.
+    if (blocked_waiters_.load(std::memory_order_seq_cst) > 0) {
+        { std::lock_guard<std::mutex> lock(mutex_); }
+        cv_.notify_all();
+    }
+}
+
+void LocalGroup::mark_broken(const std::string& reason) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!broken_.load(std::memory_order_relaxed)) {
+            broken_reason_ = reason;
+            broken_.store(true, std::memory_order_seq_cst);
+        }
+    }
+    cv_.notify_all();
+}
+
+Status LocalGroup::broken_status() const {
+    if (!broken_.load(std::memory_order_acquire)) return Status::Ok();
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {Code::kRuntime, "communicator '" + name_ + "' is broken: " + broken_reason_};
+}
+
+template <class Ready>
+Status LocalGroup::wait(Ready ready, Clock::time_point deadline, const char* round, uint64_t call) {
+    // Spin a little (a peer on another core is about to arrive), then yield (ranks may outnumber
+    // cores), then block.
+    for (int i = 0; i < 256; ++i) {
+        if (ready()) return Status::Ok();
+        if (broken_.load(std::memory_order_acquire)) return broken_status();
+        MOEDIST_PAUSE();
+    }
+    for (int i = 0; i < 64; ++i) {
+        if (ready()) return Status::Ok();
+        if (broken_.load(std::memory_order_acquire)) return broken_status();
+        std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    blocked_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    bool done = false;
+    while (!(done = ready()) && !broken_.load(std::memory_order_seq_cst)) {
+        if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+            done = ready();
+            break;
+        }
+    }
+    blocked_waiters_.fetch_sub(1, std::memory_order_seq_cst);
+    if (done) return Status::Ok();
+    if (broken_.load(std::memory_order_seq_cst)) {
+        return {Code::kRuntime, "communicator '" + name_ + "' is broken: " + broken_reason_};
+    }
+    // Timed out: name the first rank that has not reached this round.
+    int missing = -1;
+    for (int r = 0; r < size_; ++r) {
+        const Slot& slot = slots_[static_cast<std::size_t>(r)];
+        const auto& counter = std::strcmp(round, "arrive") == 0 ? slot.arrived : slot.departed;
+        if (counter.load(std::memory_order_acquire) <= call) {
+            missing = r;
+            break;
+        }
+    }
+    const std::string reason = "rank " + std::to_string(missing) + " of communicator '" + name_ +
+                               "' did not " + round + " (call " + std::to_string(call) +
+                               ") within MOEDIST_TIMEOUT_MS=" + std::to_string(util::timeout_ms()) +
+                               " ms";
+    if (!broken_.load(std::memory_order_relaxed)) {
+        broken_reason_ = reason;
+        broken_.store(true, std::memory_order_seq_cst);
+    }
+    lock.unlock();
+    cv_.notify_all();
+    return {Code::kRuntime, reason};
+}
+
+Status LocalGroup::wait_arrivals(uint64_t call, Clock::time_point deadline) {
+    auto ready = [this, call] {
+        for (int r = 0; r < size_; ++r) {
+            if (slots_[static_cast<std::size_t>(r)].arrived.load(std::memory_order_acquire) <= call) {
+                return false;
+            }
+        }
+        return true;
+    };
+    return wait(ready, deadline, "arrive", call);
+}
+
+Status LocalGroup::wait_departures(uint64_t call,
+                                   Clock::time_point deadline,
+                                   int32_t* flag,
+                                   int* flag_rank) {
+    auto ready = [this, call] {
+        for (int r = 0; r < size_; ++r) {
+            if (slots_[static_cast<std::size_t>(r)].departed.load(std::memory_order_acquire) <= call) {
+                return false;
+            }
+        }
+        return true;
+    };
+    Status status = wait(ready, deadline, "depart", call);
+    if (!status.ok()) return status;
+    *flag = 0;
+    *flag_rank = -1;
+    for (int r = 0; r < size_; ++r) {
+        const int32_t f = slots_[static_cast<std::size_t>(r)].flag[call % 2].load(std::memory_order_relaxed);
+        if (f != 0) {
+            *flag = f;
+            *flag_rank = r;
+            break;
+        }
+    }
+    return Status::Ok();
+}
+
+}  // namespace moedist::transport

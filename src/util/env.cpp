@@ -1,0 +1,32 @@
+#include "util/env.hpp"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace moedist::util {
+
+int64_t timeout_ms() {
+    static const int64_t value = [] {
+        const char* text = std::getenv("MOEDIST_TIMEOUT_MS");
+        if (text == nullptr || *text == '\0') return int64_t{30000};
+        char* end = nullptr;
+        const long long parsed = std::strtoll(text, &end, 10);
+        return (end != nullptr && *end == '\0' && parsed > 0) ? static_cast<int64_t>(parsed)
+                                                              : int64_t{30000};
+    }();
+    return value;
+}
+
+int debug_level() {
+    static const int value = [] {
+        const char* text = std::getenv("MOEDIST_DEBUG");
+        if (text == nullptr) return 0;
+        if (std::strcmp(text, "TRACE") == 0) return 3;
+        if (std::strcmp(text, "INFO") == 0) return 2;
+        if (std::strcmp(text, "WARN") == 0) return 1;
+        return 0;
+    }();
+    return value;
+}
+
+}  // namespace moedist::util

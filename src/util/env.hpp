@@ -1,0 +1,14 @@
+// Environment parameters, read once.
+#pragma once
+
+#include <cstdint>
+
+namespace moedist::util {
+
+// MOEDIST_TIMEOUT_MS (default 30000): the longest any wait for a peer may take.
+int64_t timeout_ms();
+
+// MOEDIST_DEBUG=WARN|INFO|TRACE (default off): 0 off, 1 warn, 2 info, 3 trace.
+int debug_level();
+
+}  // namespace moedist::util
