@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "quant/float_bits.hpp"
+
 namespace moedist::harness {
 namespace {
 
@@ -29,11 +31,13 @@ double unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t c, uint64_t d = 0) {
     return static_cast<double>(mix(h) >> 11) * 0x1p-53;
 }
 
+// The harness's own conversions only shape inputs and expert outputs (any deterministic function
+// serves); the fast inline ones keep the expert stage cheap.
 uint16_t to_bits(DType dtype, float v) {
-    return dtype == DType::kBFloat16 ? moedist_ref::f32_to_bf16(v) : moedist_ref::f32_to_f16(v);
+    return dtype == DType::kBFloat16 ? quant::f32_to_bf16(v) : quant::f32_to_f16(v);
 }
 float from_bits(DType dtype, uint16_t b) {
-    return dtype == DType::kBFloat16 ? moedist_ref::bf16_to_f32(b) : moedist_ref::f16_to_f32(b);
+    return dtype == DType::kBFloat16 ? quant::bf16_to_f32(b) : quant::f16_to_f32(b);
 }
 
 struct Layout {
@@ -182,18 +186,47 @@ std::string spec_error(const JobSpec& s) {
     return {};
 }
 
-JobReport run_job(const JobSpec& spec, int steps, bool check, const std::function<void(int)>& on_step) {
-    JobReport report;
-    Layout lay{spec.ep_world_size, spec.tp_size, spec.shared_rank_num, spec.moe_expert_num, spec.top_k,
-               spec.hidden, spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num), spec.tokens, 0};
+struct Job::State {
+    JobSpec spec;
+    Layout lay{};
+    moedist_ref::JobConfig cfg;
+    std::vector<moedist_ref::RankInput> inputs;
+    std::vector<RankBuffers> buf;
+    std::vector<std::vector<Communicator>> ep_groups;
+    std::vector<std::vector<Communicator>> tp_groups;
+    std::vector<std::optional<MoeDistributor>> moe;
+    std::vector<DispatchInputs> din;
+    std::vector<DispatchOutputs> dout;
+    std::vector<std::vector<uint8_t>> copy_src, copy_dst;
+    // Per rank, last task: start and end of dispatch (or memcpy) and of combine.
+    struct Stamps {
+        std::chrono::steady_clock::time_point d0, d1, c0, c1;
+    };
+    std::vector<Stamps> stamps;
+    enum class Task { kStep, kMemcpy, kStop } task = Task::kStep;
+    std::unique_ptr<std::barrier<>> control;  // ranks + the driving thread
+    std::unique_ptr<std::barrier<>> ranks_sync;
+    std::vector<std::thread> threads;
+
+    void rank_main(int g);
+    void run_step(int g);
+    void run_memcpy(int g);
+};
+
+Job::Job(const JobSpec& spec) : state_(new State) {
+    State& st = *state_;
+    st.spec = spec;
+    Layout& lay = st.lay;
+    lay = Layout{spec.ep_world_size, spec.tp_size, spec.shared_rank_num, spec.moe_expert_num, spec.top_k,
+                 spec.hidden, spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num), spec.tokens, 0};
     lay.global_bs = (spec.uneven_bs || !spec.global_bs_zero) ? spec.tokens * spec.ep_world_size : 0;
     const int ranks = lay.ranks();
     const int64_t H = lay.H;
-    const std::size_t x_elem = 2;
     const std::size_t out_elem = spec.quant_mode == 0 ? 2 : 1;
-
+    moedist_ref::JobConfig& cfg = st.cfg;
+    std::vector<moedist_ref::RankInput>& inputs = st.inputs;
+    std::vector<RankBuffers>& buf = st.buf;
     // Reference inputs and moedist buffers.
-    moedist_ref::JobConfig cfg;
     cfg.ep_world_size = lay.W;
     cfg.tp_size = lay.T;
     cfg.shared_rank_num = lay.S;
@@ -208,8 +241,8 @@ JobReport run_job(const JobSpec& spec, int steps, bool check, const std::functio
     cfg.expert_token_nums_type = spec.expert_token_nums_type;
     cfg.comm_quant_mode = spec.comm_quant_mode;
 
-    std::vector<moedist_ref::RankInput> inputs(static_cast<std::size_t>(ranks));
-    std::vector<RankBuffers> buf(static_cast<std::size_t>(ranks));
+    inputs.resize(static_cast<std::size_t>(ranks));
+    buf.resize(static_cast<std::size_t>(ranks));
     for (int g = 0; g < ranks; ++g) {
         auto& in = inputs[static_cast<std::size_t>(g)];
         auto& b = buf[static_cast<std::size_t>(g)];
@@ -274,96 +307,192 @@ JobReport run_job(const JobSpec& spec, int steps, bool check, const std::functio
     }
 
     // Groups: EP group t = ranks with tp rank t; TP group e = the two ranks of EP rank e.
-    std::vector<std::vector<Communicator>> ep_groups;
-    std::vector<std::vector<Communicator>> tp_groups;
-    for (int t = 0; t < lay.T; ++t) ep_groups.push_back(Communicator::create_local_group(lay.W, "harness_ep"));
+    for (int t = 0; t < lay.T; ++t) st.ep_groups.push_back(Communicator::create_local_group(lay.W, "harness_ep"));
     if (lay.T == 2) {
-        for (int e = 0; e < lay.W; ++e) tp_groups.push_back(Communicator::create_local_group(2, "harness_tp"));
+        for (int e = 0; e < lay.W; ++e) st.tp_groups.push_back(Communicator::create_local_group(2, "harness_tp"));
     }
 
-    std::vector<PhaseTimes> times(static_cast<std::size_t>(ranks * steps));
-    std::barrier sync(ranks);
-    auto rank_main = [&](int g) {
-        auto& b = buf[static_cast<std::size_t>(g)];
-        const int ep = lay.ep_of(g);
-        const int tp = lay.tp_of(g);
-        MoeConfig config;
-        config.ep_world_size = lay.W;
-        config.ep_rank_id = ep;
-        config.moe_expert_num = lay.E;
-        config.tp_world_size = lay.T == 2 ? 2 : 0;
-        config.tp_rank_id = tp;
-        config.shared_expert_num = lay.S > 0 ? 1 : 0;
-        config.shared_expert_rank_num = lay.S;
-        config.quant_mode = spec.quant_mode;
-        config.global_bs = lay.global_bs;
-        config.expert_token_nums_type = spec.expert_token_nums_type;
-        config.comm_quant_mode = spec.comm_quant_mode;
-        std::optional<Communicator> tpc;
-        if (lay.T == 2) tpc = tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)];
-        std::optional<MoeDistributor> moe;
-        b.status = MoeDistributor::create(ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)], tpc, config, &moe);
-        const int64_t bs = b.x.shape[0];
-        DispatchInputs in;
-        in.x = b.x;
-        in.expert_ids = TensorView::contiguous(b.expert_ids.data(), DType::kInt32, {bs, lay.K});
-        if (!b.scales.empty()) in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
-        if (spec.expand_scales) in.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
-        DispatchOutputs out;
-        out.expand_x = TensorView::contiguous(b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
-        if (spec.quant_mode != 0) out.dynamic_scales = TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
-        out.expand_idx = TensorView::contiguous(b.expand_idx.data(), DType::kInt32, {bs * lay.K});
-        out.expert_token_nums = TensorView::contiguous(b.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(b.expert_token_nums.size())});
-        out.ep_recv_counts = TensorView::contiguous(b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
-        if (lay.T == 2) out.tp_recv_counts = TensorView::contiguous(b.tp_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.tp_recv_counts.size())});
-        if (spec.expand_scales) out.expand_scales = TensorView::contiguous(b.expand_scales.data(), DType::kFloat32, {static_cast<int64_t>(b.expand_scales.size())});
 
-        for (int step = 0; step < steps && b.status.ok(); ++step) {
-            sync.arrive_and_wait();
-            auto t0 = std::chrono::steady_clock::now();
-            b.status = moe->try_dispatch(in, out);
-            auto t1 = std::chrono::steady_clock::now();
-            if (!b.status.ok()) break;
-            run_experts(spec, lay, g, b.expand_x.data(), b.dynamic_scales.data(), b.ep_recv_counts.data(),
-                        b.tp_recv_counts.data(), b.expert_out.data());
-            sync.arrive_and_wait();
-            CombineInputs cin;
-            cin.expand_x = TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, H});
-            cin.expert_ids = in.expert_ids;
-            cin.expand_idx = out.expand_idx;
-            cin.ep_send_counts = out.ep_recv_counts;
-            cin.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
-            cin.tp_send_counts = out.tp_recv_counts;
-            auto t2 = std::chrono::steady_clock::now();
-            b.status = moe->try_combine(cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, H}));
-            auto t3 = std::chrono::steady_clock::now();
-            auto& pt = times[static_cast<std::size_t>(step * ranks + g)];
-            pt.dispatch_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-            pt.combine_ms = std::chrono::duration<double, std::milli>(t3 - t2).count();
-            if (g == 0 && on_step) on_step(step);
-        }
-    };
-    {
-        std::vector<std::thread> threads;
-        for (int g = 0; g < ranks; ++g) threads.emplace_back(rank_main, g);
-        for (auto& th : threads) th.join();
+    st.moe.resize(static_cast<std::size_t>(ranks));
+    st.din.resize(static_cast<std::size_t>(ranks));
+    st.dout.resize(static_cast<std::size_t>(ranks));
+    st.copy_src.resize(static_cast<std::size_t>(ranks));
+    st.copy_dst.resize(static_cast<std::size_t>(ranks));
+    st.stamps.resize(static_cast<std::size_t>(ranks));
+    st.control = std::make_unique<std::barrier<>>(ranks + 1);
+    st.ranks_sync = std::make_unique<std::barrier<>>(ranks);
+    for (int g = 0; g < ranks; ++g) st.threads.emplace_back([&st, g] { st.rank_main(g); });
+}
+
+Job::~Job() {
+    state_->task = State::Task::kStop;
+    state_->control->arrive_and_wait();
+    for (auto& th : state_->threads) th.join();
+    delete state_;
+}
+
+void Job::State::rank_main(int g) {
+    auto& b = buf[static_cast<std::size_t>(g)];
+    const int ep = lay.ep_of(g);
+    const int tp = lay.tp_of(g);
+    const int64_t H = lay.H;
+    MoeConfig config;
+    config.ep_world_size = lay.W;
+    config.ep_rank_id = ep;
+    config.moe_expert_num = lay.E;
+    config.tp_world_size = lay.T == 2 ? 2 : 0;
+    config.tp_rank_id = tp;
+    config.shared_expert_num = lay.S > 0 ? 1 : 0;
+    config.shared_expert_rank_num = lay.S;
+    config.quant_mode = spec.quant_mode;
+    config.global_bs = lay.global_bs;
+    config.expert_token_nums_type = spec.expert_token_nums_type;
+    config.comm_quant_mode = spec.comm_quant_mode;
+    std::optional<Communicator> tpc;
+    if (lay.T == 2) tpc = tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)];
+    b.status = MoeDistributor::create(ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)], tpc,
+                                      config, &moe[static_cast<std::size_t>(g)]);
+    const int64_t bs = b.x.shape[0];
+    DispatchInputs& in = din[static_cast<std::size_t>(g)];
+    in.x = b.x;
+    in.expert_ids = TensorView::contiguous(b.expert_ids.data(), DType::kInt32, {bs, lay.K});
+    if (!b.scales.empty()) in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
+    if (spec.expand_scales) in.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+    DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
+    out.expand_x = TensorView::contiguous(b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
+    if (spec.quant_mode != 0) out.dynamic_scales = TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
+    out.expand_idx = TensorView::contiguous(b.expand_idx.data(), DType::kInt32, {bs * lay.K});
+    out.expert_token_nums = TensorView::contiguous(b.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(b.expert_token_nums.size())});
+    out.ep_recv_counts = TensorView::contiguous(b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
+    if (lay.T == 2) out.tp_recv_counts = TensorView::contiguous(b.tp_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.tp_recv_counts.size())});
+    if (spec.expand_scales) out.expand_scales = TensorView::contiguous(b.expand_scales.data(), DType::kFloat32, {static_cast<int64_t>(b.expand_scales.size())});
+    for (;;) {
+        control->arrive_and_wait();  // a task is set
+        if (task == Task::kStop) return;
+        if (task == Task::kStep) run_step(g);
+        if (task == Task::kMemcpy) run_memcpy(g);
+        control->arrive_and_wait();  // the task is done on every rank
     }
-    for (int g = 0; g < ranks; ++g) {
-        const Status& st = buf[static_cast<std::size_t>(g)].status;
+}
+
+// Every rank passes every barrier, failed or not, so a failure can never hang the job.
+void Job::State::run_step(int g) {
+    auto& b = buf[static_cast<std::size_t>(g)];
+    auto& pt = stamps[static_cast<std::size_t>(g)];
+    const DispatchInputs& in = din[static_cast<std::size_t>(g)];
+    const DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
+    const int64_t bs = b.x.shape[0];
+    pt.d0 = std::chrono::steady_clock::now();
+    if (b.status.ok()) b.status = moe[static_cast<std::size_t>(g)]->try_dispatch(in, out);
+    pt.d1 = std::chrono::steady_clock::now();
+    ranks_sync->arrive_and_wait();  // each phase is timed alone, not overlapped with experts
+    if (b.status.ok()) {
+        run_experts(spec, lay, g, b.expand_x.data(), b.dynamic_scales.data(), b.ep_recv_counts.data(),
+                    b.tp_recv_counts.data(), b.expert_out.data());
+    }
+    CombineInputs cin;
+    cin.expand_x = TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, lay.H});
+    cin.expert_ids = in.expert_ids;
+    cin.expand_idx = out.expand_idx;
+    cin.ep_send_counts = out.ep_recv_counts;
+    cin.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+    cin.tp_send_counts = out.tp_recv_counts;
+    ranks_sync->arrive_and_wait();
+    pt.c0 = std::chrono::steady_clock::now();
+    if (b.status.ok()) {
+        b.status = moe[static_cast<std::size_t>(g)]->try_combine(cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, lay.H}));
+    }
+    pt.c1 = std::chrono::steady_clock::now();
+}
+
+void Job::State::run_memcpy(int g) {
+    auto& b = buf[static_cast<std::size_t>(g)];
+    const std::size_t elem = spec.quant_mode == 0 ? 2 : 1;
+    const int ep = lay.ep_of(g);
+    const int64_t own = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
+                                   : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
+    const int64_t peer = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
+    const auto bytes = static_cast<std::size_t>((own + peer) * lay.H) * elem;
+    auto& src = copy_src[static_cast<std::size_t>(g)];
+    auto& dst = copy_dst[static_cast<std::size_t>(g)];
+    if (src.size() != bytes) {
+        src.assign(bytes, 1);
+        dst.assign(bytes, 0);
+    }
+    auto& pt = stamps[static_cast<std::size_t>(g)];
+    pt.d0 = std::chrono::steady_clock::now();
+    std::memcpy(dst.data(), src.data(), bytes);
+    pt.d1 = std::chrono::steady_clock::now();
+}
+
+// Wall time of a phase: first rank's start to last rank's end.
+template <class Stamps, class Member>
+double span_ms(const std::vector<Stamps>& stamps, Member begin, Member end) {
+    auto first = stamps.front().*begin;
+    auto last = stamps.front().*end;
+    for (const auto& s : stamps) {
+        first = std::min(first, s.*begin);
+        last = std::max(last, s.*end);
+    }
+    return std::chrono::duration<double, std::milli>(last - first).count();
+}
+
+PhaseTimes Job::step() {
+    state_->task = State::Task::kStep;
+    state_->control->arrive_and_wait();
+    state_->control->arrive_and_wait();
+    const auto& st = state_->stamps;
+    PhaseTimes wall;
+    wall.dispatch_ms = span_ms(st, &State::Stamps::d0, &State::Stamps::d1);
+    wall.combine_ms = span_ms(st, &State::Stamps::c0, &State::Stamps::c1);
+    return wall;
+}
+
+double Job::memcpy_baseline() {
+    state_->task = State::Task::kMemcpy;
+    state_->control->arrive_and_wait();
+    state_->control->arrive_and_wait();
+    return span_ms(state_->stamps, &State::Stamps::d0, &State::Stamps::d1);
+}
+
+Status Job::status() const {
+    for (std::size_t g = 0; g < state_->buf.size(); ++g) {
+        const Status& st = state_->buf[g].status;
         if (!st.ok()) {
-            report.ok = false;
-            report.first_mismatch = "rank " + std::to_string(g) + " failed with " + std::to_string(st.raw_code()) + ": " + st.message();
-            return report;
+            return {st.code(), "rank " + std::to_string(g) + " failed with " + std::to_string(st.raw_code()) + ": " + st.message()};
         }
     }
+    return Status::Ok();
+}
+
+JobReport run_job(const JobSpec& spec, int steps, bool check, const std::function<void(int)>& on_step) {
+    Job job(spec);
+    std::vector<PhaseTimes> times;
     for (int step = 0; step < steps; ++step) {
-        PhaseTimes slowest;
-        for (int g = 0; g < ranks; ++g) {
-            const auto& pt = times[static_cast<std::size_t>(step * ranks + g)];
-            slowest.dispatch_ms = std::max(slowest.dispatch_ms, pt.dispatch_ms);
-            slowest.combine_ms = std::max(slowest.combine_ms, pt.combine_ms);
-        }
-        report.steps.push_back(slowest);
+        times.push_back(job.step());
+        if (on_step) on_step(step);
+    }
+    JobReport report = job.check(check);
+    report.steps = std::move(times);
+    return report;
+}
+
+JobReport Job::check(bool with_reference) const {
+    JobReport report;
+    const JobSpec& spec = state_->spec;
+    const Layout& lay = state_->lay;
+    const moedist_ref::JobConfig& cfg = state_->cfg;
+    const auto& inputs = state_->inputs;
+    const auto& buf = state_->buf;
+    const int ranks = lay.ranks();
+    const int64_t H = lay.H;
+    const std::size_t x_elem = 2;
+    const std::size_t out_elem = spec.quant_mode == 0 ? 2 : 1;
+    const bool check = with_reference;
+    if (Status st = status(); !st.ok()) {
+        report.ok = false;
+        report.first_mismatch = st.message();
+        return report;
     }
     // Bytes and the load table (EP group 0).
     report.rows_per_expert.assign(static_cast<std::size_t>(lay.E + lay.S), 0);

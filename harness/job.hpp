@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "moedist/moedist.hpp"
+#include "moedist/status.hpp"
 #include "reference.hpp"
 
 namespace moedist::harness {
@@ -41,8 +42,9 @@ struct JobSpec {
     std::string describe() const;
 };
 
+// Wall time of each phase: from the first rank's start to the last rank's return.
 struct PhaseTimes {
-    double dispatch_ms = 0;  // slowest rank
+    double dispatch_ms = 0;
     double combine_ms = 0;
 };
 
@@ -55,7 +57,33 @@ struct JobReport {
     std::vector<int64_t> rows_per_expert;  // E MoE experts, then S shared ranks (own EP group 0)
 };
 
-// Builds inputs, runs `steps` steps, and compares every output of every rank with the reference
+// A job with its inputs, outputs and one persistent thread per rank.
+class Job {
+public:
+    explicit Job(const JobSpec& spec);
+    ~Job();
+    Job(const Job&) = delete;
+    Job& operator=(const Job&) = delete;
+
+    // One dispatch → expert → combine step on every rank; each phase timed alone.
+    // After a failure every later step is skipped; status() says why.
+    PhaseTimes step();
+    // The baseline of the same step: every rank memcpys as many bytes as its dispatch wrote
+    // (from a buffer of its own), timed like dispatch (wall time, milliseconds).
+    double memcpy_baseline();
+
+    // The first failed rank's status, or OK.
+    Status status() const;
+    // Compares the last step's outputs of every rank with the reference (sets ok/first_mismatch)
+    // and fills bytes and the load table.
+    JobReport check(bool with_reference) const;
+
+private:
+    struct State;
+    State* state_;
+};
+
+// Builds a Job, runs `steps` steps, and compares every output of every rank with the reference
 // (check = false skips the reference). `on_step` (optional) is called after each step.
 JobReport run_job(const JobSpec& spec, int steps, bool check,
                   const std::function<void(int)>& on_step = nullptr);

@@ -1,4 +1,5 @@
-/* acl/acl_rt.h — CANN's runtime API (devices, contexts, streams, memory), for moedist's CPU runtime.
+/* acl/acl_rt.h — CANN's runtime API (devices, contexts, streams, memory), for moedist's CPU
+ * runtime.
  *
  * A "device" is a logical rank (any id >= 0) and device memory is host memory. Streams run work
  * synchronously when an operation is called; synchronizing one returns (and clears) the first error
@@ -56,13 +57,17 @@ MOEDIST_C_API aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPol
 MOEDIST_C_API aclError aclrtFree(void *devPtr);
 MOEDIST_C_API aclError aclrtMallocHost(void **hostPtr, size_t size);
 MOEDIST_C_API aclError aclrtFreeHost(void *hostPtr);
-MOEDIST_C_API aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count,
-                                   aclrtMemcpyKind kind);
+MOEDIST_C_API aclError
+aclrtMemcpy(void *dst, size_t destMax, const void *src, size_t count, aclrtMemcpyKind kind);
 MOEDIST_C_API aclError aclrtMemset(void *devPtr, size_t maxCount, int32_t value, size_t count);
-MOEDIST_C_API aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, size_t count,
-                                        aclrtMemcpyKind kind, aclrtStream stream);
-MOEDIST_C_API aclError aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count,
+MOEDIST_C_API aclError aclrtMemcpyAsync(void *dst,
+                                        size_t destMax,
+                                        const void *src,
+                                        size_t count,
+                                        aclrtMemcpyKind kind,
                                         aclrtStream stream);
+MOEDIST_C_API aclError
+aclrtMemsetAsync(void *devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream);
 
 /* Streams. */
 MOEDIST_C_API aclError aclrtCreateStream(aclrtStream *stream);

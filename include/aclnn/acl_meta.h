@@ -69,9 +69,14 @@ constexpr aclnnStatus OK = 0;
 /* A view of viewDimsNum (<= 4) dims with element strides `stride` (NULL: row-major contiguous),
  * starting `offset` elements into tensorData. When storageDims are given the view must lie inside
  * them. Returns NULL (and sets the message of aclGetRecentErrMsg) on invalid arguments. */
-MOEDIST_C_API aclTensor *aclCreateTensor(const int64_t *viewDims, uint64_t viewDimsNum, aclDataType dataType,
-                                         const int64_t *stride, int64_t offset, aclFormat format,
-                                         const int64_t *storageDims, uint64_t storageDimsNum,
+MOEDIST_C_API aclTensor *aclCreateTensor(const int64_t *viewDims,
+                                         uint64_t viewDimsNum,
+                                         aclDataType dataType,
+                                         const int64_t *stride,
+                                         int64_t offset,
+                                         aclFormat format,
+                                         const int64_t *storageDims,
+                                         uint64_t storageDimsNum,
                                          void *tensorData);
 
 /* Frees the descriptor only (never tensorData). NULL is accepted. */

@@ -11,18 +11,39 @@ extern "C" {
 
 /* Phase 1: validates the arguments, plans the call and returns the workspace size and an executor
  * that the phase-2 call consumes. 27 arguments. */
-MOEDIST_C_API aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(
-    const aclTensor *x, const aclTensor *expertIds, const aclTensor *scales, const aclTensor *xActiveMask,
-    const aclTensor *expertScales, const char *groupEp, int64_t epWorldSize, int64_t epRankId,
-    int64_t moeExpertNum, const char *groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
-    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
-    int64_t expertTokenNumsType, aclTensor *expandX, aclTensor *dynamicScales, aclTensor *expandIdx,
-    aclTensor *expertTokenNums, aclTensor *epRecvCounts, aclTensor *tpRecvCounts, aclTensor *expandScales,
-    uint64_t *workspaceSize, aclOpExecutor **executor);
+MOEDIST_C_API aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(const aclTensor *x,
+                                                                     const aclTensor *expertIds,
+                                                                     const aclTensor *scales,
+                                                                     const aclTensor *xActiveMask,
+                                                                     const aclTensor *expertScales,
+                                                                     const char *groupEp,
+                                                                     int64_t epWorldSize,
+                                                                     int64_t epRankId,
+                                                                     int64_t moeExpertNum,
+                                                                     const char *groupTp,
+                                                                     int64_t tpWorldSize,
+                                                                     int64_t tpRankId,
+                                                                     int64_t expertShardType,
+                                                                     int64_t sharedExpertNum,
+                                                                     int64_t sharedExpertRankNum,
+                                                                     int64_t quantMode,
+                                                                     int64_t globalBs,
+                                                                     int64_t expertTokenNumsType,
+                                                                     aclTensor *expandX,
+                                                                     aclTensor *dynamicScales,
+                                                                     aclTensor *expandIdx,
+                                                                     aclTensor *expertTokenNums,
+                                                                     aclTensor *epRecvCounts,
+                                                                     aclTensor *tpRecvCounts,
+                                                                     aclTensor *expandScales,
+                                                                     uint64_t *workspaceSize,
+                                                                     aclOpExecutor **executor);
 
 /* Phase 2: runs the planned dispatch on `stream` and releases the executor. */
-MOEDIST_C_API aclnnStatus aclnnMoeDistributeDispatch(void *workspace, uint64_t workspaceSize,
-                                                     aclOpExecutor *executor, aclrtStream stream);
+MOEDIST_C_API aclnnStatus aclnnMoeDistributeDispatch(void *workspace,
+                                                     uint64_t workspaceSize,
+                                                     aclOpExecutor *executor,
+                                                     aclrtStream stream);
 
 #ifdef __cplusplus
 }

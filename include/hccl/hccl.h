@@ -14,9 +14,11 @@ extern "C" {
 #endif
 
 /* Joins the communicator described by the rank table JSON file at clusterInfo (CANN's formats:
- * "server_list"[]."device"[]."rank_id", or "group_list"[]."instance_list"[]."rank_id"). Ranks of one
- * file in one process form one group, created when the first of them joins. */
-MOEDIST_C_API HcclResult HcclCommInitClusterInfo(const char *clusterInfo, uint32_t rank, HcclComm *comm);
+ * "server_list"[]."device"[]."rank_id", or "group_list"[]."instance_list"[]."rank_id"). Ranks of
+ * one file in one process form one group, created when the first of them joins. */
+MOEDIST_C_API HcclResult HcclCommInitClusterInfo(const char *clusterInfo,
+                                                 uint32_t rank,
+                                                 HcclComm *comm);
 
 /* Creates one communicator of ndev ranks; comms[i] is rank i (on device devices[i]). */
 MOEDIST_C_API HcclResult HcclCommInitAll(uint32_t ndev, int32_t *devices, HcclComm *comms);

@@ -27,6 +27,7 @@
 #include "core/records.hpp"
 #include "core/tensor_access.hpp"
 #include "quant/row_kernels.hpp"
+#include "util/env.hpp"
 
 namespace moedist::core {
 namespace {
@@ -268,10 +269,12 @@ Status run_dispatch(const DispatchOp& op) {
 
     // SPEC §3: zero bytes past the real rows.
     const int64_t used = own_rows + peer_rows;
-    zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0));
-    if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
-    if (op.out.expand_scales && has_expert_scales) {
-        zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
+    if (util::zero_padding()) {
+        zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0));
+        if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
+        if (op.out.expand_scales && has_expert_scales) {
+            zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
+        }
     }
     for (int64_t i = 0; i < op.num_tokens * op.top_k; ++i) {
         store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);

@@ -58,7 +58,7 @@ struct State {
     std::unordered_map<int32_t, Context*> default_contexts;  // device -> its implicit context
     std::unordered_map<int32_t, int64_t> device_refs;        // device -> aclrtSetDevice count
     std::unordered_set<const Stream*> streams;
-    std::map<uintptr_t, Allocation> allocations;             // base address -> allocation
+    std::map<uintptr_t, Allocation> allocations;  // base address -> allocation
     std::unordered_set<const aclTensor*> tensors;
     int64_t init_count = 0;
 };
@@ -125,18 +125,22 @@ bool range_fits_locked(const State& s, const void* p, std::size_t count) {
 }
 
 aclError allocate(const char* api, void** ptr, std::size_t size, bool host) {
-    if (ptr == nullptr) return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " devPtr must be non-null, got null");
+    if (ptr == nullptr)
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " devPtr must be non-null, got null");
     *ptr = nullptr;
     // Size 0 still yields a distinct block (one alignment unit), so every success can be freed.
-    const std::size_t rounded = size == 0 ? kAlignment : (size + kAlignment - 1) / kAlignment * kAlignment;
+    const std::size_t rounded =
+        size == 0 ? kAlignment : (size + kAlignment - 1) / kAlignment * kAlignment;
     if (rounded < size) {
         return fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
                     std::string(api) + " size must be allocatable, got " + std::to_string(size));
     }
     void* block = std::aligned_alloc(kAlignment, rounded);
     if (block == nullptr) {
-        return fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
-                    std::string(api) + " size must be allocatable, got " + std::to_string(size) + " bytes");
+        return fail(
+            ACL_ERROR_RT_MEMORY_ALLOCATION,
+            std::string(api) + " size must be allocatable, got " + std::to_string(size) + " bytes");
     }
     State& s = state();
     try {
@@ -151,15 +155,18 @@ aclError allocate(const char* api, void** ptr, std::size_t size, bool host) {
 }
 
 aclError release(const char* api, void* ptr, bool host) {
-    if (ptr == nullptr) return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " pointer must be non-null, got null");
+    if (ptr == nullptr)
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " pointer must be non-null, got null");
     State& s = state();
     {
         std::lock_guard<std::mutex> lock(s.mutex);
         auto it = s.allocations.find(reinterpret_cast<uintptr_t>(ptr));
         if (it == s.allocations.end() || it->second.host != host) {
-            return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " pointer must come from " +
-                                                     (host ? "aclrtMallocHost" : "aclrtMalloc") + ", got " +
-                                                     pointer_text(ptr));
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        std::string(api) + " pointer must come from " +
+                            (host ? "aclrtMallocHost" : "aclrtMalloc") + ", got " +
+                            pointer_text(ptr));
         }
         s.allocations.erase(it);
     }
@@ -167,26 +174,35 @@ aclError release(const char* api, void* ptr, bool host) {
     return ACL_SUCCESS;
 }
 
-aclError copy(const char* api, void* dst, std::size_t dest_max, const void* src, std::size_t count, int kind) {
+aclError copy(const char* api,
+              void* dst,
+              std::size_t dest_max,
+              const void* src,
+              std::size_t count,
+              int kind) {
     if (count > dest_max) {
-        return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " count must be <= destMax (" +
-                                                 std::to_string(dest_max) + "), got " + std::to_string(count));
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " count must be <= destMax (" + std::to_string(dest_max) +
+                        "), got " + std::to_string(count));
     }
     if (kind < ACL_MEMCPY_HOST_TO_HOST || kind > ACL_MEMCPY_INTER_DEVICE_TO_DEVICE) {
-        return fail(ACL_ERROR_INVALID_PARAM,
-                    std::string(api) + " kind must be an aclrtMemcpyKind, got " + std::to_string(kind));
+        return fail(
+            ACL_ERROR_INVALID_PARAM,
+            std::string(api) + " kind must be an aclrtMemcpyKind, got " + std::to_string(kind));
     }
     if (count == 0) return ACL_SUCCESS;
     if (dst == nullptr || src == nullptr) {
-        return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " dst and src must be non-null, got " +
-                                                 pointer_text(dst) + " and " + pointer_text(src));
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " dst and src must be non-null, got " + pointer_text(dst) +
+                        " and " + pointer_text(src));
     }
     {
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         if (!range_fits_locked(s, dst, count) || !range_fits_locked(s, src, count)) {
-            return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " count must fit its allocation, got " +
-                                                     std::to_string(count) + " bytes");
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        std::string(api) + " count must fit its allocation, got " +
+                            std::to_string(count) + " bytes");
         }
     }
     std::memmove(dst, src, count);
@@ -195,17 +211,21 @@ aclError copy(const char* api, void* dst, std::size_t dest_max, const void* src,
 
 aclError fill(const char* api, void* ptr, std::size_t max_count, int32_t value, std::size_t count) {
     if (count > max_count) {
-        return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " count must be <= maxCount (" +
-                                                 std::to_string(max_count) + "), got " + std::to_string(count));
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " count must be <= maxCount (" + std::to_string(max_count) +
+                        "), got " + std::to_string(count));
     }
     if (count == 0) return ACL_SUCCESS;
-    if (ptr == nullptr) return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " devPtr must be non-null, got null");
+    if (ptr == nullptr)
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " devPtr must be non-null, got null");
     {
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         if (!range_fits_locked(s, ptr, count)) {
-            return fail(ACL_ERROR_INVALID_PARAM, std::string(api) + " count must fit its allocation, got " +
-                                                     std::to_string(count) + " bytes");
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        std::string(api) + " count must fit its allocation, got " +
+                            std::to_string(count) + " bytes");
         }
     }
     std::memset(ptr, static_cast<unsigned char>(value & 0xFF), count);
@@ -217,8 +237,9 @@ aclError take_stream_error_locked(State& s, aclrtStream stream, const char* api)
     if (stream == nullptr) return std::exchange(t_default_stream_error, 0);
     auto* handle = static_cast<Stream*>(stream);
     if (s.streams.count(handle) == 0) {
-        return fail(ACL_ERROR_INVALID_PARAM,
-                    std::string(api) + " stream must be a live stream, got " + pointer_text(stream));
+        return fail(
+            ACL_ERROR_INVALID_PARAM,
+            std::string(api) + " stream must be a live stream, got " + pointer_text(stream));
     }
     return handle->pending_error.exchange(0);
 }
@@ -226,13 +247,33 @@ aclError take_stream_error_locked(State& s, aclrtStream stream, const char* api)
 // Bytes per element of every aclDataType with a whole-byte size; 0 otherwise.
 std::size_t acl_dtype_bytes(aclDataType dtype) {
     switch (dtype) {
-        case ACL_FLOAT: case ACL_INT32: case ACL_UINT32: case ACL_COMPLEX32: return 4;
-        case ACL_FLOAT16: case ACL_BF16: case ACL_INT16: case ACL_UINT16: return 2;
-        case ACL_INT8: case ACL_UINT8: case ACL_BOOL: case ACL_HIFLOAT8: case ACL_FLOAT8_E5M2:
-        case ACL_FLOAT8_E4M3FN: case ACL_FLOAT8_E8M0: return 1;
-        case ACL_INT64: case ACL_UINT64: case ACL_DOUBLE: case ACL_COMPLEX64: return 8;
-        case ACL_COMPLEX128: return 16;
-        default: return 0;
+        case ACL_FLOAT:
+        case ACL_INT32:
+        case ACL_UINT32:
+        case ACL_COMPLEX32:
+            return 4;
+        case ACL_FLOAT16:
+        case ACL_BF16:
+        case ACL_INT16:
+        case ACL_UINT16:
+            return 2;
+        case ACL_INT8:
+        case ACL_UINT8:
+        case ACL_BOOL:
+        case ACL_HIFLOAT8:
+        case ACL_FLOAT8_E5M2:
+        case ACL_FLOAT8_E4M3FN:
+        case ACL_FLOAT8_E8M0:
+            return 1;
+        case ACL_INT64:
+        case ACL_UINT64:
+        case ACL_DOUBLE:
+        case ACL_COMPLEX64:
+            return 8;
+        case ACL_COMPLEX128:
+            return 16;
+        default:
+            return 0;
     }
 }
 
@@ -241,33 +282,45 @@ aclTensor* tensor_error(const std::string& message) {
     return nullptr;
 }
 
-aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDataType data_type,
-                         const int64_t* stride, int64_t offset, aclFormat format, const int64_t* storage_dims,
-                         uint64_t storage_dims_num, void* tensor_data) {
+aclTensor* create_tensor(const int64_t* view_dims,
+                         uint64_t view_dims_num,
+                         aclDataType data_type,
+                         const int64_t* stride,
+                         int64_t offset,
+                         aclFormat format,
+                         const int64_t* storage_dims,
+                         uint64_t storage_dims_num,
+                         void* tensor_data) {
     constexpr uint64_t kMaxStorageDims = 64;
     if (view_dims_num > static_cast<uint64_t>(moedist::TensorView::kMaxDims)) {
-        return tensor_error("viewDimsNum must be <= " + std::to_string(moedist::TensorView::kMaxDims) + ", got " +
-                            std::to_string(view_dims_num));
+        return tensor_error(
+            "viewDimsNum must be <= " + std::to_string(moedist::TensorView::kMaxDims) + ", got " +
+            std::to_string(view_dims_num));
     }
-    if (view_dims_num > 0 && view_dims == nullptr) return tensor_error("viewDims must be non-null, got null");
+    if (view_dims_num > 0 && view_dims == nullptr)
+        return tensor_error("viewDims must be non-null, got null");
     if (storage_dims_num > kMaxStorageDims) {
-        return tensor_error("storageDimsNum must be <= " + std::to_string(kMaxStorageDims) + ", got " +
-                            std::to_string(storage_dims_num));
+        return tensor_error("storageDimsNum must be <= " + std::to_string(kMaxStorageDims) +
+                            ", got " + std::to_string(storage_dims_num));
     }
-    if (storage_dims_num > 0 && storage_dims == nullptr) return tensor_error("storageDims must be non-null, got null");
+    if (storage_dims_num > 0 && storage_dims == nullptr)
+        return tensor_error("storageDims must be non-null, got null");
     if (offset < 0) return tensor_error("offset must be >= 0, got " + std::to_string(offset));
 
     const auto ndim = static_cast<std::size_t>(view_dims_num);
     std::vector<int64_t> dims(view_dims, view_dims + ndim);
     std::vector<int64_t> strides(ndim, 1);
     for (std::size_t d = 0; d < ndim; ++d) {
-        if (dims[d] < 0) return tensor_error("viewDims[" + std::to_string(d) + "] must be >= 0, got " + std::to_string(dims[d]));
+        if (dims[d] < 0)
+            return tensor_error("viewDims[" + std::to_string(d) + "] must be >= 0, got " +
+                                std::to_string(dims[d]));
     }
     if (stride != nullptr) {
         strides.assign(stride, stride + ndim);
         for (std::size_t d = 0; d < ndim; ++d) {
             if (strides[d] < 0) {
-                return tensor_error("stride[" + std::to_string(d) + "] must be >= 0, got " + std::to_string(strides[d]));
+                return tensor_error("stride[" + std::to_string(d) + "] must be >= 0, got " +
+                                    std::to_string(strides[d]));
             }
         }
     } else {
@@ -275,7 +328,8 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
         for (std::size_t d = ndim; d-- > 0;) {
             strides[d] = running;
             if (dims[d] != 0 && __builtin_mul_overflow(running, dims[d], &running)) {
-                return tensor_error("viewDims must describe an addressable tensor, got an overflowing shape");
+                return tensor_error(
+                    "viewDims must describe an addressable tensor, got an overflowing shape");
             }
         }
     }
@@ -288,7 +342,8 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
         int64_t reach = 0;
         if (dims[d] > 0 && (__builtin_mul_overflow(dims[d] - 1, strides[d], &reach) ||
                             __builtin_add_overflow(last, reach, &last))) {
-            return tensor_error("viewDims and stride must describe an addressable tensor, got an overflowing view");
+            return tensor_error(
+                "viewDims and stride must describe an addressable tensor, got an overflowing view");
         }
     }
     if (storage_dims_num > 0 && !empty) {
@@ -299,7 +354,8 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
                                     std::to_string(storage_dims[d]));
             }
             if (__builtin_mul_overflow(capacity, storage_dims[d], &capacity)) {
-                return tensor_error("storageDims must describe an addressable tensor, got an overflowing shape");
+                return tensor_error(
+                    "storageDims must describe an addressable tensor, got an overflowing shape");
             }
         }
         if (last >= capacity) {
@@ -313,8 +369,9 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
     if (offset != 0) {
         int64_t byte_offset = 0;
         if (elem_bytes == 0) {
-            return tensor_error("offset must be 0 for dataType " + std::to_string(static_cast<int>(data_type)) +
-                                ", got " + std::to_string(offset));
+            return tensor_error("offset must be 0 for dataType " +
+                                std::to_string(static_cast<int>(data_type)) + ", got " +
+                                std::to_string(offset));
         }
         if (__builtin_mul_overflow(offset, static_cast<int64_t>(elem_bytes), &byte_offset)) {
             return tensor_error("offset must be addressable, got " + std::to_string(offset));
@@ -330,7 +387,8 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
     tensor->strides = strides;
     tensor->offset = offset;
     tensor->format = format;
-    tensor->storage_dims.assign(storage_dims, storage_dims + static_cast<std::size_t>(storage_dims_num));
+    tensor->storage_dims.assign(storage_dims,
+                                storage_dims + static_cast<std::size_t>(storage_dims_num));
     tensor->storage = tensor_data;
     tensor->view.data = data;
     tensor->view.dtype = dtype;
@@ -350,19 +408,44 @@ aclTensor* create_tensor(const int64_t* view_dims, uint64_t view_dims_num, aclDa
 bool to_moedist_dtype(aclDataType acl_dtype, moedist::DType* out) {
     moedist::DType dtype{};
     switch (acl_dtype) {
-        case ACL_FLOAT: dtype = moedist::DType::kFloat32; break;
-        case ACL_FLOAT16: dtype = moedist::DType::kFloat16; break;
-        case ACL_BF16: dtype = moedist::DType::kBFloat16; break;
-        case ACL_INT8: dtype = moedist::DType::kInt8; break;
-        case ACL_UINT8: dtype = moedist::DType::kUInt8; break;
-        case ACL_INT32: dtype = moedist::DType::kInt32; break;
-        case ACL_INT64: dtype = moedist::DType::kInt64; break;
-        case ACL_BOOL: dtype = moedist::DType::kBool; break;
-        case ACL_FLOAT8_E4M3FN: dtype = moedist::DType::kFp8E4M3; break;
-        case ACL_FLOAT8_E5M2: dtype = moedist::DType::kFp8E5M2; break;
-        case ACL_HIFLOAT8: dtype = moedist::DType::kHiFloat8; break;
-        case ACL_FLOAT8_E8M0: dtype = moedist::DType::kE8M0; break;
-        default: return false;
+        case ACL_FLOAT:
+            dtype = moedist::DType::kFloat32;
+            break;
+        case ACL_FLOAT16:
+            dtype = moedist::DType::kFloat16;
+            break;
+        case ACL_BF16:
+            dtype = moedist::DType::kBFloat16;
+            break;
+        case ACL_INT8:
+            dtype = moedist::DType::kInt8;
+            break;
+        case ACL_UINT8:
+            dtype = moedist::DType::kUInt8;
+            break;
+        case ACL_INT32:
+            dtype = moedist::DType::kInt32;
+            break;
+        case ACL_INT64:
+            dtype = moedist::DType::kInt64;
+            break;
+        case ACL_BOOL:
+            dtype = moedist::DType::kBool;
+            break;
+        case ACL_FLOAT8_E4M3FN:
+            dtype = moedist::DType::kFp8E4M3;
+            break;
+        case ACL_FLOAT8_E5M2:
+            dtype = moedist::DType::kFp8E5M2;
+            break;
+        case ACL_HIFLOAT8:
+            dtype = moedist::DType::kHiFloat8;
+            break;
+        case ACL_FLOAT8_E8M0:
+            dtype = moedist::DType::kE8M0;
+            break;
+        default:
+            return false;
     }
     if (out != nullptr) *out = dtype;
     return true;
@@ -458,7 +541,8 @@ size_t aclDataTypeSize(aclDataType dataType) { return moedist::runtime::acl_dtyp
 aclError aclrtSetDevice(int32_t deviceId) {
     return guarded("aclrtSetDevice", [&] {
         if (deviceId < 0) {
-            return fail(ACL_ERROR_RT_INVALID_DEVICEID, "aclrtSetDevice deviceId must be >= 0, got " + std::to_string(deviceId));
+            return fail(ACL_ERROR_RT_INVALID_DEVICEID,
+                        "aclrtSetDevice deviceId must be >= 0, got " + std::to_string(deviceId));
         }
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
@@ -473,7 +557,8 @@ aclError aclrtSetDevice(int32_t deviceId) {
 aclError aclrtResetDevice(int32_t deviceId) {
     return guarded("aclrtResetDevice", [&] {
         if (deviceId < 0) {
-            return fail(ACL_ERROR_RT_INVALID_DEVICEID, "aclrtResetDevice deviceId must be >= 0, got " + std::to_string(deviceId));
+            return fail(ACL_ERROR_RT_INVALID_DEVICEID,
+                        "aclrtResetDevice deviceId must be >= 0, got " + std::to_string(deviceId));
         }
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
@@ -489,9 +574,12 @@ aclError aclrtResetDevice(int32_t deviceId) {
 
 aclError aclrtGetDevice(int32_t* deviceId) {
     return guarded("aclrtGetDevice", [&] {
-        if (deviceId == nullptr) return fail(ACL_ERROR_INVALID_PARAM, "aclrtGetDevice deviceId must be non-null, got null");
+        if (deviceId == nullptr)
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        "aclrtGetDevice deviceId must be non-null, got null");
         if (moedist::runtime::t_device < 0) {
-            return fail(ACL_ERROR_RT_CONTEXT_NULL, "aclrtGetDevice current device must be set, got none");
+            return fail(ACL_ERROR_RT_CONTEXT_NULL,
+                        "aclrtGetDevice current device must be set, got none");
         }
         *deviceId = moedist::runtime::t_device;
         return ACL_SUCCESS;
@@ -514,11 +602,16 @@ aclError aclrtSynchronizeDevice(void) {
 
 aclError aclrtCreateContext(aclrtContext* context, int32_t deviceId) {
     return guarded("aclrtCreateContext", [&] {
-        if (context == nullptr) return fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateContext context must be non-null, got null");
+        if (context == nullptr)
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        "aclrtCreateContext context must be non-null, got null");
         if (deviceId < 0) {
-            return fail(ACL_ERROR_RT_INVALID_DEVICEID, "aclrtCreateContext deviceId must be >= 0, got " + std::to_string(deviceId));
+            return fail(
+                ACL_ERROR_RT_INVALID_DEVICEID,
+                "aclrtCreateContext deviceId must be >= 0, got " + std::to_string(deviceId));
         }
-        auto created = std::make_unique<moedist::runtime::Context>(moedist::runtime::Context{deviceId, false});
+        auto created =
+            std::make_unique<moedist::runtime::Context>(moedist::runtime::Context{deviceId, false});
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         s.contexts.insert(created.get());
@@ -537,7 +630,8 @@ aclError aclrtDestroyContext(aclrtContext context) {
             std::lock_guard<std::mutex> lock(s.mutex);
             if (handle == nullptr || s.contexts.count(handle) == 0 || handle->is_default) {
                 return fail(ACL_ERROR_INVALID_PARAM,
-                            "aclrtDestroyContext context must come from aclrtCreateContext, got " + pointer_text(context));
+                            "aclrtDestroyContext context must come from aclrtCreateContext, got " +
+                                pointer_text(context));
             }
             s.contexts.erase(handle);
         }
@@ -554,7 +648,8 @@ aclError aclrtSetCurrentContext(aclrtContext context) {
         auto* handle = static_cast<const moedist::runtime::Context*>(context);
         if (handle == nullptr || s.contexts.count(handle) == 0) {
             return fail(ACL_ERROR_INVALID_PARAM,
-                        "aclrtSetCurrentContext context must be a live context, got " + pointer_text(context));
+                        "aclrtSetCurrentContext context must be a live context, got " +
+                            pointer_text(context));
         }
         moedist::runtime::t_device = handle->device;
         moedist::runtime::t_context = context;
@@ -564,14 +659,17 @@ aclError aclrtSetCurrentContext(aclrtContext context) {
 
 aclError aclrtGetCurrentContext(aclrtContext* context) {
     return guarded("aclrtGetCurrentContext", [&] {
-        if (context == nullptr) return fail(ACL_ERROR_INVALID_PARAM, "aclrtGetCurrentContext context must be non-null, got null");
+        if (context == nullptr)
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        "aclrtGetCurrentContext context must be non-null, got null");
         *context = nullptr;
         if (moedist::runtime::t_context != nullptr) {
             *context = moedist::runtime::t_context;
             return ACL_SUCCESS;
         }
         if (moedist::runtime::t_device < 0) {
-            return fail(ACL_ERROR_RT_CONTEXT_NULL, "aclrtGetCurrentContext current context must be set, got none");
+            return fail(ACL_ERROR_RT_CONTEXT_NULL,
+                        "aclrtGetCurrentContext current context must be set, got none");
         }
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
@@ -582,45 +680,64 @@ aclError aclrtGetCurrentContext(aclrtContext* context) {
 }
 
 aclError aclrtMalloc(void** devPtr, size_t size, aclrtMemMallocPolicy /*policy*/) {
-    return guarded("aclrtMalloc", [&] { return moedist::runtime::allocate("aclrtMalloc", devPtr, size, false); });
+    return guarded("aclrtMalloc",
+                   [&] { return moedist::runtime::allocate("aclrtMalloc", devPtr, size, false); });
 }
 
 aclError aclrtFree(void* devPtr) {
-    return guarded("aclrtFree", [&] { return moedist::runtime::release("aclrtFree", devPtr, false); });
+    return guarded("aclrtFree",
+                   [&] { return moedist::runtime::release("aclrtFree", devPtr, false); });
 }
 
 aclError aclrtMallocHost(void** hostPtr, size_t size) {
-    return guarded("aclrtMallocHost", [&] { return moedist::runtime::allocate("aclrtMallocHost", hostPtr, size, true); });
+    return guarded("aclrtMallocHost", [&] {
+        return moedist::runtime::allocate("aclrtMallocHost", hostPtr, size, true);
+    });
 }
 
 aclError aclrtFreeHost(void* hostPtr) {
-    return guarded("aclrtFreeHost", [&] { return moedist::runtime::release("aclrtFreeHost", hostPtr, true); });
+    return guarded("aclrtFreeHost",
+                   [&] { return moedist::runtime::release("aclrtFreeHost", hostPtr, true); });
 }
 
-aclError aclrtMemcpy(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind) {
+aclError aclrtMemcpy(
+    void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind) {
     return guarded("aclrtMemcpy", [&] {
-        return moedist::runtime::copy("aclrtMemcpy", dst, destMax, src, count, static_cast<int>(kind));
+        return moedist::runtime::copy(
+            "aclrtMemcpy", dst, destMax, src, count, static_cast<int>(kind));
     });
 }
 
 aclError aclrtMemset(void* devPtr, size_t maxCount, int32_t value, size_t count) {
-    return guarded("aclrtMemset", [&] { return moedist::runtime::fill("aclrtMemset", devPtr, maxCount, value, count); });
-}
-
-aclError aclrtMemcpyAsync(void* dst, size_t destMax, const void* src, size_t count, aclrtMemcpyKind kind,
-                          aclrtStream stream) {
-    return guarded("aclrtMemcpyAsync", [&] {
-        if (!moedist::runtime::stream_is_live(stream)) {
-            return fail(ACL_ERROR_INVALID_PARAM, "aclrtMemcpyAsync stream must be a live stream, got " + pointer_text(stream));
-        }
-        return moedist::runtime::copy("aclrtMemcpyAsync", dst, destMax, src, count, static_cast<int>(kind));
+    return guarded("aclrtMemset", [&] {
+        return moedist::runtime::fill("aclrtMemset", devPtr, maxCount, value, count);
     });
 }
 
-aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream) {
+aclError aclrtMemcpyAsync(void* dst,
+                          size_t destMax,
+                          const void* src,
+                          size_t count,
+                          aclrtMemcpyKind kind,
+                          aclrtStream stream) {
+    return guarded("aclrtMemcpyAsync", [&] {
+        if (!moedist::runtime::stream_is_live(stream)) {
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "aclrtMemcpyAsync stream must be a live stream, got " + pointer_text(stream));
+        }
+        return moedist::runtime::copy(
+            "aclrtMemcpyAsync", dst, destMax, src, count, static_cast<int>(kind));
+    });
+}
+
+aclError aclrtMemsetAsync(
+    void* devPtr, size_t maxCount, int32_t value, size_t count, aclrtStream stream) {
     return guarded("aclrtMemsetAsync", [&] {
         if (!moedist::runtime::stream_is_live(stream)) {
-            return fail(ACL_ERROR_INVALID_PARAM, "aclrtMemsetAsync stream must be a live stream, got " + pointer_text(stream));
+            return fail(
+                ACL_ERROR_INVALID_PARAM,
+                "aclrtMemsetAsync stream must be a live stream, got " + pointer_text(stream));
         }
         return moedist::runtime::fill("aclrtMemsetAsync", devPtr, maxCount, value, count);
     });
@@ -628,7 +745,9 @@ aclError aclrtMemsetAsync(void* devPtr, size_t maxCount, int32_t value, size_t c
 
 aclError aclrtCreateStream(aclrtStream* stream) {
     return guarded("aclrtCreateStream", [&] {
-        if (stream == nullptr) return fail(ACL_ERROR_INVALID_PARAM, "aclrtCreateStream stream must be non-null, got null");
+        if (stream == nullptr)
+            return fail(ACL_ERROR_INVALID_PARAM,
+                        "aclrtCreateStream stream must be non-null, got null");
         auto created = std::make_unique<moedist::runtime::Stream>();
         created->device = moedist::runtime::t_device;
         State& s = state();
@@ -647,7 +766,8 @@ aclError aclrtDestroyStream(aclrtStream stream) {
             std::lock_guard<std::mutex> lock(s.mutex);
             if (handle == nullptr || s.streams.count(handle) == 0) {
                 return fail(ACL_ERROR_INVALID_PARAM,
-                            "aclrtDestroyStream stream must come from aclrtCreateStream, got " + pointer_text(stream));
+                            "aclrtDestroyStream stream must come from aclrtCreateStream, got " +
+                                pointer_text(stream));
             }
             s.streams.erase(handle);
         }
@@ -668,22 +788,38 @@ aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout) 
     return guarded("aclrtSynchronizeStreamWithTimeout", [&] {
         if (timeout < -1) {
             return fail(ACL_ERROR_INVALID_PARAM,
-                        "aclrtSynchronizeStreamWithTimeout timeout must be -1 or >= 0, got " + std::to_string(timeout));
+                        "aclrtSynchronizeStreamWithTimeout timeout must be -1 or >= 0, got " +
+                            std::to_string(timeout));
         }
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
-        return moedist::runtime::take_stream_error_locked(s, stream, "aclrtSynchronizeStreamWithTimeout");
+        return moedist::runtime::take_stream_error_locked(
+            s, stream, "aclrtSynchronizeStreamWithTimeout");
     });
 }
 
-aclTensor* aclCreateTensor(const int64_t* viewDims, uint64_t viewDimsNum, aclDataType dataType, const int64_t* stride,
-                           int64_t offset, aclFormat format, const int64_t* storageDims, uint64_t storageDimsNum,
+aclTensor* aclCreateTensor(const int64_t* viewDims,
+                           uint64_t viewDimsNum,
+                           aclDataType dataType,
+                           const int64_t* stride,
+                           int64_t offset,
+                           aclFormat format,
+                           const int64_t* storageDims,
+                           uint64_t storageDimsNum,
                            void* tensorData) {
     try {
-        return moedist::runtime::create_tensor(viewDims, viewDimsNum, dataType, stride, offset, format, storageDims,
-                                               storageDimsNum, tensorData);
+        return moedist::runtime::create_tensor(viewDims,
+                                               viewDimsNum,
+                                               dataType,
+                                               stride,
+                                               offset,
+                                               format,
+                                               storageDims,
+                                               storageDimsNum,
+                                               tensorData);
     } catch (...) {
-        moedist::runtime::set_recent_error("aclCreateTensor memory must be available, got an allocation failure");
+        moedist::runtime::set_recent_error(
+            "aclCreateTensor memory must be available, got an allocation failure");
         return nullptr;
     }
 }
@@ -695,8 +831,9 @@ aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
             State& s = state();
             std::lock_guard<std::mutex> lock(s.mutex);
             if (s.tensors.erase(tensor) == 0) {
-                moedist::runtime::set_recent_error("aclDestroyTensor tensor must be a live aclTensor, got " +
-                                                   pointer_text(tensor));
+                moedist::runtime::set_recent_error(
+                    "aclDestroyTensor tensor must be a live aclTensor, got " +
+                    pointer_text(tensor));
                 return ACLNN_ERR_PARAM_INVALID;
             }
         }

@@ -15,13 +15,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <system_error>
 #include <unordered_set>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hccl/hccl.h"
 #include "runtime/objects.hpp"
@@ -29,7 +28,7 @@
 namespace moedist::runtime {
 namespace {
 
-constexpr std::size_t kMaxPathLength = 4096;             // CANN's limit for clusterInfo
+constexpr std::size_t kMaxPathLength = 4096;              // CANN's limit for clusterInfo
 constexpr std::uintmax_t kMaxRankTableBytes = 64u << 20;  // far beyond any real rank table
 
 struct PendingGroup {
@@ -87,7 +86,8 @@ int64_t parse_rank_id(const nlohmann::json& value) {
     const std::string& text = value.get_ref<const std::string&>();
     int64_t id = -1;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
-    if (error != std::errc() || end != text.data() + text.size() || text.empty() || id < 0) return -1;
+    if (error != std::errc() || end != text.data() + text.size() || text.empty() || id < 0)
+        return -1;
     return id;
 }
 
@@ -158,7 +158,8 @@ int rank_count(const nlohmann::json& table, std::string* why) {
     std::vector<bool> seen(ids.size(), false);
     for (const int64_t id : ids) {
         if (id >= static_cast<int64_t>(ids.size()) || seen[static_cast<std::size_t>(id)]) {
-            *why = "rank_ids must be 0.." + std::to_string(ids.size() - 1) + " each once, got " + std::to_string(id);
+            *why = "rank_ids must be 0.." + std::to_string(ids.size() - 1) + " each once, got " +
+                   std::to_string(id);
             return 0;
         }
         seen[static_cast<std::size_t>(id)] = true;
@@ -168,42 +169,53 @@ int rank_count(const nlohmann::json& table, std::string* why) {
 
 HcclResult init_cluster_info(const char* cluster_info, uint32_t rank, HcclComm* comm) {
     if (cluster_info == nullptr || comm == nullptr) {
-        return fail(HCCL_E_PTR, "HcclCommInitClusterInfo clusterInfo and comm must be non-null, got null");
+        return fail(HCCL_E_PTR,
+                    "HcclCommInitClusterInfo clusterInfo and comm must be non-null, got null");
     }
     *comm = nullptr;
     const std::size_t length = strnlen(cluster_info, kMaxPathLength);
     if (length == 0 || length >= kMaxPathLength) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo clusterInfo must be a path of 1..4095 characters, got " +
-                                     std::to_string(length) + (length >= kMaxPathLength ? " or more" : ""));
+        return fail(
+            HCCL_E_PARA,
+            "HcclCommInitClusterInfo clusterInfo must be a path of 1..4095 characters, got " +
+                std::to_string(length) + (length >= kMaxPathLength ? " or more" : ""));
     }
     std::error_code error;
     const std::filesystem::path path = std::filesystem::canonical(cluster_info, error);
     const std::uintmax_t bytes = error ? 0 : std::filesystem::file_size(path, error);
     if (error) {
-        return fail(HCCL_E_OPEN_FILE_FAILURE, "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
-                                                  std::string(cluster_info) + "': " + error.message());
+        return fail(HCCL_E_OPEN_FILE_FAILURE,
+                    "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
+                        std::string(cluster_info) + "': " + error.message());
     }
     if (bytes > kMaxRankTableBytes) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo rank table must be at most 64 MiB, got " +
-                                     std::to_string(bytes) + " bytes");
+        return fail(HCCL_E_PARA,
+                    "HcclCommInitClusterInfo rank table must be at most 64 MiB, got " +
+                        std::to_string(bytes) + " bytes");
     }
     std::ifstream file(path, std::ios::binary);
     std::ostringstream text;
     text << file.rdbuf();
     if (!file) {
         return fail(HCCL_E_OPEN_FILE_FAILURE,
-                    "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" + path.string() + "'");
+                    "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
+                        path.string() + "'");
     }
-    const nlohmann::json table = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+    const nlohmann::json table =
+        nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
     if (table.is_discarded()) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo rank table must be valid JSON, got '" + path.string() + "'");
+        return fail(
+            HCCL_E_PARA,
+            "HcclCommInitClusterInfo rank table must be valid JSON, got '" + path.string() + "'");
     }
     std::string why;
     const int size = rank_count(table, &why);
-    if (size == 0) return fail(HCCL_E_PARA, "HcclCommInitClusterInfo " + why + " ('" + path.string() + "')");
+    if (size == 0)
+        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo " + why + " ('" + path.string() + "')");
     if (rank >= static_cast<uint32_t>(size)) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo rank must be < " + std::to_string(size) + " (ranks in '" +
-                                     path.string() + "'), got " + std::to_string(rank));
+        return fail(HCCL_E_PARA,
+                    "HcclCommInitClusterInfo rank must be < " + std::to_string(size) +
+                        " (ranks in '" + path.string() + "'), got " + std::to_string(rank));
     }
 
     State& s = state();
@@ -214,21 +226,24 @@ HcclResult init_cluster_info(const char* cluster_info, uint32_t rank, HcclComm* 
         group.size = size;
         group.handles = moedist::Communicator::create_local_group(size);
         if (static_cast<int>(group.handles.size()) != size) {
-            return fail(HCCL_E_INTERNAL, "HcclCommInitClusterInfo group must hold " + std::to_string(size) +
-                                             " ranks, got " + std::to_string(group.handles.size()));
+            return fail(HCCL_E_INTERNAL,
+                        "HcclCommInitClusterInfo group must hold " + std::to_string(size) +
+                            " ranks, got " + std::to_string(group.handles.size()));
         }
         group.joined.assign(static_cast<std::size_t>(size), false);
         it = s.pending.emplace(path.string(), std::move(group)).first;
     }
     PendingGroup& group = it->second;
     if (group.size != size) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo rank table must keep " + std::to_string(group.size) +
-                                     " ranks while its group forms, got " + std::to_string(size));
+        return fail(HCCL_E_PARA,
+                    "HcclCommInitClusterInfo rank table must keep " + std::to_string(group.size) +
+                        " ranks while its group forms, got " + std::to_string(size));
     }
     const auto index = static_cast<std::size_t>(rank);
     if (group.joined[index]) {
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo rank must join '" + path.string() +
-                                     "' once, got rank " + std::to_string(rank) + " again");
+        return fail(HCCL_E_PARA,
+                    "HcclCommInitClusterInfo rank must join '" + path.string() +
+                        "' once, got rank " + std::to_string(rank) + " again");
     }
     auto object = std::make_unique<CommObject>(CommObject{group.handles[index]});
     s.comms.insert(object.get());
@@ -243,23 +258,28 @@ HcclResult init_all(uint32_t ndev, const int32_t* devices, HcclComm* comms) {
         return fail(HCCL_E_PTR, "HcclCommInitAll devices and comms must be non-null, got null");
     }
     if (ndev == 0 || ndev > static_cast<uint32_t>(INT32_MAX)) {
-        return fail(HCCL_E_PARA, "HcclCommInitAll ndev must be in [1, 2^31), got " + std::to_string(ndev));
+        return fail(HCCL_E_PARA,
+                    "HcclCommInitAll ndev must be in [1, 2^31), got " + std::to_string(ndev));
     }
     std::unordered_set<int32_t> seen;
     for (uint32_t i = 0; i < ndev; ++i) {
         if (devices[i] < 0 || !seen.insert(devices[i]).second) {
-            return fail(HCCL_E_PARA, "HcclCommInitAll devices must be distinct ids >= 0, got devices[" +
-                                         std::to_string(i) + "] = " + std::to_string(devices[i]));
+            return fail(HCCL_E_PARA,
+                        "HcclCommInitAll devices must be distinct ids >= 0, got devices[" +
+                            std::to_string(i) + "] = " + std::to_string(devices[i]));
         }
     }
-    std::vector<moedist::Communicator> handles = moedist::Communicator::create_local_group(static_cast<int>(ndev));
+    std::vector<moedist::Communicator> handles =
+        moedist::Communicator::create_local_group(static_cast<int>(ndev));
     if (handles.size() != ndev) {
-        return fail(HCCL_E_INTERNAL, "HcclCommInitAll group must hold " + std::to_string(ndev) + " ranks, got " +
-                                         std::to_string(handles.size()));
+        return fail(HCCL_E_INTERNAL,
+                    "HcclCommInitAll group must hold " + std::to_string(ndev) + " ranks, got " +
+                        std::to_string(handles.size()));
     }
     std::vector<std::unique_ptr<CommObject>> objects;
     objects.reserve(ndev);
-    for (moedist::Communicator& handle : handles) objects.push_back(std::make_unique<CommObject>(CommObject{handle}));
+    for (moedist::Communicator& handle : handles)
+        objects.push_back(std::make_unique<CommObject>(CommObject{handle}));
     State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
     // Register every rank before handing any out, so a failure leaves comms[] and the registry as
@@ -291,20 +311,24 @@ HcclResult HcclCommInitClusterInfo(const char* clusterInfo, uint32_t rank, HcclC
 }
 
 HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
-    return guarded("HcclCommInitAll", [&] { return moedist::runtime::init_all(ndev, devices, comms); });
+    return guarded("HcclCommInitAll",
+                   [&] { return moedist::runtime::init_all(ndev, devices, comms); });
 }
 
 HcclResult HcclGetCommName(HcclComm comm, char* commName) {
     return guarded("HcclGetCommName", [&] {
-        if (commName == nullptr) return fail(HCCL_E_PTR, "HcclGetCommName commName must be non-null, got null");
+        if (commName == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetCommName commName must be non-null, got null");
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         const moedist::runtime::CommObject* object = moedist::runtime::find_locked(s, comm);
-        if (object == nullptr) return fail(HCCL_E_PTR, "HcclGetCommName comm must be a live communicator, got none");
+        if (object == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetCommName comm must be a live communicator, got none");
         const std::string& name = object->comm.name();
         if (name.size() >= COMM_NAME_MAX_LENGTH) {
-            return fail(HCCL_E_INTERNAL, "HcclGetCommName name must be shorter than 128 characters, got " +
-                                             std::to_string(name.size()));
+            return fail(HCCL_E_INTERNAL,
+                        "HcclGetCommName name must be shorter than 128 characters, got " +
+                            std::to_string(name.size()));
         }
         std::memcpy(commName, name.c_str(), name.size() + 1);
         return HCCL_SUCCESS;
@@ -313,11 +337,13 @@ HcclResult HcclGetCommName(HcclComm comm, char* commName) {
 
 HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rankSize) {
     return guarded("HcclGetRankSize", [&] {
-        if (rankSize == nullptr) return fail(HCCL_E_PTR, "HcclGetRankSize rankSize must be non-null, got null");
+        if (rankSize == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetRankSize rankSize must be non-null, got null");
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         const moedist::runtime::CommObject* object = moedist::runtime::find_locked(s, comm);
-        if (object == nullptr) return fail(HCCL_E_PTR, "HcclGetRankSize comm must be a live communicator, got none");
+        if (object == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetRankSize comm must be a live communicator, got none");
         *rankSize = static_cast<uint32_t>(object->comm.size());
         return HCCL_SUCCESS;
     });
@@ -325,11 +351,13 @@ HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rankSize) {
 
 HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
     return guarded("HcclGetRankId", [&] {
-        if (rank == nullptr) return fail(HCCL_E_PTR, "HcclGetRankId rank must be non-null, got null");
+        if (rank == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetRankId rank must be non-null, got null");
         State& s = state();
         std::lock_guard<std::mutex> lock(s.mutex);
         const moedist::runtime::CommObject* object = moedist::runtime::find_locked(s, comm);
-        if (object == nullptr) return fail(HCCL_E_PTR, "HcclGetRankId comm must be a live communicator, got none");
+        if (object == nullptr)
+            return fail(HCCL_E_PTR, "HcclGetRankId comm must be a live communicator, got none");
         *rank = static_cast<uint32_t>(object->comm.rank());
         return HCCL_SUCCESS;
     });
@@ -342,7 +370,9 @@ HcclResult HcclCommDestroy(HcclComm comm) {
             State& s = state();
             std::lock_guard<std::mutex> lock(s.mutex);
             object = moedist::runtime::find_locked(s, comm);
-            if (object == nullptr) return fail(HCCL_E_PTR, "HcclCommDestroy comm must be a live communicator, got none");
+            if (object == nullptr)
+                return fail(HCCL_E_PTR,
+                            "HcclCommDestroy comm must be a live communicator, got none");
             s.comms.erase(object);
         }
         delete object;  // drops this rank's handle only; the group lives while peers hold theirs
@@ -352,30 +382,54 @@ HcclResult HcclCommDestroy(HcclComm comm) {
 
 const char* HcclGetErrorString(HcclResult code) {
     switch (code) {
-        case HCCL_SUCCESS: return "success";
-        case HCCL_E_PARA: return "parameter error";
-        case HCCL_E_PTR: return "empty pointer";
-        case HCCL_E_MEMORY: return "memory error";
-        case HCCL_E_INTERNAL: return "internal error";
-        case HCCL_E_NOT_SUPPORT: return "not support feature";
-        case HCCL_E_NOT_FOUND: return "not found specific resource";
-        case HCCL_E_UNAVAIL: return "resource unavailable";
-        case HCCL_E_SYSCALL: return "call system interface error";
-        case HCCL_E_TIMEOUT: return "timeout";
-        case HCCL_E_OPEN_FILE_FAILURE: return "open file fail";
-        case HCCL_E_TCP_CONNECT: return "tcp connect fail";
-        case HCCL_E_ROCE_CONNECT: return "roce connect fail";
-        case HCCL_E_TCP_TRANSFER: return "tcp transfer fail";
-        case HCCL_E_ROCE_TRANSFER: return "roce transfer fail";
-        case HCCL_E_RUNTIME: return "call runtime api fail";
-        case HCCL_E_DRV: return "call driver api fail";
-        case HCCL_E_PROFILING: return "call profiling api fail";
-        case HCCL_E_CCE: return "call cce api fail";
-        case HCCL_E_NETWORK: return "call network api fail";
-        case HCCL_E_AGAIN: return "try again";
-        case HCCL_E_REMOTE: return "error cqe";
-        case HCCL_E_SUSPENDING: return "error communicator suspending";
-        default: return "unknown error";
+        case HCCL_SUCCESS:
+            return "success";
+        case HCCL_E_PARA:
+            return "parameter error";
+        case HCCL_E_PTR:
+            return "empty pointer";
+        case HCCL_E_MEMORY:
+            return "memory error";
+        case HCCL_E_INTERNAL:
+            return "internal error";
+        case HCCL_E_NOT_SUPPORT:
+            return "not support feature";
+        case HCCL_E_NOT_FOUND:
+            return "not found specific resource";
+        case HCCL_E_UNAVAIL:
+            return "resource unavailable";
+        case HCCL_E_SYSCALL:
+            return "call system interface error";
+        case HCCL_E_TIMEOUT:
+            return "timeout";
+        case HCCL_E_OPEN_FILE_FAILURE:
+            return "open file fail";
+        case HCCL_E_TCP_CONNECT:
+            return "tcp connect fail";
+        case HCCL_E_ROCE_CONNECT:
+            return "roce connect fail";
+        case HCCL_E_TCP_TRANSFER:
+            return "tcp transfer fail";
+        case HCCL_E_ROCE_TRANSFER:
+            return "roce transfer fail";
+        case HCCL_E_RUNTIME:
+            return "call runtime api fail";
+        case HCCL_E_DRV:
+            return "call driver api fail";
+        case HCCL_E_PROFILING:
+            return "call profiling api fail";
+        case HCCL_E_CCE:
+            return "call cce api fail";
+        case HCCL_E_NETWORK:
+            return "call network api fail";
+        case HCCL_E_AGAIN:
+            return "try again";
+        case HCCL_E_REMOTE:
+            return "error cqe";
+        case HCCL_E_SUSPENDING:
+            return "error communicator suspending";
+        default:
+            return "unknown error";
     }
 }
 

@@ -17,6 +17,14 @@ int64_t timeout_ms() {
     return value;
 }
 
+bool zero_padding() {
+    static const bool value = [] {
+        const char* text = std::getenv("MOEDIST_ZERO_PADDING");
+        return !(text != nullptr && std::strcmp(text, "0") == 0);
+    }();
+    return value;
+}
+
 int debug_level() {
     static const int value = [] {
         const char* text = std::getenv("MOEDIST_DEBUG");

@@ -41,7 +41,8 @@ inline uint16_t from_double(double value) {
     const uint64_t half = 1ull << (shift - 1);
     if (rest > half || (rest == half && (q & 1u) != 0)) ++q;
     // Normal: ((E - 1) << 10) + q with q in [2^10, 2^11]; a carry to 2^11 moves to the next binade
-    // (and to 0x7C00 = inf past the largest); subnormal: q itself (2^10 becomes the smallest normal).
+    // (and to 0x7C00 = inf past the largest); subnormal: q itself (2^10 becomes the smallest
+    // normal).
     const uint64_t encoded = (static_cast<uint64_t>(unit_exponent + 14) << 10) + q;
     return static_cast<uint16_t>(sign | (encoded >= 0x7C00u ? 0x7C00u : encoded));
 }
@@ -74,7 +75,8 @@ inline float to_float(uint16_t h) {
 
 template <typename T>
 struct converts_by_value
-    : std::integral_constant<bool, std::is_arithmetic<T>::value && !std::is_same<T, uint16_t>::value> {};
+    : std::integral_constant<bool,
+                             std::is_arithmetic<T>::value && !std::is_same<T, uint16_t>::value> {};
 
 }  // namespace fp16_detail
 
@@ -85,7 +87,8 @@ struct fp16_t {
     // The raw binary16 encoding.
     fp16_t(const uint16_t& bits) : val(bits) {}
     // By value, rounded to nearest even.
-    template <typename T, typename std::enable_if<fp16_detail::converts_by_value<T>::value, int>::type = 0>
+    template <typename T,
+              typename std::enable_if<fp16_detail::converts_by_value<T>::value, int>::type = 0>
     fp16_t(const T& value) : val(fp16_detail::from_double(static_cast<double>(value))) {}
 
     fp16_t(const fp16_t&) = default;
