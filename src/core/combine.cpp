@@ -77,6 +77,17 @@ public:
         return true;
     }
 
+    // Without TP and comm quantization a returned row is used as it is, so it can be read and
+    // accumulated in one pass.
+    bool direct() const { return !rounds_.has_peer() && op_.config.comm_quant_mode == 0; }
+
+    // acc += f32(row of `ref`) * weight, straight from the owner's expandX (direct() only).
+    void accumulate_direct(const RowRef& ref, float weight, float* acc) const {
+        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        quant::accumulate_weighted_from(rec.expand_x.dtype, element_ptr(rec.expand_x, ref.row, 0),
+                                        rec.expand_x.stride(1), weight, acc, op_.hidden);
+    }
+
     // Loads the returned value of `ref` into `row` (binary32), TP-reduced and comm-quantized.
     void load(const RowRef& ref, float* row, float* peer_row) const {
         const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
@@ -143,15 +154,24 @@ void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
             const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
             const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
             locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me, index, &ref);
+            const float weight = load2<float>(op.in.expert_scales, t, k);
+            if (locator.direct()) {
+                locator.accumulate_direct(ref, weight, s.acc.data());
+                continue;
+            }
             locator.load(ref, s.row.data(), s.peer_row.data());
-            quant::accumulate_weighted(s.acc.data(), s.row.data(), load2<float>(op.in.expert_scales, t, k), hidden);
+            quant::accumulate_weighted(s.acc.data(), s.row.data(), weight, hidden);
         }
         if (c.shared_expert_rank_num > 0) {
             const int64_t sr = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
             const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, sr).lo;
             locator.locate(sr, me, t - lo, &ref);
-            locator.load(ref, s.row.data(), s.peer_row.data());
-            quant::accumulate(s.acc.data(), s.row.data(), hidden);
+            if (locator.direct()) {
+                locator.accumulate_direct(ref, 1.0f, s.acc.data());  // fl32(v * 1) = v: the same sum
+            } else {
+                locator.load(ref, s.row.data(), s.peer_row.data());
+                quant::accumulate(s.acc.data(), s.row.data(), hidden);
+            }
         }
         quant::store_row_f32(op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), hidden);
     }

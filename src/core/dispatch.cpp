@@ -28,6 +28,7 @@
 #include "core/tensor_access.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/env.hpp"
+#include "util/memory_ops.hpp"
 
 namespace moedist::core {
 namespace {
@@ -115,7 +116,13 @@ public:
         : op_(op), topo_(topo), row_(row) {
         row_->resize(static_cast<std::size_t>(op.hidden));
         write_expand_scales_ = op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
+        const TensorView& out = op.out.expand_x;
+        streaming_ = static_cast<std::size_t>(out.dim(0) * out.dim(1)) * dtype_size(out.dtype) >=
+                     util::kStreamingThresholdBytes;
     }
+
+    // expandX is larger than the caches: write it with streaming stores.
+    bool streaming() const { return streaming_; }
 
     // Fills the rows this rank (EP rank `dst`) receives in one EP group, starting at `row_base`.
     template <class Records>
@@ -163,8 +170,8 @@ private:
         if (op_.config.quant_mode == 0) {
             const auto elem = dtype_size(out.dtype);
             if (src.x.stride(1) == 1 && out.stride(1) == 1) {
-                std::memcpy(element_ptr(out, dst_row, 0), element_ptr(src.x, token, 0),
-                            static_cast<std::size_t>(hidden) * elem);
+                util::copy_bytes(element_ptr(out, dst_row, 0), element_ptr(src.x, token, 0),
+                                 static_cast<std::size_t>(hidden) * elem, streaming_);
             } else {
                 for (int64_t c = 0; c < hidden; ++c) {
                     std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
@@ -191,6 +198,7 @@ private:
     const Topology& topo_;
     std::vector<float>* row_;
     bool write_expand_scales_ = false;
+    bool streaming_ = false;
 };
 
 void write_counts(const DispatchOp& op, const Topology& topo, const Scratch& s, int64_t own_rows,
@@ -270,7 +278,7 @@ Status run_dispatch(const DispatchOp& op) {
     // SPEC §3: zero bytes past the real rows.
     const int64_t used = own_rows + peer_rows;
     if (util::zero_padding()) {
-        zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0));
+        zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0), filler.streaming());
         if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
         if (op.out.expand_scales && has_expert_scales) {
             zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
@@ -280,6 +288,8 @@ Status run_dispatch(const DispatchOp& op) {
         store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
     }
     write_counts(op, topo, s, own_rows, peer_rows);
+
+    if (filler.streaming()) util::streaming_fence();  // streaming stores land before we depart
 
     int failed_rank = -1;
     std::string failed_group;

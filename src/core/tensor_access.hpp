@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "moedist/tensor.hpp"
+#include "util/memory_ops.hpp"
 
 namespace moedist::core {
 
@@ -38,18 +39,18 @@ void store1(const TensorView& view, int64_t i, T value) {
     std::memcpy(element_ptr(view, i), &value, sizeof(T));
 }
 
-// Zeroes rows [begin, end) of a 2D view.
-inline void zero_rows(const TensorView& view, int64_t begin, int64_t end) {
+// Zeroes rows [begin, end) of a 2D view (streaming stores when `streaming`).
+inline void zero_rows(const TensorView& view, int64_t begin, int64_t end, bool streaming = false) {
     if (begin >= end) return;
     const auto elem = static_cast<int64_t>(dtype_size(view.dtype));
     const int64_t cols = view.dim(1);
     if (view.stride(1) == 1 && view.stride(0) == cols) {
-        std::memset(element_ptr(view, begin, 0), 0, static_cast<std::size_t>((end - begin) * cols * elem));
+        util::zero_bytes(element_ptr(view, begin, 0), static_cast<std::size_t>((end - begin) * cols * elem), streaming);
         return;
     }
     for (int64_t r = begin; r < end; ++r) {
         if (view.stride(1) == 1) {
-            std::memset(element_ptr(view, r, 0), 0, static_cast<std::size_t>(cols * elem));
+            util::zero_bytes(element_ptr(view, r, 0), static_cast<std::size_t>(cols * elem), streaming);
         } else {
             for (int64_t c = 0; c < cols; ++c) std::memset(element_ptr(view, r, c), 0, static_cast<std::size_t>(elem));
         }

@@ -3,6 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "quant/float_bits.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -35,14 +39,103 @@ void store_bf16(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
     }
 }
 
-MOEDIST_MULTIVERSION
+#if defined(__x86_64__)
+// F16C converts exactly (subnormals kept: MXCSR's FTZ/DAZ are off); only NaN needs SPEC's
+// canonical 0x7E00 | sign, fixed up per 8 lanes when a NaN is present.
+bool has_f16c() {
+    static const bool value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return value;
+}
+
+__attribute__((target("avx2,f16c"))) void load_f16_f16c(const uint16_t* src, float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void store_f16_f16c(const float* src, uint16_t* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(src + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+            for (int64_t j = i; j < i + 8; ++j) dst[j] = f32_to_f16(src[j]);
+            continue;
+        }
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+    }
+    for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void accumulate_f16_f16c(const uint16_t* src, float weight, float* acc,
+                                                              int64_t n) {
+    const __m256 w = _mm256_set1_ps(weight);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+        const __m256 product = _mm256_mul_ps(v, w);
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), product));
+    }
+    for (; i < n; ++i) {
+        const float product = f16_to_f32(src[i]) * weight;
+        acc[i] = acc[i] + product;
+    }
+}
+#else
+bool has_f16c() { return false; }
+void load_f16_f16c(const uint16_t*, float*, int64_t) {}
+void store_f16_f16c(const float*, uint16_t*, int64_t) {}
+void accumulate_f16_f16c(const uint16_t*, float, float*, int64_t) {}
+#endif
+
 void load_f16(const uint16_t* src, int64_t stride, float* dst, int64_t n) {
+    if (stride == 1 && has_f16c()) return load_f16_f16c(src, dst, n);
     for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i * stride]);
 }
 
-MOEDIST_MULTIVERSION
 void store_f16(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
+    if (stride == 1 && has_f16c()) return store_f16_f16c(src, dst, n);
     for (int64_t i = 0; i < n; ++i) dst[i * stride] = f32_to_f16(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void accumulate_bf16(const uint16_t* src, float weight, float* acc, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float product = bits_f32(static_cast<uint32_t>(src[i]) << 16) * weight;
+        acc[i] = acc[i] + product;
+    }
+}
+
+// Integer max of |v| bit patterns: for non-negative floats the bit order is the value order, and
+// NaN (> 0x7F800000) and Inf (0x7F800000) sort above every finite value.
+MOEDIST_MULTIVERSION
+uint32_t abs_max_bits(const float* row, int64_t n) {
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint32_t a = f32_bits(row[i]) & 0x7FFFFFFFu;
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+MOEDIST_MULTIVERSION
+void multiply_rows(float* row, const float* smooth, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) row[i] = row[i] * smooth[i];
+}
+
+// q = clamp(rne(fl32(y * ds)), -128, 127) for finite y and ds (no NaN can arise).
+MOEDIST_MULTIVERSION
+void scale_round_int8(const float* row, float ds, int8_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float scaled = row[i] * ds;
+        float r = __builtin_nearbyintf(scaled);
+        r = r < -128.0f ? -128.0f : r;
+        r = r > 127.0f ? 127.0f : r;
+        dst[i] = static_cast<int8_t>(static_cast<int32_t>(r));
+    }
 }
 
 inline float round_to(DType dtype, float value) {
@@ -129,29 +222,43 @@ float quantize_row_int8(float* row,
                         int64_t dst_stride,
                         int64_t n) {
     if (smooth != nullptr) {
-        for (int64_t i = 0; i < n; ++i) row[i] = row[i] * smooth[i * smooth_stride];
+        if (smooth_stride == 1) {
+            multiply_rows(row, smooth, n);
+        } else {
+            for (int64_t i = 0; i < n; ++i) row[i] = row[i] * smooth[i * smooth_stride];
+        }
     }
-    float m = 0.0f;
-    bool not_finite = false;
-    for (int64_t i = 0; i < n; ++i) {
-        const float a = std::fabs(row[i]);
-        not_finite |= !(a <= 3.40282347e38f);  // NaN or Inf
-        m = a > m ? a : m;
-    }
-    if (m == 0.0f && !not_finite) {
+    const uint32_t m_bits = abs_max_bits(row, n);
+    const bool not_finite = m_bits >= 0x7F800000u;
+    if (m_bits == 0) {
         for (int64_t i = 0; i < n; ++i) dst[i * dst_stride] = 0;
         return 0.0f;
     }
-    const float ds = not_finite ? 0.0f : 127.0f / m;
+    const float ds = not_finite ? 0.0f : 127.0f / bits_f32(m_bits);
     if (not_finite || std::isinf(ds)) {
         for (int64_t i = 0; i < n; ++i) dst[i * dst_stride] = 0;
         return bits_f32(0x7FC00000u);
     }
-    for (int64_t i = 0; i < n; ++i) {
-        const float scaled = row[i] * ds;
-        dst[i * dst_stride] = static_cast<int8_t>(rne_clamp(scaled, -128.0f, 127.0f));
+    if (dst_stride == 1) {
+        scale_round_int8(row, ds, dst, n);
+    } else {
+        for (int64_t i = 0; i < n; ++i) {
+            const float scaled = row[i] * ds;
+            dst[i * dst_stride] = static_cast<int8_t>(rne_clamp(scaled, -128.0f, 127.0f));
+        }
     }
     return 1.0f / ds;
+}
+
+void accumulate_weighted_from(DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n) {
+    const auto* bits = static_cast<const uint16_t*>(src);
+    if (stride == 1 && dtype == DType::kBFloat16) return accumulate_bf16(bits, weight, acc, n);
+    if (stride == 1 && has_f16c()) return accumulate_f16_f16c(bits, weight, acc, n);
+    for (int64_t i = 0; i < n; ++i) {
+        const float v = dtype == DType::kBFloat16 ? bf16_to_f32(bits[i * stride]) : f16_to_f32(bits[i * stride]);
+        const float product = v * weight;
+        acc[i] = acc[i] + product;
+    }
 }
 
 }  // namespace moedist::quant

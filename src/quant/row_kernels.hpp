@@ -31,6 +31,10 @@ void accumulate_weighted(float* acc, const float* row, float weight, int64_t n);
 // acc[i] = fl32(acc[i] + row[i]).
 void accumulate(float* acc, const float* row, int64_t n);
 
+// acc[i] = fl32(acc[i] + fl32(f32(src[i * stride]) * weight)) straight from a fp16/bf16 row:
+// load and accumulate_weighted fused (bitwise the same result).
+void accumulate_weighted_from(DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n);
+
 // Per-token dynamic int8 quantization of SPEC §5 (quantMode 2).
 // y = smooth ? fl32(x * smooth) : x (in place in `row`), m = max|y|, ds = fl32(127 / m),
 // q = clamp(rne(fl32(y * ds)), -128, 127) with NaN -> 0, returns the scale fl32(1 / ds).
