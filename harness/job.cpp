@@ -10,6 +10,9 @@
 #include <sstream>
 #include <thread>
 
+#include "acl/acl.h"
+#include "aclnnop/aclnn_moe_distribute_combine.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch.h"
 #include "quant/float_bits.hpp"
 
 namespace moedist::harness {
@@ -68,6 +71,39 @@ struct RankBuffers {
     std::vector<uint16_t> x_out;
     int64_t rows = 0;  // T*A + extra
     Status status;
+    std::vector<uint8_t> junk;  // storage of the reserved inputs (C API runs)
+};
+
+// The C API's view of a rank's tensors (C API runs); destroyed with the job.
+struct AclTensors {
+    std::vector<aclTensor*> owned;
+    aclTensor *x = nullptr, *expert_ids = nullptr, *scales = nullptr, *expert_scales = nullptr;
+    aclTensor *expand_x = nullptr, *dynamic_scales = nullptr, *expand_idx = nullptr, *expert_token_nums = nullptr;
+    aclTensor *ep_recv_counts = nullptr, *tp_recv_counts = nullptr, *expand_scales = nullptr;
+    aclTensor *expert_out = nullptr, *x_out = nullptr, *combine_scales = nullptr;
+    aclTensor *junk_mask = nullptr, *junk_f32 = nullptr, *junk_i32 = nullptr;
+    ~AclTensors() {
+        for (aclTensor* t : owned) aclDestroyTensor(t);
+    }
+    // `storage` is where element offset 0 is; the view starts `offset` elements later.
+    aclTensor* make(const TensorView& v, const void* storage, int64_t offset, int64_t storage_elems) {
+        aclDataType dtype = ACL_FLOAT;
+        switch (v.dtype) {
+            case DType::kBFloat16: dtype = ACL_BF16; break;
+            case DType::kFloat16: dtype = ACL_FLOAT16; break;
+            case DType::kInt8: dtype = ACL_INT8; break;
+            case DType::kInt32: dtype = ACL_INT32; break;
+            case DType::kInt64: dtype = ACL_INT64; break;
+            case DType::kBool: dtype = ACL_BOOL; break;
+            default: dtype = ACL_FLOAT; break;
+        }
+        const int64_t storage_dims[1] = {storage_elems};
+        aclTensor* t = aclCreateTensor(v.shape.data(), static_cast<uint64_t>(v.ndim), dtype, v.strides.data(), offset,
+                                       ACL_FORMAT_ND, storage_dims, 1, const_cast<void*>(storage));
+        owned.push_back(t);
+        return t;
+    }
+    aclTensor* make(const TensorView& v) { return make(v, v.data, 0, v.numel()); }
 };
 
 std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, int64_t t) {
@@ -162,7 +198,8 @@ std::string JobSpec::describe() const {
     out << "W" << ep_world_size << "_T" << tp_size << "_S" << shared_rank_num << "_E" << moe_expert_num << "_K"
         << top_k << "_H" << hidden << "_BS" << tokens << (uneven_bs ? "u" : "") << "_" << dtype_name(dtype)
         << "_q" << quant_mode << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
-        << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t" << expert_token_nums_type;
+        << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t" << expert_token_nums_type
+        << (c_api ? "_capi" : "");
     return out.str();
 }
 
@@ -197,6 +234,7 @@ struct Job::State {
     std::vector<std::optional<MoeDistributor>> moe;
     std::vector<DispatchInputs> din;
     std::vector<DispatchOutputs> dout;
+    std::vector<std::unique_ptr<AclTensors>> acl;
     std::vector<std::vector<uint8_t>> copy_src, copy_dst;
     // Per rank, last task: start and end of dispatch (or memcpy) and of combine.
     struct Stamps {
@@ -209,6 +247,8 @@ struct Job::State {
     std::vector<std::thread> threads;
 
     void rank_main(int g);
+    Status c_dispatch(int g);
+    Status c_combine(int g);
     void run_step(int g);
     void run_memcpy(int g);
 };
@@ -316,6 +356,7 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     st.moe.resize(static_cast<std::size_t>(ranks));
     st.din.resize(static_cast<std::size_t>(ranks));
     st.dout.resize(static_cast<std::size_t>(ranks));
+    st.acl.resize(static_cast<std::size_t>(ranks));
     st.copy_src.resize(static_cast<std::size_t>(ranks));
     st.copy_dst.resize(static_cast<std::size_t>(ranks));
     st.stamps.resize(static_cast<std::size_t>(ranks));
@@ -366,6 +407,31 @@ void Job::State::rank_main(int g) {
     out.ep_recv_counts = TensorView::contiguous(b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
     if (lay.T == 2) out.tp_recv_counts = TensorView::contiguous(b.tp_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.tp_recv_counts.size())});
     if (spec.expand_scales) out.expand_scales = TensorView::contiguous(b.expand_scales.data(), DType::kFloat32, {static_cast<int64_t>(b.expand_scales.size())});
+    if (spec.c_api) {
+        auto t = std::make_unique<AclTensors>();
+        const int64_t x_offset = static_cast<const uint16_t*>(b.x.data) - b.x_storage.data();
+        t->x = t->make(b.x, b.x_storage.data(), x_offset, static_cast<int64_t>(b.x_storage.size()));
+        t->expert_ids = t->make(in.expert_ids);
+        if (in.scales) t->scales = t->make(*in.scales);
+        if (in.expert_scales) t->expert_scales = t->make(*in.expert_scales);
+        t->expand_x = t->make(out.expand_x);
+        if (out.dynamic_scales) t->dynamic_scales = t->make(*out.dynamic_scales);
+        t->expand_idx = t->make(out.expand_idx);
+        t->expert_token_nums = t->make(out.expert_token_nums);
+        t->ep_recv_counts = t->make(out.ep_recv_counts);
+        if (out.tp_recv_counts) t->tp_recv_counts = t->make(*out.tp_recv_counts);
+        if (out.expand_scales) t->expand_scales = t->make(*out.expand_scales);
+        t->expert_out = t->make(TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, H}));
+        t->x_out = t->make(TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, H}));
+        t->combine_scales = t->make(TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K}));
+        // Reserved inputs get tensors full of junk: they must be ignored.
+        b.junk.resize(4096);
+        for (std::size_t i = 0; i < b.junk.size(); ++i) b.junk[i] = static_cast<uint8_t>(mix(i + 977 * static_cast<uint64_t>(g)));
+        t->junk_mask = t->make(TensorView::contiguous(b.junk.data(), DType::kBool, {std::min<int64_t>(bs + 1, 4096)}));
+        t->junk_f32 = t->make(TensorView::contiguous(b.junk.data(), DType::kFloat32, {3, 7}));
+        t->junk_i32 = t->make(TensorView::contiguous(b.junk.data(), DType::kInt32, {5}));
+        acl[static_cast<std::size_t>(g)] = std::move(t);
+    }
     for (;;) {
         control->arrive_and_wait();  // a task is set
         if (task == Task::kStop) return;
@@ -373,6 +439,46 @@ void Job::State::rank_main(int g) {
         if (task == Task::kMemcpy) run_memcpy(g);
         control->arrive_and_wait();  // the task is done on every rank
     }
+}
+
+Status from_acl(aclnnStatus code) {
+    if (code == 0) return Status::Ok();
+    const char* message = aclGetRecentErrMsg();
+    return {static_cast<Code>(code), message != nullptr ? message : "(no message)"};
+}
+
+Status Job::State::c_dispatch(int g) {
+    const AclTensors& t = *acl[static_cast<std::size_t>(g)];
+    const int ep = lay.ep_of(g), tp = lay.tp_of(g);
+    const std::string& ep_name = ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
+    const std::string tp_name = lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name() : "";
+    uint64_t workspace = 0;
+    aclOpExecutor* executor = nullptr;
+    aclnnStatus ret = aclnnMoeDistributeDispatchGetWorkspaceSize(
+        t.x, t.expert_ids, t.scales, t.junk_mask, t.expert_scales, ep_name.c_str(), lay.W, ep, lay.E, tp_name.c_str(),
+        lay.T == 2 ? 2 : 0, tp, 0, lay.S > 0 ? 1 : 0, lay.S, spec.quant_mode, lay.global_bs, spec.expert_token_nums_type,
+        t.expand_x, t.dynamic_scales != nullptr ? t.dynamic_scales : t.junk_f32,  // mode 0: any tensor
+        t.expand_idx, t.expert_token_nums, t.ep_recv_counts,
+        t.tp_recv_counts != nullptr ? t.tp_recv_counts : t.junk_i32,  // T = 1: any tensor, never written
+        t.expand_scales, &workspace, &executor);
+    if (ret != 0) return from_acl(ret);
+    return from_acl(aclnnMoeDistributeDispatch(nullptr, workspace, executor, nullptr));
+}
+
+Status Job::State::c_combine(int g) {
+    const AclTensors& t = *acl[static_cast<std::size_t>(g)];
+    const int ep = lay.ep_of(g), tp = lay.tp_of(g);
+    const std::string& ep_name = ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
+    const std::string tp_name = lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name() : "";
+    uint64_t workspace = 0;
+    aclOpExecutor* executor = nullptr;
+    aclnnStatus ret = aclnnMoeDistributeCombineGetWorkspaceSize(
+        t.expert_out, t.expert_ids, t.expand_idx, t.ep_recv_counts, t.combine_scales, t.tp_recv_counts, t.junk_mask,
+        t.junk_f32, t.junk_f32, t.junk_i32, t.junk_f32, ep_name.c_str(), lay.W, ep, lay.E, tp_name.c_str(),
+        lay.T == 2 ? 2 : 0, tp, 0, lay.S > 0 ? 1 : 0, lay.S, lay.global_bs, /*outDtype=*/0, spec.comm_quant_mode,
+        /*groupListType=*/g % 2, t.x_out, &workspace, &executor);
+    if (ret != 0) return from_acl(ret);
+    return from_acl(aclnnMoeDistributeCombine(nullptr, workspace, executor, nullptr));
 }
 
 // Every rank passes every barrier, failed or not, so a failure can never hang the job.
@@ -383,7 +489,7 @@ void Job::State::run_step(int g) {
     const DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
     const int64_t bs = b.x.shape[0];
     pt.d0 = std::chrono::steady_clock::now();
-    if (b.status.ok()) b.status = moe[static_cast<std::size_t>(g)]->try_dispatch(in, out);
+    if (b.status.ok()) b.status = spec.c_api ? c_dispatch(g) : moe[static_cast<std::size_t>(g)]->try_dispatch(in, out);
     pt.d1 = std::chrono::steady_clock::now();
     ranks_sync->arrive_and_wait();  // each phase is timed alone, not overlapped with experts
     if (b.status.ok()) {
@@ -400,7 +506,9 @@ void Job::State::run_step(int g) {
     ranks_sync->arrive_and_wait();
     pt.c0 = std::chrono::steady_clock::now();
     if (b.status.ok()) {
-        b.status = moe[static_cast<std::size_t>(g)]->try_combine(cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, lay.H}));
+        b.status = spec.c_api ? c_combine(g)
+                              : moe[static_cast<std::size_t>(g)]->try_combine(
+                                    cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, lay.H}));
     }
     pt.c1 = std::chrono::steady_clock::now();
 }

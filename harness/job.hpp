@@ -37,6 +37,8 @@ struct JobSpec {
     double zipf_alpha = 1.2;
     bool strided_x = false;      // x with padded rows, a storage offset and column stride 2
     int extra_rows = 0;          // expandX / counts tensors larger than required
+    bool c_api = false;          // through aclCreateTensor + the aclnn two-phase API, with junk
+                                 // tensors in every reserved input, instead of the C++ API
     uint64_t seed = 1;
 
     std::string describe() const;

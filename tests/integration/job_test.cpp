@@ -86,6 +86,17 @@ std::vector<JobSpec> valid_jobs() {
     wide.quant_mode = 2;
     wide.smooth_scales = true;
     jobs.push_back(wide);
+    // The same machinery through the aclnn C API (junk in every reserved input).
+    for (std::size_t i : {0u, 7u, 11u, 14u, 19u, 23u, 25u}) {
+        JobSpec c = jobs[i];
+        c.c_api = true;
+        c.seed += 17;
+        jobs.push_back(c);
+    }
+    JobSpec c_strided = base(3, 1, 4, 2, 40, 6);
+    c_strided.c_api = true;
+    c_strided.strided_x = true;
+    jobs.push_back(c_strided);
     // Every rank with BS = 0 but one, and all BS = 0.
     JobSpec empty = base(4, 1, 3, 2, 16, 0);
     jobs.push_back(empty);
