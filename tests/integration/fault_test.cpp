@@ -1,0 +1,198 @@
+// Run-time errors and faults: every rank fails together with 361001 and a message naming the
+// cause; nothing hangs (MOEDIST_TIMEOUT_MS is short here); a broken communicator stays broken.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moedist/moedist.hpp"
+
+namespace {
+
+// Before any moedist call reads it (read once per process).
+const bool kShortTimeout = [] {
+    setenv("MOEDIST_TIMEOUT_MS", "1500", 1);
+    return true;
+}();
+
+using moedist::Code;
+using moedist::DType;
+using moedist::Status;
+using moedist::TensorView;
+
+// One rank's tensors for a tiny job: W ranks, E = W experts (L = 1), K = 2, H = 8, BS = 4.
+struct MiniRank {
+    static constexpr int64_t kTokens = 4, kTopK = 2, kHidden = 8;
+    moedist::MoeConfig config;
+    std::vector<uint16_t> x, expand_x, x_out;
+    std::vector<int32_t> ids, expand_idx, counts;
+    std::vector<int64_t> token_nums;
+    std::vector<float> weights;
+    moedist::DispatchInputs in;
+    moedist::DispatchOutputs out;
+
+    MiniRank(int world, int rank) {
+        config.ep_world_size = world;
+        config.ep_rank_id = rank;
+        config.moe_expert_num = world;
+        const int64_t capacity = config.capacity_rows(kTokens, kTopK);
+        x.resize(kTokens * kHidden);
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint16_t>(0x3F00 + 31 * i + 7 * rank);
+        for (int64_t t = 0; t < kTokens; ++t) {
+            ids.push_back(static_cast<int32_t>((t + rank) % world));
+            ids.push_back(static_cast<int32_t>((t + rank + 1) % world));
+        }
+        expand_x.assign(static_cast<std::size_t>(capacity * kHidden), 0);
+        x_out.assign(x.size(), 0);
+        expand_idx.assign(kTokens * kTopK, 0);
+        counts.assign(static_cast<std::size_t>(world), 0);
+        token_nums.assign(1, 0);
+        weights.assign(kTokens * kTopK, 0.25f);
+        in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {kTokens, kHidden});
+        in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {kTokens, kTopK});
+        out.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
+        out.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {kTokens * kTopK});
+        out.expert_token_nums = TensorView::contiguous(token_nums.data(), DType::kInt64, {1});
+        out.ep_recv_counts = TensorView::contiguous(counts.data(), DType::kInt32, {world});
+    }
+    moedist::CombineInputs combine_inputs() {
+        moedist::CombineInputs c;
+        c.expand_x = out.expand_x;
+        c.expert_ids = in.expert_ids;
+        c.expand_idx = out.expand_idx;
+        c.ep_send_counts = out.ep_recv_counts;
+        c.expert_scales = TensorView::contiguous(weights.data(), DType::kFloat32, {kTokens, kTopK});
+        return c;
+    }
+};
+
+// Runs `body(rank, distributor, mini)` on one thread per rank; returns each rank's status.
+template <class Body>
+std::vector<Status> on_ranks(int world, std::vector<MiniRank>& minis, Body body,
+                             std::vector<moedist::MoeConfig>* configs = nullptr) {
+    auto group = moedist::Communicator::create_local_group(world);
+    std::vector<Status> statuses(static_cast<std::size_t>(world));
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+        threads.emplace_back([&, r] {
+            const auto& config = configs ? (*configs)[static_cast<std::size_t>(r)] : minis[static_cast<std::size_t>(r)].config;
+            std::optional<moedist::MoeDistributor> moe;
+            Status s = moedist::MoeDistributor::create(group[static_cast<std::size_t>(r)], std::nullopt, config, &moe);
+            statuses[static_cast<std::size_t>(r)] = s.ok() ? body(r, *moe, minis[static_cast<std::size_t>(r)]) : s;
+        });
+    }
+    for (auto& t : threads) t.join();
+    return statuses;
+}
+
+std::vector<MiniRank> make_minis(int world) {
+    std::vector<MiniRank> minis;
+    for (int r = 0; r < world; ++r) minis.emplace_back(world, r);
+    return minis;
+}
+
+TEST(Faults, OutOfRangeIdFailsEveryRankWithTheSameMessage) {
+    auto minis = make_minis(4);
+    minis[2].ids[5] = 4;  // E = 4: out of range, on rank 2, token 2, k 1
+    auto statuses = on_ranks(4, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+        return moe.try_dispatch(m.in, m.out);
+    });
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
+        EXPECT_EQ(s.message(), statuses[0].message());
+        EXPECT_NE(s.message().find("expertIds[2][1] on rank 2"), std::string::npos) << s.message();
+        EXPECT_NE(s.message().find("got 4"), std::string::npos) << s.message();
+    }
+}
+
+TEST(Faults, MoreRowsThanCapacityFailsEveryRank) {
+    auto minis = make_minis(2);
+    // L = 1 < K = 2: a token sending both entries to expert 0 gives rank 0 more than A rows.
+    for (auto& m : minis) std::fill(m.ids.begin(), m.ids.end(), 0);
+    auto statuses = on_ranks(2, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+        return moe.try_dispatch(m.in, m.out);
+    });
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kRuntime);
+        EXPECT_NE(s.message().find("rows received by rank 0"), std::string::npos) << s.message();
+    }
+}
+
+TEST(Faults, AttributeMismatchIsNamedOnEveryRank) {
+    auto minis = make_minis(3);
+    std::vector<moedist::MoeConfig> configs;
+    for (auto& m : minis) configs.push_back(m.config);
+    configs[1].expert_token_nums_type = 1;  // allowed to differ
+    configs[2].global_bs = 12;               // must agree: 0 elsewhere
+    auto statuses = on_ranks(3, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+        return moe.try_dispatch(m.in, m.out);
+    }, &configs);
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kRuntime);
+        EXPECT_NE(s.message().find("globalBs must agree"), std::string::npos) << s.message();
+        EXPECT_NE(s.message().find("rank 2"), std::string::npos) << s.message();
+    }
+}
+
+TEST(Faults, MissingRankTimesOutNamingItAndTheGroupStaysBroken) {
+    auto minis = make_minis(3);
+    const auto start = std::chrono::steady_clock::now();
+    auto statuses = on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+        if (rank == 2) return Status::Ok();  // never calls
+        Status first = moe.try_dispatch(m.in, m.out);
+        Status again = moe.try_dispatch(m.in, m.out);
+        if (again.code() != Code::kRuntime || again.message().find("broken") == std::string::npos) {
+            return {Code::kInternal, "second call: " + again.message()};
+        }
+        return first;
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(seconds, 10.0);
+    for (int r = 0; r < 2; ++r) {
+        EXPECT_EQ(statuses[static_cast<std::size_t>(r)].code(), Code::kRuntime) << statuses[static_cast<std::size_t>(r)].message();
+        EXPECT_NE(statuses[static_cast<std::size_t>(r)].message().find("rank 2"), std::string::npos)
+            << statuses[static_cast<std::size_t>(r)].message();
+    }
+}
+
+TEST(Faults, BadCombineIndexFailsEveryRankWithoutReadingOutOfBounds) {
+    auto minis = make_minis(3);
+    auto statuses = on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+        if (Status s = moe.try_dispatch(m.in, m.out); !s.ok()) return s;
+        if (rank == 1) m.expand_idx[3] = 1000000;  // names no row
+        return moe.try_combine(m.combine_inputs(), TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
+    });
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kRuntime);
+        EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
+    }
+}
+
+TEST(Faults, FirstPhaseErrorsNameTheParameter) {
+    MiniRank m(2, 0);
+    auto group = moedist::Communicator::create_local_group(2);
+    moedist::MoeDistributor moe(group[0], std::nullopt, m.config);
+    auto wrong_dtype = m.in;
+    wrong_dtype.expert_ids.dtype = DType::kInt64;
+    Status s = moe.try_dispatch(wrong_dtype, m.out);
+    EXPECT_EQ(s.code(), Code::kInvalidParam);
+    EXPECT_EQ(s.message(), "expertIds dtype must be int32, got int64");
+    auto small = m.out;
+    small.expand_x.shape[0] = 3;
+    s = moe.try_dispatch(m.in, small);
+    EXPECT_EQ(s.code(), Code::kInnerTiling);
+    EXPECT_NE(s.message().find("expandX shape must be (>= T*A = 8, H = 8), got (3, 8)"), std::string::npos) << s.message();
+    moedist::MoeConfig bad = m.config;
+    bad.moe_expert_num = 3;  // not a multiple of W - S = 2
+    std::optional<moedist::MoeDistributor> none;
+    s = moedist::MoeDistributor::create(group[0], std::nullopt, bad, &none);
+    EXPECT_EQ(s.code(), Code::kInnerTiling);
+    EXPECT_NE(s.message().find("moeExpertNum must be a multiple"), std::string::npos) << s.message();
+    EXPECT_THROW(moedist::MoeDistributor(group[1], std::nullopt, bad), moedist::Error);
+}
+
+}  // namespace
