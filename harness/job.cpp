@@ -251,6 +251,7 @@ struct Job::State {
     Status c_combine(int g);
     void run_step(int g);
     void run_memcpy(int g);
+    int memcpy_elem = 2;
 };
 
 Job::Job(const JobSpec& spec) : state_(new State) {
@@ -515,7 +516,7 @@ void Job::State::run_step(int g) {
 
 void Job::State::run_memcpy(int g) {
     auto& b = buf[static_cast<std::size_t>(g)];
-    const std::size_t elem = spec.quant_mode == 0 ? 2 : 1;
+    const auto elem = static_cast<std::size_t>(memcpy_elem);
     const int ep = lay.ep_of(g);
     const int64_t own = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
                                    : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
@@ -556,8 +557,9 @@ PhaseTimes Job::step() {
     return wall;
 }
 
-double Job::memcpy_baseline() {
+double Job::memcpy_baseline(int bytes_per_element) {
     state_->task = State::Task::kMemcpy;
+    state_->memcpy_elem = bytes_per_element;
     state_->control->arrive_and_wait();
     state_->control->arrive_and_wait();
     return span_ms(state_->stamps, &State::Stamps::d0, &State::Stamps::d1);

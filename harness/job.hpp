@@ -70,9 +70,10 @@ public:
     // One dispatch → expert → combine step on every rank; each phase timed alone.
     // After a failure every later step is skipped; status() says why.
     PhaseTimes step();
-    // The baseline of the same step: every rank memcpys as many bytes as its dispatch wrote
-    // (from a buffer of its own), timed like dispatch (wall time, milliseconds).
-    double memcpy_baseline();
+    // The baseline of the same step: every rank memcpys the bytes of its received rows (from a
+    // buffer of its own) at `bytes_per_element` (dispatch: expandX's element size; combine: 2,
+    // the expert outputs it reads), timed like the phases (wall time, milliseconds).
+    double memcpy_baseline(int bytes_per_element);
 
     // The first failed rank's status, or OK.
     Status status() const;

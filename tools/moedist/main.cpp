@@ -79,10 +79,10 @@ int run_command(JobSpec spec, int steps, bool check) {
         combine_ms.push_back(s.combine_ms);
     }
     const double d = median(dispatch_ms), c = median(combine_ms);
-    fmt::print("dispatch: median {:.3f} ms, min {:.3f} ms (slowest rank), {:.2f} MB written, {:.2f} GB/s\n", d,
+    fmt::print("dispatch: median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB written, {:.2f} GB/s\n", d,
                *std::min_element(dispatch_ms.begin(), dispatch_ms.end()), static_cast<double>(report.dispatch_bytes) / 1e6,
                static_cast<double>(report.dispatch_bytes) / (d * 1e6));
-    fmt::print("combine:  median {:.3f} ms, min {:.3f} ms (slowest rank), {:.2f} MB read, {:.2f} GB/s\n", c,
+    fmt::print("combine:  median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB read, {:.2f} GB/s\n", c,
                *std::min_element(combine_ms.begin(), combine_ms.end()), static_cast<double>(report.combine_bytes) / 1e6,
                static_cast<double>(report.combine_bytes) / (c * 1e6));
     fmt::print("expert load (rows received, EP group 0):\n");
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        fmt::print(stderr, "moedist: {} (see moedist {} --help)\n", e.what(), run->parsed() ? "run" : "");
+        fmt::print(stderr, "moedist: {} (see moedist{} --help)\n", e.what(), run->parsed() ? " run" : "");
         return 2;
     }
     if (!parse_routing(routing, &spec)) {
