@@ -12,6 +12,11 @@ enum class QuantMode : int64_t { kNone = 0, kStatic = 1, kPerToken = 2, kPerGrou
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group
 // except the rank ids.
 struct MoeConfig {
+    // Bounds that keep every row count inside int32 (epRecvCounts) and every product inside int64.
+    static constexpr int64_t kMaxWorldSize = int64_t{1} << 16;
+    static constexpr int64_t kMaxExperts = int64_t{1} << 20;
+    static constexpr int64_t kMaxGlobalBs = int64_t{1} << 31;
+
     int64_t ep_world_size = 0;           // W
     int64_t ep_rank_id = 0;
     int64_t moe_expert_num = 0;          // E
@@ -31,7 +36,7 @@ struct MoeConfig {
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
     // Number of experts hosted on this rank: 1 on a shared rank, L on a MoE rank.
     int64_t local_expert_num() const { return is_shared_rank() ? 1 : local_moe_expert_num(); }
-    // maxBs of SPEC §1; `num_tokens` is this rank's BS (used when global_bs == 0).
+    // maxBs of SPEC §1 (integer division); `num_tokens` is this rank's BS (used when global_bs == 0).
     int64_t max_bs(int64_t num_tokens) const {
         return global_bs == 0 ? num_tokens : global_bs / ep_world_size;
     }

@@ -84,7 +84,7 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(
                                      commQuantMode, x, &op);
         if (!status.ok()) return api::report(status);
         *workspaceSize = 0;  // each source pulls its rows straight from the experts' expandX
-        *executor = new aclOpExecutor{std::move(op)};
+        *executor = api::register_executor(new aclOpExecutor{std::move(op)});
         return api::report(Status::Ok());
     } catch (const std::exception& e) {
         return api::report({Code::kInternal, std::string("aclnnMoeDistributeCombineGetWorkspaceSize failed: ") + e.what()});

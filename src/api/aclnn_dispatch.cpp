@@ -87,7 +87,7 @@ aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(
                                      expandScales, &op);
         if (!status.ok()) return api::report(status);
         *workspaceSize = 0;  // the receiver pulls straight into its outputs: no staging buffer
-        *executor = new aclOpExecutor{std::move(op)};
+        *executor = api::register_executor(new aclOpExecutor{std::move(op)});
         return api::report(Status::Ok());
     } catch (const std::exception& e) {
         return api::report({Code::kInternal, std::string("aclnnMoeDistributeDispatchGetWorkspaceSize failed: ") + e.what()});

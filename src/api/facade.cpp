@@ -3,7 +3,11 @@
 #include <cstring>
 #include <exception>
 
+#include <mutex>
+#include <unordered_set>
+
 #include "runtime/stream.hpp"
+#include "runtime/tensor_registry.hpp"
 
 namespace moedist::api {
 
@@ -14,7 +18,26 @@ aclnnStatus report(const Status& status) {
 
 Status require_tensor(const aclTensor* tensor, const char* name) {
     if (tensor == nullptr) return {Code::kNullptr, std::string(name) + " must be non-null, got nullptr"};
+    if (!runtime::tensor_is_live(tensor)) {
+        return {Code::kNullptr, std::string(name) +
+                                    " must be a live aclTensor from aclCreateTensor, got a destroyed or foreign pointer"};
+    }
     return Status::Ok();
+}
+
+namespace {
+// Executors made by phase 1 and not yet run: phase 2 refuses anything else (double runs too).
+std::mutex executors_mutex;
+std::unordered_set<const aclOpExecutor*>& live_executors() {
+    static auto* set = new std::unordered_set<const aclOpExecutor*>();
+    return *set;
+}
+}  // namespace
+
+aclOpExecutor* register_executor(aclOpExecutor* executor) {
+    std::lock_guard<std::mutex> lock(executors_mutex);
+    live_executors().insert(executor);
+    return executor;
 }
 
 Status view_of(const aclTensor* tensor, const char* name, TensorView* out) {
@@ -49,8 +72,13 @@ Status find_group(const char* name, const char* param, int64_t rank, Communicato
 }
 
 aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name) {
-    if (executor == nullptr) {
-        return report({Code::kNullptr, std::string(op_name) + " executor must be non-null, got nullptr"});
+    {
+        std::lock_guard<std::mutex> lock(executors_mutex);
+        if (executor == nullptr || live_executors().erase(executor) == 0) {
+            return report({Code::kNullptr, std::string(op_name) +
+                                               " executor must be one phase 1 returned and not yet run, got " +
+                                               (executor == nullptr ? "nullptr" : "an unknown or used one")});
+        }
     }
     Status status;
     try {

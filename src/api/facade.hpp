@@ -31,6 +31,9 @@ Status optional_view_of(const aclTensor* tensor, const char* name, std::optional
 // the communicator of `rank` in the group of that name.
 Status find_group(const char* name, const char* param, int64_t rank, Communicator* out);
 
+// Records an executor phase 1 made, so phase 2 can refuse unknown or already-run ones.
+aclOpExecutor* register_executor(aclOpExecutor* executor);
+
 // Phase 2 of either operation: runs the executor, parks any error on the stream, frees it.
 aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name);
 

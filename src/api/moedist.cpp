@@ -24,9 +24,13 @@ Status MoeDistributor::create(Communicator ep,
                                         std::to_string(ep.size()) + "/" + std::to_string(ep.rank()) + "), got " +
                                         std::to_string(config.ep_world_size) + "/" + std::to_string(config.ep_rank_id)};
     }
-    if (config.tp_size() == 2 && (!tp || !tp->valid() || tp->size() != 2 || tp->rank() != config.tp_rank_id)) {
+    if (config.tp_size() == 2 && (!tp || !tp->valid())) {
+        return {Code::kNullptr, "tp communicator must be given when tpWorldSize = 2, got none"};
+    }
+    if (config.tp_size() == 2 && (tp->size() != 2 || tp->rank() != config.tp_rank_id)) {
         return {Code::kInnerTiling, "tp communicator must be a 2-rank group whose rank is tpRankId = " +
-                                        std::to_string(config.tp_rank_id)};
+                                        std::to_string(config.tp_rank_id) + ", got size " + std::to_string(tp->size()) +
+                                        ", rank " + std::to_string(tp->rank())};
     }
     MoeDistributor made;
     made.ep_ = std::move(ep);

@@ -8,62 +8,114 @@ CallRounds::CallRounds(const Communicator& ep, const std::optional<Communicator>
       ep_rank_(ep.rank()),
       tp_rank_(tp ? tp->rank() : 0) {}
 
-Status CallRounds::begin(const void* record, std::size_t bytes, const AttrDigest& attrs) {
-    deadline_ = transport::call_deadline();
+const RecordHeader& CallRounds::own_header(int r) const {
+    return *static_cast<const RecordHeader*>(ep_->record(r, ep_call_));
+}
+
+const RecordHeader& CallRounds::peer_header(int r) const {
+    return *static_cast<const RecordHeader*>(peer_ep_->record(r, peer_ep_call_));
+}
+
+Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
+    const auto deadline = transport::call_deadline();
     if (Status s = ep_->broken_status(); !s.ok()) return s;
     if (tp_ != nullptr) {
         if (Status s = tp_->broken_status(); !s.ok()) return s;
     }
     ep_call_ = ep_->begin_call(ep_rank_);
-    ep_->arrive(ep_rank_, ep_call_, record, bytes);
+
     if (tp_ != nullptr) {
         TpRecord mine;
-        mine.attrs = attrs;
+        mine.attrs = record->attrs;
         mine.ep_group = ep_;
         mine.ep_call = ep_call_;
         mine.ep_rank = ep_rank_;
         tp_call_ = tp_->begin_call(tp_rank_);
         tp_->arrive(tp_rank_, tp_call_, &mine, sizeof(mine));
-    }
-    if (Status s = ep_->wait_arrivals(ep_call_, deadline_); !s.ok()) return s;
-    if (tp_ == nullptr) return Status::Ok();
-
-    if (Status s = tp_->wait_arrivals(tp_call_, deadline_); !s.ok()) return s;
-    const int peer_tp_rank = 1 - tp_rank_;
-    const TpRecord& peer = record_of<TpRecord>(*tp_, peer_tp_rank, tp_call_);
-    if (std::string diff = compare_digests(attrs, tp_rank_, peer.attrs, peer_tp_rank, tp_->name());
-        !diff.empty()) {
-        return {Code::kRuntime, diff};
-    }
-    if (peer.ep_group == ep_ || peer.ep_group->size() != ep_->size() || peer.ep_rank != ep_rank_) {
-        return {Code::kRuntime,
-                "TP peer of communicator '" + tp_->name() +
-                    "' must be the same EP rank in another EP group of the same size, got EP rank " +
-                    std::to_string(peer.ep_rank) + " of '" + peer.ep_group->name() + "'"};
-    }
-    peer_ep_ = peer.ep_group;
-    peer_ep_call_ = peer.ep_call;
-    return peer_ep_->wait_arrivals(peer_ep_call_, deadline_);
-}
-
-Status CallRounds::finish(int32_t flag, int* failed_rank, std::string* failed_group) {
-    *failed_rank = -1;
-    ep_->depart(ep_rank_, ep_call_, flag);
-    int32_t any = 0;
-    int rank = -1;
-    if (Status s = ep_->wait_departures(ep_call_, deadline_, &any, &rank); !s.ok()) return s;
-    if (any != 0) {
-        *failed_rank = rank;
-        *failed_group = ep_->name();
-    }
-    if (peer_ep_ != nullptr) {
-        if (Status s = peer_ep_->wait_departures(peer_ep_call_, deadline_, &any, &rank); !s.ok()) {
+        if (Status s = tp_->wait_arrivals(tp_call_, deadline); !s.ok()) {
+            ep_->mark_broken(s.message());  // my EP peers would otherwise wait for me in vain
             return s;
         }
-        if (any != 0 && *failed_rank < 0) {
-            *failed_rank = rank;
-            *failed_group = peer_ep_->name();
+        const TpRecord& peer = record_of<TpRecord>(*tp_, 1 - tp_rank_, tp_call_);
+        if (peer.ep_group == ep_ || peer.ep_group->size() != ep_->size() || peer.ep_rank != ep_rank_) {
+            // Arrive anyway with the verdict, so every rank of my EP group fails with it.
+            record->set_error({Code::kRuntime,
+                               "the TP peer in '" + tp_->name() +
+                                   "' must be the same EP rank of another EP group of the same size, got EP rank " +
+                                   std::to_string(peer.ep_rank) + " of '" + peer.ep_group->name() + "'"});
+        } else {
+            peer_hold_ = peer.ep_group->shared_from_this();
+            peer_ep_ = peer.ep_group;
+            peer_ep_call_ = peer.ep_call;
+            record->peer_group = peer_ep_;
         }
+    }
+    ep_->arrive(ep_rank_, ep_call_, record, bytes);
+    arrived_ = true;
+    if (Status s = ep_->wait_arrivals(ep_call_, deadline); !s.ok()) return s;
+    if (peer_ep_ != nullptr) return peer_ep_->wait_arrivals(peer_ep_call_, deadline);
+    return Status::Ok();
+}
+
+Status CallRounds::check_headers() const {
+    const int world = ep_->size();
+    // Errors found before arriving: my group first, then the peer group.
+    for (int r = 0; r < world; ++r) {
+        if (own_header(r).error != 0) return {static_cast<Code>(own_header(r).error), own_header(r).error_message};
+    }
+    if (peer_ep_ != nullptr) {
+        for (int r = 0; r < world; ++r) {
+            if (peer_header(r).error != 0) {
+                return {static_cast<Code>(peer_header(r).error), peer_header(r).error_message};
+            }
+        }
+    }
+    const RecordHeader& reference = own_header(0);
+    for (int r = 0; r < world; ++r) {
+        std::string diff = compare_digests(reference.attrs, 0, own_header(r).attrs, r, ep_->name());
+        if (!diff.empty()) return {Code::kRuntime, diff};
+        if (own_header(r).peer_group != reference.peer_group) {
+            return {Code::kRuntime, "ranks 0 and " + std::to_string(r) + " of '" + ep_->name() +
+                                        "' must pair with the same TP peer EP group"};
+        }
+    }
+    if (peer_ep_ != nullptr) {
+        for (int r = 0; r < world; ++r) {
+            std::string diff = compare_digests(reference.attrs, 0, peer_header(r).attrs, r, peer_ep_->name());
+            if (!diff.empty()) return {Code::kRuntime, diff};
+            if (peer_header(r).peer_group != ep_) {
+                return {Code::kRuntime, "rank " + std::to_string(r) + " of '" + peer_ep_->name() +
+                                            "' must pair with '" + ep_->name() + "' as its TP peer EP group"};
+            }
+        }
+    }
+    return Status::Ok();
+}
+
+Status CallRounds::finish(const Status& verdict) {
+    if (!arrived_) return verdict;
+    const auto deadline = transport::call_deadline();
+    ep_->depart(ep_rank_, ep_call_, verdict.ok() ? 0 : 1);
+    int32_t flag = 0;
+    int flag_rank = -1;
+    Status waited = ep_->wait_departures(ep_call_, deadline, &flag, &flag_rank);
+    std::string flag_group = ep_->name();
+    if (peer_ep_ != nullptr) {
+        int32_t peer_flag = 0;
+        int peer_flag_rank = -1;
+        Status peer_waited = peer_ep_->wait_departures(peer_ep_call_, deadline, &peer_flag, &peer_flag_rank);
+        if (waited.ok() && !peer_waited.ok()) waited = peer_waited;
+        if (flag == 0 && peer_flag != 0) {
+            flag = peer_flag;
+            flag_rank = peer_flag_rank;
+            flag_group = peer_ep_->name();
+        }
+    }
+    if (!verdict.ok()) return verdict;
+    if (!waited.ok()) return waited;
+    if (flag != 0) {
+        return {Code::kRuntime, "the inputs of rank " + std::to_string(flag_rank) + " of '" + flag_group +
+                                    "' must be consistent with its peers', got a failure there (its own error names it)"};
     }
     return Status::Ok();
 }

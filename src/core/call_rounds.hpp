@@ -1,15 +1,18 @@
 // The two rounds of every call, over the rank's EP group and, with T == 2, its TP pair:
 //
-//   begin():  publish my EP record (and my TP record: where my EP group is, and my call number),
-//             wait for every EP peer; with T == 2 wait for the TP peer, then for every rank of
-//             the peer's EP group (its members fill my peer rows / hold my tokens' partials).
-//   finish(): mark my call done in my EP group and wait until every rank of both EP groups has
-//             (SPEC §3 completion: nobody reads my tensors after I return).
-//
-// After begin() returns OK every rank of both groups has published; the records stay valid until
-// finish() returns.
+//   begin():  (T == 2) publish my TP record — where my EP group is and my call number there —
+//             and read my TP peer's, which names the peer's EP group; then publish my EP record
+//             (its header names that peer group) and wait for every EP peer and, with T == 2,
+//             for every rank of the peer's EP group (its members fill my peer rows and hold the
+//             partials of my tokens).
+//   verdict:  check_headers() and the callers' run-time checks read only records that every
+//             rank of both groups reads, so all reach the same verdict.
+//   finish(): mark my call done and wait until every rank of both EP groups that arrived has
+//             (SPEC §3 completion: nobody reads my tensors after I return). Every path out of a
+//             call that has arrived goes through finish(), errors included.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -23,7 +26,8 @@ class CallRounds {
 public:
     CallRounds(const Communicator& ep, const std::optional<Communicator>& tp);
 
-    Status begin(const void* record, std::size_t bytes, const AttrDigest& attrs);
+    // `record` starts with a RecordHeader whose attrs are set; begin() fills the rest of it.
+    Status begin(RecordHeader* record, std::size_t bytes);
 
     // Records of this call, by EP rank: in my EP group, and (T == 2) in my TP peer's EP group.
     template <class Record>
@@ -38,36 +42,28 @@ public:
     const transport::LocalGroup& ep_group() const { return *ep_; }
     const transport::LocalGroup* peer_group() const { return peer_ep_; }
 
-    // Compares every rank's digest (both EP groups, and the TP peer's) with mine.
-    template <class Record>
-    Status check_digests(const AttrDigest& mine) const {
-        for (int r = 0; r < ep_->size(); ++r) {
-            std::string diff = compare_digests(own<Record>(0).attrs, 0, own<Record>(r).attrs, r, ep_->name());
-            if (!diff.empty()) return {Code::kRuntime, diff};
-        }
-        if (peer_ep_ != nullptr) {
-            for (int r = 0; r < peer_ep_->size(); ++r) {
-                std::string diff = compare_digests(mine, ep_rank_, peer<Record>(r).attrs, r, peer_ep_->name());
-                if (!diff.empty()) return {Code::kRuntime, diff};
-            }
-        }
-        return Status::Ok();
-    }
+    // Every rank's header in both groups: errors found before arriving, attribute digests,
+    // and that both EP groups name each other as TP peers.
+    Status check_headers() const;
 
-    // Completion with a flag (0 = fine). *failed_rank >= 0 names a rank whose flag was set, and
-    // *failed_group its group's name.
-    Status finish(int32_t flag, int* failed_rank, std::string* failed_group);
+    // Completion. `verdict` is this rank's outcome so far (its failure travels as the departure
+    // flag); returns the call's outcome: the verdict, a broken group, or a peer's failure.
+    Status finish(const Status& verdict);
 
 private:
+    const RecordHeader& own_header(int r) const;
+    const RecordHeader& peer_header(int r) const;
+
     transport::LocalGroup* ep_;
     transport::LocalGroup* tp_;
     int ep_rank_;
     int tp_rank_;
+    bool arrived_ = false;
     uint64_t ep_call_ = 0;
     uint64_t tp_call_ = 0;
     transport::LocalGroup* peer_ep_ = nullptr;
+    std::shared_ptr<transport::LocalGroup> peer_hold_;  // the peer group outlives this call
     uint64_t peer_ep_call_ = 0;
-    transport::Clock::time_point deadline_;
 };
 
 }  // namespace moedist::core

@@ -19,6 +19,7 @@
 #include "core/records.hpp"
 #include "core/tensor_access.hpp"
 #include "quant/row_kernels.hpp"
+#include "util/float_env.hpp"
 
 namespace moedist::core {
 namespace {
@@ -121,9 +122,9 @@ bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why
             if (expert < 0 || expert >= c.moe_expert_num ||
                 !locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me,
                                 index, &ref)) {
-                *why = "entry (token " + std::to_string(t) + ", k " + std::to_string(k) + ", expert " +
-                       std::to_string(expert) + ", expandIdx " + std::to_string(index) +
-                       ") does not name a row its expert's rank received";
+                *why = "must name rows their experts' ranks received, got token " + std::to_string(t) + ", k " +
+                       std::to_string(k) + ": expert " + std::to_string(expert) + ", expandIdx " +
+                       std::to_string(index);
                 return false;
             }
         }
@@ -131,7 +132,8 @@ bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why
             const int64_t s = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
             const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, s).lo;
             if (!locator.locate(s, me, t - lo, &ref)) {
-                *why = "token " + std::to_string(t) + " has no row on shared rank " + std::to_string(s);
+                *why = "must match shared rank " + std::to_string(s) + "'s epSendCounts, got no row for token " +
+                       std::to_string(t);
                 return false;
             }
         }
@@ -144,9 +146,6 @@ void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
     const Topology topo{c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
     const int64_t me = c.ep_rank_id;
     const int64_t hidden = op.hidden;
-    s.acc.resize(static_cast<std::size_t>(hidden));
-    s.row.resize(static_cast<std::size_t>(hidden));
-    s.peer_row.resize(static_cast<std::size_t>(hidden));
     RowRef ref;
     for (int64_t t = 0; t < op.num_tokens; ++t) {
         std::fill(s.acc.begin(), s.acc.end(), 0.0f);
@@ -180,9 +179,16 @@ void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
 }  // namespace
 
 Status run_combine(const CombineOp& op) {
+    util::FloatEnvironment float_env;
+    Scratch& s = scratch();
+    // Sized before arriving: after it nothing allocates.
+    s.acc.resize(static_cast<std::size_t>(op.hidden));
+    s.row.resize(static_cast<std::size_t>(op.hidden));
+    s.peer_row.resize(static_cast<std::size_t>(op.hidden));
+
     CombineRecord mine;
-    mine.attrs = make_digest(2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype,
-                             op.in.expand_x.dtype, true);
+    mine.header.attrs = make_digest(2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype,
+                                    op.in.expand_x.dtype, true);
     mine.ep_rank = op.config.ep_rank_id;
     mine.num_tokens = op.num_tokens;
     mine.expand_x = op.in.expand_x;
@@ -191,27 +197,21 @@ Status run_combine(const CombineOp& op) {
     mine.tp_rank = op.config.tp_rank_id;
 
     CallRounds rounds(op.ep, op.tp);
-    if (Status st = rounds.begin(&mine, sizeof(mine), mine.attrs); !st.ok()) return st;
-    if (Status st = rounds.check_digests<CombineRecord>(mine.attrs); !st.ok()) return st;
-
-    RowLocator locator(op, rounds);
-    std::string why;
-    const bool valid = locate_all(op, locator, &why);
-    if (valid) reduce_tokens(op, locator, scratch());
-
-    int failed_rank = -1;
-    std::string failed_group;
-    if (Status st = rounds.finish(valid ? 0 : 1, &failed_rank, &failed_group); !st.ok()) return st;
-    if (!valid) {
-        return {Code::kRuntime, "combine on rank " + std::to_string(op.config.ep_rank_id) + " of '" +
-                                    rounds.ep_group().name() + "': " + why};
+    Status verdict = rounds.begin(&mine.header, sizeof(mine));
+    if (verdict.ok()) verdict = rounds.check_headers();
+    if (verdict.ok()) {
+        // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
+        // verdict travels with its departure.
+        RowLocator locator(op, rounds);
+        std::string why;
+        if (!locate_all(op, locator, &why)) {
+            verdict = {Code::kRuntime, "expertIds/expandIdx of rank " + std::to_string(op.config.ep_rank_id) +
+                                           " of '" + rounds.ep_group().name() + "' " + why};
+        } else {
+            reduce_tokens(op, locator, s);
+        }
     }
-    if (failed_rank >= 0) {
-        return {Code::kRuntime, "combine failed on rank " + std::to_string(failed_rank) + " of '" +
-                                    failed_group +
-                                    "': its expertIds/expandIdx do not match its peers' epSendCounts"};
-    }
-    return Status::Ok();
+    return rounds.finish(verdict);
 }
 
 }  // namespace moedist::core

@@ -19,6 +19,8 @@
 // Every row is written once, by the receiver, straight from the sender's x (quantized on the
 // way when the mode asks); the TP peer block is filled the same way from the peer's EP group.
 #include <cstring>
+#include <exception>
+#include <string>
 #include <vector>
 
 #include "core/call_rounds.hpp"
@@ -28,6 +30,7 @@
 #include "core/tensor_access.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/env.hpp"
+#include "util/float_env.hpp"
 #include "util/memory_ops.hpp"
 
 namespace moedist::core {
@@ -68,7 +71,7 @@ void build_layout(const Topology& topo, int64_t dst, const Records& records, Rec
 // Run-time checks over one EP group's records: ids in range, BS agreement when globalBs = 0,
 // no receiver over its capacity A. Identical on every rank that looks at the same records.
 template <class Records>
-Status check_group(const DispatchOp& op, const Topology& topo, const Records& records,
+Status check_group(const DispatchOp& op, const Topology& topo, const Records& records, int64_t group_bs,
                    const std::string& group_name) {
     const int64_t world = topo.world_size;
     for (int64_t r = 0; r < world; ++r) {
@@ -81,16 +84,14 @@ Status check_group(const DispatchOp& op, const Topology& topo, const Records& re
                         std::to_string(topo.moe_expert_num) + "), got " +
                         std::to_string(rec.plan->bad_id)};
         }
-        if (op.config.global_bs == 0 && rec.num_tokens != records(0).num_tokens) {
+        if (op.config.global_bs == 0 && rec.num_tokens != group_bs) {
             return {Code::kRuntime,
-                    "BS must be equal on every rank when globalBs = 0, got " +
-                        std::to_string(records(0).num_tokens) + " on rank 0 and " +
-                        std::to_string(rec.num_tokens) + " on rank " + std::to_string(r) +
-                        " of '" + group_name + "'"};
+                    "BS must be equal on every rank when globalBs = 0, got " + std::to_string(group_bs) +
+                        " and " + std::to_string(rec.num_tokens) + " on rank " + std::to_string(r) + " of '" +
+                        group_name + "'"};
         }
     }
-    const int64_t max_bs = op.config.global_bs == 0 ? records(0).num_tokens
-                                                    : op.config.global_bs / world;
+    const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;
     for (int64_t dst = 0; dst < world; ++dst) {
         int64_t total = 0;
         for (int64_t src = 0; src < world; ++src) {
@@ -231,38 +232,10 @@ void write_counts(const DispatchOp& op, const Topology& topo, const Scratch& s, 
     }
 }
 
-}  // namespace
-
-Status run_dispatch(const DispatchOp& op) {
-    Scratch& s = scratch();
-    const Topology topo = topology_of(op.config);
-    const TensorView& ids = op.in.expert_ids;
-    build_send_plan(static_cast<const int32_t*>(ids.data), ids.stride(0), ids.stride(1),
-                    op.num_tokens, op.top_k, op.config.moe_expert_num, &s.plan);
-
-    DispatchRecord mine;
-    const bool has_expert_scales = op.in.expert_scales.has_value();
-    mine.attrs = make_digest(1, op.config, op.top_k, op.hidden, op.in.x.dtype,
-                             op.out.expand_x.dtype, has_expert_scales);
-    mine.ep_rank = op.config.ep_rank_id;
-    mine.num_tokens = op.num_tokens;
-    mine.plan = &s.plan;
-    mine.x = op.in.x;
-    if (op.in.scales) mine.scales = *op.in.scales;
-    if (op.in.expert_scales) mine.expert_scales = *op.in.expert_scales;
-
-    CallRounds rounds(op.ep, op.tp);
-    if (Status st = rounds.begin(&mine, sizeof(mine), mine.attrs); !st.ok()) return st;
-    if (Status st = rounds.check_digests<DispatchRecord>(mine.attrs); !st.ok()) return st;
-
+// The single copy and every output; runs only after a successful verdict.
+void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
     auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
     auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
-    if (Status st = check_group(op, topo, own, rounds.ep_group().name()); !st.ok()) return st;
-    if (rounds.has_peer()) {
-        if (Status st = check_group(op, topo, peer, rounds.peer_group()->name()); !st.ok()) return st;
-    }
-
-    // The single copy.
     const int64_t rank = op.config.ep_rank_id;
     build_layout(topo, rank, own, &s.own_layout);
     const int64_t own_rows = s.own_layout.total_rows;
@@ -280,7 +253,7 @@ Status run_dispatch(const DispatchOp& op) {
     if (util::zero_padding()) {
         zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0), filler.streaming());
         if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
-        if (op.out.expand_scales && has_expert_scales) {
+        if (op.out.expand_scales && op.in.expert_scales) {
             zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
         }
     }
@@ -288,12 +261,53 @@ Status run_dispatch(const DispatchOp& op) {
         store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
     }
     write_counts(op, topo, s, own_rows, peer_rows);
-
     if (filler.streaming()) util::streaming_fence();  // streaming stores land before we depart
+}
 
-    int failed_rank = -1;
-    std::string failed_group;
-    return rounds.finish(0, &failed_rank, &failed_group);
+}  // namespace
+
+Status run_dispatch(const DispatchOp& op) {
+    util::FloatEnvironment float_env;
+    Scratch& s = scratch();
+    const Topology topo = topology_of(op.config);
+    const TensorView& ids = op.in.expert_ids;
+    build_send_plan(static_cast<const int32_t*>(ids.data), ids.stride(0), ids.stride(1),
+                    op.num_tokens, op.top_k, op.config.moe_expert_num, &s.plan);
+    // Every buffer the move needs is sized before arriving: after it nothing allocates.
+    s.row.resize(static_cast<std::size_t>(op.hidden));
+    s.own_layout.block_end.resize(static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
+    s.peer_layout.block_end.resize(s.own_layout.block_end.size());
+
+    DispatchRecord mine;
+    const bool has_expert_scales = op.in.expert_scales.has_value();
+    mine.header.attrs = make_digest(1, op.config, op.top_k, op.hidden, op.in.x.dtype,
+                                    op.out.expand_x.dtype, has_expert_scales);
+    mine.ep_rank = op.config.ep_rank_id;
+    mine.num_tokens = op.num_tokens;
+    mine.plan = &s.plan;
+    mine.x = op.in.x;
+    if (op.in.scales) mine.scales = *op.in.scales;
+    if (op.in.expert_scales) mine.expert_scales = *op.in.expert_scales;
+
+    CallRounds rounds(op.ep, op.tp);
+    Status verdict = rounds.begin(&mine.header, sizeof(mine));
+    if (verdict.ok()) verdict = rounds.check_headers();
+    auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
+    auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
+    // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
+    const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
+    if (verdict.ok()) verdict = check_group(op, topo, own, group_bs, rounds.ep_group().name());
+    if (verdict.ok() && rounds.has_peer()) {
+        verdict = check_group(op, topo, peer, group_bs, rounds.peer_group()->name());
+    }
+    if (verdict.ok()) {
+        try {
+            move_rows(op, topo, rounds, s);
+        } catch (const std::exception& e) {
+            verdict = {Code::kInternal, std::string("dispatch failed while moving rows: ") + e.what()};
+        }
+    }
+    return rounds.finish(verdict);
 }
 
 }  // namespace moedist::core

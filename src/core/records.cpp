@@ -2,6 +2,14 @@
 
 namespace moedist::core {
 
+void RecordHeader::set_error(const Status& status) {
+    error = status.raw_code();
+    const std::string& text = status.message();
+    const std::size_t n = text.size() < sizeof(error_message) - 1 ? text.size() : sizeof(error_message) - 1;
+    std::memcpy(error_message, text.data(), n);
+    error_message[n] = '\0';
+}
+
 const char* AttrDigest::field_name(int i) {
     static const char* const kNames[kNumFields] = {
         "operation",       "epWorldSize", "moeExpertNum", "sharedExpertRankNum", "sharedExpertNum",

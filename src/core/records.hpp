@@ -46,8 +46,19 @@ AttrDigest make_digest(int64_t op, const MoeConfig& config, int64_t top_k, int64
 std::string compare_digests(const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b,
                             const std::string& group);
 
-struct DispatchRecord {
+// The start of every record: what all ranks of both EP groups must agree on, and a verdict this
+// rank reached on its own before arriving (so every rank can fail with it).
+struct RecordHeader {
     AttrDigest attrs;
+    const transport::LocalGroup* peer_group = nullptr;  // T == 2: my TP peer's EP group
+    int32_t error = 0;                                  // a Code, 0 when fine
+    char error_message[256] = {};
+
+    void set_error(const Status& status);
+};
+
+struct DispatchRecord {
+    RecordHeader header;
     int64_t ep_rank = 0;
     int64_t num_tokens = 0;
     const SendPlan* plan = nullptr;
@@ -57,7 +68,7 @@ struct DispatchRecord {
 };
 
 struct CombineRecord {
-    AttrDigest attrs;
+    RecordHeader header;
     int64_t ep_rank = 0;
     int64_t num_tokens = 0;
     TensorView expand_x;

@@ -1,5 +1,6 @@
 // The first phase: every check that needs no peer, read top to bottom like the seed's
 // constraint list. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (SPEC §7).
+#include <climits>
 #include <sstream>
 #include <string>
 
@@ -34,14 +35,21 @@ Status check_dtype(const TensorView& t, const char* name, std::initializer_list<
     return fail(Code::kInvalidParam, std::string(name) + " dtype", names, dtype_name(t.dtype));
 }
 
-// ndim, non-negative extents and strides.
+// ndim, non-negative extents and strides, and a last element addressable in int64 bytes.
 Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
-    MOEDIST_REQUIRE(t.ndim == ndim, Code::kInnerTiling, std::string(name) + " dims",
-                    std::to_string(ndim), std::to_string(t.ndim) + " " + shape_of(t));
+    if (t.ndim != ndim) {
+        std::string actual = std::to_string(t.ndim);
+        if (t.ndim >= 0 && t.ndim <= TensorView::kMaxDims) actual.append(" ").append(shape_of(t));
+        return fail(Code::kInnerTiling, std::string(name) + " dims", std::to_string(ndim), actual);
+    }
+    __int128 last = 0;
     for (int32_t d = 0; d < ndim; ++d) {
         MOEDIST_REQUIRE(t.dim(d) >= 0 && t.stride(d) >= 0, Code::kInnerTiling,
                         std::string(name) + " shape and strides", "non-negative", shape_of(t));
+        if (t.dim(d) > 0) last += static_cast<__int128>(t.dim(d) - 1) * t.stride(d);
     }
+    MOEDIST_REQUIRE(last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
+                    Code::kInnerTiling, std::string(name) + " extent", "below 2^62 bytes", shape_of(t));
     MOEDIST_REQUIRE(t.data != nullptr || t.numel() == 0, Code::kNullptr, std::string(name) + " data",
                     "non-null", "nullptr");
     return Status::Ok();
@@ -58,6 +66,25 @@ Status check_min_1d(const TensorView& t, const char* name, int64_t min_len, cons
     do {                              \
         if (Status s_ = (expr); !s_.ok()) return s_; \
     } while (0)
+
+// A (SPEC §1) with T·A inside int32, since row counts travel as int32 (epRecvCounts).
+Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_t* capacity) {
+    MOEDIST_REQUIRE(bs >= 0 && bs <= MoeConfig::kMaxGlobalBs, Code::kInnerTiling, "BS", "in [0, 2^31]",
+                    std::to_string(bs));
+    const auto max_bs = static_cast<__int128>(config.max_bs(bs));
+    const auto world = static_cast<__int128>(config.ep_world_size);
+    __int128 a = 0;
+    if (config.is_shared_rank()) {
+        a = (max_bs * world + config.shared_expert_rank_num - 1) / config.shared_expert_rank_num;
+    } else {
+        const int64_t local = config.local_moe_expert_num();
+        a = max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
+    }
+    MOEDIST_REQUIRE(a * config.tp_size() <= INT32_MAX, Code::kInnerTiling, "T*A (rows one rank can receive)",
+                    "<= 2147483647", std::to_string(static_cast<long double>(a * config.tp_size())));
+    *capacity = static_cast<int64_t>(a);
+    return Status::Ok();
+}
 
 Status check_communicators(const MoeConfig& config, const Communicator& ep, const std::optional<Communicator>& tp) {
     MOEDIST_REQUIRE(ep.valid(), Code::kNullptr, "groupEp", "a communicator", "none");
@@ -140,7 +167,8 @@ Status prepare_dispatch(const MoeConfig& config,
                         "expertScales shape", "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                         shape_of(*in.expert_scales));
     }
-    const int64_t capacity = config.capacity_rows(bs, top_k);
+    int64_t capacity = 0;
+    MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
     MOEDIST_TRY(check_rank(out.expand_x, "expandX", 2));
     MOEDIST_REQUIRE(out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden, Code::kInnerTiling,
                     "expandX shape", "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
@@ -201,7 +229,8 @@ Status prepare_combine(const MoeConfig& config,
                         "<= maxBs = globalBs / epWorldSize = " + std::to_string(config.global_bs / config.ep_world_size),
                         std::to_string(bs));
     }
-    const int64_t capacity = config.capacity_rows(bs, top_k);
+    int64_t capacity = 0;
+    MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
     MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity, Code::kInnerTiling, "expandX dim 0",
                     ">= T*A = " + std::to_string(T * capacity), std::to_string(in.expand_x.dim(0)));
     MOEDIST_TRY(check_min_1d(in.expand_idx, "expandIdx", bs * top_k, "BS*K"));

@@ -68,82 +68,106 @@ Status LocalGroup::broken_status() const {
 }
 
 template <class Ready>
-Status LocalGroup::wait(Ready ready, Clock::time_point deadline, const char* round, uint64_t call) {
+LocalGroup::WaitResult LocalGroup::wait_for(Ready ready, Clock::time_point deadline, bool stop_on_broken) {
     // Spin a little (a peer on another core is about to arrive), then yield (ranks may outnumber
     // cores), then block.
+    auto stop = [&] { return stop_on_broken && broken_.load(std::memory_order_seq_cst); };
     for (int i = 0; i < 256; ++i) {
-        if (ready()) return Status::Ok();
-        if (broken_.load(std::memory_order_acquire)) return broken_status();
+        if (ready()) return WaitResult::kReady;
+        if (stop()) return WaitResult::kBroken;
         MOEDIST_PAUSE();
     }
     for (int i = 0; i < 64; ++i) {
-        if (ready()) return Status::Ok();
-        if (broken_.load(std::memory_order_acquire)) return broken_status();
+        if (ready()) return WaitResult::kReady;
+        if (stop()) return WaitResult::kBroken;
         std::this_thread::yield();
     }
     std::unique_lock<std::mutex> lock(mutex_);
     blocked_waiters_.fetch_add(1, std::memory_order_seq_cst);
-    bool done = false;
-    while (!(done = ready()) && !broken_.load(std::memory_order_seq_cst)) {
+    WaitResult result = WaitResult::kTimeout;
+    for (;;) {
+        if (ready()) {
+            result = WaitResult::kReady;
+            break;
+        }
+        if (stop()) {
+            result = WaitResult::kBroken;
+            break;
+        }
         if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-            done = ready();
+            result = ready() ? WaitResult::kReady : (stop() ? WaitResult::kBroken : WaitResult::kTimeout);
             break;
         }
     }
     blocked_waiters_.fetch_sub(1, std::memory_order_seq_cst);
-    if (done) return Status::Ok();
-    if (broken_.load(std::memory_order_seq_cst)) {
-        return {Code::kRuntime, "communicator '" + name_ + "' is broken: " + broken_reason_};
-    }
-    // Timed out: name the first rank that has not reached this round.
+    return result;
+}
+
+std::string LocalGroup::missing_reason(const char* round, uint64_t call) const {
     int missing = -1;
     for (int r = 0; r < size_; ++r) {
         const Slot& slot = slots_[static_cast<std::size_t>(r)];
         const auto& counter = std::strcmp(round, "arrive") == 0 ? slot.arrived : slot.departed;
-        if (counter.load(std::memory_order_acquire) <= call) {
+        if (counter.load(std::memory_order_seq_cst) <= call) {
             missing = r;
             break;
         }
     }
-    const std::string reason = "rank " + std::to_string(missing) + " of communicator '" + name_ +
-                               "' did not " + round + " (call " + std::to_string(call) +
-                               ") within MOEDIST_TIMEOUT_MS=" + std::to_string(util::timeout_ms()) +
-                               " ms";
-    if (!broken_.load(std::memory_order_relaxed)) {
-        broken_reason_ = reason;
-        broken_.store(true, std::memory_order_seq_cst);
-    }
-    lock.unlock();
-    cv_.notify_all();
-    return {Code::kRuntime, reason};
+    return "rank " + std::to_string(missing) + " of communicator '" + name_ + "' did not " + round +
+           " (call " + std::to_string(call) + ") within MOEDIST_TIMEOUT_MS=" +
+           std::to_string(util::timeout_ms()) + " ms";
 }
 
 Status LocalGroup::wait_arrivals(uint64_t call, Clock::time_point deadline) {
     auto ready = [this, call] {
         for (int r = 0; r < size_; ++r) {
-            if (slots_[static_cast<std::size_t>(r)].arrived.load(std::memory_order_acquire) <= call) {
+            if (slots_[static_cast<std::size_t>(r)].arrived.load(std::memory_order_seq_cst) <= call) {
                 return false;
             }
         }
         return true;
     };
-    return wait(ready, deadline, "arrive", call);
+    switch (wait_for(ready, deadline, /*stop_on_broken=*/true)) {
+        case WaitResult::kReady:
+            // Our arrival store came before this load (both seq_cst), and a rank that times out
+            // stores `broken` before it looks at arrivals: either it waits for our departure,
+            // or we see `broken` here and read none of its tensors.
+            if (broken_.load(std::memory_order_seq_cst)) return broken_status();
+            return Status::Ok();
+        case WaitResult::kBroken:
+            return broken_status();
+        case WaitResult::kTimeout:
+            break;
+    }
+    const std::string reason = missing_reason("arrive", call);
+    mark_broken(reason);
+    return {Code::kRuntime, reason};
 }
 
 Status LocalGroup::wait_departures(uint64_t call,
                                    Clock::time_point deadline,
                                    int32_t* flag,
                                    int* flag_rank) {
+    // SPEC §3 completion: every rank that arrived at `call` may be reading our tensors until it
+    // departs, broken group or not. A rank that has not arrived once `broken` is set will see it
+    // after arriving and read nothing, so it is not waited for.
     auto ready = [this, call] {
+        const bool broken = broken_.load(std::memory_order_seq_cst);
         for (int r = 0; r < size_; ++r) {
-            if (slots_[static_cast<std::size_t>(r)].departed.load(std::memory_order_acquire) <= call) {
-                return false;
-            }
+            const Slot& slot = slots_[static_cast<std::size_t>(r)];
+            if (slot.departed.load(std::memory_order_seq_cst) > call) continue;
+            if (broken && slot.arrived.load(std::memory_order_seq_cst) <= call) continue;
+            return false;
         }
         return true;
     };
-    Status status = wait(ready, deadline, "depart", call);
-    if (!status.ok()) return status;
+    if (wait_for(ready, deadline, /*stop_on_broken=*/false) == WaitResult::kTimeout) {
+        // A rank neither departs nor fails: break the group and give readers one more period.
+        const std::string reason = missing_reason("depart", call);
+        mark_broken(reason);
+        if (wait_for(ready, call_deadline(), false) == WaitResult::kTimeout) return {Code::kRuntime, reason};
+    }
+    if (broken_.load(std::memory_order_seq_cst)) return broken_status();
     *flag = 0;
     *flag_rank = -1;
     for (int r = 0; r < size_; ++r) {

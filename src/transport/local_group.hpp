@@ -32,7 +32,7 @@ namespace moedist::transport {
 
 using Clock = std::chrono::steady_clock;
 
-class LocalGroup {
+class LocalGroup : public std::enable_shared_from_this<LocalGroup> {
 public:
     static constexpr std::size_t kMaxRecordBytes = 1024;
 
@@ -48,14 +48,17 @@ public:
 
     // Round 1: publish rank's record of `call`.
     void arrive(int rank, uint64_t call, const void* record, std::size_t bytes);
-    // Waits until every rank has arrived at `call` (or later).
+    // Waits until every rank has arrived at `call` (or later). OK only when the group is not broken
+    // afterwards; on timeout marks it broken, naming the first rank missing. Whatever it returns,
+    // a rank that arrived must call depart() and wait_departures() before it returns to its caller.
     Status wait_arrivals(uint64_t call, Clock::time_point deadline);
     // Rank's record of `call`; valid after wait_arrivals(call) until this caller departs.
     const void* record(int rank, uint64_t call) const;
 
     // Round 2: rank has finished `call`; `flag` (0 = fine) travels with the departure.
     void depart(int rank, uint64_t call, int32_t flag);
-    // Waits until every rank has departed `call`; reports the lowest rank with a non-zero flag.
+    // Waits until every rank that arrived at `call` has departed (every rank, when not broken);
+    // reports the lowest rank with a non-zero flag. Error when the group is broken.
     Status wait_departures(uint64_t call,
                            Clock::time_point deadline,
                            int32_t* flag,
@@ -74,8 +77,10 @@ private:
         alignas(64) std::byte record[2][kMaxRecordBytes];
     };
 
+    enum class WaitResult { kReady, kBroken, kTimeout };
     template <class Ready>
-    Status wait(Ready ready, Clock::time_point deadline, const char* round, uint64_t call);
+    WaitResult wait_for(Ready ready, Clock::time_point deadline, bool stop_on_broken);
+    std::string missing_reason(const char* round, uint64_t call) const;
     void notify();
 
     const int size_;

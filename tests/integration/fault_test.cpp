@@ -172,6 +172,85 @@ TEST(Faults, BadCombineIndexFailsEveryRankWithoutReadingOutOfBounds) {
     }
 }
 
+TEST(Faults, ErrorsLeaveTheGroupUsableForTheNextCall) {
+    // A failed call still completes on every rank (SPEC §7): the next calls on the same threads
+    // and communicators work, alternating with failing ones.
+    auto minis = make_minis(4);
+    auto statuses = on_ranks(4, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+        for (int round = 0; round < 3; ++round) {
+            const int32_t saved = m.ids[1];
+            if (rank == 3) m.ids[1] = -1;
+            Status bad = moe.try_dispatch(m.in, m.out);
+            m.ids[1] = saved;
+            if (bad.code() != Code::kRuntime) return {Code::kInternal, "bad call: " + bad.message()};
+            if (Status good = moe.try_dispatch(m.in, m.out); !good.ok()) return good;
+            if (Status good = moe.try_combine(m.combine_inputs(),
+                                              TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
+                !good.ok()) {
+                return good;
+            }
+        }
+        return Status::Ok();
+    });
+    for (const Status& s : statuses) EXPECT_TRUE(s.ok()) << s.message();
+}
+
+TEST(Faults, TpGroupsWithDifferentBsFailInsteadOfOverflowing) {
+    // W = 2, T = 2, globalBs = 0: EP group 0 has BS = 1, EP group 1 has BS = 4. Outputs are sized
+    // for each rank's own BS, so filling the peer rows would overflow: every rank must fail.
+    constexpr int kW = 2, kH = 8;
+    auto ep = std::vector<std::vector<moedist::Communicator>>{moedist::Communicator::create_local_group(kW),
+                                                              moedist::Communicator::create_local_group(kW)};
+    std::vector<std::vector<moedist::Communicator>> tp;
+    for (int e = 0; e < kW; ++e) tp.push_back(moedist::Communicator::create_local_group(2));
+    std::vector<Status> statuses(4);
+    std::vector<std::thread> threads;
+    for (int g = 0; g < 4; ++g) {
+        threads.emplace_back([&, g] {
+            const int e = g / 2, t = g % 2;
+            const int64_t bs = t == 0 ? 1 : 4;
+            moedist::MoeConfig c;
+            c.ep_world_size = kW;
+            c.ep_rank_id = e;
+            c.moe_expert_num = kW;
+            c.tp_world_size = 2;
+            c.tp_rank_id = t;
+            const int64_t capacity = c.capacity_rows(bs, 1);
+            std::vector<uint16_t> x(static_cast<std::size_t>(bs * kH), 0x3F80), expand_x(static_cast<std::size_t>(2 * capacity * kH));
+            std::vector<int32_t> ids(static_cast<std::size_t>(bs), 0), idx(static_cast<std::size_t>(bs)), counts(2 * kW), tp_counts(2);
+            std::vector<int64_t> nums(1);
+            moedist::DispatchInputs in;
+            in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {bs, kH});
+            in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {bs, 1});
+            moedist::DispatchOutputs out;
+            out.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {2 * capacity, kH});
+            out.expand_idx = TensorView::contiguous(idx.data(), DType::kInt32, {bs});
+            out.expert_token_nums = TensorView::contiguous(nums.data(), DType::kInt64, {1});
+            out.ep_recv_counts = TensorView::contiguous(counts.data(), DType::kInt32, {2 * kW});
+            out.tp_recv_counts = TensorView::contiguous(tp_counts.data(), DType::kInt32, {2});
+            moedist::MoeDistributor moe(ep[static_cast<std::size_t>(t)][static_cast<std::size_t>(e)],
+                                        tp[static_cast<std::size_t>(e)][static_cast<std::size_t>(t)], c);
+            statuses[static_cast<std::size_t>(g)] = moe.try_dispatch(in, out);
+        });
+    }
+    for (auto& th : threads) th.join();
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
+        EXPECT_NE(s.message().find("BS must be equal on every rank when globalBs = 0"), std::string::npos) << s.message();
+    }
+}
+
+TEST(Faults, CapacityBeyondInt32IsRejectedInTheFirstPhase) {
+    MiniRank m(2, 0);
+    m.config.global_bs = int64_t{1} << 31;  // A = 2^30 * 2 * 1 = 2^31 rows: past int32 counts
+    auto group = moedist::Communicator::create_local_group(2);
+    moedist::MoeDistributor moe(group[0], std::nullopt, m.config);
+    Status s = moe.try_dispatch(m.in, m.out);
+    EXPECT_EQ(s.code(), Code::kInnerTiling);
+    EXPECT_NE(s.message().find("T*A (rows one rank can receive) must be <= 2147483647"), std::string::npos)
+        << s.message();
+}
+
 TEST(Faults, FirstPhaseErrorsNameTheParameter) {
     MiniRank m(2, 0);
     auto group = moedist::Communicator::create_local_group(2);
