@@ -182,16 +182,15 @@ private:
         }
         // quantMode 2, int8: read the row once into binary32, quantize into the output row.
         float* row = row_->data();
-        quant::load_row_f32(src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), row, hidden);
         const float* smooth = nullptr;
         int64_t smooth_stride = 1;
         if (src.scales.data != nullptr) {
             smooth = reinterpret_cast<const float*>(element_ptr(src.scales, smooth_row, 0));
             smooth_stride = src.scales.stride(1);
         }
-        const float scale = quant::quantize_row_int8(
-            row, smooth, smooth_stride, reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
-            out.stride(1), hidden);
+        const float scale = quant::quantize_row_int8_from(
+            src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), smooth, smooth_stride, row,
+            reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)), out.stride(1), hidden, streaming_);
         store1<float>(*op_.out.dynamic_scales, dst_row, scale);
     }
 

@@ -1,6 +1,7 @@
 #include "quant/row_kernels.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -249,6 +250,112 @@ float quantize_row_int8(float* row,
             dst[i * dst_stride] = static_cast<int8_t>(rne_clamp(scaled, -128.0f, 127.0f));
         }
     }
+    return 1.0f / ds;
+}
+
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+bool has_avx512() {
+    static const bool value = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                              __builtin_cpu_supports("avx512vl");
+    return value;
+}
+
+// GCC 12 warns on the _mm512_undefined_* inside its own intrinsic headers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+// y = f32(src[i]) (· smooth[i]) for 16 lanes under mask k. Deterministic: both passes below
+// compute the same y bit for bit.
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 load_y(bool bf16,
+                                                                                       const uint16_t* src,
+                                                                                       const float* smooth,
+                                                                                       int64_t i,
+                                                                                       __mmask16 k) {
+    const __m256i h = _mm256_maskz_loadu_epi16(k, src + i);
+    __m512 v = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+    if (smooth != nullptr) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, smooth + i));
+    return v;
+}
+
+inline __mmask16 lanes(int64_t left) {
+    return left >= 16 ? static_cast<__mmask16>(0xFFFF)
+                      : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
+}
+
+// The largest |y| bit pattern of a row (see abs_max_bits); y is not stored.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) uint32_t absmax_y_avx512(bool bf16,
+                                                                             const uint16_t* src,
+                                                                             const float* smooth,
+                                                                             int64_t n) {
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    __m512i m = _mm512_setzero_si512();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = lanes(n - i);
+        const __m512 v = load_y(bf16, src, smooth, i, k);
+        m = _mm512_mask_max_epu32(m, k, m, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+    }
+    return _mm512_reduce_max_epu32(m);
+}
+
+// dst[i] = clamp(rne(fl32(y[i] * ds)), -128, 127) for a finite row (a saturating conversion),
+// recomputing y from the source; streaming stores when asked and `dst` is 16-byte aligned.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_y_avx512(bool bf16,
+                                                                            const uint16_t* src,
+                                                                            const float* smooth,
+                                                                            float ds,
+                                                                            int8_t* dst,
+                                                                            int64_t n,
+                                                                            bool streaming) {
+    const __m512 scale = _mm512_set1_ps(ds);
+    const bool stream = streaming && (reinterpret_cast<std::uintptr_t>(dst) & 15u) == 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 k = lanes(n - i);
+        const __m512 v = _mm512_mul_ps(load_y(bf16, src, smooth, i, k), scale);
+        const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (stream && k == 0xFFFF) {
+            _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtsepi32_epi8(q));
+        } else {
+            _mm512_mask_cvtsepi32_storeu_epi8(dst + i, k, q);
+        }
+    }
+}
+#pragma GCC diagnostic pop
+#else
+bool has_avx512() { return false; }
+uint32_t absmax_y_avx512(bool, const uint16_t*, const float*, int64_t) { return 0; }
+void quantize_y_avx512(bool, const uint16_t*, const float*, float, int8_t*, int64_t, bool) {}
+#endif
+
+float quantize_row_int8_from(DType dtype,
+                             const void* src,
+                             int64_t src_stride,
+                             const float* smooth,
+                             int64_t smooth_stride,
+                             float* scratch,
+                             int8_t* dst,
+                             int64_t dst_stride,
+                             int64_t n,
+                             bool streaming) {
+    const bool contiguous = src_stride == 1 && dst_stride == 1 && (smooth == nullptr || smooth_stride == 1);
+    if (!contiguous || !has_avx512()) {
+        load_row_f32(dtype, src, src_stride, scratch, n);
+        return quantize_row_int8(scratch, smooth, smooth_stride, dst, dst_stride, n);
+    }
+    // Same steps as quantize_row_int8, fused: the max of y, then y again scaled and rounded (two
+    // reads of the source row, which stays in L1/L2, and no binary32 row in memory).
+    const bool bf16 = dtype == DType::kBFloat16;
+    const auto* bits = static_cast<const uint16_t*>(src);
+    const uint32_t m_bits = absmax_y_avx512(bf16, bits, smooth, n);
+    if (m_bits == 0) {
+        std::memset(dst, 0, static_cast<std::size_t>(n));
+        return 0.0f;
+    }
+    const float ds = m_bits >= 0x7F800000u ? 0.0f : 127.0f / bits_f32(m_bits);
+    if (m_bits >= 0x7F800000u || std::isinf(ds)) {
+        std::memset(dst, 0, static_cast<std::size_t>(n));
+        return bits_f32(0x7FC00000u);
+    }
+    quantize_y_avx512(bf16, bits, smooth, ds, dst, n, streaming);
     return 1.0f / ds;
 }
 

@@ -31,6 +31,19 @@ void accumulate_weighted(float* acc, const float* row, float weight, int64_t n);
 // acc[i] = fl32(acc[i] + row[i]).
 void accumulate(float* acc, const float* row, int64_t n);
 
+// quantize_row_int8 of a fp16/bf16 source row (element stride `src_stride`); `scratch` (n
+// floats) serves the generic path. `streaming`: dst is part of an output larger than the caches.
+float quantize_row_int8_from(DType dtype,
+                             const void* src,
+                             int64_t src_stride,
+                             const float* smooth,
+                             int64_t smooth_stride,
+                             float* scratch,
+                             int8_t* dst,
+                             int64_t dst_stride,
+                             int64_t n,
+                             bool streaming);
+
 // acc[i] = fl32(acc[i] + fl32(f32(src[i * stride]) * weight)) straight from a fp16/bf16 row:
 // load and accumulate_weighted fused (bitwise the same result).
 void accumulate_weighted_from(DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n);
