@@ -72,7 +72,7 @@ Status CallRounds::check_headers() const {
     }
     const RecordHeader& reference = own_header(0);
     for (int r = 0; r < world; ++r) {
-        std::string diff = compare_digests(reference.attrs, 0, own_header(r).attrs, r, ep_->name());
+        std::string diff = compare_digests(reference.attrs, 0, own_header(r).attrs, r, "'" + ep_->name() + "'");
         if (!diff.empty()) return {Code::kRuntime, diff};
         if (own_header(r).peer_group != reference.peer_group) {
             return {Code::kRuntime, "ranks 0 and " + std::to_string(r) + " of '" + ep_->name() +
@@ -81,7 +81,8 @@ Status CallRounds::check_headers() const {
     }
     if (peer_ep_ != nullptr) {
         for (int r = 0; r < world; ++r) {
-            std::string diff = compare_digests(reference.attrs, 0, peer_header(r).attrs, r, peer_ep_->name());
+            std::string diff = compare_digests(reference.attrs, 0, peer_header(r).attrs, r,
+                                               "'" + ep_->name() + "' (rank 0) and '" + peer_ep_->name() + "'");
             if (!diff.empty()) return {Code::kRuntime, diff};
             if (peer_header(r).peer_group != ep_) {
                 return {Code::kRuntime, "rank " + std::to_string(r) + " of '" + peer_ep_->name() +
@@ -95,27 +96,33 @@ Status CallRounds::check_headers() const {
 Status CallRounds::finish(const Status& verdict) {
     if (!arrived_) return verdict;
     const auto deadline = transport::call_deadline();
-    ep_->depart(ep_rank_, ep_call_, verdict.ok() ? 0 : 1);
+    ep_->depart(ep_rank_, ep_call_, verdict.raw_code(), verdict.message());
     int32_t flag = 0;
     int flag_rank = -1;
-    Status waited = ep_->wait_departures(ep_call_, deadline, &flag, &flag_rank);
+    std::string flag_message;
+    Status waited = ep_->wait_departures(ep_call_, deadline, &flag, &flag_rank, &flag_message);
     std::string flag_group = ep_->name();
     if (peer_ep_ != nullptr) {
         int32_t peer_flag = 0;
         int peer_flag_rank = -1;
-        Status peer_waited = peer_ep_->wait_departures(peer_ep_call_, deadline, &peer_flag, &peer_flag_rank);
+        std::string peer_message;
+        Status peer_waited =
+            peer_ep_->wait_departures(peer_ep_call_, deadline, &peer_flag, &peer_flag_rank, &peer_message);
         if (waited.ok() && !peer_waited.ok()) waited = peer_waited;
         if (flag == 0 && peer_flag != 0) {
             flag = peer_flag;
             flag_rank = peer_flag_rank;
+            flag_message = std::move(peer_message);
             flag_group = peer_ep_->name();
         }
     }
     if (!verdict.ok()) return verdict;
     if (!waited.ok()) return waited;
     if (flag != 0) {
-        return {Code::kRuntime, "the inputs of rank " + std::to_string(flag_rank) + " of '" + flag_group +
-                                    "' must be consistent with its peers', got a failure there (its own error names it)"};
+        // A peer's own failure, with its message (it names the rank and the cause).
+        return {Code::kRuntime, flag_message.empty() ? "rank " + std::to_string(flag_rank) + " of '" + flag_group +
+                                                           "' must succeed, got a failure"
+                                                     : flag_message};
     }
     return Status::Ok();
 }

@@ -52,9 +52,9 @@ public:
     bool locate(int64_t owner, int64_t block, int64_t index, RowRef* ref) const {
         const CombineRecord& rec = rounds_.own<CombineRecord>(owner);
         const int64_t world = op_.config.ep_world_size;
-        const int64_t blocks = world * (owner < op_.config.shared_expert_rank_num
-                                            ? 1
-                                            : op_.config.local_moe_expert_num());
+        const int64_t blocks =
+            world *
+            (owner < op_.config.shared_expert_rank_num ? 1 : op_.config.local_moe_expert_num());
         if (block < 0 || block >= blocks || rec.ep_send_counts.dim(0) < blocks) return false;
         const int64_t begin = block == 0 ? 0 : load1<int32_t>(rec.ep_send_counts, block - 1);
         const int64_t end = load1<int32_t>(rec.ep_send_counts, block);
@@ -70,7 +70,8 @@ public:
             const CombineRecord& peer = rounds_.peer<CombineRecord>(owner);
             const int64_t peer_own = load1<int32_t>(peer.tp_send_counts, peer.tp_rank);
             const int64_t peer_has = load1<int32_t>(peer.tp_send_counts, 1 - peer.tp_rank);
-            if (peer_own < 0 || ref->row >= peer_has || peer_own + peer_has > peer.expand_x.dim(0)) {
+            if (peer_own < 0 || ref->row >= peer_has ||
+                peer_own + peer_has > peer.expand_x.dim(0)) {
                 return false;
             }
             ref->peer_row = peer_own + ref->row;
@@ -85,8 +86,12 @@ public:
     // acc += f32(row of `ref`) * weight, straight from the owner's expandX (direct() only).
     void accumulate_direct(const RowRef& ref, float weight, float* acc) const {
         const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
-        quant::accumulate_weighted_from(rec.expand_x.dtype, element_ptr(rec.expand_x, ref.row, 0),
-                                        rec.expand_x.stride(1), weight, acc, op_.hidden);
+        quant::accumulate_weighted_from(rec.expand_x.dtype,
+                                        element_ptr(rec.expand_x, ref.row, 0),
+                                        rec.expand_x.stride(1),
+                                        weight,
+                                        acc,
+                                        op_.hidden);
     }
 
     // Loads the returned value of `ref` into `row` (binary32), TP-reduced and comm-quantized.
@@ -94,11 +99,15 @@ public:
         const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
         const DType dtype = rec.expand_x.dtype;
         const int64_t hidden = op_.hidden;
-        quant::load_row_f32(dtype, element_ptr(rec.expand_x, ref.row, 0), rec.expand_x.stride(1), row, hidden);
+        quant::load_row_f32(
+            dtype, element_ptr(rec.expand_x, ref.row, 0), rec.expand_x.stride(1), row, hidden);
         if (rounds_.has_peer()) {
             const CombineRecord& peer = rounds_.peer<CombineRecord>(ref.owner);
-            quant::load_row_f32(dtype, element_ptr(peer.expand_x, ref.peer_row, 0), peer.expand_x.stride(1),
-                                peer_row, hidden);
+            quant::load_row_f32(dtype,
+                                element_ptr(peer.expand_x, ref.peer_row, 0),
+                                peer.expand_x.stride(1),
+                                peer_row,
+                                hidden);
             quant::add_round_row(dtype, row, peer_row, hidden);
         }
         if (op_.config.comm_quant_mode == 2) quant::comm_quant_round_trip(dtype, row, hidden);
@@ -112,7 +121,8 @@ private:
 // Finds every row of my tokens; false (and `why`) on the first index out of range.
 bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why) {
     const MoeConfig& c = op.config;
-    const Topology topo{c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
+    const Topology topo{
+        c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
     const int64_t me = c.ep_rank_id;
     RowRef ref;
     for (int64_t t = 0; t < op.num_tokens; ++t) {
@@ -120,20 +130,28 @@ bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why
             const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
             const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
             if (expert < 0 || expert >= c.moe_expert_num ||
-                !locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me,
-                                index, &ref)) {
-                *why = "must name rows their experts' ranks received, got token " + std::to_string(t) + ", k " +
-                       std::to_string(k) + ": expert " + std::to_string(expert) + ", expandIdx " +
-                       std::to_string(index);
+                !locator.locate(topo.rank_of_expert(expert),
+                                topo.local_index(expert) * c.ep_world_size + me,
+                                index,
+                                &ref)) {
+                *why = "must name rows their experts' ranks received, got token " +
+                       std::to_string(t) + ", k " + std::to_string(k) + ": expert " +
+                       std::to_string(expert) + ", expandIdx " + std::to_string(index);
                 return false;
             }
         }
         if (c.shared_expert_rank_num > 0) {
-            const int64_t s = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
-            const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, s).lo;
+            const int64_t s =
+                topo.is_shared(me)
+                    ? me
+                    : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
+            const int64_t lo =
+                topo.is_shared(me)
+                    ? 0
+                    : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, s).lo;
             if (!locator.locate(s, me, t - lo, &ref)) {
-                *why = "must match shared rank " + std::to_string(s) + "'s epSendCounts, got no row for token " +
-                       std::to_string(t);
+                *why = "must match shared rank " + std::to_string(s) +
+                       "'s epSendCounts, got no row for token " + std::to_string(t);
                 return false;
             }
         }
@@ -143,7 +161,8 @@ bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why
 
 void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
     const MoeConfig& c = op.config;
-    const Topology topo{c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
+    const Topology topo{
+        c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
     const int64_t me = c.ep_rank_id;
     const int64_t hidden = op.hidden;
     RowRef ref;
@@ -152,7 +171,10 @@ void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
         for (int64_t k = 0; k < op.top_k; ++k) {
             const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
             const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
-            locator.locate(topo.rank_of_expert(expert), topo.local_index(expert) * c.ep_world_size + me, index, &ref);
+            locator.locate(topo.rank_of_expert(expert),
+                           topo.local_index(expert) * c.ep_world_size + me,
+                           index,
+                           &ref);
             const float weight = load2<float>(op.in.expert_scales, t, k);
             if (locator.direct()) {
                 locator.accumulate_direct(ref, weight, s.acc.data());
@@ -162,17 +184,25 @@ void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
             quant::accumulate_weighted(s.acc.data(), s.row.data(), weight, hidden);
         }
         if (c.shared_expert_rank_num > 0) {
-            const int64_t sr = topo.is_shared(me) ? me : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
-            const int64_t lo = topo.is_shared(me) ? 0 : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, sr).lo;
+            const int64_t sr =
+                topo.is_shared(me)
+                    ? me
+                    : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
+            const int64_t lo =
+                topo.is_shared(me)
+                    ? 0
+                    : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, sr).lo;
             locator.locate(sr, me, t - lo, &ref);
             if (locator.direct()) {
-                locator.accumulate_direct(ref, 1.0f, s.acc.data());  // fl32(v * 1) = v: the same sum
+                locator.accumulate_direct(
+                    ref, 1.0f, s.acc.data());  // fl32(v * 1) = v: the same sum
             } else {
                 locator.load(ref, s.row.data(), s.peer_row.data());
                 quant::accumulate(s.acc.data(), s.row.data(), hidden);
             }
         }
-        quant::store_row_f32(op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), hidden);
+        quant::store_row_f32(
+            op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), hidden);
     }
 }
 
@@ -187,8 +217,8 @@ Status run_combine(const CombineOp& op) {
     s.peer_row.resize(static_cast<std::size_t>(op.hidden));
 
     CombineRecord mine;
-    mine.header.attrs = make_digest(2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype,
-                                    op.in.expand_x.dtype, true);
+    mine.header.attrs = make_digest(
+        2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true);
     mine.ep_rank = op.config.ep_rank_id;
     mine.num_tokens = op.num_tokens;
     mine.expand_x = op.in.expand_x;
@@ -198,18 +228,23 @@ Status run_combine(const CombineOp& op) {
 
     CallRounds rounds(op.ep, op.tp);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
-    if (verdict.ok()) verdict = rounds.check_headers();
-    if (verdict.ok()) {
-        // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
-        // verdict travels with its departure.
-        RowLocator locator(op, rounds);
-        std::string why;
-        if (!locate_all(op, locator, &why)) {
-            verdict = {Code::kRuntime, "expertIds/expandIdx of rank " + std::to_string(op.config.ep_rank_id) +
-                                           " of '" + rounds.ep_group().name() + "' " + why};
-        } else {
-            reduce_tokens(op, locator, s);
+    try {  // once arrived, every path goes through finish()
+        if (verdict.ok()) verdict = rounds.check_headers();
+        if (verdict.ok()) {
+            // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
+            // verdict travels with its departure.
+            RowLocator locator(op, rounds);
+            std::string why;
+            if (!locate_all(op, locator, &why)) {
+                verdict = {Code::kRuntime,
+                           "expertIds/expandIdx of rank " + std::to_string(op.config.ep_rank_id) +
+                               " of '" + rounds.ep_group().name() + "' " + why};
+            } else {
+                reduce_tokens(op, locator, s);
+            }
         }
+    } catch (const std::exception& e) {
+        verdict = {Code::kInternal, std::string("combine must not fail inside, got: ") + e.what()};
     }
     return rounds.finish(verdict);
 }

@@ -5,8 +5,8 @@
 namespace moedist {
 
 int64_t MoeConfig::capacity_rows(int64_t num_tokens, int64_t top_k) const {
-    // Every factor is bounded by validate() and the first phase (maxBs, W <= 2^20, K <= E <= 2^20),
-    // so these products stay far inside int64.
+    // Callers that take sizes from users check T·A first (validate.cpp, check_capacity); the
+    // bounds of validate() keep every factor small enough for int64 there.
     const int64_t max_tokens = max_bs(num_tokens);
     if (is_shared_rank()) {
         const int64_t total = max_tokens * ep_world_size;

@@ -180,7 +180,7 @@ private:
             }
             return;
         }
-        // quantMode 2, int8: read the row once into binary32, quantize into the output row.
+        // quantMode 2, int8: quantized on the way from the sender's row into the output row.
         float* row = row_->data();
         const float* smooth = nullptr;
         int64_t smooth_stride = 1;
@@ -290,21 +290,19 @@ Status run_dispatch(const DispatchOp& op) {
 
     CallRounds rounds(op.ep, op.tp);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
-    if (verdict.ok()) verdict = rounds.check_headers();
-    auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
-    auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
-    // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
-    const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
-    if (verdict.ok()) verdict = check_group(op, topo, own, group_bs, rounds.ep_group().name());
-    if (verdict.ok() && rounds.has_peer()) {
-        verdict = check_group(op, topo, peer, group_bs, rounds.peer_group()->name());
-    }
-    if (verdict.ok()) {
-        try {
-            move_rows(op, topo, rounds, s);
-        } catch (const std::exception& e) {
-            verdict = {Code::kInternal, std::string("dispatch failed while moving rows: ") + e.what()};
+    try {  // once arrived, every path goes through finish()
+        if (verdict.ok()) verdict = rounds.check_headers();
+        auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
+        auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
+        // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
+        const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
+        if (verdict.ok()) verdict = check_group(op, topo, own, group_bs, rounds.ep_group().name());
+        if (verdict.ok() && rounds.has_peer()) {
+            verdict = check_group(op, topo, peer, group_bs, rounds.peer_group()->name());
         }
+        if (verdict.ok()) move_rows(op, topo, rounds, s);
+    } catch (const std::exception& e) {
+        verdict = {Code::kInternal, std::string("dispatch must not fail inside, got: ") + e.what()};
     }
     return rounds.finish(verdict);
 }

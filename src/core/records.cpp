@@ -42,8 +42,8 @@ std::string compare_digests(const AttrDigest& a, int rank_a, const AttrDigest& b
                             const std::string& group) {
     for (int i = 0; i < AttrDigest::kNumFields; ++i) {
         if (a.field(i) == b.field(i)) continue;
-        return std::string(AttrDigest::field_name(i)) + " must agree on every rank of '" + group +
-               "', got " + std::to_string(a.field(i)) + " on rank " + std::to_string(rank_a) +
+        return std::string(AttrDigest::field_name(i)) + " must agree on every rank of " + group +
+               ", got " + std::to_string(a.field(i)) + " on rank " + std::to_string(rank_a) +
                " and " + std::to_string(b.field(i)) + " on rank " + std::to_string(rank_b);
     }
     return {};

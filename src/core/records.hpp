@@ -42,7 +42,8 @@ static_assert(sizeof(AttrDigest) == AttrDigest::kNumFields * sizeof(int64_t));
 AttrDigest make_digest(int64_t op, const MoeConfig& config, int64_t top_k, int64_t hidden,
                        DType x_dtype, DType expand_dtype, bool has_expert_scales);
 
-// Empty when a and b agree, else "<field> differs between ranks i and j of '<group>': a vs b".
+// Empty when a and b agree, else "<field> must agree on every rank of <where>, got a on rank i and
+// b on rank j" (`where` names the group or groups, quoted).
 std::string compare_digests(const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b,
                             const std::string& group);
 

@@ -67,6 +67,14 @@ Status check_min_1d(const TensorView& t, const char* name, int64_t min_len, cons
         if (Status s_ = (expr); !s_.ok()) return s_; \
     } while (0)
 
+std::string int128_text(__int128 v) {
+    if (v == 0) return "0";
+    std::string digits;
+    const bool negative = v < 0;
+    for (; v != 0; v /= 10) digits.insert(digits.begin(), static_cast<char>('0' + (negative ? -(v % 10) : v % 10)));
+    return negative ? "-" + digits : digits;
+}
+
 // A (SPEC §1) with T·A inside int32, since row counts travel as int32 (epRecvCounts).
 Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_t* capacity) {
     MOEDIST_REQUIRE(bs >= 0 && bs <= MoeConfig::kMaxGlobalBs, Code::kInnerTiling, "BS", "in [0, 2^31]",
@@ -81,7 +89,7 @@ Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_
         a = max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
     }
     MOEDIST_REQUIRE(a * config.tp_size() <= INT32_MAX, Code::kInnerTiling, "T*A (rows one rank can receive)",
-                    "<= 2147483647", std::to_string(static_cast<long double>(a * config.tp_size())));
+                    "<= 2147483647", int128_text(a * config.tp_size()));
     *capacity = static_cast<int64_t>(a);
     return Status::Ok();
 }

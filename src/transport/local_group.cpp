@@ -34,8 +34,12 @@ const void* LocalGroup::record(int rank, uint64_t call) const {
     return slots_[static_cast<std::size_t>(rank)].record[call % 2];
 }
 
-void LocalGroup::depart(int rank, uint64_t call, int32_t flag) {
+void LocalGroup::depart(int rank, uint64_t call, int32_t flag, const std::string& message) {
     Slot& slot = slots_[static_cast<std::size_t>(rank)];
+    char* text = slot.message[call % 2];
+    const std::size_t n = message.size() < sizeof(slot.message[0]) - 1 ? message.size() : sizeof(slot.message[0]) - 1;
+    std::memcpy(text, message.data(), n);
+    text[n] = '\0';
     slot.flag[call % 2].store(flag, std::memory_order_relaxed);
     slot.departed.store(call + 1, std::memory_order_seq_cst);
     notify();
@@ -64,7 +68,7 @@ void LocalGroup::mark_broken(const std::string& reason) {
 Status LocalGroup::broken_status() const {
     if (!broken_.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard<std::mutex> lock(mutex_);
-    return {Code::kRuntime, "communicator '" + name_ + "' is broken: " + broken_reason_};
+    return {Code::kRuntime, "communicator '" + name_ + "' must not be broken, got broken by: " + broken_reason_};
 }
 
 template <class Ready>
@@ -113,9 +117,9 @@ std::string LocalGroup::missing_reason(const char* round, uint64_t call) const {
             break;
         }
     }
-    return "rank " + std::to_string(missing) + " of communicator '" + name_ + "' did not " + round +
-           " (call " + std::to_string(call) + ") within MOEDIST_TIMEOUT_MS=" +
-           std::to_string(util::timeout_ms()) + " ms";
+    return "rank " + std::to_string(missing) + " of communicator '" + name_ + "' must " + round +
+           " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no " + round +
+           " (call " + std::to_string(call) + ")";
 }
 
 Status LocalGroup::wait_arrivals(uint64_t call, Clock::time_point deadline) {
@@ -147,7 +151,8 @@ Status LocalGroup::wait_arrivals(uint64_t call, Clock::time_point deadline) {
 Status LocalGroup::wait_departures(uint64_t call,
                                    Clock::time_point deadline,
                                    int32_t* flag,
-                                   int* flag_rank) {
+                                   int* flag_rank,
+                                   std::string* flag_message) {
     // SPEC §3 completion: every rank that arrived at `call` may be reading our tensors until it
     // departs, broken group or not. A rank that has not arrived once `broken` is set will see it
     // after arriving and read nothing, so it is not waited for.
@@ -175,6 +180,7 @@ Status LocalGroup::wait_departures(uint64_t call,
         if (f != 0) {
             *flag = f;
             *flag_rank = r;
+            *flag_message = slots_[static_cast<std::size_t>(r)].message[call % 2];
             break;
         }
     }

@@ -55,14 +55,16 @@ public:
     // Rank's record of `call`; valid after wait_arrivals(call) until this caller departs.
     const void* record(int rank, uint64_t call) const;
 
-    // Round 2: rank has finished `call`; `flag` (0 = fine) travels with the departure.
-    void depart(int rank, uint64_t call, int32_t flag);
+    // Round 2: rank has finished `call`; `flag` (0 = fine) and, with a flag, a one-line message
+    // travel with the departure.
+    void depart(int rank, uint64_t call, int32_t flag, const std::string& message = {});
     // Waits until every rank that arrived at `call` has departed (every rank, when not broken);
     // reports the lowest rank with a non-zero flag. Error when the group is broken.
     Status wait_departures(uint64_t call,
                            Clock::time_point deadline,
                            int32_t* flag,
-                           int* flag_rank);
+                           int* flag_rank,
+                           std::string* flag_message);
 
     // After a timeout or peer failure: every later wait returns 361001 with `reason`.
     void mark_broken(const std::string& reason);
@@ -73,6 +75,7 @@ private:
         std::atomic<uint64_t> arrived{0};
         std::atomic<uint64_t> departed{0};
         std::atomic<int32_t> flag[2] = {0, 0};
+        char message[2][256] = {};  // with a flag: the departing rank's error
         uint64_t next_call = 0;  // owner-only
         alignas(64) std::byte record[2][kMaxRecordBytes];
     };

@@ -1,0 +1,49 @@
+#include "quant/fp8.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+// One clone per x86-64 level, chosen at load time by CPUID (valgrind hides AVX-512 and gets v3).
+// Not in sanitizer builds: their runtimes are not ready when the loader runs ifunc resolvers.
+#define MOEDIST_MULTIVERSION \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MOEDIST_MULTIVERSION
+#endif
+
+namespace moedist::quant {
+
+// The scalar conversions are branch-free selects over integer lanes, so these loops vectorize
+// (the HiFloat8 decode becomes a table gather).
+
+MOEDIST_MULTIVERSION
+void f32_row_to_fp8_e4m3(const float* src, uint8_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_fp8_e4m3(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void f32_row_to_fp8_e5m2(const float* src, uint8_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_fp8_e5m2(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void f32_row_to_hifloat8(const float* src, uint8_t* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_hifloat8(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void fp8_e4m3_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = fp8_e4m3_to_f32(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void fp8_e5m2_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = fp8_e5m2_to_f32(src[i]);
+}
+
+MOEDIST_MULTIVERSION
+void hifloat8_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
+    const uint32_t* table = fp8_detail::kHiFloat8Bits.data();
+    for (int64_t i = 0; i < n; ++i) dst[i] = bits_f32(table[src[i]]);
+}
+
+}  // namespace moedist::quant
