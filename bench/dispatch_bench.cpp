@@ -16,8 +16,14 @@ using moedist::harness::JobSpec;
 
 // Args: W, BS, H, K, E, quant (0/2).
 Job& job_for(const benchmark::State& state) {
-    static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Job>> jobs;
-    const auto key = std::make_tuple(state.range(0), state.range(1), state.range(2), state.range(3), state.range(4),
+    static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
+                    std::unique_ptr<Job>>
+        jobs;
+    const auto key = std::make_tuple(state.range(0),
+                                     state.range(1),
+                                     state.range(2),
+                                     state.range(3),
+                                     state.range(4),
                                      state.range(5));
     auto& slot = jobs[key];
     if (!slot) {
@@ -35,7 +41,8 @@ Job& job_for(const benchmark::State& state) {
     return *slot;
 }
 
-void report(benchmark::State& state, double op_ms, double memcpy_ms, int64_t bytes, int64_t iterations) {
+void report(
+    benchmark::State& state, double op_ms, double memcpy_ms, int64_t bytes, int64_t iterations) {
     const auto n = static_cast<double>(iterations);
     state.counters["memcpy_ms"] = memcpy_ms / n;
     state.counters["op_ms"] = op_ms / n;

@@ -30,7 +30,8 @@ uint64_t mix(uint64_t x) {  // splitmix64
 
 // A value in [0, 1) that depends on every argument.
 double unit(uint64_t seed, uint64_t a, uint64_t b, uint64_t c, uint64_t d = 0) {
-    const uint64_t h = mix(mix(mix(mix(seed ^ 0x51ED2701u) ^ a) ^ b) ^ (c * 0x2545F4914F6CDD1Dull)) ^ d;
+    const uint64_t h =
+        mix(mix(mix(mix(seed ^ 0x51ED2701u) ^ a) ^ b) ^ (c * 0x2545F4914F6CDD1Dull)) ^ d;
     return static_cast<double>(mix(h) >> 11) * 0x1p-53;
 }
 
@@ -78,7 +79,8 @@ struct RankBuffers {
 struct AclTensors {
     std::vector<aclTensor*> owned;
     aclTensor *x = nullptr, *expert_ids = nullptr, *scales = nullptr, *expert_scales = nullptr;
-    aclTensor *expand_x = nullptr, *dynamic_scales = nullptr, *expand_idx = nullptr, *expert_token_nums = nullptr;
+    aclTensor *expand_x = nullptr, *dynamic_scales = nullptr, *expand_idx = nullptr,
+              *expert_token_nums = nullptr;
     aclTensor *ep_recv_counts = nullptr, *tp_recv_counts = nullptr, *expand_scales = nullptr;
     aclTensor *expert_out = nullptr, *x_out = nullptr, *combine_scales = nullptr;
     aclTensor *junk_mask = nullptr, *junk_f32 = nullptr, *junk_i32 = nullptr;
@@ -86,20 +88,44 @@ struct AclTensors {
         for (aclTensor* t : owned) aclDestroyTensor(t);
     }
     // `storage` is where element offset 0 is; the view starts `offset` elements later.
-    aclTensor* make(const TensorView& v, const void* storage, int64_t offset, int64_t storage_elems) {
+    aclTensor* make(const TensorView& v,
+                    const void* storage,
+                    int64_t offset,
+                    int64_t storage_elems) {
         aclDataType dtype = ACL_FLOAT;
         switch (v.dtype) {
-            case DType::kBFloat16: dtype = ACL_BF16; break;
-            case DType::kFloat16: dtype = ACL_FLOAT16; break;
-            case DType::kInt8: dtype = ACL_INT8; break;
-            case DType::kInt32: dtype = ACL_INT32; break;
-            case DType::kInt64: dtype = ACL_INT64; break;
-            case DType::kBool: dtype = ACL_BOOL; break;
-            default: dtype = ACL_FLOAT; break;
+            case DType::kBFloat16:
+                dtype = ACL_BF16;
+                break;
+            case DType::kFloat16:
+                dtype = ACL_FLOAT16;
+                break;
+            case DType::kInt8:
+                dtype = ACL_INT8;
+                break;
+            case DType::kInt32:
+                dtype = ACL_INT32;
+                break;
+            case DType::kInt64:
+                dtype = ACL_INT64;
+                break;
+            case DType::kBool:
+                dtype = ACL_BOOL;
+                break;
+            default:
+                dtype = ACL_FLOAT;
+                break;
         }
         const int64_t storage_dims[1] = {storage_elems};
-        aclTensor* t = aclCreateTensor(v.shape.data(), static_cast<uint64_t>(v.ndim), dtype, v.strides.data(), offset,
-                                       ACL_FORMAT_ND, storage_dims, 1, const_cast<void*>(storage));
+        aclTensor* t = aclCreateTensor(v.shape.data(),
+                                       static_cast<uint64_t>(v.ndim),
+                                       dtype,
+                                       v.strides.data(),
+                                       offset,
+                                       ACL_FORMAT_ND,
+                                       storage_dims,
+                                       1,
+                                       const_cast<void*>(storage));
         owned.push_back(t);
         return t;
     }
@@ -109,8 +135,11 @@ struct AclTensors {
 std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, int64_t t) {
     std::vector<int32_t> ids;
     auto pick = [&](int k, int attempt) {
-        const double u = unit(spec.seed, 1000 + static_cast<uint64_t>(g), static_cast<uint64_t>(t),
-                              static_cast<uint64_t>(k), static_cast<uint64_t>(attempt));
+        const double u = unit(spec.seed,
+                              1000 + static_cast<uint64_t>(g),
+                              static_cast<uint64_t>(t),
+                              static_cast<uint64_t>(k),
+                              static_cast<uint64_t>(attempt));
         if (spec.routing == Routing::kZipf) {
             // Popularity of expert i is proportional to 1 / (i + 1)^alpha.
             double total = 0;
@@ -149,8 +178,13 @@ std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, 
 }
 
 // The expert stage: a deterministic function of the row, its global expert id and the TP rank.
-void run_experts(const JobSpec& spec, const Layout& lay, int g, const uint8_t* expand_x,
-                 const float* dynamic_scales, const int32_t* ep_recv_counts, const int32_t* tp_recv_counts,
+void run_experts(const JobSpec& spec,
+                 const Layout& lay,
+                 int g,
+                 const uint8_t* expand_x,
+                 const float* dynamic_scales,
+                 const int32_t* ep_recv_counts,
+                 const int32_t* tp_recv_counts,
                  uint16_t* out) {
     const int ep = lay.ep_of(g);
     const int tp = lay.tp_of(g);
@@ -166,7 +200,8 @@ void run_experts(const JobSpec& spec, const Layout& lay, int g, const uint8_t* e
             le = 0;  // peer rows: T == 2 has L == 1
         }
         const int expert = lay.shared(ep) ? lay.E : (ep - lay.S) * lay.L + le;
-        const float alpha = (0.5f + static_cast<float>(expert % 13) / 16.0f) * (tp == 0 ? 0.75f : 0.25f);
+        const float alpha =
+            (0.5f + static_cast<float>(expert % 13) / 16.0f) * (tp == 0 ? 0.75f : 0.25f);
         const float beta = static_cast<float>(expert % 5 - 2) / 8.0f;
         for (int64_t h = 0; h < H; ++h) {
             float v;
@@ -195,11 +230,12 @@ std::string mismatch(int g, const char* tensor, int64_t index, T got, T want) {
 
 std::string JobSpec::describe() const {
     std::ostringstream out;
-    out << "W" << ep_world_size << "_T" << tp_size << "_S" << shared_rank_num << "_E" << moe_expert_num << "_K"
-        << top_k << "_H" << hidden << "_BS" << tokens << (uneven_bs ? "u" : "") << "_" << dtype_name(dtype)
-        << "_q" << quant_mode << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
-        << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t" << expert_token_nums_type
-        << (c_api ? "_capi" : "");
+    out << "W" << ep_world_size << "_T" << tp_size << "_S" << shared_rank_num << "_E"
+        << moe_expert_num << "_K" << top_k << "_H" << hidden << "_BS" << tokens
+        << (uneven_bs ? "u" : "") << "_" << dtype_name(dtype) << "_q" << quant_mode
+        << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
+        << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
+        << expert_token_nums_type << (c_api ? "_capi" : "");
     return out.str();
 }
 
@@ -207,7 +243,8 @@ void PrintTo(const JobSpec& spec, std::ostream* out) { *out << spec.describe(); 
 
 std::string spec_error(const JobSpec& s) {
     if (s.ep_world_size < 1) return "--ranks must be >= 1";
-    if (s.shared_rank_num < 0 || s.shared_rank_num >= s.ep_world_size) return "--shared-ranks must be in [0, ranks)";
+    if (s.shared_rank_num < 0 || s.shared_rank_num >= s.ep_world_size)
+        return "--shared-ranks must be in [0, ranks)";
     if (s.tp_size != 1 && s.tp_size != 2) return "--tp must be 1 or 2";
     if (s.moe_expert_num < 1 || s.moe_expert_num % (s.ep_world_size - s.shared_rank_num) != 0) {
         return "--experts must be a positive multiple of ranks - shared-ranks";
@@ -258,8 +295,15 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     State& st = *state_;
     st.spec = spec;
     Layout& lay = st.lay;
-    lay = Layout{spec.ep_world_size, spec.tp_size, spec.shared_rank_num, spec.moe_expert_num, spec.top_k,
-                 spec.hidden, spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num), spec.tokens, 0};
+    lay = Layout{spec.ep_world_size,
+                 spec.tp_size,
+                 spec.shared_rank_num,
+                 spec.moe_expert_num,
+                 spec.top_k,
+                 spec.hidden,
+                 spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num),
+                 spec.tokens,
+                 0};
     lay.global_bs = (spec.uneven_bs || !spec.global_bs_zero) ? spec.tokens * spec.ep_world_size : 0;
     const int ranks = lay.ranks();
     const int64_t H = lay.H;
@@ -276,7 +320,8 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     cfg.hidden = lay.H;
     cfg.global_bs = lay.global_bs;
     cfg.quant_mode = spec.quant_mode;
-    cfg.x_elem = spec.dtype == DType::kBFloat16 ? moedist_ref::Elem::kBFloat16 : moedist_ref::Elem::kFloat16;
+    cfg.x_elem =
+        spec.dtype == DType::kBFloat16 ? moedist_ref::Elem::kBFloat16 : moedist_ref::Elem::kFloat16;
     cfg.has_smooth_scales = spec.smooth_scales && spec.quant_mode != 0;
     cfg.has_expert_scales = spec.expand_scales;
     cfg.expert_token_nums_type = spec.expert_token_nums_type;
@@ -291,27 +336,40 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         int64_t bs = spec.tokens;
         if (spec.uneven_bs) {
             // Every third rank has no tokens; the others a random count up to maxBs.
-            bs = (g % 3 == 1) ? 0 : static_cast<int64_t>(unit(spec.seed, 7, static_cast<uint64_t>(g), 0) * static_cast<double>(spec.tokens + 1));
+            bs = (g % 3 == 1)
+                     ? 0
+                     : static_cast<int64_t>(unit(spec.seed, 7, static_cast<uint64_t>(g), 0) *
+                                            static_cast<double>(spec.tokens + 1));
             if (g == 0) bs = spec.tokens;
         }
         in.num_tokens = bs;
         in.x.resize(static_cast<std::size_t>(bs * H));
         for (int64_t t = 0; t < bs; ++t) {
             for (int64_t h = 0; h < H; ++h) {
-                const double u = unit(spec.seed, static_cast<uint64_t>(g), static_cast<uint64_t>(t), static_cast<uint64_t>(h));
-                in.x[static_cast<std::size_t>(t * H + h)] = to_bits(spec.dtype, static_cast<float>(u * 8.0 - 4.0));
+                const double u = unit(spec.seed,
+                                      static_cast<uint64_t>(g),
+                                      static_cast<uint64_t>(t),
+                                      static_cast<uint64_t>(h));
+                in.x[static_cast<std::size_t>(t * H + h)] =
+                    to_bits(spec.dtype, static_cast<float>(u * 8.0 - 4.0));
             }
         }
         for (int64_t t = 0; t < bs; ++t) {
             for (int32_t id : route_token(spec, lay, g, t)) in.expert_ids.push_back(id);
             for (int k = 0; k < lay.K; ++k) {
-                in.expert_scales.push_back(static_cast<float>(0.05 + 0.9 * unit(spec.seed, 3, static_cast<uint64_t>(g), static_cast<uint64_t>(t), static_cast<uint64_t>(k))));
+                in.expert_scales.push_back(
+                    static_cast<float>(0.05 + 0.9 * unit(spec.seed,
+                                                         3,
+                                                         static_cast<uint64_t>(g),
+                                                         static_cast<uint64_t>(t),
+                                                         static_cast<uint64_t>(k))));
             }
         }
         if (cfg.has_smooth_scales) {
             const int64_t rows = lay.E + (lay.S > 0 ? 1 : 0);
             for (int64_t r = 0; r < rows * H; ++r) {
-                in.scales.push_back(static_cast<float>(0.5 + unit(spec.seed, 5, static_cast<uint64_t>(g), static_cast<uint64_t>(r))));
+                in.scales.push_back(static_cast<float>(
+                    0.5 + unit(spec.seed, 5, static_cast<uint64_t>(g), static_cast<uint64_t>(r))));
             }
         }
 
@@ -322,7 +380,8 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         b.x_storage.assign(static_cast<std::size_t>(offset + bs * row_stride + 1), 0x7E00);
         for (int64_t t = 0; t < bs; ++t) {
             for (int64_t h = 0; h < H; ++h) {
-                b.x_storage[static_cast<std::size_t>(offset + t * row_stride + h * col_stride)] = in.x[static_cast<std::size_t>(t * H + h)];
+                b.x_storage[static_cast<std::size_t>(offset + t * row_stride + h * col_stride)] =
+                    in.x[static_cast<std::size_t>(t * H + h)];
             }
         }
         b.x.data = b.x_storage.data() + offset;
@@ -334,13 +393,16 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         b.scales = in.scales;
         b.expert_scales = in.expert_scales;
 
-        const int64_t capacity = moedist_ref::capacity_rows(cfg, ep, lay.global_bs == 0 ? bs : lay.global_bs / lay.W);
+        const int64_t capacity =
+            moedist_ref::capacity_rows(cfg, ep, lay.global_bs == 0 ? bs : lay.global_bs / lay.W);
         b.rows = lay.T * capacity + spec.extra_rows;
         b.expand_x.assign(static_cast<std::size_t>(b.rows * H) * out_elem, kGarbage);
         b.dynamic_scales.assign(static_cast<std::size_t>(b.rows), -7.0f);
         b.expand_idx.assign(static_cast<std::size_t>(bs * lay.K), kSentinel);
         b.expert_token_nums.assign(static_cast<std::size_t>(lay.local_experts(ep)), -1);
-        b.ep_recv_counts.assign(static_cast<std::size_t>(lay.T * lay.W * lay.local_experts(ep) + spec.extra_rows), kSentinel);
+        b.ep_recv_counts.assign(
+            static_cast<std::size_t>(lay.T * lay.W * lay.local_experts(ep) + spec.extra_rows),
+            kSentinel);
         b.tp_recv_counts.assign(static_cast<std::size_t>(2 + spec.extra_rows), kSentinel);
         b.expand_scales.assign(static_cast<std::size_t>(capacity + spec.extra_rows), -7.0f);
         b.expert_out.assign(static_cast<std::size_t>(b.rows * H), 0x7E00);
@@ -348,11 +410,12 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     }
 
     // Groups: EP group t = ranks with tp rank t; TP group e = the two ranks of EP rank e.
-    for (int t = 0; t < lay.T; ++t) st.ep_groups.push_back(Communicator::create_local_group(lay.W, "harness_ep"));
+    for (int t = 0; t < lay.T; ++t)
+        st.ep_groups.push_back(Communicator::create_local_group(lay.W, "harness_ep"));
     if (lay.T == 2) {
-        for (int e = 0; e < lay.W; ++e) st.tp_groups.push_back(Communicator::create_local_group(2, "harness_tp"));
+        for (int e = 0; e < lay.W; ++e)
+            st.tp_groups.push_back(Communicator::create_local_group(2, "harness_tp"));
     }
-
 
     st.moe.resize(static_cast<std::size_t>(ranks));
     st.din.resize(static_cast<std::size_t>(ranks));
@@ -392,22 +455,43 @@ void Job::State::rank_main(int g) {
     config.comm_quant_mode = spec.comm_quant_mode;
     std::optional<Communicator> tpc;
     if (lay.T == 2) tpc = tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)];
-    b.status = MoeDistributor::create(ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)], tpc,
-                                      config, &moe[static_cast<std::size_t>(g)]);
+    b.status = MoeDistributor::create(
+        ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)],
+        tpc,
+        config,
+        &moe[static_cast<std::size_t>(g)]);
     const int64_t bs = b.x.shape[0];
     DispatchInputs& in = din[static_cast<std::size_t>(g)];
     in.x = b.x;
     in.expert_ids = TensorView::contiguous(b.expert_ids.data(), DType::kInt32, {bs, lay.K});
-    if (!b.scales.empty()) in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
-    if (spec.expand_scales) in.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+    if (!b.scales.empty())
+        in.scales = TensorView::contiguous(
+            b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
+    if (spec.expand_scales)
+        in.expert_scales =
+            TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
     DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
-    out.expand_x = TensorView::contiguous(b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
-    if (spec.quant_mode != 0) out.dynamic_scales = TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
+    out.expand_x = TensorView::contiguous(
+        b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
+    if (spec.quant_mode != 0)
+        out.dynamic_scales =
+            TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
     out.expand_idx = TensorView::contiguous(b.expand_idx.data(), DType::kInt32, {bs * lay.K});
-    out.expert_token_nums = TensorView::contiguous(b.expert_token_nums.data(), DType::kInt64, {static_cast<int64_t>(b.expert_token_nums.size())});
-    out.ep_recv_counts = TensorView::contiguous(b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
-    if (lay.T == 2) out.tp_recv_counts = TensorView::contiguous(b.tp_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.tp_recv_counts.size())});
-    if (spec.expand_scales) out.expand_scales = TensorView::contiguous(b.expand_scales.data(), DType::kFloat32, {static_cast<int64_t>(b.expand_scales.size())});
+    out.expert_token_nums =
+        TensorView::contiguous(b.expert_token_nums.data(),
+                               DType::kInt64,
+                               {static_cast<int64_t>(b.expert_token_nums.size())});
+    out.ep_recv_counts = TensorView::contiguous(
+        b.ep_recv_counts.data(), DType::kInt32, {static_cast<int64_t>(b.ep_recv_counts.size())});
+    if (lay.T == 2)
+        out.tp_recv_counts =
+            TensorView::contiguous(b.tp_recv_counts.data(),
+                                   DType::kInt32,
+                                   {static_cast<int64_t>(b.tp_recv_counts.size())});
+    if (spec.expand_scales)
+        out.expand_scales = TensorView::contiguous(b.expand_scales.data(),
+                                                   DType::kFloat32,
+                                                   {static_cast<int64_t>(b.expand_scales.size())});
     if (spec.c_api) {
         auto t = std::make_unique<AclTensors>();
         const int64_t x_offset = static_cast<const uint16_t*>(b.x.data) - b.x_storage.data();
@@ -422,13 +506,17 @@ void Job::State::rank_main(int g) {
         t->ep_recv_counts = t->make(out.ep_recv_counts);
         if (out.tp_recv_counts) t->tp_recv_counts = t->make(*out.tp_recv_counts);
         if (out.expand_scales) t->expand_scales = t->make(*out.expand_scales);
-        t->expert_out = t->make(TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, H}));
+        t->expert_out =
+            t->make(TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, H}));
         t->x_out = t->make(TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, H}));
-        t->combine_scales = t->make(TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K}));
+        t->combine_scales =
+            t->make(TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K}));
         // Reserved inputs get tensors full of junk: they must be ignored.
         b.junk.resize(4096);
-        for (std::size_t i = 0; i < b.junk.size(); ++i) b.junk[i] = static_cast<uint8_t>(mix(i + 977 * static_cast<uint64_t>(g)));
-        t->junk_mask = t->make(TensorView::contiguous(b.junk.data(), DType::kBool, {std::min<int64_t>(bs + 1, 4096)}));
+        for (std::size_t i = 0; i < b.junk.size(); ++i)
+            b.junk[i] = static_cast<uint8_t>(mix(i + 977 * static_cast<uint64_t>(g)));
+        t->junk_mask = t->make(
+            TensorView::contiguous(b.junk.data(), DType::kBool, {std::min<int64_t>(bs + 1, 4096)}));
         t->junk_f32 = t->make(TensorView::contiguous(b.junk.data(), DType::kFloat32, {3, 7}));
         t->junk_i32 = t->make(TensorView::contiguous(b.junk.data(), DType::kInt32, {5}));
         acl[static_cast<std::size_t>(g)] = std::move(t);
@@ -451,17 +539,42 @@ Status from_acl(aclnnStatus code) {
 Status Job::State::c_dispatch(int g) {
     const AclTensors& t = *acl[static_cast<std::size_t>(g)];
     const int ep = lay.ep_of(g), tp = lay.tp_of(g);
-    const std::string& ep_name = ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
-    const std::string tp_name = lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name() : "";
+    const std::string& ep_name =
+        ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
+    const std::string tp_name =
+        lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name()
+                   : "";
     uint64_t workspace = 0;
     aclOpExecutor* executor = nullptr;
     aclnnStatus ret = aclnnMoeDistributeDispatchGetWorkspaceSize(
-        t.x, t.expert_ids, t.scales, t.junk_mask, t.expert_scales, ep_name.c_str(), lay.W, ep, lay.E, tp_name.c_str(),
-        lay.T == 2 ? 2 : 0, tp, 0, lay.S > 0 ? 1 : 0, lay.S, spec.quant_mode, lay.global_bs, spec.expert_token_nums_type,
-        t.expand_x, t.dynamic_scales != nullptr ? t.dynamic_scales : t.junk_f32,  // mode 0: any tensor
-        t.expand_idx, t.expert_token_nums, t.ep_recv_counts,
-        t.tp_recv_counts != nullptr ? t.tp_recv_counts : t.junk_i32,  // T = 1: any tensor, never written
-        t.expand_scales, &workspace, &executor);
+        t.x,
+        t.expert_ids,
+        t.scales,
+        t.junk_mask,
+        t.expert_scales,
+        ep_name.c_str(),
+        lay.W,
+        ep,
+        lay.E,
+        tp_name.c_str(),
+        lay.T == 2 ? 2 : 0,
+        tp,
+        0,
+        lay.S > 0 ? 1 : 0,
+        lay.S,
+        spec.quant_mode,
+        lay.global_bs,
+        spec.expert_token_nums_type,
+        t.expand_x,
+        t.dynamic_scales != nullptr ? t.dynamic_scales : t.junk_f32,  // mode 0: any tensor
+        t.expand_idx,
+        t.expert_token_nums,
+        t.ep_recv_counts,
+        t.tp_recv_counts != nullptr ? t.tp_recv_counts
+                                    : t.junk_i32,  // T = 1: any tensor, never written
+        t.expand_scales,
+        &workspace,
+        &executor);
     if (ret != 0) return from_acl(ret);
     return from_acl(aclnnMoeDistributeDispatch(nullptr, workspace, executor, nullptr));
 }
@@ -469,15 +582,41 @@ Status Job::State::c_dispatch(int g) {
 Status Job::State::c_combine(int g) {
     const AclTensors& t = *acl[static_cast<std::size_t>(g)];
     const int ep = lay.ep_of(g), tp = lay.tp_of(g);
-    const std::string& ep_name = ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
-    const std::string tp_name = lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name() : "";
+    const std::string& ep_name =
+        ep_groups[static_cast<std::size_t>(tp)][static_cast<std::size_t>(ep)].name();
+    const std::string tp_name =
+        lay.T == 2 ? tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)].name()
+                   : "";
     uint64_t workspace = 0;
     aclOpExecutor* executor = nullptr;
-    aclnnStatus ret = aclnnMoeDistributeCombineGetWorkspaceSize(
-        t.expert_out, t.expert_ids, t.expand_idx, t.ep_recv_counts, t.combine_scales, t.tp_recv_counts, t.junk_mask,
-        t.junk_f32, t.junk_f32, t.junk_i32, t.junk_f32, ep_name.c_str(), lay.W, ep, lay.E, tp_name.c_str(),
-        lay.T == 2 ? 2 : 0, tp, 0, lay.S > 0 ? 1 : 0, lay.S, lay.global_bs, /*outDtype=*/0, spec.comm_quant_mode,
-        /*groupListType=*/g % 2, t.x_out, &workspace, &executor);
+    aclnnStatus ret = aclnnMoeDistributeCombineGetWorkspaceSize(t.expert_out,
+                                                                t.expert_ids,
+                                                                t.expand_idx,
+                                                                t.ep_recv_counts,
+                                                                t.combine_scales,
+                                                                t.tp_recv_counts,
+                                                                t.junk_mask,
+                                                                t.junk_f32,
+                                                                t.junk_f32,
+                                                                t.junk_i32,
+                                                                t.junk_f32,
+                                                                ep_name.c_str(),
+                                                                lay.W,
+                                                                ep,
+                                                                lay.E,
+                                                                tp_name.c_str(),
+                                                                lay.T == 2 ? 2 : 0,
+                                                                tp,
+                                                                0,
+                                                                lay.S > 0 ? 1 : 0,
+                                                                lay.S,
+                                                                lay.global_bs,
+                                                                /*outDtype=*/0,
+                                                                spec.comm_quant_mode,
+                                                                /*groupListType=*/g % 2,
+                                                                t.x_out,
+                                                                &workspace,
+                                                                &executor);
     if (ret != 0) return from_acl(ret);
     return from_acl(aclnnMoeDistributeCombine(nullptr, workspace, executor, nullptr));
 }
@@ -490,26 +629,36 @@ void Job::State::run_step(int g) {
     const DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
     const int64_t bs = b.x.shape[0];
     pt.d0 = std::chrono::steady_clock::now();
-    if (b.status.ok()) b.status = spec.c_api ? c_dispatch(g) : moe[static_cast<std::size_t>(g)]->try_dispatch(in, out);
+    if (b.status.ok())
+        b.status =
+            spec.c_api ? c_dispatch(g) : moe[static_cast<std::size_t>(g)]->try_dispatch(in, out);
     pt.d1 = std::chrono::steady_clock::now();
     ranks_sync->arrive_and_wait();  // each phase is timed alone, not overlapped with experts
     if (b.status.ok()) {
-        run_experts(spec, lay, g, b.expand_x.data(), b.dynamic_scales.data(), b.ep_recv_counts.data(),
-                    b.tp_recv_counts.data(), b.expert_out.data());
+        run_experts(spec,
+                    lay,
+                    g,
+                    b.expand_x.data(),
+                    b.dynamic_scales.data(),
+                    b.ep_recv_counts.data(),
+                    b.tp_recv_counts.data(),
+                    b.expert_out.data());
     }
     CombineInputs cin;
     cin.expand_x = TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, lay.H});
     cin.expert_ids = in.expert_ids;
     cin.expand_idx = out.expand_idx;
     cin.ep_send_counts = out.ep_recv_counts;
-    cin.expert_scales = TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
+    cin.expert_scales =
+        TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
     cin.tp_send_counts = out.tp_recv_counts;
     ranks_sync->arrive_and_wait();
     pt.c0 = std::chrono::steady_clock::now();
     if (b.status.ok()) {
-        b.status = spec.c_api ? c_combine(g)
-                              : moe[static_cast<std::size_t>(g)]->try_combine(
-                                    cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, lay.H}));
+        b.status = spec.c_api
+                       ? c_combine(g)
+                       : moe[static_cast<std::size_t>(g)]->try_combine(
+                             cin, TensorView::contiguous(b.x_out.data(), spec.dtype, {bs, lay.H}));
     }
     pt.c1 = std::chrono::steady_clock::now();
 }
@@ -518,9 +667,11 @@ void Job::State::run_memcpy(int g) {
     auto& b = buf[static_cast<std::size_t>(g)];
     const auto elem = static_cast<std::size_t>(memcpy_elem);
     const int ep = lay.ep_of(g);
-    const int64_t own = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
-                                   : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
-    const int64_t peer = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
+    const int64_t own =
+        lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
+                   : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
+    const int64_t peer =
+        lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
     const auto bytes = static_cast<std::size_t>((own + peer) * lay.H) * elem;
     auto& src = copy_src[static_cast<std::size_t>(g)];
     auto& dst = copy_dst[static_cast<std::size_t>(g)];
@@ -569,13 +720,18 @@ Status Job::status() const {
     for (std::size_t g = 0; g < state_->buf.size(); ++g) {
         const Status& st = state_->buf[g].status;
         if (!st.ok()) {
-            return {st.code(), "rank " + std::to_string(g) + " failed with " + std::to_string(st.raw_code()) + ": " + st.message()};
+            return {st.code(),
+                    "rank " + std::to_string(g) + " failed with " + std::to_string(st.raw_code()) +
+                        ": " + st.message()};
         }
     }
     return Status::Ok();
 }
 
-JobReport run_job(const JobSpec& spec, int steps, bool check, const std::function<void(int)>& on_step) {
+JobReport run_job(const JobSpec& spec,
+                  int steps,
+                  bool check,
+                  const std::function<void(int)>& on_step) {
     Job job(spec);
     std::vector<PhaseTimes> times;
     for (int step = 0; step < steps; ++step) {
@@ -609,15 +765,21 @@ JobReport Job::check(bool with_reference) const {
     for (int g = 0; g < ranks; ++g) {
         const auto& b = buf[static_cast<std::size_t>(g)];
         const int ep = lay.ep_of(g);
-        const int64_t own = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))] : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
-        const int64_t peer = lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
+        const int64_t own =
+            lay.T == 2
+                ? b.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
+                : b.ep_recv_counts[static_cast<std::size_t>(lay.W * lay.local_experts(ep) - 1)];
+        const int64_t peer =
+            lay.T == 2 ? b.tp_recv_counts[static_cast<std::size_t>(1 - lay.tp_of(g))] : 0;
         report.dispatch_bytes += (own + peer) * H * static_cast<int64_t>(out_elem);
         const int64_t tokens = b.x.shape[0];
-        report.combine_bytes += tokens * (lay.K + (lay.S > 0 ? 1 : 0)) * lay.T * H * static_cast<int64_t>(x_elem);
+        report.combine_bytes +=
+            tokens * (lay.K + (lay.S > 0 ? 1 : 0)) * lay.T * H * static_cast<int64_t>(x_elem);
         if (lay.tp_of(g) != 0) continue;
         for (int le = 0; le < lay.local_experts(ep); ++le) {
             const int64_t end = b.ep_recv_counts[static_cast<std::size_t>(le * lay.W + lay.W - 1)];
-            const int64_t begin = le == 0 ? 0 : b.ep_recv_counts[static_cast<std::size_t>(le * lay.W - 1)];
+            const int64_t begin =
+                le == 0 ? 0 : b.ep_recv_counts[static_cast<std::size_t>(le * lay.W - 1)];
             const int idx = lay.shared(ep) ? lay.E + ep : (ep - lay.S) * lay.L + le;
             report.rows_per_expert[static_cast<std::size_t>(idx)] = end - begin;
         }
@@ -645,42 +807,67 @@ JobReport Job::check(bool with_reference) const {
         for (std::size_t i = 0; i < b.expand_x.size() && report.ok; ++i) {
             const uint8_t wv = i < x_bytes ? w.expand_x[i] : 0;
             if (b.expand_x[i] != wv) {
-                fail(mismatch(g, "expandX byte", static_cast<int64_t>(i), b.expand_x[i], wv) + " (row " + std::to_string(static_cast<int64_t>(i) / (H * static_cast<int64_t>(out_elem))) + ")");
+                fail(
+                    mismatch(g, "expandX byte", static_cast<int64_t>(i), b.expand_x[i], wv) +
+                    " (row " +
+                    std::to_string(static_cast<int64_t>(i) / (H * static_cast<int64_t>(out_elem))) +
+                    ")");
             }
         }
         if (spec.quant_mode != 0) {
             for (std::size_t i = 0; i < b.dynamic_scales.size() && report.ok; ++i) {
                 const float wv = i < w.dynamic_scales.size() ? w.dynamic_scales[i] : 0.0f;
-                if (std::memcmp(&b.dynamic_scales[i], &wv, 4) != 0) fail(mismatch(g, "dynamicScales", static_cast<int64_t>(i), b.dynamic_scales[i], wv));
+                if (std::memcmp(&b.dynamic_scales[i], &wv, 4) != 0)
+                    fail(mismatch(
+                        g, "dynamicScales", static_cast<int64_t>(i), b.dynamic_scales[i], wv));
             }
         }
         for (std::size_t i = 0; i < w.expand_idx.size() && report.ok; ++i) {
-            if (b.expand_idx[i] != w.expand_idx[i]) fail(mismatch(g, "expandIdx", static_cast<int64_t>(i), b.expand_idx[i], w.expand_idx[i]));
+            if (b.expand_idx[i] != w.expand_idx[i])
+                fail(mismatch(
+                    g, "expandIdx", static_cast<int64_t>(i), b.expand_idx[i], w.expand_idx[i]));
         }
         for (std::size_t i = 0; i < w.expert_token_nums.size() && report.ok; ++i) {
-            if (b.expert_token_nums[i] != w.expert_token_nums[i]) fail(mismatch(g, "expertTokenNums", static_cast<int64_t>(i), b.expert_token_nums[i], w.expert_token_nums[i]));
+            if (b.expert_token_nums[i] != w.expert_token_nums[i])
+                fail(mismatch(g,
+                              "expertTokenNums",
+                              static_cast<int64_t>(i),
+                              b.expert_token_nums[i],
+                              w.expert_token_nums[i]));
         }
         for (std::size_t i = 0; i < b.ep_recv_counts.size() && report.ok; ++i) {
-            const int32_t wv = i < w.ep_recv_counts.size() ? w.ep_recv_counts[i] : kSentinel;  // past: untouched
-            if (b.ep_recv_counts[i] != wv) fail(mismatch(g, "epRecvCounts", static_cast<int64_t>(i), b.ep_recv_counts[i], wv));
+            const int32_t wv =
+                i < w.ep_recv_counts.size() ? w.ep_recv_counts[i] : kSentinel;  // past: untouched
+            if (b.ep_recv_counts[i] != wv)
+                fail(mismatch(g, "epRecvCounts", static_cast<int64_t>(i), b.ep_recv_counts[i], wv));
         }
         if (lay.T == 2) {
             for (std::size_t i = 0; i < b.tp_recv_counts.size() && report.ok; ++i) {
                 const int32_t wv = i < w.tp_recv_counts.size() ? w.tp_recv_counts[i] : kSentinel;
-                if (b.tp_recv_counts[i] != wv) fail(mismatch(g, "tpRecvCounts", static_cast<int64_t>(i), b.tp_recv_counts[i], wv));
+                if (b.tp_recv_counts[i] != wv)
+                    fail(mismatch(
+                        g, "tpRecvCounts", static_cast<int64_t>(i), b.tp_recv_counts[i], wv));
             }
         }
         if (spec.expand_scales) {
             for (std::size_t i = 0; i < b.expand_scales.size() && report.ok; ++i) {
                 const float wv = i < w.expand_scales.size() ? w.expand_scales[i] : 0.0f;
-                if (std::memcmp(&b.expand_scales[i], &wv, 4) != 0) fail(mismatch(g, "expandScales", static_cast<int64_t>(i), b.expand_scales[i], wv));
+                if (std::memcmp(&b.expand_scales[i], &wv, 4) != 0)
+                    fail(mismatch(
+                        g, "expandScales", static_cast<int64_t>(i), b.expand_scales[i], wv));
             }
         }
         // The reference's expert outputs from the reference's own dispatch.
         auto& eo = ref_expert_out[static_cast<std::size_t>(g)];
         eo.assign(static_cast<std::size_t>(w.expand_x.size() / out_elem), 0);
-        run_experts(spec, lay, g, w.expand_x.data(), w.dynamic_scales.data(), w.ep_recv_counts.data(),
-                    w.tp_recv_counts.empty() ? nullptr : w.tp_recv_counts.data(), eo.data());
+        run_experts(spec,
+                    lay,
+                    g,
+                    w.expand_x.data(),
+                    w.dynamic_scales.data(),
+                    w.ep_recv_counts.data(),
+                    w.tp_recv_counts.empty() ? nullptr : w.tp_recv_counts.data(),
+                    eo.data());
         (void)ep;
     }
     if (!report.ok) return report;
@@ -691,7 +878,8 @@ JobReport Job::check(bool with_reference) const {
         for (std::size_t i = 0; i < wx.size(); ++i) {
             if (got[i] != wx[i]) {
                 report.ok = false;
-                report.first_mismatch = mismatch(g, "combine x", static_cast<int64_t>(i), got[i], wx[i]);
+                report.first_mismatch =
+                    mismatch(g, "combine x", static_cast<int64_t>(i), got[i], wx[i]);
                 break;
             }
         }

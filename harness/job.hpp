@@ -28,17 +28,17 @@ struct JobSpec {
     bool uneven_bs = false;      // BS differs per rank (some ranks get 0); globalBs = maxBs·W
     bool global_bs_zero = true;  // globalBs = 0 (only with equal BS)
     DType dtype = DType::kBFloat16;
-    int quant_mode = 0;          // 0 or 2 (int8)
+    int quant_mode = 0;  // 0 or 2 (int8)
     bool smooth_scales = false;
-    bool expand_scales = true;   // pass expertScales to dispatch and ask for expandScales
+    bool expand_scales = true;  // pass expertScales to dispatch and ask for expandScales
     int expert_token_nums_type = 0;
     int comm_quant_mode = 0;
     Routing routing = Routing::kUniform;
     double zipf_alpha = 1.2;
-    bool strided_x = false;      // x with padded rows, a storage offset and column stride 2
-    int extra_rows = 0;          // expandX / counts tensors larger than required
-    bool c_api = false;          // through aclCreateTensor + the aclnn two-phase API, with junk
-                                 // tensors in every reserved input, instead of the C++ API
+    bool strided_x = false;  // x with padded rows, a storage offset and column stride 2
+    int extra_rows = 0;      // expandX / counts tensors larger than required
+    bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
+                             // tensors in every reserved input, instead of the C++ API
     uint64_t seed = 1;
 
     std::string describe() const;
@@ -52,10 +52,10 @@ struct PhaseTimes {
 
 struct JobReport {
     bool ok = true;
-    std::string first_mismatch;     // empty when ok
-    std::vector<PhaseTimes> steps;  // one per step
-    int64_t dispatch_bytes = 0;     // expandX bytes written (real rows, all ranks)
-    int64_t combine_bytes = 0;      // expert-output bytes read (all ranks)
+    std::string first_mismatch;            // empty when ok
+    std::vector<PhaseTimes> steps;         // one per step
+    int64_t dispatch_bytes = 0;            // expandX bytes written (real rows, all ranks)
+    int64_t combine_bytes = 0;             // expert-output bytes read (all ranks)
     std::vector<int64_t> rows_per_expert;  // E MoE experts, then S shared ranks (own EP group 0)
 };
 
@@ -88,7 +88,9 @@ private:
 
 // Builds a Job, runs `steps` steps, and compares every output of every rank with the reference
 // (check = false skips the reference). `on_step` (optional) is called after each step.
-JobReport run_job(const JobSpec& spec, int steps, bool check,
+JobReport run_job(const JobSpec& spec,
+                  int steps,
+                  bool check,
                   const std::function<void(int)>& on_step = nullptr);
 
 // GoogleTest prints a spec by its description.

@@ -17,10 +17,10 @@ struct MoeConfig {
     static constexpr int64_t kMaxExperts = int64_t{1} << 20;
     static constexpr int64_t kMaxGlobalBs = int64_t{1} << 31;
 
-    int64_t ep_world_size = 0;           // W
+    int64_t ep_world_size = 0;  // W
     int64_t ep_rank_id = 0;
-    int64_t moe_expert_num = 0;          // E
-    int64_t tp_world_size = 0;           // 0 or 1: no TP; 2: TP AllGatherV (needs L == 1)
+    int64_t moe_expert_num = 0;  // E
+    int64_t tp_world_size = 0;   // 0 or 1: no TP; 2: TP AllGatherV (needs L == 1)
     int64_t tp_rank_id = 0;
     int64_t expert_shard_type = 0;       // must be 0
     int64_t shared_expert_num = 0;       // 0 or 1 (1 when S > 0)
@@ -30,13 +30,14 @@ struct MoeConfig {
     int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts
     int64_t comm_quant_mode = 0;         // combine: 0 or 2 (int8 return path)
 
-    int64_t tp_size() const { return tp_world_size > 1 ? tp_world_size : 1; }                // T
-    int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }           // W - S
-    int64_t local_moe_expert_num() const { return moe_expert_num / moe_rank_num(); }          // L
+    int64_t tp_size() const { return tp_world_size > 1 ? tp_world_size : 1; }         // T
+    int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }   // W - S
+    int64_t local_moe_expert_num() const { return moe_expert_num / moe_rank_num(); }  // L
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
     // Number of experts hosted on this rank: 1 on a shared rank, L on a MoE rank.
     int64_t local_expert_num() const { return is_shared_rank() ? 1 : local_moe_expert_num(); }
-    // maxBs of SPEC §1 (integer division); `num_tokens` is this rank's BS (used when global_bs == 0).
+    // maxBs of SPEC §1 (integer division); `num_tokens` is this rank's BS (used when global_bs ==
+    // 0).
     int64_t max_bs(int64_t num_tokens) const {
         return global_bs == 0 ? num_tokens : global_bs / ep_world_size;
     }

@@ -38,18 +38,30 @@ constexpr std::size_t dtype_size(DType dtype) {
 
 constexpr const char* dtype_name(DType dtype) {
     switch (dtype) {
-        case DType::kFloat32: return "float32";
-        case DType::kFloat16: return "float16";
-        case DType::kBFloat16: return "bfloat16";
-        case DType::kInt8: return "int8";
-        case DType::kUInt8: return "uint8";
-        case DType::kInt32: return "int32";
-        case DType::kInt64: return "int64";
-        case DType::kBool: return "bool";
-        case DType::kFp8E4M3: return "float8_e4m3fn";
-        case DType::kFp8E5M2: return "float8_e5m2";
-        case DType::kHiFloat8: return "hifloat8";
-        case DType::kE8M0: return "float8_e8m0";
+        case DType::kFloat32:
+            return "float32";
+        case DType::kFloat16:
+            return "float16";
+        case DType::kBFloat16:
+            return "bfloat16";
+        case DType::kInt8:
+            return "int8";
+        case DType::kUInt8:
+            return "uint8";
+        case DType::kInt32:
+            return "int32";
+        case DType::kInt64:
+            return "int64";
+        case DType::kBool:
+            return "bool";
+        case DType::kFp8E4M3:
+            return "float8_e4m3fn";
+        case DType::kFp8E5M2:
+            return "float8_e5m2";
+        case DType::kHiFloat8:
+            return "hifloat8";
+        case DType::kE8M0:
+            return "float8_e8m0";
     }
     return "unknown";
 }

@@ -7,11 +7,26 @@
 namespace moedist::api {
 namespace {
 
-Status prepare(const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* expandIdx,
-               const aclTensor* epSendCounts, const aclTensor* expertScales, const aclTensor* tpSendCounts,
-               const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum, const char* groupTp,
-               int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
-               int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode, aclTensor* x,
+Status prepare(const aclTensor* expandX,
+               const aclTensor* expertIds,
+               const aclTensor* expandIdx,
+               const aclTensor* epSendCounts,
+               const aclTensor* expertScales,
+               const aclTensor* tpSendCounts,
+               const char* groupEp,
+               int64_t epWorldSize,
+               int64_t epRankId,
+               int64_t moeExpertNum,
+               const char* groupTp,
+               int64_t tpWorldSize,
+               int64_t tpRankId,
+               int64_t expertShardType,
+               int64_t sharedExpertNum,
+               int64_t sharedExpertRankNum,
+               int64_t globalBs,
+               int64_t outDtype,
+               int64_t commQuantMode,
+               aclTensor* x,
                core::CombineOp* op) {
     MoeConfig config;
     config.ep_world_size = epWorldSize;
@@ -34,7 +49,8 @@ Status prepare(const aclTensor* expandX, const aclTensor* expertIds, const aclTe
     if (Status s = view_of(expertScales, "expertScales", &in.expert_scales); !s.ok()) return s;
     if (Status s = view_of(x, "x", &x_out); !s.ok()) return s;
     if (config.tp_size() == 2) {
-        if (Status s = optional_view_of(tpSendCounts, "tpSendCounts", &in.tp_send_counts); !s.ok()) return s;
+        if (Status s = optional_view_of(tpSendCounts, "tpSendCounts", &in.tp_send_counts); !s.ok())
+            return s;
     }
     if (outDtype != 0) {
         return {Code::kInnerTiling, "outDtype must be 0, got " + std::to_string(outDtype)};
@@ -57,14 +73,34 @@ Status prepare(const aclTensor* expandX, const aclTensor* expertIds, const aclTe
 
 extern "C" {
 
-aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(
-    const aclTensor* expandX, const aclTensor* expertIds, const aclTensor* expandIdx, const aclTensor* epSendCounts,
-    const aclTensor* expertScales, const aclTensor* tpSendCounts, const aclTensor* xActiveMask,
-    const aclTensor* activationScale, const aclTensor* weightScale, const aclTensor* groupList,
-    const aclTensor* expandScales, const char* groupEp, int64_t epWorldSize, int64_t epRankId, int64_t moeExpertNum,
-    const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType, int64_t sharedExpertNum,
-    int64_t sharedExpertRankNum, int64_t globalBs, int64_t outDtype, int64_t commQuantMode, int64_t groupListType,
-    aclTensor* x, uint64_t* workspaceSize, aclOpExecutor** executor) {
+aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(const aclTensor* expandX,
+                                                      const aclTensor* expertIds,
+                                                      const aclTensor* expandIdx,
+                                                      const aclTensor* epSendCounts,
+                                                      const aclTensor* expertScales,
+                                                      const aclTensor* tpSendCounts,
+                                                      const aclTensor* xActiveMask,
+                                                      const aclTensor* activationScale,
+                                                      const aclTensor* weightScale,
+                                                      const aclTensor* groupList,
+                                                      const aclTensor* expandScales,
+                                                      const char* groupEp,
+                                                      int64_t epWorldSize,
+                                                      int64_t epRankId,
+                                                      int64_t moeExpertNum,
+                                                      const char* groupTp,
+                                                      int64_t tpWorldSize,
+                                                      int64_t tpRankId,
+                                                      int64_t expertShardType,
+                                                      int64_t sharedExpertNum,
+                                                      int64_t sharedExpertRankNum,
+                                                      int64_t globalBs,
+                                                      int64_t outDtype,
+                                                      int64_t commQuantMode,
+                                                      int64_t groupListType,
+                                                      aclTensor* x,
+                                                      uint64_t* workspaceSize,
+                                                      aclOpExecutor** executor) {
     using namespace moedist;
     // Reserved (SPEC §4): ignored whatever they hold.
     (void)xActiveMask;
@@ -74,24 +110,46 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(
     (void)expandScales;
     (void)groupListType;
     if (workspaceSize == nullptr || executor == nullptr) {
-        return api::report({Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
+        return api::report(
+            {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
     }
     try {
         core::CombineOp op;
-        Status status = api::prepare(expandX, expertIds, expandIdx, epSendCounts, expertScales, tpSendCounts, groupEp,
-                                     epWorldSize, epRankId, moeExpertNum, groupTp, tpWorldSize, tpRankId,
-                                     expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype,
-                                     commQuantMode, x, &op);
+        Status status = api::prepare(expandX,
+                                     expertIds,
+                                     expandIdx,
+                                     epSendCounts,
+                                     expertScales,
+                                     tpSendCounts,
+                                     groupEp,
+                                     epWorldSize,
+                                     epRankId,
+                                     moeExpertNum,
+                                     groupTp,
+                                     tpWorldSize,
+                                     tpRankId,
+                                     expertShardType,
+                                     sharedExpertNum,
+                                     sharedExpertRankNum,
+                                     globalBs,
+                                     outDtype,
+                                     commQuantMode,
+                                     x,
+                                     &op);
         if (!status.ok()) return api::report(status);
         *workspaceSize = 0;  // each source pulls its rows straight from the experts' expandX
         *executor = api::register_executor(new aclOpExecutor{std::move(op)});
         return api::report(Status::Ok());
     } catch (const std::exception& e) {
-        return api::report({Code::kInternal, std::string("aclnnMoeDistributeCombineGetWorkspaceSize failed: ") + e.what()});
+        return api::report(
+            {Code::kInternal,
+             std::string("aclnnMoeDistributeCombineGetWorkspaceSize failed: ") + e.what()});
     }
 }
 
-aclnnStatus aclnnMoeDistributeCombine(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
+aclnnStatus aclnnMoeDistributeCombine(void* workspace,
+                                      uint64_t workspaceSize,
+                                      aclOpExecutor* executor,
                                       aclrtStream stream) {
     (void)workspace;
     (void)workspaceSize;

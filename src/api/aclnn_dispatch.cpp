@@ -8,13 +8,31 @@
 namespace moedist::api {
 namespace {
 
-Status prepare(const aclTensor* x, const aclTensor* expertIds, const aclTensor* scales,
-               const aclTensor* expertScales, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
-               int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId,
-               int64_t expertShardType, int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode,
-               int64_t globalBs, int64_t expertTokenNumsType, aclTensor* expandX, aclTensor* dynamicScales,
-               aclTensor* expandIdx, aclTensor* expertTokenNums, aclTensor* epRecvCounts, aclTensor* tpRecvCounts,
-               aclTensor* expandScales, core::DispatchOp* op) {
+Status prepare(const aclTensor* x,
+               const aclTensor* expertIds,
+               const aclTensor* scales,
+               const aclTensor* expertScales,
+               const char* groupEp,
+               int64_t epWorldSize,
+               int64_t epRankId,
+               int64_t moeExpertNum,
+               const char* groupTp,
+               int64_t tpWorldSize,
+               int64_t tpRankId,
+               int64_t expertShardType,
+               int64_t sharedExpertNum,
+               int64_t sharedExpertRankNum,
+               int64_t quantMode,
+               int64_t globalBs,
+               int64_t expertTokenNumsType,
+               aclTensor* expandX,
+               aclTensor* dynamicScales,
+               aclTensor* expandIdx,
+               aclTensor* expertTokenNums,
+               aclTensor* epRecvCounts,
+               aclTensor* tpRecvCounts,
+               aclTensor* expandScales,
+               core::DispatchOp* op) {
     MoeConfig config;
     config.ep_world_size = epWorldSize;
     config.ep_rank_id = epRankId;
@@ -35,17 +53,23 @@ Status prepare(const aclTensor* x, const aclTensor* expertIds, const aclTensor* 
     if (Status s = view_of(expertIds, "expertIds", &in.expert_ids); !s.ok()) return s;
     if (Status s = view_of(expandX, "expandX", &out.expand_x); !s.ok()) return s;
     if (Status s = view_of(expandIdx, "expandIdx", &out.expand_idx); !s.ok()) return s;
-    if (Status s = view_of(expertTokenNums, "expertTokenNums", &out.expert_token_nums); !s.ok()) return s;
+    if (Status s = view_of(expertTokenNums, "expertTokenNums", &out.expert_token_nums); !s.ok())
+        return s;
     if (Status s = view_of(epRecvCounts, "epRecvCounts", &out.ep_recv_counts); !s.ok()) return s;
     if (Status s = optional_view_of(scales, "scales", &in.scales); !s.ok()) return s;
-    if (Status s = optional_view_of(expertScales, "expertScales", &in.expert_scales); !s.ok()) return s;
-    if (Status s = optional_view_of(expandScales, "expandScales", &out.expand_scales); !s.ok()) return s;
+    if (Status s = optional_view_of(expertScales, "expertScales", &in.expert_scales); !s.ok())
+        return s;
+    if (Status s = optional_view_of(expandScales, "expandScales", &out.expand_scales); !s.ok())
+        return s;
     // dynamicScales only when the mode makes scales; tpRecvCounts only when T == 2.
     if (quantMode != 0) {
-        if (Status s = optional_view_of(dynamicScales, "dynamicScales", &out.dynamic_scales); !s.ok()) return s;
+        if (Status s = optional_view_of(dynamicScales, "dynamicScales", &out.dynamic_scales);
+            !s.ok())
+            return s;
     }
     if (config.tp_size() == 2) {
-        if (Status s = optional_view_of(tpRecvCounts, "tpRecvCounts", &out.tp_recv_counts); !s.ok()) return s;
+        if (Status s = optional_view_of(tpRecvCounts, "tpRecvCounts", &out.tp_recv_counts); !s.ok())
+            return s;
     }
     if (Status s = config.validate(); !s.ok()) return s;
 
@@ -65,36 +89,80 @@ Status prepare(const aclTensor* x, const aclTensor* expertIds, const aclTensor* 
 
 extern "C" {
 
-aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(
-    const aclTensor* x, const aclTensor* expertIds, const aclTensor* scales, const aclTensor* xActiveMask,
-    const aclTensor* expertScales, const char* groupEp, int64_t epWorldSize, int64_t epRankId,
-    int64_t moeExpertNum, const char* groupTp, int64_t tpWorldSize, int64_t tpRankId, int64_t expertShardType,
-    int64_t sharedExpertNum, int64_t sharedExpertRankNum, int64_t quantMode, int64_t globalBs,
-    int64_t expertTokenNumsType, aclTensor* expandX, aclTensor* dynamicScales, aclTensor* expandIdx,
-    aclTensor* expertTokenNums, aclTensor* epRecvCounts, aclTensor* tpRecvCounts, aclTensor* expandScales,
-    uint64_t* workspaceSize, aclOpExecutor** executor) {
+aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(const aclTensor* x,
+                                                       const aclTensor* expertIds,
+                                                       const aclTensor* scales,
+                                                       const aclTensor* xActiveMask,
+                                                       const aclTensor* expertScales,
+                                                       const char* groupEp,
+                                                       int64_t epWorldSize,
+                                                       int64_t epRankId,
+                                                       int64_t moeExpertNum,
+                                                       const char* groupTp,
+                                                       int64_t tpWorldSize,
+                                                       int64_t tpRankId,
+                                                       int64_t expertShardType,
+                                                       int64_t sharedExpertNum,
+                                                       int64_t sharedExpertRankNum,
+                                                       int64_t quantMode,
+                                                       int64_t globalBs,
+                                                       int64_t expertTokenNumsType,
+                                                       aclTensor* expandX,
+                                                       aclTensor* dynamicScales,
+                                                       aclTensor* expandIdx,
+                                                       aclTensor* expertTokenNums,
+                                                       aclTensor* epRecvCounts,
+                                                       aclTensor* tpRecvCounts,
+                                                       aclTensor* expandScales,
+                                                       uint64_t* workspaceSize,
+                                                       aclOpExecutor** executor) {
     using namespace moedist;
     (void)xActiveMask;  // reserved: ignored
     if (workspaceSize == nullptr || executor == nullptr) {
-        return api::report({Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
+        return api::report(
+            {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
     }
     try {
         core::DispatchOp op;
-        Status status = api::prepare(x, expertIds, scales, expertScales, groupEp, epWorldSize, epRankId, moeExpertNum,
-                                     groupTp, tpWorldSize, tpRankId, expertShardType, sharedExpertNum,
-                                     sharedExpertRankNum, quantMode, globalBs, expertTokenNumsType, expandX,
-                                     dynamicScales, expandIdx, expertTokenNums, epRecvCounts, tpRecvCounts,
-                                     expandScales, &op);
+        Status status = api::prepare(x,
+                                     expertIds,
+                                     scales,
+                                     expertScales,
+                                     groupEp,
+                                     epWorldSize,
+                                     epRankId,
+                                     moeExpertNum,
+                                     groupTp,
+                                     tpWorldSize,
+                                     tpRankId,
+                                     expertShardType,
+                                     sharedExpertNum,
+                                     sharedExpertRankNum,
+                                     quantMode,
+                                     globalBs,
+                                     expertTokenNumsType,
+                                     expandX,
+                                     dynamicScales,
+                                     expandIdx,
+                                     expertTokenNums,
+                                     epRecvCounts,
+                                     tpRecvCounts,
+                                     expandScales,
+                                     &op);
         if (!status.ok()) return api::report(status);
         *workspaceSize = 0;  // the receiver pulls straight into its outputs: no staging buffer
         *executor = api::register_executor(new aclOpExecutor{std::move(op)});
         return api::report(Status::Ok());
     } catch (const std::exception& e) {
-        return api::report({Code::kInternal, std::string("aclnnMoeDistributeDispatchGetWorkspaceSize failed: ") + e.what()});
+        return api::report(
+            {Code::kInternal,
+             std::string("aclnnMoeDistributeDispatchGetWorkspaceSize failed: ") + e.what()});
     }
 }
 
-aclnnStatus aclnnMoeDistributeDispatch(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
+aclnnStatus aclnnMoeDistributeDispatch(void* workspace,
+                                       uint64_t workspaceSize,
+                                       aclOpExecutor* executor,
                                        aclrtStream stream) {
     (void)workspace;
     (void)workspaceSize;

@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <exception>
-
 #include <mutex>
 #include <unordered_set>
 
@@ -17,10 +16,13 @@ aclnnStatus report(const Status& status) {
 }
 
 Status require_tensor(const aclTensor* tensor, const char* name) {
-    if (tensor == nullptr) return {Code::kNullptr, std::string(name) + " must be non-null, got nullptr"};
+    if (tensor == nullptr)
+        return {Code::kNullptr, std::string(name) + " must be non-null, got nullptr"};
     if (!runtime::tensor_is_live(tensor)) {
-        return {Code::kNullptr, std::string(name) +
-                                    " must be a live aclTensor from aclCreateTensor, got a destroyed or foreign pointer"};
+        return {Code::kNullptr,
+                std::string(name) +
+                    " must be a live aclTensor from aclCreateTensor, got a destroyed or foreign "
+                    "pointer"};
     }
     return Status::Ok();
 }
@@ -43,8 +45,9 @@ aclOpExecutor* register_executor(aclOpExecutor* executor) {
 Status view_of(const aclTensor* tensor, const char* name, TensorView* out) {
     if (Status s = require_tensor(tensor, name); !s.ok()) return s;
     if (!tensor->dtype_known) {
-        return {Code::kInvalidParam, std::string(name) + " dtype must be one moedist supports, got aclDataType " +
-                                         std::to_string(static_cast<int>(tensor->acl_dtype))};
+        return {Code::kInvalidParam,
+                std::string(name) + " dtype must be one moedist supports, got aclDataType " +
+                    std::to_string(static_cast<int>(tensor->acl_dtype))};
     }
     *out = tensor->view;
     return Status::Ok();
@@ -60,13 +63,16 @@ Status optional_view_of(const aclTensor* tensor, const char* name, std::optional
 }
 
 Status find_group(const char* name, const char* param, int64_t rank, Communicator* out) {
-    if (name == nullptr) return {Code::kNullptr, std::string(param) + " must be non-null, got nullptr"};
+    if (name == nullptr)
+        return {Code::kNullptr, std::string(param) + " must be non-null, got nullptr"};
     const std::size_t length = std::strlen(name);
     if (length == 0 || length >= 128) {
-        return {Code::kNullptr, std::string(param) + " length must be in [1, 128), got " + std::to_string(length)};
+        return {Code::kNullptr,
+                std::string(param) + " length must be in [1, 128), got " + std::to_string(length)};
     }
     if (rank < 0 || rank > INT32_MAX) {
-        return {Code::kInnerTiling, std::string(param) + " rank must be >= 0, got " + std::to_string(rank)};
+        return {Code::kInnerTiling,
+                std::string(param) + " rank must be >= 0, got " + std::to_string(rank)};
     }
     return Communicator::find(name, static_cast<int>(rank), out);
 }
@@ -75,9 +81,10 @@ aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char
     {
         std::lock_guard<std::mutex> lock(executors_mutex);
         if (executor == nullptr || live_executors().erase(executor) == 0) {
-            return report({Code::kNullptr, std::string(op_name) +
-                                               " executor must be one phase 1 returned and not yet run, got " +
-                                               (executor == nullptr ? "nullptr" : "an unknown or used one")});
+            return report({Code::kNullptr,
+                           std::string(op_name) +
+                               " executor must be one phase 1 returned and not yet run, got " +
+                               (executor == nullptr ? "nullptr" : "an unknown or used one")});
         }
     }
     Status status;

@@ -7,7 +7,9 @@
 
 namespace moedist {
 
-MoeDistributor::MoeDistributor(Communicator ep, std::optional<Communicator> tp, const MoeConfig& config) {
+MoeDistributor::MoeDistributor(Communicator ep,
+                               std::optional<Communicator> tp,
+                               const MoeConfig& config) {
     std::optional<MoeDistributor> made;
     throw_if_error(create(std::move(ep), std::move(tp), config, &made));
     *this = std::move(*made);
@@ -20,17 +22,19 @@ Status MoeDistributor::create(Communicator ep,
     if (Status s = config.validate(); !s.ok()) return s;
     if (!ep.valid()) return {Code::kNullptr, "ep communicator must be valid, got an empty handle"};
     if (ep.size() != config.ep_world_size || ep.rank() != config.ep_rank_id) {
-        return {Code::kInnerTiling, "epWorldSize/epRankId must match communicator '" + ep.name() + "' (" +
-                                        std::to_string(ep.size()) + "/" + std::to_string(ep.rank()) + "), got " +
-                                        std::to_string(config.ep_world_size) + "/" + std::to_string(config.ep_rank_id)};
+        return {Code::kInnerTiling,
+                "epWorldSize/epRankId must match communicator '" + ep.name() + "' (" +
+                    std::to_string(ep.size()) + "/" + std::to_string(ep.rank()) + "), got " +
+                    std::to_string(config.ep_world_size) + "/" + std::to_string(config.ep_rank_id)};
     }
     if (config.tp_size() == 2 && (!tp || !tp->valid())) {
         return {Code::kNullptr, "tp communicator must be given when tpWorldSize = 2, got none"};
     }
     if (config.tp_size() == 2 && (tp->size() != 2 || tp->rank() != config.tp_rank_id)) {
-        return {Code::kInnerTiling, "tp communicator must be a 2-rank group whose rank is tpRankId = " +
-                                        std::to_string(config.tp_rank_id) + ", got size " + std::to_string(tp->size()) +
-                                        ", rank " + std::to_string(tp->rank())};
+        return {Code::kInnerTiling,
+                "tp communicator must be a 2-rank group whose rank is tpRankId = " +
+                    std::to_string(config.tp_rank_id) + ", got size " + std::to_string(tp->size()) +
+                    ", rank " + std::to_string(tp->rank())};
     }
     MoeDistributor made;
     made.ep_ = std::move(ep);

@@ -37,12 +37,15 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
             return s;
         }
         const TpRecord& peer = record_of<TpRecord>(*tp_, 1 - tp_rank_, tp_call_);
-        if (peer.ep_group == ep_ || peer.ep_group->size() != ep_->size() || peer.ep_rank != ep_rank_) {
+        if (peer.ep_group == ep_ || peer.ep_group->size() != ep_->size() ||
+            peer.ep_rank != ep_rank_) {
             // Arrive anyway with the verdict, so every rank of my EP group fails with it.
             record->set_error({Code::kRuntime,
                                "the TP peer in '" + tp_->name() +
-                                   "' must be the same EP rank of another EP group of the same size, got EP rank " +
-                                   std::to_string(peer.ep_rank) + " of '" + peer.ep_group->name() + "'"});
+                                   "' must be the same EP rank of another EP group of the same "
+                                   "size, got EP rank " +
+                                   std::to_string(peer.ep_rank) + " of '" + peer.ep_group->name() +
+                                   "'"});
         } else {
             peer_hold_ = peer.ep_group->shared_from_this();
             peer_ep_ = peer.ep_group;
@@ -61,7 +64,8 @@ Status CallRounds::check_headers() const {
     const int world = ep_->size();
     // Errors found before arriving: my group first, then the peer group.
     for (int r = 0; r < world; ++r) {
-        if (own_header(r).error != 0) return {static_cast<Code>(own_header(r).error), own_header(r).error_message};
+        if (own_header(r).error != 0)
+            return {static_cast<Code>(own_header(r).error), own_header(r).error_message};
     }
     if (peer_ep_ != nullptr) {
         for (int r = 0; r < world; ++r) {
@@ -72,21 +76,28 @@ Status CallRounds::check_headers() const {
     }
     const RecordHeader& reference = own_header(0);
     for (int r = 0; r < world; ++r) {
-        std::string diff = compare_digests(reference.attrs, 0, own_header(r).attrs, r, "'" + ep_->name() + "'");
+        std::string diff =
+            compare_digests(reference.attrs, 0, own_header(r).attrs, r, "'" + ep_->name() + "'");
         if (!diff.empty()) return {Code::kRuntime, diff};
         if (own_header(r).peer_group != reference.peer_group) {
-            return {Code::kRuntime, "ranks 0 and " + std::to_string(r) + " of '" + ep_->name() +
-                                        "' must pair with the same TP peer EP group"};
+            return {Code::kRuntime,
+                    "ranks 0 and " + std::to_string(r) + " of '" + ep_->name() +
+                        "' must pair with the same TP peer EP group"};
         }
     }
     if (peer_ep_ != nullptr) {
         for (int r = 0; r < world; ++r) {
-            std::string diff = compare_digests(reference.attrs, 0, peer_header(r).attrs, r,
-                                               "'" + ep_->name() + "' (rank 0) and '" + peer_ep_->name() + "'");
+            std::string diff =
+                compare_digests(reference.attrs,
+                                0,
+                                peer_header(r).attrs,
+                                r,
+                                "'" + ep_->name() + "' (rank 0) and '" + peer_ep_->name() + "'");
             if (!diff.empty()) return {Code::kRuntime, diff};
             if (peer_header(r).peer_group != ep_) {
-                return {Code::kRuntime, "rank " + std::to_string(r) + " of '" + peer_ep_->name() +
-                                            "' must pair with '" + ep_->name() + "' as its TP peer EP group"};
+                return {Code::kRuntime,
+                        "rank " + std::to_string(r) + " of '" + peer_ep_->name() +
+                            "' must pair with '" + ep_->name() + "' as its TP peer EP group"};
             }
         }
     }
@@ -106,8 +117,8 @@ Status CallRounds::finish(const Status& verdict) {
         int32_t peer_flag = 0;
         int peer_flag_rank = -1;
         std::string peer_message;
-        Status peer_waited =
-            peer_ep_->wait_departures(peer_ep_call_, deadline, &peer_flag, &peer_flag_rank, &peer_message);
+        Status peer_waited = peer_ep_->wait_departures(
+            peer_ep_call_, deadline, &peer_flag, &peer_flag_rank, &peer_message);
         if (waited.ok() && !peer_waited.ok()) waited = peer_waited;
         if (flag == 0 && peer_flag != 0) {
             flag = peer_flag;
@@ -120,9 +131,10 @@ Status CallRounds::finish(const Status& verdict) {
     if (!waited.ok()) return waited;
     if (flag != 0) {
         // A peer's own failure, with its message (it names the rank and the cause).
-        return {Code::kRuntime, flag_message.empty() ? "rank " + std::to_string(flag_rank) + " of '" + flag_group +
-                                                           "' must succeed, got a failure"
-                                                     : flag_message};
+        return {Code::kRuntime,
+                flag_message.empty() ? "rank " + std::to_string(flag_rank) + " of '" + flag_group +
+                                           "' must succeed, got a failure"
+                                     : flag_message};
     }
     return Status::Ok();
 }

@@ -1,6 +1,6 @@
-#include <string>
-
 #include "moedist/config.hpp"
+
+#include <string>
 
 namespace moedist {
 
@@ -25,29 +25,56 @@ std::string range(int64_t lo, int64_t hi) {
 // The attribute rules of SPEC §2 and §7 (generic profile), in the seed's order.
 Status MoeConfig::validate() const {
 #define MOEDIST_RULE(cond, param, expected, actual) \
-    if (!(cond)) return {Code::kInnerTiling, std::string(param) + " must be " + (expected) + ", got " + std::to_string(actual)}
-    MOEDIST_RULE(ep_world_size >= 1 && ep_world_size <= kMaxWorldSize, "epWorldSize", range(1, kMaxWorldSize),
+    if (!(cond))                                    \
+    return {Code::kInnerTiling,                     \
+            std::string(param) + " must be " + (expected) + ", got " + std::to_string(actual)}
+    MOEDIST_RULE(ep_world_size >= 1 && ep_world_size <= kMaxWorldSize,
+                 "epWorldSize",
+                 range(1, kMaxWorldSize),
                  ep_world_size);
-    MOEDIST_RULE(ep_rank_id >= 0 && ep_rank_id < ep_world_size, "epRankId", range(0, ep_world_size - 1), ep_rank_id);
-    MOEDIST_RULE(shared_expert_rank_num >= 0 && shared_expert_rank_num < ep_world_size, "sharedExpertRankNum",
-                 range(0, ep_world_size - 1), shared_expert_rank_num);
-    MOEDIST_RULE(moe_expert_num >= 1 && moe_expert_num <= kMaxExperts, "moeExpertNum", range(1, kMaxExperts),
+    MOEDIST_RULE(ep_rank_id >= 0 && ep_rank_id < ep_world_size,
+                 "epRankId",
+                 range(0, ep_world_size - 1),
+                 ep_rank_id);
+    MOEDIST_RULE(shared_expert_rank_num >= 0 && shared_expert_rank_num < ep_world_size,
+                 "sharedExpertRankNum",
+                 range(0, ep_world_size - 1),
+                 shared_expert_rank_num);
+    MOEDIST_RULE(moe_expert_num >= 1 && moe_expert_num <= kMaxExperts,
+                 "moeExpertNum",
+                 range(1, kMaxExperts),
                  moe_expert_num);
-    MOEDIST_RULE(moe_expert_num % moe_rank_num() == 0, "moeExpertNum",
-                 "a multiple of epWorldSize - sharedExpertRankNum = " + std::to_string(moe_rank_num()), moe_expert_num);
+    MOEDIST_RULE(
+        moe_expert_num % moe_rank_num() == 0,
+        "moeExpertNum",
+        "a multiple of epWorldSize - sharedExpertRankNum = " + std::to_string(moe_rank_num()),
+        moe_expert_num);
     MOEDIST_RULE(expert_shard_type == 0, "expertShardType", std::string("0"), expert_shard_type);
     // sharedExpertNum is ignored when sharedExpertRankNum = 0.
-    MOEDIST_RULE(shared_expert_rank_num == 0 || shared_expert_num == 1, "sharedExpertNum",
-                 std::string("1 when sharedExpertRankNum > 0"), shared_expert_num);
-    MOEDIST_RULE(tp_world_size >= 0 && tp_world_size <= 2, "tpWorldSize", range(0, 2), tp_world_size);
-    MOEDIST_RULE(tp_rank_id >= 0 && tp_rank_id < tp_size(), "tpRankId", range(0, tp_size() - 1), tp_rank_id);
-    MOEDIST_RULE(tp_size() == 1 || local_moe_expert_num() == 1, "moeExpertNum / (epWorldSize - sharedExpertRankNum)",
-                 std::string("1 when tpWorldSize = 2"), local_moe_expert_num());
-    MOEDIST_RULE(quant_mode == 0 || quant_mode == 2, "quantMode", std::string("0 or 2"), quant_mode);
-    MOEDIST_RULE(expert_token_nums_type == 0 || expert_token_nums_type == 1, "expertTokenNumsType",
-                 std::string("0 or 1"), expert_token_nums_type);
-    MOEDIST_RULE(global_bs >= 0 && global_bs <= kMaxGlobalBs, "globalBs", range(0, kMaxGlobalBs), global_bs);
-    MOEDIST_RULE(comm_quant_mode == 0 || comm_quant_mode == 2, "commQuantMode", std::string("0 or 2"), comm_quant_mode);
+    MOEDIST_RULE(shared_expert_rank_num == 0 || shared_expert_num == 1,
+                 "sharedExpertNum",
+                 std::string("1 when sharedExpertRankNum > 0"),
+                 shared_expert_num);
+    MOEDIST_RULE(
+        tp_world_size >= 0 && tp_world_size <= 2, "tpWorldSize", range(0, 2), tp_world_size);
+    MOEDIST_RULE(
+        tp_rank_id >= 0 && tp_rank_id < tp_size(), "tpRankId", range(0, tp_size() - 1), tp_rank_id);
+    MOEDIST_RULE(tp_size() == 1 || local_moe_expert_num() == 1,
+                 "moeExpertNum / (epWorldSize - sharedExpertRankNum)",
+                 std::string("1 when tpWorldSize = 2"),
+                 local_moe_expert_num());
+    MOEDIST_RULE(
+        quant_mode == 0 || quant_mode == 2, "quantMode", std::string("0 or 2"), quant_mode);
+    MOEDIST_RULE(expert_token_nums_type == 0 || expert_token_nums_type == 1,
+                 "expertTokenNumsType",
+                 std::string("0 or 1"),
+                 expert_token_nums_type);
+    MOEDIST_RULE(
+        global_bs >= 0 && global_bs <= kMaxGlobalBs, "globalBs", range(0, kMaxGlobalBs), global_bs);
+    MOEDIST_RULE(comm_quant_mode == 0 || comm_quant_mode == 2,
+                 "commQuantMode",
+                 std::string("0 or 2"),
+                 comm_quant_mode);
 #undef MOEDIST_RULE
     return Status::Ok();
 }

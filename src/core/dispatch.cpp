@@ -50,7 +50,9 @@ Scratch& scratch() {
 }
 
 Topology topology_of(const MoeConfig& config) {
-    return {config.ep_world_size, config.shared_expert_rank_num, config.moe_expert_num,
+    return {config.ep_world_size,
+            config.shared_expert_rank_num,
+            config.moe_expert_num,
             config.local_moe_expert_num()};
 }
 
@@ -61,17 +63,27 @@ int64_t capacity_of(const MoeConfig& config, int64_t rank, int64_t max_bs, int64
 }
 
 template <class Records>
-void build_layout(const Topology& topo, int64_t dst, const Records& records, ReceiveLayout* layout) {
-    build_receive_layout(topo.world_size, topo.local_experts(dst), [&](int64_t src, int64_t le) {
-        const DispatchRecord& r = records(src);
-        return rows_from(topo, dst, src, le, r.num_tokens, *r.plan);
-    }, layout);
+void build_layout(const Topology& topo,
+                  int64_t dst,
+                  const Records& records,
+                  ReceiveLayout* layout) {
+    build_receive_layout(
+        topo.world_size,
+        topo.local_experts(dst),
+        [&](int64_t src, int64_t le) {
+            const DispatchRecord& r = records(src);
+            return rows_from(topo, dst, src, le, r.num_tokens, *r.plan);
+        },
+        layout);
 }
 
 // Run-time checks over one EP group's records: ids in range, BS agreement when globalBs = 0,
 // no receiver over its capacity A. Identical on every rank that looks at the same records.
 template <class Records>
-Status check_group(const DispatchOp& op, const Topology& topo, const Records& records, int64_t group_bs,
+Status check_group(const DispatchOp& op,
+                   const Topology& topo,
+                   const Records& records,
+                   int64_t group_bs,
                    const std::string& group_name) {
     const int64_t world = topo.world_size;
     for (int64_t r = 0; r < world; ++r) {
@@ -86,9 +98,9 @@ Status check_group(const DispatchOp& op, const Topology& topo, const Records& re
         }
         if (op.config.global_bs == 0 && rec.num_tokens != group_bs) {
             return {Code::kRuntime,
-                    "BS must be equal on every rank when globalBs = 0, got " + std::to_string(group_bs) +
-                        " and " + std::to_string(rec.num_tokens) + " on rank " + std::to_string(r) + " of '" +
-                        group_name + "'"};
+                    "BS must be equal on every rank when globalBs = 0, got " +
+                        std::to_string(group_bs) + " and " + std::to_string(rec.num_tokens) +
+                        " on rank " + std::to_string(r) + " of '" + group_name + "'"};
         }
     }
     const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;
@@ -143,7 +155,8 @@ public:
                     }
                     for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
                         copy_row(rec, t, row, /*smooth_row=*/0);
-                        if (own && write_expand_scales_) store1<float>(*op_.out.expand_scales, row, 1.0f);
+                        if (own && write_expand_scales_)
+                            store1<float>(*op_.out.expand_scales, row, 1.0f);
                     }
                     continue;
                 }
@@ -151,12 +164,14 @@ public:
                 const SendPlan& plan = *rec.plan;
                 const int64_t smooth_row = expert + (topo_.shared_rank_num > 0 ? 1 : 0);
                 for (int64_t i = plan.expert_begin[static_cast<std::size_t>(expert)];
-                     i < plan.expert_begin[static_cast<std::size_t>(expert + 1)]; ++i, ++row) {
+                     i < plan.expert_begin[static_cast<std::size_t>(expert + 1)];
+                     ++i, ++row) {
                     const int64_t flat = plan.entries_by_expert[static_cast<std::size_t>(i)];
                     const int64_t token = flat / plan.top_k;
                     copy_row(rec, token, row, smooth_row);
                     if (own && write_expand_scales_) {
-                        const float weight = load2<float>(rec.expert_scales, token, flat % plan.top_k);
+                        const float weight =
+                            load2<float>(rec.expert_scales, token, flat % plan.top_k);
                         store1<float>(*op_.out.expand_scales, row, weight);
                     }
                 }
@@ -171,8 +186,10 @@ private:
         if (op_.config.quant_mode == 0) {
             const auto elem = dtype_size(out.dtype);
             if (src.x.stride(1) == 1 && out.stride(1) == 1) {
-                util::copy_bytes(element_ptr(out, dst_row, 0), element_ptr(src.x, token, 0),
-                                 static_cast<std::size_t>(hidden) * elem, streaming_);
+                util::copy_bytes(element_ptr(out, dst_row, 0),
+                                 element_ptr(src.x, token, 0),
+                                 static_cast<std::size_t>(hidden) * elem,
+                                 streaming_);
             } else {
                 for (int64_t c = 0; c < hidden; ++c) {
                     std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
@@ -188,9 +205,17 @@ private:
             smooth = reinterpret_cast<const float*>(element_ptr(src.scales, smooth_row, 0));
             smooth_stride = src.scales.stride(1);
         }
-        const float scale = quant::quantize_row_int8_from(
-            src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), smooth, smooth_stride, row,
-            reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)), out.stride(1), hidden, streaming_);
+        const float scale =
+            quant::quantize_row_int8_from(src.x.dtype,
+                                          element_ptr(src.x, token, 0),
+                                          src.x.stride(1),
+                                          smooth,
+                                          smooth_stride,
+                                          row,
+                                          reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
+                                          out.stride(1),
+                                          hidden,
+                                          streaming_);
         store1<float>(*op_.out.dynamic_scales, dst_row, scale);
     }
 
@@ -201,21 +226,29 @@ private:
     bool streaming_ = false;
 };
 
-void write_counts(const DispatchOp& op, const Topology& topo, const Scratch& s, int64_t own_rows,
+void write_counts(const DispatchOp& op,
+                  const Topology& topo,
+                  const Scratch& s,
+                  int64_t own_rows,
                   int64_t peer_rows) {
     const int64_t rank = op.config.ep_rank_id;
     const int64_t blocks = topo.world_size * topo.local_experts(rank);
     for (int64_t i = 0; i < blocks; ++i) {
-        store1<int32_t>(op.out.ep_recv_counts, i,
+        store1<int32_t>(op.out.ep_recv_counts,
+                        i,
                         static_cast<int32_t>(s.own_layout.block_end[static_cast<std::size_t>(i)]));
     }
     if (op.tp) {
         for (int64_t i = 0; i < blocks; ++i) {
-            store1<int32_t>(op.out.ep_recv_counts, blocks + i,
-                            static_cast<int32_t>(s.peer_layout.block_end[static_cast<std::size_t>(i)]));
+            store1<int32_t>(
+                op.out.ep_recv_counts,
+                blocks + i,
+                static_cast<int32_t>(s.peer_layout.block_end[static_cast<std::size_t>(i)]));
         }
-        store1<int32_t>(*op.out.tp_recv_counts, op.config.tp_rank_id, static_cast<int32_t>(own_rows));
-        store1<int32_t>(*op.out.tp_recv_counts, 1 - op.config.tp_rank_id, static_cast<int32_t>(peer_rows));
+        store1<int32_t>(
+            *op.out.tp_recv_counts, op.config.tp_rank_id, static_cast<int32_t>(own_rows));
+        store1<int32_t>(
+            *op.out.tp_recv_counts, 1 - op.config.tp_rank_id, static_cast<int32_t>(peer_rows));
     }
     const int64_t local = topo.local_experts(rank);
     if (local == 1) {
@@ -224,8 +257,11 @@ void write_counts(const DispatchOp& op, const Topology& topo, const Scratch& s, 
     }
     int64_t previous = 0;
     for (int64_t e = 0; e < local; ++e) {
-        const int64_t end = s.own_layout.block_end[static_cast<std::size_t>(e * topo.world_size + topo.world_size - 1)];
-        store1<int64_t>(op.out.expert_token_nums, e,
+        const int64_t end =
+            s.own_layout
+                .block_end[static_cast<std::size_t>(e * topo.world_size + topo.world_size - 1)];
+        store1<int64_t>(op.out.expert_token_nums,
+                        e,
                         op.config.expert_token_nums_type == 0 ? end : end - previous);
         previous = end;
     }
@@ -251,7 +287,8 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     const int64_t used = own_rows + peer_rows;
     if (util::zero_padding()) {
         zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0), filler.streaming());
-        if (op.config.quant_mode != 0) zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
+        if (op.config.quant_mode != 0)
+            zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
         if (op.out.expand_scales && op.in.expert_scales) {
             zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
         }
@@ -270,17 +307,23 @@ Status run_dispatch(const DispatchOp& op) {
     Scratch& s = scratch();
     const Topology topo = topology_of(op.config);
     const TensorView& ids = op.in.expert_ids;
-    build_send_plan(static_cast<const int32_t*>(ids.data), ids.stride(0), ids.stride(1),
-                    op.num_tokens, op.top_k, op.config.moe_expert_num, &s.plan);
+    build_send_plan(static_cast<const int32_t*>(ids.data),
+                    ids.stride(0),
+                    ids.stride(1),
+                    op.num_tokens,
+                    op.top_k,
+                    op.config.moe_expert_num,
+                    &s.plan);
     // Every buffer the move needs is sized before arriving: after it nothing allocates.
     s.row.resize(static_cast<std::size_t>(op.hidden));
-    s.own_layout.block_end.resize(static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
+    s.own_layout.block_end.resize(
+        static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
     s.peer_layout.block_end.resize(s.own_layout.block_end.size());
 
     DispatchRecord mine;
     const bool has_expert_scales = op.in.expert_scales.has_value();
-    mine.header.attrs = make_digest(1, op.config, op.top_k, op.hidden, op.in.x.dtype,
-                                    op.out.expand_x.dtype, has_expert_scales);
+    mine.header.attrs = make_digest(
+        1, op.config, op.top_k, op.hidden, op.in.x.dtype, op.out.expand_x.dtype, has_expert_scales);
     mine.ep_rank = op.config.ep_rank_id;
     mine.num_tokens = op.num_tokens;
     mine.plan = &s.plan;
@@ -292,8 +335,12 @@ Status run_dispatch(const DispatchOp& op) {
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()
         if (verdict.ok()) verdict = rounds.check_headers();
-        auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
-        auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
+        auto own = [&](int64_t r) -> const DispatchRecord& {
+            return rounds.own<DispatchRecord>(r);
+        };
+        auto peer = [&](int64_t r) -> const DispatchRecord& {
+            return rounds.peer<DispatchRecord>(r);
+        };
         // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
         const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
         if (verdict.ok()) verdict = check_group(op, topo, own, group_bs, rounds.ep_group().name());

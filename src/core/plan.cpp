@@ -8,7 +8,10 @@ TokenRange shared_chunk(int64_t src, int64_t num_tokens, int64_t shared_rank_num
             (s + src + 1) * num_tokens / shared_rank_num - base};
 }
 
-int64_t shared_rank_of_token(int64_t src, int64_t num_tokens, int64_t shared_rank_num, int64_t token) {
+int64_t shared_rank_of_token(int64_t src,
+                             int64_t num_tokens,
+                             int64_t shared_rank_num,
+                             int64_t token) {
     for (int64_t s = 0; s < shared_rank_num; ++s) {
         if (shared_chunk(src, num_tokens, shared_rank_num, s).contains(token)) return s;
     }
@@ -51,7 +54,8 @@ void build_send_plan(const int32_t* ids,
     }
     // After this loop: expert_begin[e] = first slot of expert e in entries_by_expert.
     for (int64_t e = 0; e < num_experts; ++e) {
-        plan->expert_begin[static_cast<std::size_t>(e + 1)] += plan->expert_begin[static_cast<std::size_t>(e)];
+        plan->expert_begin[static_cast<std::size_t>(e + 1)] +=
+            plan->expert_begin[static_cast<std::size_t>(e)];
     }
     // Pass 2: place every entry at its expert's begin + occurrence (stable by construction).
     for (int64_t t = 0; t < num_tokens; ++t) {
@@ -59,7 +63,8 @@ void build_send_plan(const int32_t* ids,
             const int64_t id = ids[t * row_stride + k * col_stride];
             if (id < 0 || id >= num_experts) continue;
             const auto flat = static_cast<std::size_t>(t * top_k + k);
-            const int64_t slot = plan->expert_begin[static_cast<std::size_t>(id)] + plan->expand_idx[flat];
+            const int64_t slot =
+                plan->expert_begin[static_cast<std::size_t>(id)] + plan->expand_idx[flat];
             plan->entries_by_expert[static_cast<std::size_t>(slot)] = static_cast<int32_t>(flat);
         }
     }
@@ -71,7 +76,8 @@ int64_t rows_from(const Topology& topo,
                   int64_t local_expert,
                   int64_t src_num_tokens,
                   const SendPlan& src_plan) {
-    if (!topo.is_shared(dst)) return src_plan.rows_for_expert(topo.first_expert(dst) + local_expert);
+    if (!topo.is_shared(dst))
+        return src_plan.rows_for_expert(topo.first_expert(dst) + local_expert);
     if (src == dst) return src_num_tokens;  // a shared rank keeps all its own tokens
     if (topo.is_shared(src)) return 0;      // and sends none to other shared ranks
     return shared_chunk(src, src_num_tokens, topo.shared_rank_num, dst).size();

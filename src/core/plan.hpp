@@ -8,15 +8,19 @@ namespace moedist::core {
 
 // The expert layout of an EP group.
 struct Topology {
-    int64_t world_size = 0;        // W
-    int64_t shared_rank_num = 0;   // S: ranks [0, S) hold the shared expert
-    int64_t moe_expert_num = 0;    // E
-    int64_t local_moe_experts = 0; // L = E / (W - S)
+    int64_t world_size = 0;         // W
+    int64_t shared_rank_num = 0;    // S: ranks [0, S) hold the shared expert
+    int64_t moe_expert_num = 0;     // E
+    int64_t local_moe_experts = 0;  // L = E / (W - S)
 
     bool is_shared(int64_t rank) const { return rank < shared_rank_num; }
-    int64_t rank_of_expert(int64_t expert) const { return shared_rank_num + expert / local_moe_experts; }
+    int64_t rank_of_expert(int64_t expert) const {
+        return shared_rank_num + expert / local_moe_experts;
+    }
     int64_t local_index(int64_t expert) const { return expert % local_moe_experts; }
-    int64_t first_expert(int64_t rank) const { return (rank - shared_rank_num) * local_moe_experts; }
+    int64_t first_expert(int64_t rank) const {
+        return (rank - shared_rank_num) * local_moe_experts;
+    }
     int64_t local_experts(int64_t rank) const { return is_shared(rank) ? 1 : local_moe_experts; }
 };
 
@@ -32,7 +36,10 @@ struct TokenRange {
 TokenRange shared_chunk(int64_t src, int64_t num_tokens, int64_t shared_rank_num, int64_t s);
 
 // The shared rank that receives `token` of MoE rank `src`.
-int64_t shared_rank_of_token(int64_t src, int64_t num_tokens, int64_t shared_rank_num, int64_t token);
+int64_t shared_rank_of_token(int64_t src,
+                             int64_t num_tokens,
+                             int64_t shared_rank_num,
+                             int64_t token);
 
 // What one rank sends, from its expert ids alone.
 //   expand_idx[t*K+k]   how many earlier flattened entries went to the same expert
@@ -51,7 +58,10 @@ struct SendPlan {
     int64_t bad_k = 0;
     int64_t bad_id = 0;
 
-    int64_t rows_for_expert(int64_t expert) const { return expert_begin[static_cast<std::size_t>(expert + 1)] - expert_begin[static_cast<std::size_t>(expert)]; }
+    int64_t rows_for_expert(int64_t expert) const {
+        return expert_begin[static_cast<std::size_t>(expert + 1)] -
+               expert_begin[static_cast<std::size_t>(expert)];
+    }
 };
 
 // Builds `plan` in place (its vectors keep their capacity across calls).
@@ -78,11 +88,16 @@ int64_t rows_from(const Topology& topo,
 struct ReceiveLayout {
     std::vector<int64_t> block_end;
     int64_t total_rows = 0;
-    int64_t block_begin(int64_t block) const { return block == 0 ? 0 : block_end[static_cast<std::size_t>(block - 1)]; }
+    int64_t block_begin(int64_t block) const {
+        return block == 0 ? 0 : block_end[static_cast<std::size_t>(block - 1)];
+    }
 };
 
 template <class RowsFrom>  // int64_t(int64_t src, int64_t local_expert)
-void build_receive_layout(int64_t world_size, int64_t local_experts, RowsFrom rows, ReceiveLayout* out) {
+void build_receive_layout(int64_t world_size,
+                          int64_t local_experts,
+                          RowsFrom rows,
+                          ReceiveLayout* out) {
     out->block_end.resize(static_cast<std::size_t>(world_size * local_experts));
     int64_t running = 0;
     for (int64_t e = 0; e < local_experts; ++e) {

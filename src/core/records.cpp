@@ -5,21 +5,37 @@ namespace moedist::core {
 void RecordHeader::set_error(const Status& status) {
     error = status.raw_code();
     const std::string& text = status.message();
-    const std::size_t n = text.size() < sizeof(error_message) - 1 ? text.size() : sizeof(error_message) - 1;
+    const std::size_t n =
+        text.size() < sizeof(error_message) - 1 ? text.size() : sizeof(error_message) - 1;
     std::memcpy(error_message, text.data(), n);
     error_message[n] = '\0';
 }
 
 const char* AttrDigest::field_name(int i) {
-    static const char* const kNames[kNumFields] = {
-        "operation",       "epWorldSize", "moeExpertNum", "sharedExpertRankNum", "sharedExpertNum",
-        "tpWorldSize",     "K (expertIds dim 1)", "H (hidden size)", "quantMode", "globalBs",
-        "commQuantMode",   "x dtype", "expandX dtype", "expertScales presence"};
+    static const char* const kNames[kNumFields] = {"operation",
+                                                   "epWorldSize",
+                                                   "moeExpertNum",
+                                                   "sharedExpertRankNum",
+                                                   "sharedExpertNum",
+                                                   "tpWorldSize",
+                                                   "K (expertIds dim 1)",
+                                                   "H (hidden size)",
+                                                   "quantMode",
+                                                   "globalBs",
+                                                   "commQuantMode",
+                                                   "x dtype",
+                                                   "expandX dtype",
+                                                   "expertScales presence"};
     return kNames[i];
 }
 
-AttrDigest make_digest(int64_t op, const MoeConfig& config, int64_t top_k, int64_t hidden,
-                       DType x_dtype, DType expand_dtype, bool has_expert_scales) {
+AttrDigest make_digest(int64_t op,
+                       const MoeConfig& config,
+                       int64_t top_k,
+                       int64_t hidden,
+                       DType x_dtype,
+                       DType expand_dtype,
+                       bool has_expert_scales) {
     AttrDigest d;
     d.op = op;
     d.ep_world_size = config.ep_world_size;
@@ -38,8 +54,8 @@ AttrDigest make_digest(int64_t op, const MoeConfig& config, int64_t top_k, int64
     return d;
 }
 
-std::string compare_digests(const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b,
-                            const std::string& group) {
+std::string compare_digests(
+    const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b, const std::string& group) {
     for (int i = 0; i < AttrDigest::kNumFields; ++i) {
         if (a.field(i) == b.field(i)) continue;
         return std::string(AttrDigest::field_name(i)) + " must agree on every rank of " + group +

@@ -32,20 +32,27 @@ struct AttrDigest {
     static constexpr int kNumFields = 14;
     int64_t field(int i) const {
         int64_t value = 0;
-        std::memcpy(&value, reinterpret_cast<const char*>(this) + i * static_cast<int>(sizeof(int64_t)), sizeof(value));
+        std::memcpy(&value,
+                    reinterpret_cast<const char*>(this) + i * static_cast<int>(sizeof(int64_t)),
+                    sizeof(value));
         return value;
     }
     static const char* field_name(int i);
 };
 static_assert(sizeof(AttrDigest) == AttrDigest::kNumFields * sizeof(int64_t));
 
-AttrDigest make_digest(int64_t op, const MoeConfig& config, int64_t top_k, int64_t hidden,
-                       DType x_dtype, DType expand_dtype, bool has_expert_scales);
+AttrDigest make_digest(int64_t op,
+                       const MoeConfig& config,
+                       int64_t top_k,
+                       int64_t hidden,
+                       DType x_dtype,
+                       DType expand_dtype,
+                       bool has_expert_scales);
 
 // Empty when a and b agree, else "<field> must agree on every rank of <where>, got a on rank i and
 // b on rank j" (`where` names the group or groups, quoted).
-std::string compare_digests(const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b,
-                            const std::string& group);
+std::string compare_digests(
+    const AttrDigest& a, int rank_a, const AttrDigest& b, int rank_b, const std::string& group);
 
 // The start of every record: what all ranks of both EP groups must agree on, and a verdict this
 // rank reached on its own before arriving (so every rank can fail with it).

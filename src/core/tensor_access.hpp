@@ -45,14 +45,18 @@ inline void zero_rows(const TensorView& view, int64_t begin, int64_t end, bool s
     const auto elem = static_cast<int64_t>(dtype_size(view.dtype));
     const int64_t cols = view.dim(1);
     if (view.stride(1) == 1 && view.stride(0) == cols) {
-        util::zero_bytes(element_ptr(view, begin, 0), static_cast<std::size_t>((end - begin) * cols * elem), streaming);
+        util::zero_bytes(element_ptr(view, begin, 0),
+                         static_cast<std::size_t>((end - begin) * cols * elem),
+                         streaming);
         return;
     }
     for (int64_t r = begin; r < end; ++r) {
         if (view.stride(1) == 1) {
-            util::zero_bytes(element_ptr(view, r, 0), static_cast<std::size_t>(cols * elem), streaming);
+            util::zero_bytes(
+                element_ptr(view, r, 0), static_cast<std::size_t>(cols * elem), streaming);
         } else {
-            for (int64_t c = 0; c < cols; ++c) std::memset(element_ptr(view, r, c), 0, static_cast<std::size_t>(elem));
+            for (int64_t c = 0; c < cols; ++c)
+                std::memset(element_ptr(view, r, c), 0, static_cast<std::size_t>(elem));
         }
     }
 }
@@ -65,7 +69,8 @@ inline void zero_elements(const TensorView& view, int64_t begin, int64_t end) {
         std::memset(element_ptr(view, begin), 0, static_cast<std::size_t>((end - begin) * elem));
         return;
     }
-    for (int64_t i = begin; i < end; ++i) std::memset(element_ptr(view, i), 0, static_cast<std::size_t>(elem));
+    for (int64_t i = begin; i < end; ++i)
+        std::memset(element_ptr(view, i), 0, static_cast<std::size_t>(elem));
 }
 
 }  // namespace moedist::core

@@ -17,12 +17,15 @@ std::string shape_of(const TensorView& t) {
     return out.str();
 }
 
-Status fail(Code code, const std::string& param, const std::string& expected, const std::string& actual) {
+Status fail(Code code,
+            const std::string& param,
+            const std::string& expected,
+            const std::string& actual) {
     return {code, param + " must be " + expected + ", got " + actual};
 }
 
-#define MOEDIST_REQUIRE(cond, code, param, expected, actual) \
-    do {                                                     \
+#define MOEDIST_REQUIRE(cond, code, param, expected, actual)     \
+    do {                                                         \
         if (!(cond)) return fail(code, param, expected, actual); \
     } while (0)
 
@@ -44,26 +47,42 @@ Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
     }
     __int128 last = 0;
     for (int32_t d = 0; d < ndim; ++d) {
-        MOEDIST_REQUIRE(t.dim(d) >= 0 && t.stride(d) >= 0, Code::kInnerTiling,
-                        std::string(name) + " shape and strides", "non-negative", shape_of(t));
+        MOEDIST_REQUIRE(t.dim(d) >= 0 && t.stride(d) >= 0,
+                        Code::kInnerTiling,
+                        std::string(name) + " shape and strides",
+                        "non-negative",
+                        shape_of(t));
         if (t.dim(d) > 0) last += static_cast<__int128>(t.dim(d) - 1) * t.stride(d);
     }
-    MOEDIST_REQUIRE(last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
-                    Code::kInnerTiling, std::string(name) + " extent", "below 2^62 bytes", shape_of(t));
-    MOEDIST_REQUIRE(t.data != nullptr || t.numel() == 0, Code::kNullptr, std::string(name) + " data",
-                    "non-null", "nullptr");
+    MOEDIST_REQUIRE(
+        last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
+        Code::kInnerTiling,
+        std::string(name) + " extent",
+        "below 2^62 bytes",
+        shape_of(t));
+    MOEDIST_REQUIRE(t.data != nullptr || t.numel() == 0,
+                    Code::kNullptr,
+                    std::string(name) + " data",
+                    "non-null",
+                    "nullptr");
     return Status::Ok();
 }
 
-Status check_min_1d(const TensorView& t, const char* name, int64_t min_len, const std::string& what) {
+Status check_min_1d(const TensorView& t,
+                    const char* name,
+                    int64_t min_len,
+                    const std::string& what) {
     if (Status s = check_rank(t, name, 1); !s.ok()) return s;
-    MOEDIST_REQUIRE(t.dim(0) >= min_len, Code::kInnerTiling, std::string(name) + " dim 0",
-                    ">= " + what + " = " + std::to_string(min_len), std::to_string(t.dim(0)));
+    MOEDIST_REQUIRE(t.dim(0) >= min_len,
+                    Code::kInnerTiling,
+                    std::string(name) + " dim 0",
+                    ">= " + what + " = " + std::to_string(min_len),
+                    std::to_string(t.dim(0)));
     return Status::Ok();
 }
 
-#define MOEDIST_TRY(expr)             \
-    do {                              \
+#define MOEDIST_TRY(expr)                            \
+    do {                                             \
         if (Status s_ = (expr); !s_.ok()) return s_; \
     } while (0)
 
@@ -71,13 +90,17 @@ std::string int128_text(__int128 v) {
     if (v == 0) return "0";
     std::string digits;
     const bool negative = v < 0;
-    for (; v != 0; v /= 10) digits.insert(digits.begin(), static_cast<char>('0' + (negative ? -(v % 10) : v % 10)));
+    for (; v != 0; v /= 10)
+        digits.insert(digits.begin(), static_cast<char>('0' + (negative ? -(v % 10) : v % 10)));
     return negative ? "-" + digits : digits;
 }
 
 // A (SPEC §1) with T·A inside int32, since row counts travel as int32 (epRecvCounts).
 Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_t* capacity) {
-    MOEDIST_REQUIRE(bs >= 0 && bs <= MoeConfig::kMaxGlobalBs, Code::kInnerTiling, "BS", "in [0, 2^31]",
+    MOEDIST_REQUIRE(bs >= 0 && bs <= MoeConfig::kMaxGlobalBs,
+                    Code::kInnerTiling,
+                    "BS",
+                    "in [0, 2^31]",
                     std::to_string(bs));
     const auto max_bs = static_cast<__int128>(config.max_bs(bs));
     const auto world = static_cast<__int128>(config.ep_world_size);
@@ -88,26 +111,50 @@ Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_
         const int64_t local = config.local_moe_expert_num();
         a = max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
     }
-    MOEDIST_REQUIRE(a * config.tp_size() <= INT32_MAX, Code::kInnerTiling, "T*A (rows one rank can receive)",
-                    "<= 2147483647", int128_text(a * config.tp_size()));
+    MOEDIST_REQUIRE(a * config.tp_size() <= INT32_MAX,
+                    Code::kInnerTiling,
+                    "T*A (rows one rank can receive)",
+                    "<= 2147483647",
+                    int128_text(a * config.tp_size()));
     *capacity = static_cast<int64_t>(a);
     return Status::Ok();
 }
 
-Status check_communicators(const MoeConfig& config, const Communicator& ep, const std::optional<Communicator>& tp) {
+Status check_communicators(const MoeConfig& config,
+                           const Communicator& ep,
+                           const std::optional<Communicator>& tp) {
     MOEDIST_REQUIRE(ep.valid(), Code::kNullptr, "groupEp", "a communicator", "none");
-    MOEDIST_REQUIRE(ep.size() == config.ep_world_size, Code::kInnerTiling,
-                    "epWorldSize", "the size of '" + ep.name() + "' = " + std::to_string(ep.size()),
+    MOEDIST_REQUIRE(ep.size() == config.ep_world_size,
+                    Code::kInnerTiling,
+                    "epWorldSize",
+                    "the size of '" + ep.name() + "' = " + std::to_string(ep.size()),
                     std::to_string(config.ep_world_size));
-    MOEDIST_REQUIRE(ep.rank() == config.ep_rank_id, Code::kInnerTiling, "epRankId",
-                    "the rank in '" + ep.name() + "' = " + std::to_string(ep.rank()), std::to_string(config.ep_rank_id));
+    MOEDIST_REQUIRE(ep.rank() == config.ep_rank_id,
+                    Code::kInnerTiling,
+                    "epRankId",
+                    "the rank in '" + ep.name() + "' = " + std::to_string(ep.rank()),
+                    std::to_string(config.ep_rank_id));
     if (config.tp_size() == 2) {
-        MOEDIST_REQUIRE(tp.has_value() && tp->valid(), Code::kNullptr, "groupTp", "a communicator when tpWorldSize = 2", "none");
-        MOEDIST_REQUIRE(tp->size() == 2, Code::kInnerTiling, "the size of groupTp '" + tp->name() + "'", "2",
+        MOEDIST_REQUIRE(tp.has_value() && tp->valid(),
+                        Code::kNullptr,
+                        "groupTp",
+                        "a communicator when tpWorldSize = 2",
+                        "none");
+        MOEDIST_REQUIRE(tp->size() == 2,
+                        Code::kInnerTiling,
+                        "the size of groupTp '" + tp->name() + "'",
+                        "2",
                         std::to_string(tp->size()));
-        MOEDIST_REQUIRE(tp->rank() == config.tp_rank_id, Code::kInnerTiling, "tpRankId",
-                        "the rank in '" + tp->name() + "' = " + std::to_string(tp->rank()), std::to_string(config.tp_rank_id));
-        MOEDIST_REQUIRE(tp->group() != ep.group(), Code::kInnerTiling, "groupTp", "different from groupEp", tp->name());
+        MOEDIST_REQUIRE(tp->rank() == config.tp_rank_id,
+                        Code::kInnerTiling,
+                        "tpRankId",
+                        "the rank in '" + tp->name() + "' = " + std::to_string(tp->rank()),
+                        std::to_string(config.tp_rank_id));
+        MOEDIST_REQUIRE(tp->group() != ep.group(),
+                        Code::kInnerTiling,
+                        "groupTp",
+                        "different from groupEp",
+                        tp->name());
     }
     return Status::Ok();
 }
@@ -129,22 +176,30 @@ Status prepare_dispatch(const MoeConfig& config,
     MOEDIST_TRY(check_dtype(in.x, "x", {DType::kFloat16, DType::kBFloat16}));
     MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
     if (in.scales) MOEDIST_TRY(check_dtype(*in.scales, "scales", {DType::kFloat32}));
-    if (in.expert_scales) MOEDIST_TRY(check_dtype(*in.expert_scales, "expertScales", {DType::kFloat32}));
+    if (in.expert_scales)
+        MOEDIST_TRY(check_dtype(*in.expert_scales, "expertScales", {DType::kFloat32}));
     MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {quantizing ? DType::kInt8 : in.x.dtype}));
     if (quantizing) {
-        MOEDIST_REQUIRE(out.dynamic_scales.has_value(), Code::kNullptr, "dynamicScales",
-                        "non-null when quantMode = 2", "nullptr");
+        MOEDIST_REQUIRE(out.dynamic_scales.has_value(),
+                        Code::kNullptr,
+                        "dynamicScales",
+                        "non-null when quantMode = 2",
+                        "nullptr");
         MOEDIST_TRY(check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kFloat32}));
     }
     MOEDIST_TRY(check_dtype(out.expand_idx, "expandIdx", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(out.expert_token_nums, "expertTokenNums", {DType::kInt64}));
     MOEDIST_TRY(check_dtype(out.ep_recv_counts, "epRecvCounts", {DType::kInt32}));
     if (T == 2) {
-        MOEDIST_REQUIRE(out.tp_recv_counts.has_value(), Code::kNullptr, "tpRecvCounts",
-                        "non-null when tpWorldSize = 2", "nullptr");
+        MOEDIST_REQUIRE(out.tp_recv_counts.has_value(),
+                        Code::kNullptr,
+                        "tpRecvCounts",
+                        "non-null when tpWorldSize = 2",
+                        "nullptr");
         MOEDIST_TRY(check_dtype(*out.tp_recv_counts, "tpRecvCounts", {DType::kInt32}));
     }
-    if (out.expand_scales) MOEDIST_TRY(check_dtype(*out.expand_scales, "expandScales", {DType::kFloat32}));
+    if (out.expand_scales)
+        MOEDIST_TRY(check_dtype(*out.expand_scales, "expandScales", {DType::kFloat32}));
 
     // shapes (561002)
     MOEDIST_TRY(check_rank(in.x, "x", 2));
@@ -153,38 +208,60 @@ Status prepare_dispatch(const MoeConfig& config,
     const int64_t hidden = in.x.dim(1);
     const int64_t top_k = in.expert_ids.dim(1);
     MOEDIST_REQUIRE(hidden >= 1, Code::kInnerTiling, "H (x dim 1)", ">= 1", std::to_string(hidden));
-    MOEDIST_REQUIRE(in.expert_ids.dim(0) == bs, Code::kInnerTiling, "expertIds dim 0", "BS = " + std::to_string(bs),
+    MOEDIST_REQUIRE(in.expert_ids.dim(0) == bs,
+                    Code::kInnerTiling,
+                    "expertIds dim 0",
+                    "BS = " + std::to_string(bs),
                     std::to_string(in.expert_ids.dim(0)));
-    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num, Code::kInnerTiling, "K (expertIds dim 1)",
-                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]", std::to_string(top_k));
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
+                    Code::kInnerTiling,
+                    "K (expertIds dim 1)",
+                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
+                    std::to_string(top_k));
     if (config.global_bs != 0) {
-        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size, Code::kInnerTiling, "BS (x dim 0)",
-                        "<= maxBs = globalBs / epWorldSize = " + std::to_string(config.global_bs / config.ep_world_size),
+        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
+                        Code::kInnerTiling,
+                        "BS (x dim 0)",
+                        "<= maxBs = globalBs / epWorldSize = " +
+                            std::to_string(config.global_bs / config.ep_world_size),
                         std::to_string(bs));
     }
     if (in.scales) {
-        MOEDIST_REQUIRE(quantizing, Code::kInnerTiling, "scales", "nullptr when quantMode = 0", "a tensor");
+        MOEDIST_REQUIRE(
+            quantizing, Code::kInnerTiling, "scales", "nullptr when quantMode = 0", "a tensor");
         const int64_t rows = config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
         MOEDIST_TRY(check_rank(*in.scales, "scales", 2));
-        MOEDIST_REQUIRE(in.scales->dim(0) == rows && in.scales->dim(1) == hidden, Code::kInnerTiling, "scales shape",
-                        "(" + std::to_string(rows) + ", " + std::to_string(hidden) + ")", shape_of(*in.scales));
+        MOEDIST_REQUIRE(in.scales->dim(0) == rows && in.scales->dim(1) == hidden,
+                        Code::kInnerTiling,
+                        "scales shape",
+                        "(" + std::to_string(rows) + ", " + std::to_string(hidden) + ")",
+                        shape_of(*in.scales));
     }
     if (in.expert_scales) {
         MOEDIST_TRY(check_rank(*in.expert_scales, "expertScales", 2));
-        MOEDIST_REQUIRE(in.expert_scales->dim(0) == bs && in.expert_scales->dim(1) == top_k, Code::kInnerTiling,
-                        "expertScales shape", "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
+        MOEDIST_REQUIRE(in.expert_scales->dim(0) == bs && in.expert_scales->dim(1) == top_k,
+                        Code::kInnerTiling,
+                        "expertScales shape",
+                        "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                         shape_of(*in.expert_scales));
     }
     int64_t capacity = 0;
     MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
     MOEDIST_TRY(check_rank(out.expand_x, "expandX", 2));
-    MOEDIST_REQUIRE(out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden, Code::kInnerTiling,
-                    "expandX shape", "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
-                    shape_of(out.expand_x));
-    if (quantizing) MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", T * capacity, "T*A"));
+    MOEDIST_REQUIRE(
+        out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden,
+        Code::kInnerTiling,
+        "expandX shape",
+        "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
+        shape_of(out.expand_x));
+    if (quantizing)
+        MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", T * capacity, "T*A"));
     MOEDIST_TRY(check_min_1d(out.expand_idx, "expandIdx", bs * top_k, "BS*K"));
-    MOEDIST_TRY(check_min_1d(out.expert_token_nums, "expertTokenNums", config.local_expert_num(), "localExpertNum"));
-    MOEDIST_TRY(check_min_1d(out.ep_recv_counts, "epRecvCounts", T * config.ep_world_size * config.local_expert_num(),
+    MOEDIST_TRY(check_min_1d(
+        out.expert_token_nums, "expertTokenNums", config.local_expert_num(), "localExpertNum"));
+    MOEDIST_TRY(check_min_1d(out.ep_recv_counts,
+                             "epRecvCounts",
+                             T * config.ep_world_size * config.local_expert_num(),
                              "T*epWorldSize*localExpertNum"));
     if (T == 2) MOEDIST_TRY(check_min_1d(*out.tp_recv_counts, "tpRecvCounts", 2, "tpWorldSize"));
     if (out.expand_scales && in.expert_scales) {
@@ -218,8 +295,11 @@ Status prepare_combine(const MoeConfig& config,
     MOEDIST_TRY(check_dtype(in.ep_send_counts, "epSendCounts", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(in.expert_scales, "expertScales", {DType::kFloat32}));
     if (T == 2) {
-        MOEDIST_REQUIRE(in.tp_send_counts.has_value(), Code::kNullptr, "tpSendCounts",
-                        "non-null when tpWorldSize = 2", "nullptr");
+        MOEDIST_REQUIRE(in.tp_send_counts.has_value(),
+                        Code::kNullptr,
+                        "tpSendCounts",
+                        "non-null when tpWorldSize = 2",
+                        "nullptr");
         MOEDIST_TRY(check_dtype(*in.tp_send_counts, "tpSendCounts", {DType::kInt32}));
     }
     MOEDIST_TRY(check_dtype(x_out, "x", {in.expand_x.dtype}));
@@ -229,29 +309,46 @@ Status prepare_combine(const MoeConfig& config,
     const int64_t top_k = in.expert_ids.dim(1);
     MOEDIST_TRY(check_rank(in.expand_x, "expandX", 2));
     const int64_t hidden = in.expand_x.dim(1);
-    MOEDIST_REQUIRE(hidden >= 1, Code::kInnerTiling, "H (expandX dim 1)", ">= 1", std::to_string(hidden));
-    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num, Code::kInnerTiling, "K (expertIds dim 1)",
-                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]", std::to_string(top_k));
+    MOEDIST_REQUIRE(
+        hidden >= 1, Code::kInnerTiling, "H (expandX dim 1)", ">= 1", std::to_string(hidden));
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
+                    Code::kInnerTiling,
+                    "K (expertIds dim 1)",
+                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
+                    std::to_string(top_k));
     if (config.global_bs != 0) {
-        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size, Code::kInnerTiling, "BS (expertIds dim 0)",
-                        "<= maxBs = globalBs / epWorldSize = " + std::to_string(config.global_bs / config.ep_world_size),
+        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
+                        Code::kInnerTiling,
+                        "BS (expertIds dim 0)",
+                        "<= maxBs = globalBs / epWorldSize = " +
+                            std::to_string(config.global_bs / config.ep_world_size),
                         std::to_string(bs));
     }
     int64_t capacity = 0;
     MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
-    MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity, Code::kInnerTiling, "expandX dim 0",
-                    ">= T*A = " + std::to_string(T * capacity), std::to_string(in.expand_x.dim(0)));
+    MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity,
+                    Code::kInnerTiling,
+                    "expandX dim 0",
+                    ">= T*A = " + std::to_string(T * capacity),
+                    std::to_string(in.expand_x.dim(0)));
     MOEDIST_TRY(check_min_1d(in.expand_idx, "expandIdx", bs * top_k, "BS*K"));
-    MOEDIST_TRY(check_min_1d(in.ep_send_counts, "epSendCounts", T * config.ep_world_size * config.local_expert_num(),
+    MOEDIST_TRY(check_min_1d(in.ep_send_counts,
+                             "epSendCounts",
+                             T * config.ep_world_size * config.local_expert_num(),
                              "T*epWorldSize*localExpertNum"));
     MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
-    MOEDIST_REQUIRE(in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k, Code::kInnerTiling,
-                    "expertScales shape", "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
+    MOEDIST_REQUIRE(in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k,
+                    Code::kInnerTiling,
+                    "expertScales shape",
+                    "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                     shape_of(in.expert_scales));
     if (T == 2) MOEDIST_TRY(check_min_1d(*in.tp_send_counts, "tpSendCounts", 2, "tpWorldSize"));
     MOEDIST_TRY(check_rank(x_out, "x", 2));
-    MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden, Code::kInnerTiling, "x shape",
-                    "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")", shape_of(x_out));
+    MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden,
+                    Code::kInnerTiling,
+                    "x shape",
+                    "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")",
+                    shape_of(x_out));
 
     op->config = config;
     op->ep = ep;

@@ -14,8 +14,10 @@ inline float bf16_to_f32(uint16_t bits) { return bits_f32(static_cast<uint32_t>(
 
 inline uint16_t f32_to_bf16(float value) {
     const uint32_t u = f32_bits(value);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16 & 0x8000u) | 0x7FC0u);
-    const uint32_t rounded = u + 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent as RNE asks
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+        return static_cast<uint16_t>((u >> 16 & 0x8000u) | 0x7FC0u);
+    const uint32_t rounded =
+        u + 0x7FFFu + ((u >> 16) & 1u);  // carries into the exponent as RNE asks
     return static_cast<uint16_t>(rounded >> 16);
 }
 
@@ -34,9 +36,9 @@ inline uint16_t f32_to_f16(float value) {
     const uint32_t u = f32_bits(value);
     const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
     const uint32_t abs = u & 0x7FFFFFFFu;
-    if (abs > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);  // NaN
+    if (abs > 0x7F800000u) return static_cast<uint16_t>(sign | 0x7E00u);   // NaN
     if (abs >= 0x477FF000u) return static_cast<uint16_t>(sign | 0x7C00u);  // >= 65520: Inf
-    if (abs >= 0x38800000u) {                                               // normal half
+    if (abs >= 0x38800000u) {                                              // normal half
         const uint32_t rounded = abs + 0xFFFu + ((abs >> 13) & 1u);
         return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
     }

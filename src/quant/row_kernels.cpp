@@ -10,8 +10,8 @@
 
 #include "quant/float_bits.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(__SANITIZE_ADDRESS__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 // One clone per x86-64 level, chosen at load time by CPUID (valgrind hides AVX-512 and gets v3).
 // Not in sanitizer builds: their runtimes are not ready when the loader runs ifunc resolvers.
 #define MOEDIST_MULTIVERSION \
@@ -28,7 +28,8 @@ void load_bf16(const uint16_t* src, int64_t stride, float* dst, int64_t n) {
     if (stride == 1) {
         for (int64_t i = 0; i < n; ++i) dst[i] = bits_f32(static_cast<uint32_t>(src[i]) << 16);
     } else {
-        for (int64_t i = 0; i < n; ++i) dst[i] = bits_f32(static_cast<uint32_t>(src[i * stride]) << 16);
+        for (int64_t i = 0; i < n; ++i)
+            dst[i] = bits_f32(static_cast<uint32_t>(src[i * stride]) << 16);
     }
 }
 
@@ -50,7 +51,9 @@ bool has_f16c() {
     return value;
 }
 
-__attribute__((target("avx2,f16c"))) void load_f16_f16c(const uint16_t* src, float* dst, int64_t n) {
+__attribute__((target("avx2,f16c"))) void load_f16_f16c(const uint16_t* src,
+                                                        float* dst,
+                                                        int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
@@ -59,7 +62,9 @@ __attribute__((target("avx2,f16c"))) void load_f16_f16c(const uint16_t* src, flo
     for (; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
-__attribute__((target("avx2,f16c"))) void store_f16_f16c(const float* src, uint16_t* dst, int64_t n) {
+__attribute__((target("avx2,f16c"))) void store_f16_f16c(const float* src,
+                                                         uint16_t* dst,
+                                                         int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(src + i);
@@ -73,12 +78,15 @@ __attribute__((target("avx2,f16c"))) void store_f16_f16c(const float* src, uint1
     for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
-__attribute__((target("avx2,f16c"))) void accumulate_f16_f16c(const uint16_t* src, float weight, float* acc,
+__attribute__((target("avx2,f16c"))) void accumulate_f16_f16c(const uint16_t* src,
+                                                              float weight,
+                                                              float* acc,
                                                               int64_t n) {
     const __m256 w = _mm256_set1_ps(weight);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+        const __m256 v =
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
         const __m256 product = _mm256_mul_ps(v, w);
         _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), product));
     }
@@ -255,7 +263,8 @@ float quantize_row_int8(float* row,
 
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 bool has_avx512() {
-    static const bool value = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    static const bool value = __builtin_cpu_supports("avx512f") &&
+                              __builtin_cpu_supports("avx512bw") &&
                               __builtin_cpu_supports("avx512vl");
     return value;
 }
@@ -266,13 +275,11 @@ bool has_avx512() {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 // y = f32(src[i]) (· smooth[i]) for 16 lanes under mask k. Deterministic: both passes below
 // compute the same y bit for bit.
-__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 load_y(bool bf16,
-                                                                                       const uint16_t* src,
-                                                                                       const float* smooth,
-                                                                                       int64_t i,
-                                                                                       __mmask16 k) {
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 load_y(
+    bool bf16, const uint16_t* src, const float* smooth, int64_t i, __mmask16 k) {
     const __m256i h = _mm256_maskz_loadu_epi16(k, src + i);
-    __m512 v = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)) : _mm512_cvtph_ps(h);
+    __m512 v = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                    : _mm512_cvtph_ps(h);
     if (smooth != nullptr) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, smooth + i));
     return v;
 }
@@ -284,9 +291,9 @@ inline __mmask16 lanes(int64_t left) {
 
 // The largest |y| bit pattern of a row (see abs_max_bits); y is not stored.
 __attribute__((target("avx512f,avx512bw,avx512vl"))) uint32_t absmax_y_avx512(bool bf16,
-                                                                             const uint16_t* src,
-                                                                             const float* smooth,
-                                                                             int64_t n) {
+                                                                              const uint16_t* src,
+                                                                              const float* smooth,
+                                                                              int64_t n) {
     const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
     __m512i m = _mm512_setzero_si512();
     for (int64_t i = 0; i < n; i += 16) {
@@ -311,7 +318,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_y_avx512(bool
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
         const __m512 v = _mm512_mul_ps(load_y(bf16, src, smooth, i, k), scale);
-        const __m512i q = _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q =
+            _mm512_cvt_roundps_epi32(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         if (stream && k == 0xFFFF) {
             _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtsepi32_epi8(q));
         } else {
@@ -336,7 +344,8 @@ float quantize_row_int8_from(DType dtype,
                              int64_t dst_stride,
                              int64_t n,
                              bool streaming) {
-    const bool contiguous = src_stride == 1 && dst_stride == 1 && (smooth == nullptr || smooth_stride == 1);
+    const bool contiguous =
+        src_stride == 1 && dst_stride == 1 && (smooth == nullptr || smooth_stride == 1);
     if (!contiguous || !has_avx512()) {
         load_row_f32(dtype, src, src_stride, scratch, n);
         return quantize_row_int8(scratch, smooth, smooth_stride, dst, dst_stride, n);
@@ -359,12 +368,14 @@ float quantize_row_int8_from(DType dtype,
     return 1.0f / ds;
 }
 
-void accumulate_weighted_from(DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n) {
+void accumulate_weighted_from(
+    DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n) {
     const auto* bits = static_cast<const uint16_t*>(src);
     if (stride == 1 && dtype == DType::kBFloat16) return accumulate_bf16(bits, weight, acc, n);
     if (stride == 1 && has_f16c()) return accumulate_f16_f16c(bits, weight, acc, n);
     for (int64_t i = 0; i < n; ++i) {
-        const float v = dtype == DType::kBFloat16 ? bf16_to_f32(bits[i * stride]) : f16_to_f32(bits[i * stride]);
+        const float v = dtype == DType::kBFloat16 ? bf16_to_f32(bits[i * stride])
+                                                  : f16_to_f32(bits[i * stride]);
         const float product = v * weight;
         acc[i] = acc[i] + product;
     }

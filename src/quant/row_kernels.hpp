@@ -46,7 +46,8 @@ float quantize_row_int8_from(DType dtype,
 
 // acc[i] = fl32(acc[i] + fl32(f32(src[i * stride]) * weight)) straight from a fp16/bf16 row:
 // load and accumulate_weighted fused (bitwise the same result).
-void accumulate_weighted_from(DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n);
+void accumulate_weighted_from(
+    DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n);
 
 // Per-token dynamic int8 quantization of SPEC §5 (quantMode 2).
 // y = smooth ? fl32(x * smooth) : x (in place in `row`), m = max|y|, ds = fl32(127 / m),

@@ -13,14 +13,14 @@
 // aclCreateTensor's result: the caller's description and the view moedist reads.
 struct aclTensor {
     aclDataType acl_dtype = ACL_DT_UNDEFINED;
-    bool dtype_known = false;          // acl_dtype maps to a moedist::DType
+    bool dtype_known = false;  // acl_dtype maps to a moedist::DType
     std::vector<int64_t> view_dims;
     std::vector<int64_t> strides;
-    int64_t offset = 0;                // in elements
+    int64_t offset = 0;  // in elements
     aclFormat format = ACL_FORMAT_ND;
     std::vector<int64_t> storage_dims;
     void* storage = nullptr;
-    moedist::TensorView view;          // data = storage + offset elements; dims/strides as given
+    moedist::TensorView view;  // data = storage + offset elements; dims/strides as given
 };
 
 namespace moedist::runtime {

@@ -1,7 +1,8 @@
+#include "moedist/communicator.hpp"
+
 #include <map>
 #include <mutex>
 
-#include "moedist/communicator.hpp"
 #include "transport/local_group.hpp"
 
 namespace moedist {
@@ -57,9 +58,9 @@ Status Communicator::find(const std::string& name, int rank, Communicator* out) 
         return {Code::kInnerTiling, "group must name a live communicator, got '" + name + "'"};
     }
     if (rank < 0 || rank >= group->size()) {
-        return {Code::kInnerTiling, "rank in communicator '" + name + "' must be in [0, " +
-                                        std::to_string(group->size()) + "), got " +
-                                        std::to_string(rank)};
+        return {Code::kInnerTiling,
+                "rank in communicator '" + name + "' must be in [0, " +
+                    std::to_string(group->size()) + "), got " + std::to_string(rank)};
     }
     *out = Communicator(std::move(group), rank);
     return Status::Ok();

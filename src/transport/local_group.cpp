@@ -19,9 +19,13 @@ Clock::time_point call_deadline() {
 }
 
 LocalGroup::LocalGroup(int size, std::string name)
-    : size_(size), name_(std::move(name)), slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(size))) {}
+    : size_(size),
+      name_(std::move(name)),
+      slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(size))) {}
 
-uint64_t LocalGroup::begin_call(int rank) { return slots_[static_cast<std::size_t>(rank)].next_call++; }
+uint64_t LocalGroup::begin_call(int rank) {
+    return slots_[static_cast<std::size_t>(rank)].next_call++;
+}
 
 void LocalGroup::arrive(int rank, uint64_t call, const void* record, std::size_t bytes) {
     Slot& slot = slots_[static_cast<std::size_t>(rank)];
@@ -37,7 +41,8 @@ const void* LocalGroup::record(int rank, uint64_t call) const {
 void LocalGroup::depart(int rank, uint64_t call, int32_t flag, const std::string& message) {
     Slot& slot = slots_[static_cast<std::size_t>(rank)];
     char* text = slot.message[call % 2];
-    const std::size_t n = message.size() < sizeof(slot.message[0]) - 1 ? message.size() : sizeof(slot.message[0]) - 1;
+    const std::size_t n =
+        message.size() < sizeof(slot.message[0]) - 1 ? message.size() : sizeof(slot.message[0]) - 1;
     std::memcpy(text, message.data(), n);
     text[n] = '\0';
     slot.flag[call % 2].store(flag, std::memory_order_relaxed);
@@ -68,11 +73,14 @@ void LocalGroup::mark_broken(const std::string& reason) {
 Status LocalGroup::broken_status() const {
     if (!broken_.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard<std::mutex> lock(mutex_);
-    return {Code::kRuntime, "communicator '" + name_ + "' must not be broken, got broken by: " + broken_reason_};
+    return {Code::kRuntime,
+            "communicator '" + name_ + "' must not be broken, got broken by: " + broken_reason_};
 }
 
 template <class Ready>
-LocalGroup::WaitResult LocalGroup::wait_for(Ready ready, Clock::time_point deadline, bool stop_on_broken) {
+LocalGroup::WaitResult LocalGroup::wait_for(Ready ready,
+                                            Clock::time_point deadline,
+                                            bool stop_on_broken) {
     // Spin a little (a peer on another core is about to arrive), then yield (ranks may outnumber
     // cores), then block.
     auto stop = [&] { return stop_on_broken && broken_.load(std::memory_order_seq_cst); };
@@ -99,7 +107,8 @@ LocalGroup::WaitResult LocalGroup::wait_for(Ready ready, Clock::time_point deadl
             break;
         }
         if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-            result = ready() ? WaitResult::kReady : (stop() ? WaitResult::kBroken : WaitResult::kTimeout);
+            result = ready() ? WaitResult::kReady
+                             : (stop() ? WaitResult::kBroken : WaitResult::kTimeout);
             break;
         }
     }
@@ -118,14 +127,15 @@ std::string LocalGroup::missing_reason(const char* round, uint64_t call) const {
         }
     }
     return "rank " + std::to_string(missing) + " of communicator '" + name_ + "' must " + round +
-           " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no " + round +
-           " (call " + std::to_string(call) + ")";
+           " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no " +
+           round + " (call " + std::to_string(call) + ")";
 }
 
 Status LocalGroup::wait_arrivals(uint64_t call, Clock::time_point deadline) {
     auto ready = [this, call] {
         for (int r = 0; r < size_; ++r) {
-            if (slots_[static_cast<std::size_t>(r)].arrived.load(std::memory_order_seq_cst) <= call) {
+            if (slots_[static_cast<std::size_t>(r)].arrived.load(std::memory_order_seq_cst) <=
+                call) {
                 return false;
             }
         }
@@ -170,13 +180,15 @@ Status LocalGroup::wait_departures(uint64_t call,
         // A rank neither departs nor fails: break the group and give readers one more period.
         const std::string reason = missing_reason("depart", call);
         mark_broken(reason);
-        if (wait_for(ready, call_deadline(), false) == WaitResult::kTimeout) return {Code::kRuntime, reason};
+        if (wait_for(ready, call_deadline(), false) == WaitResult::kTimeout)
+            return {Code::kRuntime, reason};
     }
     if (broken_.load(std::memory_order_seq_cst)) return broken_status();
     *flag = 0;
     *flag_rank = -1;
     for (int r = 0; r < size_; ++r) {
-        const int32_t f = slots_[static_cast<std::size_t>(r)].flag[call % 2].load(std::memory_order_relaxed);
+        const int32_t f =
+            slots_[static_cast<std::size_t>(r)].flag[call % 2].load(std::memory_order_relaxed);
         if (f != 0) {
             *flag = f;
             *flag_rank = r;

@@ -76,7 +76,7 @@ private:
         std::atomic<uint64_t> departed{0};
         std::atomic<int32_t> flag[2] = {0, 0};
         char message[2][256] = {};  // with a flag: the departing rank's error
-        uint64_t next_call = 0;  // owner-only
+        uint64_t next_call = 0;     // owner-only
         alignas(64) std::byte record[2][kMaxRecordBytes];
     };
 

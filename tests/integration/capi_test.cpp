@@ -20,10 +20,18 @@ struct Tensor {
         storage.assign(static_cast<std::size_t>(n) * elem + 8, 0);
         std::vector<int64_t> strides(shape.size(), 1);
         for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i) {
-            strides[static_cast<std::size_t>(i)] = strides[static_cast<std::size_t>(i + 1)] * shape[static_cast<std::size_t>(i + 1)];
+            strides[static_cast<std::size_t>(i)] =
+                strides[static_cast<std::size_t>(i + 1)] * shape[static_cast<std::size_t>(i + 1)];
         }
-        handle = aclCreateTensor(shape.data(), shape.size(), dtype, strides.data(), 0, ACL_FORMAT_ND, shape.data(),
-                                 shape.size(), storage.data());
+        handle = aclCreateTensor(shape.data(),
+                                 shape.size(),
+                                 dtype,
+                                 strides.data(),
+                                 0,
+                                 ACL_FORMAT_ND,
+                                 shape.data(),
+                                 shape.size(),
+                                 storage.data());
     }
     ~Tensor() {
         if (handle != nullptr) aclDestroyTensor(handle);
@@ -38,10 +46,33 @@ struct DispatchArgs {
     aclnnStatus call(const aclTensor* x_arg, const aclTensor* ids_arg, int64_t experts = 2) {
         uint64_t ws = 0;
         aclOpExecutor* exec = nullptr;
-        return aclnnMoeDistributeDispatchGetWorkspaceSize(
-            x_arg, ids_arg, nullptr, nullptr, nullptr, group.c_str(), 2, 0, experts, "", 0, 0, 0, 0, 0, 0, 0, 0,
-            expand_x.handle, nullptr, expand_idx.handle, token_nums.handle, counts.handle, nullptr, nullptr, &ws,
-            &exec);
+        return aclnnMoeDistributeDispatchGetWorkspaceSize(x_arg,
+                                                          ids_arg,
+                                                          nullptr,
+                                                          nullptr,
+                                                          nullptr,
+                                                          group.c_str(),
+                                                          2,
+                                                          0,
+                                                          experts,
+                                                          "",
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          expand_x.handle,
+                                                          nullptr,
+                                                          expand_idx.handle,
+                                                          token_nums.handle,
+                                                          counts.handle,
+                                                          nullptr,
+                                                          nullptr,
+                                                          &ws,
+                                                          &exec);
     }
 };
 

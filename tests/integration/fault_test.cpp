@@ -41,7 +41,8 @@ struct MiniRank {
         config.moe_expert_num = world;
         const int64_t capacity = config.capacity_rows(kTokens, kTopK);
         x.resize(kTokens * kHidden);
-        for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint16_t>(0x3F00 + 31 * i + 7 * rank);
+        for (std::size_t i = 0; i < x.size(); ++i)
+            x[i] = static_cast<uint16_t>(0x3F00 + 31 * i + 7 * rank);
         for (int64_t t = 0; t < kTokens; ++t) {
             ids.push_back(static_cast<int32_t>((t + rank) % world));
             ids.push_back(static_cast<int32_t>((t + rank + 1) % world));
@@ -54,8 +55,10 @@ struct MiniRank {
         weights.assign(kTokens * kTopK, 0.25f);
         in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {kTokens, kHidden});
         in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {kTokens, kTopK});
-        out.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
-        out.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {kTokens * kTopK});
+        out.expand_x =
+            TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
+        out.expand_idx =
+            TensorView::contiguous(expand_idx.data(), DType::kInt32, {kTokens * kTopK});
         out.expert_token_nums = TensorView::contiguous(token_nums.data(), DType::kInt64, {1});
         out.ep_recv_counts = TensorView::contiguous(counts.data(), DType::kInt32, {world});
     }
@@ -72,17 +75,22 @@ struct MiniRank {
 
 // Runs `body(rank, distributor, mini)` on one thread per rank; returns each rank's status.
 template <class Body>
-std::vector<Status> on_ranks(int world, std::vector<MiniRank>& minis, Body body,
+std::vector<Status> on_ranks(int world,
+                             std::vector<MiniRank>& minis,
+                             Body body,
                              std::vector<moedist::MoeConfig>* configs = nullptr) {
     auto group = moedist::Communicator::create_local_group(world);
     std::vector<Status> statuses(static_cast<std::size_t>(world));
     std::vector<std::thread> threads;
     for (int r = 0; r < world; ++r) {
         threads.emplace_back([&, r] {
-            const auto& config = configs ? (*configs)[static_cast<std::size_t>(r)] : minis[static_cast<std::size_t>(r)].config;
+            const auto& config = configs ? (*configs)[static_cast<std::size_t>(r)]
+                                         : minis[static_cast<std::size_t>(r)].config;
             std::optional<moedist::MoeDistributor> moe;
-            Status s = moedist::MoeDistributor::create(group[static_cast<std::size_t>(r)], std::nullopt, config, &moe);
-            statuses[static_cast<std::size_t>(r)] = s.ok() ? body(r, *moe, minis[static_cast<std::size_t>(r)]) : s;
+            Status s = moedist::MoeDistributor::create(
+                group[static_cast<std::size_t>(r)], std::nullopt, config, &moe);
+            statuses[static_cast<std::size_t>(r)] =
+                s.ok() ? body(r, *moe, minis[static_cast<std::size_t>(r)]) : s;
         });
     }
     for (auto& t : threads) t.join();
@@ -127,10 +135,14 @@ TEST(Faults, AttributeMismatchIsNamedOnEveryRank) {
     std::vector<moedist::MoeConfig> configs;
     for (auto& m : minis) configs.push_back(m.config);
     configs[1].expert_token_nums_type = 1;  // allowed to differ
-    configs[2].global_bs = 12;               // must agree: 0 elsewhere
-    auto statuses = on_ranks(3, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-        return moe.try_dispatch(m.in, m.out);
-    }, &configs);
+    configs[2].global_bs = 12;              // must agree: 0 elsewhere
+    auto statuses = on_ranks(
+        3,
+        minis,
+        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+            return moe.try_dispatch(m.in, m.out);
+        },
+        &configs);
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime);
         EXPECT_NE(s.message().find("globalBs must agree"), std::string::npos) << s.message();
@@ -141,19 +153,23 @@ TEST(Faults, AttributeMismatchIsNamedOnEveryRank) {
 TEST(Faults, MissingRankTimesOutNamingItAndTheGroupStaysBroken) {
     auto minis = make_minis(3);
     const auto start = std::chrono::steady_clock::now();
-    auto statuses = on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
-        if (rank == 2) return Status::Ok();  // never calls
-        Status first = moe.try_dispatch(m.in, m.out);
-        Status again = moe.try_dispatch(m.in, m.out);
-        if (again.code() != Code::kRuntime || again.message().find("broken") == std::string::npos) {
-            return {Code::kInternal, "second call: " + again.message()};
-        }
-        return first;
-    });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    auto statuses =
+        on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+            if (rank == 2) return Status::Ok();  // never calls
+            Status first = moe.try_dispatch(m.in, m.out);
+            Status again = moe.try_dispatch(m.in, m.out);
+            if (again.code() != Code::kRuntime ||
+                again.message().find("broken") == std::string::npos) {
+                return {Code::kInternal, "second call: " + again.message()};
+            }
+            return first;
+        });
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     EXPECT_LT(seconds, 10.0);
     for (int r = 0; r < 2; ++r) {
-        EXPECT_EQ(statuses[static_cast<std::size_t>(r)].code(), Code::kRuntime) << statuses[static_cast<std::size_t>(r)].message();
+        EXPECT_EQ(statuses[static_cast<std::size_t>(r)].code(), Code::kRuntime)
+            << statuses[static_cast<std::size_t>(r)].message();
         EXPECT_NE(statuses[static_cast<std::size_t>(r)].message().find("rank 2"), std::string::npos)
             << statuses[static_cast<std::size_t>(r)].message();
     }
@@ -161,11 +177,14 @@ TEST(Faults, MissingRankTimesOutNamingItAndTheGroupStaysBroken) {
 
 TEST(Faults, BadCombineIndexFailsEveryRankWithoutReadingOutOfBounds) {
     auto minis = make_minis(3);
-    auto statuses = on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
-        if (Status s = moe.try_dispatch(m.in, m.out); !s.ok()) return s;
-        if (rank == 1) m.expand_idx[3] = 1000000;  // names no row
-        return moe.try_combine(m.combine_inputs(), TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
-    });
+    auto statuses =
+        on_ranks(3, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+            if (Status s = moe.try_dispatch(m.in, m.out); !s.ok()) return s;
+            if (rank == 1) m.expand_idx[3] = 1000000;  // names no row
+            return moe.try_combine(
+                m.combine_inputs(),
+                TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
+        });
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime);
         EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
@@ -176,22 +195,25 @@ TEST(Faults, ErrorsLeaveTheGroupUsableForTheNextCall) {
     // A failed call still completes on every rank (SPEC §7): the next calls on the same threads
     // and communicators work, alternating with failing ones.
     auto minis = make_minis(4);
-    auto statuses = on_ranks(4, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
-        for (int round = 0; round < 3; ++round) {
-            const int32_t saved = m.ids[1];
-            if (rank == 3) m.ids[1] = -1;
-            Status bad = moe.try_dispatch(m.in, m.out);
-            m.ids[1] = saved;
-            if (bad.code() != Code::kRuntime) return {Code::kInternal, "bad call: " + bad.message()};
-            if (Status good = moe.try_dispatch(m.in, m.out); !good.ok()) return good;
-            if (Status good = moe.try_combine(m.combine_inputs(),
-                                              TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
-                !good.ok()) {
-                return good;
+    auto statuses =
+        on_ranks(4, minis, [](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+            for (int round = 0; round < 3; ++round) {
+                const int32_t saved = m.ids[1];
+                if (rank == 3) m.ids[1] = -1;
+                Status bad = moe.try_dispatch(m.in, m.out);
+                m.ids[1] = saved;
+                if (bad.code() != Code::kRuntime)
+                    return {Code::kInternal, "bad call: " + bad.message()};
+                if (Status good = moe.try_dispatch(m.in, m.out); !good.ok()) return good;
+                if (Status good = moe.try_combine(
+                        m.combine_inputs(),
+                        TensorView::contiguous(m.x_out.data(), DType::kBFloat16, {4, 8}));
+                    !good.ok()) {
+                    return good;
+                }
             }
-        }
-        return Status::Ok();
-    });
+            return Status::Ok();
+        });
     for (const Status& s : statuses) EXPECT_TRUE(s.ok()) << s.message();
 }
 
@@ -199,8 +221,9 @@ TEST(Faults, TpGroupsWithDifferentBsFailInsteadOfOverflowing) {
     // W = 2, T = 2, globalBs = 0: EP group 0 has BS = 1, EP group 1 has BS = 4. Outputs are sized
     // for each rank's own BS, so filling the peer rows would overflow: every rank must fail.
     constexpr int kW = 2, kH = 8;
-    auto ep = std::vector<std::vector<moedist::Communicator>>{moedist::Communicator::create_local_group(kW),
-                                                              moedist::Communicator::create_local_group(kW)};
+    auto ep = std::vector<std::vector<moedist::Communicator>>{
+        moedist::Communicator::create_local_group(kW),
+        moedist::Communicator::create_local_group(kW)};
     std::vector<std::vector<moedist::Communicator>> tp;
     for (int e = 0; e < kW; ++e) tp.push_back(moedist::Communicator::create_local_group(2));
     std::vector<Status> statuses(4);
@@ -216,27 +239,34 @@ TEST(Faults, TpGroupsWithDifferentBsFailInsteadOfOverflowing) {
             c.tp_world_size = 2;
             c.tp_rank_id = t;
             const int64_t capacity = c.capacity_rows(bs, 1);
-            std::vector<uint16_t> x(static_cast<std::size_t>(bs * kH), 0x3F80), expand_x(static_cast<std::size_t>(2 * capacity * kH));
-            std::vector<int32_t> ids(static_cast<std::size_t>(bs), 0), idx(static_cast<std::size_t>(bs)), counts(2 * kW), tp_counts(2);
+            std::vector<uint16_t> x(static_cast<std::size_t>(bs * kH), 0x3F80),
+                expand_x(static_cast<std::size_t>(2 * capacity * kH));
+            std::vector<int32_t> ids(static_cast<std::size_t>(bs), 0),
+                idx(static_cast<std::size_t>(bs)), counts(2 * kW), tp_counts(2);
             std::vector<int64_t> nums(1);
             moedist::DispatchInputs in;
             in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {bs, kH});
             in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {bs, 1});
             moedist::DispatchOutputs out;
-            out.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {2 * capacity, kH});
+            out.expand_x =
+                TensorView::contiguous(expand_x.data(), DType::kBFloat16, {2 * capacity, kH});
             out.expand_idx = TensorView::contiguous(idx.data(), DType::kInt32, {bs});
             out.expert_token_nums = TensorView::contiguous(nums.data(), DType::kInt64, {1});
             out.ep_recv_counts = TensorView::contiguous(counts.data(), DType::kInt32, {2 * kW});
             out.tp_recv_counts = TensorView::contiguous(tp_counts.data(), DType::kInt32, {2});
-            moedist::MoeDistributor moe(ep[static_cast<std::size_t>(t)][static_cast<std::size_t>(e)],
-                                        tp[static_cast<std::size_t>(e)][static_cast<std::size_t>(t)], c);
+            moedist::MoeDistributor moe(
+                ep[static_cast<std::size_t>(t)][static_cast<std::size_t>(e)],
+                tp[static_cast<std::size_t>(e)][static_cast<std::size_t>(t)],
+                c);
             statuses[static_cast<std::size_t>(g)] = moe.try_dispatch(in, out);
         });
     }
     for (auto& th : threads) th.join();
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
-        EXPECT_NE(s.message().find("BS must be equal on every rank when globalBs = 0"), std::string::npos) << s.message();
+        EXPECT_NE(s.message().find("BS must be equal on every rank when globalBs = 0"),
+                  std::string::npos)
+            << s.message();
     }
 }
 
@@ -247,7 +277,8 @@ TEST(Faults, CapacityBeyondInt32IsRejectedInTheFirstPhase) {
     moedist::MoeDistributor moe(group[0], std::nullopt, m.config);
     Status s = moe.try_dispatch(m.in, m.out);
     EXPECT_EQ(s.code(), Code::kInnerTiling);
-    EXPECT_NE(s.message().find("T*A (rows one rank can receive) must be <= 2147483647"), std::string::npos)
+    EXPECT_NE(s.message().find("T*A (rows one rank can receive) must be <= 2147483647"),
+              std::string::npos)
         << s.message();
 }
 
@@ -264,13 +295,16 @@ TEST(Faults, FirstPhaseErrorsNameTheParameter) {
     small.expand_x.shape[0] = 3;
     s = moe.try_dispatch(m.in, small);
     EXPECT_EQ(s.code(), Code::kInnerTiling);
-    EXPECT_NE(s.message().find("expandX shape must be (>= T*A = 8, H = 8), got (3, 8)"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("expandX shape must be (>= T*A = 8, H = 8), got (3, 8)"),
+              std::string::npos)
+        << s.message();
     moedist::MoeConfig bad = m.config;
     bad.moe_expert_num = 3;  // not a multiple of W - S = 2
     std::optional<moedist::MoeDistributor> none;
     s = moedist::MoeDistributor::create(group[0], std::nullopt, bad, &none);
     EXPECT_EQ(s.code(), Code::kInnerTiling);
-    EXPECT_NE(s.message().find("moeExpertNum must be a multiple"), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("moeExpertNum must be a multiple"), std::string::npos)
+        << s.message();
     EXPECT_THROW(moedist::MoeDistributor(group[1], std::nullopt, bad), moedist::Error);
 }
 

@@ -1,10 +1,10 @@
 // Whole jobs on W·T thread ranks through the C++ API, every output compared bit for bit with
 // the naive reference (inputs differ per source rank, token and column; weights per k).
+#include "harness/job.hpp"
+
 #include <gtest/gtest.h>
 
 #include <vector>
-
-#include "harness/job.hpp"
 
 namespace {
 
@@ -113,9 +113,12 @@ TEST_P(JobTest, MatchesReferenceBitForBit) {
     EXPECT_EQ(report.steps.size(), 2u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Valid, JobTest, ::testing::ValuesIn(valid_jobs()),
+INSTANTIATE_TEST_SUITE_P(Valid,
+                         JobTest,
+                         ::testing::ValuesIn(valid_jobs()),
                          [](const ::testing::TestParamInfo<JobSpec>& param_info) {
-                             return std::to_string(param_info.index) + "_" + param_info.param.describe();
+                             return std::to_string(param_info.index) + "_" +
+                                    param_info.param.describe();
                          });
 
 }  // namespace

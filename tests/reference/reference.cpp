@@ -69,7 +69,7 @@ uint16_t narrow_float(float value, int man_bits, int exp_bits, int bias) {
     const int E2 = (e != 0) ? static_cast<int>(e) - 150 : -149;
     int width = 0;
     for (uint64_t t = M; t != 0; t >>= 1) ++width;
-    int p = E2 + width - 1;  // floor(log2 |value|)
+    int p = E2 + width - 1;     // floor(log2 |value|)
     const int emin = 1 - bias;  // exponent of the smallest normal of the target
     // Quantum (ulp) of the target at this magnitude: 2^(p - man_bits) for normals, fixed below.
     const bool sub = p < emin;
@@ -172,7 +172,9 @@ std::string rank_name(const Geometry& geo, int g) {
 // Validates what the reference relies on; returns "" when fine. Besides the two run-time errors
 // of SPEC §7 (checked elsewhere), it rejects configurations outside the contract so that the
 // reference never indexes out of bounds.
-std::string check_config(const JobConfig& cfg, const std::vector<RankInput>& ranks, Geometry* geo,
+std::string check_config(const JobConfig& cfg,
+                         const std::vector<RankInput>& ranks,
+                         Geometry* geo,
                          bool need_expert_scales) {
     Geometry& q = *geo;
     q.W = cfg.ep_world_size;
@@ -183,11 +185,13 @@ std::string check_config(const JobConfig& cfg, const std::vector<RankInput>& ran
     q.H = cfg.hidden;
     if (q.W < 1) return "epWorldSize must be >= 1, got " + std::to_string(q.W);
     if (q.T != 1 && q.T != 2) return "tpWorldSize must be 1 or 2, got " + std::to_string(q.T);
-    if (q.S < 0 || q.S >= q.W) return "sharedExpertRankNum must be in [0, W), got " + std::to_string(q.S);
+    if (q.S < 0 || q.S >= q.W)
+        return "sharedExpertRankNum must be in [0, W), got " + std::to_string(q.S);
     if (q.E < 1 || q.E % (q.W - q.S) != 0)
         return "moeExpertNum must be a positive multiple of W - S, got " + std::to_string(q.E);
     q.L = q.E / (q.W - q.S);
-    if (q.T == 2 && q.L != 1) return "L must be 1 when tpWorldSize is 2, got " + std::to_string(q.L);
+    if (q.T == 2 && q.L != 1)
+        return "L must be 1 when tpWorldSize is 2, got " + std::to_string(q.L);
     if (q.K < 1 || q.K > q.E) return "K must be in [1, E], got " + std::to_string(q.K);
     if (q.H < 1) return "H must be >= 1, got " + std::to_string(q.H);
     if (cfg.quant_mode != 0 && cfg.quant_mode != 2)
@@ -202,7 +206,8 @@ std::string check_config(const JobConfig& cfg, const std::vector<RankInput>& ran
         const std::string who = rank_name(q, g);
         if (bs < 0) return who + ": BS must be >= 0";
         if (cfg.global_bs == 0 && bs != ranks[0].num_tokens)
-            return who + ": BS must equal every rank's BS when globalBs is 0, got " + std::to_string(bs);
+            return who + ": BS must equal every rank's BS when globalBs is 0, got " +
+                   std::to_string(bs);
         if (cfg.global_bs != 0 && bs > cfg.global_bs / q.W)
             return who + ": BS must be <= maxBs, got " + std::to_string(bs);
         if (static_cast<int64_t>(in.x.size()) != bs * q.H) return who + ": x size must be BS*H";
@@ -285,16 +290,18 @@ std::vector<std::vector<Origin>> route(const Geometry& geo, const std::vector<Ra
 }
 
 // The two run-time errors of SPEC §7. Returns "" when fine.
-std::string check_runtime(const Geometry& geo, const std::vector<RankInput>& ranks,
-                          const std::vector<std::vector<Origin>>* rows, int64_t max_bs,
+std::string check_runtime(const Geometry& geo,
+                          const std::vector<RankInput>& ranks,
+                          const std::vector<std::vector<Origin>>* rows,
+                          int64_t max_bs,
                           const JobConfig& cfg) {
     for (int g = 0; g < geo.ranks(); ++g) {
         const RankInput& in = ranks[static_cast<size_t>(g)];
         for (size_t i = 0; i < in.expert_ids.size(); ++i) {
             const int32_t id = in.expert_ids[i];
             if (id < 0 || id >= geo.E)
-                return rank_name(geo, g) + ": expertIds[" + std::to_string(i) + "] must be in [0, " +
-                       std::to_string(geo.E) + "), got " + std::to_string(id);
+                return rank_name(geo, g) + ": expertIds[" + std::to_string(i) +
+                       "] must be in [0, " + std::to_string(geo.E) + "), got " + std::to_string(id);
         }
     }
     if (rows == nullptr) return "";
@@ -357,7 +364,9 @@ WireRow quantize_int8_row(const std::vector<float>& x, const float* smooth) {
 
 // The row that source `sender` (global rank) sends for origin o (SPEC §5: per destination,
 // with the sender's smooth scales).
-WireRow make_wire_row(const JobConfig& cfg, const Geometry& geo, const RankInput& sender,
+WireRow make_wire_row(const JobConfig& cfg,
+                      const Geometry& geo,
+                      const RankInput& sender,
                       const Origin& o) {
     const size_t h = static_cast<size_t>(geo.H);
     const size_t base = static_cast<size_t>(o.token) * h;
@@ -392,7 +401,8 @@ int64_t capacity_rows(const JobConfig& cfg, int ep_rank, int64_t max_bs) {
     return max_bs * W * m;
 }
 
-std::vector<DispatchOutput> dispatch(const JobConfig& cfg, const std::vector<RankInput>& ranks,
+std::vector<DispatchOutput> dispatch(const JobConfig& cfg,
+                                     const std::vector<RankInput>& ranks,
                                      std::string* error) {
     Geometry geo;
     std::string err = check_config(cfg, ranks, &geo, false);
@@ -430,8 +440,10 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg, const std::vector<Ran
         for (const Origin& o : rows[static_cast<size_t>(g)]) {
             int le = 0;
             if (o.k >= 0) {
-                const RankInput& sender = ranks[static_cast<size_t>(geo.global(o.src_ep, geo.tp_of(g)))];
-                le = geo.expert_local(sender.expert_ids[static_cast<size_t>(o.token * geo.K + o.k)]);
+                const RankInput& sender =
+                    ranks[static_cast<size_t>(geo.global(o.src_ep, geo.tp_of(g)))];
+                le =
+                    geo.expert_local(sender.expert_ids[static_cast<size_t>(o.token * geo.K + o.k)]);
             }
             ++per[static_cast<size_t>(le * geo.W + o.src_ep)];
         }
@@ -489,7 +501,8 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg, const std::vector<Ran
         }
 
         // expertTokenNums: one value (all rows incl. peer's) on a shared rank or when L == 1;
-        // otherwise (T == 1 then) per-local-expert counts (type 1) or their inclusive prefix (type 0).
+        // otherwise (T == 1 then) per-local-expert counts (type 1) or their inclusive prefix (type
+        // 0).
         if (shared || geo.L == 1) {
             o.expert_token_nums.assign(1, o.own_rows + o.peer_rows);
         } else {
@@ -497,9 +510,11 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg, const std::vector<Ran
             int64_t prefix = 0;
             for (int le = 0; le < geo.L; ++le) {
                 int64_t c = 0;
-                for (int src = 0; src < geo.W; ++src) c += counts[static_cast<size_t>(le * geo.W + src)];
+                for (int src = 0; src < geo.W; ++src)
+                    c += counts[static_cast<size_t>(le * geo.W + src)];
                 prefix += c;
-                o.expert_token_nums[static_cast<size_t>(le)] = cfg.expert_token_nums_type == 1 ? c : prefix;
+                o.expert_token_nums[static_cast<size_t>(le)] =
+                    cfg.expert_token_nums_type == 1 ? c : prefix;
             }
         }
 
@@ -517,8 +532,9 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg, const std::vector<Ran
                 const Origin& org = rows[gi][i];
                 const RankInput& sender = ranks[static_cast<size_t>(geo.global(org.src_ep, tp))];
                 o.expand_scales[i] =
-                    org.k < 0 ? 1.0f
-                              : sender.expert_scales[static_cast<size_t>(org.token * geo.K + org.k)];
+                    org.k < 0
+                        ? 1.0f
+                        : sender.expert_scales[static_cast<size_t>(org.token * geo.K + org.k)];
             }
         }
     }
@@ -572,7 +588,9 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
     // The dispatch outputs and expert outputs must describe this same routing.
     if (dispatched.size() != n || expert_out.size() != n) return {};
     for (size_t g = 0; g < n; ++g) {
-        const int peer = geo.T == 2 ? geo.global(geo.ep_of(static_cast<int>(g)), 1 - geo.tp_of(static_cast<int>(g))) : -1;
+        const int peer = geo.T == 2 ? geo.global(geo.ep_of(static_cast<int>(g)),
+                                                 1 - geo.tp_of(static_cast<int>(g)))
+                                    : -1;
         const size_t own = rows[g].size();
         const size_t prow = peer >= 0 ? rows[static_cast<size_t>(peer)].size() : 0;
         if (dispatched[g].own_rows != static_cast<int64_t>(own) ||
@@ -589,8 +607,9 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
         // The peer's partial result for my own row i sits at the peer's row (peer_own + i).
         const size_t peer_own = peer >= 0 ? rows[static_cast<size_t>(peer)].size() : 0;
         for (size_t i = 0; i < rows[g].size(); ++i) {
-            std::vector<uint16_t> row(expert_out[g].begin() + static_cast<std::ptrdiff_t>(i * h),
-                                      expert_out[g].begin() + static_cast<std::ptrdiff_t>((i + 1) * h));
+            std::vector<uint16_t> row(
+                expert_out[g].begin() + static_cast<std::ptrdiff_t>(i * h),
+                expert_out[g].begin() + static_cast<std::ptrdiff_t>((i + 1) * h));
             if (peer >= 0) {
                 const std::vector<uint16_t>& po = expert_out[static_cast<size_t>(peer)];
                 for (size_t j = 0; j < h; ++j) {
@@ -617,7 +636,8 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
             const Origin& o = rows[g][i];
             const size_t src = static_cast<size_t>(geo.global(o.src_ep, tp));
             const size_t slot = o.k < 0 ? slots - 1 : static_cast<size_t>(o.k);
-            const std::vector<uint16_t>*& cell = where[src][static_cast<size_t>(o.token) * slots + slot];
+            const std::vector<uint16_t>*& cell =
+                where[src][static_cast<size_t>(o.token) * slots + slot];
             if (cell != nullptr) return {};  // invariant: each entry routed exactly once
             cell = &ret[g][i];
         }

@@ -3,7 +3,8 @@
 // `moedist run` compare moedist against.
 //
 // Ranks: a job has W·T ranks; global rank g = ep_rank * T + tp_rank (the seed sample's layout).
-// EP group t holds the ranks {ep * T + t : ep in [0, W)}; TP group e holds {e * T + t : t in [0, T)}.
+// EP group t holds the ranks {ep * T + t : ep in [0, W)}; TP group e holds {e * T + t : t in [0,
+// T)}.
 #pragma once
 
 #include <cstdint>
@@ -15,28 +16,28 @@ namespace moedist_ref {
 enum class Elem { kFloat16, kBFloat16, kInt8 };
 
 struct JobConfig {
-    int ep_world_size = 0;      // W
-    int tp_size = 1;            // T: 1 or 2 (2 requires L == 1)
-    int shared_rank_num = 0;    // S
-    int moe_expert_num = 0;     // E
-    int top_k = 0;              // K
-    int hidden = 0;             // H
-    int64_t global_bs = 0;      // 0 (every rank has the same BS) or maxBs * W
-    int quant_mode = 0;         // 0 none, 2 per-token dynamic int8
-    Elem x_elem = Elem::kBFloat16;  // dtype of x (and of expert outputs and combine's x)
-    bool has_smooth_scales = false; // mode 2: scales (E + (S>0), H) given
-    bool has_expert_scales = false; // dispatch got expertScales and expandScales
-    int expert_token_nums_type = 0; // 0 inclusive prefix sum, 1 counts
-    int comm_quant_mode = 0;        // combine: 0 or 2
+    int ep_world_size = 0;           // W
+    int tp_size = 1;                 // T: 1 or 2 (2 requires L == 1)
+    int shared_rank_num = 0;         // S
+    int moe_expert_num = 0;          // E
+    int top_k = 0;                   // K
+    int hidden = 0;                  // H
+    int64_t global_bs = 0;           // 0 (every rank has the same BS) or maxBs * W
+    int quant_mode = 0;              // 0 none, 2 per-token dynamic int8
+    Elem x_elem = Elem::kBFloat16;   // dtype of x (and of expert outputs and combine's x)
+    bool has_smooth_scales = false;  // mode 2: scales (E + (S>0), H) given
+    bool has_expert_scales = false;  // dispatch got expertScales and expandScales
+    int expert_token_nums_type = 0;  // 0 inclusive prefix sum, 1 counts
+    int comm_quant_mode = 0;         // combine: 0 or 2
 };
 
 // One global rank's inputs. x and expert outputs are raw 16-bit patterns of x_elem.
 struct RankInput {
-    int64_t num_tokens = 0;             // BS of this rank
-    std::vector<uint16_t> x;            // BS * H
-    std::vector<int32_t> expert_ids;    // BS * K, each in [0, E)
-    std::vector<float> scales;          // (E + (S>0)) * H when has_smooth_scales, else empty
-    std::vector<float> expert_scales;   // BS * K (always given: combine needs it)
+    int64_t num_tokens = 0;            // BS of this rank
+    std::vector<uint16_t> x;           // BS * H
+    std::vector<int32_t> expert_ids;   // BS * K, each in [0, E)
+    std::vector<float> scales;         // (E + (S>0)) * H when has_smooth_scales, else empty
+    std::vector<float> expert_scales;  // BS * K (always given: combine needs it)
 };
 
 // One global rank's dispatch outputs, sized exactly as SPEC's minimums:
@@ -48,9 +49,9 @@ struct RankInput {
 //   tp_recv_counts: 2 entries when T == 2, else empty.
 //   expand_scales: A floats when has_expert_scales, else empty.
 struct DispatchOutput {
-    int64_t capacity_rows = 0;   // A
-    int64_t own_rows = 0;        // rows received in this rank's EP group
-    int64_t peer_rows = 0;       // rows of the TP peer (T == 2), else 0
+    int64_t capacity_rows = 0;  // A
+    int64_t own_rows = 0;       // rows received in this rank's EP group
+    int64_t peer_rows = 0;      // rows of the TP peer (T == 2), else 0
     std::vector<uint8_t> expand_x;
     std::vector<float> dynamic_scales;
     std::vector<int32_t> expand_idx;

@@ -1,25 +1,32 @@
 // The routing plan, with no transport: send plans, the chunk rule and receive layouts.
+#include "core/plan.hpp"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
-
-#include "core/plan.hpp"
 
 namespace moedist::core {
 namespace {
 
 TEST(SendPlan, ExpandIdxCountsEarlierEntriesOfTheSameExpert) {
     // 3 tokens, K = 3, E = 4; duplicates inside token 1.
-    const std::vector<int32_t> ids = {2, 0, 3,  //
-                                      2, 2, 1,  //
-                                      0, 3, 2};
+    const std::vector<int32_t> ids = {2,
+                                      0,
+                                      3,  //
+                                      2,
+                                      2,
+                                      1,  //
+                                      0,
+                                      3,
+                                      2};
     SendPlan plan;
     build_send_plan(ids.data(), 3, 1, 3, 3, 4, &plan);
     EXPECT_EQ(plan.expand_idx, (std::vector<int32_t>{0, 0, 0, 1, 2, 0, 1, 1, 3}));
     EXPECT_EQ(plan.expert_begin, (std::vector<int32_t>{0, 2, 3, 7, 9}));
     // Expert 2's entries in flattened order: (0,0)=0, (1,0)=3, (1,1)=4, (2,2)=8.
-    EXPECT_EQ(std::vector<int32_t>(plan.entries_by_expert.begin() + 3, plan.entries_by_expert.begin() + 7),
+    EXPECT_EQ(std::vector<int32_t>(plan.entries_by_expert.begin() + 3,
+                                   plan.entries_by_expert.begin() + 7),
               (std::vector<int32_t>{0, 3, 4, 8}));
     EXPECT_FALSE(plan.has_bad_id);
 }
@@ -46,9 +53,11 @@ TEST(SendPlan, MatchesANaiveCountOnRandomIds) {
     build_send_plan(ids.data(), k, 1, bs, k, e, &plan);
     for (int64_t i = 0; i < bs * k; ++i) {
         int32_t earlier = 0;
-        for (int64_t j = 0; j < i; ++j) earlier += ids[static_cast<std::size_t>(j)] == ids[static_cast<std::size_t>(i)];
+        for (int64_t j = 0; j < i; ++j)
+            earlier += ids[static_cast<std::size_t>(j)] == ids[static_cast<std::size_t>(i)];
         EXPECT_EQ(plan.expand_idx[static_cast<std::size_t>(i)], earlier) << i;
-        const int64_t slot = plan.expert_begin[static_cast<std::size_t>(ids[static_cast<std::size_t>(i)])] + earlier;
+        const int64_t slot =
+            plan.expert_begin[static_cast<std::size_t>(ids[static_cast<std::size_t>(i)])] + earlier;
         EXPECT_EQ(plan.entries_by_expert[static_cast<std::size_t>(slot)], i);
     }
 }
@@ -83,7 +92,8 @@ TEST(SharedChunk, RotatesByRankAndCoversEveryToken) {
 TEST(ReceiveLayout, RunningTotalOverExpertThenSource) {
     // W = 3, L = 2: rows(src, e) = 10*e + src.
     ReceiveLayout layout;
-    build_receive_layout(3, 2, [](int64_t src, int64_t e) { return 10 * e + src; }, &layout);
+    build_receive_layout(
+        3, 2, [](int64_t src, int64_t e) { return 10 * e + src; }, &layout);
     EXPECT_EQ(layout.block_end, (std::vector<int64_t>{0, 1, 3, 13, 24, 36}));
     EXPECT_EQ(layout.total_rows, 36);
     EXPECT_EQ(layout.block_begin(4), 13);
@@ -94,11 +104,11 @@ TEST(RowsFrom, SharedRankKeepsOwnTokensAndGetsChunksFromMoeRanks) {
     SendPlan plan;
     const std::vector<int32_t> ids = {0, 3, 2, 1};  // 2 tokens, K = 2
     build_send_plan(ids.data(), 2, 1, 2, 2, 4, &plan);
-    EXPECT_EQ(rows_from(topo, 0, 0, 0, 6, plan), 6);                         // own tokens
-    EXPECT_EQ(rows_from(topo, 0, 1, 0, 6, plan), 0);                         // other shared rank
+    EXPECT_EQ(rows_from(topo, 0, 0, 0, 6, plan), 6);  // own tokens
+    EXPECT_EQ(rows_from(topo, 0, 1, 0, 6, plan), 0);  // other shared rank
     EXPECT_EQ(rows_from(topo, 1, 3, 0, 6, plan), shared_chunk(3, 6, 2, 1).size());
-    EXPECT_EQ(rows_from(topo, 2, 1, 0, 2, plan), 1);                         // expert 0 on rank 2
-    EXPECT_EQ(rows_from(topo, 3, 1, 1, 2, plan), 1);                         // expert 3 = rank 3, le 1
+    EXPECT_EQ(rows_from(topo, 2, 1, 0, 2, plan), 1);  // expert 0 on rank 2
+    EXPECT_EQ(rows_from(topo, 3, 1, 1, 2, plan), 1);  // expert 3 = rank 3, le 1
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // Hand-computed checks of the naive reference (tests/reference). Each expected value is worked
 // out in the comments from SPEC.md, not from the reference's code.
+#include "reference.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cfloat>
@@ -8,8 +10,6 @@
 #include <limits>
 #include <string>
 #include <vector>
-
-#include "reference.hpp"
 
 namespace {
 
@@ -26,10 +26,17 @@ float float_of(uint32_t b) {
     std::memcpy(&v, &b, sizeof v);
     return v;
 }
-uint16_t enc(Elem el, float v) { return el == Elem::kFloat16 ? r::f32_to_f16(v) : r::f32_to_bf16(v); }
-float dec(Elem el, uint16_t b) { return el == Elem::kFloat16 ? r::f16_to_f32(b) : r::bf16_to_f32(b); }
+uint16_t enc(Elem el, float v) {
+    return el == Elem::kFloat16 ? r::f32_to_f16(v) : r::f32_to_bf16(v);
+}
+float dec(Elem el, uint16_t b) {
+    return el == Elem::kFloat16 ? r::f16_to_f32(b) : r::bf16_to_f32(b);
+}
 
-r::RankInput make_rank(Elem el, int64_t bs, const std::vector<float>& x, const std::vector<int32_t>& ids,
+r::RankInput make_rank(Elem el,
+                       int64_t bs,
+                       const std::vector<float>& x,
+                       const std::vector<int32_t>& ids,
                        const std::vector<float>& expert_scales) {
     r::RankInput in;
     in.num_tokens = bs;
@@ -42,33 +49,38 @@ r::RankInput make_rank(Elem el, int64_t bs, const std::vector<float>& x, const s
 // Element j of 16-bit row `row` of expand_x, decoded.
 float x16(Elem el, const r::DispatchOutput& o, int64_t row, int h, int j) {
     uint16_t b = 0;
-    std::memcpy(&b, o.expand_x.data() + (static_cast<size_t>(row) * static_cast<size_t>(h) + static_cast<size_t>(j)) * 2, 2);
+    std::memcpy(
+        &b,
+        o.expand_x.data() +
+            (static_cast<size_t>(row) * static_cast<size_t>(h) + static_cast<size_t>(j)) * 2,
+        2);
     return dec(el, b);
 }
 int q8(const r::DispatchOutput& o, int64_t row, int h, int j) {
-    return static_cast<int8_t>(o.expand_x[static_cast<size_t>(row) * static_cast<size_t>(h) + static_cast<size_t>(j)]);
+    return static_cast<int8_t>(
+        o.expand_x[static_cast<size_t>(row) * static_cast<size_t>(h) + static_cast<size_t>(j)]);
 }
 
 // ------------------------------------------------------------------------------------------------
 // Conversions
 // ------------------------------------------------------------------------------------------------
 TEST(ReferenceConvert, Fp16Boundaries) {
-    EXPECT_EQ(r::f32_to_f16(65504.0f), 0x7BFF);   // largest finite
-    EXPECT_EQ(r::f32_to_f16(65519.0f), 0x7BFF);   // below the midpoint 65520
-    EXPECT_EQ(r::f32_to_f16(65520.0f), 0x7C00);   // midpoint 2047.5·32: tie to even 2048 -> Inf
+    EXPECT_EQ(r::f32_to_f16(65504.0f), 0x7BFF);  // largest finite
+    EXPECT_EQ(r::f32_to_f16(65519.0f), 0x7BFF);  // below the midpoint 65520
+    EXPECT_EQ(r::f32_to_f16(65520.0f), 0x7C00);  // midpoint 2047.5·32: tie to even 2048 -> Inf
     EXPECT_EQ(r::f32_to_f16(-65520.0f), 0xFC00);
     EXPECT_EQ(r::f32_to_f16(FLT_MAX), 0x7C00);
-    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
-    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);  // half of it: tie to even 0
-    EXPECT_EQ(r::f32_to_f16(-std::ldexp(1.0f, -25)), 0x8000); // keeps the sign
+    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -24)), 0x0001);   // smallest subnormal
+    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);   // half of it: tie to even 0
+    EXPECT_EQ(r::f32_to_f16(-std::ldexp(1.0f, -25)), 0x8000);  // keeps the sign
     EXPECT_EQ(r::f32_to_f16(std::nextafter(std::ldexp(1.0f, -25), 1.0f)), 0x0001);  // above half
-    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.5f, -24)), 0x0002);  // 1.5 quanta: tie -> 2
-    EXPECT_EQ(r::f32_to_f16(std::ldexp(2.5f, -24)), 0x0002);  // 2.5 quanta: tie -> 2
+    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.5f, -24)), 0x0002);     // 1.5 quanta: tie -> 2
+    EXPECT_EQ(r::f32_to_f16(std::ldexp(2.5f, -24)), 0x0002);     // 2.5 quanta: tie -> 2
     EXPECT_EQ(r::f32_to_f16(std::ldexp(1023.5f, -24)), 0x0400);  // between max subnormal and 2^-14
-    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -149)), 0x0000); // fp32 subnormal underflows
+    EXPECT_EQ(r::f32_to_f16(std::ldexp(1.0f, -149)), 0x0000);    // fp32 subnormal underflows
     EXPECT_EQ(r::f32_to_f16(1.0f), 0x3C00);
-    EXPECT_EQ(r::f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie, even mantissa 0
-    EXPECT_EQ(r::f32_to_f16(1.0f + std::ldexp(3.0f, -11)), 0x3C02);      // tie between 1 and 2 -> 2
+    EXPECT_EQ(r::f32_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie, even mantissa 0
+    EXPECT_EQ(r::f32_to_f16(1.0f + std::ldexp(3.0f, -11)), 0x3C02);  // tie between 1 and 2 -> 2
     EXPECT_EQ(r::f32_to_f16(-0.0f), 0x8000);
     EXPECT_EQ(r::f32_to_f16(std::numeric_limits<float>::infinity()), 0x7C00);
     EXPECT_EQ(r::f32_to_f16(float_of(0x7FC00000u)), 0x7E00);
@@ -90,8 +102,8 @@ TEST(ReferenceConvert, Fp16Boundaries) {
 
 TEST(ReferenceConvert, Bf16Boundaries) {
     EXPECT_EQ(r::f32_to_bf16(1.0f), 0x3F80);
-    EXPECT_EQ(r::f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);   // tie -> even
-    EXPECT_EQ(r::f32_to_bf16(1.0f + std::ldexp(3.0f, -8)), 0x3F82);   // tie -> even (up)
+    EXPECT_EQ(r::f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), 0x3F80);  // tie -> even
+    EXPECT_EQ(r::f32_to_bf16(1.0f + std::ldexp(3.0f, -8)), 0x3F82);  // tie -> even (up)
     EXPECT_EQ(r::f32_to_bf16(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20)), 0x3F81);
     EXPECT_EQ(r::f32_to_bf16(float_of(0x7F7F8000u)), 0x7F80);  // midpoint above bf16 max: Inf
     EXPECT_EQ(r::f32_to_bf16(float_of(0x7F7F7FFFu)), 0x7F7F);
@@ -118,7 +130,9 @@ TEST(ReferenceConvert, ExhaustiveRoundTripAndMidpoints) {
     }
     // Exact midpoints between neighbours round to the even one; just off them, to the nearer one.
     for (uint16_t b = 0; b < 0x7BFF; ++b) {
-        const double mid = (static_cast<double>(r::f16_to_f32(b)) + r::f16_to_f32(static_cast<uint16_t>(b + 1))) / 2;
+        const double mid =
+            (static_cast<double>(r::f16_to_f32(b)) + r::f16_to_f32(static_cast<uint16_t>(b + 1))) /
+            2;
         const float m = static_cast<float>(mid);  // exact: 12 significant bits
         const uint16_t even = (b & 1) ? static_cast<uint16_t>(b + 1) : b;
         ASSERT_EQ(r::f32_to_f16(m), even) << b;
@@ -156,7 +170,8 @@ r::JobConfig tiny_cfg() {
     return c;
 }
 std::vector<r::RankInput> tiny_ranks() {
-    return {make_rank(Elem::kBFloat16, 2, {1, 2, 3, 4, 5, 6}, {1, 1, 0, 1}, {0.5f, 0.25f, 0.125f, 1.0f}),
+    return {make_rank(
+                Elem::kBFloat16, 2, {1, 2, 3, 4, 5, 6}, {1, 1, 0, 1}, {0.5f, 0.25f, 0.125f, 1.0f}),
             make_rank(Elem::kBFloat16, 2, {7, 8, 9, 10, 11, 12}, {1, 0, 0, 0}, {2, 3, 4, 5})};
 }
 
@@ -177,7 +192,8 @@ TEST(ReferenceDispatch, TinyPlacementAndCounts) {
         EXPECT_EQ(x16(bf, out[0], i, 3, 2), e0[i] + 2) << i;
         EXPECT_EQ(x16(bf, out[1], i, 3, 0), e1[i]) << i;
     }
-    // expandIdx: rank 0 flattened ids [1,1,0,1] -> occurrences [0,1,0,2]; rank 1 [1,0,0,0] -> [0,0,1,2].
+    // expandIdx: rank 0 flattened ids [1,1,0,1] -> occurrences [0,1,0,2]; rank 1 [1,0,0,0] ->
+    // [0,0,1,2].
     EXPECT_EQ(out[0].expand_idx, (std::vector<int32_t>{0, 1, 0, 2}));
     EXPECT_EQ(out[1].expand_idx, (std::vector<int32_t>{0, 0, 1, 2}));
     // epRecvCounts (index e·W+src, inclusive): rank 0 gets 1 from src0, 3 from src1 -> [1,4];
@@ -195,7 +211,8 @@ TEST(ReferenceDispatch, TinyPlacementAndCounts) {
 TEST(ReferenceDispatch, ExpertsPerRankTwoTokenNums) {
     // W=2, S=0, E=4 (L=2), K=2, H=3, BS=1. rank0 ids [0,1], rank1 ids [1,1].
     // Rank 0: expert0 <- src0 (1 row); expert1 <- src0 (1), src1 (2). Counts over e·W+src:
-    // [1,0,1,2] -> running [1,1,2,4]; type 0 prefix [1,4]; type 1 counts [1,3]. Rank 1 gets nothing.
+    // [1,0,1,2] -> running [1,1,2,4]; type 0 prefix [1,4]; type 1 counts [1,3]. Rank 1 gets
+    // nothing.
     r::JobConfig c = tiny_cfg();
     c.moe_expert_num = 4;
     c.has_expert_scales = false;
@@ -252,7 +269,8 @@ TEST(ReferenceDispatch, RunTimeErrorsNameTheRank) {
 // W=4, S=2 (shared ranks 0,1), E=2 (L=1, experts on ranks 2,3), K=1, H=3, BS=3, fp16.
 // Token t of rank r: x = [10r+t, -(10r+t), 0.5].
 // Chunk rule (BS=3, S=2): rank 2: base ⌊2·3/2⌋=3; s0 [⌊6/2⌋-3, ⌊9/2⌋-3) = [0,1), s1 [1,3).
-//                         rank 3: base ⌊9/2⌋=4;  s0 [0, ⌊12/2⌋-4) = [0,2), s1 [2, ⌊15/2⌋-4) = [2,3).
+//                         rank 3: base ⌊9/2⌋=4;  s0 [0, ⌊12/2⌋-4) = [0,2), s1 [2, ⌊15/2⌋-4) =
+//                         [2,3).
 // Shared rank 0 rows: own t0..t2, rank2 t0, rank3 t0,t1 -> 0,1,2,20,30,31; epRecvCounts [3,3,4,6].
 // Shared rank 1 rows: own, rank2 t1,t2, rank3 t2      -> 10,11,12,21,22,32; epRecvCounts [0,3,5,6].
 // ids: rank0 [0,1,0], rank1 [1,1,0], rank2 [0,0,1], rank3 [1,0,0].
@@ -290,8 +308,10 @@ TEST(ReferenceDispatch, SharedChunkRuleTwoSharedRanks) {
     const Elem h = Elem::kFloat16;
     EXPECT_EQ(out[0].capacity_rows, 6);   // ⌈3·4/2⌉
     EXPECT_EQ(out[2].capacity_rows, 12);  // 3·4·min(1,1)
-    const std::vector<std::vector<float>> first = {
-        {0, 1, 2, 20, 30, 31}, {10, 11, 12, 21, 22, 32}, {0, 2, 12, 20, 21, 31, 32}, {1, 10, 11, 22, 30}};
+    const std::vector<std::vector<float>> first = {{0, 1, 2, 20, 30, 31},
+                                                   {10, 11, 12, 21, 22, 32},
+                                                   {0, 2, 12, 20, 21, 31, 32},
+                                                   {1, 10, 11, 22, 30}};
     for (size_t g = 0; g < 4; ++g) {
         ASSERT_EQ(out[g].own_rows, static_cast<int64_t>(first[g].size())) << g;
         for (size_t i = 0; i < first[g].size(); ++i) {
@@ -341,11 +361,13 @@ TEST(ReferenceDispatch, TpTwoOwnThenPeer) {
     std::string err;
     const auto out = r::dispatch(tp_cfg(), tp_ranks(), &err);
     ASSERT_EQ(out.size(), 4u) << err;
-    const std::vector<std::vector<float>> first = {{1, 21, 11, 0}, {11, 1, 21, 0}, {31, 0, 0, 0}, {31, 0, 0, 0}};
+    const std::vector<std::vector<float>> first = {
+        {1, 21, 11, 0}, {11, 1, 21, 0}, {31, 0, 0, 0}, {31, 0, 0, 0}};
     for (size_t g = 0; g < 4; ++g) {
         ASSERT_EQ(out[g].expand_x.size(), 4u * 3u * 2u);
         for (int i = 0; i < 4; ++i)
-            EXPECT_EQ(x16(Elem::kBFloat16, out[g], i, 3, 0), first[g][static_cast<size_t>(i)]) << g << "," << i;
+            EXPECT_EQ(x16(Elem::kBFloat16, out[g], i, 3, 0), first[g][static_cast<size_t>(i)])
+                << g << "," << i;
     }
     EXPECT_EQ(out[0].own_rows, 2);
     EXPECT_EQ(out[0].peer_rows, 1);
@@ -386,7 +408,8 @@ TEST(ReferenceDispatch, DynamicInt8Quantization) {
     const float inf = std::numeric_limits<float>::infinity();
     std::vector<r::RankInput> in = {
         make_rank(Elem::kBFloat16, 2, {1, -2, 0.5f, 4, 0, -0.0f, 0, 0}, {0, 1, 1, 1}, {}),
-        make_rank(Elem::kBFloat16, 2, {inf, 1, 1, 1, std::ldexp(1.0f, -133), 0, 0, 0}, {0, 0, 1, 0}, {})};
+        make_rank(
+            Elem::kBFloat16, 2, {inf, 1, 1, 1, std::ldexp(1.0f, -133), 0, 0, 0}, {0, 0, 1, 0}, {})};
     in[0].scales = {1, 1, 1, 1, 2, 0.5f, 1, 1};
     in[1].scales = std::vector<float>(8, 1.0f);
     std::string err;
@@ -438,10 +461,12 @@ TEST(ReferenceDispatch, SmoothRowsPerDestinationWithSharedExpert) {
     ASSERT_EQ(out.size(), 2u) << err;
     EXPECT_EQ(out[0].capacity_rows, 2);  // ⌈1·2/1⌉
     EXPECT_EQ(out[1].capacity_rows, 2);  // 1·2·1
-    const int want[2][2][3] = {{{127, 127, 127}, {127, 64, 127}}, {{127, 127, 127}, {64, 127, 127}}};
+    const int want[2][2][3] = {{{127, 127, 127}, {127, 64, 127}},
+                               {{127, 127, 127}, {64, 127, 127}}};
     for (size_t g = 0; g < 2; ++g)
         for (int row = 0; row < 2; ++row)
-            for (int j = 0; j < 3; ++j) EXPECT_EQ(q8(out[g], row, 3, j), want[g][row][j]) << g << row << j;
+            for (int j = 0; j < 3; ++j)
+                EXPECT_EQ(q8(out[g], row, 3, j), want[g][row][j]) << g << row << j;
     EXPECT_EQ(out[0].dynamic_scales, (std::vector<float>{1.0f / 127.0f, 4.0f / 127.0f}));
     EXPECT_EQ(out[1].dynamic_scales, (std::vector<float>{2.0f / 127.0f, 2.0f / 127.0f}));
     EXPECT_EQ(out[0].ep_recv_counts, (std::vector<int32_t>{1, 2}));
@@ -453,14 +478,19 @@ TEST(ReferenceDispatch, SmoothRowsPerDestinationWithSharedExpert) {
 // ------------------------------------------------------------------------------------------------
 // Applies expert f_d (on receiving rank d) to every real row of a 16-bit dispatch output.
 template <class F>
-std::vector<std::vector<uint16_t>> run_experts(Elem el, int h, const std::vector<r::DispatchOutput>& out, F f) {
+std::vector<std::vector<uint16_t>> run_experts(Elem el,
+                                               int h,
+                                               const std::vector<r::DispatchOutput>& out,
+                                               F f) {
     std::vector<std::vector<uint16_t>> eo;
     for (size_t g = 0; g < out.size(); ++g) {
         const int64_t rows = static_cast<int64_t>(out[g].expand_x.size()) / (2 * h);
-        std::vector<uint16_t> v(static_cast<size_t>(rows * h), enc(el, 1000.0f));  // garbage past rows
+        std::vector<uint16_t> v(static_cast<size_t>(rows * h),
+                                enc(el, 1000.0f));  // garbage past rows
         for (int64_t i = 0; i < out[g].own_rows + out[g].peer_rows; ++i)
             for (int j = 0; j < h; ++j)
-                v[static_cast<size_t>(i * h + j)] = enc(el, f(static_cast<int>(g), j, x16(el, out[g], i, h, j)));
+                v[static_cast<size_t>(i * h + j)] =
+                    enc(el, f(static_cast<int>(g), j, x16(el, out[g], i, h, j)));
         eo.push_back(v);
     }
     return eo;
@@ -468,17 +498,20 @@ std::vector<std::vector<uint16_t>> run_experts(Elem el, int h, const std::vector
 
 TEST(ReferenceCombine, TinyWeightedSum) {
     // Expert on rank d multiplies by d+1. rank0 t0 [1,2,3] ids [1,1] scales [.5,.25]:
-    // 2·[1,2,3]·0.75 = [1.5,3,4.5]. t1 [4,5,6] ids [0,1] scales [.125,1]: [0.5,0.625,0.75]+[8,10,12].
-    // rank1 t0 [7,8,9] ids [1,0] scales [2,3]: [28,32,36]+[21,24,27]. t1 ids [0,0] scales [4,5]: 9·x.
+    // 2·[1,2,3]·0.75 = [1.5,3,4.5]. t1 [4,5,6] ids [0,1] scales [.125,1]:
+    // [0.5,0.625,0.75]+[8,10,12]. rank1 t0 [7,8,9] ids [1,0] scales [2,3]: [28,32,36]+[21,24,27].
+    // t1 ids [0,0] scales [4,5]: 9·x.
     const Elem bf = Elem::kBFloat16;
     std::string err;
     const auto in = tiny_ranks();
     const auto out = r::dispatch(tiny_cfg(), in, &err);
     ASSERT_EQ(out.size(), 2u) << err;
-    const auto eo = run_experts(bf, 3, out, [](int g, int, float v) { return v * static_cast<float>(g + 1); });
+    const auto eo =
+        run_experts(bf, 3, out, [](int g, int, float v) { return v * static_cast<float>(g + 1); });
     const auto x = r::combine(tiny_cfg(), in, out, eo);
     ASSERT_EQ(x.size(), 2u);
-    const std::vector<std::vector<float>> want = {{1.5f, 3, 4.5f, 8.5f, 10.625f, 12.75f}, {49, 56, 63, 90, 99, 108}};
+    const std::vector<std::vector<float>> want = {{1.5f, 3, 4.5f, 8.5f, 10.625f, 12.75f},
+                                                  {49, 56, 63, 90, 99, 108}};
     for (size_t g = 0; g < 2; ++g) {
         ASSERT_EQ(x[g].size(), 6u);
         for (size_t i = 0; i < 6; ++i) EXPECT_EQ(dec(bf, x[g][i]), want[g][i]) << g << "," << i;
@@ -488,9 +521,10 @@ TEST(ReferenceCombine, TinyWeightedSum) {
 TEST(ReferenceCombine, SharedRowsComeBackFromTheirChunk) {
     // Expert on rank d adds 100·(d+1) to element 0. Element 0 of token t of rank r is
     // (10r+t + 100(de+1)) + (10r+t + 100(ds+1)), de = expert rank, ds = shared rank of the token
-    // (chunk rule above; a shared rank's own tokens stay on itself). Element 1 -> -2(10r+t), 2 -> 1.
-    // rank0 ids [0,1,0] ds 0: 300+100, 401+101, 302+102. rank1 ids [1,1,0] ds 1: 410+210, 411+211, 312+212.
-    // rank2 ids [0,0,1] ds 0,1,1: 320+120, 321+221, 422+222. rank3 ids [1,0,0] ds 0,0,1: 430+130, 331+131, 332+232.
+    // (chunk rule above; a shared rank's own tokens stay on itself). Element 1 -> -2(10r+t), 2
+    // -> 1. rank0 ids [0,1,0] ds 0: 300+100, 401+101, 302+102. rank1 ids [1,1,0] ds 1: 410+210,
+    // 411+211, 312+212. rank2 ids [0,0,1] ds 0,1,1: 320+120, 321+221, 422+222. rank3 ids [1,0,0] ds
+    // 0,0,1: 430+130, 331+131, 332+232.
     const Elem h = Elem::kFloat16;
     std::string err;
     const auto in = shared_ranks();
@@ -506,7 +540,8 @@ TEST(ReferenceCombine, SharedRowsComeBackFromTheirChunk) {
         ASSERT_EQ(x[g].size(), 9u);
         for (size_t t = 0; t < 3; ++t) {
             EXPECT_EQ(dec(h, x[g][t * 3]), want0[g][t]) << g << "," << t;
-            EXPECT_EQ(dec(h, x[g][t * 3 + 1]), -2.0f * static_cast<float>(10 * g + t)) << g << "," << t;
+            EXPECT_EQ(dec(h, x[g][t * 3 + 1]), -2.0f * static_cast<float>(10 * g + t))
+                << g << "," << t;
             EXPECT_EQ(dec(h, x[g][t * 3 + 2]), 1.0f) << g << "," << t;
         }
     }
@@ -514,7 +549,8 @@ TEST(ReferenceCombine, SharedRowsComeBackFromTheirChunk) {
 
 TEST(ReferenceCombine, TpTwoAddsPeerPartialRoundedToDtype) {
     // Expert outputs (all elements of a row equal; rows past own+peer hold 1000):
-    //   g0 rows [1.0, 3.0 | -4.0]      g1 rows [10 | 2^-8, 0.5]   g2 rows [ | 1.0]   g3 rows [7 | ].
+    //   g0 rows [1.0, 3.0 | -4.0]      g1 rows [10 | 2^-8, 0.5]   g2 rows [ | 1.0]   g3 rows [7 |
+    //   ].
     // TP-combined own rows: g0 r0 = 1 + 2^-8 -> bf16 tie -> 1.0; g0 r1 = 3 + 0.5 = 3.5;
     //   g1 r0 = 10 + (-4) = 6; g3 r0 = 7 + 1 = 8.
     // Tokens: g0 t0 <- g0 r0 ·2 = 2.0 (2.0078125 if the TP sum were not rounded to bf16);
@@ -524,8 +560,10 @@ TEST(ReferenceCombine, TpTwoAddsPeerPartialRoundedToDtype) {
     const auto in = tp_ranks();
     const auto out = r::dispatch(tp_cfg(), in, &err);
     ASSERT_EQ(out.size(), 4u) << err;
-    const std::vector<std::vector<float>> rows = {
-        {1.0f, 3.0f, -4.0f, 1000}, {10, std::ldexp(1.0f, -8), 0.5f, 1000}, {1.0f, 1000, 1000, 1000}, {7, 1000, 1000, 1000}};
+    const std::vector<std::vector<float>> rows = {{1.0f, 3.0f, -4.0f, 1000},
+                                                  {10, std::ldexp(1.0f, -8), 0.5f, 1000},
+                                                  {1.0f, 1000, 1000, 1000},
+                                                  {7, 1000, 1000, 1000}};
     std::vector<std::vector<uint16_t>> eo(4);
     for (size_t g = 0; g < 4; ++g)
         for (float v : rows[g]) eo[g].insert(eo[g].end(), 3, enc(bf, v));
@@ -541,9 +579,10 @@ TEST(ReferenceCombine, TpTwoAddsPeerPartialRoundedToDtype) {
 TEST(ReferenceCombine, CommQuantInt8RoundTrip) {
     // W=1, E=1, K=1, BS=1, H=10, fp16; the expert returns v below, expertScales [1].
     // fl32(1/127) = (1 - 2^-28)/127 (bits past 2^-23 relative are 2^-5 ulp: rounds down), so
-    // block 0 (8 elems) m=127: s32 = fl32(1 - 2^-28) = 1.0; q = rne(v) = [127,64,1,-1,0,0,100,-127].
-    // Tail block (H mod 8 = 2) m=254: s32 = fl32(2 - 2^-27) = 2.0; q = [-127, rne(1.5)=2] -> [-254, 4].
-    // (One block over the whole row would give s32=2 and 63.5/2 -> 32 -> 64: same, but 1 -> 0.)
+    // block 0 (8 elems) m=127: s32 = fl32(1 - 2^-28) = 1.0; q = rne(v) =
+    // [127,64,1,-1,0,0,100,-127]. Tail block (H mod 8 = 2) m=254: s32 = fl32(2 - 2^-27) = 2.0; q =
+    // [-127, rne(1.5)=2] -> [-254, 4]. (One block over the whole row would give s32=2 and 63.5/2 ->
+    // 32 -> 64: same, but 1 -> 0.)
     r::JobConfig c;
     c.ep_world_size = 1;
     c.moe_expert_num = 1;
@@ -552,7 +591,8 @@ TEST(ReferenceCombine, CommQuantInt8RoundTrip) {
     c.x_elem = Elem::kFloat16;
     const Elem h = Elem::kFloat16;
     const std::vector<float> v = {127, 63.5f, 1, -1, 0.25f, 0, 100, -127, -254, 3};
-    const std::vector<r::RankInput> in = {make_rank(h, 1, std::vector<float>(10, 1.0f), {0}, {1.0f})};
+    const std::vector<r::RankInput> in = {
+        make_rank(h, 1, std::vector<float>(10, 1.0f), {0}, {1.0f})};
     std::string err;
     const auto out = r::dispatch(c, in, &err);
     ASSERT_EQ(out.size(), 1u) << err;

@@ -52,20 +52,34 @@ int run_command(JobSpec spec, int steps, bool check) {
         return 2;
     }
     const bool bar = isatty(STDERR_FILENO) && steps >= 20;
-    fmt::print("moedist run: ranks {} (tp {}, shared {}), experts {}, tokens {}, hidden {}, topk {}, {} {}, "
-               "routing {}, steps {}\n",
-               spec.ep_world_size, spec.tp_size, spec.shared_rank_num, spec.moe_expert_num, spec.tokens,
-               spec.hidden, spec.top_k, moedist::dtype_name(spec.dtype), spec.quant_mode == 0 ? "no quant" : "int8",
-               static_cast<int>(spec.routing) == 1 ? fmt::format("zipf:{}", spec.zipf_alpha)
-                   : spec.routing == Routing::kHot ? std::string("hot")
-                   : spec.routing == Routing::kDuplicates ? std::string("duplicates") : std::string("uniform"),
-               steps);
+    fmt::print(
+        "moedist run: ranks {} (tp {}, shared {}), experts {}, tokens {}, hidden {}, topk {}, {} "
+        "{}, "
+        "routing {}, steps {}\n",
+        spec.ep_world_size,
+        spec.tp_size,
+        spec.shared_rank_num,
+        spec.moe_expert_num,
+        spec.tokens,
+        spec.hidden,
+        spec.top_k,
+        moedist::dtype_name(spec.dtype),
+        spec.quant_mode == 0 ? "no quant" : "int8",
+        static_cast<int>(spec.routing) == 1    ? fmt::format("zipf:{}", spec.zipf_alpha)
+        : spec.routing == Routing::kHot        ? std::string("hot")
+        : spec.routing == Routing::kDuplicates ? std::string("duplicates")
+                                               : std::string("uniform"),
+        steps);
     auto progress = [&](int step) {
         if (!bar) return;
         const int width = 40;
         const int filled = (step + 1) * width / steps;
-        fmt::print(stderr, "\r[{}{}] {}/{}", std::string(static_cast<std::size_t>(filled), '#'),
-                   std::string(static_cast<std::size_t>(width - filled), ' '), step + 1, steps);
+        fmt::print(stderr,
+                   "\r[{}{}] {}/{}",
+                   std::string(static_cast<std::size_t>(filled), '#'),
+                   std::string(static_cast<std::size_t>(width - filled), ' '),
+                   step + 1,
+                   steps);
         if (step + 1 == steps) fmt::print(stderr, "\n");
     };
     const auto report = moedist::harness::run_job(spec, steps, check, progress);
@@ -79,20 +93,30 @@ int run_command(JobSpec spec, int steps, bool check) {
         combine_ms.push_back(s.combine_ms);
     }
     const double d = median(dispatch_ms), c = median(combine_ms);
-    fmt::print("dispatch: median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB written, {:.2f} GB/s\n", d,
-               *std::min_element(dispatch_ms.begin(), dispatch_ms.end()), static_cast<double>(report.dispatch_bytes) / 1e6,
-               static_cast<double>(report.dispatch_bytes) / (d * 1e6));
-    fmt::print("combine:  median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB read, {:.2f} GB/s\n", c,
-               *std::min_element(combine_ms.begin(), combine_ms.end()), static_cast<double>(report.combine_bytes) / 1e6,
-               static_cast<double>(report.combine_bytes) / (c * 1e6));
+    fmt::print(
+        "dispatch: median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB written, {:.2f} "
+        "GB/s\n",
+        d,
+        *std::min_element(dispatch_ms.begin(), dispatch_ms.end()),
+        static_cast<double>(report.dispatch_bytes) / 1e6,
+        static_cast<double>(report.dispatch_bytes) / (d * 1e6));
+    fmt::print(
+        "combine:  median {:.3f} ms, min {:.3f} ms (wall, all ranks), {:.2f} MB read, {:.2f} "
+        "GB/s\n",
+        c,
+        *std::min_element(combine_ms.begin(), combine_ms.end()),
+        static_cast<double>(report.combine_bytes) / 1e6,
+        static_cast<double>(report.combine_bytes) / (c * 1e6));
     fmt::print("expert load (rows received, EP group 0):\n");
     const auto& rows = report.rows_per_expert;
     const int64_t max_rows = rows.empty() ? 0 : *std::max_element(rows.begin(), rows.end());
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const bool shared = static_cast<int>(i) >= spec.moe_expert_num;
         const int bar_len = max_rows > 0 ? static_cast<int>(rows[i] * 30 / max_rows) : 0;
-        fmt::print("  {:>9} {:>4} {:>7}  {}\n", shared ? "shared@" : "expert",
-                   shared ? static_cast<int>(i) - spec.moe_expert_num : static_cast<int>(i), rows[i],
+        fmt::print("  {:>9} {:>4} {:>7}  {}\n",
+                   shared ? "shared@" : "expert",
+                   shared ? static_cast<int>(i) - spec.moe_expert_num : static_cast<int>(i),
+                   rows[i],
                    std::string(static_cast<std::size_t>(bar_len), '*'));
     }
     if (!check) {
@@ -112,7 +136,8 @@ int run_command(JobSpec spec, int steps, bool check) {
 int main(int argc, char** argv) {
     CLI::App app{"moedist: MoE expert-parallel dispatch and combine on CPUs"};
     app.require_subcommand(1);
-    auto* run = app.add_subcommand("run", "dispatch -> expert -> combine on thread ranks, checked against the reference");
+    auto* run = app.add_subcommand(
+        "run", "dispatch -> expert -> combine on thread ranks, checked against the reference");
     JobSpec spec;
     spec.ep_world_size = 8;
     spec.tokens = 32;
@@ -124,34 +149,48 @@ int main(int argc, char** argv) {
     bool no_check = false;
     bool smooth = false;
     int comm_quant = 0;
-    run->add_option("--ranks", spec.ep_world_size, "EP ranks W (default 8)")->check(CLI::Range(1, 1024));
+    run->add_option("--ranks", spec.ep_world_size, "EP ranks W (default 8)")
+        ->check(CLI::Range(1, 1024));
     run->add_option("--tp", spec.tp_size, "TP size: 1 or 2")->check(CLI::IsMember({1, 2}));
-    run->add_option("--shared-ranks", spec.shared_rank_num, "shared-expert ranks S")->check(CLI::Range(0, 1023));
-    run->add_option("--tokens", spec.tokens, "tokens per rank BS (default 32)")->check(CLI::Range(0, 1 << 20));
-    run->add_option("--hidden", spec.hidden, "hidden size H (default 7168)")->check(CLI::Range(1, 1 << 20));
-    run->add_option("--topk", spec.top_k, "experts per token K (default 8)")->check(CLI::Range(1, 1024));
-    run->add_option("--experts", experts, "MoE experts E (default 64; with --tp 2: ranks - shared-ranks)")->check(CLI::Range(1, 1 << 16));
+    run->add_option("--shared-ranks", spec.shared_rank_num, "shared-expert ranks S")
+        ->check(CLI::Range(0, 1023));
+    run->add_option("--tokens", spec.tokens, "tokens per rank BS (default 32)")
+        ->check(CLI::Range(0, 1 << 20));
+    run->add_option("--hidden", spec.hidden, "hidden size H (default 7168)")
+        ->check(CLI::Range(1, 1 << 20));
+    run->add_option("--topk", spec.top_k, "experts per token K (default 8)")
+        ->check(CLI::Range(1, 1024));
+    run->add_option(
+           "--experts", experts, "MoE experts E (default 64; with --tp 2: ranks - shared-ranks)")
+        ->check(CLI::Range(1, 1 << 16));
     run->add_option("--quant", quant, "none|int8")->check(CLI::IsMember({"none", "int8"}));
     run->add_option("--dtype", dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
     run->add_option("--routing", routing, "uniform|zipf[:alpha]|hot|duplicates");
     run->add_option("--steps", steps, "steps to run (default 5)")->check(CLI::Range(1, 1000000));
     run->add_option("--seed", spec.seed, "input seed");
     run->add_flag("--smooth", smooth, "int8: pass smooth scales");
-    run->add_option("--comm-quant", comm_quant, "combine commQuantMode: 0 or 2")->check(CLI::IsMember({0, 2}));
+    run->add_option("--comm-quant", comm_quant, "combine commQuantMode: 0 or 2")
+        ->check(CLI::IsMember({0, 2}));
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        fmt::print(stderr, "moedist: {} (see moedist{} --help)\n", e.what(), run->parsed() ? " run" : "");
+        fmt::print(
+            stderr, "moedist: {} (see moedist{} --help)\n", e.what(), run->parsed() ? " run" : "");
         return 2;
     }
     if (!parse_routing(routing, &spec)) {
-        fmt::print(stderr, "moedist run: --routing must be uniform, zipf[:alpha], hot or duplicates, got '{}'\n", routing);
+        fmt::print(
+            stderr,
+            "moedist run: --routing must be uniform, zipf[:alpha], hot or duplicates, got '{}'\n",
+            routing);
         return 2;
     }
-    spec.moe_expert_num = experts > 0 ? experts : (spec.tp_size == 2 ? spec.ep_world_size - spec.shared_rank_num : 64);
+    spec.moe_expert_num =
+        experts > 0 ? experts
+                    : (spec.tp_size == 2 ? spec.ep_world_size - spec.shared_rank_num : 64);
     spec.quant_mode = quant == "int8" ? 2 : 0;
     spec.smooth_scales = smooth;
     spec.comm_quant_mode = comm_quant;
