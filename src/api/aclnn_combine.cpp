@@ -59,12 +59,7 @@ Status prepare(const aclTensor* expandX,
 
     Communicator ep;
     std::optional<Communicator> tp;
-    if (Status s = find_group(groupEp, "groupEp", epRankId, &ep); !s.ok()) return s;
-    if (config.tp_size() == 2) {
-        Communicator tp_comm;
-        if (Status s = find_group(groupTp, "groupTp", tpRankId, &tp_comm); !s.ok()) return s;
-        tp = tp_comm;
-    }
+    if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
     return core::prepare_combine(config, ep, tp, in, x_out, op);
 }
 

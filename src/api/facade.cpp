@@ -36,6 +36,22 @@ std::unordered_set<const aclOpExecutor*>& live_executors() {
 }
 }  // namespace
 
+Status find_groups(const MoeConfig& config,
+                   const char* group_ep,
+                   const char* group_tp,
+                   Communicator* ep,
+                   std::optional<Communicator>* tp) {
+    if (Status s = find_group(group_ep, "groupEp", config.ep_rank_id, ep); !s.ok()) return s;
+    tp->reset();
+    if (config.tp_size() == 2) {
+        Communicator tp_comm;
+        if (Status s = find_group(group_tp, "groupTp", config.tp_rank_id, &tp_comm); !s.ok())
+            return s;
+        *tp = tp_comm;
+    }
+    return Status::Ok();
+}
+
 aclOpExecutor* register_executor(aclOpExecutor* executor) {
     std::lock_guard<std::mutex> lock(executors_mutex);
     live_executors().insert(executor);

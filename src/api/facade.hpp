@@ -31,6 +31,13 @@ Status optional_view_of(const aclTensor* tensor, const char* name, std::optional
 // the communicator of `rank` in the group of that name.
 Status find_group(const char* name, const char* param, int64_t rank, Communicator* out);
 
+// The EP communicator and, when T == 2, the TP one named by the aclnn arguments.
+Status find_groups(const MoeConfig& config,
+                   const char* group_ep,
+                   const char* group_tp,
+                   Communicator* ep,
+                   std::optional<Communicator>* tp);
+
 // Records an executor phase 1 made, so phase 2 can refuse unknown or already-run ones.
 aclOpExecutor* register_executor(aclOpExecutor* executor);
 

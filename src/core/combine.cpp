@@ -119,83 +119,94 @@ private:
 };
 
 // Finds every row of my tokens; false (and `why`) on the first index out of range.
-bool locate_all(const CombineOp& op, const RowLocator& locator, std::string* why) {
-    const MoeConfig& c = op.config;
-    const Topology topo{
-        c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
-    const int64_t me = c.ep_rank_id;
+// Where the rows of this rank's token t live (expert entries and the shared row).
+class TokenRows {
+public:
+    TokenRows(const CombineOp& op, const RowLocator& locator)
+        : op_(op),
+          locator_(locator),
+          topo_{op.config.ep_world_size,
+                op.config.shared_expert_rank_num,
+                op.config.moe_expert_num,
+                op.config.local_moe_expert_num()},
+          me_(op.config.ep_rank_id) {}
+
+    // Entry (t, k): its expert's rank, block local_expert·W + me, row expandIdx[t·K+k].
+    bool entry(int64_t t, int64_t k, RowRef* ref, int64_t* expert, int64_t* index) const {
+        *expert = load2<int32_t>(op_.in.expert_ids, t, k);
+        *index = load1<int32_t>(op_.in.expand_idx, t * op_.top_k + k);
+        if (*expert < 0 || *expert >= topo_.moe_expert_num) return false;
+        return locator_.locate(topo_.rank_of_expert(*expert),
+                               topo_.local_index(*expert) * topo_.world_size + me_,
+                               *index,
+                               ref);
+    }
+
+    // The shared row of t (S > 0): on a shared rank its own row t, else row t − lo of the chunk
+    // on the shared rank the chunk rule names.
+    bool shared(int64_t t, RowRef* ref, int64_t* shared_rank) const {
+        const int64_t S = topo_.shared_rank_num;
+        *shared_rank = topo_.is_shared(me_) ? me_ : shared_rank_of_token(me_, op_.num_tokens, S, t);
+        const int64_t lo =
+            topo_.is_shared(me_) ? 0 : shared_chunk(me_, op_.num_tokens, S, *shared_rank).lo;
+        return locator_.locate(*shared_rank, me_, t - lo, ref);
+    }
+
+    bool has_shared() const { return topo_.shared_rank_num > 0; }
+
+private:
+    const CombineOp& op_;
+    const RowLocator& locator_;
+    Topology topo_;
+    int64_t me_;
+};
+
+// Finds every row of my tokens; false (and `why`) on the first index out of range.
+bool locate_all(const CombineOp& op, const TokenRows& rows, std::string* why) {
     RowRef ref;
+    int64_t expert = 0, index = 0, shared_rank = 0;
     for (int64_t t = 0; t < op.num_tokens; ++t) {
         for (int64_t k = 0; k < op.top_k; ++k) {
-            const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
-            const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
-            if (expert < 0 || expert >= c.moe_expert_num ||
-                !locator.locate(topo.rank_of_expert(expert),
-                                topo.local_index(expert) * c.ep_world_size + me,
-                                index,
-                                &ref)) {
+            if (!rows.entry(t, k, &ref, &expert, &index)) {
                 *why = "must name rows their experts' ranks received, got token " +
                        std::to_string(t) + ", k " + std::to_string(k) + ": expert " +
                        std::to_string(expert) + ", expandIdx " + std::to_string(index);
                 return false;
             }
         }
-        if (c.shared_expert_rank_num > 0) {
-            const int64_t s =
-                topo.is_shared(me)
-                    ? me
-                    : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
-            const int64_t lo =
-                topo.is_shared(me)
-                    ? 0
-                    : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, s).lo;
-            if (!locator.locate(s, me, t - lo, &ref)) {
-                *why = "must match shared rank " + std::to_string(s) +
-                       "'s epSendCounts, got no row for token " + std::to_string(t);
-                return false;
-            }
+        if (rows.has_shared() && !rows.shared(t, &ref, &shared_rank)) {
+            *why = "must match shared rank " + std::to_string(shared_rank) +
+                   "'s epSendCounts, got no row for token " + std::to_string(t);
+            return false;
         }
     }
     return true;
 }
 
-void reduce_tokens(const CombineOp& op, const RowLocator& locator, Scratch& s) {
-    const MoeConfig& c = op.config;
-    const Topology topo{
-        c.ep_world_size, c.shared_expert_rank_num, c.moe_expert_num, c.local_moe_expert_num()};
-    const int64_t me = c.ep_rank_id;
+// x[t] = rne(Σ_k row(t,k)·w[t,k] (+ shared row)) in binary32, k in order (SPEC §4.3).
+void reduce_tokens(const CombineOp& op,
+                   const RowLocator& locator,
+                   const TokenRows& rows,
+                   Scratch& s) {
     const int64_t hidden = op.hidden;
     RowRef ref;
+    int64_t expert = 0, index = 0, shared_rank = 0;
     for (int64_t t = 0; t < op.num_tokens; ++t) {
         std::fill(s.acc.begin(), s.acc.end(), 0.0f);
         for (int64_t k = 0; k < op.top_k; ++k) {
-            const int64_t expert = load2<int32_t>(op.in.expert_ids, t, k);
-            const int64_t index = load1<int32_t>(op.in.expand_idx, t * op.top_k + k);
-            locator.locate(topo.rank_of_expert(expert),
-                           topo.local_index(expert) * c.ep_world_size + me,
-                           index,
-                           &ref);
+            rows.entry(t, k, &ref, &expert, &index);
             const float weight = load2<float>(op.in.expert_scales, t, k);
             if (locator.direct()) {
                 locator.accumulate_direct(ref, weight, s.acc.data());
-                continue;
+            } else {
+                locator.load(ref, s.row.data(), s.peer_row.data());
+                quant::accumulate_weighted(s.acc.data(), s.row.data(), weight, hidden);
             }
-            locator.load(ref, s.row.data(), s.peer_row.data());
-            quant::accumulate_weighted(s.acc.data(), s.row.data(), weight, hidden);
         }
-        if (c.shared_expert_rank_num > 0) {
-            const int64_t sr =
-                topo.is_shared(me)
-                    ? me
-                    : shared_rank_of_token(me, op.num_tokens, c.shared_expert_rank_num, t);
-            const int64_t lo =
-                topo.is_shared(me)
-                    ? 0
-                    : shared_chunk(me, op.num_tokens, c.shared_expert_rank_num, sr).lo;
-            locator.locate(sr, me, t - lo, &ref);
+        if (rows.has_shared()) {
+            rows.shared(t, &ref, &shared_rank);
             if (locator.direct()) {
-                locator.accumulate_direct(
-                    ref, 1.0f, s.acc.data());  // fl32(v * 1) = v: the same sum
+                locator.accumulate_direct(ref, 1.0f, s.acc.data());  // fl32(v · 1) = v
             } else {
                 locator.load(ref, s.row.data(), s.peer_row.data());
                 quant::accumulate(s.acc.data(), s.row.data(), hidden);
@@ -234,13 +245,14 @@ Status run_combine(const CombineOp& op) {
             // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
             // verdict travels with its departure.
             RowLocator locator(op, rounds);
+            TokenRows rows(op, locator);
             std::string why;
-            if (!locate_all(op, locator, &why)) {
+            if (!locate_all(op, rows, &why)) {
                 verdict = {Code::kRuntime,
                            "expertIds/expandIdx of rank " + std::to_string(op.config.ep_rank_id) +
                                " of '" + rounds.ep_group().name() + "' " + why};
             } else {
-                reduce_tokens(op, locator, s);
+                reduce_tokens(op, locator, rows, s);
             }
         }
     } catch (const std::exception& e) {

@@ -120,6 +120,25 @@ Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_
     return Status::Ok();
 }
 
+// K in [1, E], BS <= maxBs (globalBs != 0), and A (T·A inside int32).
+Status check_tokens(
+    const MoeConfig& config, int64_t bs, int64_t top_k, const char* bs_name, int64_t* capacity) {
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
+                    Code::kInnerTiling,
+                    "K (expertIds dim 1)",
+                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
+                    std::to_string(top_k));
+    if (config.global_bs != 0) {
+        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
+                        Code::kInnerTiling,
+                        bs_name,
+                        "<= maxBs = globalBs / epWorldSize = " +
+                            std::to_string(config.global_bs / config.ep_world_size),
+                        std::to_string(bs));
+    }
+    return check_capacity(config, bs, top_k, capacity);
+}
+
 Status check_communicators(const MoeConfig& config,
                            const Communicator& ep,
                            const std::optional<Communicator>& tp) {
@@ -213,19 +232,8 @@ Status prepare_dispatch(const MoeConfig& config,
                     "expertIds dim 0",
                     "BS = " + std::to_string(bs),
                     std::to_string(in.expert_ids.dim(0)));
-    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
-                    Code::kInnerTiling,
-                    "K (expertIds dim 1)",
-                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
-                    std::to_string(top_k));
-    if (config.global_bs != 0) {
-        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
-                        Code::kInnerTiling,
-                        "BS (x dim 0)",
-                        "<= maxBs = globalBs / epWorldSize = " +
-                            std::to_string(config.global_bs / config.ep_world_size),
-                        std::to_string(bs));
-    }
+    int64_t capacity = 0;
+    MOEDIST_TRY(check_tokens(config, bs, top_k, "BS (x dim 0)", &capacity));
     if (in.scales) {
         MOEDIST_REQUIRE(
             quantizing, Code::kInnerTiling, "scales", "nullptr when quantMode = 0", "a tensor");
@@ -245,8 +253,6 @@ Status prepare_dispatch(const MoeConfig& config,
                         "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                         shape_of(*in.expert_scales));
     }
-    int64_t capacity = 0;
-    MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
     MOEDIST_TRY(check_rank(out.expand_x, "expandX", 2));
     MOEDIST_REQUIRE(
         out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden,
@@ -311,21 +317,8 @@ Status prepare_combine(const MoeConfig& config,
     const int64_t hidden = in.expand_x.dim(1);
     MOEDIST_REQUIRE(
         hidden >= 1, Code::kInnerTiling, "H (expandX dim 1)", ">= 1", std::to_string(hidden));
-    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
-                    Code::kInnerTiling,
-                    "K (expertIds dim 1)",
-                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
-                    std::to_string(top_k));
-    if (config.global_bs != 0) {
-        MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
-                        Code::kInnerTiling,
-                        "BS (expertIds dim 0)",
-                        "<= maxBs = globalBs / epWorldSize = " +
-                            std::to_string(config.global_bs / config.ep_world_size),
-                        std::to_string(bs));
-    }
     int64_t capacity = 0;
-    MOEDIST_TRY(check_capacity(config, bs, top_k, &capacity));
+    MOEDIST_TRY(check_tokens(config, bs, top_k, "BS (expertIds dim 0)", &capacity));
     MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity,
                     Code::kInnerTiling,
                     "expandX dim 0",
