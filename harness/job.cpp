@@ -14,6 +14,7 @@
 #include "aclnnop/aclnn_moe_distribute_combine.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch.h"
 #include "quant/float_bits.hpp"
+#include "quant/fp8.hpp"
 
 namespace moedist::harness {
 namespace {
@@ -56,7 +57,9 @@ struct Layout {
 
 // One global rank's moedist-side buffers.
 struct RankBuffers {
-    std::vector<uint16_t> x_storage;
+    std::vector<uint16_t> x_storage;     // fp16/bf16 x
+    std::vector<uint8_t> x8_storage;     // pre-quantized x
+    std::vector<uint8_t> dynamic_bytes;  // MX scale bytes
     TensorView x;
     std::vector<int32_t> expert_ids;
     std::vector<float> scales;
@@ -102,6 +105,21 @@ struct AclTensors {
                 break;
             case DType::kInt8:
                 dtype = ACL_INT8;
+                break;
+            case DType::kUInt8:
+                dtype = ACL_UINT8;
+                break;
+            case DType::kFp8E4M3:
+                dtype = ACL_FLOAT8_E4M3FN;
+                break;
+            case DType::kFp8E5M2:
+                dtype = ACL_FLOAT8_E5M2;
+                break;
+            case DType::kHiFloat8:
+                dtype = ACL_HIFLOAT8;
+                break;
+            case DType::kE8M0:
+                dtype = ACL_FLOAT8_E8M0;
                 break;
             case DType::kInt32:
                 dtype = ACL_INT32;
@@ -177,25 +195,78 @@ std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, 
     return ids;
 }
 
+// Columns of dynamicScales per row: 1 (pre-quantized x, per-token), ⌈H/128⌉ (per-group), the
+// even MX block count (MX bytes), 0 when the mode makes no scales.
+int64_t scale_columns(const JobSpec& spec, int64_t H) {
+    if (spec.quant_mode == 2 || (spec.quant_mode == 0 && spec.pre_quantized)) return 1;
+    if (spec.quant_mode == 3) return (H + 127) / 128;
+    if (spec.quant_mode == 4) return 2 * (((H + 31) / 32 + 1) / 2);
+    return 0;
+}
+
+float decode8(DType dtype, uint8_t code) {
+    switch (dtype) {
+        case DType::kFp8E4M3:
+            return quant::fp8_e4m3_to_f32(code);
+        case DType::kFp8E5M2:
+            return quant::fp8_e5m2_to_f32(code);
+        case DType::kHiFloat8:
+            return quant::hifloat8_to_f32(code);
+        default:
+            return static_cast<float>(static_cast<int8_t>(code));
+    }
+}
+
+uint8_t encode8(DType dtype, float v) {
+    switch (dtype) {
+        case DType::kFp8E4M3:
+            return quant::f32_to_fp8_e4m3(v);
+        case DType::kFp8E5M2:
+            return quant::f32_to_fp8_e5m2(v);
+        default:
+            return quant::f32_to_hifloat8(v);
+    }
+}
+
+// A rank's received rows as the expert stage reads them.
+struct Received {
+    const uint8_t* expand_x;
+    const float* scales;       // fp32 scales per row (× columns), or null
+    const uint8_t* mx_scales;  // MX scale bytes per row (× columns), or null
+    const int32_t* ep_recv_counts;
+    const int32_t* tp_recv_counts;
+};
+
+// Element h of row `row`, dequantized as its mode says.
+float dequantize(const JobSpec& spec, int64_t H, const Received& r, int64_t row, int64_t h) {
+    const DType dtype = expand_dtype(spec);
+    if (dtype_size(dtype) == 2) {
+        uint16_t bits;
+        std::memcpy(&bits, r.expand_x + (row * H + h) * 2, 2);
+        return from_bits(dtype, bits);
+    }
+    const float q = decode8(dtype, r.expand_x[row * H + h]);
+    const int64_t columns = scale_columns(spec, H);
+    float scale = 1.0f;  // static quantization: the quantized value itself
+    if (spec.quant_mode == 2 || spec.quant_mode == 0) scale = r.scales[row];
+    if (spec.quant_mode == 3) scale = r.scales[row * columns + h / 128];
+    if (spec.quant_mode == 4) scale = quant::e8m0_to_f32(r.mx_scales[row * columns + h / 32]);
+    const float product = q * scale;
+    return product;
+}
+
 // The expert stage: a deterministic function of the row, its global expert id and the TP rank.
-void run_experts(const JobSpec& spec,
-                 const Layout& lay,
-                 int g,
-                 const uint8_t* expand_x,
-                 const float* dynamic_scales,
-                 const int32_t* ep_recv_counts,
-                 const int32_t* tp_recv_counts,
-                 uint16_t* out) {
+void run_experts(const JobSpec& spec, const Layout& lay, int g, const Received& r, uint16_t* out) {
     const int ep = lay.ep_of(g);
     const int tp = lay.tp_of(g);
     const int local = lay.local_experts(ep);
-    const int64_t own = lay.T == 2 ? tp_recv_counts[tp] : ep_recv_counts[local * lay.W - 1];
-    const int64_t total = lay.T == 2 ? own + tp_recv_counts[1 - tp] : own;
+    const int64_t own = lay.T == 2 ? r.tp_recv_counts[tp] : r.ep_recv_counts[local * lay.W - 1];
+    const int64_t total = lay.T == 2 ? own + r.tp_recv_counts[1 - tp] : own;
     const int64_t H = lay.H;
     int le = 0;
     for (int64_t row = 0; row < total; ++row) {
         if (row < own) {
-            while (le + 1 < local && row >= ep_recv_counts[le * lay.W + lay.W - 1]) ++le;
+            while (le + 1 < local && row >= r.ep_recv_counts[le * lay.W + lay.W - 1]) ++le;
         } else {
             le = 0;  // peer rows: T == 2 has L == 1
         }
@@ -204,15 +275,7 @@ void run_experts(const JobSpec& spec,
             (0.5f + static_cast<float>(expert % 13) / 16.0f) * (tp == 0 ? 0.75f : 0.25f);
         const float beta = static_cast<float>(expert % 5 - 2) / 8.0f;
         for (int64_t h = 0; h < H; ++h) {
-            float v;
-            if (spec.quant_mode == 0) {
-                uint16_t bits;
-                std::memcpy(&bits, expand_x + (row * H + h) * 2, 2);
-                v = from_bits(spec.dtype, bits);
-            } else {
-                const float q = static_cast<float>(static_cast<int8_t>(expand_x[row * H + h]));
-                v = q * dynamic_scales[row];
-            }
+            const float v = dequantize(spec, H, r, row, h);
             const float scaled = v * alpha;
             out[row * H + h] = to_bits(spec.dtype, scaled + beta);
         }
@@ -233,6 +296,10 @@ std::string JobSpec::describe() const {
     out << "W" << ep_world_size << "_T" << tp_size << "_S" << shared_rank_num << "_E"
         << moe_expert_num << "_K" << top_k << "_H" << hidden << "_BS" << tokens
         << (uneven_bs ? "u" : "") << "_" << dtype_name(dtype) << "_q" << quant_mode
+        << (quant_mode != 0 || pre_quantized ? std::string("_") + dtype_name(target)
+                                             : std::string())
+        << (pre_quantized ? "_pre" : "")
+        << (quant_mode == 1 ? "_s" + std::to_string(static_scales) : std::string())
         << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
         << expert_token_nums_type << (c_api ? "_capi" : "");
@@ -240,6 +307,11 @@ std::string JobSpec::describe() const {
 }
 
 void PrintTo(const JobSpec& spec, std::ostream* out) { *out << spec.describe(); }
+
+DType expand_dtype(const JobSpec& spec) {
+    if (spec.quant_mode == 0) return spec.pre_quantized ? spec.target : spec.dtype;
+    return spec.target;
+}
 
 std::string spec_error(const JobSpec& s) {
     if (s.ep_world_size < 1) return "--ranks must be >= 1";
@@ -255,7 +327,19 @@ std::string spec_error(const JobSpec& s) {
     if (s.top_k < 1 || s.top_k > s.moe_expert_num) return "--topk must be in [1, experts]";
     if (s.hidden < 1) return "--hidden must be >= 1";
     if (s.tokens < 0) return "--tokens must be >= 0";
-    if (s.quant_mode != 0 && s.quant_mode != 2) return "--quant must be none or int8";
+    if (s.quant_mode < 0 || s.quant_mode > 4) return "quant mode must be in [0, 4]";
+    const bool fp8 = s.target == DType::kFp8E4M3 || s.target == DType::kFp8E5M2;
+    if (s.quant_mode == 0 && s.pre_quantized && !(fp8 || s.target == DType::kHiFloat8)) {
+        return "a pre-quantized x must be fp8 e4m3, e5m2 or hifloat8";
+    }
+    if (s.quant_mode == 1 &&
+        !(s.target == DType::kInt8 || (s.target == DType::kHiFloat8 && s.static_scales == 1))) {
+        return "static quantization targets int8 (any scales) or hifloat8 (one scale)";
+    }
+    if (s.quant_mode == 2 && !(fp8 || s.target == DType::kInt8)) {
+        return "per-token quantization targets int8 or fp8";
+    }
+    if (s.quant_mode >= 3 && !fp8) return "per-group and MX quantization target fp8";
     if (s.comm_quant_mode != 0 && s.comm_quant_mode != 2) return "comm quant mode must be 0 or 2";
     return {};
 }
@@ -307,7 +391,8 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     lay.global_bs = (spec.uneven_bs || !spec.global_bs_zero) ? spec.tokens * spec.ep_world_size : 0;
     const int ranks = lay.ranks();
     const int64_t H = lay.H;
-    const std::size_t out_elem = spec.quant_mode == 0 ? 2 : 1;
+    const std::size_t out_elem = dtype_size(expand_dtype(spec));
+    const int64_t scale_cols = scale_columns(spec, H);
     moedist_ref::JobConfig& cfg = st.cfg;
     std::vector<moedist_ref::RankInput>& inputs = st.inputs;
     std::vector<RankBuffers>& buf = st.buf;
@@ -320,9 +405,27 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     cfg.hidden = lay.H;
     cfg.global_bs = lay.global_bs;
     cfg.quant_mode = spec.quant_mode;
-    cfg.x_elem =
-        spec.dtype == DType::kBFloat16 ? moedist_ref::Elem::kBFloat16 : moedist_ref::Elem::kFloat16;
-    cfg.has_smooth_scales = spec.smooth_scales && spec.quant_mode != 0;
+    auto elem = [](DType d) {
+        switch (d) {
+            case DType::kBFloat16:
+                return moedist_ref::Elem::kBFloat16;
+            case DType::kFloat16:
+                return moedist_ref::Elem::kFloat16;
+            case DType::kInt8:
+                return moedist_ref::Elem::kInt8;
+            case DType::kFp8E4M3:
+                return moedist_ref::Elem::kFp8E4M3;
+            case DType::kFp8E5M2:
+                return moedist_ref::Elem::kFp8E5M2;
+            default:
+                return moedist_ref::Elem::kHiFloat8;
+        }
+    };
+    cfg.x_elem = elem(spec.pre_quantized ? spec.target : spec.dtype);
+    cfg.expand_elem = elem(expand_dtype(spec));
+    cfg.combine_elem = elem(spec.dtype);
+    cfg.static_scales = spec.quant_mode == 1 ? spec.static_scales : 0;
+    cfg.has_smooth_scales = spec.smooth_scales && (spec.quant_mode == 2 || spec.quant_mode == 3);
     cfg.has_expert_scales = spec.expand_scales;
     cfg.expert_token_nums_type = spec.expert_token_nums_type;
     cfg.comm_quant_mode = spec.comm_quant_mode;
@@ -343,15 +446,22 @@ Job::Job(const JobSpec& spec) : state_(new State) {
             if (g == 0) bs = spec.tokens;
         }
         in.num_tokens = bs;
-        in.x.resize(static_cast<std::size_t>(bs * H));
         for (int64_t t = 0; t < bs; ++t) {
             for (int64_t h = 0; h < H; ++h) {
                 const double u = unit(spec.seed,
                                       static_cast<uint64_t>(g),
                                       static_cast<uint64_t>(t),
                                       static_cast<uint64_t>(h));
-                in.x[static_cast<std::size_t>(t * H + h)] =
-                    to_bits(spec.dtype, static_cast<float>(u * 8.0 - 4.0));
+                const auto v = static_cast<float>(u * 8.0 - 4.0);
+                if (spec.pre_quantized) {
+                    in.x8.push_back(encode8(spec.target, v));
+                } else {
+                    in.x.push_back(to_bits(spec.dtype, v));
+                }
+            }
+            if (spec.pre_quantized) {
+                in.x_scales.push_back(static_cast<float>(
+                    0.01 + unit(spec.seed, 9, static_cast<uint64_t>(g), static_cast<uint64_t>(t))));
             }
         }
         for (int64_t t = 0; t < bs; ++t) {
@@ -365,11 +475,21 @@ Job::Job(const JobSpec& spec) : state_(new State) {
                                                          static_cast<uint64_t>(k))));
             }
         }
+        const int64_t expert_rows = lay.E + (lay.S > 0 ? 1 : 0);
         if (cfg.has_smooth_scales) {
-            const int64_t rows = lay.E + (lay.S > 0 ? 1 : 0);
-            for (int64_t r = 0; r < rows * H; ++r) {
+            for (int64_t r = 0; r < expert_rows * H; ++r) {
                 in.scales.push_back(static_cast<float>(
                     0.5 + unit(spec.seed, 5, static_cast<uint64_t>(g), static_cast<uint64_t>(r))));
+            }
+        }
+        if (spec.quant_mode == 1) {  // int8: |x·s| reaches 4·40, so some values saturate
+            const int64_t n =
+                spec.static_scales == 1 ? 1 : (spec.static_scales == 2 ? H : expert_rows * H);
+            const bool int8 = spec.target == DType::kInt8;
+            for (int64_t r = 0; r < n; ++r) {
+                const double u =
+                    unit(spec.seed, 6, static_cast<uint64_t>(g), static_cast<uint64_t>(r));
+                in.scales.push_back(static_cast<float>(int8 ? 5.0 + 35.0 * u : 0.5 + u));
             }
         }
 
@@ -377,27 +497,41 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         const int64_t row_stride = spec.strided_x ? 2 * H + 3 : H;
         const int64_t col_stride = spec.strided_x ? 2 : 1;
         const int64_t offset = spec.strided_x ? 5 : 0;
-        b.x_storage.assign(static_cast<std::size_t>(offset + bs * row_stride + 1), 0x7E00);
+        const auto storage_elems = static_cast<std::size_t>(offset + bs * row_stride + 1);
+        if (spec.pre_quantized) {
+            b.x8_storage.assign(storage_elems, 0x7F);
+        } else {
+            b.x_storage.assign(storage_elems, 0x7E00);
+        }
         for (int64_t t = 0; t < bs; ++t) {
             for (int64_t h = 0; h < H; ++h) {
-                b.x_storage[static_cast<std::size_t>(offset + t * row_stride + h * col_stride)] =
-                    in.x[static_cast<std::size_t>(t * H + h)];
+                const auto at = static_cast<std::size_t>(offset + t * row_stride + h * col_stride);
+                const auto from = static_cast<std::size_t>(t * H + h);
+                if (spec.pre_quantized) {
+                    b.x8_storage[at] = in.x8[from];
+                } else {
+                    b.x_storage[at] = in.x[from];
+                }
             }
         }
-        b.x.data = b.x_storage.data() + offset;
-        b.x.dtype = spec.dtype;
+        b.x.data = spec.pre_quantized ? static_cast<void*>(b.x8_storage.data() + offset)
+                                      : static_cast<void*>(b.x_storage.data() + offset);
+        b.x.dtype = spec.pre_quantized ? spec.target : spec.dtype;
         b.x.ndim = 2;
         b.x.shape = {bs, H, 0, 0};
         b.x.strides = {row_stride, col_stride, 0, 0};
         b.expert_ids = in.expert_ids;
-        b.scales = in.scales;
+        b.scales = spec.pre_quantized ? in.x_scales : in.scales;
         b.expert_scales = in.expert_scales;
 
         const int64_t capacity =
             moedist_ref::capacity_rows(cfg, ep, lay.global_bs == 0 ? bs : lay.global_bs / lay.W);
         b.rows = lay.T * capacity + spec.extra_rows;
         b.expand_x.assign(static_cast<std::size_t>(b.rows * H) * out_elem, kGarbage);
-        b.dynamic_scales.assign(static_cast<std::size_t>(b.rows), -7.0f);
+        const auto scale_elems =
+            static_cast<std::size_t>(b.rows * std::max<int64_t>(scale_cols, 1));
+        b.dynamic_scales.assign(scale_elems, -7.0f);
+        b.dynamic_bytes.assign(scale_elems, kGarbage);
         b.expand_idx.assign(static_cast<std::size_t>(bs * lay.K), kSentinel);
         b.expert_token_nums.assign(static_cast<std::size_t>(lay.local_experts(ep)), -1);
         b.ep_recv_counts.assign(
@@ -464,18 +598,32 @@ void Job::State::rank_main(int g) {
     DispatchInputs& in = din[static_cast<std::size_t>(g)];
     in.x = b.x;
     in.expert_ids = TensorView::contiguous(b.expert_ids.data(), DType::kInt32, {bs, lay.K});
-    if (!b.scales.empty())
+    const int64_t expert_rows = lay.E + (lay.S > 0 ? 1 : 0);
+    if (spec.pre_quantized) {
+        in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {bs});
+    } else if (spec.quant_mode == 1 && spec.static_scales != 3) {
         in.scales = TensorView::contiguous(
-            b.scales.data(), DType::kFloat32, {lay.E + (lay.S > 0 ? 1 : 0), H});
+            b.scales.data(), DType::kFloat32, {spec.static_scales == 1 ? 1 : H});
+    } else if (!b.scales.empty()) {
+        in.scales = TensorView::contiguous(b.scales.data(), DType::kFloat32, {expert_rows, H});
+    }
     if (spec.expand_scales)
         in.expert_scales =
             TensorView::contiguous(b.expert_scales.data(), DType::kFloat32, {bs, lay.K});
     DispatchOutputs& out = dout[static_cast<std::size_t>(g)];
-    out.expand_x = TensorView::contiguous(
-        b.expand_x.data(), spec.quant_mode == 0 ? spec.dtype : DType::kInt8, {b.rows, H});
-    if (spec.quant_mode != 0)
+    out.expand_x = TensorView::contiguous(b.expand_x.data(), expand_dtype(spec), {b.rows, H});
+    const int64_t scale_cols = scale_columns(spec, H);
+    if (spec.quant_mode == 4) {  // E8M0 or plain uint8: both are accepted
+        out.dynamic_scales = TensorView::contiguous(b.dynamic_bytes.data(),
+                                                    spec.seed % 2 ? DType::kE8M0 : DType::kUInt8,
+                                                    {b.rows, scale_cols});
+    } else if (spec.quant_mode == 3) {
+        out.dynamic_scales =
+            TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows, scale_cols});
+    } else if (scale_cols == 1) {
         out.dynamic_scales =
             TensorView::contiguous(b.dynamic_scales.data(), DType::kFloat32, {b.rows});
+    }
     out.expand_idx = TensorView::contiguous(b.expand_idx.data(), DType::kInt32, {bs * lay.K});
     out.expert_token_nums =
         TensorView::contiguous(b.expert_token_nums.data(),
@@ -494,8 +642,15 @@ void Job::State::rank_main(int g) {
                                                    {static_cast<int64_t>(b.expand_scales.size())});
     if (spec.c_api) {
         auto t = std::make_unique<AclTensors>();
-        const int64_t x_offset = static_cast<const uint16_t*>(b.x.data) - b.x_storage.data();
-        t->x = t->make(b.x, b.x_storage.data(), x_offset, static_cast<int64_t>(b.x_storage.size()));
+        if (spec.pre_quantized) {
+            const int64_t x_offset = static_cast<const uint8_t*>(b.x.data) - b.x8_storage.data();
+            t->x = t->make(
+                b.x, b.x8_storage.data(), x_offset, static_cast<int64_t>(b.x8_storage.size()));
+        } else {
+            const int64_t x_offset = static_cast<const uint16_t*>(b.x.data) - b.x_storage.data();
+            t->x = t->make(
+                b.x, b.x_storage.data(), x_offset, static_cast<int64_t>(b.x_storage.size()));
+        }
         t->expert_ids = t->make(in.expert_ids);
         if (in.scales) t->scales = t->make(*in.scales);
         if (in.expert_scales) t->expert_scales = t->make(*in.expert_scales);
@@ -635,14 +790,12 @@ void Job::State::run_step(int g) {
     pt.d1 = std::chrono::steady_clock::now();
     ranks_sync->arrive_and_wait();  // each phase is timed alone, not overlapped with experts
     if (b.status.ok()) {
-        run_experts(spec,
-                    lay,
-                    g,
-                    b.expand_x.data(),
-                    b.dynamic_scales.data(),
-                    b.ep_recv_counts.data(),
-                    b.tp_recv_counts.data(),
-                    b.expert_out.data());
+        const Received received{b.expand_x.data(),
+                                b.dynamic_scales.data(),
+                                b.dynamic_bytes.data(),
+                                b.ep_recv_counts.data(),
+                                b.tp_recv_counts.data()};
+        run_experts(spec, lay, g, received, b.expert_out.data());
     }
     CombineInputs cin;
     cin.expand_x = TensorView::contiguous(b.expert_out.data(), spec.dtype, {b.rows, lay.H});
@@ -753,7 +906,7 @@ JobReport Job::check(bool with_reference) const {
     const int ranks = lay.ranks();
     const int64_t H = lay.H;
     const std::size_t x_elem = 2;
-    const std::size_t out_elem = spec.quant_mode == 0 ? 2 : 1;
+    const std::size_t out_elem = dtype_size(expand_dtype(spec));
     const bool check = with_reference;
     if (Status st = status(); !st.ok()) {
         report.ok = false;
@@ -814,7 +967,16 @@ JobReport Job::check(bool with_reference) const {
                     ")");
             }
         }
-        if (spec.quant_mode != 0) {
+        const int64_t scale_cols = scale_columns(spec, H);
+        if (spec.quant_mode == 4) {
+            for (std::size_t i = 0; i < b.dynamic_bytes.size() && report.ok; ++i) {
+                const uint8_t wv = i < w.dynamic_scale_bytes.size() ? w.dynamic_scale_bytes[i] : 0;
+                if (b.dynamic_bytes[i] != wv) {
+                    fail(mismatch(
+                        g, "dynamicScales byte", static_cast<int64_t>(i), b.dynamic_bytes[i], wv));
+                }
+            }
+        } else if (scale_cols > 0) {
             for (std::size_t i = 0; i < b.dynamic_scales.size() && report.ok; ++i) {
                 const float wv = i < w.dynamic_scales.size() ? w.dynamic_scales[i] : 0.0f;
                 if (std::memcmp(&b.dynamic_scales[i], &wv, 4) != 0)
@@ -860,14 +1022,12 @@ JobReport Job::check(bool with_reference) const {
         // The reference's expert outputs from the reference's own dispatch.
         auto& eo = ref_expert_out[static_cast<std::size_t>(g)];
         eo.assign(static_cast<std::size_t>(w.expand_x.size() / out_elem), 0);
-        run_experts(spec,
-                    lay,
-                    g,
-                    w.expand_x.data(),
-                    w.dynamic_scales.data(),
-                    w.ep_recv_counts.data(),
-                    w.tp_recv_counts.empty() ? nullptr : w.tp_recv_counts.data(),
-                    eo.data());
+        const Received received{w.expand_x.data(),
+                                w.dynamic_scales.data(),
+                                w.dynamic_scale_bytes.data(),
+                                w.ep_recv_counts.data(),
+                                w.tp_recv_counts.empty() ? nullptr : w.tp_recv_counts.data()};
+        run_experts(spec, lay, g, received, eo.data());
         (void)ep;
     }
     if (!report.ok) return report;

@@ -28,7 +28,11 @@ struct JobSpec {
     bool uneven_bs = false;      // BS differs per rank (some ranks get 0); globalBs = maxBs·W
     bool global_bs_zero = true;  // globalBs = 0 (only with equal BS)
     DType dtype = DType::kBFloat16;
-    int quant_mode = 0;  // 0 or 2 (int8)
+    int quant_mode = 0;           // SPEC §5: 0 (none or pre-quantized x), 1 static, 2 per-token,
+                                  // 3 per-group, 4 MX
+    DType target = DType::kInt8;  // expandX dtype when quantizing; the 8-bit x with pre_quantized
+    bool pre_quantized = false;   // quant_mode 0 with an 8-bit x (format `target`) and its scales
+    int static_scales = 1;        // quant_mode 1 scales: 1 = (1,), 2 = (H,), 3 = (E[+1], H)
     bool smooth_scales = false;
     bool expand_scales = true;  // pass expertScales to dispatch and ask for expandScales
     int expert_token_nums_type = 0;
@@ -95,6 +99,9 @@ JobReport run_job(const JobSpec& spec,
 
 // GoogleTest prints a spec by its description.
 void PrintTo(const JobSpec& spec, std::ostream* out);
+
+// expandX's dtype for a spec.
+DType expand_dtype(const JobSpec& spec);
 
 // Rejects specs the generic profile would reject, with a one-line reason.
 std::string spec_error(const JobSpec& spec);

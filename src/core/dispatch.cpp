@@ -18,6 +18,7 @@
 //
 // Every row is written once, by the receiver, straight from the sender's x (quantized on the
 // way when the mode asks); the TP peer block is filled the same way from the peer's EP group.
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -28,6 +29,7 @@
 #include "core/plan.hpp"
 #include "core/records.hpp"
 #include "core/tensor_access.hpp"
+#include "quant/dispatch_quant.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/env.hpp"
 #include "util/float_env.hpp"
@@ -41,6 +43,7 @@ struct Scratch {
     ReceiveLayout own_layout;
     ReceiveLayout peer_layout;
     std::vector<float> row;
+    std::vector<uint8_t> bytes;  // a quantized row, when expandX's columns are strided
 };
 
 // Per rank thread; reused across calls, so a steady shape allocates nothing after its first call.
@@ -125,8 +128,11 @@ Status check_group(const DispatchOp& op,
 
 class RowFiller {
 public:
-    RowFiller(const DispatchOp& op, const Topology& topo, std::vector<float>* row)
-        : op_(op), topo_(topo), row_(row) {
+    RowFiller(const DispatchOp& op,
+              const Topology& topo,
+              std::vector<float>* row,
+              std::vector<uint8_t>* bytes)
+        : op_(op), topo_(topo), row_(row), bytes_(bytes) {
         row_->resize(static_cast<std::size_t>(op.hidden));
         write_expand_scales_ = op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
         const TensorView& out = op.out.expand_x;
@@ -154,7 +160,7 @@ public:
                         tokens = shared_chunk(src, rec.num_tokens, topo_.shared_rank_num, dst);
                     }
                     for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
-                        copy_row(rec, t, row, /*smooth_row=*/0);
+                        copy_row(rec, t, row, /*scale_row=*/0);
                         if (own && write_expand_scales_)
                             store1<float>(*op_.out.expand_scales, row, 1.0f);
                     }
@@ -162,13 +168,13 @@ public:
                 }
                 const int64_t expert = topo_.first_expert(dst) + le;
                 const SendPlan& plan = *rec.plan;
-                const int64_t smooth_row = expert + (topo_.shared_rank_num > 0 ? 1 : 0);
+                const int64_t scale_row = expert + (topo_.shared_rank_num > 0 ? 1 : 0);
                 for (int64_t i = plan.expert_begin[static_cast<std::size_t>(expert)];
                      i < plan.expert_begin[static_cast<std::size_t>(expert + 1)];
                      ++i, ++row) {
                     const int64_t flat = plan.entries_by_expert[static_cast<std::size_t>(i)];
                     const int64_t token = flat / plan.top_k;
-                    copy_row(rec, token, row, smooth_row);
+                    copy_row(rec, token, row, scale_row);
                     if (own && write_expand_scales_) {
                         const float weight =
                             load2<float>(rec.expert_scales, token, flat % plan.top_k);
@@ -180,10 +186,14 @@ public:
     }
 
 private:
-    void copy_row(const DispatchRecord& src, int64_t token, int64_t dst_row, int64_t smooth_row) {
+    // One row from the sender's x into expandX, converted as quantMode says (SPEC §5).
+    // `scale_row` is the row of a per-expert scales tensor: e + (S > 0) for MoE expert e, 0 for
+    // the shared expert.
+    void copy_row(const DispatchRecord& src, int64_t token, int64_t dst_row, int64_t scale_row) {
         const TensorView& out = op_.out.expand_x;
         const int64_t hidden = op_.hidden;
-        if (op_.config.quant_mode == 0) {
+        const int64_t mode = op_.config.quant_mode;
+        if (mode == 0) {  // a bit copy; a pre-quantized x carries its token's scale along
             const auto elem = dtype_size(out.dtype);
             if (src.x.stride(1) == 1 && out.stride(1) == 1) {
                 util::copy_bytes(element_ptr(out, dst_row, 0),
@@ -195,33 +205,82 @@ private:
                     std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
                 }
             }
+            if (elem == 1)
+                store1<float>(*op_.out.dynamic_scales, dst_row, load1<float>(src.scales, token));
             return;
         }
-        // quantMode 2, int8: quantized on the way from the sender's row into the output row.
         float* row = row_->data();
-        const float* smooth = nullptr;
-        int64_t smooth_stride = 1;
-        if (src.scales.data != nullptr) {
-            smooth = reinterpret_cast<const float*>(element_ptr(src.scales, smooth_row, 0));
-            smooth_stride = src.scales.stride(1);
+        if (mode == 2 && out.dtype == DType::kInt8) {  // the fused fast path
+            const float* smooth = nullptr;
+            int64_t smooth_stride = 1;
+            if (src.scales.data != nullptr) {
+                smooth = reinterpret_cast<const float*>(element_ptr(src.scales, scale_row, 0));
+                smooth_stride = src.scales.stride(1);
+            }
+            const float scale = quant::quantize_row_int8_from(
+                src.x.dtype,
+                element_ptr(src.x, token, 0),
+                src.x.stride(1),
+                smooth,
+                smooth_stride,
+                row,
+                reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
+                out.stride(1),
+                hidden,
+                streaming_);
+            store1<float>(*op_.out.dynamic_scales, dst_row, scale);
+            return;
         }
-        const float scale =
-            quant::quantize_row_int8_from(src.x.dtype,
-                                          element_ptr(src.x, token, 0),
-                                          src.x.stride(1),
-                                          smooth,
-                                          smooth_stride,
-                                          row,
-                                          reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
-                                          out.stride(1),
-                                          hidden,
-                                          streaming_);
-        store1<float>(*op_.out.dynamic_scales, dst_row, scale);
+        quant::load_row_f32(
+            src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), row, hidden);
+        const bool direct = out.stride(1) == 1;
+        uint8_t* q =
+            direct ? reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0)) : bytes_->data();
+        const TensorView& scales = src.scales;
+        if (mode == 1) {  // static: (1,), (H,) or (E[+1], H)
+            const bool per_expert = scales.ndim == 2;
+            const auto* s = reinterpret_cast<const float*>(
+                per_expert ? element_ptr(scales, scale_row, 0) : element_ptr(scales, 0));
+            const int64_t stride =
+                per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
+            quant::quantize_static(out.dtype, row, s, stride, q, hidden);
+        } else if (mode == 2 || mode == 3) {  // dynamic per token / per group of 128
+            if (scales.data != nullptr) {
+                const auto* smooth =
+                    reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
+                for (int64_t i = 0; i < hidden; ++i) row[i] = row[i] * smooth[i * scales.stride(1)];
+            }
+            const TensorView& dyn = *op_.out.dynamic_scales;
+            if (mode == 2) {
+                store1<float>(dyn, dst_row, quant::quantize_dynamic(out.dtype, row, q, hidden));
+            } else {
+                for (int64_t g = 0; g * 128 < hidden; ++g) {
+                    const int64_t n = std::min<int64_t>(128, hidden - g * 128);
+                    const float scale =
+                        quant::quantize_dynamic(out.dtype, row + g * 128, q + g * 128, n);
+                    std::memcpy(element_ptr(dyn, dst_row, g), &scale, sizeof(scale));
+                }
+            }
+        } else {  // MX: blocks of 32, one E8M0 byte each, an even count per row
+            const TensorView& dyn = *op_.out.dynamic_scales;
+            int64_t blocks = 0;
+            for (; blocks * 32 < hidden; ++blocks) {
+                const int64_t n = std::min<int64_t>(32, hidden - blocks * 32);
+                *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) =
+                    quant::quantize_mx(out.dtype, row + blocks * 32, q + blocks * 32, n);
+            }
+            if (blocks % 2 == 1) *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) = 0;
+        }
+        if (!direct) {
+            for (int64_t c = 0; c < hidden; ++c)
+                *reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, c)) = q[c];
+        }
     }
 
     const DispatchOp& op_;
     const Topology& topo_;
     std::vector<float>* row_;
+    std::vector<uint8_t>* bytes_;
     bool write_expand_scales_ = false;
     bool streaming_ = false;
 };
@@ -267,6 +326,12 @@ void write_counts(const DispatchOp& op,
     }
 }
 
+// Pre-quantized x (mode 0, 8-bit x) and modes 2, 3, 4 write dynamicScales.
+bool makes_dynamic_scales(const DispatchOp& op) {
+    return op.config.quant_mode >= 2 ||
+           (op.config.quant_mode == 0 && dtype_size(op.in.x.dtype) == 1);
+}
+
 // The single copy and every output; runs only after a successful verdict.
 void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
     auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
@@ -275,7 +340,7 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     build_layout(topo, rank, own, &s.own_layout);
     const int64_t own_rows = s.own_layout.total_rows;
     int64_t peer_rows = 0;
-    RowFiller filler(op, topo, &s.row);
+    RowFiller filler(op, topo, &s.row, &s.bytes);
     filler.fill(own, s.own_layout, 0, /*own=*/true);
     if (rounds.has_peer()) {
         build_layout(topo, rank, peer, &s.peer_layout);
@@ -287,8 +352,14 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     const int64_t used = own_rows + peer_rows;
     if (util::zero_padding()) {
         zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0), filler.streaming());
-        if (op.config.quant_mode != 0)
-            zero_elements(*op.out.dynamic_scales, used, op.out.dynamic_scales->dim(0));
+        if (makes_dynamic_scales(op)) {
+            const TensorView& dyn = *op.out.dynamic_scales;
+            if (dyn.ndim == 1) {
+                zero_elements(dyn, used, dyn.dim(0));
+            } else {
+                zero_rows(dyn, used, dyn.dim(0));
+            }
+        }
         if (op.out.expand_scales && op.in.expert_scales) {
             zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
         }
@@ -316,6 +387,7 @@ Status run_dispatch(const DispatchOp& op) {
                     &s.plan);
     // Every buffer the move needs is sized before arriving: after it nothing allocates.
     s.row.resize(static_cast<std::size_t>(op.hidden));
+    s.bytes.resize(static_cast<std::size_t>(op.hidden));
     s.own_layout.block_end.resize(
         static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
     s.peer_layout.block_end.resize(s.own_layout.block_end.size());

@@ -1,5 +1,11 @@
 // The first phase: every check that needs no peer, read top to bottom like the seed's
 // constraint list. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (SPEC §7).
+// GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC PR 105329) for several
+// messages built here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
 #include <climits>
 #include <sstream>
 #include <string>
@@ -139,6 +145,140 @@ Status check_tokens(
     return check_capacity(config, bs, top_k, capacity);
 }
 
+bool is_8bit_float(DType d) {
+    return d == DType::kFp8E4M3 || d == DType::kFp8E5M2 || d == DType::kHiFloat8;
+}
+
+// SPEC §5's table, dtypes: per quantMode the dtypes of x and expandX, and which of scales and
+// dynamicScales the mode needs.
+//   mode 0: expandX = x; x fp16/bf16 (scales null) or pre-quantized fp8/hifloat8 (scales (BS)
+//           fp32 required, dynamicScales fp32)
+//   mode 1: expandX int8 or hifloat8, scales required
+//   mode 2: expandX int8/fp8, smooth scales optional, dynamicScales fp32
+//   mode 3: expandX fp8, smooth scales optional, dynamicScales fp32
+//   mode 4: expandX fp8, scales null, dynamicScales uint8/e8m0
+Status check_quant_dtypes(const MoeConfig& config,
+                          const DispatchInputs& in,
+                          const DispatchOutputs& out) {
+    const int64_t mode = config.quant_mode;
+    const std::string when = "when quantMode = " + std::to_string(mode);
+    if (mode == 0) {
+        MOEDIST_TRY(check_dtype(in.x,
+                                "x",
+                                {DType::kFloat16,
+                                 DType::kBFloat16,
+                                 DType::kFp8E4M3,
+                                 DType::kFp8E5M2,
+                                 DType::kHiFloat8}));
+        MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {in.x.dtype}));
+    } else {
+        MOEDIST_TRY(check_dtype(in.x, "x", {DType::kFloat16, DType::kBFloat16}));
+        if (mode == 1)
+            MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {DType::kInt8, DType::kHiFloat8}));
+        if (mode == 2) {
+            MOEDIST_TRY(check_dtype(
+                out.expand_x, "expandX", {DType::kInt8, DType::kFp8E4M3, DType::kFp8E5M2}));
+        }
+        if (mode >= 3)
+            MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {DType::kFp8E4M3, DType::kFp8E5M2}));
+    }
+    const bool pre_quantized = mode == 0 && is_8bit_float(in.x.dtype);
+    if (pre_quantized || mode == 1) {
+        MOEDIST_REQUIRE(in.scales.has_value(),
+                        Code::kNullptr,
+                        "scales",
+                        pre_quantized ? "non-null for an fp8/hifloat8 x (its per-token scales)"
+                                      : "non-null " + when,
+                        "nullptr");
+    }
+    if (in.scales) MOEDIST_TRY(check_dtype(*in.scales, "scales", {DType::kFloat32}));
+    if (pre_quantized || mode >= 2) {
+        MOEDIST_REQUIRE(out.dynamic_scales.has_value(),
+                        Code::kNullptr,
+                        "dynamicScales",
+                        "non-null " + when + (pre_quantized ? " with an fp8/hifloat8 x" : ""),
+                        "nullptr");
+        if (mode == 4) {
+            MOEDIST_TRY(
+                check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kUInt8, DType::kE8M0}));
+        } else {
+            MOEDIST_TRY(check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kFloat32}));
+        }
+    }
+    return Status::Ok();
+}
+
+// SPEC §5's table, shapes of scales and dynamicScales (rows_needed = T·A).
+Status check_quant_shapes(const MoeConfig& config,
+                          const DispatchInputs& in,
+                          const DispatchOutputs& out,
+                          int64_t bs,
+                          int64_t hidden,
+                          int64_t rows_needed) {
+    const int64_t mode = config.quant_mode;
+    const bool pre_quantized = mode == 0 && is_8bit_float(in.x.dtype);
+    const int64_t expert_rows = config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
+    const std::string per_expert =
+        "(" + std::to_string(expert_rows) + ", " + std::to_string(hidden) + ")";
+    if (in.scales) {
+        const TensorView& s = *in.scales;
+        MOEDIST_REQUIRE(s.ndim >= 1 && s.ndim <= 2,
+                        Code::kInnerTiling,
+                        "scales dims",
+                        "1 or 2",
+                        std::to_string(s.ndim));
+        MOEDIST_TRY(check_rank(s, "scales", s.ndim));
+        if (mode == 0 && !pre_quantized) {
+            return fail(Code::kInnerTiling,
+                        "scales",
+                        "nullptr when quantMode = 0 and x is fp16/bf16",
+                        "a tensor");
+        } else if (pre_quantized) {
+            MOEDIST_REQUIRE(s.ndim == 1 && s.dim(0) == bs,
+                            Code::kInnerTiling,
+                            "scales shape",
+                            "(BS,) = (" + std::to_string(bs) + ",)",
+                            shape_of(s));
+        } else if (mode == 1 && out.expand_x.dtype == DType::kHiFloat8) {
+            MOEDIST_REQUIRE(s.ndim == 1 && s.dim(0) == 1,
+                            Code::kInnerTiling,
+                            "scales shape",
+                            "(1,) for a static hifloat8 expandX",
+                            shape_of(s));
+        } else if (mode == 1) {
+            const bool ok = (s.ndim == 1 && (s.dim(0) == 1 || s.dim(0) == hidden)) ||
+                            (s.ndim == 2 && s.dim(0) == expert_rows && s.dim(1) == hidden);
+            MOEDIST_REQUIRE(ok,
+                            Code::kInnerTiling,
+                            "scales shape",
+                            "(1,), (H,) = (" + std::to_string(hidden) + ",) or " + per_expert,
+                            shape_of(s));
+        } else if (mode == 4) {
+            return fail(Code::kInnerTiling, "scales", "nullptr when quantMode = 4", "a tensor");
+        } else {
+            MOEDIST_REQUIRE(s.ndim == 2 && s.dim(0) == expert_rows && s.dim(1) == hidden,
+                            Code::kInnerTiling,
+                            "scales shape",
+                            per_expert,
+                            shape_of(s));
+        }
+    }
+    if (pre_quantized || mode == 2) {
+        MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", rows_needed, "T*A"));
+    } else if (mode == 3 || mode == 4) {
+        const int64_t blocks =
+            mode == 3 ? (hidden + 127) / 128 : 2 * (((hidden + 31) / 32 + 1) / 2);
+        MOEDIST_TRY(check_rank(*out.dynamic_scales, "dynamicScales", 2));
+        MOEDIST_REQUIRE(
+            out.dynamic_scales->dim(0) >= rows_needed && out.dynamic_scales->dim(1) == blocks,
+            Code::kInnerTiling,
+            "dynamicScales shape",
+            "(>= T*A = " + std::to_string(rows_needed) + ", " + std::to_string(blocks) + ")",
+            shape_of(*out.dynamic_scales));
+    }
+    return Status::Ok();
+}
+
 Status check_communicators(const MoeConfig& config,
                            const Communicator& ep,
                            const std::optional<Communicator>& tp) {
@@ -188,24 +328,13 @@ Status prepare_dispatch(const MoeConfig& config,
                         DispatchOp* op) {
     MOEDIST_TRY(config.validate());
     MOEDIST_TRY(check_communicators(config, ep, tp));
-    const bool quantizing = config.quant_mode != 0;
     const int64_t T = config.tp_size();
 
-    // dtypes (161002)
-    MOEDIST_TRY(check_dtype(in.x, "x", {DType::kFloat16, DType::kBFloat16}));
+    // dtypes (161002; a missing scales or dynamicScales the mode needs: 161001)
+    MOEDIST_TRY(check_quant_dtypes(config, in, out));
     MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
-    if (in.scales) MOEDIST_TRY(check_dtype(*in.scales, "scales", {DType::kFloat32}));
     if (in.expert_scales)
         MOEDIST_TRY(check_dtype(*in.expert_scales, "expertScales", {DType::kFloat32}));
-    MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {quantizing ? DType::kInt8 : in.x.dtype}));
-    if (quantizing) {
-        MOEDIST_REQUIRE(out.dynamic_scales.has_value(),
-                        Code::kNullptr,
-                        "dynamicScales",
-                        "non-null when quantMode = 2",
-                        "nullptr");
-        MOEDIST_TRY(check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kFloat32}));
-    }
     MOEDIST_TRY(check_dtype(out.expand_idx, "expandIdx", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(out.expert_token_nums, "expertTokenNums", {DType::kInt64}));
     MOEDIST_TRY(check_dtype(out.ep_recv_counts, "epRecvCounts", {DType::kInt32}));
@@ -234,17 +363,7 @@ Status prepare_dispatch(const MoeConfig& config,
                     std::to_string(in.expert_ids.dim(0)));
     int64_t capacity = 0;
     MOEDIST_TRY(check_tokens(config, bs, top_k, "BS (x dim 0)", &capacity));
-    if (in.scales) {
-        MOEDIST_REQUIRE(
-            quantizing, Code::kInnerTiling, "scales", "nullptr when quantMode = 0", "a tensor");
-        const int64_t rows = config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
-        MOEDIST_TRY(check_rank(*in.scales, "scales", 2));
-        MOEDIST_REQUIRE(in.scales->dim(0) == rows && in.scales->dim(1) == hidden,
-                        Code::kInnerTiling,
-                        "scales shape",
-                        "(" + std::to_string(rows) + ", " + std::to_string(hidden) + ")",
-                        shape_of(*in.scales));
-    }
+    MOEDIST_TRY(check_quant_shapes(config, in, out, bs, hidden, T * capacity));
     if (in.expert_scales) {
         MOEDIST_TRY(check_rank(*in.expert_scales, "expertScales", 2));
         MOEDIST_REQUIRE(in.expert_scales->dim(0) == bs && in.expert_scales->dim(1) == top_k,
@@ -260,8 +379,6 @@ Status prepare_dispatch(const MoeConfig& config,
         "expandX shape",
         "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
         shape_of(out.expand_x));
-    if (quantizing)
-        MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", T * capacity, "T*A"));
     MOEDIST_TRY(check_min_1d(out.expand_idx, "expandIdx", bs * top_k, "BS*K"));
     MOEDIST_TRY(check_min_1d(
         out.expert_token_nums, "expertTokenNums", config.local_expert_num(), "localExpertNum"));

@@ -121,35 +121,6 @@ uint16_t f32_to_elem(Elem el, float v) {
     return el == Elem::kFloat16 ? f32_to_f16(v) : f32_to_bf16(v);
 }
 
-// clamp(rne(v), lo, hi) with NaN -> 0 (SPEC §5 int8 conversion). Explicit ties-to-even rule,
-// evaluated in double (exact for every binary32 input).
-int rne_clamp(float v, int lo, int hi) {
-    if (std::isnan(v)) return 0;
-    const double d = static_cast<double>(v);
-    if (d <= static_cast<double>(lo)) return lo;
-    if (d >= static_cast<double>(hi)) return hi;
-    const double fl = std::floor(d);
-    const double frac = d - fl;  // exact: |d| < 2^8 here
-    double r = fl;
-    if (frac > 0.5) {
-        r = fl + 1.0;
-    } else if (frac == 0.5) {
-        r = (std::fmod(fl, 2.0) == 0.0) ? fl : fl + 1.0;
-    }
-    return static_cast<int>(r);
-}
-
-// max |v| over a range; NaN-propagating (SPEC §5 speaks of "m NaN").
-float max_abs(const float* v, int64_t n) {
-    float m = 0.0f;
-    for (int64_t i = 0; i < n; ++i) {
-        const float a = std::fabs(v[i]);
-        if (std::isnan(a)) return a;
-        if (a > m) m = a;
-    }
-    return m;
-}
-
 // ---------------------------------------------------------------------------------------------
 // 2. Job geometry
 // ---------------------------------------------------------------------------------------------
@@ -318,78 +289,7 @@ std::string check_runtime(const Geometry& geo,
 // ---------------------------------------------------------------------------------------------
 // 4. Dispatch
 // ---------------------------------------------------------------------------------------------
-// One row as the sender puts it on the wire: bytes in expandX's element format (+ mode 2 scale).
-struct WireRow {
-    std::vector<uint8_t> bytes;
-    float scale = 0.0f;
-};
-
-// Per-token dynamic int8 quantization of SPEC §5 for one row x (H fp32 values), smooth may be null.
-WireRow quantize_int8_row(const std::vector<float>& x, const float* smooth) {
-    const size_t h = x.size();
-    std::vector<float> y(h);
-    for (size_t j = 0; j < h; ++j) {
-        if (smooth != nullptr) {
-            const float prod = x[j] * smooth[j];  // fl32(x * smooth)
-            y[j] = prod;
-        } else {
-            y[j] = x[j];
-        }
-    }
-    WireRow w;
-    w.bytes.assign(h, 0);
-    const float m = max_abs(y.data(), static_cast<int64_t>(h));
-    if (std::isnan(m) || std::isinf(m)) {
-        w.scale = bits_float(0x7FC00000u);  // all q = 0, positive canonical NaN scale
-        return w;
-    }
-    if (m == 0.0f) {
-        w.scale = 0.0f;  // q = 0, +0 scale
-        return w;
-    }
-    const float ds = 127.0f / m;  // fl32(127 / m)
-    if (std::isinf(ds)) {
-        w.scale = bits_float(0x7FC00000u);
-        return w;
-    }
-    for (size_t j = 0; j < h; ++j) {
-        const float v = y[j] * ds;  // fl32(y * ds)
-        const int q = rne_clamp(v, -128, 127);
-        w.bytes[j] = static_cast<uint8_t>(static_cast<int8_t>(q));
-    }
-    const float inv = 1.0f / ds;  // fl32(1 / ds)
-    w.scale = inv;
-    return w;
-}
-
-// The row that source `sender` (global rank) sends for origin o (SPEC §5: per destination,
-// with the sender's smooth scales).
-WireRow make_wire_row(const JobConfig& cfg,
-                      const Geometry& geo,
-                      const RankInput& sender,
-                      const Origin& o) {
-    const size_t h = static_cast<size_t>(geo.H);
-    const size_t base = static_cast<size_t>(o.token) * h;
-    if (cfg.quant_mode == 0) {
-        WireRow w;
-        w.bytes.resize(2 * h);
-        std::memcpy(w.bytes.data(), sender.x.data() + base, 2 * h);  // native 16-bit layout
-        return w;
-    }
-    std::vector<float> x(h);
-    for (size_t j = 0; j < h; ++j) x[j] = elem_to_f32(cfg.x_elem, sender.x[base + j]);
-    const float* smooth = nullptr;
-    if (cfg.has_smooth_scales) {
-        size_t srow = 0;  // shared-expert rows use row 0
-        if (o.k >= 0) {
-            const int e = sender.expert_ids[static_cast<size_t>(o.token * geo.K + o.k)];
-            srow = static_cast<size_t>(e + (geo.S > 0 ? 1 : 0));
-        }
-        smooth = sender.scales.data() + srow * h;
-    }
-    return quantize_int8_row(x, smooth);
-}
-
+@@WIRE@@
 }  // namespace
 
 int64_t capacity_rows(const JobConfig& cfg, int ep_rank, int64_t max_bs) {
