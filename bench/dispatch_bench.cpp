@@ -14,7 +14,23 @@ namespace {
 using moedist::harness::Job;
 using moedist::harness::JobSpec;
 
-// Args: W, BS, H, K, E, quant (0/2).
+// Quantization choices of the last argument: {quantMode, target, pre-quantized x}.
+struct QuantArg {
+    int mode;
+    moedist::DType target;
+    bool pre;
+};
+constexpr QuantArg kQuant[] = {
+    {0, moedist::DType::kInt8, false},     // 0: none (bf16 copy)
+    {2, moedist::DType::kInt8, false},     // 1: per-token int8
+    {1, moedist::DType::kInt8, false},     // 2: static int8, scales (H,)
+    {2, moedist::DType::kFp8E4M3, false},  // 3: per-token fp8 e4m3
+    {3, moedist::DType::kFp8E4M3, false},  // 4: per-group fp8 e4m3
+    {4, moedist::DType::kFp8E4M3, false},  // 5: MX fp8 e4m3
+    {0, moedist::DType::kFp8E4M3, true},   // 6: pre-quantized fp8 e4m3 x
+};
+
+// Args: W, BS, H, K, E, quant (an index into kQuant).
 Job& job_for(const benchmark::State& state) {
     static std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
                     std::unique_ptr<Job>>
@@ -33,7 +49,11 @@ Job& job_for(const benchmark::State& state) {
         spec.hidden = static_cast<int>(state.range(2));
         spec.top_k = static_cast<int>(state.range(3));
         spec.moe_expert_num = static_cast<int>(state.range(4));
-        spec.quant_mode = static_cast<int>(state.range(5));
+        const QuantArg& q = kQuant[state.range(5)];
+        spec.quant_mode = q.mode;
+        spec.target = q.target;
+        spec.pre_quantized = q.pre;
+        spec.static_scales = 2;
         slot = std::make_unique<Job>(spec);
         slot->step();  // first touch of every buffer
         slot->memcpy_baseline(2);
@@ -56,7 +76,8 @@ void BM_Dispatch(benchmark::State& state) {
     double op = 0, copy = 0;
     for (auto _ : state) {
         const auto t = job.step();
-        copy += job.memcpy_baseline(state.range(5) == 0 ? 2 : 1);  // expandX bytes written
+        const QuantArg& q = kQuant[state.range(5)];
+        copy += job.memcpy_baseline(q.mode == 0 && !q.pre ? 2 : 1);  // expandX bytes written
         op += t.dispatch_ms;
         state.SetIterationTime(t.dispatch_ms / 1e3);
     }
@@ -81,12 +102,19 @@ void Shapes(benchmark::internal::Benchmark* b) {
     b->ArgNames({"W", "BS", "H", "K", "E", "quant"});
     b->Args({8, 128, 7168, 8, 256, 0});  // the shape: DeepSeek-like EP8 decode, BS 128
     b->Args({8, 32, 7168, 8, 64, 0});    // `moedist run`'s default shape
-    b->Args({8, 128, 7168, 8, 256, 2});  // int8 per-token dynamic quantization
+    for (int64_t q = 1; q < 7; ++q) b->Args({8, 128, 7168, 8, 256, q});  // every quant mode
     b->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 }
 
 BENCHMARK(BM_Dispatch)->Apply(Shapes);
-BENCHMARK(BM_Combine)->Apply(Shapes);
+void CombineShapes(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"W", "BS", "H", "K", "E", "quant"});
+    b->Args({8, 128, 7168, 8, 256, 0});
+    b->Args({8, 32, 7168, 8, 64, 0});
+    b->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+}
+
+BENCHMARK(BM_Combine)->Apply(CombineShapes);
 
 }  // namespace
 

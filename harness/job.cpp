@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -302,7 +303,7 @@ std::string JobSpec::describe() const {
         << (quant_mode == 1 ? "_s" + std::to_string(static_scales) : std::string())
         << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
-        << expert_token_nums_type << (c_api ? "_capi" : "");
+        << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "");
     return out.str();
 }
 
@@ -452,7 +453,12 @@ Job::Job(const JobSpec& spec) : state_(new State) {
                                       static_cast<uint64_t>(g),
                                       static_cast<uint64_t>(t),
                                       static_cast<uint64_t>(h));
-                const auto v = static_cast<float>(u * 8.0 - 4.0);
+                auto v = static_cast<float>(u * 8.0 - 4.0);
+                if (spec.special_rows && t == 0) v = 0.0f;
+                if (spec.special_rows && t == 1 && h == 3 % H)
+                    v = spec.dtype == DType::kFloat16 ? 65504.0f : 1e30f;
+                if (spec.special_rows && t == 2 && h == 5 % H)
+                    v = std::numeric_limits<float>::quiet_NaN();
                 if (spec.pre_quantized) {
                     in.x8.push_back(encode8(spec.target, v));
                 } else {

@@ -34,6 +34,7 @@ struct JobSpec {
     bool pre_quantized = false;   // quant_mode 0 with an 8-bit x (format `target`) and its scales
     int static_scales = 1;        // quant_mode 1 scales: 1 = (1,), 2 = (H,), 3 = (E[+1], H)
     bool smooth_scales = false;
+    bool special_rows = false;  // token 0 all zero, token 1 one huge element, token 2 one NaN
     bool expand_scales = true;  // pass expertScales to dispatch and ask for expandScales
     int expert_token_nums_type = 0;
     int comm_quant_mode = 0;

@@ -86,6 +86,49 @@ std::vector<JobSpec> valid_jobs() {
     wide.quant_mode = 2;
     wide.smooth_scales = true;
     jobs.push_back(wide);
+    // Every quantization mode of SPEC §5: both dtypes, TP 1 and 2, shared ranks, smooth scales,
+    // static scale shapes, H with tail groups/blocks (H = 300: 128-groups 128+128+44, 32-blocks
+    // 9 full + 12, an odd count and a pad byte).
+    struct Mode {
+        int quant_mode;
+        DType target;
+        bool pre;
+        int static_scales;
+    };
+    const Mode modes[] = {
+        {0, DType::kFp8E4M3, true, 1},
+        {0, DType::kFp8E5M2, true, 1},
+        {0, DType::kHiFloat8, true, 1},
+        {1, DType::kInt8, false, 1},
+        {1, DType::kInt8, false, 2},
+        {1, DType::kInt8, false, 3},
+        {1, DType::kHiFloat8, false, 1},
+        {2, DType::kFp8E4M3, false, 1},
+        {2, DType::kFp8E5M2, false, 1},
+        {3, DType::kFp8E4M3, false, 1},
+        {3, DType::kFp8E5M2, false, 1},
+        {4, DType::kFp8E4M3, false, 1},
+        {4, DType::kFp8E5M2, false, 1},
+    };
+    int m = 0;
+    for (const Mode& mode : modes) {
+        for (int layout = 0; layout < 2; ++layout, ++m) {
+            // layout 0: W 4, S 1, L 2, T 1; layout 1: W 3, S 1, T 2 (L 1)
+            JobSpec q = layout == 0 ? base(4, 1, 6, 3, 300, 5) : base(3, 1, 2, 2, 300, 4);
+            q.tp_size = layout == 0 ? 1 : 2;
+            q.quant_mode = mode.quant_mode;
+            q.target = mode.target;
+            q.pre_quantized = mode.pre;
+            q.static_scales = mode.static_scales;
+            q.smooth_scales = m % 3 != 0;
+            q.dtype = m % 2 ? DType::kFloat16 : DType::kBFloat16;
+            q.uneven_bs = m % 4 == 3;
+            q.strided_x = m % 5 == 2;
+            q.extra_rows = m % 3;
+            q.seed = static_cast<uint64_t>(500 + m);
+            jobs.push_back(q);
+        }
+    }
     // The same machinery through the aclnn C API (junk in every reserved input).
     for (std::size_t i : {0u, 7u, 11u, 14u, 19u, 23u, 25u}) {
         JobSpec c = jobs[i];
@@ -97,6 +140,33 @@ std::vector<JobSpec> valid_jobs() {
     c_strided.c_api = true;
     c_strided.strided_x = true;
     jobs.push_back(c_strided);
+    // All-zero rows, a row with one huge element and a row with a NaN, through every kind of mode.
+    const Mode special_modes[] = {{0, DType::kInt8, false, 1},
+                                  {2, DType::kInt8, false, 1},
+                                  {2, DType::kFp8E4M3, false, 1},
+                                  {3, DType::kFp8E5M2, false, 1},
+                                  {4, DType::kFp8E4M3, false, 1},
+                                  {1, DType::kInt8, false, 2},
+                                  {1, DType::kHiFloat8, false, 1},
+                                  {0, DType::kFp8E4M3, true, 1}};
+    for (const Mode& mode : special_modes) {
+        JobSpec q = base(3, 1, 4, 2, 200, 4);
+        q.quant_mode = mode.quant_mode;
+        q.target = mode.target;
+        q.pre_quantized = mode.pre;
+        q.static_scales = mode.static_scales;
+        q.special_rows = true;
+        q.comm_quant_mode = mode.quant_mode == 2 ? 2 : 0;
+        q.dtype = mode.quant_mode % 2 ? DType::kFloat16 : DType::kBFloat16;
+        q.seed = static_cast<uint64_t>(900 + mode.quant_mode * 10 + static_cast<int>(mode.target));
+        jobs.push_back(q);
+    }
+    // Quantized modes through the C API too.
+    for (std::size_t i : {std::size_t{33}, std::size_t{45}, std::size_t{53}}) {
+        JobSpec c = jobs[i];
+        c.c_api = true;
+        jobs.push_back(c);
+    }
     // Every rank with BS = 0 but one, and all BS = 0.
     JobSpec empty = base(4, 1, 3, 2, 16, 0);
     jobs.push_back(empty);

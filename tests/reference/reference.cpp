@@ -3,10 +3,11 @@
 // the SPEC so it can be checked by reading.
 //
 // Structure:
-//   1. scalar conversions (fp16/bf16 <-> fp32, RNE to integer)              SPEC §1, §5
-//   2. job geometry (W, S, E, L, T, maxBs, A) and input validation          SPEC §1, §2, §7
+//   1. scalar conversions (fp16/bf16 <-> fp32)                              SPEC §1, §5
+//   2. job geometry (W, S, E, L, T, maxBs, A), SPEC §5's table, input checks SPEC §1, §2, §5, §7
 //   3. routing: for every global rank, the ordered list of row origins      SPEC §2, §3
-//   4. dispatch outputs built from the routing                              SPEC §3, §5
+//   4. dispatch outputs built from the routing; each row quantized by its   SPEC §3, §5
+//      sender per destination (the quantizers are in reference_quant.cpp)
 //   5. combine: TP add, optional int8 return leg, weighted sum per token    SPEC §4
 //
 // Floating-point discipline: every binary32 product and sum is computed into a named `float`
@@ -15,10 +16,13 @@
 #include "reference.hpp"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
+
+#include "reference_quant.hpp"
 
 namespace moedist_ref {
 
@@ -140,13 +144,87 @@ std::string rank_name(const Geometry& geo, int g) {
            std::to_string(geo.tp_of(g)) + ")";
 }
 
+bool is_16bit(Elem el) { return el == Elem::kFloat16 || el == Elem::kBFloat16; }
+bool is_fp8(Elem el) { return el == Elem::kFp8E4M3 || el == Elem::kFp8E5M2; }
+
+const char* elem_name(Elem el) {
+    switch (el) {
+        case Elem::kFloat16:
+            return "float16";
+        case Elem::kBFloat16:
+            return "bfloat16";
+        case Elem::kInt8:
+            return "int8";
+        case Elem::kFp8E4M3:
+            return "float8_e4m3fn";
+        case Elem::kFp8E5M2:
+            return "float8_e5m2";
+        case Elem::kHiFloat8:
+            return "hifloat8";
+    }
+    return "?";
+}
+
+// SPEC §5's table: the (quantMode, x dtype, expandX dtype, scales) combinations that exist.
+std::string check_quant(const JobConfig& cfg) {
+    const int mode = cfg.quant_mode;
+    const Elem x = cfg.x_elem, q = cfg.expand_elem;
+    const std::string m = "quantMode " + std::to_string(mode);
+    if (mode < 0 || mode > 4) return "quantMode must be in [0, 4], got " + std::to_string(mode);
+    if (mode == 0) {
+        if (x == Elem::kInt8)
+            return "x dtype must be float16, bfloat16, float8_e4m3fn, float8_e5m2 or hifloat8, "
+                   "got int8";
+        if (q != x)
+            return "expandX dtype must be x's dtype (" + std::string(elem_name(x)) + ") with " + m +
+                   ", got " + elem_name(q);
+    } else {
+        if (!is_16bit(x))
+            return "x dtype must be float16 or bfloat16 with " + m + ", got " + elem_name(x);
+        const bool ok = (mode == 1 && (q == Elem::kInt8 || q == Elem::kHiFloat8)) ||
+                        (mode == 2 && (q == Elem::kInt8 || is_fp8(q))) || (mode >= 3 && is_fp8(q));
+        if (!ok) {
+            const char* want = mode == 1   ? "int8 or hifloat8"
+                               : mode == 2 ? "int8, float8_e4m3fn or float8_e5m2"
+                                           : "float8_e4m3fn or float8_e5m2";
+            return "expandX dtype must be " + std::string(want) + " with " + m + ", got " +
+                   elem_name(q);
+        }
+    }
+    if (mode == 1) {
+        const int ss = cfg.static_scales;
+        if (q == Elem::kHiFloat8 && ss != 1)
+            return "scales shape must be (1,) with quantMode 1 and hifloat8, got kind " +
+                   std::to_string(ss);
+        if (ss < 1 || ss > 3)
+            return "scales shape must be (1,), (H,) or (E+(S>0), H) with quantMode 1, got kind " +
+                   std::to_string(ss);
+    } else if (cfg.static_scales != 0) {
+        return "static scales must be absent with " + m + ", got kind " +
+               std::to_string(cfg.static_scales);
+    }
+    if (cfg.has_smooth_scales && mode != 2 && mode != 3)
+        return "smooth scales must be null with " + m + ", got a tensor";
+    return "";
+}
+
+// Entries each rank's `scales` must hold, or -1 when the mode reads none (then it is ignored).
+int64_t scales_size(const JobConfig& cfg, int64_t rows_e) {
+    const int64_t h = cfg.hidden;
+    if (cfg.quant_mode == 1)
+        return cfg.static_scales == 1 ? 1 : (cfg.static_scales == 2 ? h : rows_e * h);
+    if ((cfg.quant_mode == 2 || cfg.quant_mode == 3) && cfg.has_smooth_scales) return rows_e * h;
+    return -1;
+}
+
 // Validates what the reference relies on; returns "" when fine. Besides the two run-time errors
-// of SPEC §7 (checked elsewhere), it rejects configurations outside the contract so that the
-// reference never indexes out of bounds.
+// of SPEC §7 (checked elsewhere), it rejects configurations outside the contract (SPEC §5's
+// table included) so that the reference never indexes out of bounds. `for_combine` adds combine's
+// own requirements (expertScales, combine_elem, commQuantMode).
 std::string check_config(const JobConfig& cfg,
                          const std::vector<RankInput>& ranks,
                          Geometry* geo,
-                         bool need_expert_scales) {
+                         bool for_combine) {
     Geometry& q = *geo;
     q.W = cfg.ep_world_size;
     q.T = cfg.tp_size;
@@ -165,12 +243,18 @@ std::string check_config(const JobConfig& cfg,
         return "L must be 1 when tpWorldSize is 2, got " + std::to_string(q.L);
     if (q.K < 1 || q.K > q.E) return "K must be in [1, E], got " + std::to_string(q.K);
     if (q.H < 1) return "H must be >= 1, got " + std::to_string(q.H);
-    if (cfg.quant_mode != 0 && cfg.quant_mode != 2)
-        return "quantMode must be 0 or 2, got " + std::to_string(cfg.quant_mode);
-    if (cfg.x_elem == Elem::kInt8) return "x dtype must be fp16 or bf16, got int8";
+    const std::string quant = check_quant(cfg);
+    if (!quant.empty()) return quant;
+    if (for_combine && !is_16bit(cfg.combine_elem))
+        return std::string("combine dtype must be float16 or bfloat16, got ") +
+               elem_name(cfg.combine_elem);
+    if (for_combine && cfg.comm_quant_mode != 0 && cfg.comm_quant_mode != 2)
+        return "commQuantMode must be 0 or 2, got " + std::to_string(cfg.comm_quant_mode);
     if (static_cast<int64_t>(ranks.size()) != q.ranks())
         return "ranks.size() must be W*T, got " + std::to_string(ranks.size());
     if (cfg.global_bs < 0) return "globalBs must be >= 0";
+    const bool x8 = !is_16bit(cfg.x_elem);  // pre-quantized x (mode 0)
+    const int64_t want_scales = scales_size(cfg, int64_t{q.E + (q.S > 0 ? 1 : 0)});
     for (int g = 0; g < q.ranks(); ++g) {
         const RankInput& in = ranks[static_cast<size_t>(g)];
         const int64_t bs = in.num_tokens;
@@ -181,15 +265,21 @@ std::string check_config(const JobConfig& cfg,
                    std::to_string(bs);
         if (cfg.global_bs != 0 && bs > cfg.global_bs / q.W)
             return who + ": BS must be <= maxBs, got " + std::to_string(bs);
-        if (static_cast<int64_t>(in.x.size()) != bs * q.H) return who + ": x size must be BS*H";
+        if (!x8 && static_cast<int64_t>(in.x.size()) != bs * q.H)
+            return who + ": x size must be BS*H, got " + std::to_string(in.x.size());
+        if (x8 && static_cast<int64_t>(in.x8.size()) != bs * q.H)
+            return who + ": x (8-bit) size must be BS*H, got " + std::to_string(in.x8.size());
+        if (x8 && static_cast<int64_t>(in.x_scales.size()) != bs)
+            return who + ": scales (per-token, pre-quantized x) size must be BS, got " +
+                   std::to_string(in.x_scales.size());
         if (static_cast<int64_t>(in.expert_ids.size()) != bs * q.K)
             return who + ": expertIds size must be BS*K";
-        if ((need_expert_scales || cfg.has_expert_scales) &&
+        if ((for_combine || cfg.has_expert_scales) &&
             static_cast<int64_t>(in.expert_scales.size()) != bs * q.K)
             return who + ": expertScales size must be BS*K";
-        if (cfg.quant_mode == 2 && cfg.has_smooth_scales &&
-            static_cast<int64_t>(in.scales.size()) != int64_t{q.E + (q.S > 0 ? 1 : 0)} * q.H)
-            return who + ": scales size must be (E + (S>0)) * H";
+        if (want_scales >= 0 && static_cast<int64_t>(in.scales.size()) != want_scales)
+            return who + ": scales size must be " + std::to_string(want_scales) + ", got " +
+                   std::to_string(in.scales.size());
     }
     return "";
 }
@@ -289,7 +379,53 @@ std::string check_runtime(const Geometry& geo,
 // ---------------------------------------------------------------------------------------------
 // 4. Dispatch
 // ---------------------------------------------------------------------------------------------
-@@WIRE@@
+// One row as the sender puts it on the wire: bytes in expandX's format, plus the row's scales
+// (pre-quantized copy and modes 2/3: floats; mode 4: E8M0 bytes). SPEC §5.
+using WireRow = detail::QuantRow;
+
+// The row that source `sender` (global rank) sends for origin o (SPEC §5: per destination, with
+// the sender's scales tensor).
+WireRow make_wire_row(const JobConfig& cfg,
+                      const Geometry& geo,
+                      const RankInput& sender,
+                      const Origin& o) {
+    const size_t h = static_cast<size_t>(geo.H);
+    const size_t base = static_cast<size_t>(o.token) * h;
+    WireRow w;
+    if (cfg.quant_mode == 0 && is_16bit(cfg.x_elem)) {
+        w.bytes.resize(2 * h);
+        std::memcpy(w.bytes.data(), sender.x.data() + base, 2 * h);  // native 16-bit layout
+        return w;
+    }
+    if (cfg.quant_mode == 0) {  // pre-quantized x: byte copy, the token's scale copied (bits)
+        w.bytes.assign(sender.x8.begin() + static_cast<std::ptrdiff_t>(base),
+                       sender.x8.begin() + static_cast<std::ptrdiff_t>(base + h));
+        w.scales.resize(1);
+        std::memcpy(w.scales.data(), sender.x_scales.data() + o.token, sizeof(float));
+        return w;
+    }
+    std::vector<float> x(h);
+    for (size_t j = 0; j < h; ++j) x[j] = elem_to_f32(cfg.x_elem, sender.x[base + j]);
+    // Row of an (E + (S>0), H) scales tensor: e + (S>0) for MoE expert e, 0 for shared rows.
+    size_t erow = 0;
+    if (o.k >= 0) {
+        const int e = sender.expert_ids[static_cast<size_t>(o.token * geo.K + o.k)];
+        erow = static_cast<size_t>(e + (geo.S > 0 ? 1 : 0));
+    }
+    if (cfg.quant_mode == 1) {
+        const float* s = sender.scales.data() + (cfg.static_scales == 3 ? erow * h : 0);
+        return detail::quantize_static(x, s, cfg.static_scales == 1, cfg.expand_elem);
+    }
+    if (cfg.quant_mode == 4) return detail::quantize_mx(x, cfg.expand_elem);
+    if (cfg.has_smooth_scales) {
+        const float* smooth = sender.scales.data() + erow * h;
+        for (size_t j = 0; j < h; ++j) {
+            const float prod = x[j] * smooth[j];  // fl32(x · smooth)
+            x[j] = prod;
+        }
+    }
+    return detail::quantize_dynamic(x, cfg.expand_elem, cfg.quant_mode == 2 ? h : 128);
+}
 }  // namespace
 
 int64_t capacity_rows(const JobConfig& cfg, int ep_rank, int64_t max_bs) {
@@ -319,7 +455,14 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg,
         return {};
     }
     const size_t h = static_cast<size_t>(geo.H);
-    const size_t row_bytes = (cfg.quant_mode == 2 ? 1 : 2) * h;
+    const size_t row_bytes = (is_16bit(cfg.expand_elem) ? 2 : 1) * h;
+    // Per-row scale entries (SPEC §3, §5): one float for a pre-quantized x and mode 2, ⌈H/128⌉
+    // floats for mode 3, 2·⌈⌈H/32⌉/2⌉ E8M0 bytes for mode 4; none otherwise.
+    const bool prequantized = cfg.quant_mode == 0 && !is_16bit(cfg.x_elem);
+    const size_t row_scales = (prequantized || cfg.quant_mode == 2) ? 1
+                              : cfg.quant_mode == 3                 ? (h + 127) / 128
+                                                                    : 0;
+    const size_t row_scale_bytes = cfg.quant_mode == 4 ? 2 * (((h + 31) / 32 + 1) / 2) : 0;
     const size_t T = static_cast<size_t>(geo.T);
 
     // Own rows of every rank, as the senders put them on the wire.
@@ -372,13 +515,25 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg,
         o.peer_rows = peer >= 0 ? static_cast<int64_t>(rows[static_cast<size_t>(peer)].size()) : 0;
         const size_t total_rows = T * static_cast<size_t>(A);
 
-        // expandX / dynamicScales: own rows, then the peer's own rows, then zeros.
+        // expandX / dynamicScales: own rows, then the peer's own rows, then zeros. Scales are
+        // copied as bytes (a pre-quantized x's scale keeps its exact bits).
         o.expand_x.assign(total_rows * row_bytes, 0);
-        if (cfg.quant_mode == 2) o.dynamic_scales.assign(total_rows, 0.0f);
+        o.dynamic_scales.assign(total_rows * row_scales, 0.0f);
+        o.dynamic_scale_bytes.assign(total_rows * row_scale_bytes, 0);
         size_t r = 0;
         auto put = [&](const WireRow& w) {
+            if (w.bytes.size() != row_bytes || w.scales.size() != row_scales ||
+                w.scale_bytes.size() != row_scale_bytes)
+                std::abort();  // a reference bug, never an input's fault
             std::memcpy(o.expand_x.data() + r * row_bytes, w.bytes.data(), row_bytes);
-            if (cfg.quant_mode == 2) o.dynamic_scales[r] = w.scale;
+            if (row_scales != 0)
+                std::memcpy(o.dynamic_scales.data() + r * row_scales,
+                            w.scales.data(),
+                            row_scales * sizeof(float));
+            if (row_scale_bytes != 0)
+                std::memcpy(o.dynamic_scale_bytes.data() + r * row_scale_bytes,
+                            w.scale_bytes.data(),
+                            row_scale_bytes);
             ++r;
         };
         for (const WireRow& w : wire[gi]) put(w);
@@ -454,7 +609,7 @@ void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
         const size_t b1 = b0 + 8 < h ? b0 + 8 : h;  // tail block holds H mod 8
         std::vector<float> v;
         for (size_t j = b0; j < b1; ++j) v.push_back(elem_to_f32(el, row[j]));
-        const float m = max_abs(v.data(), static_cast<int64_t>(v.size()));
+        const float m = detail::max_abs(v.data(), v.size());
         if (m == 0.0f) {  // q = 0, scale +0 -> receiver gets q*0 = +0
             for (size_t j = b0; j < b1; ++j) row[j] = f32_to_elem(el, 0.0f);
             continue;
@@ -464,7 +619,7 @@ void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
         const float scale = elem_to_f32(el, scale_bits);
         for (size_t j = b0; j < b1; ++j) {
             const float div = v[j - b0] / s32;  // fl32(v / s32), unrounded fp32 scale
-            const int q = rne_clamp(div, -127, 127);
+            const int q = detail::rne_clamp(div, -127, 127);
             const float deq = static_cast<float>(q) * scale;  // fl32(f32(q) * f32(scale))
             row[j] = f32_to_elem(el, deq);
         }
@@ -513,13 +668,13 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
             if (peer >= 0) {
                 const std::vector<uint16_t>& po = expert_out[static_cast<size_t>(peer)];
                 for (size_t j = 0; j < h; ++j) {
-                    const float mine = elem_to_f32(cfg.x_elem, row[j]);
-                    const float theirs = elem_to_f32(cfg.x_elem, po[(peer_own + i) * h + j]);
+                    const float mine = elem_to_f32(cfg.combine_elem, row[j]);
+                    const float theirs = elem_to_f32(cfg.combine_elem, po[(peer_own + i) * h + j]);
                     const float sum = mine + theirs;  // fl32(mine + peer)
-                    row[j] = f32_to_elem(cfg.x_elem, sum);
+                    row[j] = f32_to_elem(cfg.combine_elem, sum);
                 }
             }
-            if (cfg.comm_quant_mode == 2) comm_quant_round_trip(cfg.x_elem, row);
+            if (cfg.comm_quant_mode == 2) comm_quant_round_trip(cfg.combine_elem, row);
             ret[g].push_back(std::move(row));
         }
     }
@@ -557,17 +712,18 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
             for (size_t j = 0; j < h; ++j) {
                 float acc = 0.0f;
                 for (size_t k = 0; k + 1 < slots; ++k) {
-                    const float v = elem_to_f32(cfg.x_elem, (*where[g][tt * slots + k])[j]);
+                    const float v = elem_to_f32(cfg.combine_elem, (*where[g][tt * slots + k])[j]);
                     const float prod = v * in.expert_scales[tt * static_cast<size_t>(geo.K) + k];
                     const float next = acc + prod;
                     acc = next;
                 }
                 if (geo.S > 0) {
-                    const float v = elem_to_f32(cfg.x_elem, (*where[g][tt * slots + slots - 1])[j]);
+                    const float v =
+                        elem_to_f32(cfg.combine_elem, (*where[g][tt * slots + slots - 1])[j]);
                     const float next = acc + v;
                     acc = next;
                 }
-                x[g][tt * h + j] = f32_to_elem(cfg.x_elem, acc);
+                x[g][tt * h + j] = f32_to_elem(cfg.combine_elem, acc);
             }
         }
     }

@@ -132,13 +132,13 @@ QuantRow quantize_mx(const std::vector<float>& x, Elem target) {
             for (std::size_t j = j0; j < j1; ++j) w.bytes[j] = nan_code(target);
             continue;
         }
-        if (amax == 0.0f) continue;  // b = 0, q = 0
+        if (amax == 0.0f) continue;      // b = 0, q = 0
         const int e = std::ilogb(amax);  // ⌊log2(amax)⌋ exactly, subnormal amax included
         const uint8_t sb = e8m0_from_biased(e - emax_elem + 127);  // clamp to [0, 254]
         w.scale_bytes[b] = sb;
         const float factor = std::ldexp(1.0f, 127 - static_cast<int>(sb));  // exact: 2^-127..2^127
         for (std::size_t j = j0; j < j1; ++j) {
-            const float v = x[j] * factor;  // fl32(x · 2^(127 − b))
+            const float v = x[j] * factor;    // fl32(x · 2^(127 − b))
             w.bytes[j] = encode8(target, v);  // saturating fp8
         }
     }

@@ -41,6 +41,49 @@ bool parse_routing(const std::string& text, JobSpec* spec) {
     return true;
 }
 
+struct QuantChoice {
+    const char* name;
+    int mode;
+    moedist::DType target;
+    bool pre_quantized;
+};
+
+// --quant names → SPEC §5 modes.
+const std::vector<QuantChoice>& quant_choices() {
+    using moedist::DType;
+    static const std::vector<QuantChoice> choices = {
+        {"none", 0, DType::kInt8, false},
+        {"int8", 2, DType::kInt8, false},
+        {"static-int8", 1, DType::kInt8, false},
+        {"static-hif8", 1, DType::kHiFloat8, false},
+        {"fp8-e4m3", 2, DType::kFp8E4M3, false},
+        {"fp8-e5m2", 2, DType::kFp8E5M2, false},
+        {"group-e4m3", 3, DType::kFp8E4M3, false},
+        {"group-e5m2", 3, DType::kFp8E5M2, false},
+        {"mx-e4m3", 4, DType::kFp8E4M3, false},
+        {"mx-e5m2", 4, DType::kFp8E5M2, false},
+        {"pre-e4m3", 0, DType::kFp8E4M3, true},
+        {"pre-e5m2", 0, DType::kFp8E5M2, true},
+        {"pre-hif8", 0, DType::kHiFloat8, true},
+    };
+    return choices;
+}
+
+std::vector<std::string> quant_names() {
+    std::vector<std::string> names;
+    for (const auto& c : quant_choices()) names.emplace_back(c.name);
+    return names;
+}
+
+void apply_quant(const std::string& name, JobSpec* spec) {
+    for (const auto& c : quant_choices()) {
+        if (name != c.name) continue;
+        spec->quant_mode = c.mode;
+        spec->target = c.target;
+        spec->pre_quantized = c.pre_quantized;
+    }
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0.0 : v[v.size() / 2];
@@ -64,7 +107,12 @@ int run_command(JobSpec spec, int steps, bool check) {
         spec.hidden,
         spec.top_k,
         moedist::dtype_name(spec.dtype),
-        spec.quant_mode == 0 ? "no quant" : "int8",
+        spec.quant_mode == 0 && !spec.pre_quantized
+            ? std::string("no quant")
+            : fmt::format("quant mode {} to {}{}",
+                          spec.quant_mode,
+                          moedist::dtype_name(spec.target),
+                          spec.pre_quantized ? " (pre-quantized x)" : ""),
         static_cast<int>(spec.routing) == 1    ? fmt::format("zipf:{}", spec.zipf_alpha)
         : spec.routing == Routing::kHot        ? std::string("hot")
         : spec.routing == Routing::kDuplicates ? std::string("duplicates")
@@ -163,7 +211,11 @@ int main(int argc, char** argv) {
     run->add_option(
            "--experts", experts, "MoE experts E (default 64; with --tp 2: ranks - shared-ranks)")
         ->check(CLI::Range(1, 1 << 16));
-    run->add_option("--quant", quant, "none|int8")->check(CLI::IsMember({"none", "int8"}));
+    run->add_option("--quant",
+                    quant,
+                    "none|int8|static-int8|static-hif8|fp8-e4m3|fp8-e5m2|group-e4m3|group-e5m2|"
+                    "mx-e4m3|mx-e5m2|pre-e4m3|pre-e5m2|pre-hif8")
+        ->check(CLI::IsMember(quant_names()));
     run->add_option("--dtype", dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
     run->add_option("--routing", routing, "uniform|zipf[:alpha]|hot|duplicates");
     run->add_option("--steps", steps, "steps to run (default 5)")->check(CLI::Range(1, 1000000));
@@ -191,7 +243,7 @@ int main(int argc, char** argv) {
     spec.moe_expert_num =
         experts > 0 ? experts
                     : (spec.tp_size == 2 ? spec.ep_world_size - spec.shared_rank_num : 64);
-    spec.quant_mode = quant == "int8" ? 2 : 0;
+    apply_quant(quant, &spec);
     spec.smooth_scales = smooth;
     spec.comm_quant_mode = comm_quant;
     spec.dtype = dtype == "fp16" ? moedist::DType::kFloat16 : moedist::DType::kBFloat16;
