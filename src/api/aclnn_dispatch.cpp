@@ -63,7 +63,7 @@ Status prepare(const aclTensor* x,
         return s;
     // dynamicScales only when the mode makes scales; tpRecvCounts only when T == 2.
     const bool x_pre_quantized = dtype_size(in.x.dtype) == 1;  // fp8/hifloat8 x carries scales
-    if (quantMode != 0 || x_pre_quantized) {
+    if (quantMode >= 2 || (quantMode == 0 && x_pre_quantized)) {
         if (Status s = optional_view_of(dynamicScales, "dynamicScales", &out.dynamic_scales);
             !s.ok())
             return s;

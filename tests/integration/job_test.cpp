@@ -88,7 +88,7 @@ std::vector<JobSpec> valid_jobs() {
     jobs.push_back(wide);
     // Every quantization mode of SPEC §5: both dtypes, TP 1 and 2, shared ranks, smooth scales,
     // static scale shapes, H with tail groups/blocks (H = 300: 128-groups 128+128+44, 32-blocks
-    // 9 full + 12, an odd count and a pad byte).
+    // 9 full + 12; the pad byte is in the H = 200 special-row jobs below).
     struct Mode {
         int quant_mode;
         DType target;

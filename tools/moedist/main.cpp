@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
     run->add_option("--routing", routing, "uniform|zipf[:alpha]|hot|duplicates");
     run->add_option("--steps", steps, "steps to run (default 5)")->check(CLI::Range(1, 1000000));
     run->add_option("--seed", spec.seed, "input seed");
-    run->add_flag("--smooth", smooth, "int8: pass smooth scales");
+    run->add_flag("--smooth", smooth, "per-token/per-group modes: pass smooth scales");
     run->add_option("--comm-quant", comm_quant, "combine commQuantMode: 0 or 2")
         ->check(CLI::IsMember({0, 2}));
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
