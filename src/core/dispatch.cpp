@@ -30,6 +30,7 @@
 #include "core/records.hpp"
 #include "core/tensor_access.hpp"
 #include "quant/dispatch_quant.hpp"
+#include "quant/fused_rows.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/env.hpp"
 #include "util/float_env.hpp"
@@ -186,6 +187,61 @@ public:
     }
 
 private:
+    // The fused AVX-512 paths (quant/fused_rows.hpp) for contiguous rows: static int8 and the
+    // fp8 targets of modes 2, 3 and 4. False when the row must take the generic path.
+    bool copy_row_fused(const DispatchRecord& src,
+                        int64_t token,
+                        int64_t dst_row,
+                        int64_t scale_row) {
+        const TensorView& out = op_.out.expand_x;
+        const TensorView& scales = src.scales;
+        const int64_t mode = op_.config.quant_mode;
+        const int64_t hidden = op_.hidden;
+        const bool fp8 = out.dtype == DType::kFp8E4M3 || out.dtype == DType::kFp8E5M2;
+        if (!quant::fused_available() || src.x.stride(1) != 1 || out.stride(1) != 1) return false;
+        const auto* x = reinterpret_cast<const uint16_t*>(element_ptr(src.x, token, 0));
+        uint8_t* q = reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0));
+        if (mode == 1 && out.dtype == DType::kInt8) {
+            const bool per_expert = scales.ndim == 2;
+            const int64_t stride =
+                per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
+            if (stride > 1) return false;
+            const auto* s = reinterpret_cast<const float*>(
+                per_expert ? element_ptr(scales, scale_row, 0) : element_ptr(scales, 0));
+            quant::fused_static_int8(
+                src.x.dtype, x, s, stride, hidden, reinterpret_cast<int8_t*>(q));
+            return true;
+        }
+        if (!fp8 || mode < 2) return false;
+        const TensorView& dyn = *op_.out.dynamic_scales;
+        if (mode == 4) {
+            uint8_t* bytes = bytes_->data();
+            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes);
+            const int64_t blocks = (hidden + 31) / 32;
+            for (int64_t b = 0; b < blocks; ++b) {
+                *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, b)) = bytes[b];
+            }
+            if (blocks % 2 == 1) *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) = 0;
+            return true;
+        }
+        const float* smooth = nullptr;
+        if (scales.data != nullptr) {
+            if (scales.stride(1) != 1) return false;
+            smooth = reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
+        }
+        float* block_scales = row_->data();
+        const int64_t block = mode == 2 ? hidden : 128;
+        quant::fused_fp8_dynamic(src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales);
+        if (mode == 2) {
+            store1<float>(dyn, dst_row, block_scales[0]);
+        } else {
+            for (int64_t g = 0; g * 128 < hidden; ++g) {
+                std::memcpy(element_ptr(dyn, dst_row, g), &block_scales[g], sizeof(float));
+            }
+        }
+        return true;
+    }
+
     // One row from the sender's x into expandX, converted as quantMode says (SPEC §5).
     // `scale_row` is the row of a per-expert scales tensor: e + (S > 0) for MoE expert e, 0 for
     // the shared expert.
@@ -231,6 +287,7 @@ private:
             store1<float>(*op_.out.dynamic_scales, dst_row, scale);
             return;
         }
+        if (copy_row_fused(src, token, dst_row, scale_row)) return;
         quant::load_row_f32(
             src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), row, hidden);
         const bool direct = out.stride(1) == 1;
