@@ -216,7 +216,7 @@ private:
         const TensorView& dyn = *op_.out.dynamic_scales;
         if (mode == 4) {
             uint8_t* bytes = bytes_->data();
-            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes);
+            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes, streaming_);
             const int64_t blocks = (hidden + 31) / 32;
             for (int64_t b = 0; b < blocks; ++b) {
                 *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, b)) = bytes[b];
@@ -231,7 +231,8 @@ private:
         }
         float* block_scales = row_->data();
         const int64_t block = mode == 2 ? hidden : 128;
-        quant::fused_fp8_dynamic(src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales);
+        quant::fused_fp8_dynamic(
+            src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales, streaming_);
         if (mode == 2) {
             store1<float>(dyn, dst_row, block_scales[0]);
         } else {

@@ -1,6 +1,7 @@
 #include "quant/fused_rows.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "quant/dispatch_quant.hpp"
@@ -55,7 +56,8 @@ absmax_bits(bool bf16, const uint16_t* src, const float* smooth, int64_t begin, 
 // fp8 codes of finite binary32 values, RNE, saturating at maxV, subnormals gradual, −0 kept.
 // Normal range: round the mantissa to 3 (e4m3) or 2 (e5m2) bits in the integer domain; below the
 // smallest normal, adding 2^(spacing exponent + 23) rounds to the subnormal grid in hardware.
-MOEDIST_AVX512 inline __m512i encode_fp8(__m512 v, bool e4m3) {
+template <bool e4m3>
+MOEDIST_AVX512 inline __m512i encode_fp8(__m512 v) {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i sign = _mm512_srli_epi32(
         _mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0x80000000u))), 24);
@@ -79,25 +81,48 @@ MOEDIST_AVX512 inline __m512i encode_fp8(__m512 v, bool e4m3) {
     return _mm512_or_si512(_mm512_mask_blend_epi32(is_normal, subnormal, normal), sign);
 }
 
-// dst[i] = encode(y[i] * scale) over [begin, end).
-MOEDIST_AVX512 void scale_encode(bool bf16,
-                                 const uint16_t* src,
-                                 const float* smooth,
-                                 float scale,
-                                 bool e4m3,
-                                 int64_t begin,
-                                 int64_t end,
-                                 uint8_t* dst) {
+// dst[i] = encode(y[i] * scale) over [begin, end); full vectors stream when `streaming` and dst
+// is 16-byte aligned there.
+template <bool e4m3>
+MOEDIST_AVX512 void scale_encode_as(bool bf16,
+                                    const uint16_t* src,
+                                    const float* smooth,
+                                    float scale,
+                                    int64_t begin,
+                                    int64_t end,
+                                    uint8_t* dst,
+                                    bool streaming) {
     const __m512 s = _mm512_set1_ps(scale);
     for (int64_t i = begin; i < end; i += 16) {
         const __mmask16 k = lanes(end - i);
         const __m512 v = _mm512_mul_ps(load_y(bf16, src, smooth, i, k), s);
-        const __m512i code = encode_fp8(v, e4m3);
+        const __m512i code = encode_fp8<e4m3>(v);
         if (k == 0xFFFF) {  // the memory form of vpmovdb is slow on some cores: narrow in registers
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(code));
+            auto* out = reinterpret_cast<__m128i*>(dst + i);
+            if (streaming && (reinterpret_cast<std::uintptr_t>(out) & 15u) == 0) {
+                _mm_stream_si128(out, _mm512_cvtepi32_epi8(code));
+            } else {
+                _mm_storeu_si128(out, _mm512_cvtepi32_epi8(code));
+            }
         } else {
             _mm512_mask_cvtepi32_storeu_epi8(dst + i, k, code);
         }
+    }
+}
+
+void scale_encode(bool bf16,
+                  const uint16_t* src,
+                  const float* smooth,
+                  float scale,
+                  bool e4m3,
+                  int64_t begin,
+                  int64_t end,
+                  uint8_t* dst,
+                  bool streaming) {
+    if (e4m3) {
+        scale_encode_as<true>(bf16, src, smooth, scale, begin, end, dst, streaming);
+    } else {
+        scale_encode_as<false>(bf16, src, smooth, scale, begin, end, dst, streaming);
     }
 }
 
@@ -144,7 +169,8 @@ void fused_fp8_dynamic(DType source,
                        int64_t n,
                        int64_t block,
                        uint8_t* dst,
-                       float* scales_out) {
+                       float* scales_out,
+                       bool streaming) {
     const bool bf16 = source == DType::kBFloat16;
     const bool e4m3 = target == DType::kFp8E4M3;
     for (int64_t begin = 0, b = 0; begin < n; begin += block, ++b) {
@@ -162,7 +188,7 @@ void fused_fp8_dynamic(DType source,
             scales_out[b] = bits_f32(0x7FC00000u);
             continue;
         }
-        scale_encode(bf16, src, smooth, ds, e4m3, begin, end, dst);
+        scale_encode(bf16, src, smooth, ds, e4m3, begin, end, dst, streaming);
         scales_out[b] = 1.0f / ds;
     }
 }
@@ -172,7 +198,8 @@ void fused_fp8_mx(DType source,
                   DType target,
                   int64_t n,
                   uint8_t* dst,
-                  uint8_t* scale_bytes) {
+                  uint8_t* scale_bytes,
+                  bool streaming) {
     const bool bf16 = source == DType::kBFloat16;
     const bool e4m3 = target == DType::kFp8E4M3;
     for (int64_t begin = 0, b = 0; begin < n; begin += 32, ++b) {
@@ -195,7 +222,7 @@ void fused_fp8_mx(DType source,
         const int k = 127 - scale_byte;  // 2^k, k in [-127, 127]
         const float multiplier =
             k >= -126 ? bits_f32(static_cast<uint32_t>(k + 127) << 23) : bits_f32(0x00400000u);
-        scale_encode(bf16, src, nullptr, multiplier, e4m3, begin, end, dst);
+        scale_encode(bf16, src, nullptr, multiplier, e4m3, begin, end, dst, streaming);
         scale_bytes[b] = static_cast<uint8_t>(scale_byte);
     }
 }
@@ -210,7 +237,7 @@ void fused_static_int8(
 bool fused_available() { return false; }
 void fused_fp8_dynamic(
     DType, const uint16_t*, const float*, DType, int64_t, int64_t, uint8_t*, float*) {}
-void fused_fp8_mx(DType, const uint16_t*, DType, int64_t, uint8_t*, uint8_t*) {}
+void fused_fp8_mx(DType, const uint16_t*, DType, int64_t, uint8_t*, uint8_t*, bool) {}
 void fused_static_int8(DType, const uint16_t*, const float*, int64_t, int64_t, int8_t*) {}
 
 #endif

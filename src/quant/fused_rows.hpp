@@ -21,11 +21,17 @@ void fused_fp8_dynamic(DType source,
                        int64_t n,
                        int64_t block,
                        uint8_t* dst,
-                       float* scales_out);
+                       float* scales_out,
+                       bool streaming = false);
 
 // MX quantization to fp8 e4m3/e5m2 in blocks of 32; scale_bytes[b] = the block's E8M0 byte.
-void fused_fp8_mx(
-    DType source, const uint16_t* src, DType target, int64_t n, uint8_t* dst, uint8_t* scale_bytes);
+void fused_fp8_mx(DType source,
+                  const uint16_t* src,
+                  DType target,
+                  int64_t n,
+                  uint8_t* dst,
+                  uint8_t* scale_bytes,
+                  bool streaming = false);
 
 // Static int8 quantization: q = clamp(rne(fl32(x * s)), -128, 127), NaN -> 0; `s` is one scale
 // (s_stride 0) or a contiguous row (s_stride 1).
