@@ -236,7 +236,7 @@ void fused_static_int8(
 
 bool fused_available() { return false; }
 void fused_fp8_dynamic(
-    DType, const uint16_t*, const float*, DType, int64_t, int64_t, uint8_t*, float*) {}
+    DType, const uint16_t*, const float*, DType, int64_t, int64_t, uint8_t*, float*, bool) {}
 void fused_fp8_mx(DType, const uint16_t*, DType, int64_t, uint8_t*, uint8_t*, bool) {}
 void fused_static_int8(DType, const uint16_t*, const float*, int64_t, int64_t, int8_t*) {}
 
