@@ -30,14 +30,40 @@ void f32_row_to_hifloat8(const float* src, uint8_t* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_hifloat8(src[i]);
 }
 
-MOEDIST_MULTIVERSION
-void fp8_e4m3_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = fp8_e4m3_to_f32(src[i]);
+namespace {
+
+// Every fp8 code's binary32 bits, from the scalar decoders: a decode is one table gather.
+template <float (*Decode)(uint8_t)>
+struct DecodeTable {
+    uint32_t bits[256];
+    DecodeTable() {
+        for (int c = 0; c < 256; ++c) bits[c] = f32_bits(Decode(static_cast<uint8_t>(c)));
+    }
+};
+
+const uint32_t* e4m3_table() {
+    static const DecodeTable<fp8_e4m3_to_f32> table;
+    return table.bits;
+}
+
+const uint32_t* e5m2_table() {
+    static const DecodeTable<fp8_e5m2_to_f32> table;
+    return table.bits;
 }
 
 MOEDIST_MULTIVERSION
+void gather_row(const uint32_t* table, const uint8_t* src, float* dst, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = bits_f32(table[src[i]]);
+}
+
+}  // namespace
+
+void fp8_e4m3_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
+    gather_row(e4m3_table(), src, dst, n);
+}
+
 void fp8_e5m2_row_to_f32(const uint8_t* src, float* dst, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = fp8_e5m2_to_f32(src[i]);
+    gather_row(e5m2_table(), src, dst, n);
 }
 
 MOEDIST_MULTIVERSION
