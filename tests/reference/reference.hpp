@@ -16,16 +16,16 @@ namespace moedist_ref {
 enum class Elem { kFloat16, kBFloat16, kInt8, kFp8E4M3, kFp8E5M2, kHiFloat8 };
 
 struct JobConfig {
-    int ep_world_size = 0;           // W
-    int tp_size = 1;                 // T: 1 or 2 (2 requires L == 1)
-    int shared_rank_num = 0;         // S
-    int moe_expert_num = 0;          // E
-    int top_k = 0;                   // K
-    int hidden = 0;                  // H
-    int64_t global_bs = 0;           // 0 (every rank has the same BS) or maxBs * W
-    int quant_mode = 0;              // SPEC §5: 0 none / pre-quantized x, 1 static, 2 per-token,
-                                     // 3 per-group (128), 4 MX (blocks of 32)
-    Elem x_elem = Elem::kBFloat16;   // dtype of x: fp16/bf16, or fp8/hifloat8 (mode 0 pre-quantized)
+    int ep_world_size = 0;          // W
+    int tp_size = 1;                // T: 1 or 2 (2 requires L == 1)
+    int shared_rank_num = 0;        // S
+    int moe_expert_num = 0;         // E
+    int top_k = 0;                  // K
+    int hidden = 0;                 // H
+    int64_t global_bs = 0;          // 0 (every rank has the same BS) or maxBs * W
+    int quant_mode = 0;             // SPEC §5: 0 none / pre-quantized x, 1 static, 2 per-token,
+                                    // 3 per-group (128), 4 MX (blocks of 32)
+    Elem x_elem = Elem::kBFloat16;  // dtype of x: fp16/bf16, or fp8/hifloat8 (mode 0 pre-quantized)
     Elem expand_elem = Elem::kBFloat16;   // expandX dtype: x_elem in mode 0, else the target format
     Elem combine_elem = Elem::kBFloat16;  // expert outputs and combine's x: fp16 or bf16
     int static_scales = 0;           // mode 1: scales shape 1 = (1,), 2 = (H,), 3 = (E + (S>0), H)
