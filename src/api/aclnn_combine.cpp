@@ -104,42 +104,32 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(const aclTensor* expandX,
     (void)groupList;
     (void)expandScales;
     (void)groupListType;
-    if (workspaceSize == nullptr || executor == nullptr) {
-        return api::report(
-            {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
-    }
-    try {
-        core::CombineOp op;
-        Status status = api::prepare(expandX,
-                                     expertIds,
-                                     expandIdx,
-                                     epSendCounts,
-                                     expertScales,
-                                     tpSendCounts,
-                                     groupEp,
-                                     epWorldSize,
-                                     epRankId,
-                                     moeExpertNum,
-                                     groupTp,
-                                     tpWorldSize,
-                                     tpRankId,
-                                     expertShardType,
-                                     sharedExpertNum,
-                                     sharedExpertRankNum,
-                                     globalBs,
-                                     outDtype,
-                                     commQuantMode,
-                                     x,
-                                     &op);
-        if (!status.ok()) return api::report(status);
-        *workspaceSize = 0;  // each source pulls its rows straight from the experts' expandX
-        *executor = api::register_executor(new aclOpExecutor{std::move(op)});
-        return api::report(Status::Ok());
-    } catch (const std::exception& e) {
-        return api::report(
-            {Code::kInternal,
-             std::string("aclnnMoeDistributeCombineGetWorkspaceSize failed: ") + e.what()});
-    }
+    return api::phase_one<core::CombineOp>("aclnnMoeDistributeCombineGetWorkspaceSize",
+                                           workspaceSize,
+                                           executor,
+                                           [&](core::CombineOp* op) {
+                                               return api::prepare(expandX,
+                                                                   expertIds,
+                                                                   expandIdx,
+                                                                   epSendCounts,
+                                                                   expertScales,
+                                                                   tpSendCounts,
+                                                                   groupEp,
+                                                                   epWorldSize,
+                                                                   epRankId,
+                                                                   moeExpertNum,
+                                                                   groupTp,
+                                                                   tpWorldSize,
+                                                                   tpRankId,
+                                                                   expertShardType,
+                                                                   sharedExpertNum,
+                                                                   sharedExpertRankNum,
+                                                                   globalBs,
+                                                                   outDtype,
+                                                                   commQuantMode,
+                                                                   x,
+                                                                   op);
+                                           });
 }
 
 aclnnStatus aclnnMoeDistributeCombine(void* workspace,

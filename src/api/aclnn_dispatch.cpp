@@ -114,46 +114,36 @@ aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(const aclTensor* x,
                                                        aclOpExecutor** executor) {
     using namespace moedist;
     (void)xActiveMask;  // reserved: ignored
-    if (workspaceSize == nullptr || executor == nullptr) {
-        return api::report(
-            {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
-    }
-    try {
-        core::DispatchOp op;
-        Status status = api::prepare(x,
-                                     expertIds,
-                                     scales,
-                                     expertScales,
-                                     groupEp,
-                                     epWorldSize,
-                                     epRankId,
-                                     moeExpertNum,
-                                     groupTp,
-                                     tpWorldSize,
-                                     tpRankId,
-                                     expertShardType,
-                                     sharedExpertNum,
-                                     sharedExpertRankNum,
-                                     quantMode,
-                                     globalBs,
-                                     expertTokenNumsType,
-                                     expandX,
-                                     dynamicScales,
-                                     expandIdx,
-                                     expertTokenNums,
-                                     epRecvCounts,
-                                     tpRecvCounts,
-                                     expandScales,
-                                     &op);
-        if (!status.ok()) return api::report(status);
-        *workspaceSize = 0;  // the receiver pulls straight into its outputs: no staging buffer
-        *executor = api::register_executor(new aclOpExecutor{std::move(op)});
-        return api::report(Status::Ok());
-    } catch (const std::exception& e) {
-        return api::report(
-            {Code::kInternal,
-             std::string("aclnnMoeDistributeDispatchGetWorkspaceSize failed: ") + e.what()});
-    }
+    return api::phase_one<core::DispatchOp>("aclnnMoeDistributeDispatchGetWorkspaceSize",
+                                            workspaceSize,
+                                            executor,
+                                            [&](core::DispatchOp* op) {
+                                                return api::prepare(x,
+                                                                    expertIds,
+                                                                    scales,
+                                                                    expertScales,
+                                                                    groupEp,
+                                                                    epWorldSize,
+                                                                    epRankId,
+                                                                    moeExpertNum,
+                                                                    groupTp,
+                                                                    tpWorldSize,
+                                                                    tpRankId,
+                                                                    expertShardType,
+                                                                    sharedExpertNum,
+                                                                    sharedExpertRankNum,
+                                                                    quantMode,
+                                                                    globalBs,
+                                                                    expertTokenNumsType,
+                                                                    expandX,
+                                                                    dynamicScales,
+                                                                    expandIdx,
+                                                                    expertTokenNums,
+                                                                    epRecvCounts,
+                                                                    tpRecvCounts,
+                                                                    expandScales,
+                                                                    op);
+                                            });
 }
 
 aclnnStatus aclnnMoeDistributeDispatch(void* workspace,

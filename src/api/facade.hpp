@@ -1,6 +1,7 @@
 // Shared pieces of the aclnn C façade: aclTensor → TensorView, codes and messages out.
 #pragma once
 
+#include <exception>
 #include <optional>
 #include <string>
 #include <variant>
@@ -40,6 +41,28 @@ Status find_groups(const MoeConfig& config,
 
 // Records an executor phase 1 made, so phase 2 can refuse unknown or already-run ones.
 aclOpExecutor* register_executor(aclOpExecutor* executor);
+
+// Phase 1's frame, shared by both operations: null outputs give 161001; `prepare(Op*)` validates
+// and fills the op (exceptions become 561000); on success the workspace size is 0 (receivers and
+// sources pull straight from peers' tensors: no staging) and the executor is registered.
+template <class Op, class Prepare>
+aclnnStatus phase_one(const char* op_name,
+                      uint64_t* workspace_size,
+                      aclOpExecutor** executor,
+                      Prepare prepare) {
+    if (workspace_size == nullptr || executor == nullptr) {
+        return report({Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
+    }
+    try {
+        Op op;
+        if (Status status = prepare(&op); !status.ok()) return report(status);
+        *workspace_size = 0;
+        *executor = register_executor(new aclOpExecutor{std::move(op)});
+        return report(Status::Ok());
+    } catch (const std::exception& e) {
+        return report({Code::kInternal, std::string(op_name) + " failed: " + e.what()});
+    }
+}
 
 // Phase 2 of either operation: runs the executor, parks any error on the stream, frees it.
 aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name);
