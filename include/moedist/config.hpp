@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "moedist/profile.hpp"
 #include "moedist/status.hpp"
 
 namespace moedist {
@@ -29,6 +30,9 @@ struct MoeConfig {
     int64_t global_bs = 0;               // 0 (equal BS) or maxBs * W
     int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts
     int64_t comm_quant_mode = 0;         // combine: 0 or 2 (int8 return path)
+    // Product profile of the first phase; unset: MOEDIST_SOC (default generic). Not compared
+    // across ranks.
+    std::optional<Soc> soc;
 
     int64_t tp_size() const { return tp_world_size > 1 ? tp_world_size : 1; }         // T
     int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }   // W - S

@@ -13,6 +13,7 @@ Status prepare(const aclTensor* expandX,
                const aclTensor* epSendCounts,
                const aclTensor* expertScales,
                const aclTensor* tpSendCounts,
+               bool x_active_mask_given,
                const char* groupEp,
                int64_t epWorldSize,
                int64_t epRankId,
@@ -60,7 +61,10 @@ Status prepare(const aclTensor* expandX,
     Communicator ep;
     std::optional<Communicator> tp;
     if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
-    return core::prepare_combine(config, ep, tp, in, x_out, op);
+    core::CallExtras extras;
+    extras.group_tp = groupTp != nullptr ? groupTp : "";
+    extras.x_active_mask = x_active_mask_given;
+    return core::prepare_combine(config, ep, tp, in, x_out, extras, op);
 }
 
 }  // namespace
@@ -97,8 +101,7 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(const aclTensor* expandX,
                                                       uint64_t* workspaceSize,
                                                       aclOpExecutor** executor) {
     using namespace moedist;
-    // Reserved (SPEC §4): ignored whatever they hold.
-    (void)xActiveMask;
+    // Reserved (SPEC §4): ignored whatever they hold (the A3 profile requires xActiveMask null).
     (void)activationScale;
     (void)weightScale;
     (void)groupList;
@@ -114,6 +117,7 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(const aclTensor* expandX,
                                                                    epSendCounts,
                                                                    expertScales,
                                                                    tpSendCounts,
+                                                                   xActiveMask != nullptr,
                                                                    groupEp,
                                                                    epWorldSize,
                                                                    epRankId,

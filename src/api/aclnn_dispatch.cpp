@@ -12,6 +12,7 @@ Status prepare(const aclTensor* x,
                const aclTensor* expertIds,
                const aclTensor* scales,
                const aclTensor* expertScales,
+               bool x_active_mask_given,
                const char* groupEp,
                int64_t epWorldSize,
                int64_t epRankId,
@@ -77,7 +78,10 @@ Status prepare(const aclTensor* x,
     Communicator ep;
     std::optional<Communicator> tp;
     if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
-    return core::prepare_dispatch(config, ep, tp, in, out, op);
+    core::CallExtras extras;
+    extras.group_tp = groupTp != nullptr ? groupTp : "";
+    extras.x_active_mask = x_active_mask_given;
+    return core::prepare_dispatch(config, ep, tp, in, out, extras, op);
 }
 
 }  // namespace
@@ -113,7 +117,7 @@ aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(const aclTensor* x,
                                                        uint64_t* workspaceSize,
                                                        aclOpExecutor** executor) {
     using namespace moedist;
-    (void)xActiveMask;  // reserved: ignored
+    // xActiveMask is reserved: its content is ignored; the A3 profile requires it null.
     return api::phase_one<core::DispatchOp>("aclnnMoeDistributeDispatchGetWorkspaceSize",
                                             workspaceSize,
                                             executor,
@@ -122,6 +126,7 @@ aclnnStatus aclnnMoeDistributeDispatchGetWorkspaceSize(const aclTensor* x,
                                                                     expertIds,
                                                                     scales,
                                                                     expertScales,
+                                                                    xActiveMask != nullptr,
                                                                     groupEp,
                                                                     epWorldSize,
                                                                     epRankId,

@@ -6,6 +6,13 @@
 #include "core/ops.hpp"
 
 namespace moedist {
+namespace {
+core::CallExtras extras_of(const std::optional<Communicator>& tp) {
+    core::CallExtras extras;
+    if (tp) extras.group_tp = tp->name();
+    return extras;
+}
+}  // namespace
 
 MoeDistributor::MoeDistributor(Communicator ep,
                                std::optional<Communicator> tp,
@@ -47,7 +54,9 @@ Status MoeDistributor::create(Communicator ep,
 Status MoeDistributor::try_dispatch(const DispatchInputs& in, const DispatchOutputs& out) noexcept {
     try {
         core::DispatchOp op;
-        if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, &op); !s.ok()) return s;
+        if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, extras_of(tp_), &op);
+            !s.ok())
+            return s;
         return core::run_dispatch(op);
     } catch (const std::exception& e) {
         return {Code::kInternal, std::string("dispatch failed: ") + e.what()};
@@ -57,7 +66,9 @@ Status MoeDistributor::try_dispatch(const DispatchInputs& in, const DispatchOutp
 Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) noexcept {
     try {
         core::CombineOp op;
-        if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, &op); !s.ok()) return s;
+        if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, extras_of(tp_), &op);
+            !s.ok())
+            return s;
         return core::run_combine(op);
     } catch (const std::exception& e) {
         return {Code::kInternal, std::string("combine failed: ") + e.what()};

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "moedist/moedist.hpp"
 
@@ -31,18 +32,38 @@ struct CombineOp {
     int64_t hidden = 0;
 };
 
+// What the first phase sees beside the attributes and tensors (for the profile rules).
+struct CallExtras {
+    std::string group_tp;               // the groupTp name given ("" when none)
+    bool x_active_mask = false;         // a (reserved) xActiveMask was given
+    std::optional<HcclBufferEnv> hccl;  // unset: HCCL_BUFFSIZE & co. from the environment
+};
+
+// The first phase without communicators: the attributes, every tensor, then the profile
+// (config.soc or MOEDIST_SOC). `moedist plan` runs these on shapes alone.
+Status check_dispatch_call(const MoeConfig& config,
+                           const DispatchInputs& in,
+                           const DispatchOutputs& out,
+                           const CallExtras& extras);
+Status check_combine_call(const MoeConfig& config,
+                          const CombineInputs& in,
+                          const TensorView& x_out,
+                          const CallExtras& extras);
+
 // First phase: every check of SPEC §7 that needs no peer; fills `op` on success.
 Status prepare_dispatch(const MoeConfig& config,
                         const Communicator& ep,
                         const std::optional<Communicator>& tp,
                         const DispatchInputs& in,
                         const DispatchOutputs& out,
+                        const CallExtras& extras,
                         DispatchOp* op);
 Status prepare_combine(const MoeConfig& config,
                        const Communicator& ep,
                        const std::optional<Communicator>& tp,
                        const CombineInputs& in,
                        const TensorView& x_out,
+                       const CallExtras& extras,
                        CombineOp* op);
 
 // Second phase: the exchange round, the single copy, the completion round.

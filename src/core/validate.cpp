@@ -11,6 +11,8 @@
 #include <string>
 
 #include "core/ops.hpp"
+#include "core/profile.hpp"
+#include "util/env.hpp"
 
 namespace moedist::core {
 namespace {
@@ -318,16 +320,25 @@ Status check_communicators(const MoeConfig& config,
     return Status::Ok();
 }
 
+ProfileFacts facts_of(const MoeConfig& config, const CallExtras& extras, bool combine) {
+    ProfileFacts facts;
+    facts.config = config;
+    facts.combine = combine;
+    facts.group_tp = extras.group_tp;
+    facts.has_x_active_mask = extras.x_active_mask;
+    facts.hccl = extras.hccl ? *extras.hccl : util::hccl_buffer_env();
+    return facts;
+}
+
 }  // namespace
 
-Status prepare_dispatch(const MoeConfig& config,
-                        const Communicator& ep,
-                        const std::optional<Communicator>& tp,
-                        const DispatchInputs& in,
-                        const DispatchOutputs& out,
-                        DispatchOp* op) {
+Status check_dispatch_call(const MoeConfig& config,
+                           const DispatchInputs& in,
+                           const DispatchOutputs& out,
+                           const CallExtras& extras) {
+    Soc soc = Soc::kGeneric;
+    MOEDIST_TRY(resolve_soc(config, &soc));
     MOEDIST_TRY(config.validate());
-    MOEDIST_TRY(check_communicators(config, ep, tp));
     const int64_t T = config.tp_size();
 
     // dtypes (161002; a missing scales or dynamicScales the mode needs: 161001)
@@ -391,6 +402,33 @@ Status prepare_dispatch(const MoeConfig& config,
         MOEDIST_TRY(check_min_1d(*out.expand_scales, "expandScales", capacity, "A"));
     }
 
+    ProfileFacts facts = facts_of(config, extras, false);
+    facts.num_tokens = bs;
+    facts.hidden = hidden;
+    facts.top_k = top_k;
+    facts.x_dtype = in.x.dtype;
+    facts.expand_x_dtype = out.expand_x.dtype;
+    facts.has_scales = in.scales.has_value();
+    facts.has_x_active_mask = extras.x_active_mask || in.x_active_mask.has_value();
+    if (T == 2) facts.tp_counts_len = out.tp_recv_counts->dim(0);
+    return check_profile(soc, facts);
+}
+
+Status prepare_dispatch(const MoeConfig& config,
+                        const Communicator& ep,
+                        const std::optional<Communicator>& tp,
+                        const DispatchInputs& in,
+                        const DispatchOutputs& out,
+                        const CallExtras& extras,
+                        DispatchOp* op) {
+    MOEDIST_TRY(config.validate());
+    MOEDIST_TRY(check_communicators(config, ep, tp));
+    MOEDIST_TRY(check_dispatch_call(config, in, out, extras));
+    const int64_t bs = in.x.dim(0);
+    const int64_t hidden = in.x.dim(1);
+    const int64_t top_k = in.expert_ids.dim(1);
+    const int64_t T = config.tp_size();
+
     op->config = config;
     op->ep = ep;
     op->tp = T == 2 ? tp : std::nullopt;
@@ -402,14 +440,13 @@ Status prepare_dispatch(const MoeConfig& config,
     return Status::Ok();
 }
 
-Status prepare_combine(const MoeConfig& config,
-                       const Communicator& ep,
-                       const std::optional<Communicator>& tp,
-                       const CombineInputs& in,
-                       const TensorView& x_out,
-                       CombineOp* op) {
+Status check_combine_call(const MoeConfig& config,
+                          const CombineInputs& in,
+                          const TensorView& x_out,
+                          const CallExtras& extras) {
+    Soc soc = Soc::kGeneric;
+    MOEDIST_TRY(resolve_soc(config, &soc));
     MOEDIST_TRY(config.validate());
-    MOEDIST_TRY(check_communicators(config, ep, tp));
     const int64_t T = config.tp_size();
 
     MOEDIST_TRY(check_dtype(in.expand_x, "expandX", {DType::kFloat16, DType::kBFloat16}));
@@ -459,6 +496,31 @@ Status prepare_combine(const MoeConfig& config,
                     "x shape",
                     "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")",
                     shape_of(x_out));
+
+    ProfileFacts facts = facts_of(config, extras, true);
+    facts.num_tokens = bs;
+    facts.hidden = hidden;
+    facts.top_k = top_k;
+    facts.x_dtype = in.expand_x.dtype;
+    facts.expand_x_dtype = in.expand_x.dtype;
+    if (T == 2) facts.tp_counts_len = in.tp_send_counts->dim(0);
+    return check_profile(soc, facts);
+}
+
+Status prepare_combine(const MoeConfig& config,
+                       const Communicator& ep,
+                       const std::optional<Communicator>& tp,
+                       const CombineInputs& in,
+                       const TensorView& x_out,
+                       const CallExtras& extras,
+                       CombineOp* op) {
+    MOEDIST_TRY(config.validate());
+    MOEDIST_TRY(check_communicators(config, ep, tp));
+    MOEDIST_TRY(check_combine_call(config, in, x_out, extras));
+    const int64_t bs = in.expert_ids.dim(0);
+    const int64_t top_k = in.expert_ids.dim(1);
+    const int64_t hidden = in.expand_x.dim(1);
+    const int64_t T = config.tp_size();
 
     op->config = config;
     op->ep = ep;

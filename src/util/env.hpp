@@ -2,6 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+
+#include "moedist/profile.hpp"
 
 namespace moedist::util {
 
@@ -14,5 +17,16 @@ bool zero_padding();
 
 // MOEDIST_DEBUG=WARN|INFO|TRACE (default off): 0 off, 1 warn, 2 info, 3 trace.
 int debug_level();
+
+// MOEDIST_SOC (default generic): the profile of calls that leave MoeConfig::soc unset. An
+// unknown value makes every first phase fail (561002) naming it in `text`.
+struct SocSetting {
+    std::optional<Soc> soc;
+    std::string text;
+};
+const SocSetting& soc_setting();
+
+// HCCL_BUFFSIZE, HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE (the A2/A3 buffer rules).
+const HcclBufferEnv& hccl_buffer_env();
 
 }  // namespace moedist::util

@@ -308,4 +308,56 @@ TEST(Faults, FirstPhaseErrorsNameTheParameter) {
     EXPECT_THROW(moedist::MoeDistributor(group[1], std::nullopt, bad), moedist::Error);
 }
 
+// MoeConfig::soc picks the profile per call: A2 rejects W = 4 on every rank in the first phase;
+// the generic profile runs the same job.
+TEST(Faults, ProductProfileRejectsInTheFirstPhaseOnEveryRank) {
+    auto minis = make_minis(4);
+    std::vector<moedist::MoeConfig> configs;
+    for (auto& m : minis) configs.push_back(m.config);
+    for (auto& c : configs) c.soc = moedist::Soc::kA2;
+    auto statuses = on_ranks(
+        4,
+        minis,
+        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+            return moe.try_dispatch(m.in, m.out);
+        },
+        &configs);
+    for (const Status& s : statuses) {
+        EXPECT_EQ(s.code(), Code::kInnerTiling) << s.message();
+        EXPECT_NE(s.message().find("epWorldSize must be 16, 32 or 64, got 4"), std::string::npos)
+            << s.message();
+        EXPECT_NE(s.message().find("rule A2.epWorldSize"), std::string::npos) << s.message();
+    }
+    for (auto& c : configs) c.soc = moedist::Soc::kGeneric;
+    statuses = on_ranks(
+        4,
+        minis,
+        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+            return moe.try_dispatch(m.in, m.out);
+        },
+        &configs);
+    for (const Status& s : statuses) EXPECT_TRUE(s.ok()) << s.message();
+}
+
+// A rank whose profile rejects the call never arrives: its peers time out naming it.
+TEST(Faults, OneRankRejectedByItsProfileMakesPeersTimeOutNamingIt) {
+    auto minis = make_minis(3);
+    std::vector<moedist::MoeConfig> configs;
+    for (auto& m : minis) configs.push_back(m.config);
+    configs[1].soc = moedist::Soc::kA3;  // H = 8 is no A3 configuration
+    auto statuses = on_ranks(
+        3,
+        minis,
+        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
+            return moe.try_dispatch(m.in, m.out);
+        },
+        &configs);
+    EXPECT_EQ(statuses[1].code(), Code::kInnerTiling) << statuses[1].message();
+    for (int r : {0, 2}) {
+        const Status& s = statuses[static_cast<std::size_t>(r)];
+        EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
+        EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
+    }
+}
+
 }  // namespace

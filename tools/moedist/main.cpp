@@ -1,5 +1,6 @@
-// moedist — the command line: `moedist run` runs dispatch → expert → combine on thread ranks,
-// checks every output against the naive reference and prints timings and the expert load.
+// moedist — the command line. `moedist plan`: plan_command.hpp. `moedist run` runs dispatch →
+// expert → combine on thread ranks, checks every output against the naive reference and prints
+// timings and the expert load.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 #include <vector>
 
 #include "harness/job.hpp"
+#include "plan_command.hpp"
+#include "quant_choices.hpp"
 
 namespace {
 
@@ -41,47 +44,11 @@ bool parse_routing(const std::string& text, JobSpec* spec) {
     return true;
 }
 
-struct QuantChoice {
-    const char* name;
-    int mode;
-    moedist::DType target;
-    bool pre_quantized;
-};
-
-// --quant names → SPEC §5 modes.
-const std::vector<QuantChoice>& quant_choices() {
-    using moedist::DType;
-    static const std::vector<QuantChoice> choices = {
-        {"none", 0, DType::kInt8, false},
-        {"int8", 2, DType::kInt8, false},
-        {"static-int8", 1, DType::kInt8, false},
-        {"static-hif8", 1, DType::kHiFloat8, false},
-        {"fp8-e4m3", 2, DType::kFp8E4M3, false},
-        {"fp8-e5m2", 2, DType::kFp8E5M2, false},
-        {"group-e4m3", 3, DType::kFp8E4M3, false},
-        {"group-e5m2", 3, DType::kFp8E5M2, false},
-        {"mx-e4m3", 4, DType::kFp8E4M3, false},
-        {"mx-e5m2", 4, DType::kFp8E5M2, false},
-        {"pre-e4m3", 0, DType::kFp8E4M3, true},
-        {"pre-e5m2", 0, DType::kFp8E5M2, true},
-        {"pre-hif8", 0, DType::kHiFloat8, true},
-    };
-    return choices;
-}
-
-std::vector<std::string> quant_names() {
-    std::vector<std::string> names;
-    for (const auto& c : quant_choices()) names.emplace_back(c.name);
-    return names;
-}
-
 void apply_quant(const std::string& name, JobSpec* spec) {
-    for (const auto& c : quant_choices()) {
-        if (name != c.name) continue;
-        spec->quant_mode = c.mode;
-        spec->target = c.target;
-        spec->pre_quantized = c.pre_quantized;
-    }
+    const auto& c = moedist::cli::quant_choice(name);
+    spec->quant_mode = c.mode;
+    spec->target = c.target;
+    spec->pre_quantized = c.pre_quantized;
 }
 
 double median(std::vector<double> v) {
@@ -215,7 +182,7 @@ int main(int argc, char** argv) {
                     quant,
                     "none|int8|static-int8|static-hif8|fp8-e4m3|fp8-e5m2|group-e4m3|group-e5m2|"
                     "mx-e4m3|mx-e5m2|pre-e4m3|pre-e5m2|pre-hif8")
-        ->check(CLI::IsMember(quant_names()));
+        ->check(CLI::IsMember(moedist::cli::quant_names()));
     run->add_option("--dtype", dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
     run->add_option("--routing", routing, "uniform|zipf[:alpha]|hot|duplicates");
     run->add_option("--steps", steps, "steps to run (default 5)")->check(CLI::Range(1, 1000000));
@@ -224,15 +191,20 @@ int main(int argc, char** argv) {
     run->add_option("--comm-quant", comm_quant, "combine commQuantMode: 0 or 2")
         ->check(CLI::IsMember({0, 2}));
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
+    moedist::cli::PlanOptions plan_options;
+    auto* plan = moedist::cli::add_plan_command(app, &plan_options);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        fmt::print(
-            stderr, "moedist: {} (see moedist{} --help)\n", e.what(), run->parsed() ? " run" : "");
+        fmt::print(stderr,
+                   "moedist: {} (see moedist{} --help)\n",
+                   e.what(),
+                   run->parsed() ? " run" : (plan->parsed() ? " plan" : ""));
         return 2;
     }
+    if (plan->parsed()) return moedist::cli::plan_command(plan_options);
     if (!parse_routing(routing, &spec)) {
         fmt::print(
             stderr,

@@ -1,0 +1,391 @@
+#include "plan_command.hpp"
+
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "core/ops.hpp"
+#include "core/profile.hpp"
+#include "quant_choices.hpp"
+#include "util/env.hpp"
+
+namespace moedist::cli {
+namespace {
+
+using nlohmann::json;
+
+// Shapes alone: the first phase never reads tensor memory, it only needs a non-null address.
+char fake_storage;
+void* const kFake = &fake_storage;
+
+TensorView shaped(DType dtype, std::initializer_list<int64_t> shape) {
+    return TensorView::contiguous(kFake, dtype, shape);
+}
+
+struct NamedTensor {
+    std::string name;
+    TensorView view;
+};
+
+// Both first phases of one rank, on tensors of the minimum sizes SPEC §3–§5 ask for.
+struct RankCall {
+    std::string role;  // "shared" or "moe"
+    int64_t rank_id = 0;
+    MoeConfig config;
+    int64_t capacity = 0;  // A
+    DispatchInputs din;
+    DispatchOutputs dout;
+    CombineInputs cin;
+    TensorView x_out;
+    std::vector<NamedTensor> tensors;
+};
+
+int64_t clamp_rows(__int128 v) {
+    return v > (int64_t{1} << 40) ? (int64_t{1} << 40) : static_cast<int64_t>(v);
+}
+
+// A of SPEC §1, computed wide (the first phase rejects T*A > INT32_MAX itself).
+int64_t capacity_of(const MoeConfig& c, int64_t bs, int64_t k) {
+    if (!c.validate().ok() || bs < 0 || k < 1) return 0;
+    const __int128 max_bs = c.max_bs(bs), w = c.ep_world_size;
+    if (c.is_shared_rank())
+        return clamp_rows((max_bs * w + c.shared_expert_rank_num - 1) / c.shared_expert_rank_num);
+    const int64_t local = c.local_moe_expert_num();
+    return clamp_rows(max_bs * w * (local < k ? local : k));
+}
+
+RankCall make_call(
+    const PlanOptions& o, const QuantChoice& q, DType x_dtype, int64_t rank_id, Soc soc) {
+    RankCall call;
+    MoeConfig& c = call.config;
+    c.ep_world_size = o.ranks;
+    c.ep_rank_id = rank_id;
+    c.moe_expert_num = o.experts;
+    c.tp_world_size = o.tp;
+    c.tp_rank_id = 0;
+    c.shared_expert_rank_num = o.shared_ranks;
+    c.shared_expert_num =
+        o.shared_expert_num >= 0 ? o.shared_expert_num : (o.shared_ranks > 0 ? 1 : 0);
+    c.quant_mode = q.mode;
+    c.global_bs = o.global_bs;
+    c.expert_token_nums_type = 0;
+    c.comm_quant_mode = o.comm_quant;
+    c.soc = soc;
+    call.role = rank_id < o.shared_ranks ? "shared" : "moe";
+    call.rank_id = rank_id;
+
+    const int64_t bs = o.tokens, h = o.hidden, k = o.top_k, t = c.tp_size();
+    const bool valid = c.validate().ok();
+    const int64_t local = valid ? c.local_expert_num() : 1;
+    call.capacity = capacity_of(c, bs, k);
+    const int64_t rows = t * call.capacity;
+    const DType in_dtype = q.pre_quantized ? q.target : x_dtype;
+    const DType out_dtype = (q.mode == 0) ? in_dtype : q.target;
+    const int64_t expert_rows = o.experts + (o.shared_ranks > 0 ? 1 : 0);
+
+    DispatchInputs& din = call.din;
+    DispatchOutputs& dout = call.dout;
+    din.x = shaped(in_dtype, {bs, h});
+    din.expert_ids = shaped(DType::kInt32, {bs, k});
+    if (q.pre_quantized) din.scales = shaped(DType::kFloat32, {bs});
+    if (q.mode == 1) din.scales = shaped(DType::kFloat32, {1});
+    din.expert_scales = shaped(DType::kFloat32, {bs, k});
+    dout.expand_x = shaped(out_dtype, {rows, h});
+    if (q.pre_quantized || q.mode == 2) dout.dynamic_scales = shaped(DType::kFloat32, {rows});
+    if (q.mode == 3) dout.dynamic_scales = shaped(DType::kFloat32, {rows, (h + 127) / 128});
+    if (q.mode == 4)
+        dout.dynamic_scales = shaped(DType::kE8M0, {rows, 2 * (((h + 31) / 32 + 1) / 2)});
+    dout.expand_idx = shaped(DType::kInt32, {bs * k});
+    dout.expert_token_nums = shaped(DType::kInt64, {local});
+    dout.ep_recv_counts = shaped(DType::kInt32, {t * o.ranks * local});
+    if (t == 2) dout.tp_recv_counts = shaped(DType::kInt32, {2});
+    dout.expand_scales = shaped(DType::kFloat32, {call.capacity});
+    (void)expert_rows;
+
+    CombineInputs& cin = call.cin;
+    cin.expand_x = shaped(x_dtype, {rows, h});
+    cin.expert_ids = din.expert_ids;
+    cin.expand_idx = dout.expand_idx;
+    cin.ep_send_counts = dout.ep_recv_counts;
+    cin.expert_scales = *din.expert_scales;
+    cin.tp_send_counts = dout.tp_recv_counts;
+    call.x_out = shaped(x_dtype, {bs, h});
+
+    auto add = [&](const std::string& name, const std::optional<TensorView>& v) {
+        if (v) call.tensors.push_back({name, *v});
+    };
+    add("dispatch.x", din.x);
+    add("dispatch.expertIds", din.expert_ids);
+    add("dispatch.scales", din.scales);
+    add("dispatch.expertScales", din.expert_scales);
+    add("dispatch.expandX", dout.expand_x);
+    add("dispatch.dynamicScales", dout.dynamic_scales);
+    add("dispatch.expandIdx", dout.expand_idx);
+    add("dispatch.expertTokenNums", dout.expert_token_nums);
+    add("dispatch.epRecvCounts", dout.ep_recv_counts);
+    add("dispatch.tpRecvCounts", dout.tp_recv_counts);
+    add("dispatch.expandScales", dout.expand_scales);
+    add("combine.expandX", cin.expand_x);
+    add("combine.x", call.x_out);
+    return call;
+}
+
+struct Verdict {
+    bool accepted = true;
+    std::string operation, role, message;
+    int32_t code = 0;
+};
+
+Verdict judge(const std::vector<RankCall>& calls, const core::CallExtras& extras) {
+    for (const RankCall& call : calls) {
+        Status s = core::check_dispatch_call(call.config, call.din, call.dout, extras);
+        const char* op = "dispatch";
+        if (s.ok()) {
+            s = core::check_combine_call(call.config, call.cin, call.x_out, extras);
+            op = "combine";
+        }
+        if (!s.ok()) return {false, op, call.role, s.message(), s.raw_code()};
+    }
+    return {};
+}
+
+// Expected rows per step under uniform routing (every expert equally likely).
+struct Traffic {
+    double dispatch_send_rows = 0, dispatch_recv_rows = 0;
+};
+
+Traffic traffic_of(const PlanOptions& o, const RankCall& call) {
+    Traffic t;
+    const double bs = static_cast<double>(o.tokens), w = static_cast<double>(o.ranks);
+    const double s = static_cast<double>(o.shared_ranks), k = static_cast<double>(o.top_k);
+    const double tp = static_cast<double>(call.config.tp_size());
+    t.dispatch_send_rows = bs * k + (o.shared_ranks > 0 ? bs : 0.0);
+    const double ep_recv = call.role == "shared" ? w * bs / s : w * bs * k / (w - s);
+    t.dispatch_recv_rows = tp * ep_recv;  // with TP the peer's rows arrive too
+    return t;
+}
+
+double row_bytes_dispatch(const PlanOptions& o, const QuantChoice& q, DType x_dtype) {
+    const DType out = q.mode == 0 ? (q.pre_quantized ? q.target : x_dtype) : q.target;
+    double bytes = static_cast<double>(o.hidden) * static_cast<double>(dtype_size(out));
+    if (q.pre_quantized || q.mode == 2) bytes += 4;
+    if (q.mode == 3) bytes += 4.0 * static_cast<double>((o.hidden + 127) / 128);
+    if (q.mode == 4) bytes += static_cast<double>(2 * (((o.hidden + 31) / 32 + 1) / 2));
+    return bytes;
+}
+
+}  // namespace
+
+CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
+    auto* plan = app.add_subcommand(
+        "plan", "validate a configuration per product profile; print A, tensors, buffers, traffic");
+    plan->add_option("--soc", o->soc, "generic|A2|A3|all (default all)")
+        ->check(CLI::IsMember({"generic", "A2", "A3", "all"}, CLI::ignore_case));
+    plan->add_option("--ranks", o->ranks, "EP ranks W")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
+    plan->add_option("--tp", o->tp, "tpWorldSize: 0, 1 or 2")->check(CLI::IsMember({0, 1, 2}));
+    plan->add_option("--shared-ranks", o->shared_ranks, "sharedExpertRankNum S")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
+    plan->add_option("--shared-expert-num",
+                     o->shared_expert_num,
+                     "sharedExpertNum (default 1 with shared ranks, else 0)")
+        ->check(CLI::Range(int64_t{0}, int64_t{4}));
+    plan->add_option("--experts", o->experts, "moeExpertNum E")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    plan->add_option("--tokens", o->tokens, "BS per rank")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+    plan->add_option("--global-bs", o->global_bs, "globalBs (0: every rank has BS tokens)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+    plan->add_option("--hidden", o->hidden, "H")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    plan->add_option("--topk", o->top_k, "K")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+    plan->add_option("--quant", o->quant, "a `moedist run --quant` name")
+        ->check(CLI::IsMember(quant_names()));
+    plan->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
+    plan->add_option("--comm-quant", o->comm_quant, "combine commQuantMode: 0 or 2")
+        ->check(CLI::IsMember({0, 2}));
+    plan->add_option("--hccl-buffsize",
+                     o->hccl_buffsize_mb,
+                     "HCCL_BUFFSIZE in MB (default: the environment, 200)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+    plan->add_flag(
+        "--intra-pcie", o->intra_pcie, "as HCCL_INTRA_PCIE_ENABLE=1 HCCL_INTRA_ROCE_ENABLE=0 (A2)");
+    plan->add_flag("--json", o->json, "machine-readable output");
+    plan->add_flag("--rules", o->rules, "print the profile rule table (markdown) and exit");
+    return plan;
+}
+
+int plan_command(const PlanOptions& o) {
+    if (o.rules) {
+        fmt::print("| rule | profiles | code | requires | source |\n|---|---|---|---|---|\n");
+        for (const core::ProfileRule& r : core::profile_rules()) {
+            const std::string profiles =
+                r.profiles == core::kA2A3 ? "A2, A3" : (r.profiles == core::kA2Only ? "A2" : "A3");
+            fmt::print("| `{}` | {} | {} | {} | {} |\n",
+                       r.id,
+                       profiles,
+                       static_cast<int>(r.code),
+                       r.requirement,
+                       r.source);
+        }
+        return 0;
+    }
+    const QuantChoice& q = quant_choice(o.quant);
+    const DType x_dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
+    core::CallExtras extras;
+    extras.group_tp = o.tp == 2 ? "moedist_plan_tp" : "";
+    HcclBufferEnv hccl = util::hccl_buffer_env();
+    if (o.hccl_buffsize_mb != -2) hccl.buffsize_mb = o.hccl_buffsize_mb;
+    if (o.intra_pcie) hccl.intra_pcie = true;
+    extras.hccl = hccl;
+
+    std::vector<Soc> socs;
+    for (Soc s : {Soc::kGeneric, Soc::kA2, Soc::kA3})
+        if (o.soc == "all" || parse_soc(o.soc) == s) socs.push_back(s);
+
+    std::vector<int64_t> rank_ids;
+    if (o.shared_ranks > 0) rank_ids.push_back(0);
+    if (o.shared_ranks < o.ranks) rank_ids.push_back(o.shared_ranks);
+
+    json out;
+    out["config"] = {{"ranks", o.ranks},
+                     {"tp", o.tp},
+                     {"shared_ranks", o.shared_ranks},
+                     {"experts", o.experts},
+                     {"tokens", o.tokens},
+                     {"global_bs", o.global_bs},
+                     {"hidden", o.hidden},
+                     {"topk", o.top_k},
+                     {"quant", o.quant},
+                     {"dtype", o.dtype},
+                     {"comm_quant", o.comm_quant},
+                     {"hccl_buffsize_mb", hccl.buffsize_mb},
+                     {"intra_pcie", hccl.intra_pcie}};
+    bool any_accepted = false;
+    for (Soc soc : socs) {
+        std::vector<RankCall> calls;
+        for (int64_t r : rank_ids) calls.push_back(make_call(o, q, x_dtype, r, soc));
+        const Verdict v = judge(calls, extras);
+        any_accepted = any_accepted || v.accepted;
+        json p = {{"accepted", v.accepted}};
+        if (!v.accepted) {
+            p["operation"] = v.operation;
+            p["rank_role"] = v.role;
+            p["code"] = v.code;
+            p["message"] = v.message;
+        }
+        if (soc != Soc::kGeneric && !calls.empty()) {
+            core::ProfileFacts facts;
+            facts.config = calls.back().config;
+            facts.num_tokens = o.tokens;
+            facts.hidden = o.hidden;
+            facts.top_k = o.top_k;
+            facts.x_dtype = x_dtype;
+            facts.hccl = hccl;
+            p["hccl_buffsize_needed_mb"] = core::hccl_buffsize_needed_mb(soc, facts);
+        }
+        out["profiles"][soc_name(soc)] = p;
+    }
+    const double dispatch_row = row_bytes_dispatch(o, q, x_dtype);
+    const double combine_row = static_cast<double>(o.hidden) * (o.comm_quant == 2 ? 1.0 : 2.0) +
+                               (o.comm_quant == 2 ? 4.0 : 0.0);
+    for (int64_t r : rank_ids) {
+        const RankCall call = make_call(o, q, x_dtype, r, Soc::kGeneric);
+        const Traffic t = traffic_of(o, call);
+        json rank = {
+            {"role", call.role},
+            {"ep_rank_ids",
+             call.role == "shared" ? json::array({0, o.shared_ranks - 1})
+                                   : json::array({o.shared_ranks, o.ranks - 1})},
+            {"A", call.capacity},
+            {"local_experts", call.config.validate().ok() ? call.config.local_expert_num() : 0}};
+        for (const NamedTensor& nt : call.tensors) {
+            std::vector<int64_t> shape;
+            for (int32_t d = 0; d < nt.view.ndim; ++d) shape.push_back(nt.view.dim(d));
+            rank["tensors"].push_back(
+                {{"name", nt.name}, {"shape", shape}, {"dtype", dtype_name(nt.view.dtype)}});
+        }
+        rank["per_step_uniform"] = {
+            {"dispatch_send_rows", t.dispatch_send_rows},
+            {"dispatch_recv_rows", t.dispatch_recv_rows},
+            {"dispatch_send_bytes", t.dispatch_send_rows * dispatch_row},
+            {"dispatch_recv_bytes", t.dispatch_recv_rows * dispatch_row},
+            {"combine_send_bytes", t.dispatch_recv_rows * combine_row},
+            {"combine_recv_bytes", t.dispatch_send_rows * combine_row},
+        };
+        out["ranks"].push_back(rank);
+    }
+    out["workspace_bytes"] = 0;
+
+    if (o.json) {
+        fmt::print("{}\n", out.dump(2));
+        return any_accepted ? 0 : 1;
+    }
+    fmt::print(
+        "moedist plan: W {} (tp {}, shared ranks {}), E {}, BS {}{}, H {}, K {}, quant {}, {}\n",
+        o.ranks,
+        o.tp,
+        o.shared_ranks,
+        o.experts,
+        o.tokens,
+        o.global_bs ? fmt::format(" (globalBs {})", o.global_bs) : std::string(),
+        o.hidden,
+        o.top_k,
+        o.quant,
+        o.dtype);
+    fmt::print("profiles:\n");
+    for (Soc soc : socs) {
+        const json& p = out["profiles"][soc_name(soc)];
+        std::string buffer;
+        if (p.contains("hccl_buffsize_needed_mb")) {
+            buffer = fmt::format("  [HCCL_BUFFSIZE needs >= {} MB, have {}]",
+                                 p["hccl_buffsize_needed_mb"].get<int64_t>(),
+                                 hccl.buffsize_mb);
+        }
+        if (p["accepted"].get<bool>()) {
+            fmt::print("  {:<8} accepts{}\n", soc_name(soc), buffer);
+        } else {
+            fmt::print("  {:<8} rejects ({} of a {} rank, {}): {}{}\n",
+                       soc_name(soc),
+                       p["operation"].get<std::string>(),
+                       p["rank_role"].get<std::string>(),
+                       p["code"].get<int>(),
+                       p["message"].get<std::string>(),
+                       buffer);
+        }
+    }
+    for (const json& rank : out["ranks"]) {
+        fmt::print("{} ranks {}..{}: A = {} rows, {} local expert(s)\n",
+                   rank["role"].get<std::string>() == "shared" ? "shared-expert" : "MoE",
+                   rank["ep_rank_ids"][0].get<int64_t>(),
+                   rank["ep_rank_ids"][1].get<int64_t>(),
+                   rank["A"].get<int64_t>(),
+                   rank["local_experts"].get<int64_t>());
+        for (const json& t : rank["tensors"]) {
+            std::string shape = "(";
+            for (std::size_t d = 0; d < t["shape"].size(); ++d)
+                shape += (d ? ", " : "") + std::to_string(t["shape"][d].get<int64_t>());
+            shape += t["shape"].size() == 1 ? ",)" : ")";
+            fmt::print("  {:<26} {:<18} {}\n",
+                       t["name"].get<std::string>(),
+                       shape,
+                       t["dtype"].get<std::string>());
+        }
+        const json& tr = rank["per_step_uniform"];
+        fmt::print(
+            "  per step, uniform routing: dispatch sends {:.0f} rows ({:.2f} MB), receives {:.0f} "
+            "rows ({:.2f} MB); "
+            "combine sends {:.2f} MB, receives {:.2f} MB\n",
+            tr["dispatch_send_rows"].get<double>(),
+            tr["dispatch_send_bytes"].get<double>() / 1e6,
+            tr["dispatch_recv_rows"].get<double>(),
+            tr["dispatch_recv_bytes"].get<double>() / 1e6,
+            tr["combine_send_bytes"].get<double>() / 1e6,
+            tr["combine_recv_bytes"].get<double>() / 1e6);
+    }
+    fmt::print("workspace: 0 bytes (moedist copies straight between the ranks' tensors)\n");
+    return any_accepted ? 0 : 1;
+}
+
+}  // namespace moedist::cli

@@ -1,0 +1,34 @@
+// `moedist plan`: validates a configuration for each product profile on shapes alone and prints
+// A, every tensor, the workspace, the HCCL_BUFFSIZE each profile needs and the bytes a rank sends
+// and receives per step under uniform routing. `moedist plan --rules` prints the profile rules.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace moedist::cli {
+
+struct PlanOptions {
+    std::string soc = "all";  // generic|A2|A3|all
+    int64_t ranks = 8;
+    int64_t tp = 0;
+    int64_t shared_ranks = 0;
+    int64_t experts = 64;
+    int64_t shared_expert_num = -1;  // default: 1 when shared ranks > 0, else 0
+    int64_t tokens = 32;
+    int64_t global_bs = 0;
+    int64_t hidden = 7168;
+    int64_t top_k = 8;
+    std::string quant = "none";
+    std::string dtype = "bf16";
+    int64_t comm_quant = 0;
+    int64_t hccl_buffsize_mb = -2;  // -2: HCCL_BUFFSIZE from the environment (default 200)
+    bool intra_pcie = false;
+    bool json = false;
+    bool rules = false;
+};
+
+CLI::App* add_plan_command(CLI::App& app, PlanOptions* options);
+int plan_command(const PlanOptions& options);
+
+}  // namespace moedist::cli

@@ -1,0 +1,49 @@
+// The `--quant` names of the command line and the SPEC §5 mode each stands for.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "moedist/dtype.hpp"
+
+namespace moedist::cli {
+
+struct QuantChoice {
+    const char* name;
+    int mode;
+    DType target;  // expandX dtype when quantizing; x's 8-bit format when pre_quantized
+    bool pre_quantized;
+};
+
+inline const std::vector<QuantChoice>& quant_choices() {
+    static const std::vector<QuantChoice> choices = {
+        {"none", 0, DType::kInt8, false},
+        {"int8", 2, DType::kInt8, false},
+        {"static-int8", 1, DType::kInt8, false},
+        {"static-hif8", 1, DType::kHiFloat8, false},
+        {"fp8-e4m3", 2, DType::kFp8E4M3, false},
+        {"fp8-e5m2", 2, DType::kFp8E5M2, false},
+        {"group-e4m3", 3, DType::kFp8E4M3, false},
+        {"group-e5m2", 3, DType::kFp8E5M2, false},
+        {"mx-e4m3", 4, DType::kFp8E4M3, false},
+        {"mx-e5m2", 4, DType::kFp8E5M2, false},
+        {"pre-e4m3", 0, DType::kFp8E4M3, true},
+        {"pre-e5m2", 0, DType::kFp8E5M2, true},
+        {"pre-hif8", 0, DType::kHiFloat8, true},
+    };
+    return choices;
+}
+
+inline std::vector<std::string> quant_names() {
+    std::vector<std::string> names;
+    for (const auto& c : quant_choices()) names.emplace_back(c.name);
+    return names;
+}
+
+inline const QuantChoice& quant_choice(const std::string& name) {
+    for (const auto& c : quant_choices())
+        if (name == c.name) return c;
+    return quant_choices().front();
+}
+
+}  // namespace moedist::cli
