@@ -210,12 +210,24 @@ inline float e8m0_to_f32(uint8_t b) {
     return bits_f32(bits);
 }
 
-// Rows: dst[i] = convert(src[i]) for i < n, equal to the scalar functions above.
+// Rows: dst[i] = convert(src[i]) for i < n, equal to the scalar functions above. With AVX-512
+// VBMI (not in sanitized builds) they run the vector codecs of fused_rows.hpp, else the portable
+// loops below.
 void f32_row_to_fp8_e4m3(const float* src, uint8_t* dst, int64_t n);
 void f32_row_to_fp8_e5m2(const float* src, uint8_t* dst, int64_t n);
 void f32_row_to_hifloat8(const float* src, uint8_t* dst, int64_t n);
 void fp8_e4m3_row_to_f32(const uint8_t* src, float* dst, int64_t n);
 void fp8_e5m2_row_to_f32(const uint8_t* src, float* dst, int64_t n);
 void hifloat8_row_to_f32(const uint8_t* src, float* dst, int64_t n);
+
+// The portable row loops (the fallback of the rows above; tests call both paths).
+namespace fp8_detail {
+void f32_row_to_fp8_e4m3_portable(const float* src, uint8_t* dst, int64_t n);
+void f32_row_to_fp8_e5m2_portable(const float* src, uint8_t* dst, int64_t n);
+void f32_row_to_hifloat8_portable(const float* src, uint8_t* dst, int64_t n);
+void fp8_e4m3_row_to_f32_portable(const uint8_t* src, float* dst, int64_t n);
+void fp8_e5m2_row_to_f32_portable(const uint8_t* src, float* dst, int64_t n);
+void hifloat8_row_to_f32_portable(const uint8_t* src, float* dst, int64_t n);
+}  // namespace fp8_detail
 
 }  // namespace moedist::quant

@@ -38,4 +38,12 @@ void fused_fp8_mx(DType source,
 void fused_static_int8(
     DType source, const uint16_t* src, const float* s, int64_t s_stride, int64_t n, int8_t* dst);
 
+// Vector rows of the 8-bit codecs (AVX-512 F/BW/VL/VBMI; not in sanitized builds), the bits of
+// the scalar functions of fp8.hpp on every input; quant/fp8.cpp's row helpers use them when
+// vector_codecs_available(). `format` is kFp8E4M3, kFp8E5M2 or kHiFloat8. Nothing is read or
+// written past n.
+bool vector_codecs_available();
+void vector_encode_row(DType format, const float* src, uint8_t* dst, int64_t n);
+void vector_decode_row(DType format, const uint8_t* src, float* dst, int64_t n);
+
 }  // namespace moedist::quant
