@@ -526,6 +526,11 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         b.x.ndim = 2;
         b.x.shape = {bs, H, 0, 0};
         b.x.strides = {row_stride, col_stride, 0, 0};
+        if (g == spec.bad_id_rank && !in.expert_ids.empty()) {
+            const auto n = static_cast<int64_t>(in.expert_ids.size());
+            in.expert_ids[static_cast<std::size_t>(((spec.bad_id_slot % n) + n) % n)] =
+                spec.bad_id_value;
+        }
         b.expert_ids = in.expert_ids;
         b.scales = spec.pre_quantized ? in.x_scales : in.scales;
         b.expert_scales = in.expert_scales;
@@ -885,6 +890,12 @@ Status Job::status() const {
         }
     }
     return Status::Ok();
+}
+
+std::vector<Status> Job::statuses() const {
+    std::vector<Status> all;
+    for (const auto& b : state_->buf) all.push_back(b.status);
+    return all;
 }
 
 JobReport run_job(const JobSpec& spec,

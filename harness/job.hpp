@@ -45,6 +45,11 @@ struct JobSpec {
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
     uint64_t seed = 1;
+    // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
+    // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
+    int bad_id_rank = -1;
+    int64_t bad_id_slot = 0;
+    int32_t bad_id_value = -1;
 
     std::string describe() const;
 };
@@ -82,6 +87,8 @@ public:
 
     // The first failed rank's status, or OK.
     Status status() const;
+    // Every rank's status of the last step (global rank order).
+    std::vector<Status> statuses() const;
     // Compares the last step's outputs of every rank with the reference (sets ok/first_mismatch)
     // and fills bytes and the load table.
     JobReport check(bool with_reference) const;

@@ -39,9 +39,16 @@ struct TensorView {
 
     int64_t dim(int32_t d) const { return shape[static_cast<std::size_t>(d)]; }
     int64_t stride(int32_t d) const { return strides[static_cast<std::size_t>(d)]; }
+    // Element count; saturates at INT64_MAX (and is meaningless for negative extents, which the
+    // first phase rejects).
     int64_t numel() const {
         int64_t n = 1;
-        for (int32_t d = 0; d < ndim; ++d) n *= dim(d);
+        for (int32_t d = 0; d < ndim; ++d) {
+            if (dim(d) == 0) return 0;
+        }
+        for (int32_t d = 0; d < ndim; ++d) {
+            if (__builtin_mul_overflow(n, dim(d), &n)) return INT64_MAX;
+        }
         return n;
     }
 };

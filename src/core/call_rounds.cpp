@@ -1,6 +1,10 @@
 #include "core/call_rounds.hpp"
 
+#include "core/test_hooks.hpp"
+
 namespace moedist::core {
+
+std::atomic<test_hooks::MidCallHook> test_hooks::mid_call{nullptr};
 
 CallRounds::CallRounds(const Communicator& ep, const std::optional<Communicator>& tp)
     : ep_(ep.group().get()),
@@ -106,6 +110,7 @@ Status CallRounds::check_headers() const {
 
 Status CallRounds::finish(const Status& verdict) {
     if (!arrived_) return verdict;
+    if (auto hook = test_hooks::mid_call.load(std::memory_order_relaxed)) hook(ep_rank_);
     const auto deadline = transport::call_deadline();
     ep_->depart(ep_rank_, ep_call_, verdict.raw_code(), verdict.message());
     int32_t flag = 0;

@@ -84,7 +84,7 @@ const ProfileRule kRules[] = {
     {"A2.epWorldSize",
      kA2Only,
      Code::kInnerTiling,
-     "seed, epWorldSize (A2): 取值支持16、32、64",
+     "seed L37 (epWorldSize, A2): 取值支持16、32、64",
      "epWorldSize in {16, 32, 64}",
      [](const Facts& f) {
          return require(in_set(f.config.ep_world_size, {16, 32, 64}),
@@ -95,7 +95,7 @@ const ProfileRule kRules[] = {
     {"A3.epWorldSize",
      kA3Only,
      Code::kInnerTiling,
-     "seed, epWorldSize (A3); A3 V1 tiling (W%8 == 0, 256%W == 0 or W%144 == 0)",
+     "seed L38 (epWorldSize, A3); A3 V1 tiling: W%8 == 0 and (256%W == 0 or W%144 == 0)",
      "epWorldSize in {8, 16, 32, 64, 128, 144, 256, 288}",
      [](const Facts& f) {
          return require(in_set(f.config.ep_world_size, {8, 16, 32, 64, 128, 144, 256, 288}),
@@ -106,7 +106,7 @@ const ProfileRule kRules[] = {
     {"moeExpertNum",
      kA2A3,
      Code::kInnerTiling,
-     "seed, moeExpertNum: 取值范围(0, 512]; A3 V1 tiling",
+     "seed L40 (moeExpertNum): 取值范围(0, 512]; A3 V1 tiling: E in (0, 512]",
      "moeExpertNum in [1, 512]",
      [](const Facts& f) {
          return require(f.config.moe_expert_num <= 512,
@@ -117,8 +117,8 @@ const ProfileRule kRules[] = {
     {"A2.localExpertNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed, moeExpertNum (A2): moeExpertNum / (epWorldSize - sharedExpertRankNum) <= 24; "
-     "HCCL_INTRA_PCIE_ENABLE (A2) lifts it",
+     "seed L41 (moeExpertNum, A2): moeExpertNum / (epWorldSize - sharedExpertRankNum) <= 24; "
+     "seed L133 lifts it under HCCL_INTRA_PCIE_ENABLE",
      "moeExpertNum / (epWorldSize - sharedExpertRankNum) <= 24, unless HCCL_INTRA_PCIE_ENABLE=1 "
      "and "
      "HCCL_INTRA_ROCE_ENABLE=0",
@@ -131,7 +131,7 @@ const ProfileRule kRules[] = {
     {"A2.tpWorldSize",
      kA2Only,
      Code::kInnerTiling,
-     "seed, tpWorldSize (A2): 当前版本不支持，传0即可",
+     "seed L45 (tpWorldSize, A2): 当前版本不支持，传0即可",
      "tpWorldSize in {0, 1} (no TP domain)",
      [](const Facts& f) {
          return require(f.config.tp_world_size <= 1,
@@ -142,7 +142,7 @@ const ProfileRule kRules[] = {
     {"A2.groupTp",
      kA2Only,
      Code::kNullptr,
-     "op_api CheckNotNull (A2): groupTp must be empty",
+     "op_api CheckNotNull (A2): groupTp must be \"\" (ascend-semantics §7)",
      "groupTp = \"\"",
      [](const Facts& f) {
          return require(
@@ -151,7 +151,7 @@ const ProfileRule kRules[] = {
     {"A2.sharedExpertNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed, sharedExpertNum (A2): 当前版本不支持，传0即可",
+     "seed L52 (sharedExpertNum, A2): 当前版本不支持，传0即可",
      "sharedExpertNum = 0",
      [](const Facts& f) {
          return require(f.config.shared_expert_num == 0,
@@ -162,7 +162,7 @@ const ProfileRule kRules[] = {
     {"A2.sharedExpertRankNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed, sharedExpertRankNum (A2): 当前版本不支持，传0即可",
+     "seed L55 (sharedExpertRankNum, A2): 当前版本不支持，传0即可",
      "sharedExpertRankNum = 0",
      [](const Facts& f) {
          return require(f.config.shared_expert_rank_num == 0,
@@ -173,7 +173,7 @@ const ProfileRule kRules[] = {
     {"A3.sharedExpertNum",
      kA3Only,
      Code::kInnerTiling,
-     "seed, sharedExpertNum (A3): 当前版本仅支持传1; A3 V1 tiling",
+     "seed L53 (sharedExpertNum, A3): 当前版本仅支持传1; A3 V1 tiling: sharedExpertNum == 1",
      "sharedExpertNum = 1",
      [](const Facts& f) {
          return require(f.config.shared_expert_num == 1,
@@ -184,7 +184,7 @@ const ProfileRule kRules[] = {
     {"A3.sharedExpertRankNum",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: W % S == 0 if S > 0",
+     "A3 V1 tiling: S in [0, W), W % S == 0 if S > 0 (ascend-semantics §7)",
      "epWorldSize % sharedExpertRankNum = 0 when sharedExpertRankNum > 0",
      [](const Facts& f) {
          const int64_t s = f.config.shared_expert_rank_num;
@@ -196,7 +196,8 @@ const ProfileRule kRules[] = {
     {"quantMode",
      kA2A3,
      Code::kInnerTiling,
-     "seed, quantMode (A2, A3): 支持quantMode取值为0或2",
+     "seed L57 (quantMode, A2/A3): 支持quantMode取值为0或2; A3 V1 tiling: quantMode in [0, 2], != "
+     "1",
      "quantMode in {0, 2}",
      [](const Facts& f) {
          return require(f.combine || f.config.quant_mode == 0 || f.config.quant_mode == 2,
@@ -207,7 +208,7 @@ const ProfileRule kRules[] = {
     {"x.dtype",
      kA2A3,
      Code::kInvalidParam,
-     "seed, x (A2, A3): 数据类型支持FLOAT16、BFLOAT16",
+     "seed L27 (x, A2/A3): 数据类型支持FLOAT16、BFLOAT16",
      "x dtype fp16 or bf16 (no pre-quantized x)",
      [](const Facts& f) {
          const bool ok = f.x_dtype == DType::kFloat16 || f.x_dtype == DType::kBFloat16;
@@ -220,7 +221,7 @@ const ProfileRule kRules[] = {
     {"expandX.dtype",
      kA2A3,
      Code::kInvalidParam,
-     "seed, expandX (A2, A3): 数据类型支持FLOAT16、BFLOAT16、INT8",
+     "seed L63 (expandX, A2/A3): 数据类型支持FLOAT16、BFLOAT16、INT8",
      "expandX dtype fp16, bf16 or int8",
      [](const Facts& f) {
          const DType d = f.expand_x_dtype;
@@ -231,8 +232,8 @@ const ProfileRule kRules[] = {
     {"globalBs",
      kA2A3,
      Code::kInnerTiling,
-     "seed, globalBs (A2, A3): 0, Bs*epWorldSize or maxBs*epWorldSize (A2 also 256*epWorldSize); "
-     "A3 V1 tiling: 0 or >= BS*W and divisible by W",
+     "seed L59-60 (globalBs, A2/A3): 0, BS*epWorldSize or maxBs*epWorldSize (A2 also "
+     "256*epWorldSize); A3 V1 tiling: 0, or >= BS*W and divisible by W",
      "globalBs = 0, or a multiple of epWorldSize >= BS * epWorldSize",
      [](const Facts& f) {
          const int64_t g = f.config.global_bs, w = f.config.ep_world_size;
@@ -246,7 +247,7 @@ const ProfileRule kRules[] = {
     {"A2.H",
      kA2Only,
      Code::kInnerTiling,
-     "seed, H (A2): 取值范围(0, 7168]，且保证是32的整数倍",
+     "seed L116 (H, A2): 取值范围(0, 7168]，且保证是32的整数倍",
      "H in [32, 7168] and a multiple of 32",
      [](const Facts& f) {
          return require(f.hidden <= 7168 && f.hidden % 32 == 0,
@@ -257,13 +258,13 @@ const ProfileRule kRules[] = {
     {"A3.H",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling (dispatch and combine): H == 7168",
+     "A3 V1 tiling, dispatch and combine: H == 7168 (ascend-semantics §7)",
      "H = 7168",
      [](const Facts& f) { return require(f.hidden == 7168, "H", "7168", text(f.hidden)); }},
     {"A2.BS",
      kA2Only,
      Code::kInnerTiling,
-     "seed, BS (A2): 取值范围为0 < BS ≤ 256",
+     "seed L118 (BS, A2): 取值范围为0 < BS ≤ 256",
      "BS in [1, 256]",
      [](const Facts& f) {
          return require(
@@ -272,7 +273,7 @@ const ProfileRule kRules[] = {
     {"A3.BS",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: BS in [1, 512]",
+     "A3 V1 tiling: x is 2D with BS in [1, 512] (ascend-semantics §7)",
      "BS in [1, 512]",
      [](const Facts& f) {
          return require(
@@ -281,19 +282,19 @@ const ProfileRule kRules[] = {
     {"A2.K",
      kA2Only,
      Code::kInnerTiling,
-     "seed, K (A2): 取值范围为0 < K ≤ 16",
+     "seed L120 (K, A2): 取值范围为0 < K ≤ 16",
      "K in [1, 16]",
      [](const Facts& f) { return require(f.top_k <= 16, "K", "in [1, 16]", text(f.top_k)); }},
     {"A3.K",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: K in (0, 8]",
+     "A3 V1 tiling: K in (0, 8] (ascend-semantics §7)",
      "K in [1, 8]",
      [](const Facts& f) { return require(f.top_k <= 8, "K", "in [1, 8]", text(f.top_k)); }},
     {"A2.scales.pcie",
      kA2Only,
      Code::kInnerTiling,
-     "seed, scales (A2): HCCL_INTRA_PCIE_ENABLE为1且HCCL_INTRA_ROCE_ENABLE为0时，要求传nullptr",
+     "seed L30 (scales, A2): HCCL_INTRA_PCIE_ENABLE为1且HCCL_INTRA_ROCE_ENABLE为0时，要求传nullptr",
      "scales = nullptr when HCCL_INTRA_PCIE_ENABLE=1 and HCCL_INTRA_ROCE_ENABLE=0",
      [](const Facts& f) {
          return require(!(f.hccl.intra_pcie && f.has_scales),
@@ -304,7 +305,7 @@ const ProfileRule kRules[] = {
     {"A3.xActiveMask",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: xActiveMask must be null",
+     "A3 V1 tiling: xActiveMask must be null (ascend-semantics §7)",
      "xActiveMask = nullptr",
      [](const Facts& f) {
          return require(!f.has_x_active_mask, "xActiveMask", "nullptr", "a tensor");
@@ -312,7 +313,7 @@ const ProfileRule kRules[] = {
     {"A3.tpCounts",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: tpRecvCounts is 1D with length == tp",
+     "A3 V1 tiling: tpRecvCounts is 1D with length == tp (ascend-semantics §7)",
      "tpRecvCounts / tpSendCounts dim 0 = 2 when tpWorldSize = 2",
      [](const Facts& f) {
          return require(f.tp_counts_len < 0 || f.tp_counts_len == 2,
@@ -323,7 +324,7 @@ const ProfileRule kRules[] = {
     {"A2.HCCL_BUFFSIZE",
      kA2Only,
      Code::kInnerTiling,
-     "seed, HCCL_BUFFSIZE (A2), both formulas (HCCL_INTRA_PCIE_ENABLE)",
+     "seed L127-128 (HCCL_BUFFSIZE, A2; 200 MB default) and L133 (HCCL_INTRA_PCIE_ENABLE)",
      "HCCL_BUFFSIZE MB >= 2 * (maxBs * W * min(L, K) * H * 2 + 2 MB); with "
      "HCCL_INTRA_PCIE_ENABLE=1 and "
      "HCCL_INTRA_ROCE_ENABLE=0: >= E * maxBs * (H * sizeof(x) + 16 * ceil8(K)) + 104 MB",
@@ -336,7 +337,8 @@ const ProfileRule kRules[] = {
     {"A3.HCCL_BUFFSIZE",
      kA3Only,
      Code::kInnerTiling,
-     "seed, HCCL_BUFFSIZE (A3)",
+     "seed L127, L129 (HCCL_BUFFSIZE, A3); implies the A3 V1 tiling window rule W*maxBs*H*2*2*L <= "
+     "HCCL_BUFFSIZE",
      "HCCL_BUFFSIZE >= 2 and 2^20 * (HCCL_BUFFSIZE - 2) / 2 >= maxBs * 2 * (H + 128) * (W * L + K "
      "+ 1)",
      [](const Facts& f) {

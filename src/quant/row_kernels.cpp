@@ -5,6 +5,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -47,7 +48,12 @@ void store_bf16(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
 // F16C converts exactly (subnormals kept: MXCSR's FTZ/DAZ are off); only NaN needs SPEC's
 // canonical 0x7E00 | sign, fixed up per 8 lanes when a NaN is present.
 bool has_f16c() {
-    static const bool value = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    // CPUID.1:ECX.F16C[bit 29] (clang 14's __builtin_cpu_supports knows no "f16c").
+    static const bool value = [] {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+        return __builtin_cpu_supports("avx2") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 &&
+               (ecx & bit_F16C) != 0;
+    }();
     return value;
 }
 
@@ -271,7 +277,9 @@ bool has_avx512() {
 
 // GCC 12 warns on the _mm512_undefined_* inside its own intrinsic headers.
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 // y = f32(src[i]) (· smooth[i]) for 16 lanes under mask k. Deterministic: both passes below
 // compute the same y bit for bit.

@@ -43,6 +43,7 @@ struct DispatchArgs {
     Tensor x{{2, 8}, ACL_BF16, 2}, ids{{2, 1}, ACL_INT32, 4}, expand_x{{4, 8}, ACL_BF16, 2};
     Tensor expand_idx{{2}, ACL_INT32, 4}, token_nums{{1}, ACL_INT64, 8}, counts{{2}, ACL_INT32, 4};
     std::string group;
+    bool null_workspace_size = false;
     aclnnStatus call(const aclTensor* x_arg, const aclTensor* ids_arg, int64_t experts = 2) {
         uint64_t ws = 0;
         aclOpExecutor* exec = nullptr;
@@ -71,7 +72,7 @@ struct DispatchArgs {
                                                           counts.handle,
                                                           nullptr,
                                                           nullptr,
-                                                          &ws,
+                                                          null_workspace_size ? nullptr : &ws,
                                                           &exec);
     }
 };
@@ -134,6 +135,73 @@ TEST_F(CApi, ExecutorsRunOnceAndUnknownOnesAreRefused) {
     auto* bogus = reinterpret_cast<aclOpExecutor*>(&args_);
     EXPECT_EQ(aclnnMoeDistributeDispatch(nullptr, 0, bogus, nullptr), 161001);
     EXPECT_NE(recent().find("executor must be one phase 1 returned"), std::string::npos);
+}
+
+TEST_F(CApi, GroupNameLengthIs161001) {
+    const std::string live = args_.group;
+    args_.group = "";
+    EXPECT_EQ(args_.call(args_.x.handle, args_.ids.handle), 161001);
+    EXPECT_EQ(recent(), "groupEp length must be in [1, 128), got 0");
+    args_.group = std::string(128, 'g');
+    EXPECT_EQ(args_.call(args_.x.handle, args_.ids.handle), 161001);
+    EXPECT_EQ(recent(), "groupEp length must be in [1, 128), got 128");
+    args_.group = live;  // 127 characters at most: the live name passes
+    EXPECT_EQ(args_.call(args_.x.handle, args_.ids.handle), 0) << recent();
+}
+
+TEST_F(CApi, AclDtypeMoedistDoesNotKnowIs161002) {
+    Tensor x64({2, 8}, ACL_DOUBLE, 8);
+    EXPECT_EQ(args_.call(x64.handle, args_.ids.handle), 161002);
+    EXPECT_NE(recent().find("x dtype must be one moedist supports"), std::string::npos) << recent();
+}
+
+TEST_F(CApi, NullWorkspaceSizeOrExecutorIs161001) {
+    args_.null_workspace_size = true;
+    EXPECT_EQ(args_.call(args_.x.handle, args_.ids.handle), 161001);
+    EXPECT_EQ(recent(), "workspaceSize and executor must be non-null, got nullptr");
+}
+
+TEST_F(CApi, CombineOutDtypeOtherThanZeroIs561002) {
+    Tensor weights({2, 1}, ACL_FLOAT, 4), x_out({2, 8}, ACL_BF16, 2);
+    for (int64_t out_dtype : {0, 1}) {
+        uint64_t ws = 0;
+        aclOpExecutor* exec = nullptr;
+        const aclnnStatus status =
+            aclnnMoeDistributeCombineGetWorkspaceSize(args_.expand_x.handle,
+                                                      args_.ids.handle,
+                                                      args_.expand_idx.handle,
+                                                      args_.counts.handle,
+                                                      weights.handle,
+                                                      nullptr,
+                                                      nullptr,
+                                                      nullptr,
+                                                      nullptr,
+                                                      nullptr,
+                                                      nullptr,
+                                                      args_.group.c_str(),
+                                                      2,
+                                                      0,
+                                                      2,
+                                                      "",
+                                                      0,
+                                                      0,
+                                                      0,
+                                                      0,
+                                                      0,
+                                                      0,
+                                                      out_dtype,
+                                                      0,
+                                                      0,
+                                                      x_out.handle,
+                                                      &ws,
+                                                      &exec);
+        if (out_dtype == 0) {
+            EXPECT_EQ(status, 0) << recent();
+        } else {
+            EXPECT_EQ(status, 561002);
+            EXPECT_EQ(recent(), "outDtype must be 0, got 1");
+        }
+    }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/test_hooks.hpp"
 #include "moedist/moedist.hpp"
 
 namespace {
@@ -358,6 +359,65 @@ TEST(Faults, OneRankRejectedByItsProfileMakesPeersTimeOutNamingIt) {
         EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
         EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
     }
+}
+
+// Rank 1 stalls after the exchange (its copy done, its completion not yet), longer than the
+// timeout: its peers return 361001 naming it; every rank then finds the group broken.
+TEST(Faults, RankStoppingMidCallMakesPeersTimeOutAndBreaksTheGroup) {
+    auto minis = make_minis(3);
+    moedist::core::test_hooks::mid_call.store([](int ep_rank) {
+        if (ep_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    });
+    std::vector<Status> second(3);
+    const auto start = std::chrono::steady_clock::now();
+    auto statuses =
+        on_ranks(3, minis, [&](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
+            Status first = moe.try_dispatch(m.in, m.out);
+            if (rank == 1) moedist::core::test_hooks::mid_call.store(nullptr);
+            second[static_cast<std::size_t>(rank)] = moe.try_dispatch(m.in, m.out);
+            return first;
+        });
+    moedist::core::test_hooks::mid_call.store(nullptr);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(seconds, 10.0);
+    for (int r : {0, 2}) {
+        const Status& s = statuses[static_cast<std::size_t>(r)];
+        EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
+        EXPECT_NE(s.message().find("rank 1"), std::string::npos) << s.message();
+    }
+    // The stalled rank's own call ends in the broken group too.
+    EXPECT_EQ(statuses[1].code(), Code::kRuntime) << statuses[1].message();
+    for (const Status& s : second) {
+        EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
+        EXPECT_NE(s.message().find("broken"), std::string::npos) << s.message();
+    }
+}
+
+// G.groups: the communicators must match the attributes (size, rank, distinct TP group).
+TEST(Faults, CommunicatorsMustMatchTheAttributes) {
+    auto group = moedist::Communicator::create_local_group(2);
+    MiniRank m(3, 0);  // W = 3 against a 2-rank group
+    std::optional<moedist::MoeDistributor> none;
+    Status s = moedist::MoeDistributor::create(group[0], std::nullopt, m.config, &none);
+    EXPECT_EQ(s.code(), Code::kInnerTiling);
+    EXPECT_NE(s.message().find("epWorldSize/epRankId must match communicator"), std::string::npos)
+        << s.message();
+    MiniRank two(2, 0);
+    two.config.tp_world_size = 2;  // the EP group offered as the TP group too
+    std::vector<int32_t> tp_counts(2, 0);
+    two.out.tp_recv_counts = TensorView::contiguous(tp_counts.data(), DType::kInt32, {2});
+    two.out.ep_recv_counts.shape[0] = 2;
+    std::vector<uint16_t> expand_x(static_cast<std::size_t>(2 * 8 * MiniRank::kHidden));
+    two.out.expand_x =
+        TensorView::contiguous(expand_x.data(), DType::kBFloat16, {16, MiniRank::kHidden});
+    std::vector<int32_t> counts(4, 0);
+    two.out.ep_recv_counts = TensorView::contiguous(counts.data(), DType::kInt32, {4});
+    moedist::MoeDistributor moe(group[0], group[0], two.config);
+    s = moe.try_dispatch(two.in, two.out);
+    EXPECT_EQ(s.code(), Code::kInnerTiling) << s.message();
+    EXPECT_NE(s.message().find("groupTp must be different from groupEp"), std::string::npos)
+        << s.message();
 }
 
 }  // namespace

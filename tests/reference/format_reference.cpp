@@ -163,18 +163,24 @@ uint8_t format8_encode(Format8 format, float value) {
     for (unsigned code = 0; code < 128; ++code) {
         if (!is_finite_code(table, code)) continue;
         const double v = table.value[code];
-        if (max_code < 0 || v > table.value[max_code]) max_code = static_cast<int>(code);
-        if (v <= target && (below < 0 || v > table.value[below])) below = static_cast<int>(code);
-        if (v >= target && (above < 0 || v < table.value[above])) above = static_cast<int>(code);
+        if (max_code < 0 || v > table.value[static_cast<std::size_t>(max_code)])
+            max_code = static_cast<int>(code);
+        if (v <= target && (below < 0 || v > table.value[static_cast<std::size_t>(below)]))
+            below = static_cast<int>(code);
+        if (v >= target && (above < 0 || v < table.value[static_cast<std::size_t>(above)]))
+            above = static_cast<int>(code);
     }
     int chosen = 0;
-    if (target > table.value[max_code]) {
+    if (target > table.value[static_cast<std::size_t>(max_code)]) {
         chosen = max_code;  // overflow and Inf saturate
-    } else if (table.value[below] == table.value[above]) {
+    } else if (table.value[static_cast<std::size_t>(below)] ==
+               table.value[static_cast<std::size_t>(above)]) {
         chosen = below;
     } else {
         // lo + hi and the halving are exact in double for these short significands.
-        const double midpoint = (table.value[below] + table.value[above]) / 2;
+        const double midpoint = (table.value[static_cast<std::size_t>(below)] +
+                                 table.value[static_cast<std::size_t>(above)]) /
+                                2;
         if (target < midpoint) {
             chosen = below;
         } else if (target > midpoint) {
@@ -185,7 +191,7 @@ uint8_t format8_encode(Format8 format, float value) {
             chosen = above;  // away from zero
         }
     }
-    if (!fp8 && table.value[chosen] == 0) return 0x00;
+    if (!fp8 && table.value[static_cast<std::size_t>(chosen)] == 0) return 0x00;
     return static_cast<uint8_t>((negative ? 0x80 : 0) | chosen);
 }
 
