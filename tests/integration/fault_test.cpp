@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/test_hooks.hpp"
+#include "hccl/hccl.h"
 #include "moedist/moedist.hpp"
 
 namespace {
@@ -418,6 +419,53 @@ TEST(Faults, CommunicatorsMustMatchTheAttributes) {
     EXPECT_EQ(s.code(), Code::kInnerTiling) << s.message();
     EXPECT_NE(s.message().find("groupTp must be different from groupEp"), std::string::npos)
         << s.message();
+}
+
+// Rank 0 destroys its HcclComm as soon as its call returned, while rank 1 is still inside its
+// own (stalled past the timeout): rank 1 finishes on the broken group without touching freed
+// memory (ASan runs this), and the other handles still destroy cleanly.
+TEST(Faults, DestroyingOneRanksCommunicatorNeverDisturbsPeersStillInside) {
+    HcclComm comms[3] = {nullptr, nullptr, nullptr};
+    int32_t devices[3] = {0, 1, 2};
+    ASSERT_EQ(HcclCommInitAll(3, devices, comms), HCCL_SUCCESS);
+    char name[128] = {};
+    ASSERT_EQ(HcclGetCommName(comms[0], name), HCCL_SUCCESS);
+    auto minis = make_minis(3);
+    moedist::core::test_hooks::mid_call.store([](int ep_rank) {
+        if (ep_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+    });
+    std::vector<Status> statuses(3);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < 3; ++r) {
+        threads.emplace_back([&, r] {
+            moedist::Communicator comm;
+            Status s = moedist::Communicator::find(name, r, &comm);
+            std::optional<moedist::MoeDistributor> moe;
+            if (s.ok()) {
+                s = moedist::MoeDistributor::create(
+                    comm, std::nullopt, minis[static_cast<std::size_t>(r)].config, &moe);
+            }
+            if (s.ok()) {
+                auto& m = minis[static_cast<std::size_t>(r)];
+                s = moe->try_dispatch(m.in, m.out);
+            }
+            if (r == 0) {
+                moe.reset();
+                comm = moedist::Communicator();
+                HcclCommDestroy(comms[0]);
+            }
+            statuses[static_cast<std::size_t>(r)] = s;
+        });
+    }
+    for (auto& t : threads) t.join();
+    moedist::core::test_hooks::mid_call.store(nullptr);
+    for (int r = 0; r < 3; ++r) {
+        const Status& s = statuses[static_cast<std::size_t>(r)];
+        EXPECT_EQ(s.code(), Code::kRuntime) << "rank " << r << ": " << s.message();
+    }
+    EXPECT_NE(statuses[0].message().find("rank 1"), std::string::npos) << statuses[0].message();
+    EXPECT_EQ(HcclCommDestroy(comms[1]), HCCL_SUCCESS);
+    EXPECT_EQ(HcclCommDestroy(comms[2]), HCCL_SUCCESS);
 }
 
 }  // namespace
