@@ -59,6 +59,7 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     }
     ep_->arrive(ep_rank_, ep_call_, record, bytes);
     arrived_ = true;
+    if (auto hook = test_hooks::mid_call.load(std::memory_order_relaxed)) hook(ep_rank_);
     if (Status s = ep_->wait_arrivals(ep_call_, deadline); !s.ok()) return s;
     if (peer_ep_ != nullptr) return peer_ep_->wait_arrivals(peer_ep_call_, deadline);
     return Status::Ok();
@@ -110,7 +111,6 @@ Status CallRounds::check_headers() const {
 
 Status CallRounds::finish(const Status& verdict) {
     if (!arrived_) return verdict;
-    if (auto hook = test_hooks::mid_call.load(std::memory_order_relaxed)) hook(ep_rank_);
     const auto deadline = transport::call_deadline();
     ep_->depart(ep_rank_, ep_call_, verdict.raw_code(), verdict.message());
     int32_t flag = 0;

@@ -1,6 +1,6 @@
-// Fault injection for tests only: a function called by every rank between its exchange round and
-// its departure (after the copy, before completion), so a test can stall one rank mid-call. Null
-// (the default) costs one relaxed load per call.
+// Fault injection for tests only: a function called by every rank right after it arrived in its
+// EP group (its record published, nothing of its peers read yet), so a test can stall one rank
+// mid-call. Null (the default) costs one relaxed load per call.
 #pragma once
 
 #include <atomic>

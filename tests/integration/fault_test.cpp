@@ -362,8 +362,9 @@ TEST(Faults, OneRankRejectedByItsProfileMakesPeersTimeOutNamingIt) {
     }
 }
 
-// Rank 1 stalls after the exchange (its copy done, its completion not yet), longer than the
-// timeout: its peers return 361001 naming it; every rank then finds the group broken.
+// Rank 1 stalls mid-call, right after arriving (its record is out, the peers copy from it),
+// longer than the timeout: its peers return 361001 naming it (it never departs); every rank then
+// finds the group broken.
 TEST(Faults, RankStoppingMidCallMakesPeersTimeOutAndBreaksTheGroup) {
     auto minis = make_minis(3);
     moedist::core::test_hooks::mid_call.store([](int ep_rank) {
