@@ -17,6 +17,9 @@
 namespace moedist::core {
 namespace {
 
+// H bound: keeps every product of H with a row count, a block count or a byte size in int64.
+constexpr int64_t kMaxHidden = int64_t{1} << 24;
+
 std::string shape_of(const TensorView& t) {
     std::ostringstream out;
     out << '(';
@@ -366,7 +369,11 @@ Status check_dispatch_call(const MoeConfig& config,
     const int64_t bs = in.x.dim(0);
     const int64_t hidden = in.x.dim(1);
     const int64_t top_k = in.expert_ids.dim(1);
-    MOEDIST_REQUIRE(hidden >= 1, Code::kInnerTiling, "H (x dim 1)", ">= 1", std::to_string(hidden));
+    MOEDIST_REQUIRE(hidden >= 1 && hidden <= kMaxHidden,
+                    Code::kInnerTiling,
+                    "H (x dim 1)",
+                    "in [1, 2^24]",
+                    std::to_string(hidden));
     MOEDIST_REQUIRE(in.expert_ids.dim(0) == bs,
                     Code::kInnerTiling,
                     "expertIds dim 0",
@@ -469,8 +476,11 @@ Status check_combine_call(const MoeConfig& config,
     const int64_t top_k = in.expert_ids.dim(1);
     MOEDIST_TRY(check_rank(in.expand_x, "expandX", 2));
     const int64_t hidden = in.expand_x.dim(1);
-    MOEDIST_REQUIRE(
-        hidden >= 1, Code::kInnerTiling, "H (expandX dim 1)", ">= 1", std::to_string(hidden));
+    MOEDIST_REQUIRE(hidden >= 1 && hidden <= kMaxHidden,
+                    Code::kInnerTiling,
+                    "H (expandX dim 1)",
+                    "in [1, 2^24]",
+                    std::to_string(hidden));
     int64_t capacity = 0;
     MOEDIST_TRY(check_tokens(config, bs, top_k, "BS (expertIds dim 0)", &capacity));
     MOEDIST_REQUIRE(in.expand_x.dim(0) >= T * capacity,

@@ -283,15 +283,27 @@ std::vector<CheckCase> cases() {
         {"G.data",
          false,
          kNull,
-         "x data",
+         "expertScales data",
          {[](Call& k) { k.resize(0, 64, 3, 0), k.din.x.data = nullptr; }},
-         {[](Call& k) { k.din.x.data = nullptr; }}},
+         {[](Call& k) { k.din.expert_scales->data = nullptr; },
+          [](Call& k) {  // an element count past INT64_MAX (zero strides): numel() saturates
+              k.din.expert_scales->shape = {int64_t{1} << 40, int64_t{1} << 40, 0, 0};
+              k.din.expert_scales->strides = {0, 0, 0, 0};
+              k.din.expert_scales->data = nullptr;
+          }}},
         {"G.H",
          false,
          kShape,
          "H (x dim 1)",
-         {[](Call& k) { k.resize(5, 1, 3, 40); }},
-         {[](Call& k) { k.resize(5, 0, 3, 40); }}},
+         {[](Call& k) { k.resize(5, 1, 3, 40); },
+          [](Call& k) { k.resize(5, int64_t{1} << 24, 3, 40); }},
+         {[](Call& k) { k.resize(5, 0, 3, 40); },
+          [](Call& k) { k.resize(5, (int64_t{1} << 24) + 1, 3, 40); },
+          [](Call& k) {  // zero strides keep a huge H inside 2^62 bytes: the bound still holds
+              k.din.x.shape[1] = k.dout.expand_x.shape[1] = INT64_MAX;
+              k.din.x.strides = {0, 0, 0, 0};
+              k.dout.expand_x.strides = {0, 0, 0, 0};
+          }}},
         {"G.expertIds.shape",
          false,
          kShape,
