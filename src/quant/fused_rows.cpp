@@ -31,39 +31,74 @@ MOEDIST_AVX512 inline __mmask16 lanes(int64_t left) {
                       : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
 }
 
-// x (· smooth) for 16 lanes under mask k; the same bits on every call.
-MOEDIST_AVX512 inline __m512 load_y(
-    bool bf16, const uint16_t* src, const float* smooth, int64_t i, __mmask16 k) {
-    const __m256i h = _mm256_maskz_loadu_epi16(k, src + i);
-    __m512 v = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                    : _mm512_cvtph_ps(h);
-    if (smooth != nullptr) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, smooth + i));
+// 16 source values as binary32 (exact), under mask k.
+template <bool bf16>
+MOEDIST_AVX512 inline __m512 load_x(const uint16_t* src, __mmask16 k) {
+    const __m256i h = _mm256_maskz_loadu_epi16(k, src);
+    return bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                : _mm512_cvtph_ps(h);
+}
+
+// y = x (· smooth) for 16 lanes under mask k; the same bits on every call.
+template <bool bf16, bool smoothed>
+MOEDIST_AVX512 inline __m512 load_y(const uint16_t* src,
+                                    const float* smooth,
+                                    int64_t i,
+                                    __mmask16 k) {
+    __m512 v = load_x<bf16>(src + i, k);
+    if constexpr (smoothed) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, smooth + i));
     return v;
 }
 
 // The largest |y| bit pattern over [begin, end) (NaN and Inf sort above every finite value).
+// Without smooth scales, on the 16-bit patterns: |x| patterns of fp16 and bf16 sort as their
+// (exactly widened) binary32 values do.
+template <bool bf16, bool smoothed>
 MOEDIST_AVX512 uint32_t
-absmax_bits(bool bf16, const uint16_t* src, const float* smooth, int64_t begin, int64_t end) {
-    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-    __m512i m = _mm512_setzero_si512();
-    for (int64_t i = begin; i < end; i += 16) {
-        const __mmask16 k = lanes(end - i);
-        const __m512 v = load_y(bf16, src, smooth, i, k);
-        m = _mm512_mask_max_epu32(m, k, m, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+absmax_bits(const uint16_t* src, const float* smooth, int64_t begin, int64_t end) {
+    if constexpr (!smoothed) {
+        const __m512i abs16 = _mm512_set1_epi16(0x7FFF);
+        __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+        int64_t i = begin;
+        for (; i + 64 <= end; i += 64) {
+            m0 = _mm512_max_epu16(m0, _mm512_and_si512(_mm512_loadu_si512(src + i), abs16));
+            m1 = _mm512_max_epu16(m1, _mm512_and_si512(_mm512_loadu_si512(src + i + 32), abs16));
+        }
+        for (; i < end; i += 32) {
+            const int64_t left = end - i;
+            const __mmask32 k = left >= 32 ? ~__mmask32{0} : (__mmask32{1} << left) - 1;
+            m0 =
+                _mm512_max_epu16(m0, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, src + i), abs16));
+        }
+        m0 = _mm512_max_epu16(m0, m1);
+        const __m512i m32 = _mm512_max_epu32(_mm512_and_si512(m0, _mm512_set1_epi32(0xFFFF)),
+                                             _mm512_srli_epi32(m0, 16));
+        const auto h = static_cast<uint16_t>(_mm512_reduce_max_epu32(m32));
+        return bf16 ? static_cast<uint32_t>(h) << 16 : f32_bits(f16_to_f32(h));
+    } else {
+        const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+        __m512i m = _mm512_setzero_si512();
+        for (int64_t i = begin; i < end; i += 16) {
+            const __mmask16 k = lanes(end - i);
+            const __m512 v = load_y<bf16, true>(src, smooth, i, k);
+            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+        }
+        return _mm512_reduce_max_epu32(m);
     }
-    return _mm512_reduce_max_epu32(m);
 }
 
-// fp8 codes of binary32 values (the low byte of each lane; the other bytes are garbage): RNE,
-// saturating at maxV, subnormals gradual, −0 kept; NaN gives maxV's code unless `nan` (then the
-// canonical NaN code with the sign). One float addition does the rounding: with E the biased
-// exponent of |v| clamped to at least the min normal's, m = 2^(E − 127 + kMant') (kMant' = 23 −
-// mantissa bits) has, in the binade of m, exactly the fp8 spacing of |v|'s binade (or of the
-// subnormal grid), so fl32(|v| + m) = m + k·spacing with k = rne(|v| / spacing) (the embedded
-// rounding ignores MXCSR; no subnormal is produced). The code is (E − Emin)·2^mant + k; adding
-// the even j ≡ that offset (mod 256) to m's low bits leaves the rounding (and its tie parity)
-// alone and leaves the code in the low byte of the sum's bits.
-template <bool e4m3, bool nan = false>
+// fp8 codes of binary32 values, one per lane (0..255): RNE, saturating at maxV, subnormals
+// gradual, −0 kept; NaN gives maxV's code unless `nan` (then the canonical NaN code with the
+// sign). One float addition does the rounding: with E the biased exponent of |v| clamped to at
+// least the min normal's, m = 2^(E − 127 + 23 − mant) has, in the binade of m, exactly the fp8
+// spacing of |v|'s binade (or of the subnormal grid), so fl32(|v| + m) = m + k·spacing with
+// k = rne(|v| / spacing) (the embedded rounding ignores MXCSR; no subnormal is produced, and a
+// binary32 subnormal |v| rounds to k = 0 even where DAZ reads it as 0). The code is
+// (E − Emin)·2^mant + k; adding the even j ≡ that offset (mod 256) to m's low bits leaves the
+// rounding (and its tie parity) alone and leaves the code in the low 7 bits of the sum's bits.
+// `clamp` false is for callers whose |v| never reaches the would-be next value above maxV
+// (e4m3 464, e5m2 59392): those round to maxV's code by themselves.
+template <bool e4m3, bool nan = false, bool clamp = true>
 MOEDIST_AVX512 inline __m512i encode_fp8_bits(__m512i u) {
     constexpr int kMantShift = e4m3 ? 20 : 21;                       // 23 − mantissa bits
     constexpr uint32_t kMaxBits = e4m3 ? 0x43E00000u : 0x47600000u;  // 448, 57344
@@ -71,7 +106,8 @@ MOEDIST_AVX512 inline __m512i encode_fp8_bits(__m512i u) {
     // j = (E << mant) + (256·c − Emin·2^mant): 8E + 56 (e4m3), 4E + 60 (e5m2).
     constexpr uint32_t kOffset = (static_cast<uint32_t>(kMantShift) << 23) + (e4m3 ? 56u : 60u);
     const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
-    const __m512i ac = _mm512_min_epu32(a, _mm512_set1_epi32(static_cast<int>(kMaxBits)));
+    __m512i ac = a;
+    if constexpr (clamp) ac = _mm512_min_epu32(a, _mm512_set1_epi32(static_cast<int>(kMaxBits)));
     const __m512i eb = _mm512_max_epu32(_mm512_and_si512(ac, _mm512_set1_epi32(0x7F800000)),
                                         _mm512_set1_epi32(static_cast<int>(kMinNormal)));
     const __m512i m = _mm512_add_epi32(_mm512_add_epi32(eb, _mm512_srli_epi32(eb, kMantShift)),
@@ -84,57 +120,230 @@ MOEDIST_AVX512 inline __m512i encode_fp8_bits(__m512i u) {
         const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
         sum = _mm512_mask_mov_epi32(sum, is_nan, _mm512_set1_epi32(e4m3 ? 0x7F : 0x7E));
     }
-    // sum | (sign byte & 0x80)
-    return _mm512_ternarylogic_epi32(sum, _mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x80), 0xF8);
+    // (sum & 0x7F) | ((u >> 24) & ~0x7F): the magnitude code and the sign bit.
+    return _mm512_ternarylogic_epi32(sum, _mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x7F), 0xE4);
 }
 
-template <bool e4m3>
-MOEDIST_AVX512 inline __m512i encode_fp8(__m512 v) {
-    return encode_fp8_bits<e4m3>(_mm512_castps_si512(v));
+// The 64 codes (0..255) of c0..c3, in order, as bytes.
+MOEDIST_AVX512 inline __m512i pack_codes(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
+    // Per 128-bit lane L the packs give c0[4L..4L+3] c1[4L..] c2[4L..] c3[4L..]; dword 4j + L
+    // of the result must be cj[4L..4L+3].
+    const __m512i bytes =
+        _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_epi32(order, bytes);
 }
 
-// dst[i] = encode(y[i] * scale) over [begin, end); full vectors stream when `streaming` and dst
-// is 16-byte aligned there.
-template <bool e4m3>
-MOEDIST_AVX512 void scale_encode_as(bool bf16,
-                                    const uint16_t* src,
-                                    const float* smooth,
-                                    float scale,
-                                    int64_t begin,
-                                    int64_t end,
-                                    uint8_t* dst,
-                                    bool streaming) {
-    const __m512 s = _mm512_set1_ps(scale);
-    for (int64_t i = begin; i < end; i += 16) {
-        const __mmask16 k = lanes(end - i);
-        const __m512 v = _mm512_mul_ps(load_y(bf16, src, smooth, i, k), s);
-        const __m512i code = encode_fp8<e4m3>(v);
-        if (k == 0xFFFF) {  // the memory form of vpmovdb is slow on some cores: narrow in registers
-            auto* out = reinterpret_cast<__m128i*>(dst + i);
-            if (streaming && (reinterpret_cast<std::uintptr_t>(out) & 15u) == 0) {
-                _mm_stream_si128(out, _mm512_cvtepi32_epi8(code));
-            } else {
-                _mm_storeu_si128(out, _mm512_cvtepi32_epi8(code));
-            }
-        } else {
-            _mm512_mask_cvtepi32_storeu_epi8(dst + i, k, code);
-        }
+MOEDIST_AVX512 inline void store64(uint8_t* dst, __m512i bytes, bool streaming) {
+    if (streaming && (reinterpret_cast<std::uintptr_t>(dst) & 63u) == 0) {
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), bytes);
+    } else {
+        _mm512_storeu_si512(dst, bytes);
     }
 }
 
-void scale_encode(bool bf16,
-                  const uint16_t* src,
-                  const float* smooth,
-                  float scale,
-                  bool e4m3,
-                  int64_t begin,
-                  int64_t end,
-                  uint8_t* dst,
-                  bool streaming) {
-    if (e4m3) {
-        scale_encode_as<true>(bf16, src, smooth, scale, begin, end, dst, streaming);
+// Stores the low bytes of 16 lanes at dst (the first `left` of them when left < 16).
+MOEDIST_AVX512 inline void store_codes(uint8_t* dst, __m512i code, int64_t left) {
+    if (left >= 16) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(code));
     } else {
-        scale_encode_as<false>(bf16, src, smooth, scale, begin, end, dst, streaming);
+        _mm512_mask_cvtepi32_storeu_epi8(dst, lanes(left), code);
+    }
+}
+
+template <bool bf16, bool e4m3, bool smoothed, bool clamp>
+MOEDIST_AVX512 inline __m512i scaled_code(
+    const uint16_t* src, const float* smooth, __m512 scale, int64_t i, __mmask16 k) {
+    const __m512 v = _mm512_mul_ps(load_y<bf16, smoothed>(src, smooth, i, k), scale);
+    return encode_fp8_bits<e4m3, false, clamp>(_mm512_castps_si512(v));
+}
+
+// dst[i] = encode(y[i] * scale) over [begin, end); 64-byte pieces stream when `streaming` and
+// dst is 64-byte aligned there.
+template <bool bf16, bool e4m3, bool smoothed, bool clamp>
+MOEDIST_AVX512 void scale_encode(const uint16_t* src,
+                                 const float* smooth,
+                                 float scale,
+                                 int64_t begin,
+                                 int64_t end,
+                                 uint8_t* dst,
+                                 bool streaming) {
+    const __m512 s = _mm512_set1_ps(scale);
+    int64_t i = begin;
+    for (; i + 64 <= end; i += 64) {
+        const __m512i c0 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i, 0xFFFF);
+        const __m512i c1 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i + 16, 0xFFFF);
+        const __m512i c2 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i + 32, 0xFFFF);
+        const __m512i c3 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i + 48, 0xFFFF);
+        store64(dst + i, pack_codes(c0, c1, c2, c3), streaming);
+    }
+    for (; i < end; i += 16) {
+        store_codes(dst + i,
+                    scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i, lanes(end - i)),
+                    end - i);
+    }
+}
+
+MOEDIST_AVX512 inline void fill(uint8_t* dst, int64_t n, uint8_t value) {
+    const __m512i v = _mm512_set1_epi8(static_cast<char>(value));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, v);
+    if (i < n) _mm512_mask_storeu_epi8(dst + i, (__mmask64{1} << (n - i)) - 1, v);
+}
+
+// SPEC §5's scale of a dynamic block from its max |y| bits: true with ds, or false with every q
+// of the block (fill) and its scale already decided (m = 0, non-finite m, or ds = +Inf).
+inline bool dynamic_scale(
+    uint32_t m_bits, float max_v, uint8_t nan_code, float& ds, float& scale, uint8_t& fill_byte) {
+    if (m_bits == 0) {
+        fill_byte = 0;
+        scale = 0.0f;
+        return false;
+    }
+    ds = m_bits >= 0x7F800000u ? INFINITY : max_v / bits_f32(m_bits);
+    if (std::isinf(ds)) {
+        fill_byte = nan_code;
+        scale = bits_f32(0x7FC00000u);
+        return false;
+    }
+    scale = 1.0f / ds;
+    return true;
+}
+
+// Per-token (block >= n, or any block other than 128) dynamic quantization.
+template <bool bf16, bool e4m3, bool smoothed>
+MOEDIST_AVX512 void dynamic_blocks(const uint16_t* src,
+                                   const float* smooth,
+                                   int64_t n,
+                                   int64_t block,
+                                   uint8_t* dst,
+                                   float* scales_out,
+                                   bool streaming) {
+    const float max_v = e4m3 ? 448.0f : 57344.0f;
+    const uint8_t nan_code = e4m3 ? 0x7F : 0x7E;
+    for (int64_t begin = 0, b = 0; begin < n; begin += block, ++b) {
+        const int64_t end = begin + block < n ? begin + block : n;
+        float ds = 0;
+        uint8_t fill_byte = 0;
+        if (!dynamic_scale(absmax_bits<bf16, smoothed>(src, smooth, begin, end),
+                           max_v,
+                           nan_code,
+                           ds,
+                           scales_out[b],
+                           fill_byte)) {
+            fill(dst + begin, end - begin, fill_byte);
+            continue;
+        }
+        // |y·ds| <= maxV·(1 + 2^−23)^2: below the next value above maxV, so no clamp.
+        scale_encode<bf16, e4m3, smoothed, false>(src, smooth, ds, begin, end, dst, streaming);
+    }
+}
+
+// Per-group dynamic quantization (groups of 128): each group's y stays in 8 registers between
+// its maximum and its encoding. The tail group (n mod 128) takes dynamic_blocks.
+template <bool bf16, bool e4m3, bool smoothed>
+MOEDIST_AVX512 void dynamic_groups(const uint16_t* src,
+                                   const float* smooth,
+                                   int64_t n,
+                                   uint8_t* dst,
+                                   float* scales_out,
+                                   bool streaming) {
+    const float max_v = e4m3 ? 448.0f : 57344.0f;
+    const uint8_t nan_code = e4m3 ? 0x7F : 0x7E;
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    int64_t g = 0, b = 0;
+    for (; g + 128 <= n; g += 128, ++b) {
+        __m512 y[8];
+        __m512i m = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j) {
+            y[j] = load_y<bf16, smoothed>(src, smooth, g + 16 * j, 0xFFFF);
+            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(y[j]), abs_mask));
+        }
+        float ds = 0;
+        uint8_t fill_byte = 0;
+        if (!dynamic_scale(
+                _mm512_reduce_max_epu32(m), max_v, nan_code, ds, scales_out[b], fill_byte)) {
+            fill(dst + g, 128, fill_byte);
+            continue;
+        }
+        const __m512 s = _mm512_set1_ps(ds);
+        __m512i c[8];
+        for (int j = 0; j < 8; ++j) {
+            c[j] = encode_fp8_bits<e4m3, false, false>(_mm512_castps_si512(_mm512_mul_ps(y[j], s)));
+        }
+        store64(dst + g, pack_codes(c[0], c[1], c[2], c[3]), streaming);
+        store64(dst + g + 64, pack_codes(c[4], c[5], c[6], c[7]), streaming);
+    }
+    if (g < n) {
+        dynamic_blocks<bf16, e4m3, smoothed>(src + g,
+                                             smoothed ? smooth + g : nullptr,
+                                             n - g,
+                                             n - g,
+                                             dst + g,
+                                             scales_out + b,
+                                             streaming);
+    }
+}
+
+// The E8M0 byte and the multiplier 2^(127 − b) of an MX block from its finite, nonzero max |x|
+// bits (SPEC §5: e = floor(log2(amax)) exactly, subnormal amax included).
+inline uint8_t mx_scale(uint32_t a_bits, bool e4m3, float& multiplier) {
+    const int biased = static_cast<int>(a_bits >> 23);
+    const int e = biased > 0 ? biased - 127 : -149 + (31 - __builtin_clz(a_bits & 0x7FFFFFu));
+    int scale_byte = e - (e4m3 ? 8 : 15) + 127;
+    scale_byte = scale_byte < 0 ? 0 : (scale_byte > 254 ? 254 : scale_byte);
+    const int k = 127 - scale_byte;  // 2^k, k in [-127, 127]
+    multiplier = k >= -126 ? bits_f32(static_cast<uint32_t>(k + 127) << 23) : bits_f32(0x00400000u);
+    return static_cast<uint8_t>(scale_byte);
+}
+
+// One full MX block of 32 at src: its E8M0 byte, its codes in c[0..1] (the fill byte's in
+// every lane for a zero or non-finite block). x stays in 2 registers between its maximum and its
+// encoding.
+template <bool bf16, bool e4m3>
+MOEDIST_AVX512 inline uint8_t mx_block(const uint16_t* src, __m512i* c) {
+    const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+    const __m512 x0 = load_x<bf16>(src, 0xFFFF);
+    const __m512 x1 = load_x<bf16>(src + 16, 0xFFFF);
+    const uint32_t a_bits = _mm512_reduce_max_epu32(
+        _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(x0), abs_mask),
+                         _mm512_and_si512(_mm512_castps_si512(x1), abs_mask)));
+    if (a_bits >= 0x7F800000u || a_bits == 0) {
+        c[0] = c[1] = _mm512_set1_epi32(a_bits == 0 ? 0 : (e4m3 ? 0x7F : 0x7E));
+        return a_bits == 0 ? uint8_t{0} : kE8M0NaN;
+    }
+    float multiplier = 0;
+    const uint8_t byte = mx_scale(a_bits, e4m3, multiplier);
+    const __m512 s = _mm512_set1_ps(multiplier);
+    c[0] = encode_fp8_bits<e4m3>(_mm512_castps_si512(_mm512_mul_ps(x0, s)));
+    c[1] = encode_fp8_bits<e4m3>(_mm512_castps_si512(_mm512_mul_ps(x1, s)));
+    return byte;
+}
+
+// MX blocks of 32: each block's x stays in 2 registers between its maximum and its encoding;
+// 64 codes (two blocks) per store. A partial last block takes the masked path.
+template <bool bf16, bool e4m3>
+MOEDIST_AVX512 void mx_blocks(
+    const uint16_t* src, int64_t n, uint8_t* dst, uint8_t* scale_bytes, bool streaming) {
+    const uint8_t nan_code = e4m3 ? 0x7F : 0x7E;
+    int64_t begin = 0, b = 0;
+    for (; begin + 64 <= n; begin += 64, b += 2) {
+        __m512i c[4];
+        scale_bytes[b] = mx_block<bf16, e4m3>(src + begin, c);
+        scale_bytes[b + 1] = mx_block<bf16, e4m3>(src + begin + 32, c + 2);
+        store64(dst + begin, pack_codes(c[0], c[1], c[2], c[3]), streaming);
+    }
+    for (; begin < n; begin += 32, ++b) {
+        const int64_t end = begin + 32 < n ? begin + 32 : n;
+        const uint32_t a_bits = absmax_bits<bf16, false>(src, nullptr, begin, end);
+        if (a_bits >= 0x7F800000u || a_bits == 0) {
+            fill(dst + begin, end - begin, a_bits == 0 ? 0 : nan_code);
+            scale_bytes[b] = a_bits == 0 ? 0 : kE8M0NaN;
+            continue;
+        }
+        float multiplier = 0;
+        scale_bytes[b] = mx_scale(a_bits, e4m3, multiplier);
+        scale_encode<bf16, e4m3, false, true>(src, nullptr, multiplier, begin, end, dst, streaming);
     }
 }
 
@@ -144,7 +353,8 @@ MOEDIST_AVX512 void static_int8(
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
         const __m512 scale = s_stride == 0 ? _mm512_set1_ps(s[0]) : _mm512_maskz_loadu_ps(k, s + i);
-        const __m512 v = _mm512_mul_ps(load_y(bf16, src, nullptr, i, k), scale);
+        const __m512 v =
+            _mm512_mul_ps(bf16 ? load_x<true>(src + i, k) : load_x<false>(src + i, k), scale);
         const __mmask16 is_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
         const __m512 clamped =
             _mm512_min_ps(_mm512_max_ps(v, lo), hi);  // integers: clamp then round
@@ -228,27 +438,19 @@ MOEDIST_AVX512_VBMI inline __m512i encode_hifloat8_bits(__m512i u,
     return _mm512_mask_mov_epi32(code, is_nan, _mm512_set1_epi32(0x80));
 }
 
-// Stores the low bytes of 16 lanes at dst (the first `left` of them when left < 16).
-MOEDIST_AVX512 inline void store_low_bytes(uint8_t* dst, __m512i code, int64_t left) {
-    if (left >= 16) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(code));
-    } else {
-        _mm512_mask_cvtepi32_storeu_epi8(dst, lanes(left), code);
-    }
-}
-
 template <bool e4m3>
 MOEDIST_AVX512 void encode_fp8_row(const float* src, uint8_t* dst, int64_t n) {
     int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
+    for (; i + 64 <= n; i += 64) {
         const __m512i c0 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i));
         const __m512i c1 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 16));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(c0));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i + 16), _mm512_cvtepi32_epi8(c1));
+        const __m512i c2 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 32));
+        const __m512i c3 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 48));
+        _mm512_storeu_si512(dst + i, pack_codes(c0, c1, c2, c3));
     }
     for (; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
-        store_low_bytes(
+        store_codes(
             dst + i, encode_fp8_bits<e4m3, true>(_mm512_maskz_loadu_epi32(k, src + i)), n - i);
     }
 }
@@ -260,7 +462,7 @@ MOEDIST_AVX512_VBMI void encode_hifloat8_row(const float* src, uint8_t* dst, int
     for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 k = lanes(n - i);
         const __m512i u = _mm512_maskz_loadu_epi32(k, src + i);
-        store_low_bytes(dst + i, encode_hifloat8_bits(u, half_shift, shift, offset), n - i);
+        store_codes(dst + i, encode_hifloat8_bits(u, half_shift, shift, offset), n - i);
     }
 }
 
@@ -338,10 +540,6 @@ MOEDIST_AVX512_VBMI void decode_row(const DecodeTables& t,
 
 #pragma GCC diagnostic pop
 
-uint8_t positive_nan(DType target) {
-    return target == DType::kFp8E4M3 ? uint8_t{0x7F} : uint8_t{0x7E};
-}
-
 }  // namespace
 
 bool fused_available() {
@@ -362,23 +560,24 @@ void fused_fp8_dynamic(DType source,
                        bool streaming) {
     const bool bf16 = source == DType::kBFloat16;
     const bool e4m3 = target == DType::kFp8E4M3;
-    for (int64_t begin = 0, b = 0; begin < n; begin += block, ++b) {
-        const int64_t end = begin + block < n ? begin + block : n;
-        const uint32_t m_bits = absmax_bits(bf16, src, smooth, begin, end);
-        if (m_bits == 0) {
-            std::memset(dst + begin, 0, static_cast<std::size_t>(end - begin));
-            scales_out[b] = 0.0f;
-            continue;
-        }
-        const bool not_finite = m_bits >= 0x7F800000u;
-        const float ds = not_finite ? 0.0f : max_value(target) / bits_f32(m_bits);
-        if (not_finite || std::isinf(ds)) {
-            std::memset(dst + begin, positive_nan(target), static_cast<std::size_t>(end - begin));
-            scales_out[b] = bits_f32(0x7FC00000u);
-            continue;
-        }
-        scale_encode(bf16, src, smooth, ds, e4m3, begin, end, dst, streaming);
-        scales_out[b] = 1.0f / ds;
+    const bool smoothed = smooth != nullptr;
+    // One instantiation per (source, target, smooth, groups of 128 or not).
+    using Fn = void (*)(const uint16_t*, const float*, int64_t, int64_t, uint8_t*, float*, bool);
+    constexpr Fn kBlocks[2][2][2] = {
+        {{dynamic_blocks<false, false, false>, dynamic_blocks<false, false, true>},
+         {dynamic_blocks<false, true, false>, dynamic_blocks<false, true, true>}},
+        {{dynamic_blocks<true, false, false>, dynamic_blocks<true, false, true>},
+         {dynamic_blocks<true, true, false>, dynamic_blocks<true, true, true>}}};
+    using GroupFn = void (*)(const uint16_t*, const float*, int64_t, uint8_t*, float*, bool);
+    constexpr GroupFn kGroups[2][2][2] = {
+        {{dynamic_groups<false, false, false>, dynamic_groups<false, false, true>},
+         {dynamic_groups<false, true, false>, dynamic_groups<false, true, true>}},
+        {{dynamic_groups<true, false, false>, dynamic_groups<true, false, true>},
+         {dynamic_groups<true, true, false>, dynamic_groups<true, true, true>}}};
+    if (block == 128) {
+        kGroups[bf16][e4m3][smoothed](src, smooth, n, dst, scales_out, streaming);
+    } else {
+        kBlocks[bf16][e4m3][smoothed](src, smooth, n, block, dst, scales_out, streaming);
     }
 }
 
@@ -391,28 +590,12 @@ void fused_fp8_mx(DType source,
                   bool streaming) {
     const bool bf16 = source == DType::kBFloat16;
     const bool e4m3 = target == DType::kFp8E4M3;
-    for (int64_t begin = 0, b = 0; begin < n; begin += 32, ++b) {
-        const int64_t end = begin + 32 < n ? begin + 32 : n;
-        const uint32_t a_bits = absmax_bits(bf16, src, nullptr, begin, end);
-        if (a_bits >= 0x7F800000u) {
-            std::memset(dst + begin, positive_nan(target), static_cast<std::size_t>(end - begin));
-            scale_bytes[b] = kE8M0NaN;
-            continue;
-        }
-        if (a_bits == 0) {
-            std::memset(dst + begin, 0, static_cast<std::size_t>(end - begin));
-            scale_bytes[b] = 0;
-            continue;
-        }
-        const int biased = static_cast<int>(a_bits >> 23);
-        const int e = biased > 0 ? biased - 127 : -149 + (31 - __builtin_clz(a_bits & 0x7FFFFFu));
-        int scale_byte = e - (e4m3 ? 8 : 15) + 127;
-        scale_byte = scale_byte < 0 ? 0 : (scale_byte > 254 ? 254 : scale_byte);
-        const int k = 127 - scale_byte;  // 2^k, k in [-127, 127]
-        const float multiplier =
-            k >= -126 ? bits_f32(static_cast<uint32_t>(k + 127) << 23) : bits_f32(0x00400000u);
-        scale_encode(bf16, src, nullptr, multiplier, e4m3, begin, end, dst, streaming);
-        scale_bytes[b] = static_cast<uint8_t>(scale_byte);
+    if (bf16) {
+        e4m3 ? mx_blocks<true, true>(src, n, dst, scale_bytes, streaming)
+             : mx_blocks<true, false>(src, n, dst, scale_bytes, streaming);
+    } else {
+        e4m3 ? mx_blocks<false, true>(src, n, dst, scale_bytes, streaming)
+             : mx_blocks<false, false>(src, n, dst, scale_bytes, streaming);
     }
 }
 
