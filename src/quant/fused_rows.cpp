@@ -124,13 +124,26 @@ MOEDIST_AVX512 inline __m512i encode_fp8_bits(__m512i u) {
     return _mm512_ternarylogic_epi32(sum, _mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x7F), 0xE4);
 }
 
-// The 64 codes (0..255) of c0..c3, in order, as bytes.
+// 32 bf16 at src as two binary32 vectors in "unpacked" order: lo holds elements 8L..8L+3 of
+// each 128-bit lane L, hi elements 8L+4..8L+7 (one op each; pack_codes<true> restores the order).
+MOEDIST_AVX512 inline void load_bf16_unpacked(const uint16_t* src, __m512& lo, __m512& hi) {
+    const __m512i x = _mm512_loadu_si512(src);
+    lo = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), x));
+    hi = _mm512_castsi512_ps(_mm512_unpackhi_epi16(_mm512_setzero_si512(), x));
+}
+
+// The 64 codes (0..255) of c0..c3 as bytes, in element order: c0..c3 hold elements 0..63 in
+// order (unpacked false), or are lo, hi of elements 0..31 and lo, hi of 32..63 from
+// load_bf16_unpacked (unpacked true).
+template <bool unpacked = false>
 MOEDIST_AVX512 inline __m512i pack_codes(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
-    // Per 128-bit lane L the packs give c0[4L..4L+3] c1[4L..] c2[4L..] c3[4L..]; dword 4j + L
-    // of the result must be cj[4L..4L+3].
+    // Per 128-bit lane L the packs give c0[4L..4L+3] c1[4L..] c2[4L..] c3[4L..]: dword 4L + j
+    // holds four codes of cj. The permute puts the dword of elements 4p..4p+3 at position p.
     const __m512i bytes =
         _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i order =
+        unpacked ? _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)
+                 : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     return _mm512_permutexvar_epi32(order, bytes);
 }
 
@@ -170,6 +183,19 @@ MOEDIST_AVX512 void scale_encode(const uint16_t* src,
                                  bool streaming) {
     const __m512 s = _mm512_set1_ps(scale);
     int64_t i = begin;
+    if constexpr (bf16 && !smoothed) {
+        for (; i + 64 <= end; i += 64) {
+            __m512 x[4];
+            load_bf16_unpacked(src + i, x[0], x[1]);
+            load_bf16_unpacked(src + i + 32, x[2], x[3]);
+            __m512i c[4];
+            for (int j = 0; j < 4; ++j) {
+                c[j] = encode_fp8_bits<e4m3, false, clamp>(
+                    _mm512_castps_si512(_mm512_mul_ps(x[j], s)));
+            }
+            store64(dst + i, pack_codes<true>(c[0], c[1], c[2], c[3]), streaming);
+        }
+    }
     for (; i + 64 <= end; i += 64) {
         const __m512i c0 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i, 0xFFFF);
         const __m512i c1 = scaled_code<bf16, e4m3, smoothed, clamp>(src, smooth, s, i + 16, 0xFFFF);
@@ -255,10 +281,16 @@ MOEDIST_AVX512 void dynamic_groups(const uint16_t* src,
     for (; g + 128 <= n; g += 128, ++b) {
         __m512 y[8];
         __m512i m = _mm512_setzero_si512();
+        constexpr bool kUnpacked = bf16 && !smoothed;
         for (int j = 0; j < 8; ++j) {
-            y[j] = load_y<bf16, smoothed>(src, smooth, g + 16 * j, 0xFFFF);
-            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(y[j]), abs_mask));
+            if constexpr (kUnpacked) {
+                if (j % 2 == 0) load_bf16_unpacked(src + g + 16 * j, y[j], y[j + 1]);
+            } else {
+                y[j] = load_y<bf16, smoothed>(src, smooth, g + 16 * j, 0xFFFF);
+            }
         }
+        for (int j = 0; j < 8; ++j)
+            m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(y[j]), abs_mask));
         float ds = 0;
         uint8_t fill_byte = 0;
         if (!dynamic_scale(
@@ -271,8 +303,8 @@ MOEDIST_AVX512 void dynamic_groups(const uint16_t* src,
         for (int j = 0; j < 8; ++j) {
             c[j] = encode_fp8_bits<e4m3, false, false>(_mm512_castps_si512(_mm512_mul_ps(y[j], s)));
         }
-        store64(dst + g, pack_codes(c[0], c[1], c[2], c[3]), streaming);
-        store64(dst + g + 64, pack_codes(c[4], c[5], c[6], c[7]), streaming);
+        store64(dst + g, pack_codes<kUnpacked>(c[0], c[1], c[2], c[3]), streaming);
+        store64(dst + g + 64, pack_codes<kUnpacked>(c[4], c[5], c[6], c[7]), streaming);
     }
     if (g < n) {
         dynamic_blocks<bf16, e4m3, smoothed>(src + g,
@@ -282,6 +314,118 @@ MOEDIST_AVX512 void dynamic_groups(const uint16_t* src,
                                              dst + g,
                                              scales_out + b,
                                              streaming);
+    }
+}
+
+// Dword b of the result: the largest 16-bit lane of v[b], b < 16 (a transposing max tree:
+// 15 pairs of shuffles instead of 16 horizontal reductions).
+MOEDIST_AVX512 inline __m512i hmax_u16x16(const __m512i* v) {
+    __m512i x[8], y[4], z[2];
+    for (int i = 0; i < 8; ++i) {  // lanes 0-1: v[2i], lanes 2-3: v[2i+1]
+        x[i] = _mm512_max_epu16(_mm512_shuffle_i32x4(v[2 * i], v[2 * i + 1], 0x44),
+                                _mm512_shuffle_i32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    }
+    for (int i = 0; i < 4; ++i) {  // lane L: v[4i + L]
+        y[i] = _mm512_max_epu16(_mm512_shuffle_i32x4(x[2 * i], x[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(x[2 * i], x[2 * i + 1], 0xDD));
+    }
+    for (int i = 0; i < 2; ++i) {  // lane L, qword q: v[4(2i + q) + L]
+        z[i] = _mm512_max_epu16(_mm512_unpacklo_epi64(y[2 * i], y[2 * i + 1]),
+                                _mm512_unpackhi_epi64(y[2 * i], y[2 * i + 1]));
+    }
+    // Lane L, dword j: v[4j + L] (two 16-bit partials).
+    const __m512i a = _mm512_castps_si512(_mm512_shuffle_ps(
+        _mm512_castsi512_ps(z[0]), _mm512_castsi512_ps(z[1]), _MM_SHUFFLE(2, 0, 2, 0)));
+    const __m512i b = _mm512_castps_si512(_mm512_shuffle_ps(
+        _mm512_castsi512_ps(z[0]), _mm512_castsi512_ps(z[1]), _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i m = _mm512_max_epu16(a, b);
+    const __m512i m32 = _mm512_max_epu16(m, _mm512_srli_epi32(m, 16));
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_and_si512(_mm512_permutexvar_epi32(order, m32), _mm512_set1_epi32(0xFFFF));
+}
+
+// binary32 bits of 16 |x| patterns (one per dword) of the source format.
+template <bool bf16>
+MOEDIST_AVX512 inline __m512i widen_abs(__m512i h) {
+    if constexpr (bf16) {
+        return _mm512_slli_epi32(h, 16);
+    } else {
+        return _mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+    }
+}
+
+// 16 bf16/fp16 values at src as binary32 (bf16: the unpacked order, pairs with pack_codes<true>).
+template <bool bf16>
+MOEDIST_AVX512 inline void load32(const uint16_t* src, __m512& x0, __m512& x1) {
+    if constexpr (bf16) {
+        load_bf16_unpacked(src, x0, x1);
+    } else {
+        x0 = load_x<false>(src, 0xFFFF);
+        x1 = load_x<false>(src + 16, 0xFFFF);
+    }
+}
+
+// Per-group dynamic quantization without smooth scales, 16 groups of 128 at a time: the groups'
+// maxima on 16-bit patterns and one max tree, the scales of all 16 as vector divisions (the
+// bits of the scalar divisions), then each group encoded with its broadcast ds.
+template <bool bf16, bool e4m3>
+MOEDIST_AVX512 void dynamic_groups_plain(
+    const uint16_t* src, int64_t n, uint8_t* dst, float* scales_out, bool streaming) {
+    const float max_v = e4m3 ? 448.0f : 57344.0f;
+    const uint8_t nan_code = e4m3 ? 0x7F : 0x7E;
+    const __m512i abs16 = _mm512_set1_epi16(0x7FFF);
+    const int64_t groups = n / 128;
+    for (int64_t g0 = 0; g0 < groups; g0 += 16) {
+        const int count = static_cast<int>(groups - g0 < 16 ? groups - g0 : 16);
+        __m512i v[16];
+        for (int j = 0; j < 16; ++j) {
+            v[j] = _mm512_setzero_si512();
+            if (j >= count) continue;
+            const uint16_t* p = src + (g0 + j) * 128;
+            v[j] = _mm512_max_epu16(
+                _mm512_max_epu16(_mm512_and_si512(_mm512_loadu_si512(p), abs16),
+                                 _mm512_and_si512(_mm512_loadu_si512(p + 32), abs16)),
+                _mm512_max_epu16(_mm512_and_si512(_mm512_loadu_si512(p + 64), abs16),
+                                 _mm512_and_si512(_mm512_loadu_si512(p + 96), abs16)));
+        }
+        const __m512i m = widen_abs<bf16>(hmax_u16x16(v));
+        const __mmask16 valid = lanes(count);
+        const __mmask16 zero = _mm512_mask_cmpeq_epi32_mask(valid, m, _mm512_setzero_si512());
+        const __m512 ds = _mm512_div_ps(_mm512_set1_ps(max_v), _mm512_castsi512_ps(m));
+        // m NaN/Inf, or ds = +Inf (m = 0 aside): the NaN group.
+        const __mmask16 nan = static_cast<__mmask16>(
+            (_mm512_cmpge_epu32_mask(m, _mm512_set1_epi32(0x7F800000)) |
+             _mm512_cmpeq_epi32_mask(_mm512_castps_si512(ds), _mm512_set1_epi32(0x7F800000))) &
+            valid & ~zero);
+        __m512 scale = _mm512_div_ps(_mm512_set1_ps(1.0f), ds);
+        scale = _mm512_mask_mov_ps(scale, zero, _mm512_setzero_ps());
+        scale = _mm512_mask_mov_ps(scale, nan, _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000)));
+        _mm512_mask_storeu_ps(scales_out + g0, valid, scale);
+        alignas(64) float ds_of[16];
+        _mm512_store_ps(ds_of, ds);
+        for (int j = 0; j < count; ++j) {
+            uint8_t* q = dst + (g0 + j) * 128;
+            if (((zero | nan) >> j) & 1) {
+                fill(q, 128, (zero >> j) & 1 ? uint8_t{0} : nan_code);
+                continue;
+            }
+            const __m512 s = _mm512_set1_ps(ds_of[j]);
+            const uint16_t* p = src + (g0 + j) * 128;
+            __m512 x[8];
+            for (int k = 0; k < 4; ++k) load32<bf16>(p + 32 * k, x[2 * k], x[2 * k + 1]);
+            __m512i c[8];
+            for (int k = 0; k < 8; ++k) {
+                c[k] = encode_fp8_bits<e4m3, false, false>(
+                    _mm512_castps_si512(_mm512_mul_ps(x[k], s)));
+            }
+            store64(q, pack_codes<bf16>(c[0], c[1], c[2], c[3]), streaming);
+            store64(q + 64, pack_codes<bf16>(c[4], c[5], c[6], c[7]), streaming);
+        }
+    }
+    const int64_t g = groups * 128;
+    if (g < n) {
+        dynamic_blocks<bf16, e4m3, false>(
+            src + g, nullptr, n - g, n - g, dst + g, scales_out + groups, streaming);
     }
 }
 
@@ -297,14 +441,19 @@ inline uint8_t mx_scale(uint32_t a_bits, bool e4m3, float& multiplier) {
     return static_cast<uint8_t>(scale_byte);
 }
 
-// One full MX block of 32 at src: its E8M0 byte, its codes in c[0..1] (the fill byte's in
-// every lane for a zero or non-finite block). x stays in 2 registers between its maximum and its
-// encoding.
+// One full MX block of 32 at src: its E8M0 byte, its codes in c[0..1] (bf16: in the order of
+// load_bf16_unpacked; the fill byte's in every lane for a zero or non-finite block). x stays in 2
+// registers between its maximum and its encoding.
 template <bool bf16, bool e4m3>
 MOEDIST_AVX512 inline uint8_t mx_block(const uint16_t* src, __m512i* c) {
     const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
-    const __m512 x0 = load_x<bf16>(src, 0xFFFF);
-    const __m512 x1 = load_x<bf16>(src + 16, 0xFFFF);
+    __m512 x0, x1;
+    if constexpr (bf16) {
+        load_bf16_unpacked(src, x0, x1);
+    } else {
+        x0 = load_x<false>(src, 0xFFFF);
+        x1 = load_x<false>(src + 16, 0xFFFF);
+    }
     const uint32_t a_bits = _mm512_reduce_max_epu32(
         _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(x0), abs_mask),
                          _mm512_and_si512(_mm512_castps_si512(x1), abs_mask)));
@@ -331,7 +480,7 @@ MOEDIST_AVX512 void mx_blocks(
         __m512i c[4];
         scale_bytes[b] = mx_block<bf16, e4m3>(src + begin, c);
         scale_bytes[b + 1] = mx_block<bf16, e4m3>(src + begin + 32, c + 2);
-        store64(dst + begin, pack_codes(c[0], c[1], c[2], c[3]), streaming);
+        store64(dst + begin, pack_codes<bf16>(c[0], c[1], c[2], c[3]), streaming);
     }
     for (; begin < n; begin += 32, ++b) {
         const int64_t end = begin + 32 < n ? begin + 32 : n;
@@ -574,7 +723,15 @@ void fused_fp8_dynamic(DType source,
          {dynamic_groups<false, true, false>, dynamic_groups<false, true, true>}},
         {{dynamic_groups<true, false, false>, dynamic_groups<true, false, true>},
          {dynamic_groups<true, true, false>, dynamic_groups<true, true, true>}}};
-    if (block == 128) {
+    if (block == 128 && !smoothed) {
+        if (bf16) {
+            e4m3 ? dynamic_groups_plain<true, true>(src, n, dst, scales_out, streaming)
+                 : dynamic_groups_plain<true, false>(src, n, dst, scales_out, streaming);
+        } else {
+            e4m3 ? dynamic_groups_plain<false, true>(src, n, dst, scales_out, streaming)
+                 : dynamic_groups_plain<false, false>(src, n, dst, scales_out, streaming);
+        }
+    } else if (block == 128) {
         kGroups[bf16][e4m3][smoothed](src, smooth, n, dst, scales_out, streaming);
     } else {
         kBlocks[bf16][e4m3][smoothed](src, smooth, n, block, dst, scales_out, streaming);

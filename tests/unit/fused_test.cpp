@@ -52,6 +52,14 @@ std::vector<uint16_t> spread_row(std::mt19937& gen, DType dtype, int kind, int64
             bits = narrow(dtype, static_cast<float>(static_cast<int>(gen() % 64) - 32) * 0.25f);
     }
     if (kind == 8) at(n - 1) = dtype == DType::kBFloat16 ? 0x7F80 : 0x7C00;  // +Inf, last lane
+    if (kind == 9) {  // specials in later groups/blocks: NaN, +0 only, −0 only, tiny, Inf
+        at(17 * 128 + 5) = dtype == DType::kBFloat16 ? 0xFFC1 : 0xFE01;
+        for (int64_t i = 21 * 128; i < 22 * 128; ++i) at(i) = 0;
+        for (int64_t i = 34 * 128; i < 35 * 128; ++i) at(i) = 0x8000;
+        for (int64_t i = 30 * 128; i < 31 * 128; ++i)
+            at(i) = dtype == DType::kBFloat16 ? 0x8003 : 0x0001;
+        at(47 * 128 + 127) = dtype == DType::kBFloat16 ? 0x7F80 : 0x7C00;
+    }
     return row;
 }
 
@@ -205,17 +213,17 @@ TEST_P(Fused, DynamicAndMxMatchTheOracleAndTheGenericPath) {
 TEST_P(Fused, EveryLengthMatchesTheOracle) {
     const DType source = GetParam();
     std::mt19937 gen(23);
-    std::vector<float> smooth(8192);
+    std::vector<float> smooth(8292);
     for (auto& s : smooth)
         s = std::ldexp(std::uniform_real_distribution<float>(1.0f, 2.0f)(gen),
                        -(static_cast<int>(gen() % 8)));
     std::vector<int64_t> lengths;
     for (int64_t n = 1; n <= 200; ++n) lengths.push_back(n);
-    for (int64_t n : {255, 256, 257, 383, 384, 385, 511, 512, 513, 1000, 7168})
+    for (int64_t n : {255, 256, 257, 383, 384, 385, 511, 512, 513, 1000, 2048 + 33, 7168, 8292})
         lengths.push_back(n);
     int trial = 0;
     for (int64_t n : lengths) {
-        for (int kind = 0; kind < 9; kind += (n < 200 ? 3 : 1), ++trial) {
+        for (int kind = 0; kind < (n > 6144 ? 10 : 9); kind += (n < 200 ? 3 : 1), ++trial) {
             const auto x = spread_row(gen, source, kind, n);
             const DType target = trial % 2 ? DType::kFp8E4M3 : DType::kFp8E5M2;
             const std::string what = "n " + std::to_string(n) + " kind " + std::to_string(kind);
