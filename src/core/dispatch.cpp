@@ -215,11 +215,15 @@ private:
         if (!fp8 || mode < 2) return false;
         const TensorView& dyn = *op_.out.dynamic_scales;
         if (mode == 4) {
-            uint8_t* bytes = bytes_->data();
-            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes, streaming_);
             const int64_t blocks = (hidden + 31) / 32;
-            for (int64_t b = 0; b < blocks; ++b) {
-                *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, b)) = bytes[b];
+            auto* row_bytes = reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, 0));
+            const bool direct = dyn.stride(1) == 1;  // the E8M0 bytes straight into the row
+            uint8_t* bytes = direct ? row_bytes : bytes_->data();
+            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes, streaming_);
+            if (!direct) {
+                for (int64_t b = 0; b < blocks; ++b) {
+                    *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, b)) = bytes[b];
+                }
             }
             if (blocks % 2 == 1) *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) = 0;
             return true;
@@ -229,13 +233,16 @@ private:
             if (scales.stride(1) != 1) return false;
             smooth = reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
         }
-        float* block_scales = row_->data();
+        // Per-group scales go straight into a contiguous dynamicScales row.
+        const bool direct = mode == 3 && dyn.stride(1) == 1;
+        float* block_scales =
+            direct ? reinterpret_cast<float*>(element_ptr(dyn, dst_row, 0)) : row_->data();
         const int64_t block = mode == 2 ? hidden : 128;
         quant::fused_fp8_dynamic(
             src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales, streaming_);
         if (mode == 2) {
             store1<float>(dyn, dst_row, block_scales[0]);
-        } else {
+        } else if (!direct) {
             for (int64_t g = 0; g * 128 < hidden; ++g) {
                 std::memcpy(element_ptr(dyn, dst_row, g), &block_scales[g], sizeof(float));
             }

@@ -23,7 +23,9 @@ namespace {
 
 // GCC 12 warns on the _mm512_undefined_* inside its own intrinsic headers.
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
 MOEDIST_AVX512 inline __mmask16 lanes(int64_t left) {
@@ -702,9 +704,9 @@ const DecodeTables& decode_tables() {
 // permuted codes is code 16j + 4L + b.
 constexpr std::array<uint8_t, 64> make_decode_order() {
     std::array<uint8_t, 64> order{};
-    for (int l = 0; l < 4; ++l)
-        for (int j = 0; j < 4; ++j)
-            for (int b = 0; b < 4; ++b)
+    for (std::size_t l = 0; l < 4; ++l)
+        for (std::size_t j = 0; j < 4; ++j)
+            for (std::size_t b = 0; b < 4; ++b)
                 order[16 * l + 4 * j + b] = static_cast<uint8_t>(16 * j + 4 * l + b);
     return order;
 }
