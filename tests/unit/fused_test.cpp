@@ -45,7 +45,7 @@ std::vector<uint16_t> spread_row(std::mt19937& gen, DType dtype, int kind, int64
     }
     if (kind == 6) {  // a group of bf16-only tiny values (ds = maxV / m overflows: NaN group)
         for (int64_t i = 0; i < std::min<int64_t>(n, 128); ++i)
-            at(i) = dtype == DType::kBFloat16 ? static_cast<uint16_t>(0x0001 + i % 50) : 0x0001;
+            at(i) = static_cast<uint16_t>(dtype == DType::kBFloat16 ? 0x0001 + i % 50 : 0x0001);
     }
     if (kind == 7) {  // narrow spread: many exact ties and saturating maxima after scaling
         for (auto& bits : row)
