@@ -61,10 +61,8 @@ Status prepare(const aclTensor* expandX,
     Communicator ep;
     std::optional<Communicator> tp;
     if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
-    core::CallExtras extras;
-    extras.group_tp = groupTp != nullptr ? groupTp : "";
-    extras.x_active_mask = x_active_mask_given;
-    return core::prepare_combine(config, ep, tp, in, x_out, extras, op);
+    return core::prepare_combine(
+        config, ep, tp, in, x_out, call_extras(groupTp, x_active_mask_given), op);
 }
 
 }  // namespace

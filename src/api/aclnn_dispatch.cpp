@@ -78,10 +78,8 @@ Status prepare(const aclTensor* x,
     Communicator ep;
     std::optional<Communicator> tp;
     if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
-    core::CallExtras extras;
-    extras.group_tp = groupTp != nullptr ? groupTp : "";
-    extras.x_active_mask = x_active_mask_given;
-    return core::prepare_dispatch(config, ep, tp, in, out, extras, op);
+    return core::prepare_dispatch(
+        config, ep, tp, in, out, call_extras(groupTp, x_active_mask_given), op);
 }
 
 }  // namespace

@@ -36,6 +36,13 @@ std::unordered_set<const aclOpExecutor*>& live_executors() {
 }
 }  // namespace
 
+core::CallExtras call_extras(const char* group_tp, bool x_active_mask) {
+    core::CallExtras extras;
+    extras.group_tp = group_tp != nullptr ? group_tp : "";
+    extras.x_active_mask = x_active_mask;
+    return extras;
+}
+
 Status find_groups(const MoeConfig& config,
                    const char* group_ep,
                    const char* group_tp,

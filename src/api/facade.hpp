@@ -33,6 +33,10 @@ Status optional_view_of(const aclTensor* tensor, const char* name, std::optional
 Status find_group(const char* name, const char* param, int64_t rank, Communicator* out);
 
 // The EP communicator and, when T == 2, the TP one named by the aclnn arguments.
+// What the profile rules read beside tensors and attributes: the groupTp name given (null: "")
+// and whether the reserved xActiveMask was given.
+core::CallExtras call_extras(const char* group_tp, bool x_active_mask);
+
 Status find_groups(const MoeConfig& config,
                    const char* group_ep,
                    const char* group_tp,

@@ -105,12 +105,15 @@ std::vector<MiniRank> make_minis(int world) {
     return minis;
 }
 
+// The body of on_ranks that only dispatches.
+Status dispatch_once(int, moedist::MoeDistributor& moe, MiniRank& m) {
+    return moe.try_dispatch(m.in, m.out);
+}
+
 TEST(Faults, OutOfRangeIdFailsEveryRankWithTheSameMessage) {
     auto minis = make_minis(4);
     minis[2].ids[5] = 4;  // E = 4: out of range, on rank 2, token 2, k 1
-    auto statuses = on_ranks(4, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-        return moe.try_dispatch(m.in, m.out);
-    });
+    auto statuses = on_ranks(4, minis, dispatch_once);
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime) << s.message();
         EXPECT_EQ(s.message(), statuses[0].message());
@@ -123,9 +126,7 @@ TEST(Faults, MoreRowsThanCapacityFailsEveryRank) {
     auto minis = make_minis(2);
     // L = 1 < K = 2: a token sending both entries to expert 0 gives rank 0 more than A rows.
     for (auto& m : minis) std::fill(m.ids.begin(), m.ids.end(), 0);
-    auto statuses = on_ranks(2, minis, [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-        return moe.try_dispatch(m.in, m.out);
-    });
+    auto statuses = on_ranks(2, minis, dispatch_once);
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime);
         EXPECT_NE(s.message().find("rows received by rank 0"), std::string::npos) << s.message();
@@ -138,13 +139,7 @@ TEST(Faults, AttributeMismatchIsNamedOnEveryRank) {
     for (auto& m : minis) configs.push_back(m.config);
     configs[1].expert_token_nums_type = 1;  // allowed to differ
     configs[2].global_bs = 12;              // must agree: 0 elsewhere
-    auto statuses = on_ranks(
-        3,
-        minis,
-        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-            return moe.try_dispatch(m.in, m.out);
-        },
-        &configs);
+    auto statuses = on_ranks(3, minis, dispatch_once, &configs);
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kRuntime);
         EXPECT_NE(s.message().find("globalBs must agree"), std::string::npos) << s.message();
@@ -317,13 +312,7 @@ TEST(Faults, ProductProfileRejectsInTheFirstPhaseOnEveryRank) {
     std::vector<moedist::MoeConfig> configs;
     for (auto& m : minis) configs.push_back(m.config);
     for (auto& c : configs) c.soc = moedist::Soc::kA2;
-    auto statuses = on_ranks(
-        4,
-        minis,
-        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-            return moe.try_dispatch(m.in, m.out);
-        },
-        &configs);
+    auto statuses = on_ranks(4, minis, dispatch_once, &configs);
     for (const Status& s : statuses) {
         EXPECT_EQ(s.code(), Code::kInnerTiling) << s.message();
         EXPECT_NE(s.message().find("epWorldSize must be 16, 32 or 64, got 4"), std::string::npos)
@@ -331,13 +320,7 @@ TEST(Faults, ProductProfileRejectsInTheFirstPhaseOnEveryRank) {
         EXPECT_NE(s.message().find("rule A2.epWorldSize"), std::string::npos) << s.message();
     }
     for (auto& c : configs) c.soc = moedist::Soc::kGeneric;
-    statuses = on_ranks(
-        4,
-        minis,
-        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-            return moe.try_dispatch(m.in, m.out);
-        },
-        &configs);
+    statuses = on_ranks(4, minis, dispatch_once, &configs);
     for (const Status& s : statuses) EXPECT_TRUE(s.ok()) << s.message();
 }
 
@@ -347,13 +330,7 @@ TEST(Faults, OneRankRejectedByItsProfileMakesPeersTimeOutNamingIt) {
     std::vector<moedist::MoeConfig> configs;
     for (auto& m : minis) configs.push_back(m.config);
     configs[1].soc = moedist::Soc::kA3;  // H = 8 is no A3 configuration
-    auto statuses = on_ranks(
-        3,
-        minis,
-        [](int, moedist::MoeDistributor& moe, MiniRank& m) {
-            return moe.try_dispatch(m.in, m.out);
-        },
-        &configs);
+    auto statuses = on_ranks(3, minis, dispatch_once, &configs);
     EXPECT_EQ(statuses[1].code(), Code::kInnerTiling) << statuses[1].message();
     for (int r : {0, 2}) {
         const Status& s = statuses[static_cast<std::size_t>(r)];

@@ -83,7 +83,6 @@ RankCall make_call(
     const int64_t rows = t * call.capacity;
     const DType in_dtype = q.pre_quantized ? q.target : x_dtype;
     const DType out_dtype = (q.mode == 0) ? in_dtype : q.target;
-    const int64_t expert_rows = o.experts + (o.shared_ranks > 0 ? 1 : 0);
 
     DispatchInputs& din = call.din;
     DispatchOutputs& dout = call.dout;
@@ -102,7 +101,6 @@ RankCall make_call(
     dout.ep_recv_counts = shaped(DType::kInt32, {t * o.ranks * local});
     if (t == 2) dout.tp_recv_counts = shaped(DType::kInt32, {2});
     dout.expand_scales = shaped(DType::kFloat32, {call.capacity});
-    (void)expert_rows;
 
     CombineInputs& cin = call.cin;
     cin.expand_x = shaped(x_dtype, {rows, h});
