@@ -4,6 +4,7 @@
 #include <barrier>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -20,7 +21,8 @@
 namespace moedist::harness {
 namespace {
 
-constexpr uint8_t kGarbage = 0xAB;
+constexpr uint8_t kGarbage = 0xAB;     // poison of every byte output before the first call
+constexpr float kPoisonScale = -7.0f;  // poison of the fp32 scale outputs
 constexpr int32_t kSentinel = -12345;
 
 uint64_t mix(uint64_t x) {  // splitmix64
@@ -303,7 +305,8 @@ std::string JobSpec::describe() const {
         << (quant_mode == 1 ? "_s" + std::to_string(static_scales) : std::string())
         << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
-        << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "");
+        << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "")
+        << (zero_padding ? "_zpad" : "");
     return out.str();
 }
 
@@ -541,7 +544,7 @@ Job::Job(const JobSpec& spec) : state_(new State) {
         b.expand_x.assign(static_cast<std::size_t>(b.rows * H) * out_elem, kGarbage);
         const auto scale_elems =
             static_cast<std::size_t>(b.rows * std::max<int64_t>(scale_cols, 1));
-        b.dynamic_scales.assign(scale_elems, -7.0f);
+        b.dynamic_scales.assign(scale_elems, kPoisonScale);
         b.dynamic_bytes.assign(scale_elems, kGarbage);
         b.expand_idx.assign(static_cast<std::size_t>(bs * lay.K), kSentinel);
         b.expert_token_nums.assign(static_cast<std::size_t>(lay.local_experts(ep)), -1);
@@ -549,7 +552,7 @@ Job::Job(const JobSpec& spec) : state_(new State) {
             static_cast<std::size_t>(lay.T * lay.W * lay.local_experts(ep) + spec.extra_rows),
             kSentinel);
         b.tp_recv_counts.assign(static_cast<std::size_t>(2 + spec.extra_rows), kSentinel);
-        b.expand_scales.assign(static_cast<std::size_t>(capacity + spec.extra_rows), -7.0f);
+        b.expand_scales.assign(static_cast<std::size_t>(capacity + spec.extra_rows), kPoisonScale);
         b.expert_out.assign(static_cast<std::size_t>(b.rows * H), 0x7E00);
         b.x_out.assign(static_cast<std::size_t>(bs * H), 0x7E00);
     }
@@ -571,6 +574,8 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     st.stamps.resize(static_cast<std::size_t>(ranks));
     st.control = std::make_unique<std::barrier<>>(ranks + 1);
     st.ranks_sync = std::make_unique<std::barrier<>>(ranks);
+    // The C API reads MOEDIST_ZERO_PADDING at each first phase; set before any rank thread runs.
+    if (spec.c_api) setenv("MOEDIST_ZERO_PADDING", spec.zero_padding ? "1" : "0", 1);
     for (int g = 0; g < ranks; ++g) st.threads.emplace_back([&st, g] { st.rank_main(g); });
 }
 
@@ -598,6 +603,7 @@ void Job::State::rank_main(int g) {
     config.global_bs = lay.global_bs;
     config.expert_token_nums_type = spec.expert_token_nums_type;
     config.comm_quant_mode = spec.comm_quant_mode;
+    config.zero_padding = spec.zero_padding;
     std::optional<Communicator> tpc;
     if (lay.T == 2) tpc = tp_groups[static_cast<std::size_t>(ep)][static_cast<std::size_t>(tp)];
     b.status = MoeDistributor::create(
@@ -973,21 +979,29 @@ JobReport Job::check(bool with_reference) const {
             if (report.ok) report.first_mismatch = std::move(what);
             report.ok = false;
         };
-        const std::size_t x_bytes = w.expand_x.size();
+        // Real rows (own, then the TP peer's) must equal the reference; tails must be zero with
+        // zero padding and keep the harness's poison without it (SPEC §3).
+        const int64_t local = lay.local_experts(ep);
+        const int64_t own_rows =
+            lay.T == 2 ? w.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]
+                       : w.ep_recv_counts[static_cast<std::size_t>(local * lay.W - 1)];
+        const int64_t used_rows = lay.T == 2 ? w.tp_recv_counts[0] + w.tp_recv_counts[1] : own_rows;
+        const auto row_bytes = static_cast<std::size_t>(H) * out_elem;
+        const uint8_t tail_byte = spec.zero_padding ? 0 : kGarbage;
+        const float tail_scale = spec.zero_padding ? 0.0f : kPoisonScale;
         for (std::size_t i = 0; i < b.expand_x.size() && report.ok; ++i) {
-            const uint8_t wv = i < x_bytes ? w.expand_x[i] : 0;
+            const bool real = static_cast<int64_t>(i / row_bytes) < used_rows;
+            const uint8_t wv = real ? w.expand_x[i] : tail_byte;
             if (b.expand_x[i] != wv) {
-                fail(
-                    mismatch(g, "expandX byte", static_cast<int64_t>(i), b.expand_x[i], wv) +
-                    " (row " +
-                    std::to_string(static_cast<int64_t>(i) / (H * static_cast<int64_t>(out_elem))) +
-                    ")");
+                fail(mismatch(g, "expandX byte", static_cast<int64_t>(i), b.expand_x[i], wv) +
+                     " (row " + std::to_string(i / row_bytes) + (real ? ")" : ", a tail row)"));
             }
         }
         const int64_t scale_cols = scale_columns(spec, H);
         if (spec.quant_mode == 4) {
             for (std::size_t i = 0; i < b.dynamic_bytes.size() && report.ok; ++i) {
-                const uint8_t wv = i < w.dynamic_scale_bytes.size() ? w.dynamic_scale_bytes[i] : 0;
+                const bool real = static_cast<int64_t>(i) / scale_cols < used_rows;
+                const uint8_t wv = real ? w.dynamic_scale_bytes[i] : tail_byte;
                 if (b.dynamic_bytes[i] != wv) {
                     fail(mismatch(
                         g, "dynamicScales byte", static_cast<int64_t>(i), b.dynamic_bytes[i], wv));
@@ -995,7 +1009,8 @@ JobReport Job::check(bool with_reference) const {
             }
         } else if (scale_cols > 0) {
             for (std::size_t i = 0; i < b.dynamic_scales.size() && report.ok; ++i) {
-                const float wv = i < w.dynamic_scales.size() ? w.dynamic_scales[i] : 0.0f;
+                const bool real = static_cast<int64_t>(i) / scale_cols < used_rows;
+                const float wv = real ? w.dynamic_scales[i] : tail_scale;
                 if (std::memcmp(&b.dynamic_scales[i], &wv, 4) != 0)
                     fail(mismatch(
                         g, "dynamicScales", static_cast<int64_t>(i), b.dynamic_scales[i], wv));
@@ -1030,7 +1045,8 @@ JobReport Job::check(bool with_reference) const {
         }
         if (spec.expand_scales) {
             for (std::size_t i = 0; i < b.expand_scales.size() && report.ok; ++i) {
-                const float wv = i < w.expand_scales.size() ? w.expand_scales[i] : 0.0f;
+                const bool real = static_cast<int64_t>(i) < own_rows;
+                const float wv = real ? w.expand_scales[i] : tail_scale;
                 if (std::memcmp(&b.expand_scales[i], &wv, 4) != 0)
                     fail(mismatch(
                         g, "expandScales", static_cast<int64_t>(i), b.expand_scales[i], wv));

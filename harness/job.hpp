@@ -44,6 +44,10 @@ struct JobSpec {
     int extra_rows = 0;      // expandX / counts tensors larger than required
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
+    // SPEC §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or
+    // left untouched (the default), so they must keep the poison the harness wrote before the
+    // first call.
+    bool zero_padding = false;
     uint64_t seed = 1;
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).

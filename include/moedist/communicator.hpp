@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "moedist/export.hpp"
 #include "moedist/status.hpp"
 
 namespace moedist {
@@ -15,7 +16,7 @@ class LocalGroup;
 
 // A copyable handle: a group and this handle's rank in it. Groups live as long as any handle
 // (or any prepared operation) refers to them; destroying one rank's handle never disturbs peers.
-class Communicator {
+class MOEDIST_API Communicator {
 public:
     Communicator() = default;
 

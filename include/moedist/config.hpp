@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
+#include "moedist/export.hpp"
 #include "moedist/profile.hpp"
 #include "moedist/status.hpp"
 
@@ -12,7 +14,7 @@ enum class QuantMode : int64_t { kNone = 0, kStatic = 1, kPerToken = 2, kPerGrou
 
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group
 // except the rank ids.
-struct MoeConfig {
+struct MOEDIST_API MoeConfig {
     // Bounds that keep every row count inside int32 (epRecvCounts) and every product inside int64.
     static constexpr int64_t kMaxWorldSize = int64_t{1} << 16;
     static constexpr int64_t kMaxExperts = int64_t{1} << 20;
@@ -33,6 +35,11 @@ struct MoeConfig {
     // Product profile of the first phase; unset: MOEDIST_SOC (default generic). Not compared
     // across ranks.
     std::optional<Soc> soc;
+    // SPEC §3 tails (expandX rows, dynamicScales and expandScales entries past the real ones):
+    // true zeroes them up to each tensor's end, false leaves them untouched (the device's
+    // behaviour); unset: MOEDIST_ZERO_PADDING=1 at the first phase asks for zeroing. Not compared
+    // across ranks.
+    std::optional<bool> zero_padding;
 
     int64_t tp_size() const { return tp_world_size > 1 ? tp_world_size : 1; }         // T
     int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }   // W - S

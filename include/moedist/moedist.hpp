@@ -60,7 +60,7 @@ struct DispatchHandle {
 
 // One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a validated
 // config. Cheap to copy; not safe to use from two threads at once.
-class MoeDistributor {
+class MOEDIST_API MoeDistributor {
 public:
     // Validates `config` against the communicators; throws Error on failure.
     MoeDistributor(Communicator ep, std::optional<Communicator> tp, const MoeConfig& config);

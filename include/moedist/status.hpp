@@ -11,6 +11,8 @@
 #include <string>
 #include <utility>
 
+#include "moedist/export.hpp"
+
 namespace moedist {
 
 enum class Code : int32_t {
@@ -39,7 +41,7 @@ private:
 };
 
 // Thrown by the throwing C++ entry points; carries the same code and message as the Status.
-class Error : public std::runtime_error {
+class MOEDIST_API Error : public std::runtime_error {
 public:
     explicit Error(const Status& status)
         : std::runtime_error(status.message()), code_(status.code()) {}

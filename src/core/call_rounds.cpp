@@ -4,8 +4,6 @@
 
 namespace moedist::core {
 
-std::atomic<test_hooks::MidCallHook> test_hooks::mid_call{nullptr};
-
 CallRounds::CallRounds(const Communicator& ep, const std::optional<Communicator>& tp)
     : ep_(ep.group().get()),
       tp_(tp ? tp->group().get() : nullptr),
@@ -59,7 +57,7 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     }
     ep_->arrive(ep_rank_, ep_call_, record, bytes);
     arrived_ = true;
-    if (auto hook = test_hooks::mid_call.load(std::memory_order_relaxed)) hook(ep_rank_);
+    test_hooks::on_mid_call(ep_rank_);
     if (Status s = ep_->wait_arrivals(ep_call_, deadline); !s.ok()) return s;
     if (peer_ep_ != nullptr) return peer_ep_->wait_arrivals(peer_ep_call_, deadline);
     return Status::Ok();

@@ -10,7 +10,7 @@
 //   own   ├──────────────────────────────┤
 //         │ the TP peer's own rows, in the peer's order (its epRecvCounts verbatim after mine)
 //   own+peer ├───────────────────────────┤
-//         │ zero bytes up to dim 0
+//         │ tail up to dim 0: untouched (zero bytes with zero padding)
 //         └──────────────────────────────┘
 //
 // A shared rank has L = 1 and its blocks are by source: its own tokens first (src = itself,
@@ -129,20 +129,17 @@ Status check_group(const DispatchOp& op,
 
 class RowFiller {
 public:
+    // `streaming`: the call writes more than the caches hold, so rows go out with streaming
+    // stores.
     RowFiller(const DispatchOp& op,
               const Topology& topo,
               std::vector<float>* row,
-              std::vector<uint8_t>* bytes)
-        : op_(op), topo_(topo), row_(row), bytes_(bytes) {
+              std::vector<uint8_t>* bytes,
+              bool streaming)
+        : op_(op), topo_(topo), row_(row), bytes_(bytes), streaming_(streaming) {
         row_->resize(static_cast<std::size_t>(op.hidden));
         write_expand_scales_ = op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
-        const TensorView& out = op.out.expand_x;
-        streaming_ = static_cast<std::size_t>(out.dim(0) * out.dim(1)) * dtype_size(out.dtype) >=
-                     util::kStreamingThresholdBytes;
     }
-
-    // expandX is larger than the caches: write it with streaming stores.
-    bool streaming() const { return streaming_; }
 
     // Fills the rows this rank (EP rank `dst`) receives in one EP group, starting at `row_base`.
     template <class Records>
@@ -397,6 +394,17 @@ bool makes_dynamic_scales(const DispatchOp& op) {
            (op.config.quant_mode == 0 && dtype_size(op.in.x.dtype) == 1);
 }
 
+// Rows every rank of both EP groups receives in this call (each sender's entries, plus one shared
+// row per token when S > 0), for the streaming decision: the same on every rank.
+template <class Records>
+int64_t rows_sent_by_group(const Topology& topo, int64_t top_k, const Records& records) {
+    int64_t rows = 0;
+    for (int64_t src = 0; src < topo.world_size; ++src) {
+        rows += records(src).num_tokens * (top_k + (topo.shared_rank_num > 0 ? 1 : 0));
+    }
+    return rows;
+}
+
 // The single copy and every output; runs only after a successful verdict.
 void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
     auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
@@ -405,18 +413,28 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     build_layout(topo, rank, own, &s.own_layout);
     const int64_t own_rows = s.own_layout.total_rows;
     int64_t peer_rows = 0;
-    RowFiller filler(op, topo, &s.row, &s.bytes);
-    filler.fill(own, s.own_layout, 0, /*own=*/true);
+    int64_t rows_all = rows_sent_by_group(topo, op.top_k, own);
     if (rounds.has_peer()) {
         build_layout(topo, rank, peer, &s.peer_layout);
         peer_rows = s.peer_layout.total_rows;
-        filler.fill(peer, s.peer_layout, own_rows, /*own=*/false);
+        rows_all += rows_sent_by_group(topo, op.top_k, peer);
     }
-
-    // SPEC §3: zero bytes past the real rows.
     const int64_t used = own_rows + peer_rows;
-    if (util::zero_padding()) {
-        zero_rows(op.out.expand_x, used, op.out.expand_x.dim(0), filler.streaming());
+    const TensorView& expand_x = op.out.expand_x;
+    const auto row_bytes = static_cast<int64_t>(expand_x.dim(1) * dtype_size(expand_x.dtype));
+    // Bytes all ranks write in this call (with padding, every rank's tail too): past the shared
+    // cache, plain stores would only evict what the next stage reads.
+    int64_t bytes_all = rows_all * row_bytes;
+    if (op.zero_padding) bytes_all += (expand_x.dim(0) - used) * row_bytes * topo.world_size;
+    const bool streaming = bytes_all >= static_cast<int64_t>(util::kStreamingThresholdBytes);
+
+    RowFiller filler(op, topo, &s.row, &s.bytes, streaming);
+    filler.fill(own, s.own_layout, 0, /*own=*/true);
+    if (rounds.has_peer()) filler.fill(peer, s.peer_layout, own_rows, /*own=*/false);
+
+    // SPEC §3 tails: untouched, or zero up to each tensor's end when zero padding is asked for.
+    if (op.zero_padding) {
+        zero_rows(expand_x, used, expand_x.dim(0), streaming);
         if (makes_dynamic_scales(op)) {
             const TensorView& dyn = *op.out.dynamic_scales;
             if (dyn.ndim == 1) {
@@ -433,7 +451,7 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
         store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
     }
     write_counts(op, topo, s, own_rows, peer_rows);
-    if (filler.streaming()) util::streaming_fence();  // streaming stores land before we depart
+    if (streaming) util::streaming_fence();  // streaming stores land before we depart
 }
 
 }  // namespace

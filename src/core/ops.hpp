@@ -16,9 +16,10 @@ struct DispatchOp {
     std::optional<Communicator> tp;  // set when T == 2
     DispatchInputs in;
     DispatchOutputs out;
-    int64_t num_tokens = 0;  // BS
-    int64_t top_k = 0;       // K
-    int64_t hidden = 0;      // H
+    int64_t num_tokens = 0;     // BS
+    int64_t top_k = 0;          // K
+    int64_t hidden = 0;         // H
+    bool zero_padding = false;  // SPEC §3 tails zeroed (config.zero_padding or the environment)
 };
 
 struct CombineOp {

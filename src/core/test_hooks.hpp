@@ -1,14 +1,17 @@
-// Fault injection for tests only: a function called by every rank right after it arrived in its
-// EP group (its record published, nothing of its peers read yet), so a test can stall one rank
-// mid-call. Null (the default) costs one relaxed load per call.
+// Fault injection for tests only. The release library (and moedist_static) link
+// test_hooks_off.cpp, where every hook is a no-op; only the test suite's moedist_testing links
+// test_hooks_on.cpp, where a test can install a function.
 #pragma once
-
-#include <atomic>
 
 namespace moedist::core::test_hooks {
 
 using MidCallHook = void (*)(int ep_rank);
 
-extern std::atomic<MidCallHook> mid_call;  // defined in call_rounds.cpp
+// Called by every rank right after it arrived in its EP group (its record published, nothing of
+// its peers read yet), so a test can stall one rank mid-call.
+void on_mid_call(int ep_rank);
+
+// moedist_testing only: installs `hook` (null removes it); false in the release library.
+bool set_mid_call(MidCallHook hook);
 
 }  // namespace moedist::core::test_hooks

@@ -444,6 +444,7 @@ Status prepare_dispatch(const MoeConfig& config,
     op->num_tokens = bs;
     op->top_k = top_k;
     op->hidden = hidden;
+    op->zero_padding = config.zero_padding.value_or(util::zero_padding());
     return Status::Ok();
 }
 

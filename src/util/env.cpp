@@ -18,11 +18,8 @@ int64_t timeout_ms() {
 }
 
 bool zero_padding() {
-    static const bool value = [] {
-        const char* text = std::getenv("MOEDIST_ZERO_PADDING");
-        return !(text != nullptr && std::strcmp(text, "0") == 0);
-    }();
-    return value;
+    const char* text = std::getenv("MOEDIST_ZERO_PADDING");
+    return text != nullptr && std::strcmp(text, "1") == 0;
 }
 
 int debug_level() {

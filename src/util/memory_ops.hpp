@@ -7,8 +7,9 @@
 
 namespace moedist::util {
 
-// Outputs of at least this many bytes per call are written with streaming stores.
-inline constexpr std::size_t kStreamingThresholdBytes = std::size_t{8} << 20;
+// A call whose ranks write at least this many bytes in all (about the shared L3 of the machines
+// moedist targets) writes its rows with streaming stores.
+inline constexpr std::size_t kStreamingThresholdBytes = std::size_t{32} << 20;
 
 void copy_bytes(void* dst, const void* src, std::size_t bytes, bool streaming);
 void zero_bytes(void* dst, std::size_t bytes, bool streaming);

@@ -344,7 +344,7 @@ TEST(Faults, OneRankRejectedByItsProfileMakesPeersTimeOutNamingIt) {
 // finds the group broken.
 TEST(Faults, RankStoppingMidCallMakesPeersTimeOutAndBreaksTheGroup) {
     auto minis = make_minis(3);
-    moedist::core::test_hooks::mid_call.store([](int ep_rank) {
+    moedist::core::test_hooks::set_mid_call([](int ep_rank) {
         if (ep_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2500));
     });
     std::vector<Status> second(3);
@@ -352,11 +352,11 @@ TEST(Faults, RankStoppingMidCallMakesPeersTimeOutAndBreaksTheGroup) {
     auto statuses =
         on_ranks(3, minis, [&](int rank, moedist::MoeDistributor& moe, MiniRank& m) -> Status {
             Status first = moe.try_dispatch(m.in, m.out);
-            if (rank == 1) moedist::core::test_hooks::mid_call.store(nullptr);
+            if (rank == 1) moedist::core::test_hooks::set_mid_call(nullptr);
             second[static_cast<std::size_t>(rank)] = moe.try_dispatch(m.in, m.out);
             return first;
         });
-    moedist::core::test_hooks::mid_call.store(nullptr);
+    moedist::core::test_hooks::set_mid_call(nullptr);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     EXPECT_LT(seconds, 10.0);
@@ -409,7 +409,7 @@ TEST(Faults, DestroyingOneRanksCommunicatorNeverDisturbsPeersStillInside) {
     char name[128] = {};
     ASSERT_EQ(HcclGetCommName(comms[0], name), HCCL_SUCCESS);
     auto minis = make_minis(3);
-    moedist::core::test_hooks::mid_call.store([](int ep_rank) {
+    moedist::core::test_hooks::set_mid_call([](int ep_rank) {
         if (ep_rank == 1) std::this_thread::sleep_for(std::chrono::milliseconds(4500));
     });
     std::vector<Status> statuses(3);
@@ -436,7 +436,7 @@ TEST(Faults, DestroyingOneRanksCommunicatorNeverDisturbsPeersStillInside) {
         });
     }
     for (auto& t : threads) t.join();
-    moedist::core::test_hooks::mid_call.store(nullptr);
+    moedist::core::test_hooks::set_mid_call(nullptr);
     for (int r = 0; r < 3; ++r) {
         const Status& s = statuses[static_cast<std::size_t>(r)];
         EXPECT_EQ(s.code(), Code::kRuntime) << "rank " << r << ": " << s.message();

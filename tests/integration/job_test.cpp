@@ -45,6 +45,7 @@ std::vector<JobSpec> valid_jobs() {
             s.global_bs_zero = variant % 4 != 1;
             s.strided_x = variant % 5 == 4;
             s.extra_rows = variant % 3;
+            s.zero_padding = variant % 2 == 0;
             jobs.push_back(s);
             ++variant;
         }
@@ -60,6 +61,7 @@ std::vector<JobSpec> valid_jobs() {
             s.smooth_scales = S == 1;
             s.comm_quant_mode = W == 4 ? 2 : 0;
             s.uneven_bs = W == 8;
+            s.zero_padding = S == 0;
             jobs.push_back(s);
         }
     }
@@ -125,6 +127,7 @@ std::vector<JobSpec> valid_jobs() {
             q.uneven_bs = m % 4 == 3;
             q.strided_x = m % 5 == 2;
             q.extra_rows = m % 3;
+            q.zero_padding = (m / 2) % 2 == 1;  // every mode both ways (layout alternates)
             q.seed = static_cast<uint64_t>(500 + m);
             jobs.push_back(q);
         }
