@@ -56,7 +56,7 @@ Job& job_for(const benchmark::State& state) {
         spec.static_scales = 2;
         slot = std::make_unique<Job>(spec);
         slot->step();  // first touch of every buffer
-        slot->memcpy_baseline(2);
+        slot->floor(moedist::harness::Floor::kMemcpy);
     }
     return *slot;
 }
@@ -76,8 +76,7 @@ void BM_Dispatch(benchmark::State& state) {
     double op = 0, copy = 0;
     for (auto _ : state) {
         const auto t = job.step();
-        const QuantArg& q = kQuant[state.range(5)];
-        copy += job.memcpy_baseline(q.mode == 0 && !q.pre ? 2 : 1);  // expandX bytes written
+        copy += job.floor(moedist::harness::Floor::kMemcpy);  // expandX bytes written
         op += t.dispatch_ms;
         state.SetIterationTime(t.dispatch_ms / 1e3);
     }
@@ -90,7 +89,7 @@ void BM_Combine(benchmark::State& state) {
     double op = 0, copy = 0;
     for (auto _ : state) {
         const auto t = job.step();
-        copy += job.memcpy_baseline(2);  // expert-output bytes read
+        copy += job.floor(moedist::harness::Floor::kRead);  // expert-output bytes read
         op += t.combine_ms;
         state.SetIterationTime(t.combine_ms / 1e3);
     }

@@ -1,6 +1,6 @@
-// A whole dispatch → expert → combine job on W·T thread ranks, with inputs that differ per
-// (source rank, token, column), checked bit for bit against the naive reference. Shared by the
-// tests, `moedist run` and the benchmarks.
+// A whole dispatch → expert → combine job on W·T ranks, with inputs that differ per (source rank,
+// token, column), checked bit for bit against the naive reference. Shared by the tests,
+// `moedist run` and the benchmarks.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,6 @@
 
 #include "moedist/moedist.hpp"
 #include "moedist/status.hpp"
-#include "reference.hpp"
 
 namespace moedist::harness {
 
@@ -48,6 +47,9 @@ struct JobSpec {
     // left untouched (the default), so they must keep the poison the harness wrote before the
     // first call.
     bool zero_padding = false;
+    // Outputs are poisoned before the first call so the reference check can see tails; a
+    // timing-only job (false) leaves them untouched, so unwritten tails cost no memory.
+    bool checked = true;
     uint64_t seed = 1;
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
@@ -63,6 +65,10 @@ struct PhaseTimes {
     double dispatch_ms = 0;
     double combine_ms = 0;
 };
+
+// The floors of `moedist bench`, each run by every rank on its own buffers with the byte counts
+// of the last step (see RankRunner).
+enum class Floor { kWrite, kRead, kMemcpy, kBarrier };
 
 struct JobReport {
     bool ok = true;
@@ -84,10 +90,8 @@ public:
     // One dispatch → expert → combine step on every rank; each phase timed alone.
     // After a failure every later step is skipped; status() says why.
     PhaseTimes step();
-    // The baseline of the same step: every rank memcpys the bytes of its received rows (from a
-    // buffer of its own) at `bytes_per_element` (dispatch: expandX's element size; combine: 2,
-    // the expert outputs it reads), timed like the phases (wall time, milliseconds).
-    double memcpy_baseline(int bytes_per_element);
+    // A floor of the last step on every rank (wall time, milliseconds).
+    double floor(Floor which);
 
     // The first failed rank's status, or OK.
     Status status() const;
@@ -96,6 +100,8 @@ public:
     // Compares the last step's outputs of every rank with the reference (sets ok/first_mismatch)
     // and fills bytes and the load table.
     JobReport check(bool with_reference) const;
+    // Bytes of every tensor the job allocated for its ranks.
+    int64_t allocated_bytes() const;
 
 private:
     struct State;

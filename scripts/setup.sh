@@ -7,6 +7,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   clang libclang-rt-14-dev valgrind
+  openmpi-bin libopenmpi-dev
+  python3-matplotlib python3-numpy
 )
 
 missing=()

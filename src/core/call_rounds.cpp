@@ -142,4 +142,21 @@ Status CallRounds::finish(const Status& verdict) {
     return Status::Ok();
 }
 
+Status bare_call(const Communicator& ep) {
+    transport::LocalGroup& group = *ep.group();
+    const int rank = ep.rank();
+    const auto deadline = transport::call_deadline();
+    if (Status s = group.broken_status(); !s.ok()) return s;
+    const uint64_t call = group.begin_call(rank);
+    const RecordHeader header;
+    group.arrive(rank, call, &header, sizeof(header));
+    Status arrived = group.wait_arrivals(call, deadline);
+    group.depart(rank, call, 0);
+    int32_t flag = 0;
+    int flag_rank = -1;
+    std::string flag_message;
+    Status departed = group.wait_departures(call, deadline, &flag, &flag_rank, &flag_message);
+    return arrived.ok() ? departed : arrived;
+}
+
 }  // namespace moedist::core

@@ -66,4 +66,8 @@ private:
     uint64_t peer_ep_call_ = 0;
 };
 
+// The two rounds of a call with no data and no checks on `ep` (arrive, wait for all, depart,
+// wait for all): the latency floor `moedist bench` puts next to every operation.
+Status bare_call(const Communicator& ep);
+
 }  // namespace moedist::core

@@ -18,6 +18,7 @@
 #include "core/plan.hpp"
 #include "core/records.hpp"
 #include "core/tensor_access.hpp"
+#include "quant/combine_rows.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/float_env.hpp"
 
@@ -28,6 +29,8 @@ struct Scratch {
     std::vector<float> acc;
     std::vector<float> row;
     std::vector<float> peer_row;
+    std::vector<const uint16_t*> rows;  // one token's K rows (the register-blocked path)
+    std::vector<float> weights;
 };
 
 Scratch& scratch() {
@@ -82,6 +85,18 @@ public:
     // Without TP and comm quantization a returned row is used as it is, so it can be read and
     // accumulated in one pass.
     bool direct() const { return !rounds_.has_peer() && op_.config.comm_quant_mode == 0; }
+
+    // The row of `ref` in the owner's expandX, and whether its columns are contiguous.
+    const uint16_t* row_pointer(const RowRef& ref) const {
+        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        return reinterpret_cast<const uint16_t*>(element_ptr(rec.expand_x, ref.row, 0));
+    }
+    bool contiguous_rows() const {
+        for (int64_t r = 0; r < op_.config.ep_world_size; ++r) {
+            if (rounds_.own<CombineRecord>(r).expand_x.stride(1) != 1) return false;
+        }
+        return true;
+    }
 
     // acc += f32(row of `ref`) * weight, straight from the owner's expandX (direct() only).
     void accumulate_direct(const RowRef& ref, float weight, float* acc) const {
@@ -183,11 +198,46 @@ bool locate_all(const CombineOp& op, const TokenRows& rows, std::string* why) {
     return true;
 }
 
-// x[t] = rne(Σ_k row(t,k)·w[t,k] (+ shared row)) in binary32, k in order (SPEC §4.3).
+// x[t] = rne(Σ_k row(t,k)·w[t,k] (+ shared row)) in binary32, k in order (SPEC §4.3), with
+// every element's accumulator in a register (quant/combine_rows) when the rows are used as they
+// are (T == 1, commQuantMode 0) and contiguous.
+bool reduce_tokens_in_registers(const CombineOp& op,
+                                const RowLocator& locator,
+                                const TokenRows& rows,
+                                Scratch& s) {
+    if (!locator.direct() || !quant::combine_rows_available() || op.x_out.stride(1) != 1 ||
+        !locator.contiguous_rows()) {
+        return false;
+    }
+    RowRef ref;
+    int64_t expert = 0, index = 0, shared_rank = 0;
+    for (int64_t t = 0; t < op.num_tokens; ++t) {
+        for (int64_t k = 0; k < op.top_k; ++k) {
+            rows.entry(t, k, &ref, &expert, &index);
+            s.rows[static_cast<std::size_t>(k)] = locator.row_pointer(ref);
+            s.weights[static_cast<std::size_t>(k)] = load2<float>(op.in.expert_scales, t, k);
+        }
+        const uint16_t* shared = nullptr;
+        if (rows.has_shared()) {
+            rows.shared(t, &ref, &shared_rank);
+            shared = locator.row_pointer(ref);
+        }
+        quant::combine_rows(op.x_out.dtype,
+                            s.rows.data(),
+                            s.weights.data(),
+                            op.top_k,
+                            shared,
+                            reinterpret_cast<uint16_t*>(element_ptr(op.x_out, t, 0)),
+                            op.hidden);
+    }
+    return true;
+}
+
 void reduce_tokens(const CombineOp& op,
                    const RowLocator& locator,
                    const TokenRows& rows,
                    Scratch& s) {
+    if (reduce_tokens_in_registers(op, locator, rows, s)) return;
     const int64_t hidden = op.hidden;
     RowRef ref;
     int64_t expert = 0, index = 0, shared_rank = 0;
@@ -226,6 +276,8 @@ Status run_combine(const CombineOp& op) {
     s.acc.resize(static_cast<std::size_t>(op.hidden));
     s.row.resize(static_cast<std::size_t>(op.hidden));
     s.peer_row.resize(static_cast<std::size_t>(op.hidden));
+    s.rows.resize(static_cast<std::size_t>(op.top_k));
+    s.weights.resize(static_cast<std::size_t>(op.top_k));
 
     CombineRecord mine;
     mine.header.attrs = make_digest(

@@ -112,9 +112,7 @@ Status check_group(const DispatchOp& op,
         int64_t total = 0;
         for (int64_t src = 0; src < world; ++src) {
             const DispatchRecord& rec = records(src);
-            for (int64_t le = 0; le < topo.local_experts(dst); ++le) {
-                total += rows_from(topo, dst, src, le, rec.num_tokens, *rec.plan);
-            }
+            total += rows_to_rank(topo, dst, src, rec.num_tokens, *rec.plan);
         }
         const int64_t capacity = capacity_of(op.config, dst, max_bs, op.top_k);
         if (total > capacity) {

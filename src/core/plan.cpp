@@ -83,4 +83,15 @@ int64_t rows_from(const Topology& topo,
     return shared_chunk(src, src_num_tokens, topo.shared_rank_num, dst).size();
 }
 
+int64_t rows_to_rank(const Topology& topo,
+                     int64_t dst,
+                     int64_t src,
+                     int64_t src_num_tokens,
+                     const SendPlan& src_plan) {
+    if (topo.is_shared(dst)) return rows_from(topo, dst, src, 0, src_num_tokens, src_plan);
+    const int64_t first = topo.first_expert(dst);
+    return src_plan.expert_begin[static_cast<std::size_t>(first + topo.local_moe_experts)] -
+           src_plan.expert_begin[static_cast<std::size_t>(first)];
+}
+
 }  // namespace moedist::core

@@ -82,6 +82,14 @@ int64_t rows_from(const Topology& topo,
                   int64_t src_num_tokens,
                   const SendPlan& src_plan);
 
+// Rows receiving rank `dst` gets from `src` over all its local experts (O(1): a rank's experts
+// are contiguous in the sender's expert_begin).
+int64_t rows_to_rank(const Topology& topo,
+                     int64_t dst,
+                     int64_t src,
+                     int64_t src_num_tokens,
+                     const SendPlan& src_plan);
+
 // Where rows land on a receiving rank: block (local expert e, source src) has index e*W+src;
 // rows of block i are [block_end[i-1], block_end[i]) (block_end[-1] = 0). block_end is exactly
 // SPEC's epRecvCounts (inclusive running total).

@@ -1,5 +1,6 @@
 #include "transport/local_group.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -21,7 +22,9 @@ Clock::time_point call_deadline() {
 LocalGroup::LocalGroup(int size, std::string name)
     : size_(size),
       name_(std::move(name)),
-      slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(size))) {}
+      slots_(std::make_unique<Slot[]>(static_cast<std::size_t>(size))),
+      spin_first_(static_cast<unsigned>(size) <=
+                  std::max(1u, std::thread::hardware_concurrency())) {}
 
 uint64_t LocalGroup::begin_call(int rank) {
     return slots_[static_cast<std::size_t>(rank)].next_call++;
@@ -81,15 +84,18 @@ template <class Ready>
 LocalGroup::WaitResult LocalGroup::wait_for(Ready ready,
                                             Clock::time_point deadline,
                                             bool stop_on_broken) {
-    // Spin a little (a peer on another core is about to arrive), then yield (ranks may outnumber
-    // cores), then block.
+    // With no more ranks than cores a peer is running and about to arrive: spin a little. With
+    // more ranks than cores the peer needs this core: yield at once (a pause loop here costs a
+    // scheduler quantum). Then block.
     auto stop = [&] { return stop_on_broken && broken_.load(std::memory_order_seq_cst); };
-    for (int i = 0; i < 256; ++i) {
-        if (ready()) return WaitResult::kReady;
-        if (stop()) return WaitResult::kBroken;
-        MOEDIST_PAUSE();
+    if (spin_first_) {
+        for (int i = 0; i < 2048; ++i) {
+            if (ready()) return WaitResult::kReady;
+            if (stop()) return WaitResult::kBroken;
+            MOEDIST_PAUSE();
+        }
     }
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 256; ++i) {
         if (ready()) return WaitResult::kReady;
         if (stop()) return WaitResult::kBroken;
         std::this_thread::yield();

@@ -89,6 +89,7 @@ private:
     const int size_;
     const std::string name_;
     std::unique_ptr<Slot[]> slots_;
+    const bool spin_first_;  // no more ranks than cores: waits spin before they yield
 
     std::atomic<bool> broken_{false};
     std::atomic<int> blocked_waiters_{0};

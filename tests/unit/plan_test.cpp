@@ -111,5 +111,31 @@ TEST(RowsFrom, SharedRankKeepsOwnTokensAndGetsChunksFromMoeRanks) {
     EXPECT_EQ(rows_from(topo, 3, 1, 1, 2, plan), 1);  // expert 3 = rank 3, le 1
 }
 
+TEST(RowsToRank, EqualsTheSumOverTheReceiversLocalExperts) {
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 200; ++trial) {
+        const int64_t W = 1 + static_cast<int64_t>(rng() % 9);
+        const int64_t S = static_cast<int64_t>(rng() % static_cast<unsigned>(W));
+        const int64_t L = 1 + static_cast<int64_t>(rng() % 4);
+        const int64_t E = (W - S) * L;
+        const int64_t K = 1 + static_cast<int64_t>(rng() % static_cast<unsigned>(E));
+        const int64_t bs = static_cast<int64_t>(rng() % 7);
+        std::vector<int32_t> ids(static_cast<std::size_t>(bs * K));
+        for (auto& id : ids) id = static_cast<int32_t>(rng() % static_cast<unsigned>(E));
+        const Topology topo{W, S, E, L};
+        SendPlan plan;
+        build_send_plan(ids.data(), K, 1, bs, K, E, &plan);
+        for (int64_t src = 0; src < W; ++src) {
+            for (int64_t dst = 0; dst < W; ++dst) {
+                int64_t sum = 0;
+                for (int64_t le = 0; le < topo.local_experts(dst); ++le)
+                    sum += rows_from(topo, dst, src, le, bs, plan);
+                EXPECT_EQ(rows_to_rank(topo, dst, src, bs, plan), sum)
+                    << "W " << W << " S " << S << " L " << L << " src " << src << " dst " << dst;
+            }
+        }
+    }
+}
+
 }  // namespace
 }  // namespace moedist::core

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_command.hpp"
 #include "harness/job.hpp"
 #include "plan_command.hpp"
 #include "quant_choices.hpp"
@@ -193,6 +194,8 @@ int main(int argc, char** argv) {
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
     moedist::cli::PlanOptions plan_options;
     auto* plan = moedist::cli::add_plan_command(app, &plan_options);
+    moedist::cli::BenchOptions bench_options;
+    auto* bench = moedist::cli::add_bench_command(app, &bench_options);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -201,10 +204,12 @@ int main(int argc, char** argv) {
         fmt::print(stderr,
                    "moedist: {} (see moedist{} --help)\n",
                    e.what(),
-                   run->parsed() ? " run" : (plan->parsed() ? " plan" : ""));
+                   run->parsed() ? " run"
+                                 : (plan->parsed() ? " plan" : (bench->parsed() ? " bench" : "")));
         return 2;
     }
     if (plan->parsed()) return moedist::cli::plan_command(plan_options);
+    if (bench->parsed()) return moedist::cli::bench_command(bench_options);
     if (!parse_routing(routing, &spec)) {
         fmt::print(
             stderr,

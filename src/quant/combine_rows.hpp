@@ -1,0 +1,27 @@
+// The combine reduction of SPEC §4.3 for one token, in registers: every element's K weighted
+// rows (and the shared row) are added in order into a binary32 accumulator that never leaves a
+// register, then rounded once. Stateless, no knowledge of ranks.
+#pragma once
+
+#include <cstdint>
+
+#include "moedist/dtype.hpp"
+
+namespace moedist::quant {
+
+// True when the AVX-512 (F/BW) kernel below runs (not in sanitized builds, not under valgrind's
+// CPUID); otherwise callers use the row-at-a-time path of row_kernels.hpp (the same bits).
+bool combine_rows_available();
+
+// out[h] = rne_dtype(acc) with acc = +0.0f, acc = fl32(acc + fl32(f32(rows[k][h]) · weights[k]))
+// for k = 0..count-1, then acc = fl32(acc + f32(shared[h])) when shared != null. Rows are
+// contiguous fp16/bf16 (dtype), `out` too; NaN outputs are the canonical quiet NaN with the sign.
+void combine_rows(DType dtype,
+                  const uint16_t* const* rows,
+                  const float* weights,
+                  int64_t count,
+                  const uint16_t* shared,
+                  uint16_t* out,
+                  int64_t n);
+
+}  // namespace moedist::quant

@@ -1,0 +1,85 @@
+// `moedist bench`: sweeps of ranks, BS, H, K, E, quant mode, routing, TP and shared ranks. Per
+// point the medians and spread of dispatch, combine and dispatch+combine, and in the same run on
+// the same ranks the floors (non-temporal write of the received bytes, streaming read of the
+// bytes combine reads, memcpy of the received bytes, a bare two-round call) and, with
+// `--baseline alltoallv`, a pack → MPI_Alltoallv → unpack dispatch and its reverse combine
+// launched under mpirun. A table on the terminal (progress bar on a TTY), --json, --csv and
+// --plot FILE.png (matplotlib through /usr/bin/python3).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+namespace moedist::cli {
+
+struct BenchOptions {
+    std::vector<int> ranks{8};
+    std::vector<int64_t> tokens{1, 8, 32, 128};
+    std::vector<int> hidden{7168};
+    std::vector<int> top_k{8};
+    std::vector<int> experts{256};
+    std::vector<std::string> quant{"none"};
+    std::vector<std::string> routing{"uniform"};
+    std::vector<int> tp{1};
+    std::vector<int> shared_ranks{0};
+    std::string dtype = "bf16";
+    std::string backend = "threads";
+    std::string baseline = "auto";  // auto (alltoallv when mpirun is found), alltoallv, none
+    int reps = 20;
+    int warmup = 3;
+    uint64_t seed = 1;
+    std::string json_path;
+    std::string csv_path;
+    std::string plot_path;
+};
+
+CLI::App* add_bench_command(CLI::App& app, BenchOptions* options);
+int bench_command(const BenchOptions& options);
+
+// --- pieces of the bench, in their own files ---
+
+// One point's parameters.
+struct BenchPoint {
+    int ranks = 8;
+    int64_t tokens = 128;
+    int hidden = 7168;
+    int top_k = 8;
+    int experts = 256;
+    std::string quant = "none";
+    std::string routing = "uniform";
+    int tp = 1;
+    int shared_ranks = 0;
+};
+
+// Median, 10th and 90th percentile and minimum of a series (milliseconds).
+struct Spread {
+    double median = 0, p10 = 0, p90 = 0, min = 0;
+    static Spread of(std::vector<double> values);
+};
+
+struct BenchResult {
+    BenchPoint point;
+    std::string error;  // non-empty: the point could not run
+    Spread dispatch, combine, total;
+    Spread write_floor, read_floor, memcpy_floor, barrier;
+    bool has_baseline = false;
+    std::string baseline_error;
+    Spread baseline_dispatch, baseline_combine;
+    int64_t received_bytes = 0;  // all ranks, per dispatch
+    int64_t combine_bytes = 0;   // all ranks, per combine
+};
+
+// Runs `moedist-alltoallv-baseline` under mpirun for `point`; false with *error when it cannot.
+bool run_alltoallv_baseline(const BenchOptions& options,
+                            const BenchPoint& point,
+                            Spread* dispatch,
+                            Spread* combine,
+                            std::string* error);
+// True when the baseline can run here (mpirun and the baseline executable exist).
+bool alltoallv_baseline_available(std::string* why);
+
+// Writes `png_path` from the JSON at `json_path` with matplotlib; false with *error otherwise.
+bool plot_bench(const std::string& json_path, const std::string& png_path, std::string* error);
+
+}  // namespace moedist::cli
