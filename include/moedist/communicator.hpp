@@ -11,11 +11,12 @@
 namespace moedist {
 
 namespace transport {
-class LocalGroup;
-}
+class Transport;
+struct Access;
+}  // namespace transport
 
-// A copyable handle: a group and this handle's rank in it. Groups live as long as any handle
-// (or any prepared operation) refers to them; destroying one rank's handle never disturbs peers.
+// A copyable handle: this rank's endpoint of a group. Groups live as long as any handle (or any
+// prepared operation) refers to them; destroying one rank's handle never disturbs peers.
 class MOEDIST_API Communicator {
 public:
     Communicator() = default;
@@ -27,20 +28,17 @@ public:
     // Finds the handle of `rank` in the group called `name` (as HcclGetCommName reports it).
     static Status find(const std::string& name, int rank, Communicator* out);
 
-    bool valid() const { return group_ != nullptr; }
-    int rank() const { return rank_; }
+    bool valid() const { return endpoint_ != nullptr; }
+    int rank() const;
     int size() const;
     const std::string& name() const;
 
-    // The transport behind this handle (internal use by moedist's executors).
-    const std::shared_ptr<transport::LocalGroup>& group() const { return group_; }
-
 private:
-    Communicator(std::shared_ptr<transport::LocalGroup> group, int rank)
-        : group_(std::move(group)), rank_(rank) {}
+    friend struct transport::Access;
+    explicit Communicator(std::shared_ptr<transport::Transport> endpoint)
+        : endpoint_(std::move(endpoint)) {}
 
-    std::shared_ptr<transport::LocalGroup> group_;
-    int rank_ = -1;
+    std::shared_ptr<transport::Transport> endpoint_;
 };
 
 }  // namespace moedist

@@ -10,6 +10,7 @@
 //   x[t]  = rne(acc)
 // The shared row of t lives on shared rank s (chunk rule; s = me on a shared rank) at
 // begin(s, me) + (t − lo). Every index is checked against the owner's counts before any read.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,17 @@
 namespace moedist::core {
 namespace {
 
+// One owner of expert rows (an EP rank of my group or of the TP peer's), as this rank reads it.
+struct OwnerView {
+    TensorView expand_x;
+    TensorView ep_send_counts;
+    TensorView tp_send_counts;  // data null when T == 1
+    int64_t tp_rank = 0;
+};
+
 struct Scratch {
+    std::vector<OwnerView> own_owners;
+    std::vector<OwnerView> peer_owners;
     std::vector<float> acc;
     std::vector<float> row;
     std::vector<float> peer_row;
@@ -48,17 +59,21 @@ struct RowRef {
 
 class RowLocator {
 public:
-    RowLocator(const CombineOp& op, const CallRounds& rounds) : op_(op), rounds_(rounds) {}
+    RowLocator(const CombineOp& op, const CallRounds& rounds, const Scratch& s)
+        : op_(op), rounds_(rounds), own_(s.own_owners), peer_(s.peer_owners) {}
 
     // Locates block `block` of `owner`'s epSendCounts, row `index` inside it; false when any index
     // is outside the owner's (or its TP peer's) rows.
     bool locate(int64_t owner, int64_t block, int64_t index, RowRef* ref) const {
-        const CombineRecord& rec = rounds_.own<CombineRecord>(owner);
+        const OwnerView& rec = own_[static_cast<std::size_t>(owner)];
         const int64_t world = op_.config.ep_world_size;
         const int64_t blocks =
             world *
             (owner < op_.config.shared_expert_rank_num ? 1 : op_.config.local_moe_expert_num());
-        if (block < 0 || block >= blocks || rec.ep_send_counts.dim(0) < blocks) return false;
+        if (block < 0 || block >= blocks || rec.ep_send_counts.dim(0) < blocks ||
+            rec.ep_send_counts.data == nullptr || rec.expand_x.data == nullptr) {
+            return false;
+        }
         const int64_t begin = block == 0 ? 0 : load1<int32_t>(rec.ep_send_counts, block - 1);
         const int64_t end = load1<int32_t>(rec.ep_send_counts, block);
         int64_t own_rows = load1<int32_t>(rec.ep_send_counts, blocks - 1);
@@ -70,7 +85,8 @@ public:
         ref->owner = owner;
         ref->row = begin + index;
         if (rounds_.has_peer()) {
-            const CombineRecord& peer = rounds_.peer<CombineRecord>(owner);
+            const OwnerView& peer = peer_[static_cast<std::size_t>(owner)];
+            if (peer.tp_send_counts.data == nullptr || peer.expand_x.data == nullptr) return false;
             const int64_t peer_own = load1<int32_t>(peer.tp_send_counts, peer.tp_rank);
             const int64_t peer_has = load1<int32_t>(peer.tp_send_counts, 1 - peer.tp_rank);
             if (peer_own < 0 || ref->row >= peer_has ||
@@ -88,19 +104,19 @@ public:
 
     // The row of `ref` in the owner's expandX, and whether its columns are contiguous.
     const uint16_t* row_pointer(const RowRef& ref) const {
-        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        const OwnerView& rec = own_[static_cast<std::size_t>(ref.owner)];
         return reinterpret_cast<const uint16_t*>(element_ptr(rec.expand_x, ref.row, 0));
     }
     bool contiguous_rows() const {
         for (int64_t r = 0; r < op_.config.ep_world_size; ++r) {
-            if (rounds_.own<CombineRecord>(r).expand_x.stride(1) != 1) return false;
+            if (own_[static_cast<std::size_t>(r)].expand_x.stride(1) != 1) return false;
         }
         return true;
     }
 
     // acc += f32(row of `ref`) * weight, straight from the owner's expandX (direct() only).
     void accumulate_direct(const RowRef& ref, float weight, float* acc) const {
-        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        const OwnerView& rec = own_[static_cast<std::size_t>(ref.owner)];
         quant::accumulate_weighted_from(rec.expand_x.dtype,
                                         element_ptr(rec.expand_x, ref.row, 0),
                                         rec.expand_x.stride(1),
@@ -111,13 +127,13 @@ public:
 
     // Loads the returned value of `ref` into `row` (binary32), TP-reduced and comm-quantized.
     void load(const RowRef& ref, float* row, float* peer_row) const {
-        const CombineRecord& rec = rounds_.own<CombineRecord>(ref.owner);
+        const OwnerView& rec = own_[static_cast<std::size_t>(ref.owner)];
         const DType dtype = rec.expand_x.dtype;
         const int64_t hidden = op_.hidden;
         quant::load_row_f32(
             dtype, element_ptr(rec.expand_x, ref.row, 0), rec.expand_x.stride(1), row, hidden);
         if (rounds_.has_peer()) {
-            const CombineRecord& peer = rounds_.peer<CombineRecord>(ref.owner);
+            const OwnerView& peer = peer_[static_cast<std::size_t>(ref.owner)];
             quant::load_row_f32(dtype,
                                 element_ptr(peer.expand_x, ref.peer_row, 0),
                                 peer.expand_x.stride(1),
@@ -131,6 +147,8 @@ public:
 private:
     const CombineOp& op_;
     const CallRounds& rounds_;
+    const std::vector<OwnerView>& own_;
+    const std::vector<OwnerView>& peer_;
 };
 
 // Finds every row of my tokens; false (and `why`) on the first index out of range.
@@ -267,6 +285,56 @@ void reduce_tokens(const CombineOp& op,
     }
 }
 
+// Rows of my expandX its readers may touch: my own rows and (T == 2) my peer's, as my counts
+// (dispatch's outputs) say; the region covers no more.
+int64_t used_rows(const CombineOp& op) {
+    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
+    int64_t rows = load1<int32_t>(op.in.ep_send_counts, blocks - 1);
+    if (op.tp) {
+        rows = static_cast<int64_t>(load1<int32_t>(*op.in.tp_send_counts, 0)) +
+               load1<int32_t>(*op.in.tp_send_counts, 1);
+    }
+    return std::clamp<int64_t>(rows, 0, op.in.expand_x.dim(0));
+}
+
+Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, CombineRecord* mine) {
+    mine->ep_rank = op.config.ep_rank_id;
+    mine->num_tokens = op.num_tokens;
+    mine->tp_rank = op.config.tp_rank_id;
+    TensorView used = op.in.expand_x;
+    used.shape[0] = used_rows(op);
+    if (Status s = publish_tensor(endpoint, used, transport::kScratchStageX, &mine->expand_x);
+        !s.ok())
+        return s;
+    mine->expand_x.shape[0] = op.in.expand_x.dim(0);
+    if (Status s = publish_tensor(
+            endpoint, op.in.ep_send_counts, transport::kScratchStageAux, &mine->ep_send_counts);
+        !s.ok())
+        return s;
+    if (op.in.tp_send_counts) {
+        return publish_tensor(
+            endpoint, *op.in.tp_send_counts, transport::kScratchStageAux2, &mine->tp_send_counts);
+    }
+    return Status::Ok();
+}
+
+template <class Records>
+void read_owners(const Records& records,
+                 int64_t world,
+                 transport::Transport& memory,
+                 std::vector<OwnerView>* owners) {
+    owners->resize(static_cast<std::size_t>(world));
+    for (int64_t r = 0; r < world; ++r) {
+        const CombineRecord& rec = records(r);
+        OwnerView& v = (*owners)[static_cast<std::size_t>(r)];
+        const int rank = static_cast<int>(r);
+        v.expand_x = view_of(memory, rank, rec.expand_x);
+        v.ep_send_counts = view_of(memory, rank, rec.ep_send_counts);
+        v.tp_send_counts = view_of(memory, rank, rec.tp_send_counts);
+        v.tp_rank = rec.tp_rank;
+    }
+}
+
 }  // namespace
 
 Status run_combine(const CombineOp& op) {
@@ -279,36 +347,48 @@ Status run_combine(const CombineOp& op) {
     s.rows.resize(static_cast<std::size_t>(op.top_k));
     s.weights.resize(static_cast<std::size_t>(op.top_k));
 
+    CallRounds rounds(op.ep, op.tp);
     CombineRecord mine;
     mine.header.attrs = make_digest(
         2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true);
-    mine.ep_rank = op.config.ep_rank_id;
-    mine.num_tokens = op.num_tokens;
-    mine.expand_x = op.in.expand_x;
-    mine.ep_send_counts = op.in.ep_send_counts;
-    if (op.in.tp_send_counts) mine.tp_send_counts = *op.in.tp_send_counts;
-    mine.tp_rank = op.config.tp_rank_id;
-
-    CallRounds rounds(op.ep, op.tp);
+    if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok())
+        mine.header.set_error(published);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()
         if (verdict.ok()) verdict = rounds.check_headers();
         if (verdict.ok()) {
+            read_owners(
+                [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
+                op.config.ep_world_size,
+                rounds.own_memory(),
+                &s.own_owners);
+            if (rounds.has_peer())
+                read_owners(
+                    [&](int64_t r) -> const CombineRecord& {
+                        return rounds.peer<CombineRecord>(r);
+                    },
+                    op.config.ep_world_size,
+                    rounds.peer_memory(),
+                    &s.peer_owners);
+        }
+        if (verdict.ok()) {
             // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
             // verdict travels with its departure.
-            RowLocator locator(op, rounds);
+            RowLocator locator(op, rounds, s);
             TokenRows rows(op, locator);
             std::string why;
             if (!locate_all(op, rows, &why)) {
                 verdict = {Code::kRuntime,
                            "expertIds/expandIdx of rank " + std::to_string(op.config.ep_rank_id) +
-                               " of '" + rounds.ep_group().name() + "' " + why};
+                               " of '" + rounds.ep_name() + "' " + why};
             } else {
                 reduce_tokens(op, locator, rows, s);
             }
         }
     } catch (const std::exception& e) {
-        verdict = {Code::kInternal, std::string("combine must not fail inside, got: ") + e.what()};
+        verdict = {Code::kRuntime, std::string("combine must not fail inside, got: ") + e.what()};
+    } catch (...) {
+        verdict = {Code::kRuntime, "combine must not fail inside, got an unknown exception"};
     }
     return rounds.finish(verdict);
 }

@@ -17,7 +17,10 @@
 // since no other shared rank sends to it), then each MoE rank's chunk in token order.
 //
 // Every row is written once, by the receiver, straight from the sender's x (quantized on the
-// way when the mode asks); the TP peer block is filled the same way from the peer's EP group.
+// way when the mode asks) or, when the quantization does not depend on the expert, from the
+// rows the sender quantized once before arriving; the TP peer block is filled the same way from
+// the peer's EP group. What the receiver reads of a sender it reaches through the sender's
+// record: the plan, x and scales as regions its endpoint maps (SourceView).
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -28,23 +31,31 @@
 #include "core/ops.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
+#include "core/row_writer.hpp"
 #include "core/tensor_access.hpp"
-#include "quant/dispatch_quant.hpp"
-#include "quant/fused_rows.hpp"
-#include "quant/row_kernels.hpp"
-#include "util/env.hpp"
 #include "util/float_env.hpp"
+#include "util/log.hpp"
 #include "util/memory_ops.hpp"
 
 namespace moedist::core {
 namespace {
 
+// One sender as a receiver reads it.
+struct SourceView {
+    int64_t num_tokens = 0;
+    PlanView plan;
+    RowSource row;
+    TensorView expert_scales;
+    TensorView staged_rows;  // data null when the sender staged nothing
+    std::optional<TensorView> staged_scales;
+};
+
 struct Scratch {
     SendPlan plan;
     ReceiveLayout own_layout;
     ReceiveLayout peer_layout;
-    std::vector<float> row;
-    std::vector<uint8_t> bytes;  // a quantized row, when expandX's columns are strided
+    std::vector<SourceView> own_sources;
+    std::vector<SourceView> peer_sources;
 };
 
 // Per rank thread; reused across calls, so a steady shape allocates nothing after its first call.
@@ -66,19 +77,101 @@ int64_t capacity_of(const MoeConfig& config, int64_t rank, int64_t max_bs, int64
     return at.capacity_rows(max_bs, top_k);
 }
 
+// Pre-quantized x (mode 0, 8-bit x) and modes 2, 3, 4 write dynamicScales.
+bool makes_dynamic_scales(const DispatchOp& op) {
+    return op.config.quant_mode >= 2 ||
+           (op.config.quant_mode == 0 && dtype_size(op.in.x.dtype) == 1);
+}
+
+// The quantization of a row does not depend on its expert: static scales of shape (1,) or (H,),
+// or a dynamic mode without smooth scales. Then a token's quantized row is the same for every
+// destination, and the sender quantizes it once.
+bool stage_once(const DispatchOp& op) {
+    const int64_t mode = op.config.quant_mode;
+    if (mode == 1) return op.in.scales && op.in.scales->ndim == 1;
+    return mode >= 2 && !op.in.scales;
+}
+
+// The sender's staging: BS rows in expandX's dtype, then their scales in dynamicScales' row
+// layout, in this rank's exposable scratch.
+struct Staging {
+    TensorView rows;
+    std::optional<TensorView> scales;
+};
+
+Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint) {
+    const TensorView& out = op.out.expand_x;
+    const int64_t bs = op.num_tokens;
+    const int64_t hidden = op.hidden;
+    const std::size_t row_bytes = static_cast<std::size_t>(hidden) * dtype_size(out.dtype);
+    const std::size_t rows_bytes = (static_cast<std::size_t>(bs) * row_bytes + 63) / 64 * 64;
+    int64_t columns = 0;
+    DType scale_dtype = DType::kFloat32;
+    if (op.out.dynamic_scales && makes_dynamic_scales(op)) {
+        const TensorView& dyn = *op.out.dynamic_scales;
+        columns = dyn.ndim == 2 ? dyn.dim(1) : 1;
+        scale_dtype = dyn.dtype;
+    }
+    const std::size_t scale_bytes =
+        static_cast<std::size_t>(bs * std::max<int64_t>(columns, 1)) * dtype_size(scale_dtype);
+    auto* base = static_cast<std::byte*>(
+        endpoint.scratch(transport::kScratchStaged, rows_bytes + scale_bytes));
+    Staging staging;
+    staging.rows = TensorView::contiguous(base, out.dtype, {bs, hidden});
+    if (columns > 0) {
+        const auto& dyn = *op.out.dynamic_scales;
+        staging.scales = dyn.ndim == 2
+                             ? TensorView::contiguous(base + rows_bytes, scale_dtype, {bs, columns})
+                             : TensorView::contiguous(base + rows_bytes, scale_dtype, {bs});
+    }
+    RowWriter writer(op.config.quant_mode, hidden, {staging.rows, staging.scales}, false);
+    RowSource src{op.in.x, op.in.scales ? *op.in.scales : TensorView{}};
+    for (int64_t t = 0; t < bs; ++t) writer.write(src, t, t, 0);
+    return staging;
+}
+
+// The plan's arrays a receiver reads (expert_begin, entries_by_expert) in exposable scratch.
+Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, DispatchRecord* rec) {
+    const std::size_t begin_count = plan.expert_begin.size();
+    const std::size_t entry_count = plan.entries_by_expert.size();
+    const std::size_t bytes = (begin_count + entry_count) * sizeof(int32_t);
+    auto* arrays = static_cast<int32_t*>(endpoint.scratch(transport::kScratchPlan, bytes));
+    std::memcpy(arrays, plan.expert_begin.data(), begin_count * sizeof(int32_t));
+    std::memcpy(arrays + begin_count, plan.entries_by_expert.data(), entry_count * sizeof(int32_t));
+    rec->top_k = plan.top_k;
+    rec->num_experts = plan.num_experts;
+    rec->bad_id = plan.has_bad_id ? 1 : 0;
+    rec->bad_value = static_cast<int32_t>(plan.bad_id);
+    rec->bad_token = plan.bad_token;
+    rec->bad_k = plan.bad_k;
+    return endpoint.expose(arrays, bytes, transport::kScratchPlan, &rec->plan);
+}
+
+// Every sender of a group, as this receiver reads it (after the first round).
 template <class Records>
-void build_layout(const Topology& topo,
-                  int64_t dst,
-                  const Records& records,
-                  ReceiveLayout* layout) {
-    build_receive_layout(
-        topo.world_size,
-        topo.local_experts(dst),
-        [&](int64_t src, int64_t le) {
-            const DispatchRecord& r = records(src);
-            return rows_from(topo, dst, src, le, r.num_tokens, *r.plan);
-        },
-        layout);
+void read_sources(const Records& records,
+                  int64_t world,
+                  transport::Transport& memory,
+                  std::vector<SourceView>* sources) {
+    sources->resize(static_cast<std::size_t>(world));
+    for (int64_t r = 0; r < world; ++r) {
+        const DispatchRecord& rec = records(r);
+        SourceView& v = (*sources)[static_cast<std::size_t>(r)];
+        const int rank = static_cast<int>(r);
+        v.num_tokens = rec.num_tokens;
+        const auto* arrays = reinterpret_cast<const int32_t*>(memory.map(rank, rec.plan));
+        v.plan = PlanView{arrays,
+                          arrays == nullptr ? nullptr : arrays + rec.num_experts + 1,
+                          rec.num_tokens,
+                          rec.top_k,
+                          rec.num_experts};
+        v.row.x = view_of(memory, rank, rec.x);
+        v.row.scales = view_of(memory, rank, rec.scales);
+        v.expert_scales = view_of(memory, rank, rec.expert_scales);
+        v.staged_rows = view_of(memory, rank, rec.staged_rows);
+        v.staged_scales.reset();
+        if (rec.staged_scales.present()) v.staged_scales = view_of(memory, rank, rec.staged_scales);
+    }
 }
 
 // Run-time checks over one EP group's records: ids in range, BS agreement when globalBs = 0,
@@ -87,18 +180,18 @@ template <class Records>
 Status check_group(const DispatchOp& op,
                    const Topology& topo,
                    const Records& records,
+                   const std::vector<SourceView>& sources,
                    int64_t group_bs,
                    const std::string& group_name) {
     const int64_t world = topo.world_size;
     for (int64_t r = 0; r < world; ++r) {
         const DispatchRecord& rec = records(r);
-        if (rec.plan->has_bad_id) {
+        if (rec.bad_id != 0) {
             return {Code::kRuntime,
-                    "expertIds[" + std::to_string(rec.plan->bad_token) + "][" +
-                        std::to_string(rec.plan->bad_k) + "] on rank " + std::to_string(r) +
-                        " of '" + group_name + "' must be in [0, " +
-                        std::to_string(topo.moe_expert_num) + "), got " +
-                        std::to_string(rec.plan->bad_id)};
+                    "expertIds[" + std::to_string(rec.bad_token) + "][" +
+                        std::to_string(rec.bad_k) + "] on rank " + std::to_string(r) + " of '" +
+                        group_name + "' must be in [0, " + std::to_string(topo.moe_expert_num) +
+                        "), got " + std::to_string(rec.bad_value)};
         }
         if (op.config.global_bs == 0 && rec.num_tokens != group_bs) {
             return {Code::kRuntime,
@@ -106,13 +199,18 @@ Status check_group(const DispatchOp& op,
                         std::to_string(group_bs) + " and " + std::to_string(rec.num_tokens) +
                         " on rank " + std::to_string(r) + " of '" + group_name + "'"};
         }
+        if (sources[static_cast<std::size_t>(r)].plan.expert_begin == nullptr) {
+            return {Code::kRuntime,
+                    "the plan of rank " + std::to_string(r) + " of '" + group_name +
+                        "' must be readable by its receivers, got memory this process cannot map"};
+        }
     }
     const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;
     for (int64_t dst = 0; dst < world; ++dst) {
         int64_t total = 0;
         for (int64_t src = 0; src < world; ++src) {
-            const DispatchRecord& rec = records(src);
-            total += rows_to_rank(topo, dst, src, rec.num_tokens, *rec.plan);
+            const SourceView& v = sources[static_cast<std::size_t>(src)];
+            total += rows_to_rank(topo, dst, src, v.num_tokens, v.plan);
         }
         const int64_t capacity = capacity_of(op.config, dst, max_bs, op.top_k);
         if (total > capacity) {
@@ -125,225 +223,73 @@ Status check_group(const DispatchOp& op,
     return Status::Ok();
 }
 
-class RowFiller {
-public:
-    // `streaming`: the call writes more than the caches hold, so rows go out with streaming
-    // stores.
-    RowFiller(const DispatchOp& op,
-              const Topology& topo,
-              std::vector<float>* row,
-              std::vector<uint8_t>* bytes,
-              bool streaming)
-        : op_(op), topo_(topo), row_(row), bytes_(bytes), streaming_(streaming) {
-        row_->resize(static_cast<std::size_t>(op.hidden));
-        write_expand_scales_ = op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
-    }
+void build_layout(const Topology& topo,
+                  int64_t dst,
+                  const std::vector<SourceView>& sources,
+                  ReceiveLayout* layout) {
+    build_receive_layout(
+        topo.world_size,
+        topo.local_experts(dst),
+        [&](int64_t src, int64_t le) {
+            const SourceView& v = sources[static_cast<std::size_t>(src)];
+            return rows_from(topo, dst, src, le, v.num_tokens, v.plan);
+        },
+        layout);
+}
 
-    // Fills the rows this rank (EP rank `dst`) receives in one EP group, starting at `row_base`.
-    template <class Records>
-    void fill(const Records& records, const ReceiveLayout& layout, int64_t row_base, bool own) {
-        const int64_t world = topo_.world_size;
-        const int64_t dst = op_.config.ep_rank_id;
-        for (int64_t le = 0; le < topo_.local_experts(dst); ++le) {
-            for (int64_t src = 0; src < world; ++src) {
-                const DispatchRecord& rec = records(src);
-                int64_t row = row_base + layout.block_begin(le * world + src);
-                if (topo_.is_shared(dst)) {
-                    TokenRange tokens{0, 0};
-                    if (src == dst) {
-                        tokens = {0, rec.num_tokens};
-                    } else if (!topo_.is_shared(src)) {
-                        tokens = shared_chunk(src, rec.num_tokens, topo_.shared_rank_num, dst);
-                    }
-                    for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
-                        copy_row(rec, t, row, /*scale_row=*/0);
-                        if (own && write_expand_scales_)
-                            store1<float>(*op_.out.expand_scales, row, 1.0f);
-                    }
-                    continue;
+// Fills the rows this rank (EP rank `dst`) receives from one EP group, starting at `row_base`;
+// with `own`, also their expandScales entries.
+void fill(const DispatchOp& op,
+          const Topology& topo,
+          const std::vector<SourceView>& sources,
+          const ReceiveLayout& layout,
+          int64_t row_base,
+          bool own,
+          RowWriter& writer) {
+    const int64_t world = topo.world_size;
+    const int64_t dst = op.config.ep_rank_id;
+    const bool write_expand_scales =
+        own && op.out.expand_scales.has_value() && op.in.expert_scales.has_value();
+    auto put = [&](const SourceView& src, int64_t token, int64_t row, int64_t scale_row) {
+        if (src.staged_rows.data != nullptr) {
+            writer.copy_staged(src.staged_rows, src.staged_scales, token, row);
+        } else {
+            writer.write(src.row, token, row, scale_row);
+        }
+    };
+    for (int64_t le = 0; le < topo.local_experts(dst); ++le) {
+        for (int64_t s = 0; s < world; ++s) {
+            const SourceView& src = sources[static_cast<std::size_t>(s)];
+            int64_t row = row_base + layout.block_begin(le * world + s);
+            if (topo.is_shared(dst)) {
+                TokenRange tokens{0, 0};
+                if (s == dst) {
+                    tokens = {0, src.num_tokens};
+                } else if (!topo.is_shared(s)) {
+                    tokens = shared_chunk(s, src.num_tokens, topo.shared_rank_num, dst);
                 }
-                const int64_t expert = topo_.first_expert(dst) + le;
-                const SendPlan& plan = *rec.plan;
-                const int64_t scale_row = expert + (topo_.shared_rank_num > 0 ? 1 : 0);
-                for (int64_t i = plan.expert_begin[static_cast<std::size_t>(expert)];
-                     i < plan.expert_begin[static_cast<std::size_t>(expert + 1)];
-                     ++i, ++row) {
-                    const int64_t flat = plan.entries_by_expert[static_cast<std::size_t>(i)];
-                    const int64_t token = flat / plan.top_k;
-                    copy_row(rec, token, row, scale_row);
-                    if (own && write_expand_scales_) {
-                        const float weight =
-                            load2<float>(rec.expert_scales, token, flat % plan.top_k);
-                        store1<float>(*op_.out.expand_scales, row, weight);
-                    }
+                for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
+                    put(src, t, row, /*scale_row=*/0);
+                    if (write_expand_scales) store1<float>(*op.out.expand_scales, row, 1.0f);
                 }
+                continue;
             }
-        }
-    }
-
-private:
-    // The fused AVX-512 paths (quant/fused_rows.hpp) for contiguous rows: static int8 and the
-    // fp8 targets of modes 2, 3 and 4. False when the row must take the generic path.
-    bool copy_row_fused(const DispatchRecord& src,
-                        int64_t token,
-                        int64_t dst_row,
-                        int64_t scale_row) {
-        const TensorView& out = op_.out.expand_x;
-        const TensorView& scales = src.scales;
-        const int64_t mode = op_.config.quant_mode;
-        const int64_t hidden = op_.hidden;
-        const bool fp8 = out.dtype == DType::kFp8E4M3 || out.dtype == DType::kFp8E5M2;
-        if (!quant::fused_available() || src.x.stride(1) != 1 || out.stride(1) != 1) return false;
-        const auto* x = reinterpret_cast<const uint16_t*>(element_ptr(src.x, token, 0));
-        uint8_t* q = reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0));
-        if (mode == 1 && out.dtype == DType::kInt8) {
-            const bool per_expert = scales.ndim == 2;
-            const int64_t stride =
-                per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
-            if (stride > 1) return false;
-            const auto* s = reinterpret_cast<const float*>(
-                per_expert ? element_ptr(scales, scale_row, 0) : element_ptr(scales, 0));
-            quant::fused_static_int8(
-                src.x.dtype, x, s, stride, hidden, reinterpret_cast<int8_t*>(q));
-            return true;
-        }
-        if (!fp8 || mode < 2) return false;
-        const TensorView& dyn = *op_.out.dynamic_scales;
-        if (mode == 4) {
-            const int64_t blocks = (hidden + 31) / 32;
-            auto* row_bytes = reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, 0));
-            const bool direct = dyn.stride(1) == 1;  // the E8M0 bytes straight into the row
-            uint8_t* bytes = direct ? row_bytes : bytes_->data();
-            quant::fused_fp8_mx(src.x.dtype, x, out.dtype, hidden, q, bytes, streaming_);
-            if (!direct) {
-                for (int64_t b = 0; b < blocks; ++b) {
-                    *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, b)) = bytes[b];
+            const int64_t expert = topo.first_expert(dst) + le;
+            const PlanView& plan = src.plan;
+            const int64_t scale_row = expert + (topo.shared_rank_num > 0 ? 1 : 0);
+            for (int64_t i = plan.expert_begin[expert]; i < plan.expert_begin[expert + 1];
+                 ++i, ++row) {
+                const int64_t flat = plan.entries_by_expert[i];
+                const int64_t token = flat / plan.top_k;
+                put(src, token, row, scale_row);
+                if (write_expand_scales) {
+                    const float weight = load2<float>(src.expert_scales, token, flat % plan.top_k);
+                    store1<float>(*op.out.expand_scales, row, weight);
                 }
             }
-            if (blocks % 2 == 1) *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) = 0;
-            return true;
-        }
-        const float* smooth = nullptr;
-        if (scales.data != nullptr) {
-            if (scales.stride(1) != 1) return false;
-            smooth = reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
-        }
-        // Per-group scales go straight into a contiguous dynamicScales row.
-        const bool direct = mode == 3 && dyn.stride(1) == 1;
-        float* block_scales =
-            direct ? reinterpret_cast<float*>(element_ptr(dyn, dst_row, 0)) : row_->data();
-        const int64_t block = mode == 2 ? hidden : 128;
-        quant::fused_fp8_dynamic(
-            src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales, streaming_);
-        if (mode == 2) {
-            store1<float>(dyn, dst_row, block_scales[0]);
-        } else if (!direct) {
-            for (int64_t g = 0; g * 128 < hidden; ++g) {
-                std::memcpy(element_ptr(dyn, dst_row, g), &block_scales[g], sizeof(float));
-            }
-        }
-        return true;
-    }
-
-    // One row from the sender's x into expandX, converted as quantMode says (SPEC §5).
-    // `scale_row` is the row of a per-expert scales tensor: e + (S > 0) for MoE expert e, 0 for
-    // the shared expert.
-    void copy_row(const DispatchRecord& src, int64_t token, int64_t dst_row, int64_t scale_row) {
-        const TensorView& out = op_.out.expand_x;
-        const int64_t hidden = op_.hidden;
-        const int64_t mode = op_.config.quant_mode;
-        if (mode == 0) {  // a bit copy; a pre-quantized x carries its token's scale along
-            const auto elem = dtype_size(out.dtype);
-            if (src.x.stride(1) == 1 && out.stride(1) == 1) {
-                util::copy_bytes(element_ptr(out, dst_row, 0),
-                                 element_ptr(src.x, token, 0),
-                                 static_cast<std::size_t>(hidden) * elem,
-                                 streaming_);
-            } else {
-                for (int64_t c = 0; c < hidden; ++c) {
-                    std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
-                }
-            }
-            if (elem == 1)
-                store1<float>(*op_.out.dynamic_scales, dst_row, load1<float>(src.scales, token));
-            return;
-        }
-        float* row = row_->data();
-        if (mode == 2 && out.dtype == DType::kInt8) {  // the fused fast path
-            const float* smooth = nullptr;
-            int64_t smooth_stride = 1;
-            if (src.scales.data != nullptr) {
-                smooth = reinterpret_cast<const float*>(element_ptr(src.scales, scale_row, 0));
-                smooth_stride = src.scales.stride(1);
-            }
-            const float scale = quant::quantize_row_int8_from(
-                src.x.dtype,
-                element_ptr(src.x, token, 0),
-                src.x.stride(1),
-                smooth,
-                smooth_stride,
-                row,
-                reinterpret_cast<int8_t*>(element_ptr(out, dst_row, 0)),
-                out.stride(1),
-                hidden,
-                streaming_);
-            store1<float>(*op_.out.dynamic_scales, dst_row, scale);
-            return;
-        }
-        if (copy_row_fused(src, token, dst_row, scale_row)) return;
-        quant::load_row_f32(
-            src.x.dtype, element_ptr(src.x, token, 0), src.x.stride(1), row, hidden);
-        const bool direct = out.stride(1) == 1;
-        uint8_t* q =
-            direct ? reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0)) : bytes_->data();
-        const TensorView& scales = src.scales;
-        if (mode == 1) {  // static: (1,), (H,) or (E[+1], H)
-            const bool per_expert = scales.ndim == 2;
-            const auto* s = reinterpret_cast<const float*>(
-                per_expert ? element_ptr(scales, scale_row, 0) : element_ptr(scales, 0));
-            const int64_t stride =
-                per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
-            quant::quantize_static(out.dtype, row, s, stride, q, hidden);
-        } else if (mode == 2 || mode == 3) {  // dynamic per token / per group of 128
-            if (scales.data != nullptr) {
-                const auto* smooth =
-                    reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
-                for (int64_t i = 0; i < hidden; ++i) row[i] = row[i] * smooth[i * scales.stride(1)];
-            }
-            const TensorView& dyn = *op_.out.dynamic_scales;
-            if (mode == 2) {
-                store1<float>(dyn, dst_row, quant::quantize_dynamic(out.dtype, row, q, hidden));
-            } else {
-                for (int64_t g = 0; g * 128 < hidden; ++g) {
-                    const int64_t n = std::min<int64_t>(128, hidden - g * 128);
-                    const float scale =
-                        quant::quantize_dynamic(out.dtype, row + g * 128, q + g * 128, n);
-                    std::memcpy(element_ptr(dyn, dst_row, g), &scale, sizeof(scale));
-                }
-            }
-        } else {  // MX: blocks of 32, one E8M0 byte each, an even count per row
-            const TensorView& dyn = *op_.out.dynamic_scales;
-            int64_t blocks = 0;
-            for (; blocks * 32 < hidden; ++blocks) {
-                const int64_t n = std::min<int64_t>(32, hidden - blocks * 32);
-                *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) =
-                    quant::quantize_mx(out.dtype, row + blocks * 32, q + blocks * 32, n);
-            }
-            if (blocks % 2 == 1) *reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, blocks)) = 0;
-        }
-        if (!direct) {
-            for (int64_t c = 0; c < hidden; ++c)
-                *reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, c)) = q[c];
         }
     }
-
-    const DispatchOp& op_;
-    const Topology& topo_;
-    std::vector<float>* row_;
-    std::vector<uint8_t>* bytes_;
-    bool write_expand_scales_ = false;
-    bool streaming_ = false;
-};
+}
 
 void write_counts(const DispatchOp& op,
                   const Topology& topo,
@@ -386,36 +332,28 @@ void write_counts(const DispatchOp& op,
     }
 }
 
-// Pre-quantized x (mode 0, 8-bit x) and modes 2, 3, 4 write dynamicScales.
-bool makes_dynamic_scales(const DispatchOp& op) {
-    return op.config.quant_mode >= 2 ||
-           (op.config.quant_mode == 0 && dtype_size(op.in.x.dtype) == 1);
-}
-
-// Rows every rank of both EP groups receives in this call (each sender's entries, plus one shared
-// row per token when S > 0), for the streaming decision: the same on every rank.
-template <class Records>
-int64_t rows_sent_by_group(const Topology& topo, int64_t top_k, const Records& records) {
+// Rows every rank of a group receives in this call (each sender's entries, plus one shared row
+// per token when S > 0), for the streaming decision: the same on every rank.
+int64_t rows_sent_by_group(const Topology& topo,
+                           int64_t top_k,
+                           const std::vector<SourceView>& sources) {
     int64_t rows = 0;
-    for (int64_t src = 0; src < topo.world_size; ++src) {
-        rows += records(src).num_tokens * (top_k + (topo.shared_rank_num > 0 ? 1 : 0));
-    }
+    for (const SourceView& v : sources)
+        rows += v.num_tokens * (top_k + (topo.shared_rank_num > 0 ? 1 : 0));
     return rows;
 }
 
 // The single copy and every output; runs only after a successful verdict.
 void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
-    auto own = [&](int64_t r) -> const DispatchRecord& { return rounds.own<DispatchRecord>(r); };
-    auto peer = [&](int64_t r) -> const DispatchRecord& { return rounds.peer<DispatchRecord>(r); };
     const int64_t rank = op.config.ep_rank_id;
-    build_layout(topo, rank, own, &s.own_layout);
+    build_layout(topo, rank, s.own_sources, &s.own_layout);
     const int64_t own_rows = s.own_layout.total_rows;
     int64_t peer_rows = 0;
-    int64_t rows_all = rows_sent_by_group(topo, op.top_k, own);
+    int64_t rows_all = rows_sent_by_group(topo, op.top_k, s.own_sources);
     if (rounds.has_peer()) {
-        build_layout(topo, rank, peer, &s.peer_layout);
+        build_layout(topo, rank, s.peer_sources, &s.peer_layout);
         peer_rows = s.peer_layout.total_rows;
-        rows_all += rows_sent_by_group(topo, op.top_k, peer);
+        rows_all += rows_sent_by_group(topo, op.top_k, s.peer_sources);
     }
     const int64_t used = own_rows + peer_rows;
     const TensorView& expand_x = op.out.expand_x;
@@ -426,9 +364,12 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     if (op.zero_padding) bytes_all += (expand_x.dim(0) - used) * row_bytes * topo.world_size;
     const bool streaming = bytes_all >= static_cast<int64_t>(util::kStreamingThresholdBytes);
 
-    RowFiller filler(op, topo, &s.row, &s.bytes, streaming);
-    filler.fill(own, s.own_layout, 0, /*own=*/true);
-    if (rounds.has_peer()) filler.fill(peer, s.peer_layout, own_rows, /*own=*/false);
+    RowWriter writer(op.config.quant_mode,
+                     op.hidden,
+                     {expand_x, makes_dynamic_scales(op) ? op.out.dynamic_scales : std::nullopt},
+                     streaming);
+    fill(op, topo, s.own_sources, s.own_layout, 0, /*own=*/true, writer);
+    if (rounds.has_peer()) fill(op, topo, s.peer_sources, s.peer_layout, own_rows, false, writer);
 
     // SPEC §3 tails: untouched, or zero up to each tensor's end when zero padding is asked for.
     if (op.zero_padding) {
@@ -452,10 +393,48 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     if (streaming) util::streaming_fence();  // streaming stores land before we depart
 }
 
+// Everything this rank publishes: its plan, x and scales (and staged rows) for its receivers.
+Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, DispatchRecord* mine) {
+    Scratch& s = scratch();
+    mine->ep_rank = op.config.ep_rank_id;
+    mine->num_tokens = op.num_tokens;
+    if (Status st = publish_plan(s.plan, endpoint, mine); !st.ok()) return st;
+    if (Status st = publish_tensor(endpoint, op.in.x, transport::kScratchStageX, &mine->x);
+        !st.ok())
+        return st;
+    if (op.in.scales) {
+        if (Status st =
+                publish_tensor(endpoint, *op.in.scales, transport::kScratchStageAux, &mine->scales);
+            !st.ok())
+            return st;
+    }
+    if (op.in.expert_scales) {
+        if (Status st = publish_tensor(
+                endpoint, *op.in.expert_scales, transport::kScratchStageAux2, &mine->expert_scales);
+            !st.ok())
+            return st;
+    }
+    if (stage_once(op) && !s.plan.has_bad_id) {
+        const Staging staged = stage_rows(op, endpoint);
+        if (Status st = publish_tensor(
+                endpoint, staged.rows, transport::kScratchStaged, &mine->staged_rows);
+            !st.ok())
+            return st;
+        if (staged.scales) {
+            if (Status st = publish_tensor(
+                    endpoint, *staged.scales, transport::kScratchStaged, &mine->staged_scales);
+                !st.ok())
+                return st;
+        }
+    }
+    return Status::Ok();
+}
+
 }  // namespace
 
 Status run_dispatch(const DispatchOp& op) {
     util::FloatEnvironment float_env;
+    const auto started = transport::Clock::now();
     Scratch& s = scratch();
     const Topology topo = topology_of(op.config);
     const TensorView& ids = op.in.expert_ids;
@@ -467,24 +446,20 @@ Status run_dispatch(const DispatchOp& op) {
                     op.config.moe_expert_num,
                     &s.plan);
     // Every buffer the move needs is sized before arriving: after it nothing allocates.
-    s.row.resize(static_cast<std::size_t>(op.hidden));
-    s.bytes.resize(static_cast<std::size_t>(op.hidden));
     s.own_layout.block_end.resize(
         static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
     s.peer_layout.block_end.resize(s.own_layout.block_end.size());
+    s.own_sources.resize(static_cast<std::size_t>(topo.world_size));
+    s.peer_sources.resize(static_cast<std::size_t>(topo.world_size));
 
+    CallRounds rounds(op.ep, op.tp);
     DispatchRecord mine;
     const bool has_expert_scales = op.in.expert_scales.has_value();
     mine.header.attrs = make_digest(
         1, op.config, op.top_k, op.hidden, op.in.x.dtype, op.out.expand_x.dtype, has_expert_scales);
-    mine.ep_rank = op.config.ep_rank_id;
-    mine.num_tokens = op.num_tokens;
-    mine.plan = &s.plan;
-    mine.x = op.in.x;
-    if (op.in.scales) mine.scales = *op.in.scales;
-    if (op.in.expert_scales) mine.expert_scales = *op.in.expert_scales;
+    if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok())
+        mine.header.set_error(published);
 
-    CallRounds rounds(op.ep, op.tp);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()
         if (verdict.ok()) verdict = rounds.check_headers();
@@ -494,17 +469,40 @@ Status run_dispatch(const DispatchOp& op) {
         auto peer = [&](int64_t r) -> const DispatchRecord& {
             return rounds.peer<DispatchRecord>(r);
         };
+        if (verdict.ok()) {
+            read_sources(own, topo.world_size, rounds.own_memory(), &s.own_sources);
+            if (rounds.has_peer())
+                read_sources(peer, topo.world_size, rounds.peer_memory(), &s.peer_sources);
+        }
         // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
         const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
-        if (verdict.ok()) verdict = check_group(op, topo, own, group_bs, rounds.ep_group().name());
+        if (verdict.ok())
+            verdict = check_group(op, topo, own, s.own_sources, group_bs, rounds.ep_name());
         if (verdict.ok() && rounds.has_peer()) {
-            verdict = check_group(op, topo, peer, group_bs, rounds.peer_group()->name());
+            verdict = check_group(op, topo, peer, s.peer_sources, group_bs, rounds.peer_name());
         }
         if (verdict.ok()) move_rows(op, topo, rounds, s);
     } catch (const std::exception& e) {
-        verdict = {Code::kInternal, std::string("dispatch must not fail inside, got: ") + e.what()};
+        verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
+    } catch (...) {
+        verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
     }
-    return rounds.finish(verdict);
+    Status result = rounds.finish(verdict);
+    MOEDIST_LOG(
+        kInfo,
+        "dispatch '{}' rank {}: BS {}, H {}, K {}, quantMode {}, {} rows received, {:.3f} "
+        "ms: {}",
+        rounds.ep_name(),
+        op.config.ep_rank_id,
+        op.num_tokens,
+        op.hidden,
+        op.top_k,
+        op.config.quant_mode,
+        result.ok() ? s.own_layout.total_rows + (rounds.has_peer() ? s.peer_layout.total_rows : 0)
+                    : 0,
+        std::chrono::duration<double, std::milli>(transport::Clock::now() - started).count(),
+        result.ok() ? "ok" : result.message());
+    return result;
 }
 
 }  // namespace moedist::core

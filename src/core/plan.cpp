@@ -75,7 +75,7 @@ int64_t rows_from(const Topology& topo,
                   int64_t src,
                   int64_t local_expert,
                   int64_t src_num_tokens,
-                  const SendPlan& src_plan) {
+                  const PlanView& src_plan) {
     if (!topo.is_shared(dst))
         return src_plan.rows_for_expert(topo.first_expert(dst) + local_expert);
     if (src == dst) return src_num_tokens;  // a shared rank keeps all its own tokens
@@ -87,11 +87,10 @@ int64_t rows_to_rank(const Topology& topo,
                      int64_t dst,
                      int64_t src,
                      int64_t src_num_tokens,
-                     const SendPlan& src_plan) {
+                     const PlanView& src_plan) {
     if (topo.is_shared(dst)) return rows_from(topo, dst, src, 0, src_num_tokens, src_plan);
     const int64_t first = topo.first_expert(dst);
-    return src_plan.expert_begin[static_cast<std::size_t>(first + topo.local_moe_experts)] -
-           src_plan.expert_begin[static_cast<std::size_t>(first)];
+    return src_plan.expert_begin[first + topo.local_moe_experts] - src_plan.expert_begin[first];
 }
 
 }  // namespace moedist::core

@@ -41,6 +41,18 @@ int64_t shared_rank_of_token(int64_t src,
                              int64_t shared_rank_num,
                              int64_t token);
 
+// A send plan as its receivers read it: the sender's published arrays.
+struct PlanView {
+    const int32_t* expert_begin = nullptr;       // E + 1 prefix sums
+    const int32_t* entries_by_expert = nullptr;  // BS·K flattened indices, by expert
+    int64_t num_tokens = 0;
+    int64_t top_k = 0;
+    int64_t num_experts = 0;
+    int64_t rows_for_expert(int64_t expert) const {
+        return expert_begin[expert + 1] - expert_begin[expert];
+    }
+};
+
 // What one rank sends, from its expert ids alone.
 //   expand_idx[t*K+k]   how many earlier flattened entries went to the same expert
 //   entries of expert e = entries_by_expert[expert_begin[e] .. expert_begin[e+1]), each a
@@ -62,6 +74,9 @@ struct SendPlan {
         return expert_begin[static_cast<std::size_t>(expert + 1)] -
                expert_begin[static_cast<std::size_t>(expert)];
     }
+    operator PlanView() const {
+        return {expert_begin.data(), entries_by_expert.data(), num_tokens, top_k, num_experts};
+    }
 };
 
 // Builds `plan` in place (its vectors keep their capacity across calls).
@@ -80,7 +95,7 @@ int64_t rows_from(const Topology& topo,
                   int64_t src,
                   int64_t local_expert,
                   int64_t src_num_tokens,
-                  const SendPlan& src_plan);
+                  const PlanView& src_plan);
 
 // Rows receiving rank `dst` gets from `src` over all its local experts (O(1): a rank's experts
 // are contiguous in the sender's expert_begin).
@@ -88,7 +103,7 @@ int64_t rows_to_rank(const Topology& topo,
                      int64_t dst,
                      int64_t src,
                      int64_t src_num_tokens,
-                     const SendPlan& src_plan);
+                     const PlanView& src_plan);
 
 // Where rows land on a receiving rank: block (local expert e, source src) has index e*W+src;
 // rows of block i are [block_end[i-1], block_end[i]) (block_end[-1] = 0). block_end is exactly

@@ -65,4 +65,43 @@ std::string compare_digests(
     return {};
 }
 
+std::size_t extent_bytes(const TensorView& view) {
+    int64_t last = 0;
+    for (int32_t d = 0; d < view.ndim; ++d) {
+        if (view.dim(d) == 0) return 0;
+        last += (view.dim(d) - 1) * view.stride(d);
+    }
+    return static_cast<std::size_t>(last + 1) * dtype_size(view.dtype);
+}
+
+Status publish_tensor(transport::Transport& endpoint,
+                      const TensorView& view,
+                      int stage,
+                      TensorRef* out) {
+    *out = TensorRef{};
+    if (view.ndim < 1 || view.ndim > 2) return Status::Ok();  // absent
+    out->dtype = view.dtype;
+    out->ndim = view.ndim;
+    for (int32_t d = 0; d < view.ndim; ++d) {
+        out->shape[d] = view.dim(d);
+        out->strides[d] = view.stride(d);
+    }
+    const std::size_t bytes = extent_bytes(view);
+    if (bytes == 0 || view.data == nullptr) return Status::Ok();
+    return endpoint.expose(view.data, bytes, stage, &out->region);
+}
+
+TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref) {
+    TensorView view;
+    view.dtype = ref.dtype;
+    view.ndim = ref.ndim;
+    for (int32_t d = 0; d < ref.ndim; ++d) {
+        view.shape[static_cast<std::size_t>(d)] = ref.shape[d];
+        view.strides[static_cast<std::size_t>(d)] = ref.strides[d];
+    }
+    if (ref.present() && !ref.region.empty())
+        view.data = const_cast<std::byte*>(endpoint.map(rank, ref.region));
+    return view;
+}
+
 }  // namespace moedist::core

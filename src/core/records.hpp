@@ -1,4 +1,11 @@
-// What each rank publishes in the exchange round of a call (threads: plain pointers).
+// What each rank publishes in the first round of a call: plain bytes with no pointers (SPEC §8).
+// Memory is named by transport::RegionRef (mapped back by the reader through its endpoint),
+// groups by transport::GroupRef.
+//
+//   DispatchRecord  header | ep rank, BS | plan: expert_begin (E+1 int32) then entries_by_expert
+//                   (BS·K int32) | x, scales, expertScales | staged rows and their scales
+//   CombineRecord   header | ep rank, BS, tp rank | expandX, epSendCounts, tpSendCounts
+//   TpRecord        attrs | my EP group, my call number there, my EP rank
 #pragma once
 
 #include <cstdint>
@@ -8,7 +15,7 @@
 
 #include "core/plan.hpp"
 #include "moedist/moedist.hpp"
-#include "transport/local_group.hpp"
+#include "transport/transport.hpp"
 
 namespace moedist::core {
 
@@ -58,46 +65,81 @@ std::string compare_digests(
 // rank reached on its own before arriving (so every rank can fail with it).
 struct RecordHeader {
     AttrDigest attrs;
-    const transport::LocalGroup* peer_group = nullptr;  // T == 2: my TP peer's EP group
-    int32_t error = 0;                                  // a Code, 0 when fine
+    transport::GroupRef peer_group;  // T == 2: my TP peer's EP group (id 0 otherwise)
+    int32_t error = 0;               // a Code, 0 when fine
     char error_message[256] = {};
 
     void set_error(const Status& status);
 };
 
+// A tensor as a peer names it: the region from element [0, ...] to the view's last element.
+struct TensorRef {
+    transport::RegionRef region;
+    DType dtype = DType::kFloat32;
+    int32_t ndim = 0;
+    int64_t shape[2] = {0, 0};
+    int64_t strides[2] = {0, 0};
+    bool present() const { return ndim > 0; }
+};
+
+// Bytes from a view's first to one past its last element (0 for an empty view).
+std::size_t extent_bytes(const TensorView& view);
+
+// Exposes `view` (1 or 2 dims) on `endpoint` (staged into scratch slot `stage` when peers could
+// not map its memory) and describes it.
+Status publish_tensor(transport::Transport& endpoint,
+                      const TensorView& view,
+                      int stage,
+                      TensorRef* out);
+
+// The view of a peer's tensor in this process (data null when absent or not mappable).
+TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref);
+
 struct DispatchRecord {
     RecordHeader header;
     int64_t ep_rank = 0;
     int64_t num_tokens = 0;
-    const SendPlan* plan = nullptr;
-    TensorView x;
-    TensorView scales;         // data == nullptr when absent
-    TensorView expert_scales;  // data == nullptr when absent
+    int64_t top_k = 0;
+    int64_t num_experts = 0;
+    transport::RegionRef plan;  // int32: expert_begin[E + 1], then entries_by_expert[BS·K]
+    int32_t bad_id = 0;         // the plan found an id outside [0, E) (first one below)
+    int32_t bad_value = 0;
+    int64_t bad_token = 0;
+    int64_t bad_k = 0;
+    TensorRef x;
+    TensorRef scales;         // absent when not given
+    TensorRef expert_scales;  // absent when not given
+    // When the mode's quantization does not depend on the expert (no smooth or per-expert
+    // scales), the sender quantizes each token once: its BS rows (expandX's dtype) and their
+    // scales (dynamicScales' layout per row); receivers copy them. Absent otherwise.
+    TensorRef staged_rows;
+    TensorRef staged_scales;
 };
 
 struct CombineRecord {
     RecordHeader header;
     int64_t ep_rank = 0;
     int64_t num_tokens = 0;
-    TensorView expand_x;
-    TensorView ep_send_counts;
-    TensorView tp_send_counts;  // data == nullptr when T == 1
     int64_t tp_rank = 0;
+    TensorRef expand_x;
+    TensorRef ep_send_counts;
+    TensorRef tp_send_counts;  // absent when T == 1
 };
 
 // A rank's record in its TP group: where its EP group's records are.
 struct TpRecord {
     AttrDigest attrs;
-    transport::LocalGroup* ep_group = nullptr;
+    transport::GroupRef ep_group;
     uint64_t ep_call = 0;
     int64_t ep_rank = 0;
+    int64_t ep_size = 0;
 };
 
 template <class Record>
-const Record& record_of(const transport::LocalGroup& group, int rank, uint64_t call) {
+const Record& record_of(const transport::Transport& endpoint, int rank, uint64_t call) {
     static_assert(std::is_trivially_copyable_v<Record>);
-    static_assert(sizeof(Record) <= transport::LocalGroup::kMaxRecordBytes);
-    return *static_cast<const Record*>(group.record(rank, call));
+    static_assert(sizeof(Record) <= transport::Transport::kMaxRecordBytes);
+    return *reinterpret_cast<const Record*>(endpoint.record(rank, call));
 }
 
 }  // namespace moedist::core

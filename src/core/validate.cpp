@@ -314,7 +314,7 @@ Status check_communicators(const MoeConfig& config,
                         "tpRankId",
                         "the rank in '" + tp->name() + "' = " + std::to_string(tp->rank()),
                         std::to_string(config.tp_rank_id));
-        MOEDIST_REQUIRE(tp->group() != ep.group(),
+        MOEDIST_REQUIRE(tp->name() != ep.name(),
                         Code::kInnerTiling,
                         "groupTp",
                         "different from groupEp",

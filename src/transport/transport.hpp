@@ -1,0 +1,118 @@
+// The transport seam: what every backend (threads, processes on one host, MPI across hosts)
+// implements and all that src/core sees of it. It moves bytes between ranks and knows nothing of
+// tokens, experts or tensors. Nothing that crosses ranks is a pointer: records are opaque bytes,
+// memory is named by RegionRef, groups by GroupRef.
+//
+// A call is two rounds on one endpoint:
+//
+//   begin_call → publish(record) → wait_published   every rank's record readable (round 1)
+//              → the core reads peers' records and, through map(), peers' exposed regions
+//   finish(flag) → wait_finished                    every rank that published has finished:
+//                                                   nobody reads this rank's memory any more
+//                                                   (SPEC §3 completion, round 2)
+//
+// A wait that times out or sees a dead peer marks the group broken for good (SPEC §7) and names
+// the rank; every later wait fails at once with that reason.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "moedist/status.hpp"
+
+namespace moedist::transport {
+
+using Clock = std::chrono::steady_clock;
+
+// Deadline of a wait starting now: MOEDIST_TIMEOUT_MS ahead.
+Clock::time_point call_deadline();
+
+// Bytes a rank exposed for its peers, as they name them. Threads: `offset` is the address in the
+// one address space (owner_pid 0). Processes: a segment of the owner's shared-memory arena
+// (a memfd the peer maps through /proc/<owner_pid>/fd/<segment_fd>) and an offset in it.
+struct RegionRef {
+    int32_t owner_pid = 0;
+    int32_t segment_fd = -1;
+    uint64_t segment_bytes = 0;
+    uint64_t offset = 0;
+    uint64_t bytes = 0;
+    bool empty() const { return bytes == 0; }
+};
+
+// A group as another group's member names it (the TP pairing of two EP groups).
+struct GroupRef {
+    uint64_t id = 0;  // unique among the job's groups
+    int32_t owner_pid = 0;
+    int32_t control_fd = -1;  // processes: the group's control segment (a memfd)
+    uint64_t control_bytes = 0;
+    bool operator==(const GroupRef& o) const { return id == o.id; }
+};
+
+// The first non-zero departure flag of a call: the rank and its one-line message.
+struct Flag {
+    int32_t code = 0;
+    int rank = -1;
+    std::string message;
+};
+
+// Scratch slots an endpoint keeps across calls (exposable memory of this rank).
+enum ScratchSlot : int {
+    kScratchPlan = 0,    // the send plan's arrays
+    kScratchStaged = 1,  // rows the sender prepared once for every receiver (quantized)
+    kScratchStageX = 2,  // copies of tensors whose memory peers cannot map (processes)
+    kScratchStageAux = 3,
+    kScratchStageAux2 = 4,
+    kScratchSlots = 5,
+};
+
+// One rank's endpoint of a group. Not thread-safe: one call at a time per endpoint.
+class Transport {
+public:
+    static constexpr std::size_t kMaxRecordBytes = 1024;
+
+    virtual ~Transport() = default;
+
+    virtual int rank() const = 0;
+    virtual int size() const = 0;
+    virtual const std::string& name() const = 0;
+    virtual GroupRef ref() const = 0;
+    // True when this endpoint's ranks are threads of one process (map() is the identity).
+    virtual bool same_address_space() const = 0;
+
+    // The endpoint of rank `rank` in the group `ref` names, for reading records and memory of a
+    // paired group (its members' calls are never made through it). Fails with 361001.
+    virtual Status open_peer(const GroupRef& ref, int rank, std::shared_ptr<Transport>* out) = 0;
+
+    // Round 1.
+    virtual uint64_t begin_call() = 0;
+    virtual void publish(uint64_t call, std::span<const std::byte> record) = 0;
+    virtual Status wait_published(uint64_t call, Clock::time_point deadline) = 0;
+    // Rank's record of `call`; valid after wait_published(call) until this endpoint finishes.
+    // On an endpoint from open_peer(), wait_published() and wait_finished() wait for the paired
+    // group's ranks without taking part.
+    virtual const std::byte* record(int rank, uint64_t call) const = 0;
+
+    // Round 2: this rank has finished `call` (flag 0 = fine, else a code and one-line message).
+    virtual void finish(uint64_t call, int32_t flag, std::string_view message) = 0;
+    // Waits until every rank that published `call` has finished; the lowest flagged rank goes
+    // to *flag. Error when the group is (or becomes) broken.
+    virtual Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) = 0;
+
+    virtual void mark_broken(const std::string& reason) = 0;
+    virtual Status broken_status() const = 0;
+
+    // Memory. expose(): this rank's bytes [data, data + bytes) for peers during the current call
+    // (staged into scratch slot `stage` when peers cannot map them). map(): a region another rank
+    // of this group exposed, in this process; null when it cannot be mapped here.
+    virtual Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) = 0;
+    virtual const std::byte* map(int rank, const RegionRef& region) = 0;
+    // Exposable memory of this rank, at least `bytes`, kept (and grown) across calls.
+    virtual void* scratch(int slot, std::size_t bytes) = 0;
+};
+
+}  // namespace moedist::transport
