@@ -42,8 +42,7 @@ void SlotProtocol::initialize(void* block, int size, uint64_t id, int32_t creato
     auto* slots = reinterpret_cast<Slot*>(static_cast<std::byte*>(block) +
                                           round_up(sizeof(ControlHeader), 64));
     for (int r = 0; r < size; ++r) new (&slots[r]) Slot();
-    std::atomic_thread_fence(std::memory_order_release);
-    header->magic = kMagic;
+    header->magic.store(kMagic, std::memory_order_release);
 }
 
 SlotProtocol::SlotProtocol(void* block, int size, std::string name, bool shared)

@@ -35,7 +35,7 @@
 namespace moedist::transport {
 
 struct alignas(64) ControlHeader {
-    uint64_t magic = 0;
+    std::atomic<uint64_t> magic{0};  // set (release) once the block is initialized
     uint64_t id = 0;
     int32_t size = 0;
     int32_t creator_pid = 0;
