@@ -1,6 +1,8 @@
 // moedist/communicator.hpp — one rank's membership of a communication group.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +29,28 @@ public:
 
     // Finds the handle of `rank` in the group called `name` (as HcclGetCommName reports it).
     static Status find(const std::string& name, int rank, Communicator* out);
+
+    // An all-gather among the members of a group being formed: every member passes its bytes
+    // (the same length everywhere); `all` receives every member's, in rank order. MPI's
+    // MPI_Allgather, torch.distributed's all_gather or a socket exchange serve.
+    using AllGather =
+        std::function<Status(const std::vector<std::byte>& mine, std::vector<std::byte>* all)>;
+
+    // Joins rank `rank` of a group of `size` ranks that are processes of this host (or threads of
+    // them), bootstrapped over `all_gather` (called twice, by every member). `name` must be the
+    // same on every member and unique among the host's live groups. Tensors of aclrtMalloc (and
+    // of moedist::shared_allocate) are read by peers in place; other memory is staged once per
+    // call. 361001 when the group cannot form.
+    static Status join_processes(int rank,
+                                 int size,
+                                 const std::string& name,
+                                 const AllGather& all_gather,
+                                 Communicator* out);
+
+    // Joins rank `rank` of the group a rank table (HCCL's JSON: server_list / group_list) lists,
+    // as HcclCommInitClusterInfo does: every rank of the table, in whatever process of this host
+    // it runs, calls this; they find each other through the table's path.
+    static Status from_rank_table(const std::string& path, int rank, Communicator* out);
 
     bool valid() const { return endpoint_ != nullptr; }
     int rank() const;

@@ -1,6 +1,7 @@
 #include "moedist/communicator.hpp"
 
 #include "transport/access.hpp"
+#include "transport/process_group.hpp"
 #include "transport/registry.hpp"
 #include "transport/thread_group.hpp"
 
@@ -30,6 +31,23 @@ Status Communicator::find(const std::string& name, int rank, Communicator* out) 
                     "' must be held by this process, got a rank this process has not joined "
                     "(or has destroyed)"};
     }
+    *out = transport::Access::make(std::move(endpoint));
+    return Status::Ok();
+}
+
+Status Communicator::join_processes(
+    int rank, int size, const std::string& name, const AllGather& all_gather, Communicator* out) {
+    if (!all_gather) return {Code::kNullptr, "all_gather must be a function, got none"};
+    if (name.empty() || name.size() >= 128) {
+        return {Code::kNullptr,
+                "name length must be in [1, 128), got " + std::to_string(name.size())};
+    }
+    std::shared_ptr<transport::Transport> endpoint;
+    auto gather = [&](std::span<const std::byte> mine, std::vector<std::byte>* all) {
+        return all_gather(std::vector<std::byte>(mine.begin(), mine.end()), all);
+    };
+    if (Status s = transport::join_process_group(rank, size, name, gather, &endpoint); !s.ok())
+        return s;
     *out = transport::Access::make(std::move(endpoint));
     return Status::Ok();
 }

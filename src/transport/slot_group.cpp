@@ -34,11 +34,13 @@ std::size_t control_bytes(int size) {
     return round_up(sizeof(ControlHeader), 64) + static_cast<std::size_t>(size) * sizeof(Slot);
 }
 
-void SlotProtocol::initialize(void* block, int size, uint64_t id, int32_t creator_pid) {
+void SlotProtocol::initialize(
+    void* block, int size, uint64_t id, int32_t creator_pid, const std::string& name) {
     auto* header = new (block) ControlHeader();
     header->id = id;
     header->size = size;
     header->creator_pid = creator_pid;
+    std::memcpy(header->name, name.data(), std::min(name.size(), sizeof(header->name) - 1));
     auto* slots = reinterpret_cast<Slot*>(static_cast<std::byte*>(block) +
                                           round_up(sizeof(ControlHeader), 64));
     for (int r = 0; r < size; ++r) new (&slots[r]) Slot();

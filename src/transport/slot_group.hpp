@@ -39,6 +39,7 @@ struct alignas(64) ControlHeader {
     uint64_t id = 0;
     int32_t size = 0;
     int32_t creator_pid = 0;
+    char name[128] = {};              // the group's name (HcclGetCommName), NUL-terminated
     std::atomic<uint32_t> broken{0};  // 0 fine, 1 a reason is being written, 2 broken
     char reason[512] = {};
     alignas(64) std::atomic<uint32_t> wake{0};
@@ -68,7 +69,8 @@ public:
     SlotProtocol(void* block, int size, std::string name, bool shared);
 
     // Placement-constructs the header and the slots (the creator, once).
-    static void initialize(void* block, int size, uint64_t id, int32_t creator_pid);
+    static void initialize(
+        void* block, int size, uint64_t id, int32_t creator_pid, const std::string& name);
 
     int size() const { return size_; }
     const std::string& name() const { return name_; }

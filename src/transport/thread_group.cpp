@@ -18,9 +18,10 @@ struct BlockDeleter {
 struct ThreadGroupState {
     ThreadGroupState(int size, std::string name, uint64_t group_id)
         : block(static_cast<std::byte*>(std::aligned_alloc(64, control_bytes(size)))),
-          protocol((SlotProtocol::initialize(checked(block.get()), size, group_id, 0), block.get()),
+          protocol((SlotProtocol::initialize(checked(block.get()), size, group_id, 0, name),
+                    block.get()),
                    size,
-                   std::move(name),
+                   name,
                    /*shared=*/false),
           id(group_id) {}
     static std::byte* checked(std::byte* p) {
