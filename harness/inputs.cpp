@@ -202,7 +202,7 @@ std::string JobSpec::describe() const {
         << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
         << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "")
-        << (zero_padding ? "_zpad" : "");
+        << (zero_padding ? "_zpad" : "") << (backend == Backend::kProcesses ? "_procs" : "");
     return out.str();
 }
 

@@ -16,6 +16,10 @@ namespace moedist::harness {
 
 enum class Routing { kUniform, kZipf, kHot, kDuplicates };
 
+// Where the ranks run: threads of this process, or processes forked from it (each joins its
+// groups through a rank-table-style rendezvous; tensors in the shared-memory arena).
+enum class Backend { kThreads, kProcesses };
+
 struct JobSpec {
     int ep_world_size = 8;       // W
     int tp_size = 1;             // T
@@ -50,6 +54,7 @@ struct JobSpec {
     // Outputs are poisoned before the first call so the reference check can see tails; a
     // timing-only job (false) leaves them untouched, so unwritten tails cost no memory.
     bool checked = true;
+    Backend backend = Backend::kThreads;
     uint64_t seed = 1;
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
@@ -79,7 +84,7 @@ struct JobReport {
     std::vector<int64_t> rows_per_expert;  // E MoE experts, then S shared ranks (own EP group 0)
 };
 
-// A job with its inputs, outputs and one persistent thread per rank.
+// A job with its inputs, outputs and one persistent thread (or process) per rank.
 class Job {
 public:
     explicit Job(const JobSpec& spec);

@@ -51,6 +51,8 @@ JobSpec spec_of(const BenchOptions& o, const BenchPoint& p) {
     spec.static_scales = 2;
     spec.seed = o.seed;
     spec.checked = false;
+    spec.backend =
+        o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
     parse_routing(p.routing, &spec);
     return spec;
 }
@@ -468,7 +470,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--shared-ranks", o->shared_ranks, "shared-expert ranks S (list)")
         ->delimiter(',');
     bench->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
-    bench->add_option("--backend", o->backend, "threads")->check(CLI::IsMember({"threads"}));
+    bench->add_option("--backend", o->backend, "threads (default) or processes")
+        ->check(CLI::IsMember({"threads", "processes"}));
     bench->add_option("--baseline", o->baseline, "auto|alltoallv|none (default auto)")
         ->check(CLI::IsMember({"auto", "alltoallv", "none"}));
     bench->add_option("--reps", o->reps, "measured repetitions per point (default 20)")

@@ -64,9 +64,9 @@ int run_command(JobSpec spec, int steps, bool check) {
     }
     const bool bar = isatty(STDERR_FILENO) && steps >= 20;
     fmt::print(
-        "moedist run: ranks {} (tp {}, shared {}), experts {}, tokens {}, hidden {}, topk {}, {} "
-        "{}, "
-        "routing {}, steps {}\n",
+        "moedist run: {} ranks {} (tp {}, shared {}), experts {}, tokens {}, hidden {}, topk {}, "
+        "{} {}, routing {}, steps {}\n",
+        spec.backend == moedist::harness::Backend::kProcesses ? "processes," : "threads,",
         spec.ep_world_size,
         spec.tp_size,
         spec.shared_rank_num,
@@ -192,6 +192,10 @@ int main(int argc, char** argv) {
     run->add_option("--comm-quant", comm_quant, "combine commQuantMode: 0 or 2")
         ->check(CLI::IsMember({0, 2}));
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
+    std::string backend = "threads";
+    run->add_option(
+           "--backend", backend, "threads (default) or processes (forks one process per rank)")
+        ->check(CLI::IsMember({"threads", "processes"}));
     moedist::cli::PlanOptions plan_options;
     auto* plan = moedist::cli::add_plan_command(app, &plan_options);
     moedist::cli::BenchOptions bench_options;
@@ -224,5 +228,7 @@ int main(int argc, char** argv) {
     spec.smooth_scales = smooth;
     spec.comm_quant_mode = comm_quant;
     spec.dtype = dtype == "fp16" ? moedist::DType::kFloat16 : moedist::DType::kBFloat16;
+    spec.backend = backend == "processes" ? moedist::harness::Backend::kProcesses
+                                          : moedist::harness::Backend::kThreads;
     return run_command(spec, steps, !no_check);
 }

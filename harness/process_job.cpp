@@ -1,0 +1,357 @@
+// The processes driver of a harness job: W·T forked rank processes, each in its own EP (and
+// TP) process group formed through a socket rendezvous, its tensors in the shared-memory arena,
+// so the ranks read each other's tensors in place, as the product does.
+//
+//   driver ──(MAP_SHARED anonymous block, made before fork)── rank processes
+//     Control: task, epoch (futex: a new task), done (futex: ranks finished it), the ranks'
+//              barrier for the phases of a step, and per rank: its stamps, status, byte counts
+//              and the RegionRefs of its outputs (the driver maps them to check them)
+//
+// A rank that dies is noticed by the driver (waitpid) and by its peers (pidfd): the job fails
+// with every later task skipped; nothing hangs past MOEDIST_TIMEOUT_MS.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "harness/driver.hpp"
+#include "transport/access.hpp"
+#include "transport/futex.hpp"
+#include "transport/process_group.hpp"
+#include "transport/shm_arena.hpp"
+#include "transport/socket_rendezvous.hpp"
+#include "util/env.hpp"
+
+namespace moedist::harness {
+namespace {
+
+using transport::Clock;
+using transport::RegionRef;
+
+constexpr int kMaxRanks = 256;
+
+// The outputs of one rank as regions of its arena.
+struct OutputRefs {
+    RegionRef expand_x, dynamic_scales, dynamic_bytes, expand_idx, expert_token_nums;
+    RegionRef ep_recv_counts, tp_recv_counts, expand_scales, x_out;
+    int64_t num_tokens = 0;
+    uint64_t scale_entries = 0, ep_len = 0, tp_len = 0, expand_scales_len = 0;
+};
+
+struct alignas(64) RankSlot {
+    Stamps stamps;
+    int32_t code = 0;
+    char message[512] = {};
+    int64_t allocated = 0;
+    OutputRefs outputs;
+    int32_t pid = 0;
+};
+
+// A barrier of processes on futexes in shared memory, with a deadline.
+struct SharedBarrier {
+    std::atomic<uint32_t> count{0};
+    std::atomic<uint32_t> generation{0};
+    int32_t parties = 0;
+    bool wait(Clock::time_point deadline) {
+        const uint32_t gen = generation.load(std::memory_order_acquire);
+        if (count.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(parties)) {
+            count.store(0, std::memory_order_relaxed);
+            generation.fetch_add(1, std::memory_order_acq_rel);
+            transport::futex_wake_all(&generation, true);
+            return true;
+        }
+        for (int i = 0; i < 64; ++i) {
+            if (generation.load(std::memory_order_acquire) != gen) return true;
+            std::this_thread::yield();
+        }
+        while (generation.load(std::memory_order_acquire) == gen) {
+            const auto now = Clock::now();
+            if (now >= deadline) return false;
+            transport::futex_wait(
+                &generation,
+                gen,
+                std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(10)),
+                true);
+        }
+        return true;
+    }
+};
+
+struct Control {
+    std::atomic<uint32_t> task{0};
+    std::atomic<uint32_t> epoch{0};
+    std::atomic<uint32_t> done{0};
+    SharedBarrier ranks_sync;
+    RankSlot ranks[kMaxRanks];
+};
+
+void set_status(RankSlot& slot, const Status& s) {
+    slot.code = s.raw_code();
+    const std::size_t n = std::min(s.message().size(), sizeof(slot.message) - 1);
+    std::memcpy(slot.message, s.message().data(), n);
+    slot.message[n] = '\0';
+}
+
+void* arena_allocate(std::size_t bytes) { return transport::arena_allocate(bytes); }
+void arena_release(void* p) { transport::arena_free(p); }
+
+RegionRef region_of(const void* p, std::size_t bytes) {
+    RegionRef ref;
+    if (p != nullptr && bytes > 0) transport::arena_region(p, bytes, &ref);
+    return ref;
+}
+
+std::atomic<uint64_t> job_counter{0};
+
+// A rank process's life: join groups, build tensors, run tasks until told to stop.
+[[noreturn]] void rank_process(
+    Control* control, const JobSpec& spec, const Layout& lay, int g, const std::string& key) {
+    RankSlot& slot = control->ranks[g];
+    const int ep = lay.ep_of(g), tp = lay.tp_of(g);
+    const auto deadline = transport::call_deadline();
+    auto join = [&](const std::string& group, int rank, int size, Communicator* out) -> Status {
+        std::unique_ptr<transport::SocketRendezvous> rendezvous;
+        if (Status s = transport::SocketRendezvous::open(
+                key + "-" + group, rank, size, deadline, &rendezvous);
+            !s.ok())
+            return s;
+        return Communicator::join_processes(
+            rank,
+            size,
+            group + "_" + key,
+            [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
+                return rendezvous->all_gather(mine, all);
+            },
+            out);
+    };
+    Communicator ep_comm;
+    std::optional<Communicator> tp_comm;
+    Status joined = join("ep" + std::to_string(tp), ep, lay.W, &ep_comm);
+    if (joined.ok() && lay.T == 2) {
+        Communicator c;
+        joined = join("tp" + std::to_string(ep), tp, 2, &c);
+        tp_comm = c;
+    }
+    std::unique_ptr<RankRunner> runner;
+    if (joined.ok()) {
+        runner = std::make_unique<RankRunner>(spec,
+                                              lay,
+                                              g,
+                                              rank_input(spec, lay, g),
+                                              ep_comm,
+                                              tp_comm,
+                                              Allocator{&arena_allocate, &arena_release},
+                                              spec.checked);
+        joined = runner->status();
+    }
+    set_status(slot, joined);
+    uint32_t seen = 0;
+    for (;;) {
+        control->done.fetch_add(1, std::memory_order_acq_rel);
+        transport::futex_wake_all(&control->done, true);
+        while (control->epoch.load(std::memory_order_acquire) == seen) {
+            transport::futex_wait(&control->epoch, seen, std::chrono::milliseconds(50), true);
+            if (getppid() == 1) _exit(3);  // the driver is gone
+        }
+        seen = control->epoch.load(std::memory_order_acquire);
+        const auto task = static_cast<Task>(control->task.load(std::memory_order_acquire));
+        if (task == Task::kStop) _exit(0);
+        const auto phase_deadline = [] { return transport::call_deadline(); };
+        if (runner) {
+            run_task(task, *runner, &slot.stamps, [&] {
+                if (!control->ranks_sync.wait(phase_deadline()))
+                    set_status(slot,
+                               {Code::kRuntime,
+                                "a peer rank process must reach the step's "
+                                "phase barrier, got none in time"});
+            });
+            if (slot.code == 0) set_status(slot, runner->status());
+            const RankOutputs o = runner->outputs();
+            OutputRefs& r = slot.outputs;
+            r.num_tokens = o.num_tokens;
+            r.expand_x = region_of(o.expand_x, o.expand_x_bytes);
+            r.dynamic_scales = region_of(o.dynamic_scales, o.scale_entries * 4);
+            r.dynamic_bytes = region_of(o.dynamic_bytes, o.scale_entries);
+            r.expand_idx =
+                region_of(o.expand_idx,
+                          static_cast<std::size_t>(std::max<int64_t>(o.num_tokens * lay.K, 1)) * 4);
+            r.expert_token_nums =
+                region_of(o.expert_token_nums, static_cast<std::size_t>(lay.local_experts(ep)) * 8);
+            r.ep_recv_counts = region_of(o.ep_recv_counts, o.ep_recv_counts_len * 4);
+            r.tp_recv_counts = region_of(o.tp_recv_counts, o.tp_recv_counts_len * 4);
+            r.expand_scales =
+                region_of(o.expand_scales, std::max<std::size_t>(o.expand_scales_len, 1) * 4);
+            r.x_out = region_of(
+                o.x_out, static_cast<std::size_t>(std::max<int64_t>(o.num_tokens * lay.H, 1)) * 2);
+            r.scale_entries = o.scale_entries;
+            r.ep_len = o.ep_recv_counts_len;
+            r.tp_len = o.tp_recv_counts_len;
+            r.expand_scales_len = o.expand_scales_len;
+            slot.allocated = runner->allocated_bytes();
+        } else if (task == Task::kStep) {
+            control->ranks_sync.wait(phase_deadline());
+            control->ranks_sync.wait(phase_deadline());
+        }
+    }
+}
+
+class ProcessDriver final : public JobDriver {
+public:
+    ProcessDriver(const JobSpec& spec, const Layout& lay) : spec_(spec), lay_(lay) {
+        const int ranks = lay.ranks();
+        if (ranks > kMaxRanks) {
+            failure_ = {Code::kInnerTiling, "the processes backend runs at most 256 ranks"};
+            return;
+        }
+        void* block = mmap(
+            nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (block == MAP_FAILED) throw std::bad_alloc();
+        control_ = new (block) Control();
+        control_->ranks_sync.parties = ranks;
+        const std::string key =
+            "harness-" + std::to_string(getpid()) + "-" + std::to_string(job_counter.fetch_add(1));
+        std::fflush(nullptr);
+        for (int g = 0; g < ranks; ++g) {
+            const pid_t pid = fork();
+            if (pid == 0) rank_process(control_, spec_, lay_, g, key);
+            pids_.push_back(pid);
+            if (pid < 0)
+                failure_ = {Code::kRuntime,
+                            "fork must succeed, got " + std::string(std::strerror(errno))};
+        }
+        wait_done();  // every rank has joined and built its tensors
+        stamps_.resize(static_cast<std::size_t>(ranks));
+    }
+
+    ~ProcessDriver() override {
+        if (control_ == nullptr) return;
+        control_->task.store(static_cast<uint32_t>(Task::kStop), std::memory_order_release);
+        bump();
+        const auto deadline = Clock::now() + std::chrono::seconds(10);
+        for (pid_t pid : pids_) {
+            if (pid <= 0) continue;
+            int status = 0;
+            while (waitpid(pid, &status, WNOHANG) == 0) {
+                if (Clock::now() > deadline) {
+                    kill(pid, SIGKILL);
+                    waitpid(pid, &status, 0);
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+        }
+        munmap(control_, sizeof(Control));
+    }
+
+    void run(Task task) override {
+        if (!failure_.ok()) return;
+        control_->task.store(static_cast<uint32_t>(task), std::memory_order_release);
+        bump();
+        wait_done();
+        for (int g = 0; g < lay_.ranks(); ++g)
+            stamps_[static_cast<std::size_t>(g)] = control_->ranks[g].stamps;
+    }
+    const std::vector<Stamps>& stamps() const override { return stamps_; }
+    std::vector<Status> statuses() const override {
+        std::vector<Status> all;
+        for (int g = 0; g < lay_.ranks(); ++g) {
+            if (!failure_.ok()) {
+                all.push_back(failure_);
+                continue;
+            }
+            const RankSlot& s = control_->ranks[g];
+            all.push_back(s.code == 0 ? Status::Ok()
+                                      : Status(static_cast<Code>(s.code), s.message));
+        }
+        return all;
+    }
+    std::vector<RankOutputs> outputs() const override {
+        std::vector<RankOutputs> all;
+        for (int g = 0; g < lay_.ranks(); ++g) {
+            const OutputRefs& r = control_->ranks[g].outputs;
+            auto at = [](const RegionRef& ref) { return transport::map_foreign(ref); };
+            RankOutputs o;
+            o.num_tokens = r.num_tokens;
+            o.expand_x = reinterpret_cast<const uint8_t*>(at(r.expand_x));
+            o.expand_x_bytes = r.expand_x.bytes;
+            o.dynamic_scales = reinterpret_cast<const float*>(at(r.dynamic_scales));
+            o.dynamic_bytes = reinterpret_cast<const uint8_t*>(at(r.dynamic_bytes));
+            o.scale_entries = r.scale_entries;
+            o.expand_idx = reinterpret_cast<const int32_t*>(at(r.expand_idx));
+            o.expert_token_nums = reinterpret_cast<const int64_t*>(at(r.expert_token_nums));
+            o.ep_recv_counts = reinterpret_cast<const int32_t*>(at(r.ep_recv_counts));
+            o.ep_recv_counts_len = r.ep_len;
+            o.tp_recv_counts = reinterpret_cast<const int32_t*>(at(r.tp_recv_counts));
+            o.tp_recv_counts_len = r.tp_len;
+            o.expand_scales = reinterpret_cast<const float*>(at(r.expand_scales));
+            o.expand_scales_len = r.expand_scales_len;
+            o.x_out = reinterpret_cast<const uint16_t*>(at(r.x_out));
+            all.push_back(o);
+        }
+        return all;
+    }
+    int64_t allocated_bytes() const override {
+        int64_t total = 0;
+        for (int g = 0; g < lay_.ranks(); ++g) total += control_->ranks[g].allocated;
+        return total;
+    }
+
+private:
+    void bump() {
+        control_->done.store(0, std::memory_order_release);
+        control_->epoch.fetch_add(1, std::memory_order_acq_rel);
+        transport::futex_wake_all(&control_->epoch, true);
+    }
+
+    // Until every rank reports the task done; a rank process that dies fails the job.
+    void wait_done() {
+        const auto ranks = static_cast<uint32_t>(lay_.ranks());
+        const auto deadline =
+            Clock::now() + std::chrono::milliseconds(4 * util::timeout_ms() + 5000);
+        for (;;) {
+            const uint32_t done = control_->done.load(std::memory_order_acquire);
+            if (done >= ranks) return;
+            for (std::size_t g = 0; g < pids_.size(); ++g) {
+                int status = 0;
+                if (pids_[g] > 0 && waitpid(pids_[g], &status, WNOHANG) == pids_[g]) {
+                    failure_ = {Code::kRuntime,
+                                "rank process " + std::to_string(g) + " (pid " +
+                                    std::to_string(pids_[g]) +
+                                    ") must live until the job ends, got it " +
+                                    (WIFSIGNALED(status)
+                                         ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                         : "exited with " + std::to_string(WEXITSTATUS(status)))};
+                    pids_[g] = -1;
+                    return;
+                }
+            }
+            if (Clock::now() > deadline) {
+                failure_ = {Code::kRuntime,
+                            "every rank process must finish its task within the timeouts, got " +
+                                std::to_string(done) + " of " + std::to_string(ranks)};
+                return;
+            }
+            transport::futex_wait(&control_->done, done, std::chrono::milliseconds(20), true);
+        }
+    }
+
+    JobSpec spec_;
+    Layout lay_;
+    Control* control_ = nullptr;
+    std::vector<pid_t> pids_;
+    std::vector<Stamps> stamps_;
+    Status failure_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobDriver> make_process_driver(const JobSpec& spec, const Layout& lay) {
+    return std::make_unique<ProcessDriver>(spec, lay);
+}
+
+}  // namespace moedist::harness
