@@ -318,6 +318,30 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     return Status::Ok();
 }
 
+// Every owner's tensors must map here; a dead owner is named as such.
+template <class Records>
+Status check_owners(const Records& records,
+                    const std::vector<OwnerView>& owners,
+                    transport::Transport& memory,
+                    const std::string& group) {
+    for (std::size_t r = 0; r < owners.size(); ++r) {
+        const CombineRecord& rec = records(static_cast<int64_t>(r));
+        const OwnerView& v = owners[r];
+        const bool missing =
+            (!rec.expand_x.region.empty() && v.expand_x.data == nullptr) ||
+            (!rec.ep_send_counts.region.empty() && v.ep_send_counts.data == nullptr) ||
+            (!rec.tp_send_counts.region.empty() && v.tp_send_counts.data == nullptr);
+        if (!missing) continue;
+        if (std::string why = memory.gone(static_cast<int>(r)); !why.empty())
+            return {Code::kRuntime, why};
+        return {Code::kRuntime,
+                "the expert outputs of rank " + std::to_string(r) + " of '" + group +
+                    "' must be readable by the ranks they return to, got memory this process "
+                    "cannot map"};
+    }
+    return Status::Ok();
+}
+
 template <class Records>
 void read_owners(const Records& records,
                  int64_t world,
@@ -370,6 +394,20 @@ Status run_combine(const CombineOp& op) {
                     op.config.ep_world_size,
                     rounds.peer_memory(),
                     &s.peer_owners);
+            verdict = check_owners(
+                [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
+                s.own_owners,
+                rounds.own_memory(),
+                rounds.ep_name());
+            if (verdict.ok() && rounds.has_peer()) {
+                verdict = check_owners(
+                    [&](int64_t r) -> const CombineRecord& {
+                        return rounds.peer<CombineRecord>(r);
+                    },
+                    s.peer_owners,
+                    rounds.peer_memory(),
+                    rounds.peer_name());
+            }
         }
         if (verdict.ok()) {
             // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the

@@ -181,6 +181,7 @@ Status check_group(const DispatchOp& op,
                    const Topology& topo,
                    const Records& records,
                    const std::vector<SourceView>& sources,
+                   transport::Transport& memory,
                    int64_t group_bs,
                    const std::string& group_name) {
     const int64_t world = topo.world_size;
@@ -200,6 +201,8 @@ Status check_group(const DispatchOp& op,
                         " on rank " + std::to_string(r) + " of '" + group_name + "'"};
         }
         if (sources[static_cast<std::size_t>(r)].plan.expert_begin == nullptr) {
+            if (std::string why = memory.gone(static_cast<int>(r)); !why.empty())
+                return {Code::kRuntime, why};
             return {Code::kRuntime,
                     "the plan of rank " + std::to_string(r) + " of '" + group_name +
                         "' must be readable by its receivers, got memory this process cannot map"};
@@ -477,9 +480,11 @@ Status run_dispatch(const DispatchOp& op) {
         // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
         const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
         if (verdict.ok())
-            verdict = check_group(op, topo, own, s.own_sources, group_bs, rounds.ep_name());
+            verdict = check_group(
+                op, topo, own, s.own_sources, rounds.own_memory(), group_bs, rounds.ep_name());
         if (verdict.ok() && rounds.has_peer()) {
-            verdict = check_group(op, topo, peer, s.peer_sources, group_bs, rounds.peer_name());
+            verdict = check_group(
+                op, topo, peer, s.peer_sources, rounds.peer_memory(), group_bs, rounds.peer_name());
         }
         if (verdict.ok()) move_rows(op, topo, rounds, s);
     } catch (const std::exception& e) {

@@ -105,6 +105,14 @@ void SlotProtocol::mark_broken(const std::string& reason) {
     ring();
 }
 
+std::string SlotProtocol::gone(int rank) {
+    if (!alive_ || rank < 0 || rank >= size_ || alive_(rank)) return {};
+    const std::string reason =
+        dead_reason(rank, slots_[rank].arrived.load(std::memory_order_seq_cst) - 1);
+    mark_broken(reason);
+    return reason;
+}
+
 Status SlotProtocol::broken_status() const {
     uint32_t state = header_->broken.load(std::memory_order_seq_cst);
     if (state == 0) return Status::Ok();

@@ -86,6 +86,9 @@ public:
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag);
     void mark_broken(const std::string& reason);
     Status broken_status() const;
+    // Empty while rank's process lives (or liveness is not tracked); else the reason, and the
+    // group is marked broken with it.
+    std::string gone(int rank);
 
 private:
     enum class WaitResult { kReady, kBroken, kTimeout, kDead };

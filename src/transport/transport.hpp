@@ -103,6 +103,9 @@ public:
     // to *flag. Error when the group is (or becomes) broken.
     virtual Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) = 0;
 
+    // Empty while rank's process lives; else why not (the group is then marked broken with it).
+    virtual std::string gone(int rank) = 0;
+
     virtual void mark_broken(const std::string& reason) = 0;
     virtual Status broken_status() const = 0;
 

@@ -194,4 +194,26 @@ INSTANTIATE_TEST_SUITE_P(Valid,
                                     param_info.param.describe();
                          });
 
+
+// The same suite with every rank a process of its own (forked; EP and TP groups joined through
+// the socket rendezvous, tensors in the shared-memory arena): the same reference, so the bits
+// equal the threads backend's.
+std::vector<JobSpec> process_jobs() {
+    std::vector<JobSpec> jobs;
+    for (JobSpec s : valid_jobs()) {
+        if (s.ep_world_size * s.tp_size > 32) continue;
+        s.backend = moedist::harness::Backend::kProcesses;
+        jobs.push_back(s);
+    }
+    return jobs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Processes,
+                         JobTest,
+                         ::testing::ValuesIn(process_jobs()),
+                         [](const ::testing::TestParamInfo<JobSpec>& param_info) {
+                             return std::to_string(param_info.index) + "_" +
+                                    param_info.param.describe();
+                         });
+
 }  // namespace
