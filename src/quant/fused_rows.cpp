@@ -12,6 +12,8 @@
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 #define MOEDIST_FUSED 1
 #include <immintrin.h>
+
+#include "quant/fused_simd.hpp"
 #endif
 
 namespace moedist::quant {
@@ -19,7 +21,7 @@ namespace moedist::quant {
 #if defined(MOEDIST_FUSED)
 namespace {
 
-#define MOEDIST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+using namespace simd;
 
 // GCC 12 warns on the _mm512_undefined_* inside its own intrinsic headers.
 #pragma GCC diagnostic push
@@ -27,11 +29,6 @@ namespace {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #pragma GCC diagnostic ignored "-Wuninitialized"
-
-MOEDIST_AVX512 inline __mmask16 lanes(int64_t left) {
-    return left >= 16 ? static_cast<__mmask16>(0xFFFF)
-                      : static_cast<__mmask16>((1u << static_cast<unsigned>(left)) - 1u);
-}
 
 // 16 source values as binary32 (exact), under mask k.
 template <bool bf16>
@@ -88,82 +85,10 @@ absmax_bits(const uint16_t* src, const float* smooth, int64_t begin, int64_t end
         return _mm512_reduce_max_epu32(m);
     }
 }
-
-// fp8 codes of binary32 values, one per lane (0..255): RNE, saturating at maxV, subnormals
-// gradual, −0 kept; NaN gives maxV's code unless `nan` (then the canonical NaN code with the
-// sign). One float addition does the rounding: with E the biased exponent of |v| clamped to at
-// least the min normal's, m = 2^(E − 127 + 23 − mant) has, in the binade of m, exactly the fp8
-// spacing of |v|'s binade (or of the subnormal grid), so fl32(|v| + m) = m + k·spacing with
-// k = rne(|v| / spacing) (the embedded rounding ignores MXCSR; no subnormal is produced, and a
-// binary32 subnormal |v| rounds to k = 0 even where DAZ reads it as 0). The code is
-// (E − Emin)·2^mant + k; adding the even j ≡ that offset (mod 256) to m's low bits leaves the
-// rounding (and its tie parity) alone and leaves the code in the low 7 bits of the sum's bits.
-// `clamp` false is for callers whose |v| never reaches the would-be next value above maxV
-// (e4m3 464, e5m2 59392): those round to maxV's code by themselves.
-template <bool e4m3, bool nan = false, bool clamp = true>
-MOEDIST_AVX512 inline __m512i encode_fp8_bits(__m512i u) {
-    constexpr int kMantShift = e4m3 ? 20 : 21;                       // 23 − mantissa bits
-    constexpr uint32_t kMaxBits = e4m3 ? 0x43E00000u : 0x47600000u;  // 448, 57344
-    constexpr uint32_t kMinNormal = e4m3 ? 121u << 23 : 113u << 23;  // 2^−6, 2^−14
-    // j = (E << mant) + (256·c − Emin·2^mant): 8E + 56 (e4m3), 4E + 60 (e5m2).
-    constexpr uint32_t kOffset = (static_cast<uint32_t>(kMantShift) << 23) + (e4m3 ? 56u : 60u);
-    const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
-    __m512i ac = a;
-    if constexpr (clamp) ac = _mm512_min_epu32(a, _mm512_set1_epi32(static_cast<int>(kMaxBits)));
-    const __m512i eb = _mm512_max_epu32(_mm512_and_si512(ac, _mm512_set1_epi32(0x7F800000)),
-                                        _mm512_set1_epi32(static_cast<int>(kMinNormal)));
-    const __m512i m = _mm512_add_epi32(_mm512_add_epi32(eb, _mm512_srli_epi32(eb, kMantShift)),
-                                       _mm512_set1_epi32(static_cast<int>(kOffset)));
-    __m512i sum =
-        _mm512_castps_si512(_mm512_add_round_ps(_mm512_castsi512_ps(ac),
-                                                _mm512_castsi512_ps(m),
-                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if constexpr (nan) {
-        const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
-        sum = _mm512_mask_mov_epi32(sum, is_nan, _mm512_set1_epi32(e4m3 ? 0x7F : 0x7E));
-    }
-    // (sum & 0x7F) | ((u >> 24) & ~0x7F): the magnitude code and the sign bit.
-    return _mm512_ternarylogic_epi32(sum, _mm512_srli_epi32(u, 24), _mm512_set1_epi32(0x7F), 0xE4);
-}
-
-// 32 bf16 at src as two binary32 vectors in "unpacked" order: lo holds elements 8L..8L+3 of
-// each 128-bit lane L, hi elements 8L+4..8L+7 (one op each; pack_codes<true> restores the order).
 MOEDIST_AVX512 inline void load_bf16_unpacked(const uint16_t* src, __m512& lo, __m512& hi) {
     const __m512i x = _mm512_loadu_si512(src);
     lo = _mm512_castsi512_ps(_mm512_unpacklo_epi16(_mm512_setzero_si512(), x));
     hi = _mm512_castsi512_ps(_mm512_unpackhi_epi16(_mm512_setzero_si512(), x));
-}
-
-// The 64 codes (0..255) of c0..c3 as bytes, in element order: c0..c3 hold elements 0..63 in
-// order (unpacked false), or are lo, hi of elements 0..31 and lo, hi of 32..63 from
-// load_bf16_unpacked (unpacked true).
-template <bool unpacked = false>
-MOEDIST_AVX512 inline __m512i pack_codes(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
-    // Per 128-bit lane L the packs give c0[4L..4L+3] c1[4L..] c2[4L..] c3[4L..]: dword 4L + j
-    // holds four codes of cj. The permute puts the dword of elements 4p..4p+3 at position p.
-    const __m512i bytes =
-        _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
-    const __m512i order =
-        unpacked ? _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)
-                 : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    return _mm512_permutexvar_epi32(order, bytes);
-}
-
-MOEDIST_AVX512 inline void store64(uint8_t* dst, __m512i bytes, bool streaming) {
-    if (streaming && (reinterpret_cast<std::uintptr_t>(dst) & 63u) == 0) {
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), bytes);
-    } else {
-        _mm512_storeu_si512(dst, bytes);
-    }
-}
-
-// Stores the low bytes of 16 lanes at dst (the first `left` of them when left < 16).
-MOEDIST_AVX512 inline void store_codes(uint8_t* dst, __m512i code, int64_t left) {
-    if (left >= 16) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(code));
-    } else {
-        _mm512_mask_cvtepi32_storeu_epi8(dst, lanes(left), code);
-    }
 }
 
 template <bool bf16, bool e4m3, bool smoothed, bool clamp>
@@ -580,175 +505,6 @@ MOEDIST_AVX512 void static_int8(
     }
 }
 
-// ---- Vector rows of the 8-bit codecs (AVX-512 VBMI for the byte permutes) ----
-
-#define MOEDIST_AVX512_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi")))
-
-// HiFloat8 tables indexed by a biased binary32 exponent E mod 64 (E = 103..142 are distinct mod
-// 64), derived from the layout of fp8.hpp: keep(E) mantissa bits (2^keep codes share 2^(E−127)'s
-// exponent) and base(E), the code of 2^(E − 127).
-struct HiFloat8Tables {
-    alignas(64) uint8_t half_shift[64];  // h = 1 << half_shift: half the spacing of E's class
-    alignas(64) uint8_t shift[64];       // q = rounded >> shift = (E << keep) | mantissa
-    alignas(64) uint8_t offset[64];      // code = q + offset (mod 256)
-};
-
-constexpr HiFloat8Tables make_hifloat8_tables() {
-    HiFloat8Tables t{};
-    for (uint32_t e = 105; e <= 142; ++e) {
-        uint32_t codes = 0, base = 0;
-        for (uint32_t c = 0; c < 128; ++c) {
-            const uint32_t bits = fp8_detail::hifloat8_bits(c);
-            if ((bits >> 23) == e && c != 0x6F) {  // 0x6F is Inf
-                ++codes;
-                if ((bits & 0x7FFFFFu) == 0) base = c;
-            }
-        }
-        const uint32_t keep = codes == 8 ? 3 : (codes == 4 ? 2 : (codes == 2 ? 1 : 0));
-        t.half_shift[e & 63] = static_cast<uint8_t>(22 - keep);
-        t.shift[e & 63] = static_cast<uint8_t>(23 - keep);
-        t.offset[e & 63] = static_cast<uint8_t>((base - (e << keep)) & 0xFFu);
-    }
-    // [2^−23, 2^−22) rounds up to 2^−22: adding 2^23 always carries into E = 105, whose shift
-    // (23) drops the mantissa.
-    t.half_shift[104 & 63] = 23;
-    // Below 2^−23 (clamped up to 2^−24, E = 103): no rounding (1 << 32 is 0), q = 0, code 0.
-    t.half_shift[103 & 63] = 32;
-    t.shift[103 & 63] = 32;
-    t.offset[103 & 63] = 0;
-    return t;
-}
-
-inline constexpr HiFloat8Tables kHiFloat8Tables = make_hifloat8_tables();
-
-// HiFloat8 codes of binary32 values (low byte of each lane), the bits of f32_to_hifloat8: round
-// the magnitude at half the spacing of its class with an integer add (ties away), then the code
-// of the rounded value from its exponent E2 (the carry into the next binade leaves the top
-// keep(E2) mantissa bits zero, so the class of E2 reads the right mantissa).
-MOEDIST_AVX512_VBMI inline __m512i encode_hifloat8_bits(__m512i u,
-                                                        __m512i half_shift,
-                                                        __m512i shift,
-                                                        __m512i offset) {
-    constexpr __mmask64 kByte0 = 0x1111111111111111ull;  // byte 0 of each lane
-    const __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF));
-    // [2^−24, 2^15]: tiny values give 0 (E = 103), >= 32768 and Inf saturate; NaN fixed below.
-    const __m512i ac = _mm512_min_epu32(_mm512_max_epu32(a, _mm512_set1_epi32(0x33800000)),
-                                        _mm512_set1_epi32(0x47000000));
-    const __m512i e = _mm512_srli_epi32(ac, 23);
-    const __m512i h = _mm512_sllv_epi32(_mm512_set1_epi32(1),
-                                        _mm512_maskz_permutexvar_epi8(kByte0, e, half_shift));
-    const __m512i y = _mm512_add_epi32(ac, h);
-    const __m512i e2 = _mm512_srli_epi32(y, 23);
-    const __m512i q = _mm512_srlv_epi32(y, _mm512_maskz_permutexvar_epi8(kByte0, e2, shift));
-    __m512i code = _mm512_add_epi32(q, _mm512_permutexvar_epi8(e2, offset));
-    // The sign for negative values of magnitude >= 2^−23 (NaN included, replaced next).
-    const __mmask16 negative =
-        _mm512_cmpge_epu32_mask(u, _mm512_set1_epi32(static_cast<int>(0xB4000000u)));
-    code = _mm512_mask_or_epi32(code, negative, code, _mm512_set1_epi32(0x80));
-    const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7F800000));
-    return _mm512_mask_mov_epi32(code, is_nan, _mm512_set1_epi32(0x80));
-}
-
-template <bool e4m3>
-MOEDIST_AVX512 void encode_fp8_row(const float* src, uint8_t* dst, int64_t n) {
-    int64_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        const __m512i c0 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i));
-        const __m512i c1 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 16));
-        const __m512i c2 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 32));
-        const __m512i c3 = encode_fp8_bits<e4m3, true>(_mm512_loadu_si512(src + i + 48));
-        _mm512_storeu_si512(dst + i, pack_codes(c0, c1, c2, c3));
-    }
-    for (; i < n; i += 16) {
-        const __mmask16 k = lanes(n - i);
-        store_codes(
-            dst + i, encode_fp8_bits<e4m3, true>(_mm512_maskz_loadu_epi32(k, src + i)), n - i);
-    }
-}
-
-MOEDIST_AVX512_VBMI void encode_hifloat8_row(const float* src, uint8_t* dst, int64_t n) {
-    const __m512i half_shift = _mm512_load_si512(kHiFloat8Tables.half_shift);
-    const __m512i shift = _mm512_load_si512(kHiFloat8Tables.shift);
-    const __m512i offset = _mm512_load_si512(kHiFloat8Tables.offset);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 k = lanes(n - i);
-        const __m512i u = _mm512_maskz_loadu_epi32(k, src + i);
-        store_codes(dst + i, encode_hifloat8_bits(u, half_shift, shift, offset), n - i);
-    }
-}
-
-// Decoding: every code of the three formats decodes to a binary32 whose low 16 bits are zero (a
-// bfloat16), and (but for HiFloat8's 0x80, NaN) code | 0x80 is the negation of code. Two
-// 128-entry byte tables (bits 16..23 and 24..31 of the value of code & 0x7F) are looked up in
-// registers, 64 codes at a time.
-struct DecodeTables {
-    alignas(64) uint8_t lo[128];
-    alignas(64) uint8_t hi[128];
-};
-
-template <float (*Decode)(uint8_t)>
-const DecodeTables& decode_tables() {
-    static const DecodeTables tables = [] {
-        DecodeTables t{};
-        for (unsigned c = 0; c < 128; ++c) {
-            const uint32_t bits = f32_bits(Decode(static_cast<uint8_t>(c)));
-            t.lo[c] = static_cast<uint8_t>(bits >> 16);
-            t.hi[c] = static_cast<uint8_t>(bits >> 24);
-        }
-        return t;
-    }();
-    return tables;
-}
-
-// Byte order that makes the unpacks below produce lanes in order: byte 16L + 4j + b of the
-// permuted codes is code 16j + 4L + b.
-constexpr std::array<uint8_t, 64> make_decode_order() {
-    std::array<uint8_t, 64> order{};
-    for (std::size_t l = 0; l < 4; ++l)
-        for (std::size_t j = 0; j < 4; ++j)
-            for (std::size_t b = 0; b < 4; ++b)
-                order[16 * l + 4 * j + b] = static_cast<uint8_t>(16 * j + 4 * l + b);
-    return order;
-}
-
-alignas(64) inline constexpr std::array<uint8_t, 64> kDecodeOrder = make_decode_order();
-
-template <bool hifloat8>
-MOEDIST_AVX512_VBMI void decode_row(const DecodeTables& t,
-                                    const uint8_t* src,
-                                    float* dst,
-                                    int64_t n) {
-    const __m512i lo0 = _mm512_load_si512(t.lo), lo1 = _mm512_load_si512(t.lo + 64);
-    const __m512i hi0 = _mm512_load_si512(t.hi), hi1 = _mm512_load_si512(t.hi + 64);
-    const __m512i order = _mm512_load_si512(kDecodeOrder.data());
-    const __m512i sign = _mm512_set1_epi8(static_cast<char>(0x80));
-    const __m512i zero = _mm512_setzero_si512();
-    for (int64_t i = 0; i < n; i += 64) {
-        const int64_t left = n - i;
-        const __mmask64 k = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
-        const __m512i c = _mm512_permutexvar_epi8(order, _mm512_maskz_loadu_epi8(k, src + i));
-        __m512i lo = _mm512_permutex2var_epi8(lo0, c, lo1);
-        __m512i hi = _mm512_permutex2var_epi8(hi0, c, hi1);
-        hi = _mm512_ternarylogic_epi32(hi, c, sign, 0xF8);  // hi | (c & 0x80)
-        if constexpr (hifloat8) {                           // 0x80 is NaN 0x7FC00000, not −0
-            const __mmask64 is_nan = _mm512_cmpeq_epi8_mask(c, sign);
-            lo = _mm512_mask_blend_epi8(is_nan, lo, _mm512_set1_epi8(static_cast<char>(0xC0)));
-            hi = _mm512_mask_blend_epi8(is_nan, hi, _mm512_set1_epi8(0x7F));
-        }
-        const __m512i w0 = _mm512_unpacklo_epi8(lo, hi), w1 = _mm512_unpackhi_epi8(lo, hi);
-        const __m512i d[4] = {_mm512_unpacklo_epi16(zero, w0),
-                              _mm512_unpackhi_epi16(zero, w0),
-                              _mm512_unpacklo_epi16(zero, w1),
-                              _mm512_unpackhi_epi16(zero, w1)};
-        if (left >= 64) {
-            for (int j = 0; j < 4; ++j) _mm512_storeu_si512(dst + i + 16 * j, d[j]);
-        } else {
-            for (int j = 0; j < 4 && 16 * j < left; ++j)
-                _mm512_mask_storeu_epi32(dst + i + 16 * j, lanes(left - 16 * j), d[j]);
-        }
-    }
-}
-
 #pragma GCC diagnostic pop
 
 }  // namespace
@@ -818,31 +574,6 @@ void fused_fp8_mx(DType source,
     }
 }
 
-bool vector_codecs_available() {
-    static const bool value = fused_available() && __builtin_cpu_supports("avx512vbmi");
-    return value;
-}
-
-void vector_encode_row(DType format, const float* src, uint8_t* dst, int64_t n) {
-    if (format == DType::kFp8E4M3) {
-        encode_fp8_row<true>(src, dst, n);
-    } else if (format == DType::kFp8E5M2) {
-        encode_fp8_row<false>(src, dst, n);
-    } else {
-        encode_hifloat8_row(src, dst, n);
-    }
-}
-
-void vector_decode_row(DType format, const uint8_t* src, float* dst, int64_t n) {
-    if (format == DType::kFp8E4M3) {
-        decode_row<false>(decode_tables<fp8_e4m3_to_f32>(), src, dst, n);
-    } else if (format == DType::kFp8E5M2) {
-        decode_row<false>(decode_tables<fp8_e5m2_to_f32>(), src, dst, n);
-    } else {
-        decode_row<true>(decode_tables<hifloat8_to_f32>(), src, dst, n);
-    }
-}
-
 void fused_static_int8(
     DType source, const uint16_t* src, const float* s, int64_t s_stride, int64_t n, int8_t* dst) {
     static_int8(source == DType::kBFloat16, src, s, s_stride, n, dst);
@@ -855,9 +586,6 @@ void fused_fp8_dynamic(
     DType, const uint16_t*, const float*, DType, int64_t, int64_t, uint8_t*, float*, bool) {}
 void fused_fp8_mx(DType, const uint16_t*, DType, int64_t, uint8_t*, uint8_t*, bool) {}
 void fused_static_int8(DType, const uint16_t*, const float*, int64_t, int64_t, int8_t*) {}
-bool vector_codecs_available() { return false; }
-void vector_encode_row(DType, const float*, uint8_t*, int64_t) {}
-void vector_decode_row(DType, const uint8_t*, float*, int64_t) {}
 
 #endif
 
