@@ -236,6 +236,12 @@ Status run_combine(const CombineOp& op) {
     mine.ep_send_counts = op.in.ep_send_counts;
     if (op.in.tp_send_counts) mine.tp_send_counts = *op.in.tp_send_counts;
     mine.tp_rank = op.config.tp_rank_id;
+    if (!op.pre_error.ok()) {  // every rank fails in check_headers; nobody reads my tensors
+        mine.header.set_error(op.pre_error);
+        mine.expand_x.data = nullptr;
+        mine.ep_send_counts.data = nullptr;
+        mine.tp_send_counts.data = nullptr;
+    }
 
     CallRounds rounds(op.ep, op.tp);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
@@ -256,7 +262,9 @@ Status run_combine(const CombineOp& op) {
             }
         }
     } catch (const std::exception& e) {
-        verdict = {Code::kInternal, std::string("combine must not fail inside, got: ") + e.what()};
+        verdict = {Code::kRuntime, std::string("combine must not fail inside, got: ") + e.what()};
+    } catch (...) {
+        verdict = {Code::kRuntime, "combine must not fail inside, got an unknown exception"};
     }
     return rounds.finish(verdict);
 }

@@ -485,6 +485,12 @@ Status run_dispatch(const DispatchOp& op) {
     mine.x = op.in.x;
     if (op.in.scales) mine.scales = *op.in.scales;
     if (op.in.expert_scales) mine.expert_scales = *op.in.expert_scales;
+    if (!op.pre_error.ok()) {  // every rank fails in check_headers; nobody reads my tensors
+        mine.header.set_error(op.pre_error);
+        mine.x.data = nullptr;
+        mine.scales.data = nullptr;
+        mine.expert_scales.data = nullptr;
+    }
 
     CallRounds rounds(op.ep, op.tp);
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
@@ -504,7 +510,9 @@ Status run_dispatch(const DispatchOp& op) {
         }
         if (verdict.ok()) move_rows(op, topo, rounds, s);
     } catch (const std::exception& e) {
-        verdict = {Code::kInternal, std::string("dispatch must not fail inside, got: ") + e.what()};
+        verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
+    } catch (...) {
+        verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
     }
     return rounds.finish(verdict);
 }
