@@ -26,6 +26,7 @@ constexpr const char* kListName[2] = {"server_list", "group_list"};
 constexpr const char* kChildListName[2] = {"device", "instance_list"};
 constexpr const char* kEntryName[2] = {"server_list entry", "group_list entry"};
 constexpr const char* kMemberName[2] = {"device", "instance"};
+constexpr const char* kAMember[2] = {"a device", "an instance"};
 
 // Where a container or value sits in the table.
 enum class Role : uint8_t { kRoot, kList, kEntry, kMembers, kMember, kRankId, kSkip };
@@ -220,7 +221,7 @@ private:
         }
         if (f.role == Role::kMember && !f.has_child) {
             return fail(std::string("every ") + kMemberName[f.layout] + " must have a rank_id",
-                        std::string("a ") + kMemberName[f.layout] + " without one");
+                        std::string(kAMember[f.layout]) + " without one");
         }
         if (f.role == Role::kRoot) {
             root_done_ = true;
