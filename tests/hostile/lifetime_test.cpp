@@ -233,8 +233,10 @@ TEST(HostileLifetime, TheGroupServesTheNextCallAfterAFreedBlock) {
             if (rank == 0) t.expert_ids.free_memory();
             return false;
         };
-    for (const RankOutcome& o : hostile::run_job(shape, bad, &group))
+    for (const RankOutcome& o : hostile::run_job(shape, bad, &group)) {
         EXPECT_EQ(o.dispatch2, kRuntime);
+        EXPECT_EQ(o.dispatch2_msg, freed_message("expertIds", 0, group.name(), true));
+    }
     for (const RankOutcome& o : hostile::run_job(shape, {}, &group)) {
         EXPECT_EQ(o.dispatch2, 0) << o.dispatch2_msg;
         EXPECT_EQ(o.combine2, 0) << o.combine2_msg;
