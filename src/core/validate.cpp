@@ -77,6 +77,14 @@ Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
                     std::string(name) + " data",
                     "non-null",
                     "nullptr");
+    // Elements are read and written as their type: a misaligned address is undefined behaviour.
+    const std::size_t align = dtype_size(t.dtype);
+    const std::size_t misaligned = reinterpret_cast<uintptr_t>(t.data) % align;
+    MOEDIST_REQUIRE(misaligned == 0 || t.numel() == 0,
+                    Code::kInnerTiling,
+                    std::string(name) + " data",
+                    "aligned to its element size (" + std::to_string(align) + " bytes)",
+                    "an address " + std::to_string(misaligned) + " bytes past a multiple of it");
     return Status::Ok();
 }
 

@@ -19,10 +19,11 @@ using moedist::Code;
 using moedist::DType;
 using moedist::TensorView;
 
-char storage;
+// Aligned for every element type (the first phase checks alignment, never reads).
+alignas(64) char storage[64];
 
 TensorView shaped(DType dtype, std::initializer_list<int64_t> shape) {
-    return TensorView::contiguous(&storage, dtype, shape);
+    return TensorView::contiguous(storage, dtype, shape);
 }
 
 // W 4, rank 1, E 8 (L 2), K 3, BS 5, H 64, bf16, no quantization: A = 5 * 4 * 2 = 40.
@@ -290,6 +291,16 @@ std::vector<CheckCase> cases() {
               k.din.expert_scales->strides = {0, 0, 0, 0};
               k.din.expert_scales->data = nullptr;
           }}},
+        {"G.align",
+         false,
+         kShape,
+         "expertIds data must be aligned to its element size (4 bytes), got an address 2 bytes",
+         {[](Call& k) { k.din.expert_ids.data = storage + 4; },
+          [](Call& k) { k.dout.expand_x.data = storage + 2; },
+          [](Call& k) {  // an empty tensor is never read
+              k.resize(0, 64, 3, 0), k.din.expert_ids.data = storage + 1;
+          }},
+         {[](Call& k) { k.din.expert_ids.data = storage + 2; }}},
         {"G.H",
          false,
          kShape,

@@ -18,8 +18,8 @@ namespace {
 using nlohmann::json;
 
 // Shapes alone: the first phase never reads tensor memory, it only needs a non-null address.
-char fake_storage;
-void* const kFake = &fake_storage;
+alignas(64) char fake_storage[64];  // aligned for every element type
+void* const kFake = fake_storage;
 
 TensorView shaped(DType dtype, std::initializer_list<int64_t> shape) {
     return TensorView::contiguous(kFake, dtype, shape);
