@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -225,6 +226,26 @@ TEST_F(HostileView, EveryTensorOfBothOperationsOneByteOverItsBlockIsNamed) {
             EXPECT_EQ(message_, over("scales", scales.bytes() - 1, scales.bytes(), 0));
         }
     }
+}
+
+TEST_F(HostileView, MisalignedDataIsRefused) {
+    void* block = nullptr;
+    ASSERT_EQ(aclrtMalloc(&block, 64, ACL_MEM_MALLOC_HUGE_FIRST), ACL_SUCCESS);
+    std::memset(block, 0, 64);
+    for (std::size_t at : {0, 1, 2, 3, 4}) {
+        Tensor ids = Tensor::view({2, 1}, {}, ACL_INT32, 0, static_cast<char*>(block) + at);
+        const aclnnStatus status = dispatch([&](auto& d) { d.expert_ids = ids.get(); });
+        if (at % 4 == 0) {
+            EXPECT_EQ(status, 0) << message_;
+        } else {
+            EXPECT_EQ(status, kShape);
+            EXPECT_EQ(message_,
+                      "expertIds data must be aligned to its element size (4 bytes), got an "
+                      "address " +
+                          std::to_string(at) + " bytes past a multiple of it");
+        }
+    }
+    aclrtFree(block);
 }
 
 TEST_F(HostileView, ACreateTensorWithNegativeOrOverflowingExtentsIsRefused) {
