@@ -1,68 +1,76 @@
 // aclnnMoeDistributeCombine: the two-phase C API over core::prepare_combine / run_combine.
-#include <exception>
-
 #include "aclnnop/aclnn_moe_distribute_combine.h"
 #include "api/facade.hpp"
 
 namespace moedist::api {
 namespace {
 
-Status prepare(const aclTensor* expandX,
-               const aclTensor* expertIds,
-               const aclTensor* expandIdx,
-               const aclTensor* epSendCounts,
-               const aclTensor* expertScales,
-               const aclTensor* tpSendCounts,
-               bool x_active_mask_given,
-               const char* groupEp,
-               int64_t epWorldSize,
-               int64_t epRankId,
-               int64_t moeExpertNum,
-               const char* groupTp,
-               int64_t tpWorldSize,
-               int64_t tpRankId,
-               int64_t expertShardType,
-               int64_t sharedExpertNum,
-               int64_t sharedExpertRankNum,
-               int64_t globalBs,
-               int64_t outDtype,
-               int64_t commQuantMode,
-               aclTensor* x,
-               core::CombineOp* op) {
+// The arguments of aclnnMoeDistributeCombineGetWorkspaceSize that moedist reads, in its order.
+// xActiveMask, activationScale, weightScale, groupList, expandScales and groupListType are
+// reserved (SPEC §4): ignored whatever they hold (the A3 profile requires xActiveMask null).
+struct CombineArgs {
+    const aclTensor* expand_x;
+    const aclTensor* expert_ids;
+    const aclTensor* expand_idx;
+    const aclTensor* ep_send_counts;
+    const aclTensor* expert_scales;
+    const aclTensor* tp_send_counts;
+    const aclTensor* x_active_mask;
+    const char* group_ep;
+    int64_t ep_world_size;
+    int64_t ep_rank_id;
+    int64_t moe_expert_num;
+    const char* group_tp;
+    int64_t tp_world_size;
+    int64_t tp_rank_id;
+    int64_t expert_shard_type;
+    int64_t shared_expert_num;
+    int64_t shared_expert_rank_num;
+    int64_t global_bs;
+    int64_t out_dtype;
+    int64_t comm_quant_mode;
+    aclTensor* x;
+};
+
+Status prepare(const CombineArgs& a, core::CombineOp* op, Bindings* bindings) {
     MoeConfig config;
-    config.ep_world_size = epWorldSize;
-    config.ep_rank_id = epRankId;
-    config.moe_expert_num = moeExpertNum;
-    config.tp_world_size = tpWorldSize;
-    config.tp_rank_id = tpRankId;
-    config.expert_shard_type = expertShardType;
-    config.shared_expert_num = sharedExpertNum;
-    config.shared_expert_rank_num = sharedExpertRankNum;
-    config.global_bs = globalBs;
-    config.comm_quant_mode = commQuantMode;
+    config.ep_world_size = a.ep_world_size;
+    config.ep_rank_id = a.ep_rank_id;
+    config.moe_expert_num = a.moe_expert_num;
+    config.tp_world_size = a.tp_world_size;
+    config.tp_rank_id = a.tp_rank_id;
+    config.expert_shard_type = a.expert_shard_type;
+    config.shared_expert_num = a.shared_expert_num;
+    config.shared_expert_rank_num = a.shared_expert_rank_num;
+    config.global_bs = a.global_bs;
+    config.comm_quant_mode = a.comm_quant_mode;
 
     CombineInputs in;
     TensorView x_out;
-    if (Status s = view_of(expandX, "expandX", &in.expand_x); !s.ok()) return s;
-    if (Status s = view_of(expertIds, "expertIds", &in.expert_ids); !s.ok()) return s;
-    if (Status s = view_of(expandIdx, "expandIdx", &in.expand_idx); !s.ok()) return s;
-    if (Status s = view_of(epSendCounts, "epSendCounts", &in.ep_send_counts); !s.ok()) return s;
-    if (Status s = view_of(expertScales, "expertScales", &in.expert_scales); !s.ok()) return s;
-    if (Status s = view_of(x, "x", &x_out); !s.ok()) return s;
+    if (Status s = view_of(a.expand_x, "expandX", &in.expand_x, bindings); !s.ok()) return s;
+    if (Status s = view_of(a.expert_ids, "expertIds", &in.expert_ids, bindings); !s.ok()) return s;
+    if (Status s = view_of(a.expand_idx, "expandIdx", &in.expand_idx, bindings); !s.ok()) return s;
+    if (Status s = view_of(a.ep_send_counts, "epSendCounts", &in.ep_send_counts, bindings); !s.ok())
+        return s;
+    if (Status s = view_of(a.expert_scales, "expertScales", &in.expert_scales, bindings); !s.ok())
+        return s;
+    if (Status s = view_of(a.x, "x", &x_out, bindings); !s.ok()) return s;
     if (config.tp_size() == 2) {
-        if (Status s = optional_view_of(tpSendCounts, "tpSendCounts", &in.tp_send_counts); !s.ok())
+        if (Status s =
+                optional_view_of(a.tp_send_counts, "tpSendCounts", &in.tp_send_counts, bindings);
+            !s.ok())
             return s;
     }
-    if (outDtype != 0) {
-        return {Code::kInnerTiling, "outDtype must be 0, got " + std::to_string(outDtype)};
+    if (a.out_dtype != 0) {
+        return {Code::kInnerTiling, "outDtype must be 0, got " + std::to_string(a.out_dtype)};
     }
     if (Status s = config.validate(); !s.ok()) return s;
 
     Communicator ep;
     std::optional<Communicator> tp;
-    if (Status s = find_groups(config, groupEp, groupTp, &ep, &tp); !s.ok()) return s;
+    if (Status s = find_groups(config, a.group_ep, a.group_tp, &ep, &tp); !s.ok()) return s;
     return core::prepare_combine(
-        config, ep, tp, in, x_out, call_extras(groupTp, x_active_mask_given), op);
+        config, ep, tp, in, x_out, call_extras(a.group_tp, a.x_active_mask != nullptr), op);
 }
 
 }  // namespace
@@ -99,38 +107,37 @@ aclnnStatus aclnnMoeDistributeCombineGetWorkspaceSize(const aclTensor* expandX,
                                                       uint64_t* workspaceSize,
                                                       aclOpExecutor** executor) {
     using namespace moedist;
-    // Reserved (SPEC §4): ignored whatever they hold (the A3 profile requires xActiveMask null).
     (void)activationScale;
     (void)weightScale;
     (void)groupList;
     (void)expandScales;
     (void)groupListType;
+    const api::CombineArgs args{expandX,
+                                expertIds,
+                                expandIdx,
+                                epSendCounts,
+                                expertScales,
+                                tpSendCounts,
+                                xActiveMask,
+                                groupEp,
+                                epWorldSize,
+                                epRankId,
+                                moeExpertNum,
+                                groupTp,
+                                tpWorldSize,
+                                tpRankId,
+                                expertShardType,
+                                sharedExpertNum,
+                                sharedExpertRankNum,
+                                globalBs,
+                                outDtype,
+                                commQuantMode,
+                                x};
     return api::phase_one<core::CombineOp>("aclnnMoeDistributeCombineGetWorkspaceSize",
                                            workspaceSize,
                                            executor,
-                                           [&](core::CombineOp* op) {
-                                               return api::prepare(expandX,
-                                                                   expertIds,
-                                                                   expandIdx,
-                                                                   epSendCounts,
-                                                                   expertScales,
-                                                                   tpSendCounts,
-                                                                   xActiveMask != nullptr,
-                                                                   groupEp,
-                                                                   epWorldSize,
-                                                                   epRankId,
-                                                                   moeExpertNum,
-                                                                   groupTp,
-                                                                   tpWorldSize,
-                                                                   tpRankId,
-                                                                   expertShardType,
-                                                                   sharedExpertNum,
-                                                                   sharedExpertRankNum,
-                                                                   globalBs,
-                                                                   outDtype,
-                                                                   commQuantMode,
-                                                                   x,
-                                                                   op);
+                                           [&](core::CombineOp* op, api::Bindings* bindings) {
+                                               return api::prepare(args, op, bindings);
                                            });
 }
 
@@ -140,7 +147,8 @@ aclnnStatus aclnnMoeDistributeCombine(void* workspace,
                                       aclrtStream stream) {
     (void)workspace;
     (void)workspaceSize;
-    return moedist::api::run_executor(executor, stream, "aclnnMoeDistributeCombine");
+    return moedist::api::run_executor<moedist::core::CombineOp>(
+        executor, stream, "aclnnMoeDistributeCombine");
 }
 
 }  // extern "C"

@@ -1,74 +1,118 @@
-// Shared pieces of the aclnn C façade: aclTensor → TensorView, codes and messages out.
+// Shared pieces of the aclnn C façade: aclTensor → TensorView, codes and messages out, the
+// executors phase 1 returns and phase 2 runs.
 #pragma once
 
-#include <exception>
+#include <array>
+#include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
 
 #include "aclnn/acl_meta.h"
+#include "api/boundary.hpp"
 #include "core/ops.hpp"
 #include "runtime/objects.hpp"
 
-// What phase 1 returns: the prepared operation, consumed by phase 2.
+namespace moedist::api {
+
+// A tensor an executor uses, by its aclnn name, and the block its memory lay in at phase 1 (not
+// found: memory the runtime did not allocate).
+struct TensorBinding {
+    const char* name = "";
+    runtime::BlockRef block;
+};
+
+// Every tensor one prepared call uses (dispatch uses at most 11); no allocation.
+struct Bindings {
+    static constexpr std::size_t kMax = 12;
+    std::array<TensorBinding, kMax> items{};
+    std::array<runtime::BlockRef, kMax> blocks{};  // items[i].block, contiguous for pinning
+    std::size_t count = 0;
+    void add(const char* name, const runtime::BlockRef& block);
+};
+
+}  // namespace moedist::api
+
+// What phase 1 returns: the prepared operation (its own copy of every tensor view, so destroying
+// the aclTensors afterwards changes nothing) and the blocks of those tensors, which phase 2 pins
+// or finds freed.
 struct aclOpExecutor {
     std::variant<moedist::core::DispatchOp, moedist::core::CombineOp> op;
+    moedist::api::Bindings bindings;
 };
 
 namespace moedist::api {
 
 // Sets aclGetRecentErrMsg's message and returns the status's code.
-aclnnStatus report(const Status& status);
+aclnnStatus report(const Status& status) noexcept;
 
-// Fails with 161001 when a required tensor is null.
+// Fails with 161001 when a required tensor is null or not a live aclTensor.
 Status require_tensor(const aclTensor* tensor, const char* name);
 
-// The view of a tensor; 161002 when its ACL dtype has no moedist equivalent.
-Status view_of(const aclTensor* tensor, const char* name, TensorView* out);
+// The view of a tensor: 161001 when not live, 161002 when its ACL dtype has no moedist
+// equivalent; for a tensor made on runtime memory, 161001 when that block has been freed since
+// and 561002 when the view does not end inside it. Records the tensor in `bindings`.
+Status view_of(const aclTensor* tensor, const char* name, TensorView* out, Bindings* bindings);
 // As view_of, for an optional tensor (null gives nullopt).
-Status optional_view_of(const aclTensor* tensor, const char* name, std::optional<TensorView>* out);
+Status optional_view_of(const aclTensor* tensor,
+                        const char* name,
+                        std::optional<TensorView>* out,
+                        Bindings* bindings);
+
+// Group names are read up to this many bytes, never further: a name must end (NUL) before it.
+constexpr std::size_t kGroupNameBytes = 128;
 
 // groupEp / groupTp: non-null, non-empty, shorter than 128 characters (161001 otherwise), then
 // the communicator of `rank` in the group of that name.
 Status find_group(const char* name, const char* param, int64_t rank, Communicator* out);
 
 // The EP communicator and, when T == 2, the TP one named by the aclnn arguments.
-// What the profile rules read beside tensors and attributes: the groupTp name given (null: "")
-// and whether the reserved xActiveMask was given.
-core::CallExtras call_extras(const char* group_tp, bool x_active_mask);
-
 Status find_groups(const MoeConfig& config,
                    const char* group_ep,
                    const char* group_tp,
                    Communicator* ep,
                    std::optional<Communicator>* tp);
 
-// Records an executor phase 1 made, so phase 2 can refuse unknown or already-run ones.
+// What the profile rules read beside tensors and attributes: the groupTp name given (null: "";
+// at most 128 bytes read) and whether the reserved xActiveMask was given.
+core::CallExtras call_extras(const char* group_tp, bool x_active_mask);
+
+// Records an executor phase 1 made, so phase 2 can refuse unknown, crossed or already-run ones.
 aclOpExecutor* register_executor(aclOpExecutor* executor);
 
-// Phase 1's frame, shared by both operations: null outputs give 161001; `prepare(Op*)` validates
-// and fills the op (exceptions become 561000); on success the workspace size is 0 (receivers and
-// sources pull straight from peers' tensors: no staging) and the executor is registered.
+// Phase 1's frame, shared by both operations: null outputs give 161001; `prepare(Op*,
+// Bindings*)` validates and fills the op (exceptions become 361001); on success the workspace
+// size is 0 (receivers and sources pull straight from peers' tensors: no staging) and the
+// executor is registered.
 template <class Op, class Prepare>
 aclnnStatus phase_one(const char* op_name,
                       uint64_t* workspace_size,
                       aclOpExecutor** executor,
-                      Prepare prepare) {
-    if (workspace_size == nullptr || executor == nullptr) {
-        return report({Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"});
-    }
-    try {
-        Op op;
-        if (Status status = prepare(&op); !status.ok()) return report(status);
-        *workspace_size = 0;
-        *executor = register_executor(new aclOpExecutor{std::move(op)});
-        return report(Status::Ok());
-    } catch (const std::exception& e) {
-        return report({Code::kInternal, std::string(op_name) + " failed: " + e.what()});
-    }
+                      Prepare prepare) noexcept {
+    const Status status = guard(
+        op_name,
+        [] { return "its executor (" + std::to_string(sizeof(aclOpExecutor)) + " bytes)"; },
+        [&]() -> Status {
+            if (workspace_size == nullptr || executor == nullptr) {
+                return {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"};
+            }
+            auto made = std::make_unique<aclOpExecutor>();
+            made->op.template emplace<Op>();
+            if (Status s = prepare(&std::get<Op>(made->op), &made->bindings); !s.ok()) return s;
+            *workspace_size = 0;
+            *executor = register_executor(made.release());
+            return Status::Ok();
+        });
+    return report(status);
 }
 
-// Phase 2 of either operation: runs the executor, parks any error on the stream, frees it.
-aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name);
+// Phase 2 of `Op`: refuses an executor that is not a live one of this operation (161001; a live
+// executor of the other operation stays usable for it), then pins the tensors' blocks and runs
+// it. A block freed since phase 1 fails the call on every rank of the group with 361001 naming
+// the tensor and the rank; no rank reads it. Parks any error on the stream and frees the
+// executor.
+template <class Op>
+aclnnStatus run_executor(aclOpExecutor* executor, aclrtStream stream, const char* op_name) noexcept;
 
 }  // namespace moedist::api

@@ -1,8 +1,7 @@
 // The C++ API: a thin layer over core::prepare_* (first phase) and core::run_* (second phase).
 #include "moedist/moedist.hpp"
 
-#include <exception>
-
+#include "api/boundary.hpp"
 #include "core/ops.hpp"
 
 namespace moedist {
@@ -52,27 +51,29 @@ Status MoeDistributor::create(Communicator ep,
 }
 
 Status MoeDistributor::try_dispatch(const DispatchInputs& in, const DispatchOutputs& out) noexcept {
-    try {
-        core::DispatchOp op;
-        if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, extras_of(tp_), &op);
-            !s.ok())
-            return s;
-        return core::run_dispatch(op);
-    } catch (const std::exception& e) {
-        return {Code::kInternal, std::string("dispatch failed: ") + e.what()};
-    }
+    core::DispatchOp op;
+    return api::guard(
+        "dispatch",
+        [&] { return api::scratch_text(op); },
+        [&]() -> Status {
+            if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, extras_of(tp_), &op);
+                !s.ok())
+                return s;
+            return core::run_dispatch(op);
+        });
 }
 
 Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) noexcept {
-    try {
-        core::CombineOp op;
-        if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, extras_of(tp_), &op);
-            !s.ok())
-            return s;
-        return core::run_combine(op);
-    } catch (const std::exception& e) {
-        return {Code::kInternal, std::string("combine failed: ") + e.what()};
-    }
+    core::CombineOp op;
+    return api::guard(
+        "combine",
+        [&] { return api::scratch_text(op); },
+        [&]() -> Status {
+            if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, extras_of(tp_), &op);
+                !s.ok())
+                return s;
+            return core::run_combine(op);
+        });
 }
 
 DispatchHandle MoeDistributor::dispatch(const DispatchInputs& in, const DispatchOutputs& out) {

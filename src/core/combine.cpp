@@ -375,8 +375,12 @@ Status run_combine(const CombineOp& op) {
     CombineRecord mine;
     mine.header.attrs = make_digest(
         2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true);
-    if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok())
+    if (!op.pre_error.ok()) {
+        // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
+        mine.header.set_error(op.pre_error);
+    } else if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok()) {
         mine.header.set_error(published);
+    }
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()
         if (verdict.ok()) verdict = rounds.check_headers();

@@ -2,18 +2,14 @@
 
 #include <string>
 
+#include "core/shapes.hpp"
+
 namespace moedist {
 
 int64_t MoeConfig::capacity_rows(int64_t num_tokens, int64_t top_k) const {
-    // Callers that take sizes from users check T·A first (validate.cpp, check_capacity); the
-    // bounds of validate() keep every factor small enough for int64 there.
-    const int64_t max_tokens = max_bs(num_tokens);
-    if (is_shared_rank()) {
-        const int64_t total = max_tokens * ep_world_size;
-        return (total + shared_expert_rank_num - 1) / shared_expert_rank_num;
-    }
-    const int64_t local = local_moe_expert_num();
-    return max_tokens * ep_world_size * (local < top_k ? local : top_k);
+    // Callers that take sizes from users check T·A first (validate.cpp, check_capacity), so the
+    // value fits int64 here.
+    return static_cast<int64_t>(core::capacity_rows(*this, num_tokens, top_k));
 }
 
 namespace {

@@ -460,8 +460,12 @@ Status run_dispatch(const DispatchOp& op) {
     const bool has_expert_scales = op.in.expert_scales.has_value();
     mine.header.attrs = make_digest(
         1, op.config, op.top_k, op.hidden, op.in.x.dtype, op.out.expand_x.dtype, has_expert_scales);
-    if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok())
+    if (!op.pre_error.ok()) {
+        // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
+        mine.header.set_error(op.pre_error);
+    } else if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok()) {
         mine.header.set_error(published);
+    }
 
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()

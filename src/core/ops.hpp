@@ -20,6 +20,9 @@ struct DispatchOp {
     int64_t top_k = 0;          // K
     int64_t hidden = 0;         // H
     bool zero_padding = false;  // SPEC §3 tails zeroed (config.zero_padding or the environment)
+    // Set: the call fails on every rank with it before any rank reads a tensor (the tensors'
+    // data pointers are null then; e.g. a block freed between the two phases).
+    Status pre_error;
 };
 
 struct CombineOp {
@@ -31,6 +34,7 @@ struct CombineOp {
     int64_t num_tokens = 0;
     int64_t top_k = 0;
     int64_t hidden = 0;
+    Status pre_error;  // as DispatchOp::pre_error
 };
 
 // What the first phase sees beside the attributes and tensors (for the profile rules).

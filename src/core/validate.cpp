@@ -12,6 +12,7 @@
 
 #include "core/ops.hpp"
 #include "core/profile.hpp"
+#include "core/shapes.hpp"
 #include "util/env.hpp"
 
 namespace moedist::core {
@@ -76,6 +77,14 @@ Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
                     std::string(name) + " data",
                     "non-null",
                     "nullptr");
+    // Elements are read and written as their type: a misaligned address is undefined behaviour.
+    const std::size_t align = dtype_size(t.dtype);
+    const std::size_t misaligned = reinterpret_cast<uintptr_t>(t.data) % align;
+    MOEDIST_REQUIRE(misaligned == 0 || t.numel() == 0,
+                    Code::kInnerTiling,
+                    std::string(name) + " data",
+                    "aligned to its element size (" + std::to_string(align) + " bytes)",
+                    "an address " + std::to_string(misaligned) + " bytes past a multiple of it");
     return Status::Ok();
 }
 
@@ -89,6 +98,35 @@ Status check_min_1d(const TensorView& t,
                     std::string(name) + " dim 0",
                     ">= " + what + " = " + std::to_string(min_len),
                     std::to_string(t.dim(0)));
+    return Status::Ok();
+}
+
+std::string strides_of(const TensorView& t) {
+    std::ostringstream out;
+    out << '(';
+    for (int32_t d = 0; d < t.ndim; ++d) out << (d ? ", " : "") << t.stride(d);
+    out << (t.ndim == 1 ? ",)" : ")");
+    return out.str();
+}
+
+// An output the call writes must give each element its own address (else writes collide and a
+// huge dim needs no memory behind it): a stride >= 1 along every dim longer than 1 and, for 2-D
+// views, the larger stride at least the extent of the other dim (rows, or columns, never
+// interleave). Runs after check_rank.
+Status check_no_overlap(const TensorView& t, const char* name) {
+    if (t.numel() <= 1) return Status::Ok();
+    bool distinct = true;
+    for (int32_t d = 0; d < t.ndim; ++d) distinct = distinct && (t.dim(d) <= 1 || t.stride(d) >= 1);
+    if (distinct && t.ndim == 2 && t.dim(0) > 1 && t.dim(1) > 1) {
+        const int32_t inner = t.stride(0) <= t.stride(1) ? 0 : 1;
+        const __int128 extent = static_cast<__int128>(t.dim(inner) - 1) * t.stride(inner) + 1;
+        distinct = t.stride(1 - inner) >= extent;
+    }
+    MOEDIST_REQUIRE(distinct,
+                    Code::kInnerTiling,
+                    std::string(name) + " strides",
+                    "non-overlapping (each element at its own address)",
+                    strides_of(t) + " for shape " + shape_of(t));
     return Status::Ok();
 }
 
@@ -113,15 +151,7 @@ Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_
                     "BS",
                     "in [0, 2^31]",
                     std::to_string(bs));
-    const auto max_bs = static_cast<__int128>(config.max_bs(bs));
-    const auto world = static_cast<__int128>(config.ep_world_size);
-    __int128 a = 0;
-    if (config.is_shared_rank()) {
-        a = (max_bs * world + config.shared_expert_rank_num - 1) / config.shared_expert_rank_num;
-    } else {
-        const int64_t local = config.local_moe_expert_num();
-        a = max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
-    }
+    const __int128 a = capacity_rows(config, bs, top_k);
     MOEDIST_REQUIRE(a * config.tp_size() <= INT32_MAX,
                     Code::kInnerTiling,
                     "T*A (rows one rank can receive)",
@@ -147,6 +177,12 @@ Status check_tokens(
                             std::to_string(config.global_bs / config.ep_world_size),
                         std::to_string(bs));
     }
+    // expandIdx is int32 and indexed by t*K + k.
+    MOEDIST_REQUIRE(static_cast<__int128>(bs) * top_k <= INT32_MAX,
+                    Code::kInnerTiling,
+                    "BS*K (expandIdx entries)",
+                    "<= 2147483647",
+                    int128_text(static_cast<__int128>(bs) * top_k));
     return check_capacity(config, bs, top_k, capacity);
 }
 
@@ -197,7 +233,7 @@ Status check_quant_dtypes(const MoeConfig& config,
                         "nullptr");
     }
     if (in.scales) MOEDIST_TRY(check_dtype(*in.scales, "scales", {DType::kFloat32}));
-    if (pre_quantized || mode >= 2) {
+    if (mode_makes_scales(mode, in.x.dtype)) {
         MOEDIST_REQUIRE(out.dynamic_scales.has_value(),
                         Code::kNullptr,
                         "dynamicScales",
@@ -270,9 +306,9 @@ Status check_quant_shapes(const MoeConfig& config,
     }
     if (pre_quantized || mode == 2) {
         MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", rows_needed, "T*A"));
+        MOEDIST_TRY(check_no_overlap(*out.dynamic_scales, "dynamicScales"));
     } else if (mode == 3 || mode == 4) {
-        const int64_t blocks =
-            mode == 3 ? (hidden + 127) / 128 : 2 * (((hidden + 31) / 32 + 1) / 2);
+        const int64_t blocks = scale_columns(mode, hidden);
         MOEDIST_TRY(check_rank(*out.dynamic_scales, "dynamicScales", 2));
         MOEDIST_REQUIRE(
             out.dynamic_scales->dim(0) >= rows_needed && out.dynamic_scales->dim(1) == blocks,
@@ -280,6 +316,7 @@ Status check_quant_shapes(const MoeConfig& config,
             "dynamicScales shape",
             "(>= T*A = " + std::to_string(rows_needed) + ", " + std::to_string(blocks) + ")",
             shape_of(*out.dynamic_scales));
+        MOEDIST_TRY(check_no_overlap(*out.dynamic_scales, "dynamicScales"));
     }
     return Status::Ok();
 }
@@ -390,6 +427,7 @@ Status check_dispatch_call(const MoeConfig& config,
                         "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                         shape_of(*in.expert_scales));
     }
+    const OutputShapes need = output_shapes(config, bs, top_k, hidden, in.x.dtype);
     MOEDIST_TRY(check_rank(out.expand_x, "expandX", 2));
     MOEDIST_REQUIRE(
         out.expand_x.dim(0) >= T * capacity && out.expand_x.dim(1) == hidden,
@@ -397,16 +435,24 @@ Status check_dispatch_call(const MoeConfig& config,
         "expandX shape",
         "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
         shape_of(out.expand_x));
-    MOEDIST_TRY(check_min_1d(out.expand_idx, "expandIdx", bs * top_k, "BS*K"));
+    MOEDIST_TRY(check_no_overlap(out.expand_x, "expandX"));
+    MOEDIST_TRY(
+        check_min_1d(out.expand_idx, "expandIdx", static_cast<int64_t>(need.expand_idx), "BS*K"));
+    MOEDIST_TRY(check_no_overlap(out.expand_idx, "expandIdx"));
     MOEDIST_TRY(check_min_1d(
-        out.expert_token_nums, "expertTokenNums", config.local_expert_num(), "localExpertNum"));
-    MOEDIST_TRY(check_min_1d(out.ep_recv_counts,
-                             "epRecvCounts",
-                             T * config.ep_world_size * config.local_expert_num(),
-                             "T*epWorldSize*localExpertNum"));
-    if (T == 2) MOEDIST_TRY(check_min_1d(*out.tp_recv_counts, "tpRecvCounts", 2, "tpWorldSize"));
+        out.expert_token_nums, "expertTokenNums", need.expert_token_nums, "localExpertNum"));
+    MOEDIST_TRY(check_no_overlap(out.expert_token_nums, "expertTokenNums"));
+    MOEDIST_TRY(check_min_1d(
+        out.ep_recv_counts, "epRecvCounts", need.ep_recv_counts, "T*epWorldSize*localExpertNum"));
+    MOEDIST_TRY(check_no_overlap(out.ep_recv_counts, "epRecvCounts"));
+    if (T == 2) {
+        MOEDIST_TRY(
+            check_min_1d(*out.tp_recv_counts, "tpRecvCounts", need.tp_recv_counts, "tpWorldSize"));
+        MOEDIST_TRY(check_no_overlap(*out.tp_recv_counts, "tpRecvCounts"));
+    }
     if (out.expand_scales && in.expert_scales) {
         MOEDIST_TRY(check_min_1d(*out.expand_scales, "expandScales", capacity, "A"));
+        MOEDIST_TRY(check_no_overlap(*out.expand_scales, "expandScales"));
     }
 
     ProfileFacts facts = facts_of(config, extras, false);
@@ -489,24 +535,38 @@ Status check_combine_call(const MoeConfig& config,
                     "expandX dim 0",
                     ">= T*A = " + std::to_string(T * capacity),
                     std::to_string(in.expand_x.dim(0)));
-    MOEDIST_TRY(check_min_1d(in.expand_idx, "expandIdx", bs * top_k, "BS*K"));
-    MOEDIST_TRY(check_min_1d(in.ep_send_counts,
-                             "epSendCounts",
-                             T * config.ep_world_size * config.local_expert_num(),
-                             "T*epWorldSize*localExpertNum"));
+    const OutputShapes need = output_shapes(config, bs, top_k, hidden, in.expand_x.dtype);
+    MOEDIST_TRY(check_rank(in.expand_idx, "expandIdx", 1));
+    MOEDIST_REQUIRE(static_cast<__int128>(in.expand_idx.dim(0)) == need.expand_idx,
+                    Code::kInnerTiling,
+                    "expandIdx dim 0",
+                    "BS*K = " + int128_text(need.expand_idx) + " (dispatch's expandIdx)",
+                    std::to_string(in.expand_idx.dim(0)));
+    MOEDIST_TRY(check_min_1d(
+        in.ep_send_counts, "epSendCounts", need.ep_recv_counts, "T*epWorldSize*localExpertNum"));
     MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
     MOEDIST_REQUIRE(in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k,
                     Code::kInnerTiling,
                     "expertScales shape",
                     "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
                     shape_of(in.expert_scales));
-    if (T == 2) MOEDIST_TRY(check_min_1d(*in.tp_send_counts, "tpSendCounts", 2, "tpWorldSize"));
+    if (T == 2) {
+        MOEDIST_TRY(
+            check_min_1d(*in.tp_send_counts, "tpSendCounts", need.tp_recv_counts, "tpWorldSize"));
+    }
     MOEDIST_TRY(check_rank(x_out, "x", 2));
+    // H comes from expandX; a mismatch names expandX against x, the caller's model width.
+    MOEDIST_REQUIRE(x_out.dim(1) == hidden,
+                    Code::kInnerTiling,
+                    "expandX dim 1",
+                    "H = x dim 1 = " + std::to_string(x_out.dim(1)),
+                    std::to_string(hidden));
     MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden,
                     Code::kInnerTiling,
                     "x shape",
                     "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")",
                     shape_of(x_out));
+    MOEDIST_TRY(check_no_overlap(x_out, "x"));
 
     ProfileFacts facts = facts_of(config, extras, true);
     facts.num_tokens = bs;

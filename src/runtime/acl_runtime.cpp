@@ -15,7 +15,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -28,14 +27,13 @@
 #include "acl/acl.h"
 #include "aclnn/acl_meta.h"
 #include "aclnn/opdev/fp16_t.h"
+#include "runtime/memory_registry.hpp"
 #include "runtime/objects.hpp"
 #include "runtime/stream.hpp"
 #include "runtime/tensor_registry.hpp"
 
 namespace moedist::runtime {
 namespace {
-
-constexpr std::size_t kAlignment = 64;
 
 struct Context {
     int32_t device;
@@ -47,18 +45,12 @@ struct Stream {
     mutable std::atomic<int> pending_error{0};  // first error parked by an operation
 };
 
-struct Allocation {
-    std::size_t size;  // bytes the caller asked for
-    bool host;         // aclrtMallocHost rather than aclrtMalloc
-};
-
 struct State {
     std::mutex mutex;
     std::unordered_set<const Context*> contexts;
     std::unordered_map<int32_t, Context*> default_contexts;  // device -> its implicit context
     std::unordered_map<int32_t, int64_t> device_refs;        // device -> aclrtSetDevice count
     std::unordered_set<const Stream*> streams;
-    std::map<uintptr_t, Allocation> allocations;  // base address -> allocation
     std::unordered_set<const aclTensor*> tensors;
     int64_t init_count = 0;
 };
@@ -111,46 +103,16 @@ Context* default_context_locked(State& s, int32_t device) {
     return context;
 }
 
-// The caller holds state().mutex. When [p, p + count) starts inside a runtime allocation it must
-// end inside it too; memory the runtime did not allocate cannot be checked and is accepted.
-bool range_fits_locked(const State& s, const void* p, std::size_t count) {
-    const auto address = reinterpret_cast<uintptr_t>(p);
-    auto it = s.allocations.upper_bound(address);
-    if (it == s.allocations.begin()) return true;
-    --it;
-    const uintptr_t base = it->first;
-    const std::size_t size = it->second.size;
-    if (address - base >= std::max<std::size_t>(size, 1)) return true;  // not inside this block
-    return count <= size - (address - base);
-}
-
 aclError allocate(const char* api, void** ptr, std::size_t size, bool host) {
     if (ptr == nullptr)
         return fail(ACL_ERROR_INVALID_PARAM,
                     std::string(api) + " devPtr must be non-null, got null");
-    *ptr = nullptr;
-    // Size 0 still yields a distinct block (one alignment unit), so every success can be freed.
-    const std::size_t rounded =
-        size == 0 ? kAlignment : (size + kAlignment - 1) / kAlignment * kAlignment;
-    if (rounded < size) {
-        return fail(ACL_ERROR_RT_MEMORY_ALLOCATION,
-                    std::string(api) + " size must be allocatable, got " + std::to_string(size));
-    }
-    void* block = std::aligned_alloc(kAlignment, rounded);
-    if (block == nullptr) {
+    *ptr = memory::allocate(size, host);
+    if (*ptr == nullptr) {
         return fail(
             ACL_ERROR_RT_MEMORY_ALLOCATION,
             std::string(api) + " size must be allocatable, got " + std::to_string(size) + " bytes");
     }
-    State& s = state();
-    try {
-        std::lock_guard<std::mutex> lock(s.mutex);
-        s.allocations.emplace(reinterpret_cast<uintptr_t>(block), Allocation{size, host});
-    } catch (...) {
-        std::free(block);
-        throw;
-    }
-    *ptr = block;
     return ACL_SUCCESS;
 }
 
@@ -158,19 +120,12 @@ aclError release(const char* api, void* ptr, bool host) {
     if (ptr == nullptr)
         return fail(ACL_ERROR_INVALID_PARAM,
                     std::string(api) + " pointer must be non-null, got null");
-    State& s = state();
-    {
-        std::lock_guard<std::mutex> lock(s.mutex);
-        auto it = s.allocations.find(reinterpret_cast<uintptr_t>(ptr));
-        if (it == s.allocations.end() || it->second.host != host) {
-            return fail(ACL_ERROR_INVALID_PARAM,
-                        std::string(api) + " pointer must come from " +
-                            (host ? "aclrtMallocHost" : "aclrtMalloc") + ", got " +
-                            pointer_text(ptr));
-        }
-        s.allocations.erase(it);
+    if (!memory::release(ptr, host)) {
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " pointer must come from " +
+                        (host ? "aclrtMallocHost" : "aclrtMalloc") + " and be live, got " +
+                        pointer_text(ptr));
     }
-    std::free(ptr);
     return ACL_SUCCESS;
 }
 
@@ -196,14 +151,10 @@ aclError copy(const char* api,
                     std::string(api) + " dst and src must be non-null, got " + pointer_text(dst) +
                         " and " + pointer_text(src));
     }
-    {
-        State& s = state();
-        std::lock_guard<std::mutex> lock(s.mutex);
-        if (!range_fits_locked(s, dst, count) || !range_fits_locked(s, src, count)) {
-            return fail(ACL_ERROR_INVALID_PARAM,
-                        std::string(api) + " count must fit its allocation, got " +
-                            std::to_string(count) + " bytes");
-        }
+    if (!memory::range_fits(dst, count) || !memory::range_fits(src, count)) {
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " count must fit its allocation, got " +
+                        std::to_string(count) + " bytes");
     }
     std::memmove(dst, src, count);
     return ACL_SUCCESS;
@@ -219,14 +170,10 @@ aclError fill(const char* api, void* ptr, std::size_t max_count, int32_t value, 
     if (ptr == nullptr)
         return fail(ACL_ERROR_INVALID_PARAM,
                     std::string(api) + " devPtr must be non-null, got null");
-    {
-        State& s = state();
-        std::lock_guard<std::mutex> lock(s.mutex);
-        if (!range_fits_locked(s, ptr, count)) {
-            return fail(ACL_ERROR_INVALID_PARAM,
-                        std::string(api) + " count must fit its allocation, got " +
-                            std::to_string(count) + " bytes");
-        }
+    if (!memory::range_fits(ptr, count)) {
+        return fail(ACL_ERROR_INVALID_PARAM,
+                    std::string(api) + " count must fit its allocation, got " +
+                        std::to_string(count) + " bytes");
     }
     std::memset(ptr, static_cast<unsigned char>(value & 0xFF), count);
     return ACL_SUCCESS;
@@ -397,6 +344,8 @@ aclTensor* create_tensor(const int64_t* view_dims,
         tensor->view.shape[d] = dims[d];
         tensor->view.strides[d] = strides[d];
     }
+    tensor->block = find_block(tensor_data);
+    if (!tensor->block.found() && data != nullptr) tensor->block = find_block(data);
     State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
     s.tensors.insert(tensor.get());
@@ -840,7 +789,9 @@ aclnnStatus aclDestroyTensor(const aclTensor* tensor) {
         delete tensor;
         return ACLNN_SUCCESS;
     } catch (...) {
-        return ACLNN_ERR_INNER;
+        moedist::runtime::set_recent_error(
+            "aclDestroyTensor must succeed, got an exception (out of memory)");
+        return ACLNN_ERR_RUNTIME_ERROR;
     }
 }
 

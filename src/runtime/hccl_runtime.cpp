@@ -7,16 +7,17 @@
 //   not joined yet; the entry holds every rank's handle, hands out each rank at most once, and is
 //   dropped when the last rank joins (the group then lives as long as its CommObjects do).
 // - No exception leaves a C function.
-#include <charconv>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <unordered_set>
@@ -24,6 +25,7 @@
 
 #include "hccl/hccl.h"
 #include "runtime/objects.hpp"
+#include "runtime/rank_table.hpp"
 
 namespace moedist::runtime {
 namespace {
@@ -76,95 +78,44 @@ const CommObject* find_locked(const State& s, HcclComm comm) {
     return object != nullptr && s.comms.count(object) != 0 ? object : nullptr;
 }
 
-// A rank_id as CANN writes it: a decimal string ("3") or a JSON integer. -1 when it is neither.
-int64_t parse_rank_id(const nlohmann::json& value) {
-    if (value.is_number_integer()) {
-        const auto id = value.get<int64_t>();
-        return id >= 0 ? id : -1;
+// Reads the rank table at `path` into *text: a regular file (checked on the open descriptor, so a
+// FIFO, a device or a directory is refused without blocking) of at most kMaxRankTableBytes.
+// Empty on success, else the reason.
+std::string read_table(const std::filesystem::path& path, std::string* text) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return std::string("it cannot be opened: ") + std::strerror(errno);
+    struct FdCloser {
+        int fd;
+        ~FdCloser() { ::close(fd); }
+    } closer{fd};
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) return std::string("fstat failed: ") + std::strerror(errno);
+    if (!S_ISREG(info.st_mode)) {
+        const char* kind = S_ISDIR(info.st_mode)    ? "a directory"
+                           : S_ISFIFO(info.st_mode) ? "a FIFO"
+                           : S_ISSOCK(info.st_mode) ? "a socket"
+                           : S_ISCHR(info.st_mode)  ? "a character device"
+                           : S_ISBLK(info.st_mode)  ? "a block device"
+                                                    : "not a regular file";
+        return std::string("it is ") + kind + ", not a regular file";
     }
-    if (!value.is_string()) return -1;
-    const std::string& text = value.get_ref<const std::string&>();
-    int64_t id = -1;
-    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
-    if (error != std::errc() || end != text.data() + text.size() || text.empty() || id < 0)
-        return -1;
-    return id;
-}
-
-// Appends the rank_id of every entry of `list` (a JSON array of objects); false on a malformed one.
-bool collect_rank_ids(const nlohmann::json& list, std::vector<int64_t>* ids, std::string* why) {
-    if (!list.is_array()) {
-        *why = "a list of devices must be a JSON array";
-        return false;
+    if (static_cast<std::uintmax_t>(info.st_size) > kMaxRankTableBytes) {
+        return "it has " + std::to_string(info.st_size) + " bytes, more than 64 MiB";
     }
-    for (const nlohmann::json& entry : list) {
-        if (!entry.is_object() || !entry.contains("rank_id")) {
-            *why = "every device must have a rank_id";
-            return false;
+    text->clear();
+    char chunk[1 << 16];
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::string("reading it failed: ") + std::strerror(errno);
         }
-        const int64_t id = parse_rank_id(entry["rank_id"]);
-        if (id < 0) {
-            *why = "rank_id must be a non-negative integer, got " + entry["rank_id"].dump();
-            return false;
-        }
-        ids->push_back(id);
+        if (text->size() + static_cast<std::size_t>(n) > kMaxRankTableBytes)
+            return "it grew past 64 MiB while being read";
+        text->append(chunk, static_cast<std::size_t>(n));
     }
-    return true;
-}
-
-// The number of ranks a CANN rank table describes: "server_list"[]."device"[] (versions 1.0 and
-// 1.2, A2 and A3) or "group_list"[]."instance_list"[] (version 0.x). Its rank_ids must be exactly
-// 0..n-1. Returns 0 with *why set when the table is not usable.
-int rank_count(const nlohmann::json& table, std::string* why) {
-    if (!table.is_object()) {
-        *why = "a rank table must be a JSON object";
-        return 0;
-    }
-    std::vector<int64_t> ids;
-    if (table.contains("server_list")) {
-        const nlohmann::json& servers = table["server_list"];
-        if (!servers.is_array()) {
-            *why = "server_list must be a JSON array";
-            return 0;
-        }
-        for (const nlohmann::json& server : servers) {
-            if (!server.is_object() || !server.contains("device")) {
-                *why = "every server_list entry must have a device list";
-                return 0;
-            }
-            if (!collect_rank_ids(server["device"], &ids, why)) return 0;
-        }
-    } else if (table.contains("group_list")) {
-        const nlohmann::json& groups = table["group_list"];
-        if (!groups.is_array()) {
-            *why = "group_list must be a JSON array";
-            return 0;
-        }
-        for (const nlohmann::json& group : groups) {
-            if (!group.is_object() || !group.contains("instance_list")) {
-                *why = "every group_list entry must have an instance_list";
-                return 0;
-            }
-            if (!collect_rank_ids(group["instance_list"], &ids, why)) return 0;
-        }
-    } else {
-        *why = "a rank table must have a server_list or a group_list";
-        return 0;
-    }
-    if (ids.empty() || ids.size() > static_cast<std::size_t>(INT32_MAX)) {
-        *why = "a rank table must list at least one rank, got " + std::to_string(ids.size());
-        return 0;
-    }
-    std::vector<bool> seen(ids.size(), false);
-    for (const int64_t id : ids) {
-        if (id >= static_cast<int64_t>(ids.size()) || seen[static_cast<std::size_t>(id)]) {
-            *why = "rank_ids must be 0.." + std::to_string(ids.size() - 1) + " each once, got " +
-                   std::to_string(id);
-            return 0;
-        }
-        seen[static_cast<std::size_t>(id)] = true;
-    }
-    return static_cast<int>(ids.size());
+    return {};
 }
 
 HcclResult init_cluster_info(const char* cluster_info, uint32_t rank, HcclComm* comm) {
@@ -180,38 +131,25 @@ HcclResult init_cluster_info(const char* cluster_info, uint32_t rank, HcclComm* 
             "HcclCommInitClusterInfo clusterInfo must be a path of 1..4095 characters, got " +
                 std::to_string(length) + (length >= kMaxPathLength ? " or more" : ""));
     }
+    const std::string given(cluster_info, length);
     std::error_code error;
-    const std::filesystem::path path = std::filesystem::canonical(cluster_info, error);
-    const std::uintmax_t bytes = error ? 0 : std::filesystem::file_size(path, error);
+    const std::filesystem::path path = std::filesystem::canonical(given, error);
     if (error) {
         return fail(HCCL_E_OPEN_FILE_FAILURE,
                     "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
-                        std::string(cluster_info) + "': " + error.message());
+                        given + "': " + error.message());
     }
-    if (bytes > kMaxRankTableBytes) {
-        return fail(HCCL_E_PARA,
-                    "HcclCommInitClusterInfo rank table must be at most 64 MiB, got " +
-                        std::to_string(bytes) + " bytes");
-    }
-    std::ifstream file(path, std::ios::binary);
-    std::ostringstream text;
-    text << file.rdbuf();
-    if (!file) {
+    std::string text;
+    if (std::string why = read_table(path, &text); !why.empty()) {
         return fail(HCCL_E_OPEN_FILE_FAILURE,
                     "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
-                        path.string() + "'");
+                        path.string() + "': " + why);
     }
-    const nlohmann::json table =
-        nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-    if (table.is_discarded()) {
-        return fail(
-            HCCL_E_PARA,
-            "HcclCommInitClusterInfo rank table must be valid JSON, got '" + path.string() + "'");
-    }
+    RankTable table;
     std::string why;
-    const int size = rank_count(table, &why);
-    if (size == 0)
+    if (!parse_rank_table(text, &table, &why))
         return fail(HCCL_E_PARA, "HcclCommInitClusterInfo " + why + " ('" + path.string() + "')");
+    const int size = table.size;
     if (rank >= static_cast<uint32_t>(size)) {
         return fail(HCCL_E_PARA,
                     "HcclCommInitClusterInfo rank must be < " + std::to_string(size) +
@@ -257,9 +195,10 @@ HcclResult init_all(uint32_t ndev, const int32_t* devices, HcclComm* comms) {
     if (devices == nullptr || comms == nullptr) {
         return fail(HCCL_E_PTR, "HcclCommInitAll devices and comms must be non-null, got null");
     }
-    if (ndev == 0 || ndev > static_cast<uint32_t>(INT32_MAX)) {
+    if (ndev == 0 || ndev > static_cast<uint32_t>(RankTable::kMaxRanks)) {
         return fail(HCCL_E_PARA,
-                    "HcclCommInitAll ndev must be in [1, 2^31), got " + std::to_string(ndev));
+                    "HcclCommInitAll ndev must be in [1, " + std::to_string(RankTable::kMaxRanks) +
+                        "] (the largest epWorldSize), got " + std::to_string(ndev));
     }
     std::unordered_set<int32_t> seen;
     for (uint32_t i = 0; i < ndev; ++i) {

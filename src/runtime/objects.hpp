@@ -1,6 +1,7 @@
 // The CPU "device" objects behind the opaque ACL/HCCL handles. Internal to moedist.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -9,6 +10,19 @@
 #include "hccl/hccl.h"
 #include "moedist/communicator.hpp"
 #include "moedist/tensor.hpp"
+
+namespace moedist::runtime {
+
+// One aclrtMalloc / aclrtMallocHost block as the registry knew it at one moment. A block freed
+// and another allocated at the same address have different generations.
+struct BlockRef {
+    uintptr_t base = 0;
+    std::size_t size = 0;     // bytes the caller asked for
+    uint64_t generation = 0;  // unique per allocation, from 1; 0: not runtime memory
+    bool found() const { return generation != 0; }
+};
+
+}  // namespace moedist::runtime
 
 // aclCreateTensor's result: the caller's description and the view moedist reads.
 struct aclTensor {
@@ -21,6 +35,9 @@ struct aclTensor {
     std::vector<int64_t> storage_dims;
     void* storage = nullptr;
     moedist::TensorView view;  // data = storage + offset elements; dims/strides as given
+    // The block `storage` (else the view's first byte) lay in when the tensor was made; not
+    // found for memory the runtime did not allocate, whose bounds cannot be checked.
+    moedist::runtime::BlockRef block;
 };
 
 namespace moedist::runtime {

@@ -17,7 +17,7 @@ using moedist::DType;
 using moedist::TensorView;
 using moedist::fuzz::ByteReader;
 
-char storage;
+alignas(64) char storage[64];
 
 // Attribute values where rules change, plus anything.
 int64_t attribute(ByteReader& in) {
@@ -61,7 +61,7 @@ int64_t extent(ByteReader& in) {
 
 TensorView view(ByteReader& in, DType usual, int32_t usual_ndim) {
     TensorView v;
-    v.data = &storage;
+    v.data = storage;
     v.dtype = in.u8() < 200 ? usual : static_cast<DType>(in.u8() % 12);
     v.ndim = in.u8() < 220 ? usual_ndim : static_cast<int32_t>(in.u8() % 5);
     int64_t stride = 1;
@@ -114,7 +114,7 @@ void fuzz_create_tensor(ByteReader& in) {
                                    ACL_FORMAT_ND,
                                    storage_ndim ? storage_dims : nullptr,
                                    storage_ndim,
-                                   in.flag() ? &storage : nullptr);
+                                   in.flag() ? storage : nullptr);
     if (t != nullptr) aclDestroyTensor(t);
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the fuzzers' seed corpus (tests/fuzz/corpus/) from the test suite's configurations.
 
-The byte layouts mirror byte_reader.hpp and the field order of fuzz_job.cpp and
-fuzz_first_phase.cpp; run this again after changing either. Usage: make_corpus.py [out_dir]
+The byte layouts mirror byte_reader.hpp and the field order of fuzz_job.cpp, fuzz_first_phase.cpp
+and fuzz_views.cpp (fuzz_rank_table.cpp reads plain text); run this again after changing any of
+them. Usage: make_corpus.py [out_dir]
 """
 import os
 import struct
@@ -96,8 +97,58 @@ def first_phase(W, rank, E, T, S, sen, quant, gbs, ett, soc, BS, H, K, bf16=True
     return b
 
 
+def rank_table(ids, key="server_list", child="device"):
+    members = ",".join('{"device_id":"%d","device_ip":"192.168.1.%d","rank_id":%s}' % (i, i, r)
+                       for i, r in enumerate(ids))
+    return '{"version":"1.0","server_count":"1","%s":[{"server_id":"127.0.0.1","%s":[%s]}],"status":"completed"}' % (
+        key, child, members)
+
+
+RANK_TABLES = {
+    "seed_a2_16": rank_table(['"%d"' % r for r in range(16)]),
+    "integers": rank_table([str(r) for r in (2, 0, 1)]),
+    "group_list": rank_table(['"0"', '"1"'], "group_list", "instance_list"),
+    "two_servers": '{"server_list":[{"device":[{"rank_id":"0"}]},{"device":[{"rank_id":"1"}]}]}',
+    "duplicate": rank_table(['"0"', '"0"']),
+    "missing": rank_table(['"0"', '"2"']),
+    "odd_ids": rank_table(['"-1"', '1.5', 'true', 'null', '[]', '{}', '"0x1"']),
+    "no_rank_id": '{"server_list":[{"device":[{"device_id":"0"}]}]}',
+    "empty": '{"server_list":[]}',
+    "deep": '{"x":' + "[" * 40 + "]" * 40 + ',"server_list":[{"device":[{"rank_id":"0"}]}]}',
+    "deep_rank_id": '{"server_list":[{"device":[{"rank_id":' + "[" * 40 + "]" * 40 + '}]}]}',
+    "dup_keys": '{"server_list":[{"device":[{"rank_id":"0","rank_id":"0"}]}],"server_list":[]}',
+}
+
+
+# fuzz_views: E, K, BS, H, quant, weights, expandScales, zero padding, then per tensor a byte
+# (< 128: canonical) and its perturbation; zero bytes are the canonical valid call.
+def views_bytes(e=0, k=0, bs=0, h=0, quant=False, weights=True, expand_scales=True, padding=False,
+                perturb=None):
+    b = bytes([e, k, bs, h, 3 if quant else 0, 0 if weights else 1, 0 if expand_scales else 1,
+               1 if padding else 0])
+    tensors = [bytes([0])] * 12
+    if perturb is not None:
+        index, how = perturb
+        tensors[index] = bytes([200]) + how
+    return b + b"".join(tensors) + bytes(64)
+
+
+VIEWS = {
+    "canonical": views_bytes(),
+    "e4_k2": views_bytes(e=2, k=1, bs=3, h=20),
+    "e8_k8": views_bytes(e=3, k=7, bs=6, h=60),
+    "per_token_int8": views_bytes(quant=True),
+    "zero_padding": views_bytes(padding=True),
+    "no_weights": views_bytes(weights=False, expand_scales=False),
+    # x on a block one byte short, x's storage inside the padding, a zero-stride expandX
+    "x_short": views_bytes(perturb=(0, bytes([1, 7, 0, 0, 0, 0, 0]))),
+    "x_in_padding": views_bytes(perturb=(0, bytes([0, 0, 40, 0, 0, 0, 0, 0]))),
+    "expand_x_zero_stride": views_bytes(perturb=(3, bytes([0, 1, 0, 0, 1, 0]))),
+}
+
+
 def main():
-    for sub in ("job", "first_phase"):
+    for sub in ("job", "first_phase", "rank_table", "views"):
         os.makedirs(os.path.join(OUT, sub), exist_ok=True)
     n = 0
     for i, j in enumerate(JOBS):
@@ -120,6 +171,14 @@ def main():
     for i, s in enumerate(scenes):
         with open(os.path.join(OUT, "first_phase", f"scene_{i:03d}"), "wb") as f:
             f.write(first_phase(*s))
+        n += 1
+    for name, text in RANK_TABLES.items():
+        with open(os.path.join(OUT, "rank_table", name + ".json"), "w") as f:
+            f.write(text)
+        n += 1
+    for name, data in VIEWS.items():
+        with open(os.path.join(OUT, "views", name), "wb") as f:
+            f.write(data)
         n += 1
     print(f"wrote {n} seed inputs under {OUT}")
 

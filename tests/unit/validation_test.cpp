@@ -19,10 +19,11 @@ using moedist::Code;
 using moedist::DType;
 using moedist::TensorView;
 
-char storage;
+// Aligned for every element type (the first phase checks alignment, never reads).
+alignas(64) char storage[64];
 
 TensorView shaped(DType dtype, std::initializer_list<int64_t> shape) {
-    return TensorView::contiguous(&storage, dtype, shape);
+    return TensorView::contiguous(storage, dtype, shape);
 }
 
 // W 4, rank 1, E 8 (L 2), K 3, BS 5, H 64, bf16, no quantization: A = 5 * 4 * 2 = 40.
@@ -290,6 +291,16 @@ std::vector<CheckCase> cases() {
               k.din.expert_scales->strides = {0, 0, 0, 0};
               k.din.expert_scales->data = nullptr;
           }}},
+        {"G.align",
+         false,
+         kShape,
+         "expertIds data must be aligned to its element size (4 bytes), got an address 2 bytes",
+         {[](Call& k) { k.din.expert_ids.data = storage + 4; },
+          [](Call& k) { k.dout.expand_x.data = storage + 2; },
+          [](Call& k) {  // an empty tensor is never read
+              k.resize(0, 64, 3, 0), k.din.expert_ids.data = storage + 1;
+          }},
+         {[](Call& k) { k.din.expert_ids.data = storage + 2; }}},
         {"G.H",
          false,
          kShape,
@@ -451,7 +462,89 @@ std::vector<CheckCase> cases() {
          kShape,
          "x shape",
          {[](Call& k) { k.x_out.shape[0] = 5; }},
-         {[](Call& k) { k.x_out.shape[0] = 4; }, [](Call& k) { k.x_out.shape[1] = 63; }}},
+         {[](Call& k) { k.x_out.shape[0] = 4; }}},
+        {"G.combine.expandX.H",
+         true,
+         kShape,
+         "expandX dim 1 must be H = x dim 1 = 63",
+         {[](Call& k) { k.x_out.shape[1] = 64; }},
+         {[](Call& k) { k.x_out.shape[1] = 63; }}},
+        {"G.combine.expandIdx.shape",
+         true,
+         kShape,
+         "expandIdx dim 0 must be BS*K = 15",
+         {[](Call& k) { k.cin.expand_idx.shape[0] = 15; }},
+         {[](Call& k) { k.cin.expand_idx.shape[0] = 16; },
+          [](Call& k) { k.cin.expand_idx.shape[0] = 14; }}},
+        // BS*K just below 2^31 (2047 * 2^20; A = 2047 * 4 * 2^18 fits int32 too), then 2^31.
+        {"G.entries",
+         false,
+         kShape,
+         "BS*K (expandIdx entries) must be <= 2147483647",
+         {[](Call& k) {
+             k.c.moe_expert_num = 1 << 20, k.resize(2047, 1, 1 << 20, int64_t{2047} << 20);
+         }},
+         {[](Call& k) { k.c.moe_expert_num = 1 << 20, k.resize(2048, 1, 1 << 20, 0); },
+          [](Call& k) { k.c.moe_expert_num = 1 << 20, k.resize(4096, 1, 1 << 20, 0); }}},
+        {"G.combine.entries",
+         true,
+         kShape,
+         "BS*K (expandIdx entries) must be <= 2147483647",
+         {[](Call& k) {
+             k.c.moe_expert_num = 1 << 20, k.resize(2047, 1, 1 << 20, int64_t{2047} << 20);
+         }},
+         {[](Call& k) { k.c.moe_expert_num = 1 << 20, k.resize(2048, 1, 1 << 20, 0); }}},
+        {"G.overlap",
+         false,
+         kShape,
+         "strides must be non-overlapping",
+         {[](Call& k) {
+              k.dout.expand_x.strides = {1, 40, 0, 0};
+          },  // column-major (40, 64)
+          [](Call& k) { k.dout.expand_x.strides[0] = 1000; },
+          [](Call& k) { k.dout.expert_token_nums.strides[0] = 5; },
+          [](Call& k) {  // a dim of extent 1 may have any stride
+              k.c.quant_mode = 3, k.dout.expand_x.dtype = DType::kFp8E4M3,
+              k.dout.dynamic_scales = shaped(DType::kFloat32, {40, 1});
+              k.dout.dynamic_scales->strides = {1, 0, 0, 0};
+          }},
+         {[](Call& k) {
+              k.dout.expand_x.strides = {0, 1, 0, 0};
+          },
+          [](Call& k) { k.dout.expand_x.strides[0] = 63; },  // rows overlap by one element
+          [](Call& k) {
+              k.dout.expand_x.strides = {64, 0, 0, 0};
+          },
+          [](Call& k) {
+              k.dout.expand_x.strides = {1, 39, 0, 0};
+          },  // columns interleave
+          [](Call& k) { k.dout.expand_idx.strides[0] = 0; },
+          [](Call& k) { k.dout.expert_token_nums.strides[0] = 0; },
+          [](Call& k) { k.dout.ep_recv_counts.strides[0] = 0; },
+          [](Call& k) { k.dout.expand_scales->strides[0] = 0; },
+          [](Call& k) { k.per_token_int8(), k.dout.dynamic_scales->strides[0] = 0; },
+          [](Call& k) {
+              k.c.quant_mode = 3, k.dout.expand_x.dtype = DType::kFp8E4M3,
+              k.dout.dynamic_scales = shaped(DType::kFloat32, {40, 1});
+              k.dout.dynamic_scales->strides[0] = 0;
+          },
+          [](Call& k) { k.tp2(), k.dout.tp_recv_counts->strides[0] = 0; }}},
+        {"G.combine.overlap",
+         true,
+         kShape,
+         "x strides must be non-overlapping",
+         {[](Call& k) {
+             k.x_out.strides = {1, 5, 0, 0};
+         }},  // column-major (5, 64)
+         {[](Call& k) {
+              k.x_out.strides = {0, 1, 0, 0};
+          },
+          [](Call& k) {
+              k.x_out.strides = {63, 1, 0, 0};
+          },
+          [](Call& k) {
+              k.x_out.strides = {1, 4, 0, 0};
+          }}},
     };
 }
 

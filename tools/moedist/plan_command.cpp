@@ -8,6 +8,7 @@
 
 #include "core/ops.hpp"
 #include "core/profile.hpp"
+#include "core/shapes.hpp"
 #include "quant_choices.hpp"
 #include "util/env.hpp"
 
@@ -17,8 +18,8 @@ namespace {
 using nlohmann::json;
 
 // Shapes alone: the first phase never reads tensor memory, it only needs a non-null address.
-char fake_storage;
-void* const kFake = &fake_storage;
+alignas(64) char fake_storage[64];  // aligned for every element type
+void* const kFake = fake_storage;
 
 TensorView shaped(DType dtype, std::initializer_list<int64_t> shape) {
     return TensorView::contiguous(kFake, dtype, shape);
@@ -46,16 +47,6 @@ int64_t clamp_rows(__int128 v) {
     return v > (int64_t{1} << 40) ? (int64_t{1} << 40) : static_cast<int64_t>(v);
 }
 
-// A of SPEC §1, computed wide (the first phase rejects T*A > INT32_MAX itself).
-int64_t capacity_of(const MoeConfig& c, int64_t bs, int64_t k) {
-    if (!c.validate().ok() || bs < 0 || k < 1) return 0;
-    const __int128 max_bs = c.max_bs(bs), w = c.ep_world_size;
-    if (c.is_shared_rank())
-        return clamp_rows((max_bs * w + c.shared_expert_rank_num - 1) / c.shared_expert_rank_num);
-    const int64_t local = c.local_moe_expert_num();
-    return clamp_rows(max_bs * w * (local < k ? local : k));
-}
-
 RankCall make_call(
     const PlanOptions& o, const QuantChoice& q, DType x_dtype, int64_t rank_id, Soc soc) {
     RankCall call;
@@ -76,13 +67,17 @@ RankCall make_call(
     call.role = rank_id < o.shared_ranks ? "shared" : "moe";
     call.rank_id = rank_id;
 
-    const int64_t bs = o.tokens, h = o.hidden, k = o.top_k, t = c.tp_size();
-    const bool valid = c.validate().ok();
-    const int64_t local = valid ? c.local_expert_num() : 1;
-    call.capacity = capacity_of(c, bs, k);
-    const int64_t rows = t * call.capacity;
+    const int64_t bs = o.tokens, h = o.hidden, k = o.top_k;
     const DType in_dtype = q.pre_quantized ? q.target : x_dtype;
     const DType out_dtype = (q.mode == 0) ? in_dtype : q.target;
+    // The shapes the first phase asks for (the first phase rejects T*A > INT32_MAX itself; rows
+    // are clamped for display only).
+    core::OutputShapes need;  // an invalid configuration: placeholders the first phase rejects
+    need.expand_idx = static_cast<__int128>(bs) * k;
+    need.ep_recv_counts = c.tp_size() * o.ranks;
+    if (c.validate().ok() && bs >= 0 && k >= 1) need = core::output_shapes(c, bs, k, h, in_dtype);
+    call.capacity = clamp_rows(need.capacity);
+    const int64_t rows = clamp_rows(need.rows);
 
     DispatchInputs& din = call.din;
     DispatchOutputs& dout = call.dout;
@@ -92,15 +87,17 @@ RankCall make_call(
     if (q.mode == 1) din.scales = shaped(DType::kFloat32, {1});
     din.expert_scales = shaped(DType::kFloat32, {bs, k});
     dout.expand_x = shaped(out_dtype, {rows, h});
-    if (q.pre_quantized || q.mode == 2) dout.dynamic_scales = shaped(DType::kFloat32, {rows});
-    if (q.mode == 3) dout.dynamic_scales = shaped(DType::kFloat32, {rows, (h + 127) / 128});
-    if (q.mode == 4)
-        dout.dynamic_scales = shaped(DType::kE8M0, {rows, 2 * (((h + 31) / 32 + 1) / 2)});
-    dout.expand_idx = shaped(DType::kInt32, {bs * k});
-    dout.expert_token_nums = shaped(DType::kInt64, {local});
-    dout.ep_recv_counts = shaped(DType::kInt32, {t * o.ranks * local});
-    if (t == 2) dout.tp_recv_counts = shaped(DType::kInt32, {2});
-    dout.expand_scales = shaped(DType::kFloat32, {call.capacity});
+    if (need.makes_scales) {
+        const DType scale_dtype = q.mode == 4 ? DType::kE8M0 : DType::kFloat32;
+        dout.dynamic_scales = need.scale_columns == 0
+                                  ? shaped(scale_dtype, {rows})
+                                  : shaped(scale_dtype, {rows, need.scale_columns});
+    }
+    dout.expand_idx = shaped(DType::kInt32, {clamp_rows(need.expand_idx)});
+    dout.expert_token_nums = shaped(DType::kInt64, {need.expert_token_nums});
+    dout.ep_recv_counts = shaped(DType::kInt32, {need.ep_recv_counts});
+    if (need.tp_recv_counts > 0) dout.tp_recv_counts = shaped(DType::kInt32, {need.tp_recv_counts});
+    dout.expand_scales = shaped(DType::kFloat32, {clamp_rows(need.expand_scales)});
 
     CombineInputs& cin = call.cin;
     cin.expand_x = shaped(x_dtype, {rows, h});
