@@ -1,11 +1,10 @@
-// HCCL communicators of the CPU runtime: every rank of a communicator is a thread of this process,
-// and an HcclComm is a CommObject holding that rank's moedist::Communicator handle.
+// HCCL communicators of the CPU runtime. An HcclComm is a CommObject holding one rank's
+// moedist::Communicator handle: a thread group (HcclCommInitAll) or a process group of this host
+// formed from a rank table (HcclCommInitClusterInfo, runtime/cluster.hpp), whatever the process
+// layout of its ranks.
 //
 // Invariants:
 // - Every HcclComm handed out is in State::comms until HcclCommDestroy; other pointers are refused.
-// - A rank table file (by canonical path) maps to one pending group while some of its ranks have
-//   not joined yet; the entry holds every rank's handle, hands out each rank at most once, and is
-//   dropped when the last rank joins (the group then lives as long as its CommObjects do).
 // - No exception leaves a C function.
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -24,26 +23,16 @@
 #include <vector>
 
 #include "hccl/hccl.h"
+#include "runtime/cluster.hpp"
 #include "runtime/objects.hpp"
 #include "runtime/rank_table.hpp"
 
 namespace moedist::runtime {
 namespace {
 
-constexpr std::size_t kMaxPathLength = 4096;              // CANN's limit for clusterInfo
-constexpr std::uintmax_t kMaxRankTableBytes = 64u << 20;  // far beyond any real rank table
-
-struct PendingGroup {
-    int size = 0;
-    std::vector<moedist::Communicator> handles;  // index = rank
-    std::vector<bool> joined;
-    int joined_count = 0;
-};
-
 struct State {
     std::mutex mutex;
     std::unordered_set<const CommObject*> comms;
-    std::map<std::string, PendingGroup> pending;  // canonical rank-table path -> group being joined
 };
 
 State& state() {
@@ -78,115 +67,23 @@ const CommObject* find_locked(const State& s, HcclComm comm) {
     return object != nullptr && s.comms.count(object) != 0 ? object : nullptr;
 }
 
-// Reads the rank table at `path` into *text: a regular file (checked on the open descriptor, so a
-// FIFO, a device or a directory is refused without blocking) of at most kMaxRankTableBytes.
-// Empty on success, else the reason.
-std::string read_table(const std::filesystem::path& path, std::string* text) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) return std::string("it cannot be opened: ") + std::strerror(errno);
-    struct FdCloser {
-        int fd;
-        ~FdCloser() { ::close(fd); }
-    } closer{fd};
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) return std::string("fstat failed: ") + std::strerror(errno);
-    if (!S_ISREG(info.st_mode)) {
-        const char* kind = S_ISDIR(info.st_mode)    ? "a directory"
-                           : S_ISFIFO(info.st_mode) ? "a FIFO"
-                           : S_ISSOCK(info.st_mode) ? "a socket"
-                           : S_ISCHR(info.st_mode)  ? "a character device"
-                           : S_ISBLK(info.st_mode)  ? "a block device"
-                                                    : "not a regular file";
-        return std::string("it is ") + kind + ", not a regular file";
-    }
-    if (static_cast<std::uintmax_t>(info.st_size) > kMaxRankTableBytes) {
-        return "it has " + std::to_string(info.st_size) + " bytes, more than 64 MiB";
-    }
-    text->clear();
-    char chunk[1 << 16];
-    for (;;) {
-        const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-        if (n == 0) break;
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return std::string("reading it failed: ") + std::strerror(errno);
-        }
-        if (text->size() + static_cast<std::size_t>(n) > kMaxRankTableBytes)
-            return "it grew past 64 MiB while being read";
-        text->append(chunk, static_cast<std::size_t>(n));
-    }
-    return {};
-}
-
 HcclResult init_cluster_info(const char* cluster_info, uint32_t rank, HcclComm* comm) {
     if (cluster_info == nullptr || comm == nullptr) {
         return fail(HCCL_E_PTR,
                     "HcclCommInitClusterInfo clusterInfo and comm must be non-null, got null");
     }
     *comm = nullptr;
-    const std::size_t length = strnlen(cluster_info, kMaxPathLength);
-    if (length == 0 || length >= kMaxPathLength) {
-        return fail(
-            HCCL_E_PARA,
-            "HcclCommInitClusterInfo clusterInfo must be a path of 1..4095 characters, got " +
-                std::to_string(length) + (length >= kMaxPathLength ? " or more" : ""));
-    }
-    const std::string given(cluster_info, length);
-    std::error_code error;
-    const std::filesystem::path path = std::filesystem::canonical(given, error);
-    if (error) {
-        return fail(HCCL_E_OPEN_FILE_FAILURE,
-                    "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
-                        given + "': " + error.message());
-    }
-    std::string text;
-    if (std::string why = read_table(path, &text); !why.empty()) {
-        return fail(HCCL_E_OPEN_FILE_FAILURE,
-                    "HcclCommInitClusterInfo clusterInfo must name a readable rank table, got '" +
-                        path.string() + "': " + why);
-    }
-    RankTable table;
-    std::string why;
-    if (!parse_rank_table(text, &table, &why))
-        return fail(HCCL_E_PARA, "HcclCommInitClusterInfo " + why + " ('" + path.string() + "')");
-    const int size = table.size;
-    if (rank >= static_cast<uint32_t>(size)) {
-        return fail(HCCL_E_PARA,
-                    "HcclCommInitClusterInfo rank must be < " + std::to_string(size) +
-                        " (ranks in '" + path.string() + "'), got " + std::to_string(rank));
-    }
-
+    std::string message;
+    LoadedTable table;
+    if (HcclResult code = load_rank_table(cluster_info, &table, &message); code != HCCL_SUCCESS)
+        return fail(code, "HcclCommInitClusterInfo " + message);
+    moedist::Communicator handle;
+    if (HcclResult code = join_rank_table(table, rank, &handle, &message); code != HCCL_SUCCESS)
+        return fail(code, "HcclCommInitClusterInfo " + message);
+    auto object = std::make_unique<CommObject>(CommObject{handle});
     State& s = state();
     std::lock_guard<std::mutex> lock(s.mutex);
-    auto it = s.pending.find(path.string());
-    if (it == s.pending.end()) {
-        PendingGroup group;
-        group.size = size;
-        group.handles = moedist::Communicator::create_local_group(size);
-        if (static_cast<int>(group.handles.size()) != size) {
-            return fail(HCCL_E_INTERNAL,
-                        "HcclCommInitClusterInfo group must hold " + std::to_string(size) +
-                            " ranks, got " + std::to_string(group.handles.size()));
-        }
-        group.joined.assign(static_cast<std::size_t>(size), false);
-        it = s.pending.emplace(path.string(), std::move(group)).first;
-    }
-    PendingGroup& group = it->second;
-    if (group.size != size) {
-        return fail(HCCL_E_PARA,
-                    "HcclCommInitClusterInfo rank table must keep " + std::to_string(group.size) +
-                        " ranks while its group forms, got " + std::to_string(size));
-    }
-    const auto index = static_cast<std::size_t>(rank);
-    if (group.joined[index]) {
-        return fail(HCCL_E_PARA,
-                    "HcclCommInitClusterInfo rank must join '" + path.string() +
-                        "' once, got rank " + std::to_string(rank) + " again");
-    }
-    auto object = std::make_unique<CommObject>(CommObject{group.handles[index]});
     s.comms.insert(object.get());
-    group.joined[index] = true;
-    if (++group.joined_count == group.size) s.pending.erase(it);
     *comm = object.release();
     return HCCL_SUCCESS;
 }

@@ -8,6 +8,8 @@
 // - Generations are unique: a block allocated at the address of a released one differs from it.
 #include "runtime/memory_registry.hpp"
 
+#include "transport/shm_arena.hpp"
+
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -87,7 +89,7 @@ void unpin_blocks(const BlockRef* refs, std::size_t n) {
         auto it = r.blocks.find(refs[i].base);
         if (it == r.blocks.end() || it->second.generation != refs[i].generation) continue;
         if (--it->second.pins == 0 && it->second.released) {
-            std::free(reinterpret_cast<void*>(it->first));
+            transport::arena_free(reinterpret_cast<void*>(it->first));
             r.blocks.erase(it);
         }
     }
@@ -99,7 +101,8 @@ void* allocate(std::size_t size, bool host) {
     const std::size_t rounded =
         size == 0 ? kAlignment : (size + kAlignment - 1) / kAlignment * kAlignment;
     if (rounded < size) return nullptr;  // size + kAlignment - 1 wrapped around
-    void* base = std::aligned_alloc(kAlignment, rounded);
+    // From the shared-memory arena: peers in other processes read and write it in place.
+    void* base = transport::arena_allocate(rounded);
     if (base == nullptr) return nullptr;
     Registry& r = registry();
     try {
@@ -107,7 +110,7 @@ void* allocate(std::size_t size, bool host) {
         r.blocks.emplace(reinterpret_cast<uintptr_t>(base),
                          Block{size, rounded, host, r.next_generation++});
     } catch (...) {
-        std::free(base);
+        transport::arena_free(base);
         return nullptr;
     }
     return base;
@@ -125,7 +128,7 @@ bool release(void* base, bool host) {
         }
         r.blocks.erase(it);
     }
-    std::free(base);
+    transport::arena_free(base);
     return true;
 }
 

@@ -32,7 +32,15 @@ constexpr const char* kAMember[2] = {"a device", "an instance"};
 enum class Role : uint8_t { kRoot, kList, kEntry, kMembers, kMember, kRankId, kSkip };
 
 // The key of an object's current member, as far as the reader cares.
-enum class Key : uint8_t { kOther, kServerList, kGroupList, kDevice, kInstanceList, kRankId };
+enum class Key : uint8_t {
+    kOther,
+    kServerList,
+    kGroupList,
+    kDevice,
+    kInstanceList,
+    kRankId,
+    kServerId
+};
 
 struct Frame {
     Role role = Role::kSkip;
@@ -65,6 +73,11 @@ public:
         return scalar(quote_bounded(text), nullptr);
     }
     bool string(string_t& text) override {
+        if (!stack_.empty() && stack_.back().role == Role::kEntry &&
+            stack_.back().layout == kServers && stack_.back().key == Key::kServerId &&
+            !servers_.empty()) {
+            servers_.back() = text.substr(0, 255);
+        }
         uint64_t id = 0;
         const char* end = text.data() + text.size();
         const auto [at, error] = std::from_chars(text.data(), end, id);
@@ -84,6 +97,7 @@ public:
         if (name == "device") f.key = Key::kDevice;
         if (name == "instance_list") f.key = Key::kInstanceList;
         if (name == "rank_id") f.key = Key::kRankId;
+        if (name == "server_id") f.key = Key::kServerId;
         return true;
     }
     bool parse_error(std::size_t position,
@@ -97,6 +111,8 @@ public:
     Layout layout() const { return root_lists_[kServers] ? kServers : kGroups; }
     bool has_any_list() const { return root_lists_[kServers] || root_lists_[kGroups]; }
     const std::vector<uint64_t>& ids(Layout l) const { return ids_[l]; }
+    const std::vector<std::string>& servers() const { return servers_; }
+    const std::vector<std::size_t>& entry_of_id() const { return entry_of_id_; }
 
 private:
     bool fail(const std::string& what, const std::string& actual) {
@@ -203,6 +219,9 @@ private:
                             " levels",
                         "deeper");
         }
+        if (role == Role::kEntry && layout == kServers && servers_.size() < RankTable::kMaxRanks) {
+            servers_.emplace_back();  // this entry's server_id, when it has one
+        }
         Frame f;
         f.role = role;
         f.layout = layout;
@@ -263,6 +282,7 @@ private:
                                 "more");
                 }
                 ids_[layout].push_back(*id);
+                if (layout == kServers) entry_of_id_.push_back(servers_.empty() ? 0 : servers_.size() - 1);
                 return true;
             default:
                 return true;
@@ -272,6 +292,8 @@ private:
     std::string* why_;
     std::vector<Frame> stack_;
     std::vector<uint64_t> ids_[2];
+    std::vector<std::string> servers_;       // server_list entries' server_id ("" when none)
+    std::vector<std::size_t> entry_of_id_;   // server_list: the entry of ids_[kServers][i]
     bool root_done_ = false;
     bool root_lists_[2] = {false, false};
 };
@@ -285,6 +307,7 @@ std::string quote_bounded(std::string_view text) {
 
 bool parse_rank_table(std::string_view text, RankTable* out, std::string* why) {
     out->size = 0;
+    out->server_of_rank.clear();
     Reader reader(why);
     if (!Json::sax_parse(text.data(), text.data() + text.size(), &reader)) return false;
     if (!reader.has_root()) {
@@ -317,6 +340,11 @@ bool parse_rank_table(std::string_view text, RankTable* out, std::string* why) {
         seen[id] = true;
     }
     out->size = static_cast<int>(ids.size());
+    out->server_of_rank.assign(ids.size(), std::string());
+    if (layout == kServers) {
+        for (std::size_t i = 0; i < ids.size(); ++i)
+            out->server_of_rank[ids[i]] = reader.servers()[reader.entry_of_id()[i]];
+    }
     return true;
 }
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "moedist/config.hpp"
 
@@ -25,6 +26,9 @@ struct RankTable {
     static constexpr std::size_t kQuoteChars = 40;
 
     int size = 0;  // ranks listed
+    // server_list tables: each rank's server_id (at most 255 characters; "" when its entry has
+    // none); group_list tables: all "".
+    std::vector<std::string> server_of_rank;
 };
 
 // Parses `text`; false with *why ("<what> must be <expected>, got <actual>") when the table is

@@ -270,7 +270,8 @@ Status join_process_group(int rank,
                           int size,
                           const std::string& name,
                           const AllGather& all_gather,
-                          std::shared_ptr<Transport>* out) {
+                          std::shared_ptr<Transport>* out,
+                          bool register_endpoint) {
     if (size < 1 || rank < 0 || rank >= size)
         return fail("rank must be in [0, " + std::to_string(size) + "), got " +
                     std::to_string(rank));
@@ -355,7 +356,7 @@ Status join_process_group(int rank,
     auto endpoint = std::make_shared<ProcessEndpoint>(std::move(state), rank);
     std::vector<std::shared_ptr<Transport>> endpoints(static_cast<std::size_t>(size));
     endpoints[static_cast<std::size_t>(rank)] = endpoint;
-    register_group(name, root.id, size, endpoints);
+    if (register_endpoint) register_group(name, root.id, size, endpoints);
     MOEDIST_LOG(
         kInfo, "joined process group '{}' as rank {} of {} (pid {})", name, rank, size, mine.pid);
     *out = std::move(endpoint);

@@ -29,13 +29,15 @@ using AllGather =
     std::function<Status(std::span<const std::byte> mine, std::vector<std::byte>* all)>;
 
 // Joins rank `rank` of a group of `size` process ranks called `name` (the same on every member,
-// unique on the host) and returns its endpoint. Failures are 361001 with a message; a member that
-// does not arrive makes the all-gather fail.
+// unique on the host) and returns its endpoint, registered under `name` unless the caller
+// registers it itself. Failures are 361001 with a message; a member that does not arrive makes
+// the all-gather fail.
 Status join_process_group(int rank,
                           int size,
                           const std::string& name,
                           const AllGather& all_gather,
-                          std::shared_ptr<Transport>* out);
+                          std::shared_ptr<Transport>* out,
+                          bool register_endpoint = true);
 
 // A region another process of this host exposed (RegionRef of a process endpoint), mapped into
 // this process (cached); null when it cannot be mapped. For tools that read a rank's tensors

@@ -1,0 +1,212 @@
+#include "runtime/cluster.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "transport/access.hpp"
+#include "transport/deferred.hpp"
+#include "transport/process_group.hpp"
+#include "transport/socket_rendezvous.hpp"
+#include "util/env.hpp"
+
+namespace moedist::runtime {
+namespace {
+
+constexpr std::size_t kMaxPathLength = 4096;              // CANN's limit for clusterInfo
+constexpr std::uintmax_t kMaxRankTableBytes = 64u << 20;  // far beyond any real rank table
+
+// Reads the rank table at `path` into *text: a regular file (checked on the open descriptor, so a
+// FIFO, a device or a directory is refused without blocking) of at most kMaxRankTableBytes.
+// Empty on success, else the reason.
+std::string read_table(const std::filesystem::path& path, std::string* text) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return std::string("it cannot be opened: ") + std::strerror(errno);
+    struct FdCloser {
+        int fd;
+        ~FdCloser() { ::close(fd); }
+    } closer{fd};
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) return std::string("fstat failed: ") + std::strerror(errno);
+    if (!S_ISREG(info.st_mode)) {
+        const char* kind = S_ISDIR(info.st_mode)    ? "a directory"
+                           : S_ISFIFO(info.st_mode) ? "a FIFO"
+                           : S_ISSOCK(info.st_mode) ? "a socket"
+                           : S_ISCHR(info.st_mode)  ? "a character device"
+                           : S_ISBLK(info.st_mode)  ? "a block device"
+                                                    : "not a regular file";
+        return std::string("it is ") + kind + ", not a regular file";
+    }
+    if (static_cast<std::uintmax_t>(info.st_size) > kMaxRankTableBytes) {
+        return "it has " + std::to_string(info.st_size) + " bytes, more than 64 MiB";
+    }
+    text->clear();
+    char chunk[1 << 16];
+    for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof(chunk));
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::string("reading it failed: ") + std::strerror(errno);
+        }
+        if (text->size() + static_cast<std::size_t>(n) > kMaxRankTableBytes)
+            return "it grew past 64 MiB while being read";
+        text->append(chunk, static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+uint64_t fnv1a(const std::string& text) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+}  // namespace
+
+HcclResult load_rank_table(const char* cluster_info, LoadedTable* out, std::string* message) {
+    const std::size_t length = strnlen(cluster_info, kMaxPathLength);
+    if (length == 0 || length >= kMaxPathLength) {
+        *message = "clusterInfo must be a path of 1..4095 characters, got " +
+                   std::to_string(length) + (length >= kMaxPathLength ? " or more" : "");
+        return HCCL_E_PARA;
+    }
+    const std::string given(cluster_info, length);
+    std::error_code error;
+    out->path = std::filesystem::canonical(given, error);
+    if (error) {
+        *message = "clusterInfo must name a readable rank table, got '" + quote_bounded(given) +
+                   "': " + error.message();
+        return HCCL_E_OPEN_FILE_FAILURE;
+    }
+    std::string text;
+    if (std::string why = read_table(out->path, &text); !why.empty()) {
+        *message =
+            "clusterInfo must name a readable rank table, got '" + out->path.string() + "': " + why;
+        return HCCL_E_OPEN_FILE_FAILURE;
+    }
+    std::string why;
+    if (!parse_rank_table(text, &out->table, &why)) {
+        *message = why + " ('" + out->path.string() + "')";
+        return HCCL_E_PARA;
+    }
+    return HCCL_SUCCESS;
+}
+
+bool server_is_local(const std::string& server_id) {
+    if (server_id.empty() || server_id == "localhost") return true;
+    in_addr v4{};
+    if (inet_pton(AF_INET, server_id.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127)
+        return true;
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, server_id.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0 && server_id == host) return true;
+    ifaddrs* addresses = nullptr;
+    bool local = false;
+    if (getifaddrs(&addresses) == 0) {
+        for (ifaddrs* a = addresses; a != nullptr && !local; a = a->ifa_next) {
+            if (a->ifa_addr == nullptr) continue;
+            char text[INET6_ADDRSTRLEN] = {};
+            if (a->ifa_addr->sa_family == AF_INET) {
+                inet_ntop(AF_INET,
+                          &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr,
+                          text,
+                          sizeof(text));
+            } else if (a->ifa_addr->sa_family == AF_INET6) {
+                inet_ntop(AF_INET6,
+                          &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr,
+                          text,
+                          sizeof(text));
+            }
+            local = server_id == text;
+        }
+        freeifaddrs(addresses);
+    }
+    return local;
+}
+
+HcclResult join_rank_table(const LoadedTable& loaded,
+                           uint32_t rank,
+                           Communicator* out,
+                           std::string* message) {
+    const RankTable& table = loaded.table;
+    const int size = table.size;
+    const std::string path = loaded.path.string();
+    if (rank >= static_cast<uint32_t>(size)) {
+        *message = "rank must be < " + std::to_string(size) + " (ranks in '" + path + "'), got " +
+                   std::to_string(rank);
+        return HCCL_E_PARA;
+    }
+    for (int r = 0; r < size; ++r) {
+        const std::string& server = table.server_of_rank[static_cast<std::size_t>(r)];
+        if (!server_is_local(server)) {
+            *message = "rank table '" + path +
+                       "' must list only this host's servers to run "
+                       "without a launcher, got rank " +
+                       std::to_string(r) + " on server '" + quote_bounded(server) +
+                       "': a job across hosts runs under mpirun (one "
+                       "process per rank, the mpi backend)";
+            return HCCL_E_NOT_SUPPORT;
+        }
+    }
+    char key[40];
+    std::snprintf(key,
+                  sizeof(key),
+                  "%016llx-%u",
+                  static_cast<unsigned long long>(fnv1a(path)),
+                  static_cast<unsigned>(getuid()));
+    // The group forms in the background; the first use of the handle waits for it.
+    const std::string name = std::string("hccl_") + key;
+    const std::string where = path;
+    auto join = [key = std::string(key), name, where, rank, size](
+                    std::shared_ptr<transport::Transport>* endpoint) -> Status {
+        std::unique_ptr<transport::SocketRendezvous> rendezvous;
+        Status s = transport::SocketRendezvous::open(
+            key, static_cast<int>(rank), size, transport::call_deadline(), &rendezvous);
+        if (s.ok()) {
+            s = transport::join_process_group(
+                static_cast<int>(rank),
+                size,
+                name,
+                [&](std::span<const std::byte> mine, std::vector<std::byte>* all) {
+                    return rendezvous->all_gather(mine, all);
+                },
+                endpoint,
+                /*register_endpoint=*/false);
+        }
+        if (!s.ok()) {
+            return {Code::kRuntime,
+                    "rank " + std::to_string(rank) + " of rank table '" + where +
+                        "' must join its group, got: " + s.message()};
+        }
+        return Status::Ok();
+    };
+    *out = transport::Access::make(
+        transport::deferred_endpoint(name, static_cast<int>(rank), size, std::move(join)));
+    return HCCL_SUCCESS;
+}
+
+}  // namespace moedist::runtime
+
+namespace moedist {
+
+Status Communicator::from_rank_table(const std::string& path, int rank, Communicator* out) {
+    runtime::LoadedTable table;
+    std::string message;
+    if (rank < 0) return {Code::kInnerTiling, "rank must be >= 0, got " + std::to_string(rank)};
+    if (runtime::load_rank_table(path.c_str(), &table, &message) != HCCL_SUCCESS)
+        return {Code::kInnerTiling, message};
+    if (runtime::join_rank_table(table, static_cast<uint32_t>(rank), out, &message) != HCCL_SUCCESS)
+        return {Code::kRuntime, message};
+    return Status::Ok();
+}
+
+}  // namespace moedist

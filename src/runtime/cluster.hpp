@@ -1,0 +1,39 @@
+// Rank tables (HcclCommInitClusterInfo, Communicator::from_rank_table): the file read safely and
+// parsed (rank_table.hpp), its servers checked to be this host, and the rank joined to the
+// table's group of processes of this host, whatever the process layout of its ranks (all
+// threads of one process, one process each as the seed's A2 sample forks them, or a mix).
+//
+// The ranks find each other through an abstract Unix socket named from the table's canonical
+// path and the user id (transport/socket_rendezvous.hpp), within MOEDIST_TIMEOUT_MS; the group
+// is called "hccl_<hash of path and user>". A table that lists a server that is not this host is
+// a multi-host job: it runs under mpirun (the mpi backend); without it the join fails at once.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "hccl/hccl_types.h"
+#include "moedist/communicator.hpp"
+#include "runtime/rank_table.hpp"
+
+namespace moedist::runtime {
+
+struct LoadedTable {
+    std::filesystem::path path;  // canonical
+    RankTable table;
+};
+
+// Reads and parses the table `cluster_info` names. HCCL_SUCCESS, or a code with *message.
+HcclResult load_rank_table(const char* cluster_info, LoadedTable* out, std::string* message);
+
+// True when a table's server_id names this host: a loopback address (127.0.0.0/8, ::1),
+// "localhost", this host's name or one of its addresses; "" (no server_id) counts as local.
+bool server_is_local(const std::string& server_id);
+
+// Joins rank `rank` of the table's group. HCCL_SUCCESS, or a code with *message.
+HcclResult join_rank_table(const LoadedTable& table,
+                           uint32_t rank,
+                           Communicator* out,
+                           std::string* message);
+
+}  // namespace moedist::runtime
