@@ -301,6 +301,7 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     mine->ep_rank = op.config.ep_rank_id;
     mine->num_tokens = op.num_tokens;
     mine->tp_rank = op.config.tp_rank_id;
+    if (Status s = endpoint.broken_status(); !s.ok()) return s;
     TensorView used = op.in.expand_x;
     used.shape[0] = used_rows(op);
     if (Status s = publish_tensor(endpoint, used, transport::kScratchStageX, &mine->expand_x);

@@ -99,7 +99,7 @@ struct Staging {
     std::optional<TensorView> scales;
 };
 
-Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint) {
+Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint, Status* status) {
     const TensorView& out = op.out.expand_x;
     const int64_t bs = op.num_tokens;
     const int64_t hidden = op.hidden;
@@ -117,6 +117,12 @@ Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint) {
     auto* base = static_cast<std::byte*>(
         endpoint.scratch(transport::kScratchStaged, rows_bytes + scale_bytes));
     Staging staging;
+    if (base == nullptr) {
+        *status = {Code::kRuntime,
+                   "the staged rows must find " + std::to_string(rows_bytes + scale_bytes) +
+                       " bytes of shared memory, got none"};
+        return staging;
+    }
     staging.rows = TensorView::contiguous(base, out.dtype, {bs, hidden});
     if (columns > 0) {
         const auto& dyn = *op.out.dynamic_scales;
@@ -136,6 +142,11 @@ Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, Dispat
     const std::size_t entry_count = plan.entries_by_expert.size();
     const std::size_t bytes = (begin_count + entry_count) * sizeof(int32_t);
     auto* arrays = static_cast<int32_t*>(endpoint.scratch(transport::kScratchPlan, bytes));
+    if (arrays == nullptr) {
+        return {Code::kRuntime,
+                "the send plan must find " + std::to_string(bytes) +
+                    " bytes of shared memory, got none"};
+    }
     std::memcpy(arrays, plan.expert_begin.data(), begin_count * sizeof(int32_t));
     std::memcpy(arrays + begin_count, plan.entries_by_expert.data(), entry_count * sizeof(int32_t));
     rec->top_k = plan.top_k;
@@ -401,6 +412,7 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
     Scratch& s = scratch();
     mine->ep_rank = op.config.ep_rank_id;
     mine->num_tokens = op.num_tokens;
+    if (Status st = endpoint.broken_status(); !st.ok()) return st;
     if (Status st = publish_plan(s.plan, endpoint, mine); !st.ok()) return st;
     if (Status st = publish_tensor(endpoint, op.in.x, transport::kScratchStageX, &mine->x);
         !st.ok())
@@ -418,7 +430,9 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
             return st;
     }
     if (stage_once(op) && !s.plan.has_bad_id) {
-        const Staging staged = stage_rows(op, endpoint);
+        Status staged_status = Status::Ok();
+        const Staging staged = stage_rows(op, endpoint, &staged_status);
+        if (!staged_status.ok()) return staged_status;
         if (Status st = publish_tensor(
                 endpoint, staged.rows, transport::kScratchStaged, &mine->staged_rows);
             !st.ok())

@@ -24,6 +24,23 @@ sockaddr_un address_of(const std::string& key, socklen_t* length) {
     return addr;
 }
 
+// What the hub tells its members before anything else: fine (code 0, and the hub's rank), or why
+// the rendezvous failed, so every member fails with the cause the hub saw.
+struct Verdict {
+    int32_t code = 0;
+    int32_t hub_rank = -1;
+    char message[384] = {};
+};
+
+Verdict verdict_of(const Status& s, int hub) {
+    Verdict v;
+    v.code = s.raw_code();
+    v.hub_rank = hub;
+    const std::size_t n = std::min(s.message().size(), sizeof(v.message) - 1);
+    std::memcpy(v.message, s.message().data(), n);
+    return v;
+}
+
 int ms_left(Clock::time_point deadline) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -114,9 +131,10 @@ Status SocketRendezvous::open(const std::string& key,
                 while (missing < size &&
                        (missing == rank || r->member_fds_[static_cast<std::size_t>(missing)] >= 0))
                     ++missing;
-                return timeout("rank " + std::to_string(missing) + " of '" + key +
-                               "' must join the rendezvous (" + std::to_string(joined) + " of " +
-                               std::to_string(size) + " joined)");
+                return r->tell_members(timeout("rank " + std::to_string(missing) + " of '" + key +
+                                               "' must join the rendezvous (" +
+                                               std::to_string(joined) + " of " +
+                                               std::to_string(size) + " joined)"));
             }
             const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
             if (fd < 0) continue;
@@ -128,13 +146,14 @@ Status SocketRendezvous::open(const std::string& key,
             if (member < 0 || member >= size || member == rank ||
                 r->member_fds_[static_cast<std::size_t>(member)] >= 0) {
                 close(fd);
-                return {Code::kRuntime,
-                        "every rank of '" + key + "' must join once, got rank " +
-                            std::to_string(member) + " twice"};
+                return r->tell_members({Code::kRuntime,
+                                        "every rank of '" + key + "' must join once, got rank " +
+                                            std::to_string(member) + " twice"});
             }
             r->member_fds_[static_cast<std::size_t>(member)] = fd;
             ++joined;
         }
+        if (Status s = r->tell_members(Status::Ok()); !s.ok()) return s;
         *out = std::move(r);
         return Status::Ok();
     }
@@ -148,6 +167,10 @@ Status SocketRendezvous::open(const std::string& key,
             r->hub_fd_ = fd;
             const int32_t me = rank;
             if (Status s = r->send_all(fd, &me, sizeof(me)); !s.ok()) return s;
+            // A member waits a little past the hub's deadline, so that when the hub gives up it
+            // hears the hub's reason (which rank is missing) rather than a timeout of its own.
+            r->deadline_ = deadline + std::chrono::seconds(2);
+            if (Status s = r->hear_hub(); !s.ok()) return s;
             *out = std::move(r);
             return Status::Ok();
         }
@@ -160,14 +183,45 @@ Status SocketRendezvous::open(const std::string& key,
     }
 }
 
+Status SocketRendezvous::tell_members(const Status& status) {
+    const Verdict v = verdict_of(status, rank_);
+    for (int fd : member_fds_) {
+        if (fd >= 0) (void)send_all(fd, &v, sizeof(v));
+    }
+    return status;
+}
+
+Status SocketRendezvous::hear_hub() {
+    Verdict v;
+    if (Status s = receive_all(hub_fd_, &v, sizeof(v)); !s.ok()) {
+        return {s.code(),
+                (hub_rank_ >= 0 ? "rank " + std::to_string(hub_rank_) + " of '" + key_ +
+                                      "' (the rendezvous hub): "
+                                : std::string("the rendezvous hub of '" + key_ + "': ")) +
+                    s.message()};
+    }
+    hub_rank_ = v.hub_rank;
+    v.message[sizeof(v.message) - 1] = '\0';
+    if (v.code != 0) return {static_cast<Code>(v.code), v.message};
+    return Status::Ok();
+}
+
 Status SocketRendezvous::all_gather(std::span<const std::byte> mine, std::vector<std::byte>* all) {
     const std::size_t n = mine.size();
     all->assign(n * static_cast<std::size_t>(size_), std::byte{0});
     std::memcpy(all->data() + n * static_cast<std::size_t>(rank_), mine.data(), n);
     if (size_ == 1) return Status::Ok();
-    if (hub_fd_ >= 0) {  // member: my bytes up, everyone's down
-        if (Status s = send_all(hub_fd_, mine.data(), n); !s.ok()) return s;
-        return receive_all(hub_fd_, all->data(), all->size());
+    if (hub_fd_ >= 0) {  // member: my bytes up, the hub's verdict and everyone's down
+        Status s = send_all(hub_fd_, mine.data(), n);
+        if (s.ok()) s = hear_hub();
+        if (s.ok()) s = receive_all(hub_fd_, all->data(), all->size());
+        if (!s.ok() && s.message().find("rendezvous hub") == std::string::npos &&
+            s.message().find(" of '" + key_ + "'") == std::string::npos) {
+            return {s.code(),
+                    "rank " + std::to_string(hub_rank_) + " of '" + key_ +
+                        "' (the rendezvous hub): " + s.message()};
+        }
+        return s;
     }
     for (int r = 0; r < size_; ++r) {
         if (r == rank_) continue;
@@ -175,9 +229,11 @@ Status SocketRendezvous::all_gather(std::span<const std::byte> mine, std::vector
                                    all->data() + n * static_cast<std::size_t>(r),
                                    n);
             !s.ok()) {
-            return {s.code(), "rank " + std::to_string(r) + " of '" + key_ + "': " + s.message()};
+            return tell_members(
+                {s.code(), "rank " + std::to_string(r) + " of '" + key_ + "': " + s.message()});
         }
     }
+    if (Status s = tell_members(Status::Ok()); !s.ok()) return s;
     for (int r = 0; r < size_; ++r) {
         if (r == rank_) continue;
         if (Status s = send_all(member_fds_[static_cast<std::size_t>(r)], all->data(), all->size());

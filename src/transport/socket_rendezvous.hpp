@@ -33,6 +33,9 @@ public:
 private:
     SocketRendezvous(int rank, int size, Clock::time_point deadline);
     Status send_all(int fd, const void* data, std::size_t bytes);
+    // The hub sends every connected member its verdict (and returns `status`); a member reads it.
+    Status tell_members(const Status& status);
+    Status hear_hub();
     Status receive_all(int fd, void* data, std::size_t bytes);
 
     int rank_;
@@ -41,6 +44,7 @@ private:
     std::string key_;
     int listen_fd_ = -1;
     int hub_fd_ = -1;              // a member's connection to the hub
+    int hub_rank_ = -1;            // the hub's rank (members)
     std::vector<int> member_fds_;  // the hub's connections, by rank (-1 for itself)
 };
 

@@ -194,7 +194,6 @@ INSTANTIATE_TEST_SUITE_P(Valid,
                                     param_info.param.describe();
                          });
 
-
 // The same suite with every rank a process of its own (forked; EP and TP groups joined through
 // the socket rendezvous, tensors in the shared-memory arena): the same reference, so the bits
 // equal the threads backend's.
