@@ -218,7 +218,7 @@ public:
     }
 
     void* scratch(int slot, std::size_t bytes) override {
-        if (scratch_bytes_[slot] < bytes) {
+        if (scratch_[slot] == nullptr || scratch_bytes_[slot] < bytes) {
             if (scratch_[slot] != nullptr) arena_free(scratch_[slot]);
             const std::size_t grown = bytes + bytes / 4;
             scratch_[slot] = arena_allocate(grown);

@@ -1,5 +1,6 @@
 #include "transport/thread_group.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -91,6 +92,7 @@ public:
     }
     void* scratch(int slot, std::size_t bytes) override {
         auto& buffer = scratch_[slot];
+        bytes = std::max<std::size_t>(bytes, 64);  // never null, even for nothing
         if (buffer.size() < bytes) buffer.resize(bytes + bytes / 4);
         return buffer.data();
     }
