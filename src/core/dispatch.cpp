@@ -148,7 +148,10 @@ Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, Dispat
                     " bytes of shared memory, got none"};
     }
     std::memcpy(arrays, plan.expert_begin.data(), begin_count * sizeof(int32_t));
-    std::memcpy(arrays + begin_count, plan.entries_by_expert.data(), entry_count * sizeof(int32_t));
+    if (entry_count > 0) {  // BS = 0: no entries (and no array to copy from)
+        std::memcpy(
+            arrays + begin_count, plan.entries_by_expert.data(), entry_count * sizeof(int32_t));
+    }
     rec->top_k = plan.top_k;
     rec->num_experts = plan.num_experts;
     rec->bad_id = plan.has_bad_id ? 1 : 0;
