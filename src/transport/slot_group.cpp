@@ -106,7 +106,15 @@ void SlotProtocol::mark_broken(const std::string& reason) {
 }
 
 std::string SlotProtocol::gone(int rank) {
-    if (!alive_ || rank < 0 || rank >= size_ || alive_(rank)) return {};
+    if (!alive_ || rank < 0 || rank >= size_) return {};
+    // Asked after the rank's memory could not be mapped: a process being killed loses its
+    // descriptors a moment before it counts as exited, so give it that moment.
+    bool alive = alive_(rank);
+    for (int i = 0; alive && i < 50; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(4));
+        alive = alive_(rank);
+    }
+    if (alive) return {};
     const std::string reason =
         dead_reason(rank, slots_[rank].arrived.load(std::memory_order_seq_cst) - 1);
     mark_broken(reason);
