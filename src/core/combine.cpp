@@ -18,7 +18,9 @@
 #include "core/ops.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
+#include "core/remote.hpp"
 #include "core/tensor_access.hpp"
+#include "core/views.hpp"
 #include "quant/combine_rows.hpp"
 #include "quant/row_kernels.hpp"
 #include "util/float_env.hpp"
@@ -26,16 +28,9 @@
 namespace moedist::core {
 namespace {
 
-// One owner of expert rows (an EP rank of my group or of the TP peer's), as this rank reads it.
-struct OwnerView {
-    TensorView expand_x;
-    TensorView ep_send_counts;
-    TensorView tp_send_counts;  // data null when T == 1
-    int64_t tp_rank = 0;
-};
-
 struct Scratch {
     std::vector<OwnerView> own_owners;
+    std::vector<int32_t> remote_counts;  // counts of the views of owners on other nodes
     std::vector<OwnerView> peer_owners;
     std::vector<float> acc;
     std::vector<float> row;
@@ -326,6 +321,7 @@ Status check_owners(const Records& records,
                     transport::Transport& memory,
                     const std::string& group) {
     for (std::size_t r = 0; r < owners.size(); ++r) {
+        if (memory.node_of(static_cast<int>(r)) != memory.node_of(memory.rank())) continue;
         const CombineRecord& rec = records(static_cast<int64_t>(r));
         const OwnerView& v = owners[r];
         const bool missing =
@@ -399,11 +395,22 @@ Status run_combine(const CombineOp& op) {
                     op.config.ep_world_size,
                     rounds.peer_memory(),
                     &s.peer_owners);
-            verdict = check_owners(
-                [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
-                s.own_owners,
-                rounds.own_memory(),
-                rounds.ep_name());
+            if (rounds.own_memory().node_count() > 1) {
+                // Every rank takes part (the verdict so far is the same on all): the rows of
+                // my tokens held on other nodes come over (remote.hpp).
+                const Topology topo{op.config.ep_world_size,
+                                    op.config.shared_expert_rank_num,
+                                    op.config.moe_expert_num,
+                                    op.config.local_moe_expert_num()};
+                verdict = bring_remote_rows(
+                    op, topo, rounds.own_memory(), &s.own_owners, &s.remote_counts);
+            }
+            if (verdict.ok())
+                verdict = check_owners(
+                    [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
+                    s.own_owners,
+                    rounds.own_memory(),
+                    rounds.ep_name());
             if (verdict.ok() && rounds.has_peer()) {
                 verdict = check_owners(
                     [&](int64_t r) -> const CombineRecord& {

@@ -31,24 +31,16 @@
 #include "core/ops.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
+#include "core/remote.hpp"
 #include "core/row_writer.hpp"
 #include "core/tensor_access.hpp"
+#include "core/views.hpp"
 #include "util/float_env.hpp"
 #include "util/log.hpp"
 #include "util/memory_ops.hpp"
 
 namespace moedist::core {
 namespace {
-
-// One sender as a receiver reads it.
-struct SourceView {
-    int64_t num_tokens = 0;
-    PlanView plan;
-    RowSource row;
-    TensorView expert_scales;
-    TensorView staged_rows;  // data null when the sender staged nothing
-    std::optional<TensorView> staged_scales;
-};
 
 struct Scratch {
     SendPlan plan;
@@ -214,6 +206,7 @@ Status check_group(const DispatchOp& op,
                         std::to_string(group_bs) + " and " + std::to_string(rec.num_tokens) +
                         " on rank " + std::to_string(r) + " of '" + group_name + "'"};
         }
+        if (memory.node_of(static_cast<int>(r)) != memory.node_of(memory.rank())) continue;
         if (sources[static_cast<std::size_t>(r)].plan.expert_begin == nullptr) {
             if (std::string why = memory.gone(static_cast<int>(r)); !why.empty())
                 return {Code::kRuntime, why};
@@ -226,6 +219,10 @@ Status check_group(const DispatchOp& op,
     for (int64_t dst = 0; dst < world; ++dst) {
         int64_t total = 0;
         for (int64_t src = 0; src < world; ++src) {
+            if (world <= DispatchRecord::kRecordedRanks) {  // the sender counted them itself
+                total += records(src).rows_to[dst];
+                continue;
+            }
             const SourceView& v = sources[static_cast<std::size_t>(src)];
             total += rows_to_rank(topo, dst, src, v.num_tokens, v.plan);
         }
@@ -286,7 +283,7 @@ void fill(const DispatchOp& op,
                     tokens = shared_chunk(s, src.num_tokens, topo.shared_rank_num, dst);
                 }
                 for (int64_t t = tokens.lo; t < tokens.hi; ++t, ++row) {
-                    put(src, t, row, /*scale_row=*/0);
+                    put(src, src.row_of(t), row, /*scale_row=*/0);
                     if (write_expand_scales) store1<float>(*op.out.expand_scales, row, 1.0f);
                 }
                 continue;
@@ -417,6 +414,29 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
     mine->num_tokens = op.num_tokens;
     if (Status st = endpoint.broken_status(); !st.ok()) return st;
     if (Status st = publish_plan(s.plan, endpoint, mine); !st.ok()) return st;
+    const Topology topo = topology_of(op.config);
+    const int64_t world = topo.world_size;
+    if (world <= DispatchRecord::kRecordedRanks) {
+        for (int64_t dst = 0; dst < world; ++dst) {
+            mine->rows_to[dst] = static_cast<int32_t>(
+                rows_to_rank(topo, dst, op.config.ep_rank_id, op.num_tokens, s.plan));
+        }
+    }
+    if (endpoint.node_count() > 1) {
+        if (world > DispatchRecord::kRecordedRanks ||
+            endpoint.node_count() > DispatchRecord::kMaxNodes) {
+            return {Code::kRuntime,
+                    "a group across nodes must have at most " +
+                        std::to_string(DispatchRecord::kRecordedRanks) + " ranks on at most " +
+                        std::to_string(DispatchRecord::kMaxNodes) + " nodes, got " +
+                        std::to_string(world) + " ranks on " +
+                        std::to_string(endpoint.node_count())};
+        }
+        std::vector<std::vector<int32_t>> needed;
+        tokens_for_nodes(op, topo, endpoint, &needed);
+        for (std::size_t n = 0; n < needed.size(); ++n)
+            mine->tokens_to_node[n] = static_cast<int32_t>(needed[n].size());
+    }
     if (Status st = publish_tensor(endpoint, op.in.x, transport::kScratchStageX, &mine->x);
         !st.ok())
         return st;
@@ -507,7 +527,25 @@ Status run_dispatch(const DispatchOp& op) {
             verdict = check_group(
                 op, topo, peer, s.peer_sources, rounds.peer_memory(), group_bs, rounds.peer_name());
         }
+        uint64_t node_call = 0;
+        bool node_round = false;
+        if (verdict.ok() && rounds.own_memory().node_count() > 1) {
+            // Ranks on other nodes: their rows come over once per node (remote.hpp).
+            std::vector<const DispatchRecord*> records;
+            for (int64_t r = 0; r < topo.world_size; ++r) records.push_back(&own(r));
+            verdict = bring_remote_sources(
+                op, topo, rounds.own_memory(), records, &s.own_sources, &node_call);
+            node_round = rounds.own_memory().node_group() != nullptr && verdict.ok();
+        }
         if (verdict.ok()) move_rows(op, topo, rounds, s);
+        if (node_round) {  // my node's peers have read what I received for them
+            transport::Transport& node = *rounds.own_memory().node_group();
+            node.finish(node_call, verdict.raw_code(), verdict.message());
+            transport::Flag flag;
+            if (Status st = node.wait_finished(node_call, transport::call_deadline(), &flag);
+                verdict.ok() && !st.ok())
+                verdict = st;
+        }
     } catch (const std::exception& e) {
         verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
     } catch (...) {

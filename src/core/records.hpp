@@ -96,6 +96,11 @@ Status publish_tensor(transport::Transport& endpoint,
 TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref);
 
 struct DispatchRecord {
+    // Rows to every receiver (when W <= kRecordedRanks) and tokens every node needs (when the
+    // group spans nodes): what every rank must know before any bytes cross nodes.
+    static constexpr int kRecordedRanks = 64;
+    static constexpr int kMaxNodes = 16;
+
     RecordHeader header;
     int64_t ep_rank = 0;
     int64_t num_tokens = 0;
@@ -114,6 +119,8 @@ struct DispatchRecord {
     // scales (dynamicScales' layout per row); receivers copy them. Absent otherwise.
     TensorRef staged_rows;
     TensorRef staged_scales;
+    int32_t rows_to[kRecordedRanks] = {};
+    int32_t tokens_to_node[kMaxNodes] = {};
 };
 
 struct CombineRecord {

@@ -13,6 +13,8 @@
 // process that maps it.
 #pragma once
 
+#include "moedist/export.hpp"
+
 #include <functional>
 #include <memory>
 #include <span>
@@ -32,7 +34,7 @@ using AllGather =
 // unique on the host) and returns its endpoint, registered under `name` unless the caller
 // registers it itself. Failures are 361001 with a message; a member that does not arrive makes
 // the all-gather fail.
-Status join_process_group(int rank,
+MOEDIST_API Status join_process_group(int rank,
                           int size,
                           const std::string& name,
                           const AllGather& all_gather,

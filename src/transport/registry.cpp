@@ -104,3 +104,28 @@ uint64_t new_group_id() {
 }
 
 }  // namespace moedist::transport
+
+namespace moedist::transport {
+
+std::span<const int> Transport::node_ranks(int /*node*/) const {
+    // One node: every rank. Built once per size (the spans stay valid).
+    static std::mutex mutex;
+    static std::map<int, std::vector<int>> all;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto& ranks = all[size()];
+    if (ranks.empty())
+        for (int r = 0; r < size(); ++r) ranks.push_back(r);
+    return ranks;
+}
+
+Status Transport::exchange(std::span<const std::span<const std::byte>> send,
+                           std::span<const std::span<std::byte>> recv,
+                           Clock::time_point /*deadline*/) {
+    for (const auto& s : send)
+        if (!s.empty()) return {Code::kRuntime, "a one-node group must exchange no bytes"};
+    for (const auto& r : recv)
+        if (!r.empty()) return {Code::kRuntime, "a one-node group must exchange no bytes"};
+    return Status::Ok();
+}
+
+}  // namespace moedist::transport

@@ -3,6 +3,8 @@
 // group). Entries go away with the last endpoint.
 #pragma once
 
+#include "moedist/export.hpp"
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +19,7 @@ std::string unique_group_name(const std::string& wanted, const std::string& fall
 
 // Registers endpoints[r] as rank r of the group `name` (null entries: ranks held elsewhere).
 // Endpoints of a group already registered under this id are added to it.
-void register_group(const std::string& name,
+MOEDIST_API void register_group(const std::string& name,
                     uint64_t id,
                     int size,
                     const std::vector<std::shared_ptr<Transport>>& endpoints);
@@ -29,6 +31,6 @@ std::shared_ptr<Transport> find_endpoint(const std::string& name, int rank, int*
 std::shared_ptr<Transport> find_endpoint_by_id(uint64_t id, int rank);
 
 // A fresh id, unique among groups of every process of this host (pid and a counter).
-uint64_t new_group_id();
+MOEDIST_API uint64_t new_group_id();
 
 }  // namespace moedist::transport

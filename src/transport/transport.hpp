@@ -15,6 +15,8 @@
 // the rank; every later wait fails at once with that reason.
 #pragma once
 
+#include "moedist/export.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -30,7 +32,7 @@ namespace moedist::transport {
 using Clock = std::chrono::steady_clock;
 
 // Deadline of a wait starting now: MOEDIST_TIMEOUT_MS ahead.
-Clock::time_point call_deadline();
+MOEDIST_API Clock::time_point call_deadline();
 
 // Bytes a rank exposed for its peers, as they name them. Threads: `offset` is the address in the
 // one address space (owner_pid 0). Processes: a segment of the owner's shared-memory arena
@@ -67,13 +69,16 @@ enum ScratchSlot : int {
     kScratchStageX = 2,  // copies of tensors whose memory peers cannot map (processes)
     kScratchStageAux = 3,
     kScratchStageAux2 = 4,
-    kScratchSlots = 5,
+    kScratchRemoteSend = 5,   // bytes for ranks of other nodes
+    kScratchRemoteRecv = 6,   // bytes from ranks of other nodes (node peers read them)
+    kScratchRemotePlans = 7,  // plans and token maps of the senders this rank serves
+    kScratchSlots = 8,
 };
 
 // One rank's endpoint of a group. Not thread-safe: one call at a time per endpoint.
-class Transport {
+class MOEDIST_API Transport {
 public:
-    static constexpr std::size_t kMaxRecordBytes = 1024;
+    static constexpr std::size_t kMaxRecordBytes = 1536;
 
     virtual ~Transport() = default;
 
@@ -116,6 +121,22 @@ public:
     virtual const std::byte* map(int rank, const RegionRef& region) = 0;
     // Exposable memory of this rank, at least `bytes`, kept (and grown) across calls.
     virtual void* scratch(int slot, std::size_t bytes) = 0;
+
+    // Nodes. map() reaches the memory of ranks on this rank's node only; bytes for ranks of
+    // other nodes cross through exchange(). Backends on one host have one node.
+    virtual int node_count() const { return 1; }
+    virtual int node_of(int /*rank*/) const { return 0; }
+    // The ranks of node `node`, ascending.
+    virtual std::span<const int> node_ranks(int node) const;
+    // This rank's node as a group of its own (rank = index in node_ranks), for node-local rounds;
+    // null with one node.
+    virtual Transport* node_group() { return nullptr; }
+    // An all-to-all of bytes between ranks of different nodes: send[r] goes to rank r, recv[r]
+    // (sized by the caller) comes from r; both sides agree on every size. Between ranks of one
+    // node every size must be 0.
+    virtual Status exchange(std::span<const std::span<const std::byte>> send,
+                            std::span<const std::span<std::byte>> recv,
+                            Clock::time_point deadline);
 };
 
 }  // namespace moedist::transport

@@ -1,6 +1,8 @@
 // Environment parameters, read once.
 #pragma once
 
+#include "moedist/export.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -9,7 +11,7 @@
 namespace moedist::util {
 
 // MOEDIST_TIMEOUT_MS (default 30000): the longest any wait for a peer may take.
-int64_t timeout_ms();
+MOEDIST_API int64_t timeout_ms();
 
 // MOEDIST_ZERO_PADDING, read at every call (each first phase): "1" zeroes the tails of expandX,
 // dynamicScales and expandScales (SPEC §3); anything else, or unset, leaves them untouched as the
@@ -17,7 +19,7 @@ int64_t timeout_ms();
 bool zero_padding();
 
 // MOEDIST_DEBUG=WARN|INFO|TRACE (default off): 0 off, 1 warn, 2 info, 3 trace.
-int debug_level();
+MOEDIST_API int debug_level();
 
 // MOEDIST_SOC (default generic): the profile of calls that leave MoeConfig::soc unset. An
 // unknown value makes every first phase fail (561002) naming it in `text`.

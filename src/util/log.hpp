@@ -6,6 +6,8 @@
 //   MOEDIST_LOG(kTrace, ...)                       // per-peer waits
 #pragma once
 
+#include "moedist/export.hpp"
+
 #include <fmt/format.h>
 
 #include <string_view>
@@ -19,7 +21,7 @@ enum LogLevel : int { kWarn = 1, kInfo = 2, kTrace = 3 };
 inline bool log_enabled(int level) { return debug_level() >= level; }
 
 // Writes one line "[moedist] [level] text" to stderr (spdlog; thread-safe).
-void log_line(int level, std::string_view text);
+MOEDIST_API void log_line(int level, std::string_view text);
 
 }  // namespace moedist::util
 

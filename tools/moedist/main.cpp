@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "bench_command.hpp"
+#if defined(MOEDIST_HAVE_MPI)
+#include "run_mpi.hpp"
+#endif
 #include "harness/job.hpp"
 #include "plan_command.hpp"
 #include "quant_choices.hpp"
@@ -57,7 +60,19 @@ double median(std::vector<double> v) {
     return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-int run_command(JobSpec spec, int steps, bool check) {
+// With --backend mpi every MPI process runs one rank; only rank 0 prints.
+bool quiet_rank() {
+#if defined(MOEDIST_HAVE_MPI)
+    return moedist::cli::mpi_rank() != 0;
+#else
+    return false;
+#endif
+}
+
+int run_command(JobSpec spec, int steps, bool check, bool mpi) {
+    if (quiet_rank()) {
+        if (std::freopen("/dev/null", "w", stdout) == nullptr) return 1;  // the report is rank 0's
+    }
     if (std::string why = moedist::harness::spec_error(spec); !why.empty()) {
         fmt::print(stderr, "moedist run: {}\n", why);
         return 2;
@@ -66,7 +81,8 @@ int run_command(JobSpec spec, int steps, bool check) {
     fmt::print(
         "moedist run: {} ranks {} (tp {}, shared {}), experts {}, tokens {}, hidden {}, topk {}, "
         "{} {}, routing {}, steps {}\n",
-        spec.backend == moedist::harness::Backend::kProcesses ? "processes," : "threads,",
+        mpi ? "mpi,"
+            : (spec.backend == moedist::harness::Backend::kProcesses ? "processes," : "threads,"),
         spec.ep_world_size,
         spec.tp_size,
         spec.shared_rank_num,
@@ -98,7 +114,27 @@ int run_command(JobSpec spec, int steps, bool check) {
                    steps);
         if (step + 1 == steps) fmt::print(stderr, "\n");
     };
+#if defined(MOEDIST_HAVE_MPI)
+    moedist::harness::MpiTraffic traffic;
+    const auto report = mpi ? moedist::cli::run_mpi(spec, steps, check, &traffic)
+                            : moedist::harness::run_job(spec, steps, check, progress);
+    if (mpi && traffic.nodes > 1) {
+        fmt::print(
+            "across nodes ({} nodes, MOEDIST_RANKS_PER_NODE): dispatch {} rows, {:.2f} MB sent "
+            "(hierarchical, each token once per node) vs {} rows, {:.2f} MB for a flat "
+            "all-to-all; combine {} rows, {:.2f} MB\n",
+            traffic.nodes,
+            traffic.dispatch_rows,
+            static_cast<double>(traffic.dispatch_bytes) / 1e6,
+            traffic.dispatch_flat_rows,
+            static_cast<double>(traffic.dispatch_flat_rows * traffic.row_bytes) / 1e6,
+            traffic.combine_rows,
+            static_cast<double>(traffic.combine_bytes) / 1e6);
+    }
+#else
+    (void)mpi;
     const auto report = moedist::harness::run_job(spec, steps, check, progress);
+#endif
     if (report.steps.empty()) {
         fmt::print("check: FAILED: {}\n", report.first_mismatch);
         return 1;
@@ -193,9 +229,11 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({0, 2}));
     run->add_flag("--no-check", no_check, "skip the reference check (timing only)");
     std::string backend = "threads";
-    run->add_option(
-           "--backend", backend, "threads (default) or processes (forks one process per rank)")
-        ->check(CLI::IsMember({"threads", "processes"}));
+    run->add_option("--backend",
+                    backend,
+                    "threads (default), processes (forks one process per rank) or mpi (under "
+                    "mpirun -np W*T: one rank per MPI process)")
+        ->check(CLI::IsMember({"threads", "processes", "mpi"}));
     moedist::cli::PlanOptions plan_options;
     auto* plan = moedist::cli::add_plan_command(app, &plan_options);
     moedist::cli::BenchOptions bench_options;
@@ -230,5 +268,14 @@ int main(int argc, char** argv) {
     spec.dtype = dtype == "fp16" ? moedist::DType::kFloat16 : moedist::DType::kBFloat16;
     spec.backend = backend == "processes" ? moedist::harness::Backend::kProcesses
                                           : moedist::harness::Backend::kThreads;
-    return run_command(spec, steps, !no_check);
+    if (backend == "mpi") {
+#if defined(MOEDIST_HAVE_MPI)
+        return moedist::cli::with_mpi(
+            argc, argv, [&] { return run_command(spec, steps, !no_check, true); });
+#else
+        fmt::print(stderr, "moedist run: --backend mpi needs a build with MPI (OpenMPI)\n");
+        return 2;
+#endif
+    }
+    return run_command(spec, steps, !no_check, false);
 }
