@@ -1,0 +1,13 @@
+// The whole-job suite every backend runs: world sizes, shared ranks, TP, every quantization
+// mode, skewed routing, strided x, uneven BS, zero padding, the C API.
+#pragma once
+
+#include <vector>
+
+#include "harness/job.hpp"
+
+namespace moedist::test_specs {
+
+std::vector<moedist::harness::JobSpec> valid_jobs();
+
+}  // namespace moedist::test_specs
