@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "moedist/mpi.hpp"
+#include "runtime/cluster.hpp"
 #include "transport/access.hpp"
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
@@ -416,5 +417,40 @@ Status from_mpi(MPI_Comm comm, Communicator* out) {
     *out = transport::Access::make(std::move(endpoint));
     return Status::Ok();
 }
+
+namespace {
+
+// HcclCommInitClusterInfo under mpirun: the table's rank r is MPI rank r of MPI_COMM_WORLD
+// (MPI initialized here when the program has not; finalized at exit).
+Status join_cluster_over_mpi(int rank, int size, Communicator* out) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+        int provided = 0;
+        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+        std::atexit([] {
+            int finalized = 0;
+            MPI_Finalized(&finalized);
+            if (!finalized) MPI_Finalize();
+        });
+    }
+    int world = 0, me = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &me);
+    if (world != size || me != rank) {
+        return {Code::kRuntime,
+                "the rank table's ranks must be the MPI ranks (mpirun -np " + std::to_string(size) +
+                    ", each process its own rank), got MPI rank " + std::to_string(me) + " of " +
+                    std::to_string(world) + " for table rank " + std::to_string(rank)};
+    }
+    return from_mpi(MPI_COMM_WORLD, out);
+}
+
+const bool registered = [] {
+    runtime::set_mpi_cluster_join(&join_cluster_over_mpi);
+    return true;
+}();
+
+}  // namespace
 
 }  // namespace moedist

@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
@@ -133,6 +135,16 @@ bool server_is_local(const std::string& server_id) {
     return local;
 }
 
+namespace {
+std::atomic<MpiClusterJoin> mpi_join{nullptr};
+}
+
+void set_mpi_cluster_join(MpiClusterJoin join) { mpi_join.store(join); }
+
+bool under_mpirun() {
+    return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
+}
+
 HcclResult join_rank_table(const LoadedTable& loaded,
                            uint32_t rank,
                            Communicator* out,
@@ -144,6 +156,14 @@ HcclResult join_rank_table(const LoadedTable& loaded,
         *message = "rank must be < " + std::to_string(size) + " (ranks in '" + path + "'), got " +
                    std::to_string(rank);
         return HCCL_E_PARA;
+    }
+    if (MpiClusterJoin join = mpi_join.load(); join != nullptr && under_mpirun()) {
+        if (Status s = join(static_cast<int>(rank), size, out); !s.ok()) {
+            *message = "rank " + std::to_string(rank) + " of rank table '" + path +
+                       "' must join its group over MPI, got: " + s.message();
+            return HCCL_E_INTERNAL;
+        }
+        return HCCL_SUCCESS;
     }
     for (int r = 0; r < size; ++r) {
         const std::string& server = table.server_of_rank[static_cast<std::size_t>(r)];

@@ -14,6 +14,7 @@
 
 #include "hccl/hccl_types.h"
 #include "moedist/communicator.hpp"
+#include "moedist/export.hpp"
 #include "runtime/rank_table.hpp"
 
 namespace moedist::runtime {
@@ -35,5 +36,14 @@ HcclResult join_rank_table(const LoadedTable& table,
                            uint32_t rank,
                            Communicator* out,
                            std::string* message);
+
+// Under mpirun a rank table's ranks are the MPI ranks (one per process): libmoedist_mpi installs
+// a joiner (when a program links it) that forms the table's group over MPI_COMM_WORLD instead
+// of the socket rendezvous, servers on other hosts included.
+using MpiClusterJoin = Status (*)(int rank, int size, Communicator* out);
+MOEDIST_API void set_mpi_cluster_join(MpiClusterJoin join);
+
+// True when this process was started by mpirun (OpenMPI's or PMIx's environment).
+bool under_mpirun();
 
 }  // namespace moedist::runtime
