@@ -34,7 +34,9 @@ bool parse_routing(const std::string& text, JobSpec* spec) {
     return true;
 }
 
-JobSpec spec_of(const BenchOptions& o, const BenchPoint& p) {
+}  // namespace
+
+JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     JobSpec spec;
     spec.ep_world_size = p.ranks;
     spec.tokens = p.tokens;
@@ -56,6 +58,8 @@ JobSpec spec_of(const BenchOptions& o, const BenchPoint& p) {
     parse_routing(p.routing, &spec);
     return spec;
 }
+
+namespace {
 
 std::vector<BenchPoint> sweep(const BenchOptions& o) {
     std::vector<BenchPoint> points;
@@ -111,7 +115,7 @@ std::string describe(const BenchPoint& p) {
 BenchResult measure(const BenchOptions& o, const BenchPoint& p, Progress* progress) {
     BenchResult result;
     result.point = p;
-    JobSpec spec = spec_of(o, p);
+    JobSpec spec = bench_spec(o, p);
     if (std::string why = harness::spec_error(spec); !why.empty()) {
         result.error = why;
         for (int i = 0; i < o.warmup + o.reps; ++i) progress->tick(describe(p));
@@ -227,6 +231,7 @@ json result_json(const std::vector<BenchResult>& all, const BenchResult& r) {
 json goals_json(const std::vector<BenchResult>& all) {
     json goals = json::array();
     auto add = [&](const std::string& name, double value, const std::string& op, double bound) {
+        if (value <= 0) return;  // a floor this backend does not measure (mpi)
         const bool met = op == "<=" ? value <= bound : value >= bound;
         goals.push_back({{"goal", name},
                          {"value", value},
@@ -314,7 +319,9 @@ json goals_json(const std::vector<BenchResult>& all) {
     return goals;
 }
 
-std::string cell(const Spread& s) { return fmt::format("{:.3f}", s.median); }
+std::string cell(const Spread& s) {
+    return s.median > 0 ? fmt::format("{:.3f}", s.median) : std::string("-");
+}
 
 void print_table(const BenchOptions& o, const std::vector<BenchResult>& all, const json& goals) {
     fmt::print(
@@ -470,8 +477,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--shared-ranks", o->shared_ranks, "shared-expert ranks S (list)")
         ->delimiter(',');
     bench->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
-    bench->add_option("--backend", o->backend, "threads (default) or processes")
-        ->check(CLI::IsMember({"threads", "processes"}));
+    bench
+        ->add_option("--backend",
+                     o->backend,
+                     "threads (default), processes, or mpi (under mpirun -np W: the baseline in "
+                     "the same mpirun)")
+        ->check(CLI::IsMember({"threads", "processes", "mpi"}));
     bench->add_option("--baseline", o->baseline, "auto|alltoallv|none (default auto)")
         ->check(CLI::IsMember({"auto", "alltoallv", "none"}));
     bench->add_option("--reps", o->reps, "measured repetitions per point (default 20)")
@@ -494,9 +505,26 @@ int bench_command(const BenchOptions& o) {
         fmt::print(stderr, "moedist bench: --baseline alltoallv: {}\n", why_not);
         return 2;
     }
-    Progress progress(static_cast<int>(points.size()) * (o.warmup + o.reps));
+    const bool mpi = o.backend == "mpi";
+#if defined(MOEDIST_HAVE_MPI)
+    const bool root = !mpi || mpi_rank() == 0;
+#else
+    const bool root = true;
+    if (mpi) {
+        fmt::print(stderr, "moedist bench: --backend mpi needs a build with MPI (OpenMPI)\n");
+        return 2;
+    }
+#endif
+    if (!root && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+    Progress progress(root ? static_cast<int>(points.size()) * (o.warmup + o.reps) : 0);
     std::vector<BenchResult> results;
     for (const BenchPoint& p : points) {
+#if defined(MOEDIST_HAVE_MPI)
+        if (mpi) {  // this mpirun's processes: moedist and the baseline side by side
+            results.push_back(measure_mpi(o, p, baseline));
+            continue;
+        }
+#endif
         BenchResult r = measure(o, p, &progress);
         if (baseline && r.error.empty()) {
             if (p.tp != 1 || p.shared_ranks != 0) {
@@ -514,6 +542,7 @@ int bench_command(const BenchOptions& o) {
     all["points"] = json::array();
     for (const BenchResult& r : results) all["points"].push_back(result_json(results, r));
     all["goals"] = goals;
+    if (!root) return 0;
     std::string json_path = o.json_path;
     if (json_path.empty() && !o.plot_path.empty()) json_path = o.plot_path + ".json";
     if (!json_path.empty()) {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "harness/job.hpp"
+
 namespace moedist::cli {
 
 struct BenchOptions {
@@ -69,6 +71,16 @@ struct BenchResult {
     int64_t received_bytes = 0;  // all ranks, per dispatch
     int64_t combine_bytes = 0;   // all ranks, per combine
 };
+
+// The harness job of a point (timing only: outputs not poisoned).
+harness::JobSpec bench_spec(const BenchOptions& options, const BenchPoint& point);
+
+#if defined(MOEDIST_HAVE_MPI)
+// Under mpirun (--backend mpi): the point on the mpi backend and, with `baseline`, the
+// MPI_Alltoallv baseline in the same processes. Collective; every rank gets the result.
+BenchResult measure_mpi(const BenchOptions& options, const BenchPoint& point, bool baseline);
+int mpi_rank();
+#endif
 
 // Runs `moedist-alltoallv-baseline` under mpirun for `point`; false with *error when it cannot.
 bool run_alltoallv_baseline(const BenchOptions& options,

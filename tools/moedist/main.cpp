@@ -251,7 +251,15 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (plan->parsed()) return moedist::cli::plan_command(plan_options);
-    if (bench->parsed()) return moedist::cli::bench_command(bench_options);
+    if (bench->parsed()) {
+#if defined(MOEDIST_HAVE_MPI)
+        if (bench_options.backend == "mpi") {
+            return moedist::cli::with_mpi(
+                argc, argv, [&] { return moedist::cli::bench_command(bench_options); });
+        }
+#endif
+        return moedist::cli::bench_command(bench_options);
+    }
     if (!parse_routing(routing, &spec)) {
         fmt::print(
             stderr,
