@@ -1,0 +1,128 @@
+"""moedist vs the plain torch.distributed way, side by side on the same processes.
+
+    PYTHONPATH=build/python /usr/bin/python3 -m moedist.bench [--ranks 8] [--tokens 8,128]
+
+Per BS, each rank times (median of --reps, a barrier before each):
+  moedist   Distributor.dispatch + combine into preallocated outputs (inputs and outputs in the
+            shared arena, so peers read and write them in place)
+  torch     what CPU MoE code does today: index_select packing by destination rank,
+            all_to_all_single of the counts and of the rows over gloo, and the reverse for combine
+            with a weighted index_add on the home rank
+Shape defaults: DeepSeek-like H 7168, K 8, E 256, bf16, uniform routing."""
+
+import argparse
+import json
+import socket
+import statistics
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _inputs(rank, bs, hidden, experts, top_k):
+    g = torch.Generator().manual_seed(1 + rank)
+    x = torch.randn(bs, hidden, generator=g).to(torch.bfloat16)
+    ids = torch.stack([torch.randperm(experts, generator=g)[:top_k] for _ in range(bs)]).to(torch.int32)
+    weights = torch.rand(bs, top_k, generator=g)
+    return x, ids, weights
+
+
+def _time(fn, reps, warmup):
+    samples = []
+    for i in range(warmup + reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            samples.append(dt)
+    return statistics.median(samples)
+
+
+def _torch_way(x, ids, weights, world, experts):
+    """Dispatch by all_to_all_single (counts, then rows), identity experts, combine back."""
+    local = experts // world
+    flat = ids.reshape(-1).long()
+    dest = flat // local
+    order = torch.argsort(dest, stable=True)
+    send_rows = x.index_select(0, order // ids.shape[1])
+    send_counts = torch.bincount(dest, minlength=world)
+    recv_counts = torch.empty_like(send_counts)
+    dist.all_to_all_single(recv_counts, send_counts)
+    # gloo has no bf16 (nor int16): the rows travel as their bytes.
+    recv = torch.empty((int(recv_counts.sum()), 2 * x.shape[1]), dtype=torch.uint8)
+    dist.all_to_all_single(recv, send_rows.view(torch.uint8), recv_counts.tolist(), send_counts.tolist())
+    back = torch.empty_like(send_rows).view(torch.uint8)
+    dist.all_to_all_single(back, recv, send_counts.tolist(), recv_counts.tolist())
+    back = back.view(x.dtype)
+    out = torch.zeros(x.shape, dtype=torch.float32)
+    out.index_add_(0, order // ids.shape[1], back.float() * weights.reshape(-1)[order, None])
+    return out.to(x.dtype)
+
+
+def _rank(rank, port, args, results):
+    import moedist
+    import moedist.torch as md
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.ranks)
+    ep = moedist.Communicator.find(md.comm_name(), rank)
+    rows = []
+    for bs in args.tokens:
+        x0, ids0, w0 = _inputs(rank, bs, args.hidden, args.experts, args.topk)
+        x = md.empty(x0.shape, torch.bfloat16)
+        x.copy_(x0)
+        ids, weights = md.empty(ids0.shape, torch.int32), md.empty(w0.shape, torch.float32)
+        ids.copy_(ids0)
+        weights.copy_(w0)
+        moe = moedist.Distributor(ep, moe_expert_num=args.experts)
+        shapes = moedist.output_shapes(moe, bs, args.topk, args.hidden)
+        expand_x = md.empty(shapes["expand_x"], torch.bfloat16)
+        expand_idx = md.empty(shapes["expand_idx"], torch.int32)
+        token_nums = md.empty(shapes["expert_token_nums"], torch.int64)
+        recv = md.empty(shapes["ep_recv_counts"], torch.int32)
+        out = md.empty((bs, args.hidden), torch.bfloat16)
+
+        def moedist_way():
+            moe.dispatch(x, ids, expand_x, expand_idx, token_nums, recv)
+            moe.combine(expand_x, ids, expand_idx, recv, weights, out)
+
+        t_moedist = _time(moedist_way, args.reps, args.warmup)
+        t_torch = _time(lambda: _torch_way(x0, ids0, w0, args.ranks, args.experts), args.reps, args.warmup)
+        rows.append({"ranks": args.ranks, "bs": bs, "hidden": args.hidden, "topk": args.topk,
+                     "experts": args.experts, "moedist_ms": t_moedist * 1e3, "torch_ms": t_torch * 1e3})
+    if rank == 0:
+        results.put(rows)
+    dist.barrier()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m moedist.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--ranks", type=int, default=8)
+    p.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=[8, 128])
+    p.add_argument("--hidden", type=int, default=7168)
+    p.add_argument("--topk", type=int, default=8)
+    p.add_argument("--experts", type=int, default=256)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--json", help="write the points to this file")
+    args = p.parse_args(argv)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.get_context("spawn").Queue()
+    mp.spawn(_rank, args=(port, args, results), nprocs=args.ranks, join=True)
+    rows = results.get()
+    print(f"{'ranks':>5} {'BS':>5} {'H':>6} {'K':>3} {'E':>4} {'moedist d+c ms':>15} {'torch a2a ms':>13} {'speedup':>8}")
+    for r in rows:
+        print(f"{r['ranks']:>5} {r['bs']:>5} {r['hidden']:>6} {r['topk']:>3} {r['experts']:>4} "
+              f"{r['moedist_ms']:>15.3f} {r['torch_ms']:>13.3f} {r['torch_ms'] / r['moedist_ms']:>7.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"points": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

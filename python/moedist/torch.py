@@ -1,0 +1,252 @@
+"""torch_npu's MoE dispatch/combine names on CPU, over torch.distributed groups.
+
+    import moedist.torch as torch_npu            # or: from moedist.torch import ...
+    name = torch_npu.comm_name(group)            # every member, once: like get_hccl_comm_name
+    expand_x, dynamic_scales, expand_idx, expert_token_nums, ep_recv_counts, tp_recv_counts, \
+        expand_scales = torch_npu.npu_moe_distribute_dispatch(x, expert_ids, name, W, r, E, ...)
+    x = torch_npu.npu_moe_distribute_combine(expert_out, expert_ids, expand_idx, ep_recv_counts,
+                                             expert_scales, name, W, r, E, ...)
+
+Outputs are allocated per call with torch_npu's shapes (expand_x has max(tp_world_size, 1) * A
+rows; rows past the real ones are left as allocated, as on the device, unless zero padding is
+asked for with MOEDIST_ZERO_PADDING=1). torch 1.13 has no fp8 dtype: fp8 outputs are uint8 tensors
+holding e4m3fn bytes. For no allocation per call use moedist.Distributor and moedist.dispatch /
+moedist.combine with your own outputs.
+"""
+
+import os
+import uuid
+
+import torch
+import torch.distributed as dist
+
+import moedist
+from moedist import INNER_TILING, INVALID_PARAM, NULLPTR, error
+
+__all__ = [
+    "MoEPrepareAndFinalize",
+    "comm_name",
+    "empty",
+    "npu_moe_distribute_combine",
+    "npu_moe_distribute_dispatch",
+]
+
+_names = {}  # torch group -> moedist group name (one bootstrap per group)
+_communicators = {}  # group name -> Communicator: keeps this process's endpoint alive
+_distributors = {}  # (names, attributes) -> Distributor
+
+
+def comm_name(group=None, rank=None):
+    """The moedist group name of a torch.distributed group (gloo), for group_ep / group_tp.
+
+    Every member calls it once (later calls return the same name at no cost), like torch_npu's
+    group._get_backend(device).get_hccl_comm_name(rank): the first call bootstraps a moedist
+    process group over the torch group (two all-gathers of a few bytes). `rank`, when given, is the
+    caller's global rank, as torch_npu takes it; it must be this process's."""
+    group = group if group is not None else dist.group.WORLD
+    if rank is not None and rank != dist.get_rank():
+        raise error(INNER_TILING, f"comm_name rank must be this process's global rank {dist.get_rank()}, got {rank}")
+    if group in _names:
+        return _names[group]
+    size = dist.get_world_size(group)
+    me = dist.get_rank(group)
+    proposal = [None] * size
+    dist.all_gather_object(proposal, f"torch-{os.getpid()}-{uuid.uuid4().hex[:16]}", group=group)
+    name = proposal[0]
+
+    def all_gather(mine):
+        parts = [None] * size
+        dist.all_gather_object(parts, mine, group=group)
+        return parts
+
+    comm = moedist.join(me, size, name, all_gather)
+    _communicators[comm.name] = comm
+    _names[group] = comm.name
+    return comm.name
+
+
+def _communicator(name, rank, world_size, what):
+    if not name:
+        raise error(NULLPTR, f"{what} must name a group, got an empty name")
+    comm = _communicators.get(name)
+    if comm is None or comm.rank != rank:
+        comm = moedist.Communicator.find(name, rank)
+    if comm.size != world_size:
+        raise error(INNER_TILING, f"{what} world size must be the group's {comm.size}, got {world_size}")
+    return comm
+
+
+def _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id, **attributes):
+    key = (group_ep, ep_world_size, ep_rank_id, group_tp, tp_rank_id, tp_world_size, tuple(sorted(attributes.items())))
+    moe = _distributors.get(key)
+    if moe is None:
+        ep = _communicator(group_ep, ep_rank_id, ep_world_size, "group_ep")
+        tp = _communicator(group_tp, tp_rank_id, tp_world_size, "group_tp") if tp_world_size > 1 else None
+        moe = moedist.Distributor(ep, tp, **attributes)
+        _distributors[key] = moe
+    return moe
+
+
+def empty(shape, dtype):
+    """A torch tensor in moedist's shared-memory arena: in a process group peers read and write it
+    in place, where other memory is staged once per call."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    count = 1
+    for extent in shape:
+        count *= int(extent)
+    raw = torch.from_numpy(moedist._moedist._shared_array(count * itemsize))
+    return raw.view(dtype).reshape(tuple(int(e) for e in shape))
+
+
+_FP8 = getattr(torch, "float8_e4m3fn", None)
+
+
+def npu_moe_distribute_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                scales=None, x_active_mask=None, expert_scales=None, group_tp="",
+                                tp_world_size=0, tp_rank_id=0, expert_shard_type=0, shared_expert_num=1,
+                                shared_expert_rank_num=0, quant_mode=0, global_bs=0,
+                                expert_token_nums_type=1):
+    """torch_npu.npu_moe_distribute_dispatch on CPU. Returns (expand_x, dynamic_scales, expand_idx,
+    expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales). x_active_mask is reserved
+    (ignored), as in the aclnn contract."""
+    if expert_shard_type != 0:
+        raise error(INNER_TILING, f"expert_shard_type must be 0, got {expert_shard_type}")
+    if x.dim() != 2 or expert_ids.dim() != 2:
+        raise error(INNER_TILING, f"x and expert_ids must be 2-D, got {tuple(x.shape)} and {tuple(expert_ids.shape)}")
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
+                       shared_expert_num=shared_expert_num if shared_expert_rank_num > 0 else 0,
+                       quant_mode=quant_mode, global_bs=global_bs,
+                       expert_token_nums_type=expert_token_nums_type)
+    bs, hidden = x.shape
+    top_k = expert_ids.shape[1]
+    shapes = moedist.output_shapes(moe, bs, top_k, hidden)
+    if quant_mode == 0:
+        expand_x = empty(shapes["expand_x"], x.dtype)
+        expand_x_arg = expand_x
+    elif quant_mode in (1, 2):
+        expand_x = empty(shapes["expand_x"], torch.int8)
+        expand_x_arg = expand_x
+    elif quant_mode in (3, 4):
+        expand_x = empty(shapes["expand_x"], _FP8 or torch.uint8)
+        expand_x_arg = expand_x if _FP8 else (expand_x, "float8_e4m3fn")
+    else:
+        raise error(INNER_TILING, f"quant_mode must be in [0, 4], got {quant_mode}")
+    if quant_mode == 2:
+        dynamic_scales = empty(shapes["dynamic_scales"], torch.float32)
+    elif quant_mode == 3:
+        dynamic_scales = empty(shapes["dynamic_scales_per_group"], torch.float32)
+    elif quant_mode == 4:
+        dynamic_scales = empty(shapes["dynamic_scales_mx"], torch.uint8)
+    else:
+        dynamic_scales = torch.empty((0,), dtype=torch.float32)
+    scales_arg = dynamic_scales if dynamic_scales.numel() else None
+    if quant_mode == 4:
+        scales_arg = (dynamic_scales, "float8_e8m0")
+    expand_idx = torch.empty(shapes["expand_idx"], dtype=torch.int32)
+    expert_token_nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
+    ep_recv_counts = empty(shapes["ep_recv_counts"], torch.int32)
+    tp_recv_counts = torch.zeros(shapes["tp_recv_counts"], dtype=torch.int32)
+    if expert_scales is not None:
+        expand_scales = empty(shapes["expand_scales"], torch.float32)
+    else:
+        expand_scales = torch.empty((0,), dtype=torch.float32)
+    moe.dispatch(x, expert_ids, expand_x_arg, expand_idx, expert_token_nums, ep_recv_counts,
+                 scales=scales, expert_scales=expert_scales, dynamic_scales=scales_arg,
+                 tp_recv_counts=tp_recv_counts if tp_recv_counts.numel() else None,
+                 expand_scales=expand_scales if expand_scales.numel() else None)
+    return expand_x, dynamic_scales, expand_idx, expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales
+
+
+def npu_moe_distribute_combine(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, group_ep,
+                               ep_world_size, ep_rank_id, moe_expert_num, *, tp_send_counts=None,
+                               x_active_mask=None, activation_scale=None, weight_scale=None, group_list=None,
+                               expand_scales=None, shared_expert_x=None, group_tp="", tp_world_size=0,
+                               tp_rank_id=0, expert_shard_type=0, shared_expert_num=1,
+                               shared_expert_rank_num=0, global_bs=0, out_dtype=0, comm_quant_mode=0,
+                               group_list_type=0):
+    """torch_npu.npu_moe_distribute_combine on CPU. Returns x (BS, H) in expand_x's dtype.
+
+    x_active_mask, activation_scale, weight_scale, group_list and expand_scales are reserved by the
+    aclnn contract (SPEC §4): accepted and ignored, as the device does. shared_expert_x (a later
+    torch_npu argument: shared-expert output added by combine) is not part of the contract and
+    raises."""
+    if shared_expert_x is not None:
+        raise error(INVALID_PARAM, "shared_expert_x is not supported by moedist (not in the aclnn "
+                                   "combine contract), got a tensor; add the shared expert's output to x instead")
+    if out_dtype != 0:
+        raise error(INNER_TILING, f"out_dtype must be 0, got {out_dtype}")
+    if expert_shard_type != 0:
+        raise error(INNER_TILING, f"expert_shard_type must be 0, got {expert_shard_type}")
+    if group_list_type not in (0, 1):
+        raise error(INNER_TILING, f"group_list_type must be 0 or 1, got {group_list_type}")
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
+                       shared_expert_num=shared_expert_num if shared_expert_rank_num > 0 else 0,
+                       global_bs=global_bs, comm_quant_mode=comm_quant_mode)
+    x = torch.empty((expert_ids.shape[0], expand_x.shape[1]), dtype=expand_x.dtype)
+    moe.combine(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x,
+                tp_send_counts=tp_send_counts if tp_world_size > 1 else None)
+    return x
+
+
+class MoEPrepareAndFinalize:
+    """The all-to-all of an expert-parallel MoE layer as vLLM's modular kernel splits it:
+
+        [quantize + dispatch]   prepare(hidden_states, topk_ids, topk_weights)
+        experts                 each local expert e runs on expert_x[offsets[e]:offsets[e+1]]
+        [combine]               finalize(expert_outputs, handle)
+
+    One object per rank and layer configuration; `group` is a torch.distributed group (default
+    WORLD), whose rank r hosts experts [r*L, (r+1)*L) with L = num_experts / world size.
+    quant: None (bf16/fp16 rows), "int8" (per-token dynamic int8, SPEC §5 mode 2), "fp8" (per-group
+    e4m3fn, mode 3) or "mxfp8" (MX e4m3fn, mode 4); scales come back as expert_x_scale.
+    max_num_tokens: the most tokens any rank passes to one prepare (ranks may then pass different
+    numbers, globalBs = max_num_tokens * world size); None: every rank passes the same number."""
+
+    _QUANT_MODES = {None: 0, "int8": 2, "fp8": 3, "mxfp8": 4}
+
+    def __init__(self, num_experts, group=None, quant=None, max_num_tokens=None):
+        if quant not in self._QUANT_MODES:
+            raise error(INVALID_PARAM, f"quant must be one of None, 'int8', 'fp8', 'mxfp8', got {quant!r}")
+        self.group_name = comm_name(group)
+        group = group if group is not None else dist.group.WORLD
+        self.world_size = dist.get_world_size(group)
+        self.rank = dist.get_rank(group)
+        self.num_experts = num_experts
+        self.quant_mode = self._QUANT_MODES[quant]
+        self.global_bs = 0 if max_num_tokens is None else int(max_num_tokens) * self.world_size
+
+    @property
+    def num_local_experts(self):
+        return self.num_experts // self.world_size
+
+    def prepare(self, hidden_states, topk_ids, topk_weights):
+        """Dispatch: returns (expert_x, expert_x_scale, expert_num_tokens, handle). expert_x holds
+        the rows this rank's experts must process, grouped by local expert (expert_num_tokens[e]
+        rows each); expert_x_scale their scales (None without quant)."""
+        topk_ids = topk_ids.to(torch.int32).contiguous()
+        topk_weights = topk_weights.to(torch.float32).contiguous()
+        (expand_x, dynamic_scales, expand_idx, expert_token_nums, ep_recv_counts, _tp_recv_counts,
+         _expand_scales) = npu_moe_distribute_dispatch(
+            hidden_states.contiguous(), topk_ids, self.group_name, self.world_size, self.rank, self.num_experts,
+            quant_mode=self.quant_mode, global_bs=self.global_bs, expert_token_nums_type=1)
+        rows = int(expert_token_nums.sum())
+        scale = dynamic_scales[:rows] if dynamic_scales.numel() else None
+        handle = (topk_ids, topk_weights, expand_idx, ep_recv_counts, expand_x.shape[0], hidden_states.dtype)
+        return expand_x[:rows], scale, expert_token_nums, handle
+
+    def finalize(self, expert_outputs, handle):
+        """Combine: expert_outputs (the rows of prepare's expert_x, in its order, in the hidden
+        states' dtype) weighted by topk_weights and summed per token (SPEC §4). Returns (BS, H)."""
+        topk_ids, topk_weights, expand_idx, ep_recv_counts, capacity_rows, dtype = handle
+        if expert_outputs.dtype != dtype:
+            raise error(INVALID_PARAM, f"expert_outputs dtype must be the hidden states' {dtype}, got {expert_outputs.dtype}")
+        rows = expert_outputs.shape[0]
+        if rows < capacity_rows:
+            full = torch.empty((capacity_rows, expert_outputs.shape[1]), dtype=dtype)
+            full[:rows] = expert_outputs
+            expert_outputs = full
+        return npu_moe_distribute_combine(expert_outputs.contiguous(), topk_ids, expand_idx, ep_recv_counts,
+                                          topk_weights, self.group_name, self.world_size, self.rank,
+                                          self.num_experts, global_bs=self.global_bs)

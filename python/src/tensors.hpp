@@ -1,0 +1,30 @@
+// Python tensors as moedist TensorViews, zero-copy: anything with __dlpack__ (torch CPU
+// tensors, numpy >= 1.22 arrays) or the buffer protocol (numpy). bf16 comes as torch.bfloat16
+// (DLPack kDLBfloat) or as a 16-bit integer view with dtype="bfloat16"; the 8-bit formats
+// (fp8, hifloat8, e8m0) as uint8/int8 views with their dtype named.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+
+#include "moedist/tensor.hpp"
+
+namespace moedist::python {
+
+// A view and what keeps its memory alive while a call runs.
+struct HeldView {
+    TensorView view;
+    pybind11::object owner;
+};
+
+// `dtype` (optional) reinterprets the elements: "bfloat16", "float16", "float8_e4m3fn",
+// "float8_e5m2", "hifloat8", "float8_e8m0", "int8", "uint8" (the element size must match).
+// Throws moedist.Error (161002/561002) naming `name` when the object is not a CPU tensor.
+HeldView to_view(const pybind11::handle& tensor, const char* name, const std::optional<std::string>& dtype);
+
+// The DType a moedist dtype name stands for; false when it names none.
+bool parse_dtype(const std::string& text, DType* out);
+
+}  // namespace moedist::python
