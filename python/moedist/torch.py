@@ -221,16 +221,22 @@ class MoEPrepareAndFinalize:
     def num_local_experts(self):
         return self.num_experts // self.world_size
 
-    def prepare(self, hidden_states, topk_ids, topk_weights):
+    def prepare(self, hidden_states, topk_ids, topk_weights, quant=...):
         """Dispatch: returns (expert_x, expert_x_scale, expert_num_tokens, handle). expert_x holds
         the rows this rank's experts must process, grouped by local expert (expert_num_tokens[e]
-        rows each); expert_x_scale their scales (None without quant)."""
+        rows each); expert_x_scale their scales (None without quant). `quant` overrides the
+        constructor's for this call."""
+        quant_mode = self.quant_mode
+        if quant is not ...:
+            if quant not in self._QUANT_MODES:
+                raise error(INVALID_PARAM, f"quant must be one of None, 'int8', 'fp8', 'mxfp8', got {quant!r}")
+            quant_mode = self._QUANT_MODES[quant]
         topk_ids = topk_ids.to(torch.int32).contiguous()
         topk_weights = topk_weights.to(torch.float32).contiguous()
         (expand_x, dynamic_scales, expand_idx, expert_token_nums, ep_recv_counts, _tp_recv_counts,
          _expand_scales) = npu_moe_distribute_dispatch(
             hidden_states.contiguous(), topk_ids, self.group_name, self.world_size, self.rank, self.num_experts,
-            quant_mode=self.quant_mode, global_bs=self.global_bs, expert_token_nums_type=1)
+            quant_mode=quant_mode, global_bs=self.global_bs, expert_token_nums_type=1)
         rows = int(expert_token_nums.sum())
         scale = dynamic_scales[:rows] if dynamic_scales.numel() else None
         handle = (topk_ids, topk_weights, expand_idx, ep_recv_counts, expand_x.shape[0], hidden_states.dtype)

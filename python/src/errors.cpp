@@ -7,8 +7,9 @@ namespace moedist::python {
 void register_errors(py::module_& m) {
     // moedist.Error(code, message): str() is the message; .code the aclnn code (SPEC §7).
     static py::exception<ModuleError> error(m, "Error", PyExc_RuntimeError);
-    error.doc() = "A moedist failure: .code is the aclnn error code (161001, 161002, 361001, 561002), "
-                  ".message SPEC's one-line message.";
+    error.doc() =
+        "A moedist failure: .code is the aclnn error code (161001, 161002, 361001, 561002), "
+        ".message SPEC's one-line message.";
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);

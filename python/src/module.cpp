@@ -34,7 +34,8 @@ HeldView arg_view(const py::handle& arg, const char* name) {
     if (py::isinstance<py::tuple>(arg)) {
         auto pair = py::reinterpret_borrow<py::tuple>(arg);
         if (pair.size() != 2 || !py::isinstance<py::str>(pair[1]))
-            throw_error(Code::kInvalidParam, std::string(name) + " must be a tensor or a (tensor, dtype name) pair");
+            throw_error(Code::kInvalidParam,
+                        std::string(name) + " must be a tensor or a (tensor, dtype name) pair");
         return to_view(pair[0], name, pair[1].cast<std::string>());
     }
     return to_view(arg, name, std::nullopt);
@@ -55,8 +56,10 @@ struct Holder {
 };
 
 Communicator join(int rank, int size, const std::string& name, const py::function& all_gather) {
-    // The callback runs with the GIL; it gets this rank's bytes and returns every rank's, in rank order.
-    Communicator::AllGather gather = [&all_gather](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
+    // The callback runs with the GIL; it gets this rank's bytes and returns every rank's, in rank
+    // order.
+    Communicator::AllGather gather = [&all_gather](const std::vector<std::byte>& mine,
+                                                   std::vector<std::byte>* all) {
         py::gil_scoped_acquire gil;
         try {
             py::bytes mine_bytes(reinterpret_cast<const char*>(mine.data()), mine.size());
@@ -65,7 +68,10 @@ Communicator join(int rank, int size, const std::string& name, const py::functio
             for (const py::handle& part : parts) {
                 std::string bytes = part.cast<py::bytes>();
                 if (bytes.size() != mine.size())
-                    return Status(Code::kRuntime, "all_gather must return every rank's bytes of the same length (" + std::to_string(mine.size()) + "), got " + std::to_string(bytes.size()));
+                    return Status(Code::kRuntime,
+                                  "all_gather must return every rank's bytes of the same length (" +
+                                      std::to_string(mine.size()) + "), got " +
+                                      std::to_string(bytes.size()));
                 const auto* begin = reinterpret_cast<const std::byte*>(bytes.data());
                 all->insert(all->end(), begin, begin + bytes.size());
             }
@@ -111,7 +117,8 @@ MoeDistributor make_distributor(const Communicator& ep,
     config.zero_padding = zero_padding;
     if (soc) {
         config.soc = parse_soc(*soc);
-        if (!config.soc) throw_error(Code::kInvalidParam, "soc must be generic, A2 or A3, got '" + *soc + "'");
+        if (!config.soc)
+            throw_error(Code::kInvalidParam, "soc must be generic, A2 or A3, got '" + *soc + "'");
     }
     std::optional<MoeDistributor> out;
     throw_if(MoeDistributor::create(ep, tp, config, &out));
@@ -199,91 +206,166 @@ PYBIND11_MODULE(_moedist, m) {
     py::class_<Communicator>(m, "Communicator", "One rank's membership of a moedist group.")
         .def_property_readonly("rank", &Communicator::rank)
         .def_property_readonly("size", &Communicator::size)
-        .def_property_readonly("name", &Communicator::name, "The group name dispatch and combine take as group_ep / group_tp.")
-        .def_static("find",
-                    [](const std::string& name, int rank) {
-                        Communicator out;
-                        throw_if(Communicator::find(name, rank, &out));
-                        return out;
-                    },
-                    py::arg("name"), py::arg("rank"), "The handle of `rank` in the group called `name` that this process holds.")
+        .def_property_readonly("name",
+                               &Communicator::name,
+                               "The group name dispatch and combine take as group_ep / group_tp.")
+        .def_static(
+            "find",
+            [](const std::string& name, int rank) {
+                Communicator out;
+                throw_if(Communicator::find(name, rank, &out));
+                return out;
+            },
+            py::arg("name"),
+            py::arg("rank"),
+            "The handle of `rank` in the group called `name` that this process holds.")
         .def("__repr__", [](const Communicator& c) {
-            return "<moedist.Communicator '" + c.name() + "' rank " + std::to_string(c.rank()) + " of " + std::to_string(c.size()) + ">";
+            return "<moedist.Communicator '" + c.name() + "' rank " + std::to_string(c.rank()) +
+                   " of " + std::to_string(c.size()) + ">";
         });
 
-    m.def("local_group",
-          [](int size, const std::string& name) {
-              if (size < 1 || size > MoeConfig::kMaxWorldSize)
-                  throw_error(Code::kInnerTiling, "local_group size must be in [1, 65536], got " + std::to_string(size));
-              return Communicator::create_local_group(size, name);
-          },
-          py::arg("size"), py::arg("name") = "", "`size` communicators of one group whose ranks are threads of this process.");
-    m.def("from_rank_table",
-          [](const std::string& path, int rank) {
-              Communicator out;
-              Status s;
-              {
-                  py::gil_scoped_release release;
-                  s = Communicator::from_rank_table(path, rank, &out);
-              }
-              throw_if(s);
-              return out;
-          },
-          py::arg("path"), py::arg("rank"), "Rank `rank` of the group an HCCL rank table lists (as HcclCommInitClusterInfo).");
-    m.def("join", &join, py::arg("rank"), py::arg("size"), py::arg("name"), py::arg("all_gather"),
-          "Rank `rank` of a group of processes of this host, bootstrapped over all_gather(bytes) -> list[bytes] "
-          "(called twice by every member). `name` is the same on every member and unique on the host.");
+    m.def(
+        "local_group",
+        [](int size, const std::string& name) {
+            if (size < 1 || size > MoeConfig::kMaxWorldSize)
+                throw_error(Code::kInnerTiling,
+                            "local_group size must be in [1, 65536], got " + std::to_string(size));
+            return Communicator::create_local_group(size, name);
+        },
+        py::arg("size"),
+        py::arg("name") = "",
+        "`size` communicators of one group whose ranks are threads of this process.");
+    m.def(
+        "from_rank_table",
+        [](const std::string& path, int rank) {
+            Communicator out;
+            Status s;
+            {
+                py::gil_scoped_release release;
+                s = Communicator::from_rank_table(path, rank, &out);
+            }
+            throw_if(s);
+            return out;
+        },
+        py::arg("path"),
+        py::arg("rank"),
+        "Rank `rank` of the group an HCCL rank table lists (as HcclCommInitClusterInfo).");
+    m.def("join",
+          &join,
+          py::arg("rank"),
+          py::arg("size"),
+          py::arg("name"),
+          py::arg("all_gather"),
+          "Rank `rank` of a group of processes of this host, bootstrapped over all_gather(bytes) "
+          "-> list[bytes] "
+          "(called twice by every member). `name` is the same on every member and unique on the "
+          "host.");
 #ifdef MOEDIST_PYTHON_MPI
-    m.def("_from_mpi_fortran",
-          [](int64_t fortran_handle) {
-              Communicator out;
-              MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fortran_handle));
-              Status s;
-              {
-                  py::gil_scoped_release release;
-                  s = from_mpi(comm, &out);
-              }
-              throw_if(s);
-              return out;
-          },
-          py::arg("fortran_handle"));
+    m.def(
+        "_from_mpi_fortran",
+        [](int64_t fortran_handle) {
+            Communicator out;
+            MPI_Comm comm = MPI_Comm_f2c(static_cast<MPI_Fint>(fortran_handle));
+            Status s;
+            {
+                py::gil_scoped_release release;
+                s = from_mpi(comm, &out);
+            }
+            throw_if(s);
+            return out;
+        },
+        py::arg("fortran_handle"));
     m.attr("has_mpi") = true;
 #else
     m.attr("has_mpi") = false;
 #endif
 
-    py::class_<MoeDistributor>(m, "Distributor",
-                               "One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a "
-                               "validated config (SPEC §1). Outputs are the caller's tensors; nothing is allocated per call.")
-        .def(py::init(&make_distributor), py::arg("ep"), py::arg("tp") = std::nullopt, py::arg("moe_expert_num"),
-             py::kw_only(), py::arg("shared_expert_rank_num") = 0, py::arg("shared_expert_num") = std::nullopt,
-             py::arg("quant_mode") = 0, py::arg("global_bs") = 0, py::arg("expert_token_nums_type") = 0,
-             py::arg("comm_quant_mode") = 0, py::arg("zero_padding") = std::nullopt, py::arg("soc") = std::nullopt)
-        .def("capacity_rows", [](const MoeDistributor& d, int64_t num_tokens, int64_t top_k) { return d.config().capacity_rows(num_tokens, top_k); },
-             py::arg("num_tokens"), py::arg("top_k"), "A of SPEC §1: rows one TP half of this rank can receive.")
-        .def_property_readonly("local_expert_num", [](const MoeDistributor& d) { return d.config().local_expert_num(); })
-        .def_property_readonly("is_shared_rank", [](const MoeDistributor& d) { return d.config().is_shared_rank(); })
-        .def_property_readonly("tp_size", [](const MoeDistributor& d) { return d.config().tp_size(); })
-        .def_property_readonly("ep_world_size", [](const MoeDistributor& d) { return d.config().ep_world_size; })
-        .def_property_readonly("ep_rank_id", [](const MoeDistributor& d) { return d.config().ep_rank_id; })
-        .def("dispatch", &dispatch, py::arg("x"), py::arg("expert_ids"), py::arg("expand_x"), py::arg("expand_idx"),
-             py::arg("expert_token_nums"), py::arg("ep_recv_counts"), py::kw_only(), py::arg("scales") = py::none(),
-             py::arg("expert_scales") = py::none(), py::arg("dynamic_scales") = py::none(),
-             py::arg("tp_recv_counts") = py::none(), py::arg("expand_scales") = py::none(),
-             "Dispatch into the caller's outputs (SPEC §3). A tensor may be a (tensor, dtype name) pair, "
+    py::class_<MoeDistributor>(
+        m,
+        "Distributor",
+        "One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a "
+        "validated config (SPEC §1). Outputs are the caller's tensors; nothing is allocated per "
+        "call.")
+        .def(py::init(&make_distributor),
+             py::arg("ep"),
+             py::arg("tp") = std::nullopt,
+             py::arg("moe_expert_num"),
+             py::kw_only(),
+             py::arg("shared_expert_rank_num") = 0,
+             py::arg("shared_expert_num") = std::nullopt,
+             py::arg("quant_mode") = 0,
+             py::arg("global_bs") = 0,
+             py::arg("expert_token_nums_type") = 0,
+             py::arg("comm_quant_mode") = 0,
+             py::arg("zero_padding") = std::nullopt,
+             py::arg("soc") = std::nullopt)
+        .def(
+            "capacity_rows",
+            [](const MoeDistributor& d, int64_t num_tokens, int64_t top_k) {
+                return d.config().capacity_rows(num_tokens, top_k);
+            },
+            py::arg("num_tokens"),
+            py::arg("top_k"),
+            "A of SPEC §1: rows one TP half of this rank can receive.")
+        .def_property_readonly(
+            "local_expert_num",
+            [](const MoeDistributor& d) { return d.config().local_expert_num(); })
+        .def_property_readonly("is_shared_rank",
+                               [](const MoeDistributor& d) { return d.config().is_shared_rank(); })
+        .def_property_readonly("tp_size",
+                               [](const MoeDistributor& d) { return d.config().tp_size(); })
+        .def_property_readonly("ep_world_size",
+                               [](const MoeDistributor& d) { return d.config().ep_world_size; })
+        .def_property_readonly("ep_rank_id",
+                               [](const MoeDistributor& d) { return d.config().ep_rank_id; })
+        .def("dispatch",
+             &dispatch,
+             py::arg("x"),
+             py::arg("expert_ids"),
+             py::arg("expand_x"),
+             py::arg("expand_idx"),
+             py::arg("expert_token_nums"),
+             py::arg("ep_recv_counts"),
+             py::kw_only(),
+             py::arg("scales") = py::none(),
+             py::arg("expert_scales") = py::none(),
+             py::arg("dynamic_scales") = py::none(),
+             py::arg("tp_recv_counts") = py::none(),
+             py::arg("expand_scales") = py::none(),
+             "Dispatch into the caller's outputs (SPEC §3). A tensor may be a (tensor, dtype name) "
+             "pair, "
              "e.g. (uint8 tensor, 'float8_e4m3fn').")
-        .def("combine", &combine, py::arg("expand_x"), py::arg("expert_ids"), py::arg("expand_idx"),
-             py::arg("ep_send_counts"), py::arg("expert_scales"), py::arg("x"), py::kw_only(),
-             py::arg("tp_send_counts") = py::none(), "Combine into the caller's x (BS, H) (SPEC §4).");
+        .def("combine",
+             &combine,
+             py::arg("expand_x"),
+             py::arg("expert_ids"),
+             py::arg("expand_idx"),
+             py::arg("ep_send_counts"),
+             py::arg("expert_scales"),
+             py::arg("x"),
+             py::kw_only(),
+             py::arg("tp_send_counts") = py::none(),
+             "Combine into the caller's x (BS, H) (SPEC §4).");
 
-    m.def("_shared_array", [](std::size_t bytes) {
-        auto* buffer = new SharedBuffer;
-        if (aclrtMalloc(&buffer->data, bytes > 0 ? bytes : 1, ACL_MEM_MALLOC_HUGE_FIRST) != 0) {
-            delete buffer;
-            throw_error(Code::kRuntime, "shared memory of " + std::to_string(bytes) + " bytes could not be allocated");
-        }
-        buffer->bytes = bytes;
-        py::capsule owner(buffer, [](void* p) { delete static_cast<SharedBuffer*>(p); });
-        return py::array(py::dtype("uint8"), {static_cast<py::ssize_t>(bytes)}, {py::ssize_t{1}}, buffer->data, owner);
-    }, py::arg("bytes"), "A uint8 numpy array of `bytes` bytes in the shared arena (aclrtMalloc), freed with the array.");
+    m.def(
+        "_shared_array",
+        [](std::size_t bytes) {
+            auto* buffer = new SharedBuffer;
+            if (aclrtMalloc(&buffer->data, bytes > 0 ? bytes : 1, ACL_MEM_MALLOC_HUGE_FIRST) != 0) {
+                delete buffer;
+                throw_error(
+                    Code::kRuntime,
+                    "shared memory of " + std::to_string(bytes) + " bytes could not be allocated");
+            }
+            buffer->bytes = bytes;
+            py::capsule owner(buffer, [](void* p) { delete static_cast<SharedBuffer*>(p); });
+            return py::array(py::dtype("uint8"),
+                             {static_cast<py::ssize_t>(bytes)},
+                             {py::ssize_t{1}},
+                             buffer->data,
+                             owner);
+        },
+        py::arg("bytes"),
+        "A uint8 numpy array of `bytes` bytes in the shared arena (aclrtMalloc), freed with the "
+        "array.");
 }

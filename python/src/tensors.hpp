@@ -22,7 +22,9 @@ struct HeldView {
 // `dtype` (optional) reinterprets the elements: "bfloat16", "float16", "float8_e4m3fn",
 // "float8_e5m2", "hifloat8", "float8_e8m0", "int8", "uint8" (the element size must match).
 // Throws moedist.Error (161002/561002) naming `name` when the object is not a CPU tensor.
-HeldView to_view(const pybind11::handle& tensor, const char* name, const std::optional<std::string>& dtype);
+HeldView to_view(const pybind11::handle& tensor,
+                 const char* name,
+                 const std::optional<std::string>& dtype);
 
 // The DType a moedist dtype name stands for; false when it names none.
 bool parse_dtype(const std::string& text, DType* out);

@@ -162,3 +162,20 @@ def test_the_shared_arena_gives_writable_arrays_that_dispatch_accepts():
     moe.dispatch((x_bits, "bfloat16"), ids, (expand_x, "bfloat16"), np.empty(4, np.int32), np.empty(2, np.int64), recv)
     order = np.argsort(ids[:, 0], kind="stable")
     np.testing.assert_array_equal(expand_x[:4], x_bits[order])
+
+
+def test_errors_leave_the_group_usable_and_strided_views_read_in_place():
+    comms = moedist.local_group(1)
+    moe = moedist.Distributor(comms[0], moe_expert_num=2)
+    wide, ids, _ = ref.inputs(0, 4, 64, 2, 1)
+    shapes = moedist.output_shapes(moe, 4, 1, 32)
+    outs = [np.empty(shapes["expand_idx"], np.int32), np.empty(2, np.int64), np.empty(shapes["ep_recv_counts"], np.int32)]
+    with pytest.raises(moedist.Error) as info:  # expandX of the wrong width
+        moe.dispatch((wide[:, :32], "bfloat16"), ids, (np.empty((4, 31), np.uint16), "bfloat16"), *outs)
+    assert "expandX" in info.value.message
+    strided = wide[:, ::2]  # every other column: a non-contiguous view, read in place
+    assert not strided.flags.c_contiguous
+    expand_x = np.empty(shapes["expand_x"], np.uint16)
+    moe.dispatch((strided, "bfloat16"), ids, (expand_x, "bfloat16"), *outs)
+    order = np.argsort(ids[:, 0], kind="stable")
+    np.testing.assert_array_equal(expand_x[:4], strided[order])

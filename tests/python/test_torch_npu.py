@@ -95,6 +95,28 @@ def errors_reach_every_rank(rank, port):
     dist.barrier()
 
 
-@pytest.mark.parametrize("body", [dispatch_and_combine, errors_reach_every_rank])
+def adapter_with_int8(rank, port):
+    import moedist.torch as torch_npu
+
+    start(rank, port)
+    data = [ref.inputs(r, BS[r], H, E, K) for r in range(W)]
+    x_bits, ids, weights = data[rank]
+    moe = torch_npu.MoEPrepareAndFinalize(num_experts=E, max_num_tokens=max(BS))
+    expert_x, scale, counts, handle = moe.prepare(bf16(x_bits), torch.from_numpy(ids), torch.from_numpy(weights), quant="int8")
+    rows, want_counts, _ = ref.dispatch_layout([d[1] for d in data], rank, W, E)
+    assert expert_x.dtype == torch.int8 and expert_x.shape == (len(rows), H) and scale.shape == (len(rows),)
+    np.testing.assert_array_equal(counts.numpy(), want_counts)
+    for i, (src, t, _k) in enumerate(rows):
+        q, s = ref.quantize_int8(ref.bf16_to_f32(data[src][0][t]))
+        np.testing.assert_array_equal(expert_x[i].numpy(), q)
+        assert scale[i].item() == s
+    y = moe.finalize((expert_x.float() * scale[:, None]).to(torch.bfloat16), handle)
+    want = (bf16(x_bits).float() * torch.from_numpy(weights).sum(1, keepdim=True))
+    bound = 0.01 * K * float(want.abs().max()) if want.numel() else 0.0  # int8 rounding, K rows
+    assert (y.float() - want).abs().max() <= bound if want.numel() else y.shape == (0, H)
+    dist.barrier()
+
+
+@pytest.mark.parametrize("body", [dispatch_and_combine, errors_reach_every_rank, adapter_with_int8])
 def test_on_four_processes(body):
     mp.spawn(body, args=(free_port(),), nprocs=W, join=True)
