@@ -371,7 +371,7 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     }
     const int64_t used = own_rows + peer_rows;
     const TensorView& expand_x = op.out.expand_x;
-    const auto row_bytes = static_cast<int64_t>(expand_x.dim(1) * dtype_size(expand_x.dtype));
+    const int64_t row_bytes = expand_x.dim(1) * static_cast<int64_t>(dtype_size(expand_x.dtype));
     // Bytes all ranks write in this call (with padding, every rank's tail too): past the shared
     // cache, plain stores would only evict what the next stage reads.
     int64_t bytes_all = rows_all * row_bytes;
