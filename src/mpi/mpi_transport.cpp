@@ -45,9 +45,14 @@ int ranks_per_node_setting() {
     return n > 0 && n < (1 << 20) ? static_cast<int>(n) : 0;
 }
 
-bool use_alltoallv() {
+// MOEDIST_MPI_ALGO: how bytes cross nodes. p2p (default: measured fastest here), alltoallv, or
+// rma (MPI one-sided: receivers MPI_Rget their rows from the senders' packed buffers).
+enum class Algo { kP2p, kAlltoallv, kRma };
+Algo mpi_algo() {
     const char* text = std::getenv("MOEDIST_MPI_ALGO");
-    return text != nullptr && std::strcmp(text, "alltoallv") == 0;
+    if (text != nullptr && std::strcmp(text, "alltoallv") == 0) return Algo::kAlltoallv;
+    if (text != nullptr && std::strcmp(text, "rma") == 0) return Algo::kRma;
+    return Algo::kP2p;
 }
 
 class MpiEndpoint final : public Transport {
@@ -77,7 +82,17 @@ public:
         flags_.resize(static_cast<std::size_t>(size_));
         ref_.id = transport::new_group_id();
     }
-    ~MpiEndpoint() override { MPI_Comm_free(&comm_); }
+    ~MpiEndpoint() override {
+        if (win_ != MPI_WIN_NULL) {
+            int finalized = 0;
+            MPI_Finalized(&finalized);
+            if (!finalized) {
+                MPI_Win_unlock_all(win_);
+                MPI_Win_free(&win_);
+            }
+        }
+        MPI_Comm_free(&comm_);
+    }
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
@@ -173,8 +188,15 @@ public:
                     std::span<const std::span<std::byte>> recv,
                     Clock::time_point deadline) override {
         if (!broken_.empty()) return broken_status();
-        return use_alltoallv() ? exchange_alltoallv(send, recv, deadline)
-                               : exchange_p2p(send, recv, deadline);
+        switch (mpi_algo()) {
+            case Algo::kAlltoallv:
+                return exchange_alltoallv(send, recv, deadline);
+            case Algo::kRma:
+                return exchange_rma(send, recv, deadline);
+            case Algo::kP2p:
+                break;
+        }
+        return exchange_p2p(send, recv, deadline);
     }
 
 private:
@@ -310,6 +332,95 @@ private:
         return Status::Ok();
     }
 
+    // One-sided: every rank packs its sends into its window (MPI_Win_allocate, passive target),
+    // one MPI_Allgather tells every rank every sender's layout (so all agree when the windows
+    // must grow, collectively), receivers MPI_Rget their bytes, and an MPI_Ibarrier keeps each
+    // window unchanged until every reader is done.
+    Status exchange_rma(std::span<const std::span<const std::byte>> send,
+                        std::span<const std::span<std::byte>> recv,
+                        Clock::time_point deadline) {
+        const auto n = static_cast<std::size_t>(size_);
+        // layout[s * (n + 1) + r]: where sender s's bytes for r start; [s * (n + 1) + n]: its
+        // total.
+        std::vector<MPI_Aint> mine(n + 1), layout(n * (n + 1));
+        MPI_Aint total = 0;
+        for (std::size_t r = 0; r < n; ++r) {
+            mine[r] = total;
+            total += static_cast<MPI_Aint>(send[r].size());
+        }
+        mine[n] = total;
+        std::vector<MPI_Request> requests(1);
+        MPI_Iallgather(mine.data(),
+                       static_cast<int>(n + 1),
+                       MPI_AINT,
+                       layout.data(),
+                       static_cast<int>(n + 1),
+                       MPI_AINT,
+                       comm_,
+                       &requests[0]);
+        if (Status s = finish_requests(requests, deadline); !s.ok()) return s;
+        MPI_Aint largest = 64;
+        for (std::size_t s = 0; s < n; ++s) largest = std::max(largest, layout[s * (n + 1) + n]);
+        if (win_ == MPI_WIN_NULL || largest > window_bytes_) {
+            if (win_ != MPI_WIN_NULL) {
+                MPI_Win_unlock_all(win_);
+                MPI_Win_free(&win_);
+            }
+            window_bytes_ = std::max(largest, window_bytes_ * 2);
+            if (MPI_Win_allocate(window_bytes_, 1, MPI_INFO_NULL, comm_, &window_, &win_) !=
+                MPI_SUCCESS) {
+                win_ = MPI_WIN_NULL;
+                mark_broken("MOEDIST_MPI_ALGO=rma must get an MPI one-sided window of " +
+                            std::to_string(window_bytes_) +
+                            " bytes, got none from this MPI (OpenMPI with MPI_THREAD_MULTIPLE: "
+                            "--mca osc ucx)");
+                return broken_status();
+            }
+            MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
+            MPI_Win_lock_all(MPI_MODE_NOCHECK, win_);
+        }
+        auto* window = static_cast<std::byte*>(window_);
+        for (std::size_t r = 0; r < n; ++r) {
+            if (!send[r].empty()) std::memcpy(window + mine[r], send[r].data(), send[r].size());
+        }
+        MPI_Win_sync(win_);
+        requests.assign(1, MPI_REQUEST_NULL);
+        MPI_Ibarrier(comm_, &requests[0]);  // every window is filled before anyone reads
+        if (Status s = finish_requests(requests, deadline); !s.ok()) return s;
+        constexpr std::size_t kChunk = std::size_t{1} << 30;
+        requests.clear();
+        for (std::size_t r = 0; r < n; ++r) {
+            const auto& in = recv[r];
+            const MPI_Aint start = layout[r * (n + 1) + static_cast<std::size_t>(rank_)];
+            for (std::size_t at = 0; at < in.size(); at += kChunk) {
+                const int count = static_cast<int>(std::min(kChunk, in.size() - at));
+                requests.emplace_back();
+                if (MPI_Rget(in.data() + at,
+                             count,
+                             MPI_BYTE,
+                             static_cast<int>(r),
+                             start + static_cast<MPI_Aint>(at),
+                             count,
+                             MPI_BYTE,
+                             win_,
+                             &requests.back()) != MPI_SUCCESS) {
+                    requests.pop_back();
+                    mark_broken("MPI must read rows of rank " + std::to_string(r) +
+                                " one-sided, got an error");
+                    (void)finish_requests(requests, deadline);
+                    return broken_status();
+                }
+            }
+        }
+        if (Status s = finish_requests(requests, deadline); !s.ok()) return s;
+        requests.assign(1, MPI_REQUEST_NULL);
+        MPI_Ibarrier(comm_, &requests[0]);
+        return finish_requests(requests, deadline);
+    }
+
+    MPI_Aint window_bytes_ = 0;
+    void* window_ = nullptr;
+    MPI_Win win_ = MPI_WIN_NULL;
     MPI_Comm comm_;
     int rank_ = 0, size_ = 0;
     std::string name_;
