@@ -21,7 +21,7 @@ double slowest(double seconds) {
 class Baseline {
 public:
     Baseline(const JobSpec& spec, int rank, int world)
-        : spec_(spec), rank_(rank), world_(world), H_(spec.hidden), K_(spec.top_k) {
+        : spec_(spec), world_(world), H_(spec.hidden), K_(spec.top_k) {
         const moedist::harness::Layout lay = moedist::harness::layout_of(spec);
         L_ = lay.L;
         input_ = moedist::harness::rank_input(spec, lay, rank);
@@ -160,7 +160,7 @@ private:
     }
 
     JobSpec spec_;
-    int rank_, world_, H_, K_, L_ = 1;
+    int world_, H_, K_, L_ = 1;
     int64_t bs_ = 0;
     std::size_t row_bytes_ = 0;
     moedist_ref::RankInput input_;

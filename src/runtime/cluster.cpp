@@ -67,7 +67,7 @@ std::string read_table(const std::filesystem::path& path, std::string* text) {
 
 uint64_t fnv1a(const std::string& text) {
     uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    for (const char ch : text) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
     return h;
 }
 
