@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -483,6 +484,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
                      "threads (default), processes, or mpi (under mpirun -np W: the baseline in "
                      "the same mpirun)")
         ->check(CLI::IsMember({"threads", "processes", "mpi"}));
+    bench
+        ->add_option_function<int>(
+            "--ranks-per-node",
+            [](const int& n) { ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(n).c_str(), 1); },
+            "mpi backend: simulated nodes of n consecutive ranks (sets MOEDIST_RANKS_PER_NODE)")
+        ->check(CLI::Range(1, 65536));
     bench->add_option("--baseline", o->baseline, "auto|alltoallv|none (default auto)")
         ->check(CLI::IsMember({"auto", "alltoallv", "none"}));
     bench->add_option("--reps", o->reps, "measured repetitions per point (default 20)")

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -234,6 +235,11 @@ int main(int argc, char** argv) {
                     "threads (default), processes (forks one process per rank) or mpi (under "
                     "mpirun -np W*T: one rank per MPI process)")
         ->check(CLI::IsMember({"threads", "processes", "mpi"}));
+    run->add_option_function<int>(
+           "--ranks-per-node",
+           [](const int& n) { ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(n).c_str(), 1); },
+           "mpi backend: simulated nodes of n consecutive ranks (sets MOEDIST_RANKS_PER_NODE)")
+        ->check(CLI::Range(1, 65536));
     moedist::cli::PlanOptions plan_options;
     auto* plan = moedist::cli::add_plan_command(app, &plan_options);
     moedist::cli::BenchOptions bench_options;
