@@ -2,6 +2,8 @@
 code): the layout of one MoE rank's dispatch outputs (T = 1, S = 0), per-token int8 quantization,
 and combine's fp32 accumulation order with bf16 / fp16 rounding."""
 
+import socket
+
 import numpy as np
 
 
@@ -84,3 +86,10 @@ def combine(x_bits, ids, weights):
             acc = (acc + (row * weights[t, k]).astype(np.float32)).astype(np.float32)
         out[t] = bf16_bits(acc)
     return out
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 for a torch.distributed rendezvous."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -3,7 +3,6 @@ Python module on thread ranks (local_group) and on spawned processes (torch.dist
 bootstrapped by comm_name) give byte-identical outputs, tails included (zero padding on); the
 bf16 case is also checked against the naive reference where it applies (rank layout, counts)."""
 
-import socket
 import threading
 
 import numpy as np
@@ -102,9 +101,7 @@ def process_main(g, port, modes, queue):
 
 
 def test_every_mode_is_byte_identical_on_threads_and_processes():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = ref.free_port()
     queue = mp.get_context("spawn").Queue()
     context = mp.spawn(process_main, args=(port, list(MODES), queue), nprocs=EP * TP, join=False)
     by_process = dict(queue.get(timeout=300) for _ in range(EP * TP))  # before join: large items

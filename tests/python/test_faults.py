@@ -4,11 +4,12 @@ timeout, and nothing is left in /dev/shm."""
 import multiprocessing
 import os
 import signal
-import socket
 import time
 
 import torch
 import torch.distributed as dist
+
+import moe_reference as ref
 
 W = 3
 
@@ -34,9 +35,7 @@ def rank_main(rank, port, results):
 
 
 def test_a_killed_rank_fails_the_others_within_the_timeout():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = ref.free_port()
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     procs = [ctx.Process(target=rank_main, args=(r, port, results)) for r in range(W)]

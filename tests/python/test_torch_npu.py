@@ -1,8 +1,6 @@
 """torch_npu's names on processes: torch.multiprocessing ranks with a gloo group, the moedist group
 bootstrapped by comm_name, npu_moe_distribute_dispatch / combine against the naive reference."""
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -13,12 +11,6 @@ import moe_reference as ref
 
 W, E, K, H = 4, 8, 3, 80
 BS = [6, 2, 0, 5]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(rank, port):
@@ -119,4 +111,4 @@ def adapter_with_int8(rank, port):
 
 @pytest.mark.parametrize("body", [dispatch_and_combine, errors_reach_every_rank, adapter_with_int8])
 def test_on_four_processes(body):
-    mp.spawn(body, args=(free_port(),), nprocs=W, join=True)
+    mp.spawn(body, args=(ref.free_port(),), nprocs=W, join=True)
