@@ -48,17 +48,17 @@ std::size_t depth_of(std::string_view text) {
 nlohmann::json parse_dom(std::string_view text, bool* duplicate) {
     std::vector<std::set<std::string>> keys_per_open_object;
     *duplicate = false;
-    const auto on_event = [&](int /*depth*/, nlohmann::json::parse_event_t event,
-                              nlohmann::json& parsed) {
-        using Event = nlohmann::json::parse_event_t;
-        if (event == Event::object_start) keys_per_open_object.emplace_back();
-        if (event == Event::object_end && !keys_per_open_object.empty())
-            keys_per_open_object.pop_back();
-        if (event == Event::key && !keys_per_open_object.empty() &&
-            !keys_per_open_object.back().insert(parsed.get<std::string>()).second)
-            *duplicate = true;
-        return true;
-    };
+    const auto on_event =
+        [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+            using Event = nlohmann::json::parse_event_t;
+            if (event == Event::object_start) keys_per_open_object.emplace_back();
+            if (event == Event::object_end && !keys_per_open_object.empty())
+                keys_per_open_object.pop_back();
+            if (event == Event::key && !keys_per_open_object.empty() &&
+                !keys_per_open_object.back().insert(parsed.get<std::string>()).second)
+                *duplicate = true;
+            return true;
+        };
     return nlohmann::json::parse(text, on_event, false);
 }
 
