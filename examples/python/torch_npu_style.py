@@ -6,6 +6,7 @@ On an NPU this script would `import torch_npu` and take the group name from
 `group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)`; here moedist.torch provides
 the same calls and comm_name(group, rank) the name."""
 
+import os
 import socket
 
 import torch
@@ -42,8 +43,9 @@ def run(rank, port):
     # With the identity expert, combine gives back x (up to int8 quantization error).
     err = (y.float() - x.float()).abs().max().item() / x.float().abs().max().item()
     dist.barrier()
-    print(f"rank {rank}: received {rows} rows, relative error after int8 round trip {err:.4f}"
-          + (" execute successfully" if err < 0.02 else " FAILED"))
+    line = (f"rank {rank}: received {rows} rows, relative error after int8 round trip {err:.4f}"
+            + (" execute successfully" if err < 0.02 else " FAILED"))
+    os.write(1, (line + "\n").encode())  # one write: the 8 ranks share stdout and must not interleave
     assert err < 0.02
 
 

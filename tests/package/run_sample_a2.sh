@@ -23,7 +23,7 @@ table=$work/rank_table.json
 shm_before=$(ls /dev/shm | sort)
 out=$(RANK_TABLE_FILE=$table FIRST_RANK_ID=0 timeout 300 "$sample" 2>&1); rc=$?
 echo "$out" | grep -E "execute successfully|ERROR|error|failed" | head -40
-n=$(grep -c "aclnnMoeDistributeCombine execute successfully" <<<"$out")
+n=$(grep -o "aclnnMoeDistributeCombine execute successfully" <<<"$out" | wc -l)
 echo "ranks whose combine executed successfully: $n of 16 (exit $rc)"
 shm_after=$(ls /dev/shm | sort)
 [ "$shm_before" = "$shm_after" ] || { echo "/dev/shm changed: $shm_after"; exit 1; }

@@ -24,6 +24,6 @@ table=$work/rank_table.json
 export RANK_TABLE_FILE=$table FIRST_RANK_ID=0
 out=$("$runner" 16 8 default default -x RANK_TABLE_FILE -x FIRST_RANK_ID "$program" 2>&1); rc=$?
 echo "$out" | grep -E "execute successfully|ERROR|error|failed" | head -40
-n=$(grep -c "aclnnMoeDistributeCombine execute successfully" <<<"$out")
+n=$(grep -o "aclnnMoeDistributeCombine execute successfully" <<<"$out" | wc -l)
 echo "MPI ranks whose combine executed successfully: $n of 16 (exit $rc)"
 [ "$rc" -eq 0 ] && [ "$n" -eq 16 ]
