@@ -64,10 +64,14 @@ Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
                         std::string(name) + " shape and strides",
                         "non-negative",
                         shape_of(t));
-        if (t.dim(d) > 0) last += static_cast<__int128>(t.dim(d) - 1) * t.stride(d);
+        // Each term is below 2^126; stopping once the sum passes 2^62 keeps it below 2^127.
+        if (t.dim(d) > 0 && last < (static_cast<__int128>(1) << 62)) {
+            last += static_cast<__int128>(t.dim(d) - 1) * t.stride(d);
+        }
     }
     MOEDIST_REQUIRE(
-        last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
+        last < (static_cast<__int128>(1) << 62) &&
+            last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
         Code::kInnerTiling,
         std::string(name) + " extent",
         "below 2^62 bytes",
