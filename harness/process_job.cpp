@@ -22,6 +22,7 @@
 #include "harness/driver.hpp"
 #include "transport/access.hpp"
 #include "transport/futex.hpp"
+#include "transport/peer_memory.hpp"
 #include "transport/process_group.hpp"
 #include "transport/shm_arena.hpp"
 #include "transport/socket_rendezvous.hpp"
@@ -117,7 +118,7 @@ std::atomic<uint64_t> job_counter{0};
     auto join = [&](const std::string& group, int rank, int size, Communicator* out) -> Status {
         std::unique_ptr<transport::SocketRendezvous> rendezvous;
         if (Status s = transport::SocketRendezvous::open(
-                key + "-" + group, rank, size, deadline, &rendezvous);
+                key + "-" + group, rank, size, /*fingerprint=*/0, deadline, &rendezvous);
             !s.ok())
             return s;
         return Communicator::join_processes(
@@ -274,7 +275,7 @@ public:
         std::vector<RankOutputs> all;
         for (int g = 0; g < lay_.ranks(); ++g) {
             const OutputRefs& r = control_->ranks[g].outputs;
-            auto at = [](const RegionRef& ref) { return transport::map_foreign(ref); };
+            auto at = [this](const RegionRef& ref) { return memory_.map(ref); };
             RankOutputs o;
             o.num_tokens = r.num_tokens;
             o.expand_x = reinterpret_cast<const uint8_t*>(at(r.expand_x));
@@ -302,6 +303,8 @@ public:
     }
 
 private:
+    mutable transport::PeerMemory memory_;  // the ranks' outputs, mapped to be checked
+
     void bump() {
         control_->done.store(0, std::memory_order_release);
         control_->epoch.fetch_add(1, std::memory_order_acq_rel);

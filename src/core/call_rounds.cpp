@@ -1,7 +1,11 @@
 #include "core/call_rounds.hpp"
 
+#include <cstring>
+
 #include "core/test_hooks.hpp"
 #include "transport/access.hpp"
+#include "transport/bootstrap.hpp"
+#include "util/peer_text.hpp"
 
 namespace moedist::core {
 namespace {
@@ -10,21 +14,46 @@ std::span<const std::byte> bytes_of(const void* p, std::size_t n) {
     return {static_cast<const std::byte*>(p), n};
 }
 
+Status claim(transport::Transport& endpoint, bool* entered);
+
 }  // namespace
 
 CallRounds::CallRounds(const Communicator& ep, const std::optional<Communicator>& tp)
     : ep_(transport::Access::endpoint(ep)), tp_(tp ? transport::Access::endpoint(*tp) : nullptr) {}
 
-const RecordHeader& CallRounds::own_header(int r) const {
-    return *reinterpret_cast<const RecordHeader*>(ep_->record(r, ep_call_));
+CallRounds::~CallRounds() {
+    if (entered_ep_) ep_->leave();
+    if (entered_tp_) tp_->leave();
 }
 
-const RecordHeader& CallRounds::peer_header(int r) const {
-    return *reinterpret_cast<const RecordHeader*>(peer_ep_->record(r, peer_ep_call_));
+void CallRounds::copy_records(transport::Transport& endpoint,
+                              uint64_t call,
+                              std::vector<std::byte>* records) {
+    constexpr std::size_t kBytes = transport::Transport::kMaxRecordBytes;
+    records->resize(static_cast<std::size_t>(endpoint.size()) * kBytes);
+    for (int r = 0; r < endpoint.size(); ++r)
+        std::memcpy(records->data() + static_cast<std::size_t>(r) * kBytes, endpoint.record(r, call), kBytes);
 }
+
+namespace {
+Status claim(transport::Transport& endpoint, bool* entered) {
+    if (endpoint.try_enter()) {
+        *entered = true;
+        return Status::Ok();
+    }
+    return {Code::kRuntime,
+            "rank " + std::to_string(endpoint.rank()) + " of communicator '" + endpoint.name() +
+                "' must run one call at a time, got a second call (from another thread) while "
+                "one runs"};
+}
+}  // namespace
 
 Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     const auto deadline = transport::call_deadline();
+    if (Status s = claim(*ep_, &entered_ep_); !s.ok()) return s;
+    if (tp_ != nullptr) {
+        if (Status s = claim(*tp_, &entered_tp_); !s.ok()) return s;
+    }
     if (Status s = ep_->broken_status(); !s.ok()) return s;
     if (tp_ != nullptr) {
         if (Status s = tp_->broken_status(); !s.ok()) return s;
@@ -44,7 +73,8 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
             ep_->mark_broken(s.message());  // my EP peers would otherwise wait for me in vain
             return s;
         }
-        const TpRecord& peer = record_of<TpRecord>(*tp_, 1 - tp_->rank(), tp_call_);
+        TpRecord peer;  // a copy: the peer's process may rewrite its slot
+        std::memcpy(&peer, tp_->record(1 - tp_->rank(), tp_call_), sizeof(peer));
         std::shared_ptr<transport::Transport> peer_group;
         Status opened = Status::Ok();
         if (peer.ep_group == ep_->ref() || peer.ep_size != ep_->size() ||
@@ -71,21 +101,35 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     arrived_ = true;
     test_hooks::on_mid_call(ep_->rank());
     if (Status s = ep_->wait_published(ep_call_, deadline); !s.ok()) return s;
-    if (peer_ep_ != nullptr) return peer_ep_->wait_published(peer_ep_call_, deadline);
+    copy_records(*ep_, ep_call_, &own_records_);
+    if (peer_ep_ != nullptr) {
+        if (peer_ep_->size() != ep_->size()) {
+            return {Code::kRuntime,
+                    "the TP peer's EP group '" + peer_ep_->name() + "' must have " +
+                        std::to_string(ep_->size()) + " ranks, got " +
+                        std::to_string(peer_ep_->size())};
+        }
+        if (Status s = peer_ep_->wait_published(peer_ep_call_, deadline); !s.ok()) return s;
+        copy_records(*peer_ep_, peer_ep_call_, &peer_records_);
+    }
     return Status::Ok();
 }
 
 Status CallRounds::check_headers() const {
     const int world = ep_->size();
-    // Errors found before arriving: my group first, then the peer group.
+    // Errors found before arriving: my group first, then the peer group (text from other
+    // processes is bounded and shown as printable characters only).
     for (int r = 0; r < world; ++r) {
-        if (own_header(r).error != 0)
-            return {static_cast<Code>(own_header(r).error), own_header(r).error_message};
+        if (own_header(r).error != 0) {
+            return {transport::code_from_peer(own_header(r).error),
+                    util::peer_text(own_header(r).error_message)};
+        }
     }
     if (peer_ep_ != nullptr) {
         for (int r = 0; r < world; ++r) {
             if (peer_header(r).error != 0) {
-                return {static_cast<Code>(peer_header(r).error), peer_header(r).error_message};
+                return {transport::code_from_peer(peer_header(r).error),
+                        util::peer_text(peer_header(r).error_message)};
             }
         }
     }
@@ -155,6 +199,12 @@ Status CallRounds::finish(const Status& verdict) {
 Status bare_call(const Communicator& ep) {
     transport::Transport& endpoint = *transport::Access::endpoint(ep);
     const auto deadline = transport::call_deadline();
+    bool entered = false;
+    if (Status s = claim(endpoint, &entered); !s.ok()) return s;
+    struct Leave {
+        transport::Transport& e;
+        ~Leave() { e.leave(); }
+    } leave{endpoint};
     if (Status s = endpoint.broken_status(); !s.ok()) return s;
     const uint64_t call = endpoint.begin_call();
     const RecordHeader header;

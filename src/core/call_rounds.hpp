@@ -1,6 +1,7 @@
 // The two rounds of every call, over the rank's EP group and, with T == 2, its TP pair:
 //
-//   begin():  (T == 2) publish my TP record — which EP group I am in and my call number there —
+//   begin():  claim my endpoints (one call at a time each: a second thread fails at once);
+//             (T == 2) publish my TP record — which EP group I am in and my call number there —
 //             and read my TP peer's, which names the peer's EP group; open that group; then
 //             publish my EP record (its header names the peer group) and wait for every EP peer
 //             and, with T == 2, for every rank of the peer's EP group (its members fill my peer
@@ -15,6 +16,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "core/records.hpp"
 #include "moedist/communicator.hpp"
@@ -25,6 +28,9 @@ namespace moedist::core {
 class CallRounds {
 public:
     CallRounds(const Communicator& ep, const std::optional<Communicator>& tp);
+    ~CallRounds();
+    CallRounds(const CallRounds&) = delete;
+    CallRounds& operator=(const CallRounds&) = delete;
 
     // This rank's EP endpoint, for exposing memory and scratch before begin().
     transport::Transport& endpoint() const { return *ep_; }
@@ -35,11 +41,11 @@ public:
     // Records of this call, by EP rank: in my EP group, and (T == 2) in my TP peer's EP group.
     template <class Record>
     const Record& own(int64_t ep_rank) const {
-        return record_of<Record>(*ep_, static_cast<int>(ep_rank), ep_call_);
+        return copy_of<Record>(own_records_, ep_rank);
     }
     template <class Record>
     const Record& peer(int64_t ep_rank) const {
-        return record_of<Record>(*peer_ep_, static_cast<int>(ep_rank), peer_ep_call_);
+        return copy_of<Record>(peer_records_, ep_rank);
     }
     bool has_peer() const { return peer_ep_ != nullptr; }
     const std::string& ep_name() const { return ep_->name(); }
@@ -57,8 +63,19 @@ public:
     Status finish(const Status& verdict);
 
 private:
-    const RecordHeader& own_header(int r) const;
-    const RecordHeader& peer_header(int r) const;
+    template <class Record>
+    static const Record& copy_of(const std::vector<std::byte>& records, int64_t rank) {
+        static_assert(std::is_trivially_copyable_v<Record>);
+        static_assert(sizeof(Record) <= transport::Transport::kMaxRecordBytes);
+        return *reinterpret_cast<const Record*>(
+            records.data() + static_cast<std::size_t>(rank) * transport::Transport::kMaxRecordBytes);
+    }
+    const RecordHeader& own_header(int r) const { return own<RecordHeader>(r); }
+    const RecordHeader& peer_header(int r) const { return peer<RecordHeader>(r); }
+    // Copies every rank's record of `call` on `endpoint` into `records`.
+    static void copy_records(transport::Transport& endpoint,
+                             uint64_t call,
+                             std::vector<std::byte>* records);
 
     std::shared_ptr<transport::Transport> ep_;
     std::shared_ptr<transport::Transport> tp_;
@@ -67,6 +84,10 @@ private:
     uint64_t tp_call_ = 0;
     std::shared_ptr<transport::Transport> peer_ep_;  // the paired EP group, held for the call
     uint64_t peer_ep_call_ = 0;
+    bool entered_ep_ = false;
+    bool entered_tp_ = false;
+    std::vector<std::byte> own_records_;   // W records of kMaxRecordBytes, this call's
+    std::vector<std::byte> peer_records_;
 };
 
 // The two rounds of a call with no data and no checks on `ep` (publish, wait for all, finish,

@@ -30,6 +30,8 @@ namespace {
 
 struct Scratch {
     std::vector<OwnerView> own_owners;
+    std::vector<std::vector<int32_t>> own_counts;   // owners' counts, copied out of their memory
+    std::vector<std::vector<int32_t>> peer_counts;
     std::vector<int32_t> remote_counts;  // counts of the views of owners on other nodes
     std::vector<OwnerView> peer_owners;
     std::vector<float> acc;
@@ -297,12 +299,12 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     mine->num_tokens = op.num_tokens;
     mine->tp_rank = op.config.tp_rank_id;
     if (Status s = endpoint.broken_status(); !s.ok()) return s;
+    // Only the rows readers may touch, so the region (and the view peers see) covers no more.
     TensorView used = op.in.expand_x;
     used.shape[0] = used_rows(op);
     if (Status s = publish_tensor(endpoint, used, transport::kScratchStageX, &mine->expand_x);
         !s.ok())
         return s;
-    mine->expand_x.shape[0] = op.in.expand_x.dim(0);
     if (Status s = publish_tensor(
             endpoint, op.in.ep_send_counts, transport::kScratchStageAux, &mine->ep_send_counts);
         !s.ok())
@@ -314,46 +316,71 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     return Status::Ok();
 }
 
-// Every owner's tensors must map here; a dead owner is named as such.
+// Every owner of expert rows of a group, as this rank reads it: each record checked against what
+// this rank knows (records.hpp; the same verdict on every rank, returned), its tensors mapped (a
+// failure there is this rank's alone: *unreachable, reported after the collective steps; a dead
+// owner is named as such), and its counts copied out of its memory, so they cannot change
+// between the checks and the reads.
 template <class Records>
-Status check_owners(const Records& records,
-                    const std::vector<OwnerView>& owners,
-                    transport::Transport& memory,
-                    const std::string& group) {
-    for (std::size_t r = 0; r < owners.size(); ++r) {
-        if (memory.node_of(static_cast<int>(r)) != memory.node_of(memory.rank())) continue;
-        const CombineRecord& rec = records(static_cast<int64_t>(r));
-        const OwnerView& v = owners[r];
-        const bool missing =
-            (!rec.expand_x.region.empty() && v.expand_x.data == nullptr) ||
-            (!rec.ep_send_counts.region.empty() && v.ep_send_counts.data == nullptr) ||
-            (!rec.tp_send_counts.region.empty() && v.tp_send_counts.data == nullptr);
-        if (!missing) continue;
-        if (std::string why = memory.gone(static_cast<int>(r)); !why.empty())
-            return {Code::kRuntime, why};
-        return {Code::kRuntime,
-                "the expert outputs of rank " + std::to_string(r) + " of '" + group +
-                    "' must be readable by the ranks they return to, got memory this process "
-                    "cannot map"};
-    }
-    return Status::Ok();
-}
-
-template <class Records>
-void read_owners(const Records& records,
-                 int64_t world,
-                 transport::Transport& memory,
-                 std::vector<OwnerView>* owners) {
+Status read_owners(const Records& records,
+                   const RecordBounds& bounds,
+                   int64_t shared_ranks,
+                   transport::Transport& memory,
+                   const std::string& group,
+                   std::vector<OwnerView>* owners,
+                   std::vector<std::vector<int32_t>>* counts,
+                   Status* unreachable) {
+    const int64_t world = bounds.world;
     owners->resize(static_cast<std::size_t>(world));
+    counts->resize(static_cast<std::size_t>(world));
+    const int my_node = memory.node_of(memory.rank());
     for (int64_t r = 0; r < world; ++r) {
         const CombineRecord& rec = records(r);
-        OwnerView& v = (*owners)[static_cast<std::size_t>(r)];
         const int rank = static_cast<int>(r);
-        v.expand_x = view_of(memory, rank, rec.expand_x);
-        v.ep_send_counts = view_of(memory, rank, rec.ep_send_counts);
-        v.tp_send_counts = view_of(memory, rank, rec.tp_send_counts);
+        if (std::string why = check_combine_record(rec, r, bounds); !why.empty()) {
+            return {Code::kRuntime,
+                    "the combine record of rank " + std::to_string(r) + " of '" + group + "' " + why};
+        }
+        OwnerView& v = (*owners)[static_cast<std::size_t>(r)];
+        v = OwnerView{};
         v.tp_rank = rec.tp_rank;
+        if (memory.node_of(rank) != my_node) continue;  // its rows come over (remote.hpp)
+        v.expand_x = view_of(memory, rank, rec.expand_x);
+        const TensorView ep_counts = view_of(memory, rank, rec.ep_send_counts);
+        const TensorView tp_counts = view_of(memory, rank, rec.tp_send_counts);
+        const bool missing = (!rec.expand_x.region.empty() && v.expand_x.data == nullptr) ||
+                             (!rec.ep_send_counts.region.empty() && ep_counts.data == nullptr) ||
+                             (!rec.tp_send_counts.region.empty() && tp_counts.data == nullptr);
+        if (missing) {
+            v = OwnerView{};
+            if (!unreachable->ok()) continue;
+            if (std::string why = memory.gone(rank); !why.empty()) {
+                *unreachable = {Code::kRuntime, why};
+            } else {
+                *unreachable = {Code::kRuntime,
+                                "the expert outputs of rank " + std::to_string(r) + " of '" +
+                                    group +
+                                    "' must be readable by the ranks they return to, got memory "
+                                    "this process cannot map"};
+            }
+            continue;
+        }
+        // The owner's counts: its blocks (W·L on a MoE rank, W on a shared rank), then (T == 2)
+        // its tpSendCounts pair.
+        const int64_t blocks = r < shared_ranks ? world : bounds.local_blocks_moe;
+        auto& copy = (*counts)[static_cast<std::size_t>(r)];
+        copy.assign(static_cast<std::size_t>(blocks + 2), 0);
+        if (ep_counts.data != nullptr && ep_counts.dim(0) >= blocks) {
+            for (int64_t i = 0; i < blocks; ++i) copy[static_cast<std::size_t>(i)] = load1<int32_t>(ep_counts, i);
+            v.ep_send_counts = TensorView::contiguous(copy.data(), DType::kInt32, {blocks});
+        }
+        if (tp_counts.data != nullptr) {
+            copy[static_cast<std::size_t>(blocks)] = load1<int32_t>(tp_counts, 0);
+            copy[static_cast<std::size_t>(blocks + 1)] = load1<int32_t>(tp_counts, 1);
+            v.tp_send_counts = TensorView::contiguous(copy.data() + blocks, DType::kInt32, {2});
+        }
     }
+    return Status::Ok();
 }
 
 }  // namespace
@@ -381,46 +408,51 @@ Status run_combine(const CombineOp& op) {
     Status verdict = rounds.begin(&mine.header, sizeof(mine));
     try {  // once arrived, every path goes through finish()
         if (verdict.ok()) verdict = rounds.check_headers();
+        RecordBounds bounds;
+        bounds.world = op.config.ep_world_size;
+        bounds.experts = op.config.moe_expert_num;
+        bounds.top_k = op.top_k;
+        bounds.hidden = op.hidden;
+        bounds.nodes = rounds.own_memory().node_count();
+        bounds.x_dtype = op.in.expand_x.dtype;
+        bounds.expand_dtype = op.in.expand_x.dtype;
+        bounds.local_blocks_moe = op.config.ep_world_size * op.config.local_moe_expert_num();
+        bounds.tp = rounds.has_peer();
+        const int64_t shared_ranks = op.config.shared_expert_rank_num;
+        Status unreachable = Status::Ok();
         if (verdict.ok()) {
-            read_owners(
+            verdict = read_owners(
                 [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
-                op.config.ep_world_size,
+                bounds,
+                shared_ranks,
                 rounds.own_memory(),
-                &s.own_owners);
-            if (rounds.has_peer())
-                read_owners(
-                    [&](int64_t r) -> const CombineRecord& {
-                        return rounds.peer<CombineRecord>(r);
-                    },
-                    op.config.ep_world_size,
-                    rounds.peer_memory(),
-                    &s.peer_owners);
-            if (rounds.own_memory().node_count() > 1) {
-                // Every rank takes part (the verdict so far is the same on all): the rows of
-                // my tokens held on other nodes come over (remote.hpp).
-                const Topology topo{op.config.ep_world_size,
-                                    op.config.shared_expert_rank_num,
-                                    op.config.moe_expert_num,
-                                    op.config.local_moe_expert_num()};
-                verdict = bring_remote_rows(
-                    op, topo, rounds.own_memory(), &s.own_owners, &s.remote_counts);
-            }
-            if (verdict.ok())
-                verdict = check_owners(
-                    [&](int64_t r) -> const CombineRecord& { return rounds.own<CombineRecord>(r); },
-                    s.own_owners,
-                    rounds.own_memory(),
-                    rounds.ep_name());
-            if (verdict.ok() && rounds.has_peer()) {
-                verdict = check_owners(
-                    [&](int64_t r) -> const CombineRecord& {
-                        return rounds.peer<CombineRecord>(r);
-                    },
-                    s.peer_owners,
-                    rounds.peer_memory(),
-                    rounds.peer_name());
-            }
+                rounds.ep_name(),
+                &s.own_owners,
+                &s.own_counts,
+                &unreachable);
         }
+        if (verdict.ok() && rounds.has_peer()) {
+            verdict = read_owners(
+                [&](int64_t r) -> const CombineRecord& { return rounds.peer<CombineRecord>(r); },
+                bounds,
+                shared_ranks,
+                rounds.peer_memory(),
+                rounds.peer_name(),
+                &s.peer_owners,
+                &s.peer_counts,
+                &unreachable);
+        }
+        if (verdict.ok() && rounds.own_memory().node_count() > 1) {
+            // Every rank takes part (the verdict so far is the same on all): the rows of my
+            // tokens held on other nodes come over (remote.hpp).
+            const Topology topo{op.config.ep_world_size,
+                                op.config.shared_expert_rank_num,
+                                op.config.moe_expert_num,
+                                op.config.local_moe_expert_num()};
+            verdict =
+                bring_remote_rows(op, topo, rounds.own_memory(), &s.own_owners, &s.remote_counts);
+        }
+        if (verdict.ok()) verdict = unreachable;
         if (verdict.ok()) {
             // Only this rank can judge its own expertIds/expandIdx against the owners' counts; the
             // verdict travels with its departure.

@@ -44,6 +44,8 @@ namespace {
 
 struct Scratch {
     SendPlan plan;
+    std::vector<std::vector<int32_t>> own_plans;   // senders' plans, copied out of their memory
+    std::vector<std::vector<int32_t>> peer_plans;
     ReceiveLayout own_layout;
     ReceiveLayout peer_layout;
     std::vector<SourceView> own_sources;
@@ -153,31 +155,80 @@ Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, Dispat
     return endpoint.expose(arrays, bytes, transport::kScratchPlan, &rec->plan);
 }
 
-// Every sender of a group, as this receiver reads it (after the first round).
+// Every sender of a group, as this receiver reads it (after the first round): each record checked
+// against what this rank knows (records.hpp; the same verdict on every rank, returned), each
+// sender's plan copied out of its memory and checked and every tensor it names mapped (failures
+// there are this rank's alone: *local, reported after the collective steps). A sender on another
+// node comes over later (remote.hpp).
 template <class Records>
-void read_sources(const Records& records,
-                  int64_t world,
-                  transport::Transport& memory,
-                  std::vector<SourceView>* sources) {
+Status read_sources(const Records& records,
+                    const RecordBounds& bounds,
+                    transport::Transport& memory,
+                    const std::string& group,
+                    std::vector<SourceView>* sources,
+                    std::vector<std::vector<int32_t>>* plans,
+                    Status* local) {
+    const int64_t world = bounds.world;
     sources->resize(static_cast<std::size_t>(world));
+    plans->resize(static_cast<std::size_t>(world));
+    const int my_node = memory.node_of(memory.rank());
     for (int64_t r = 0; r < world; ++r) {
         const DispatchRecord& rec = records(r);
-        SourceView& v = (*sources)[static_cast<std::size_t>(r)];
         const int rank = static_cast<int>(r);
+        auto failed = [&](const std::string& why) -> Status {
+            return {Code::kRuntime,
+                    "the dispatch record of rank " + std::to_string(r) + " of '" + group + "' " + why};
+        };
+        if (std::string why = check_dispatch_record(rec, r, bounds); !why.empty()) return failed(why);
+        SourceView& v = (*sources)[static_cast<std::size_t>(r)];
+        v = SourceView{};
         v.num_tokens = rec.num_tokens;
+        if (memory.node_of(rank) != my_node || !local->ok()) continue;
+        Status& first = *local;
+        auto unreachable = [&](const char* what) -> Status {
+            if (std::string why = memory.gone(rank); !why.empty()) return {Code::kRuntime, why};
+            return {Code::kRuntime,
+                    std::string("the ") + what + " of rank " + std::to_string(r) + " of '" + group +
+                        "' must be readable by its receivers, got memory this process cannot map"};
+        };
         const auto* arrays = reinterpret_cast<const int32_t*>(memory.map(rank, rec.plan));
-        v.plan = PlanView{arrays,
-                          arrays == nullptr ? nullptr : arrays + rec.num_experts + 1,
+        if (arrays == nullptr) {
+            first = unreachable("plan");
+            continue;
+        }
+        auto& plan = (*plans)[static_cast<std::size_t>(r)];
+        plan.assign(arrays, arrays + rec.plan.bytes / sizeof(int32_t));
+        if (std::string why = check_plan_arrays(plan.data(), bounds.experts, rec.num_tokens, rec.top_k);
+            !why.empty()) {
+            first = failed(why);
+            continue;
+        }
+        v.plan = PlanView{plan.data(),
+                          plan.data() + rec.num_experts + 1,
                           rec.num_tokens,
                           rec.top_k,
                           rec.num_experts};
-        v.row.x = view_of(memory, rank, rec.x);
-        v.row.scales = view_of(memory, rank, rec.scales);
-        v.expert_scales = view_of(memory, rank, rec.expert_scales);
-        v.staged_rows = view_of(memory, rank, rec.staged_rows);
-        v.staged_scales.reset();
-        if (rec.staged_scales.present()) v.staged_scales = view_of(memory, rank, rec.staged_scales);
+        auto mapped = [&](const TensorRef& ref, TensorView* out, const char* what) -> Status {
+            *out = view_of(memory, rank, ref);
+            if (ref.present() && !ref.region.empty() && out->data == nullptr) return unreachable(what);
+            return Status::Ok();
+        };
+        TensorView staged_scales;
+        if (Status s = mapped(rec.x, &v.row.x, "x"); !s.ok()) {
+            first = s;
+        } else if (Status s2 = mapped(rec.scales, &v.row.scales, "scales"); !s2.ok()) {
+            first = s2;
+        } else if (Status s3 = mapped(rec.expert_scales, &v.expert_scales, "expertScales"); !s3.ok()) {
+            first = s3;
+        } else if (Status s4 = mapped(rec.staged_rows, &v.staged_rows, "staged rows"); !s4.ok()) {
+            first = s4;
+        } else if (Status s5 = mapped(rec.staged_scales, &staged_scales, "staged scales"); !s5.ok()) {
+            first = s5;
+        } else if (rec.staged_scales.present()) {
+            v.staged_scales = staged_scales;
+        }
     }
+    return Status::Ok();
 }
 
 // Run-time checks over one EP group's records: ids in range, BS agreement when globalBs = 0,
@@ -187,7 +238,6 @@ Status check_group(const DispatchOp& op,
                    const Topology& topo,
                    const Records& records,
                    const std::vector<SourceView>& sources,
-                   transport::Transport& memory,
                    int64_t group_bs,
                    const std::string& group_name) {
     const int64_t world = topo.world_size;
@@ -206,14 +256,6 @@ Status check_group(const DispatchOp& op,
                         std::to_string(group_bs) + " and " + std::to_string(rec.num_tokens) +
                         " on rank " + std::to_string(r) + " of '" + group_name + "'"};
         }
-        if (memory.node_of(static_cast<int>(r)) != memory.node_of(memory.rank())) continue;
-        if (sources[static_cast<std::size_t>(r)].plan.expert_begin == nullptr) {
-            if (std::string why = memory.gone(static_cast<int>(r)); !why.empty())
-                return {Code::kRuntime, why};
-            return {Code::kRuntime,
-                    "the plan of rank " + std::to_string(r) + " of '" + group_name +
-                        "' must be readable by its receivers, got memory this process cannot map"};
-        }
     }
     const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;
     for (int64_t dst = 0; dst < world; ++dst) {
@@ -224,6 +266,7 @@ Status check_group(const DispatchOp& op,
                 continue;
             }
             const SourceView& v = sources[static_cast<std::size_t>(src)];
+            if (v.plan.expert_begin == nullptr) continue;  // unreachable: reported by its reader
             total += rows_to_rank(topo, dst, src, v.num_tokens, v.plan);
         }
         const int64_t capacity = capacity_of(op.config, dst, max_bs, op.top_k);
@@ -346,6 +389,18 @@ void write_counts(const DispatchOp& op,
     }
 }
 
+// A sender's staged rows can be copied into this rank's outputs: contiguous rows, and scales of
+// this rank's dynamicScales layout when it has one.
+bool staged_fits(const SourceView& v, const std::optional<TensorView>& dyn) {
+    if (v.staged_rows.data == nullptr) return true;
+    if (v.staged_rows.stride(1) != 1) return false;
+    if (!dyn) return true;
+    if (!v.staged_scales || v.staged_scales->data == nullptr) return false;
+    const TensorView& staged = *v.staged_scales;
+    return staged.ndim == dyn->ndim && dtype_size(staged.dtype) == dtype_size(dyn->dtype) &&
+           (dyn->ndim == 1 || staged.dim(1) >= dyn->dim(1));
+}
+
 // Rows every rank of a group receives in this call (each sender's entries, plus one shared row
 // per token when S > 0), for the streaming decision: the same on every rank.
 int64_t rows_sent_by_group(const Topology& topo,
@@ -357,8 +412,9 @@ int64_t rows_sent_by_group(const Topology& topo,
     return rows;
 }
 
-// The single copy and every output; runs only after a successful verdict.
-void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
+// The single copy and every output; runs only after a successful verdict. The layouts come from
+// the senders' plans (checked copies); rows past this rank's capacity are never written.
+Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rounds, Scratch& s) {
     const int64_t rank = op.config.ep_rank_id;
     build_layout(topo, rank, s.own_sources, &s.own_layout);
     const int64_t own_rows = s.own_layout.total_rows;
@@ -368,6 +424,27 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
         build_layout(topo, rank, s.peer_sources, &s.peer_layout);
         peer_rows = s.peer_layout.total_rows;
         rows_all += rows_sent_by_group(topo, op.top_k, s.peer_sources);
+    }
+    const std::optional<TensorView> dyn =
+        makes_dynamic_scales(op) ? op.out.dynamic_scales : std::nullopt;
+    for (const auto* group : {&s.own_sources, &s.peer_sources}) {
+        if (group == &s.peer_sources && !rounds.has_peer()) break;
+        for (std::size_t r = 0; r < group->size(); ++r) {
+            if (!staged_fits((*group)[r], dyn))
+                return {Code::kRuntime,
+                        "the staged rows of rank " + std::to_string(r) +
+                            " must have this rank's row and scale layout, got another"};
+        }
+    }
+    const int64_t max_bs = op.config.max_bs(op.num_tokens);
+    const int64_t capacity = capacity_of(op.config, rank, max_bs, op.top_k);
+    if (own_rows > capacity || peer_rows > capacity ||
+        own_rows + peer_rows > op.out.expand_x.dim(0)) {
+        return {Code::kRuntime,
+                "rows received by rank " + std::to_string(rank) + " of '" + rounds.ep_name() +
+                    "' must be at most A = " + std::to_string(capacity) + " per TP half, got " +
+                    std::to_string(own_rows) + " and " + std::to_string(peer_rows) +
+                    " (the senders' plans disagree with their counts)"};
     }
     const int64_t used = own_rows + peer_rows;
     const TensorView& expand_x = op.out.expand_x;
@@ -405,6 +482,7 @@ void move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& rou
     }
     write_counts(op, topo, s, own_rows, peer_rows);
     if (streaming) util::streaming_fence();  // streaming stores land before we depart
+    return Status::Ok();
 }
 
 // Everything this rank publishes: its plan, x and scales (and staged rows) for its receivers.
@@ -513,19 +591,39 @@ Status run_dispatch(const DispatchOp& op) {
         auto peer = [&](int64_t r) -> const DispatchRecord& {
             return rounds.peer<DispatchRecord>(r);
         };
+        RecordBounds bounds;
+        bounds.world = topo.world_size;
+        bounds.experts = topo.moe_expert_num;
+        bounds.top_k = op.top_k;
+        bounds.hidden = op.hidden;
+        bounds.nodes = rounds.own_memory().node_count();
+        bounds.x_dtype = op.in.x.dtype;
+        bounds.expand_dtype = op.out.expand_x.dtype;
+        Status local = Status::Ok();  // this rank's own failures, reported after the exchange
         if (verdict.ok()) {
-            read_sources(own, topo.world_size, rounds.own_memory(), &s.own_sources);
-            if (rounds.has_peer())
-                read_sources(peer, topo.world_size, rounds.peer_memory(), &s.peer_sources);
+            verdict = read_sources(own,
+                                   bounds,
+                                   rounds.own_memory(),
+                                   rounds.ep_name(),
+                                   &s.own_sources,
+                                   &s.own_plans,
+                                   &local);
+        }
+        if (verdict.ok() && rounds.has_peer()) {
+            verdict = read_sources(peer,
+                                   bounds,
+                                   rounds.peer_memory(),
+                                   rounds.peer_name(),
+                                   &s.peer_sources,
+                                   &s.peer_plans,
+                                   &local);
         }
         // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
         const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
         if (verdict.ok())
-            verdict = check_group(
-                op, topo, own, s.own_sources, rounds.own_memory(), group_bs, rounds.ep_name());
+            verdict = check_group(op, topo, own, s.own_sources, group_bs, rounds.ep_name());
         if (verdict.ok() && rounds.has_peer()) {
-            verdict = check_group(
-                op, topo, peer, s.peer_sources, rounds.peer_memory(), group_bs, rounds.peer_name());
+            verdict = check_group(op, topo, peer, s.peer_sources, group_bs, rounds.peer_name());
         }
         uint64_t node_call = 0;
         bool node_round = false;
@@ -537,7 +635,8 @@ Status run_dispatch(const DispatchOp& op) {
                 op, topo, rounds.own_memory(), records, &s.own_sources, &node_call);
             node_round = rounds.own_memory().node_group() != nullptr && verdict.ok();
         }
-        if (verdict.ok()) move_rows(op, topo, rounds, s);
+        if (verdict.ok()) verdict = local;
+        if (verdict.ok()) verdict = move_rows(op, topo, rounds, s);
         if (node_round) {  // my node's peers have read what I received for them
             transport::Transport& node = *rounds.own_memory().node_group();
             node.finish(node_call, verdict.raw_code(), verdict.message());

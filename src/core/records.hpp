@@ -1,6 +1,12 @@
-// What each rank publishes in the first round of a call: plain bytes with no pointers (SPEC §8).
-// Memory is named by transport::RegionRef (mapped back by the reader through its endpoint),
-// groups by transport::GroupRef.
+// What each rank publishes in the first round of a call: plain bytes with no pointers. Memory is
+// named by transport::RegionRef (mapped back by the reader through its endpoint), groups by
+// transport::GroupRef.
+//
+// A record comes from another process: the reader copies it out of the shared block once
+// (CallRounds keeps the copies) and checks every field it will use against what it knows on its
+// own — its attributes, the bounds of the regions the record names — before using any
+// (check_dispatch_record, check_combine_record). Nothing in a record becomes an address, an index
+// or a size before it passed.
 //
 //   DispatchRecord  header | ep rank, BS | plan: expert_begin (E+1 int32) then entries_by_expert
 //                   (BS·K int32) | x, scales, expertScales | staged rows and their scales
@@ -148,5 +154,33 @@ const Record& record_of(const transport::Transport& endpoint, int rank, uint64_t
     static_assert(sizeof(Record) <= transport::Transport::kMaxRecordBytes);
     return *reinterpret_cast<const Record*>(endpoint.record(rank, call));
 }
+
+// What a reader knows on its own about every record of a call (its attributes, which every
+// rank's header carries and check_headers compared).
+struct RecordBounds {
+    int64_t world = 0;
+    int64_t experts = 0;       // E
+    int64_t top_k = 0;         // K
+    int64_t hidden = 0;        // H
+    int64_t nodes = 1;         // nodes of the group
+    DType x_dtype = DType::kBFloat16;
+    DType expand_dtype = DType::kBFloat16;
+    int64_t local_blocks_moe = 0;     // W·L: epSendCounts entries of a MoE rank
+    bool tp = false;
+};
+
+// Empty when `rec`, published by EP rank `rank`, is one this rank can use: every field inside
+// its range and every tensor inside the region that carries it; else the first field that is
+// not, in words (the caller names the rank and the group).
+std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const RecordBounds& b);
+std::string check_combine_record(const CombineRecord& rec, int64_t rank, const RecordBounds& b);
+
+// Empty when a sender's plan arrays (expert_begin[E + 1] then entries_by_expert[BS·K], as
+// published) are a plan over BS·K entries; else why not.
+std::string check_plan_arrays(const int32_t* arrays, int64_t experts, int64_t num_tokens, int64_t top_k);
+
+// Empty when `ref` describes a tensor of `ndim` dims of `dtype` whose extent lies inside its
+// region (when it has one); else why not.
+std::string check_tensor_ref(const TensorRef& ref, int32_t ndim, DType dtype, const char* name);
 
 }  // namespace moedist::core

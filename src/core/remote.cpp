@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/records.hpp"
 #include "core/tensor_access.hpp"
 
 namespace moedist::core {
@@ -346,6 +347,11 @@ Status bring_remote_sources(const DispatchOp& op,
     node.publish(*node_call, {reinterpret_cast<const std::byte*>(&mine_node), sizeof(mine_node)});
     if (Status st = node.wait_published(*node_call, deadline); !st.ok()) return st;
 
+    // What the node's gateways published comes from other processes: every count, region and
+    // plan is checked, and the plans are copied, before any of it is used.
+    thread_local std::vector<std::vector<int32_t>> plan_copies;
+    plan_copies.resize(static_cast<std::size_t>(world));
+    std::vector<DirectoryEntry> entries;
     for (int s = 0; s < world; ++s) {
         if (endpoint.node_of(s) == my_node) continue;
         const DispatchRecord& rec = *records[static_cast<std::size_t>(s)];
@@ -353,25 +359,56 @@ Status bring_remote_sources(const DispatchOp& op,
         v = SourceView{};
         v.num_tokens = rec.num_tokens;
         const int g = index_in_node(endpoint, gateway(endpoint, s, my_node));
-        const auto& nr = *reinterpret_cast<const NodeRecord*>(node.record(g, *node_call));
-        const auto* dir = reinterpret_cast<const DirectoryEntry*>(node.map(g, nr.directory));
-        const DirectoryEntry* found = nullptr;
-        for (int i = 0; dir != nullptr && i < nr.entries; ++i)
-            if (dir[i].source == s) found = &dir[i];
-        if (found == nullptr) {
+        auto broken = [&](const std::string& why) -> Status {
             return {Code::kRuntime,
-                    "the rows of rank " + std::to_string(s) +
-                        " must reach this node, got no directory entry"};
-        }
+                    "the rows of rank " + std::to_string(s) + " must reach this node, got " + why};
+        };
+        NodeRecord nr;
+        std::memcpy(&nr, node.record(g, *node_call), sizeof(nr));
+        if (nr.entries < 0 || nr.entries > world ||
+            nr.directory.bytes < static_cast<uint64_t>(nr.entries) * sizeof(DirectoryEntry))
+            return broken("a gateway directory of " + std::to_string(nr.entries) + " entries");
+        const auto* dir = node.map(g, nr.directory);
+        entries.resize(static_cast<std::size_t>(nr.entries));
+        if (dir != nullptr && nr.entries > 0)
+            std::memcpy(entries.data(), dir, entries.size() * sizeof(DirectoryEntry));
+        const DirectoryEntry* found = nullptr;
+        for (const DirectoryEntry& e : entries)
+            if (e.source == s) found = &e;
+        if (found == nullptr) return broken("no directory entry");
+        if (found->count != rec.tokens_to_node[my_node])
+            return broken("a directory entry of " + std::to_string(found->count) + " tokens, not " +
+                          std::to_string(rec.tokens_to_node[my_node]));
+        const PackLayout p = pack_layout(rec, found->count, op.hidden);
+        const std::size_t plan_entries = static_cast<std::size_t>(
+            rec.num_experts + 1 + p.count * rec.top_k + rec.num_tokens);
+        if (found->plan.bytes != plan_entries * 4 || (p.total > 0 && found->pack.bytes < p.total))
+            return broken("a plan or pack of another size");
         const auto* arrays = reinterpret_cast<const int32_t*>(node.map(g, found->plan));
         const std::byte* pack = found->count > 0 ? node.map(g, found->pack) : nullptr;
         if (arrays == nullptr || (found->count > 0 && pack == nullptr))
             return {Code::kRuntime,
                     "the rows of rank " + std::to_string(s) + " must be mappable on this node"};
-        const PackLayout p = pack_layout(rec, found->count, op.hidden);
-        v.plan =
-            PlanView{arrays, arrays + rec.num_experts + 1, p.count, rec.top_k, rec.num_experts};
-        v.compact_of = arrays + rec.num_experts + 1 + p.count * rec.top_k;
+        auto& copy = plan_copies[static_cast<std::size_t>(s)];
+        copy.assign(arrays, arrays + plan_entries);
+        if (std::string why = check_plan_arrays(copy.data(), rec.num_experts, p.count, rec.top_k);
+            !why.empty())
+            return broken(why);
+        const int32_t* compact_of = copy.data() + rec.num_experts + 1 + p.count * rec.top_k;
+        for (int64_t t = 0; t < rec.num_tokens; ++t) {
+            if (compact_of[t] < -1 || compact_of[t] >= p.count)
+                return broken("a token map entry of " + std::to_string(compact_of[t]));
+        }
+        if (topo.shared_rank_num > 0 && !topo.is_shared(s)) {  // shared chunks this node holds
+            for (int64_t sr = 0; sr < topo.shared_rank_num; ++sr) {
+                if (endpoint.node_of(static_cast<int>(sr)) != my_node) continue;
+                const TokenRange chunk = shared_chunk(s, rec.num_tokens, topo.shared_rank_num, sr);
+                for (int64_t t = chunk.lo; t < chunk.hi; ++t)
+                    if (compact_of[t] < 0) return broken("no row for token " + std::to_string(t));
+            }
+        }
+        v.plan = PlanView{copy.data(), copy.data() + rec.num_experts + 1, p.count, rec.top_k, rec.num_experts};
+        v.compact_of = compact_of;
         auto* base = const_cast<std::byte*>(pack);
         const DType row_dtype = p.staged ? rec.staged_rows.dtype : rec.x.dtype;
         const TensorView rows = TensorView::contiguous(

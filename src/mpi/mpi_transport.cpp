@@ -3,10 +3,14 @@
 // MPI; bytes between nodes go through exchange() (MPI point-to-point, or one MPI_Alltoallv).
 // With a single node the endpoint is the node's process group itself.
 //
-//   global round 1: MPI_Iallgather of every rank's fixed record (kMaxRecordBytes)
-//   global round 2: MPI_Iallgather of every rank's flag and one-line message
-//   waits poll with MPI_Test (yielding) up to MOEDIST_TIMEOUT_MS; a wait that expires marks the
-//   group broken (OpenMPI 4.1 cannot cancel a collective: the group stays broken for good)
+//   from_mpi:      every rank first sends its settings (MOEDIST_RANKS_PER_NODE, the table rank it
+//                  was given) to rank 0, which answers every rank with one verdict, so ranks that
+//                  disagree all fail, and a rank that never comes is named; then the splits
+//   global round 1: every rank's fixed record (kMaxRecordBytes) to every other, point-to-point
+//   global round 2: every rank's flag and one-line message, the same way
+//   waits poll with MPI_Test (yielding) up to MOEDIST_TIMEOUT_MS and name the first rank whose
+//   message has not come; a wait that expires marks the group broken for good (OpenMPI 4.1
+//   cannot cancel what is in flight)
 #include <mpi.h>
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 #include "transport/registry.hpp"
 #include "util/env.hpp"
 #include "util/log.hpp"
+#include "util/peer_text.hpp"
 
 namespace moedist {
 namespace {
@@ -38,21 +43,42 @@ struct FlagRecord {
     char message[252] = {};
 };
 
-int ranks_per_node_setting() {
-    const char* text = std::getenv("MOEDIST_RANKS_PER_NODE");
-    if (text == nullptr || *text == '\0') return 0;
-    const long n = std::strtol(text, nullptr, 10);
-    return n > 0 && n < (1 << 20) ? static_cast<int>(n) : 0;
-}
+constexpr int kRecordTag = 7301;
+constexpr int kFlagTag = 7302;
+constexpr int kSettingsTag = 32749;  // from_mpi's agreement, on the caller's communicator
+constexpr int kVerdictTag = 32747;
 
 // MOEDIST_MPI_ALGO: how bytes cross nodes. p2p (default: measured fastest here), alltoallv, or
 // rma (MPI one-sided: receivers MPI_Rget their rows from the senders' packed buffers).
 enum class Algo { kP2p, kAlltoallv, kRma };
 Algo mpi_algo() {
-    const char* text = std::getenv("MOEDIST_MPI_ALGO");
-    if (text != nullptr && std::strcmp(text, "alltoallv") == 0) return Algo::kAlltoallv;
-    if (text != nullptr && std::strcmp(text, "rma") == 0) return Algo::kRma;
+    const std::string algo = util::mpi_algo();
+    if (algo == "alltoallv") return Algo::kAlltoallv;
+    if (algo == "rma") return Algo::kRma;
     return Algo::kP2p;
+}
+
+// Polls `requests` until all complete or `deadline`; the index of the first one still open, or
+// -1 when all completed (-2 on an MPI error).
+int wait_all(std::vector<MPI_Request>& requests, transport::Clock::time_point deadline) {
+    for (int spins = 0;; ++spins) {
+        int done = 0;
+        if (MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) !=
+            MPI_SUCCESS)
+            return -2;
+        if (done) return -1;
+        if (transport::Clock::now() >= deadline) {
+            for (std::size_t i = 0; i < requests.size(); ++i) {
+                int one = 0;
+                if (requests[i] != MPI_REQUEST_NULL) {
+                    MPI_Test(&requests[i], &one, MPI_STATUS_IGNORE);
+                    if (!one) return static_cast<int>(i);
+                }
+            }
+            return -1;
+        }
+        if (spins > 64) std::this_thread::yield();
+    }
 }
 
 class MpiEndpoint final : public Transport {
@@ -109,14 +135,9 @@ public:
     void publish(uint64_t call, std::span<const std::byte> record) override {
         mine_.assign(kMaxRecordBytes, std::byte{0});
         std::memcpy(mine_.data(), record.data(), std::min(record.size(), kMaxRecordBytes));
-        MPI_Iallgather(mine_.data(),
-                       static_cast<int>(kMaxRecordBytes),
-                       MPI_BYTE,
-                       records_[call % 2].data(),
-                       static_cast<int>(kMaxRecordBytes),
-                       MPI_BYTE,
-                       comm_,
-                       &request_);
+        std::byte* all = records_[call % 2].data();
+        std::memcpy(all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
+        post(mine_.data(), all, kMaxRecordBytes, kRecordTag);
     }
     Status wait_published(uint64_t call, Clock::time_point deadline) override {
         if (Status s = wait(deadline, "arrive", call); !s.ok()) return s;
@@ -131,14 +152,11 @@ public:
         std::memcpy(my_flag_.message,
                     message.data(),
                     std::min(message.size(), sizeof(my_flag_.message) - 1));
-        MPI_Iallgather(&my_flag_,
-                       sizeof(FlagRecord),
-                       MPI_BYTE,
-                       flags_.data(),
-                       sizeof(FlagRecord),
-                       MPI_BYTE,
-                       comm_,
-                       &request_);
+        flags_[static_cast<std::size_t>(rank_)] = my_flag_;
+        post(reinterpret_cast<const std::byte*>(&my_flag_),
+             reinterpret_cast<std::byte*>(flags_.data()),
+             sizeof(FlagRecord),
+             kFlagTag);
     }
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         if (Status s = wait(deadline, "depart", call); !s.ok()) return s;
@@ -146,8 +164,7 @@ public:
         for (int r = 0; r < size_; ++r) {
             const FlagRecord& f = flags_[static_cast<std::size_t>(r)];
             if (f.code != 0) {
-                *flag =
-                    Flag{f.code, r, std::string(f.message, strnlen(f.message, sizeof(f.message)))};
+                *flag = Flag{f.code, r, util::peer_text(f.message)};
                 break;
             }
         }
@@ -202,33 +219,54 @@ public:
 private:
     int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
 
-    Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
-        if (request_ == MPI_REQUEST_NULL) return broken_status();
-        for (int spins = 0;; ++spins) {
-            int done = 0;
-            if (MPI_Test(&request_, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-                mark_broken(std::string("MPI must complete the ") + round + " round, got an error");
-                return broken_status();
-            }
-            if (done) return Status::Ok();
-            if (Clock::now() >= deadline) {
-                // OpenMPI 4.1 cannot tell which rank is missing nor cancel the collective; a
-                // rank of this node that died is named through its pidfd.
-                std::string who = "a rank of '" + name_ + "'";
-                for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {
-                    if (std::string why = gone(r); !why.empty()) {
-                        mark_broken(why);
-                        return broken_status();
-                    }
-                }
-                mark_broken(who + " must " + round + " within MOEDIST_TIMEOUT_MS = " +
-                            std::to_string(util::timeout_ms()) + " ms, got no " + round +
-                            " (call " + std::to_string(call) + "; MPI does not say which rank)");
-                request_ = MPI_REQUEST_NULL;  // abandoned: the group is broken for good
-                return broken_status();
-            }
-            if (spins > 64) std::this_thread::yield();
+    // One round: my `bytes` to every other rank, theirs into all[r · bytes] (requests_[r] is
+    // the receive from r; the sends follow the receives).
+    void post(const std::byte* mine, std::byte* all, std::size_t bytes, int tag) {
+        requests_.assign(static_cast<std::size_t>(2 * size_), MPI_REQUEST_NULL);
+        for (int r = 0; r < size_; ++r) {
+            if (r == rank_) continue;
+            MPI_Irecv(all + static_cast<std::size_t>(r) * bytes,
+                      static_cast<int>(bytes),
+                      MPI_BYTE,
+                      r,
+                      tag,
+                      comm_,
+                      &requests_[static_cast<std::size_t>(r)]);
         }
+        for (int r = 0; r < size_; ++r) {
+            if (r == rank_) continue;
+            MPI_Isend(mine,
+                      static_cast<int>(bytes),
+                      MPI_BYTE,
+                      r,
+                      tag,
+                      comm_,
+                      &requests_[static_cast<std::size_t>(size_ + r)]);
+        }
+    }
+
+    Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
+        if (requests_.empty()) return broken_status();
+        const int open = wait_all(requests_, deadline);
+        if (open == -1) return Status::Ok();
+        if (open == -2) {
+            mark_broken(std::string("MPI must complete the ") + round + " round, got an error");
+            return broken_status();
+        }
+        // A rank of this node that died is named through its pidfd; else the rank whose message
+        // has not come (or that has not taken mine).
+        for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {
+            if (std::string why = gone(r); !why.empty()) {
+                mark_broken(why);
+                return broken_status();
+            }
+        }
+        const int missing = open % size_;
+        mark_broken("rank " + std::to_string(missing) + " of '" + name_ + "' must " + round +
+                    " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) +
+                    " ms, got no " + round + " (call " + std::to_string(call) + ")");
+        requests_.clear();  // abandoned: the group is broken for good
+        return broken_status();
     }
 
     Status finish_requests(std::vector<MPI_Request>& requests, Clock::time_point deadline) {
@@ -434,7 +472,7 @@ private:
     std::vector<std::byte> records_[2];
     FlagRecord my_flag_;
     std::vector<FlagRecord> flags_;
-    MPI_Request request_ = MPI_REQUEST_NULL;
+    std::vector<MPI_Request> requests_;
     std::string broken_;
     std::vector<std::byte> send_buffer_, recv_buffer_;
 };
@@ -445,12 +483,90 @@ Status check(int rc, const char* what) {
             std::string(what) + " must succeed, got MPI error " + std::to_string(rc)};
 }
 
-}  // namespace
+// What every rank must agree on before any collective split: its node setting, and (under a
+// rank table) the table rank it was given.
+struct Settings {
+    int32_t ranks_per_node = 0;
+    int32_t table_rank = -1;  // -1: not a rank table's join
+    int32_t table_size = -1;
+    int32_t reserved = 0;
+};
 
-Status from_mpi(MPI_Comm comm, Communicator* out) {
+struct AgreementVerdict {
+    int32_t ok = 0;
+    int32_t ranks_per_node = 0;
+    char message[248] = {};
+};
+
+// Rank 0 gathers every rank's settings point-to-point (naming a rank that never comes) and
+// answers every rank with one verdict. The same status on every rank that arrives.
+Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_node) {
+    int rank = 0, size = 0;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    const auto deadline = transport::call_deadline();
+    AgreementVerdict verdict;
+    if (rank == 0) {
+        std::vector<Settings> all(static_cast<std::size_t>(size));
+        all[0] = mine;
+        std::vector<MPI_Request> requests(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
+        for (int r = 1; r < size; ++r)
+            MPI_Irecv(&all[static_cast<std::size_t>(r)], sizeof(Settings), MPI_BYTE, r, kSettingsTag, comm,
+                      &requests[static_cast<std::size_t>(r)]);
+        const int open = wait_all(requests, deadline);
+        std::string why;
+        if (open >= 0) {
+            why = "rank " + std::to_string(open) +
+                  " of the MPI communicator must call from_mpi within MOEDIST_TIMEOUT_MS = " +
+                  std::to_string(util::timeout_ms()) + " ms, got no call";
+        } else if (open == -2) {
+            why = "MPI must carry every rank's settings, got an error";
+        }
+        for (int r = 0; r < size && why.empty(); ++r) {
+            const Settings& s = all[static_cast<std::size_t>(r)];
+            if (s.ranks_per_node != mine.ranks_per_node) {
+                why = "MOEDIST_RANKS_PER_NODE must be the same on every rank, got " +
+                      std::to_string(mine.ranks_per_node) + " on rank 0 and " +
+                      std::to_string(s.ranks_per_node) + " on rank " + std::to_string(r) +
+                      " (0: unset)";
+            } else if (s.table_rank != -1 && (s.table_rank != r || s.table_size != size)) {
+                why = "the rank table's ranks must be the MPI ranks (mpirun -np " +
+                      std::to_string(s.table_size) + ", each process its own rank), got table rank " +
+                      std::to_string(s.table_rank) + " of " + std::to_string(s.table_size) +
+                      " on MPI rank " + std::to_string(r) + " of " + std::to_string(size);
+            }
+        }
+        verdict.ok = why.empty() ? 1 : 0;
+        verdict.ranks_per_node = mine.ranks_per_node;
+        std::memcpy(verdict.message, why.data(), std::min(why.size(), sizeof(verdict.message) - 1));
+        std::vector<MPI_Request> sends(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
+        for (int r = 1; r < size; ++r) {
+            if (open >= 0 && requests[static_cast<std::size_t>(r)] != MPI_REQUEST_NULL) continue;
+            MPI_Isend(&verdict, sizeof(verdict), MPI_BYTE, r, kVerdictTag, comm, &sends[static_cast<std::size_t>(r)]);
+        }
+        (void)wait_all(sends, deadline + std::chrono::seconds(1));
+    } else {
+        std::vector<MPI_Request> requests(2, MPI_REQUEST_NULL);
+        MPI_Isend(&mine, sizeof(Settings), MPI_BYTE, 0, kSettingsTag, comm, &requests[0]);
+        MPI_Irecv(&verdict, sizeof(verdict), MPI_BYTE, 0, kVerdictTag, comm, &requests[1]);
+        // A little past rank 0's deadline, so that its verdict (naming who is missing) arrives.
+        if (wait_all(requests, deadline + std::chrono::seconds(2)) != -1) {
+            return {Code::kRuntime,
+                    "rank 0 of the MPI communicator must answer from_mpi within "
+                    "MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no answer"};
+        }
+    }
+    if (!verdict.ok) return {Code::kRuntime, util::peer_text(verdict.message)};
+    *ranks_per_node = verdict.ranks_per_node;
+    return Status::Ok();
+}
+
+Status from_mpi_with(MPI_Comm comm, const Settings& settings, Communicator* out) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) return {Code::kRuntime, "MPI must be initialized before from_mpi, got not"};
+    int per_node = 0;
+    if (Status s = agree_on_settings(comm, settings, &per_node); !s.ok()) return s;
     MPI_Comm dup = MPI_COMM_NULL;
     if (Status s = check(MPI_Comm_dup(comm, &dup), "MPI_Comm_dup"); !s.ok()) return s;
     MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
@@ -459,7 +575,6 @@ Status from_mpi(MPI_Comm comm, Communicator* out) {
     MPI_Comm_size(dup, &size);
     // Nodes: ranks sharing memory, or simulated nodes of n consecutive ranks.
     MPI_Comm node = MPI_COMM_NULL;
-    const int per_node = ranks_per_node_setting();
     if (per_node > 0) {
         MPI_Comm_split(dup, rank / per_node, rank, &node);
     } else {
@@ -529,10 +644,19 @@ Status from_mpi(MPI_Comm comm, Communicator* out) {
     return Status::Ok();
 }
 
+}  // namespace
+
+Status from_mpi(MPI_Comm comm, Communicator* out) {
+    Settings settings;
+    settings.ranks_per_node = util::ranks_per_node();
+    return from_mpi_with(comm, settings, out);
+}
+
 namespace {
 
 // HcclCommInitClusterInfo under mpirun: the table's rank r is MPI rank r of MPI_COMM_WORLD
-// (MPI initialized here when the program has not; finalized at exit).
+// (MPI initialized here when the program has not; finalized at exit). A rank given the wrong
+// table rank fails with every other rank (the settings agreement), never alone.
 Status join_cluster_over_mpi(int rank, int size, Communicator* out) {
     int initialized = 0;
     MPI_Initialized(&initialized);
@@ -545,16 +669,11 @@ Status join_cluster_over_mpi(int rank, int size, Communicator* out) {
             if (!finalized) MPI_Finalize();
         });
     }
-    int world = 0, me = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    MPI_Comm_rank(MPI_COMM_WORLD, &me);
-    if (world != size || me != rank) {
-        return {Code::kRuntime,
-                "the rank table's ranks must be the MPI ranks (mpirun -np " + std::to_string(size) +
-                    ", each process its own rank), got MPI rank " + std::to_string(me) + " of " +
-                    std::to_string(world) + " for table rank " + std::to_string(rank)};
-    }
-    return from_mpi(MPI_COMM_WORLD, out);
+    Settings settings;
+    settings.ranks_per_node = util::ranks_per_node();
+    settings.table_rank = rank;
+    settings.table_size = size;
+    return from_mpi_with(MPI_COMM_WORLD, settings, out);
 }
 
 const bool registered = [] {

@@ -65,11 +65,59 @@ std::string read_table(const std::filesystem::path& path, std::string* text) {
     return {};
 }
 
-uint64_t fnv1a(const std::string& text) {
-    uint64_t h = 1469598103934665603ull;
+uint64_t fnv1a(const std::string& text, uint64_t h = 1469598103934665603ull) {
     for (const char ch : text) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
     return h;
 }
+
+// The start time of process `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot), or "".
+std::string start_time_of(pid_t pid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    char buffer[1024];
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer) - 1);
+    ::close(fd);
+    if (n <= 0) return {};
+    buffer[n] = '\0';
+    const char* p = std::strrchr(buffer, ')');  // the command may hold spaces and parentheses
+    for (int field = 2; p != nullptr && field < 22; ++field) p = std::strchr(p + 1, ' ');
+    if (p == nullptr) return {};
+    return std::string(p + 1, std::strcspn(p + 1, " "));
+}
+
+}  // namespace
+
+std::string launch_identity() {
+    if (std::string id = util::job_id(); !id.empty()) return "job:" + id;
+    // Launchers that name their jobs (torchrun, Slurm, PBS, LSF, Flux, PMIx/OpenMPI).
+    static const char* const kLauncherJobs[] = {"TORCHELASTIC_RUN_ID",
+                                                "SLURM_JOB_ID",
+                                                "PBS_JOBID",
+                                                "LSB_JOBID",
+                                                "FLUX_JOB_ID",
+                                                "PMIX_NAMESPACE"};
+    for (const char* name : kLauncherJobs) {
+        const char* value = std::getenv(name);
+        if (value == nullptr || *value == '\0') continue;
+        std::string id = std::string(name) + ":" + std::string(value).substr(0, 256);
+        if (std::strcmp(name, "SLURM_JOB_ID") == 0) {
+            if (const char* step = std::getenv("SLURM_STEP_ID")) id += "." + std::string(step).substr(0, 32);
+        }
+        return id;
+    }
+    // Otherwise the ranks a launcher forked or started: its pid and start time.
+    const pid_t parent = getppid();
+    return "parent:" + std::to_string(parent) + ":" + start_time_of(parent);
+}
+
+uint64_t table_fingerprint(const RankTable& table) {
+    uint64_t h = fnv1a("ranks:" + std::to_string(table.size));
+    for (const std::string& server : table.server_of_rank) h = fnv1a(server + "\n", h);
+    return h;
+}
+
+namespace {
 
 }  // namespace
 
@@ -177,20 +225,28 @@ HcclResult join_rank_table(const LoadedTable& loaded,
             return HCCL_E_NOT_SUPPORT;
         }
     }
-    char key[40];
+    // Ranks of this table and this launch meet; another launch on the same table forms its own
+    // group (the launch is in the key), a table changed between ranks' starts fails the join.
+    char key[64];
     std::snprintf(key,
                   sizeof(key),
-                  "%016llx-%u",
+                  "%016llx-%u-%016llx",
                   static_cast<unsigned long long>(fnv1a(path)),
-                  static_cast<unsigned>(getuid()));
+                  static_cast<unsigned>(geteuid()),
+                  static_cast<unsigned long long>(fnv1a(launch_identity())));
     // The group forms in the background; the first use of the handle waits for it.
     const std::string name = std::string("hccl_") + key;
     const std::string where = path;
-    auto join = [key = std::string(key), name, where, rank, size](
+    const uint64_t fingerprint = table_fingerprint(table);
+    auto join = [key = std::string(key), name, where, rank, size, fingerprint](
                     std::shared_ptr<transport::Transport>* endpoint) -> Status {
         std::unique_ptr<transport::SocketRendezvous> rendezvous;
-        Status s = transport::SocketRendezvous::open(
-            key, static_cast<int>(rank), size, transport::call_deadline(), &rendezvous);
+        Status s = transport::SocketRendezvous::open(key,
+                                                     static_cast<int>(rank),
+                                                     size,
+                                                     fingerprint,
+                                                     transport::call_deadline(),
+                                                     &rendezvous);
         if (s.ok()) {
             s = transport::join_process_group(
                 static_cast<int>(rank),

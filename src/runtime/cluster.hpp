@@ -4,8 +4,8 @@
 // threads of one process, one process each as the seed's A2 sample forks them, or a mix).
 //
 // The ranks find each other through an abstract Unix socket named from the table's canonical
-// path and the user id (transport/socket_rendezvous.hpp), within MOEDIST_TIMEOUT_MS; the group
-// is called "hccl_<hash of path and user>". A table that lists a server that is not this host is
+// path, the effective user id and the launch (transport/socket_rendezvous.hpp), within
+// MOEDIST_TIMEOUT_MS; the group is called "hccl_<hash of path>-<uid>-<hash of launch>". A table that lists a server that is not this host is
 // a multi-host job: it runs under mpirun (the mpi backend); without it the join fails at once.
 #pragma once
 
@@ -42,6 +42,15 @@ HcclResult join_rank_table(const LoadedTable& table,
 // of the socket rendezvous, servers on other hosts included.
 using MpiClusterJoin = Status (*)(int rank, int size, Communicator* out);
 MOEDIST_API void set_mpi_cluster_join(MpiClusterJoin join);
+
+// The launch this process belongs to: MOEDIST_JOB_ID when set, else the job id a known launcher
+// set (torchrun, Slurm, PBS, LSF, Flux, PMIx), else its parent process (pid and start time).
+// Ranks of a rank table meet only ranks of their own launch.
+std::string launch_identity();
+
+// A hash of what a rank read in a rank table (its rank count and every rank's server), which
+// every rank of a launch must agree on.
+uint64_t table_fingerprint(const RankTable& table);
 
 // True when this process was started by mpirun (OpenMPI's or PMIx's environment).
 bool under_mpirun();

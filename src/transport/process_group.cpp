@@ -1,122 +1,130 @@
 #include "transport/process_group.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <map>
 #include <mutex>
 
+#include "transport/agent.hpp"
+#include "transport/bootstrap.hpp"
+#include "transport/peer_memory.hpp"
 #include "transport/registry.hpp"
 #include "transport/shm_arena.hpp"
 #include "transport/slot_group.hpp"
 #include "util/log.hpp"
+#include "util/peer_text.hpp"
 
 namespace moedist::transport {
 namespace {
 
+constexpr int kMaxGroupSize = 65536;
+
 Status fail(const std::string& what) { return {Code::kRuntime, what}; }
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Opens another process's fd through /proc (the same file, so a memfd is shared).
-int open_foreign_fd(int32_t pid, int32_t fd) {
-    if (pid == getpid()) return fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
-    return open(path.c_str(), O_RDWR | O_CLOEXEC);
+uint64_t hash_name(const std::string& text) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char ch : text) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+    return h;
 }
 
-// Segments of other processes this process has mapped, by (pid, fd, bytes). Mappings stay until
-// the process exits (a peer's segment is never reused for other bytes while it lives).
-class PeerSegments {
+// One mapping of a group's control block in this process, shared by its endpoints here: the
+// rounds over it, the members' processes (pidfds taken at join), and the peers' memory this
+// process maps for the group (unmapped with it).
+class ProcessGroupState {
 public:
-    const std::byte* base(int32_t pid, int32_t fd, uint64_t bytes) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto key = std::make_tuple(pid, fd, bytes);
-        auto it = maps_.find(key);
-        if (it != maps_.end()) return it->second;
-        const int local = open_foreign_fd(pid, fd);
-        if (local < 0) return nullptr;
-        void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, local, 0);
-        close(local);
-        if (p == MAP_FAILED) return nullptr;
-        auto* b = static_cast<const std::byte*>(p);
-        maps_.emplace(key, b);
-        return b;
-    }
-
-private:
-    std::mutex mutex_;
-    std::map<std::tuple<int32_t, int32_t, uint64_t>, const std::byte*> maps_;
-};
-
-PeerSegments& peer_segments() {
-    static auto* instance = new PeerSegments();  // never destroyed
-    return *instance;
-}
-
-// pidfds of peer processes: alive(pid) is false once the process has exited (zombie or not).
-class Liveness {
-public:
-    bool alive(int32_t pid) {
-        if (pid <= 0 || pid == getpid()) return true;
-        int fd = -1;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            auto it = fds_.find(pid);
-            if (it != fds_.end()) {
-                fd = it->second;
-            } else {
-                fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-                if (fd < 0) return errno != ESRCH;  // no such process: gone
-                fds_.emplace(pid, fd);
-            }
-        }
-        pollfd p{fd, POLLIN, 0};
-        return poll(&p, 1, 0) == 0;  // readable: the process has exited
-    }
-
-private:
-    std::mutex mutex_;
-    std::map<int32_t, int> fds_;
-};
-
-Liveness& liveness() {
-    static auto* instance = new Liveness();  // never destroyed
-    return *instance;
-}
-
-// One mapping of a group's control block in this process, shared by its endpoints here.
-struct ProcessGroupState {
-    ProcessGroupState(int fd_, std::byte* base_, std::size_t bytes_, int size, std::string name)
-        : fd(fd_), base(base_), bytes(bytes_), protocol(base_, size, std::move(name), true) {
-        protocol.set_liveness([this](int r) {
-            return liveness().alive(protocol.slot(r).pid.load(std::memory_order_relaxed));
-        });
+    ProcessGroupState(util::UniqueFd control,
+                      std::byte* base,
+                      std::size_t bytes,
+                      int size,
+                      std::string name,
+                      std::vector<ProcessId> members,
+                      std::vector<util::UniqueFd> pidfds)
+        : control_(std::move(control)),
+          base_(base),
+          bytes_(bytes),
+          protocol(base, size, std::move(name), true),
+          members(std::move(members)),
+          pidfds_(std::move(pidfds)) {
+        id = protocol.header().id;
+        agent_offer(AgentObject::kControl, id, control_.get(), bytes_);
+        protocol.set_liveness([this](int r) { return alive(r); });
     }
     ~ProcessGroupState() {
-        munmap(base, bytes);
-        close(fd);
+        agent_withdraw(AgentObject::kControl, id);
+        munmap(base_, bytes_);
     }
     ProcessGroupState(const ProcessGroupState&) = delete;
     ProcessGroupState& operator=(const ProcessGroupState&) = delete;
 
-    int fd;
-    std::byte* base;
-    std::size_t bytes;
+    bool alive(int r) const {
+        const auto& fd = pidfds_[static_cast<std::size_t>(r)];
+        if (!fd.valid()) return true;  // a rank of this process
+        pollfd p{fd.get(), POLLIN, 0};
+        return poll(&p, 1, 0) == 0;  // readable: the process has exited
+    }
+
+    GroupRef ref() const {
+        GroupRef ref;
+        ref.id = id;
+        ref.owner = self_process();
+        ref.control_bytes = bytes_;
+        return ref;
+    }
+
+    // The paired group (TP) this process last opened through this group, kept mapped.
+    std::shared_ptr<ProcessGroupState> paired(uint64_t paired_id) {
+        std::lock_guard<std::mutex> lock(paired_mutex_);
+        return paired_ != nullptr && paired_->id == paired_id ? paired_ : nullptr;
+    }
+    void keep_paired(std::shared_ptr<ProcessGroupState> state) {
+        std::lock_guard<std::mutex> lock(paired_mutex_);
+        paired_ = std::move(state);
+    }
+
+    uint64_t id = 0;
+
+private:
+    util::UniqueFd control_;
+    std::byte* base_;
+    std::size_t bytes_;
+
+public:
     SlotProtocol protocol;
+    const std::vector<ProcessId> members;
+    PeerMemory memory;
+
+private:
+    std::vector<util::UniqueFd> pidfds_;  // by rank; invalid for ranks of this process
+    std::mutex paired_mutex_;
+    std::shared_ptr<ProcessGroupState> paired_;
 };
 
-// Groups this process reads as the TP peer of one of its own (by id), so repeated calls reuse
-// one mapping.
-std::mutex peer_groups_mutex;
-std::map<uint64_t, std::weak_ptr<ProcessGroupState>>& peer_groups() {
-    static auto* instance = new std::map<uint64_t, std::weak_ptr<ProcessGroupState>>();
-    return *instance;
+// Pidfds of every member but those of this process, each proven through the member's agent.
+Status member_pidfds(const std::vector<ProcessId>& members,
+                     Clock::time_point deadline,
+                     std::vector<util::UniqueFd>* out) {
+    const ProcessId self = self_process();
+    out->clear();
+    out->resize(members.size());
+    for (std::size_t r = 0; r < members.size(); ++r) {
+        if (members[r] == self) continue;
+        if (Status s = agent_pidfd(members[r], deadline, &(*out)[r]); !s.ok())
+            return fail("rank " + std::to_string(r) + " must be reachable, got: " + s.message());
+    }
+    return Status::Ok();
+}
+
+// Maps a control block received from an agent; null (and *why) when it cannot.
+std::byte* map_control(int fd, std::size_t bytes, std::string* why) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        *why = std::string("the control block must map, got: ") + std::strerror(errno);
+        return nullptr;
+    }
+    return static_cast<std::byte*>(p);
 }
 
 class ProcessEndpoint final : public Transport {
@@ -132,14 +140,7 @@ public:
     int rank() const override { return rank_; }
     int size() const override { return group_->protocol.size(); }
     const std::string& name() const override { return group_->protocol.name(); }
-    GroupRef ref() const override {
-        GroupRef ref;
-        ref.id = group_->protocol.header().id;
-        ref.owner_pid = getpid();
-        ref.control_fd = group_->fd;
-        ref.control_bytes = group_->bytes;
-        return ref;
-    }
+    GroupRef ref() const override { return group_->ref(); }
     bool same_address_space() const override { return false; }
 
     Status open_peer(const GroupRef& ref, int rank, std::shared_ptr<Transport>* out) override {
@@ -147,28 +148,10 @@ public:
             *out = std::move(local);
             return Status::Ok();
         }
-        std::shared_ptr<ProcessGroupState> state;
-        {
-            std::lock_guard<std::mutex> lock(peer_groups_mutex);
-            state = peer_groups()[ref.id].lock();
-        }
+        std::shared_ptr<ProcessGroupState> state = group_->paired(ref.id);
         if (state == nullptr) {
-            const int fd = open_foreign_fd(ref.owner_pid, ref.control_fd);
-            if (fd < 0) {
-                return fail("the paired group must be reachable through /proc/" +
-                            std::to_string(ref.owner_pid) + "/fd/" +
-                            std::to_string(ref.control_fd) + ", got: " + errno_text());
-            }
-            void* p = mmap(nullptr, ref.control_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (p == MAP_FAILED) {
-                close(fd);
-                return fail("the paired group's control block must map, got: " + errno_text());
-            }
-            const auto* header = static_cast<const ControlHeader*>(p);
-            state = std::make_shared<ProcessGroupState>(
-                fd, static_cast<std::byte*>(p), ref.control_bytes, header->size, header->name);
-            std::lock_guard<std::mutex> lock(peer_groups_mutex);
-            peer_groups()[ref.id] = state;
+            if (Status s = open_paired(ref, &state); !s.ok()) return s;
+            group_->keep_paired(state);
         }
         if (rank < 0 || rank >= state->protocol.size())
             return fail("rank " + std::to_string(rank) + " must be in the paired group");
@@ -209,12 +192,11 @@ public:
         return Status::Ok();
     }
 
-    const std::byte* map(int /*rank*/, const RegionRef& region) override {
-        if (region.segment_fd < 0) {
-            return region.owner_pid == getpid() ? reinterpret_cast<const std::byte*>(region.offset)
-                                                : nullptr;
-        }
-        return map_foreign(region);
+    // Only memory of the process holding `rank` (a region naming another process is refused).
+    const std::byte* map(int rank, const RegionRef& region) override {
+        if (rank < 0 || rank >= size()) return nullptr;
+        if (!(region.owner == group_->members[static_cast<std::size_t>(rank)])) return nullptr;
+        return group_->memory.map(region);
     }
 
     void* scratch(int slot, std::size_t bytes) override {
@@ -228,43 +210,81 @@ public:
     }
 
 private:
+    // A group this process is not a member of (the TP peer's EP group), from its owner's agent.
+    static Status open_paired(const GroupRef& ref, std::shared_ptr<ProcessGroupState>* out) {
+        const auto deadline = call_deadline();
+        util::UniqueFd fd;
+        if (Status s = agent_fetch(
+                ref.owner, AgentObject::kControl, ref.id, ref.control_bytes, deadline, &fd);
+            !s.ok())
+            return fail("the paired group must be reachable, got: " + s.message());
+        std::string why;
+        std::byte* base = map_control(fd.get(), ref.control_bytes, &why);
+        if (base == nullptr) return fail("the paired group's " + why);
+        const auto* header = reinterpret_cast<const ControlHeader*>(base);
+        const int size = header->size;
+        if (header->magic.load(std::memory_order_acquire) != SlotProtocol::kMagic ||
+            header->id != ref.id || size < 1 || size > kMaxGroupSize ||
+            control_bytes(size) != ref.control_bytes) {
+            munmap(base, ref.control_bytes);
+            return fail("the paired group's control block must describe group " +
+                        std::to_string(ref.id) + ", got another block");
+        }
+        std::vector<ProcessId> members(static_cast<std::size_t>(size));
+        const auto* slots = reinterpret_cast<const Slot*>(base + SlotProtocol::header_bytes());
+        for (int r = 0; r < size; ++r) members[static_cast<std::size_t>(r)] = slots[r].process;
+        std::vector<util::UniqueFd> pidfds;
+        if (Status s = member_pidfds(members, deadline, &pidfds); !s.ok()) {
+            munmap(base, ref.control_bytes);
+            return fail("the paired group's " + s.message());
+        }
+        *out = std::make_shared<ProcessGroupState>(std::move(fd),
+                                                   base,
+                                                   ref.control_bytes,
+                                                   size,
+                                                   util::peer_text(header->name),
+                                                   std::move(members),
+                                                   std::move(pidfds));
+        return Status::Ok();
+    }
+
     std::shared_ptr<ProcessGroupState> group_;
     int rank_;
     void* scratch_[kScratchSlots] = {};
     std::size_t scratch_bytes_[kScratchSlots] = {};
 };
 
-struct Hello {
-    int32_t pid = 0;
-    int32_t control_fd = -1;
-    uint64_t control_bytes = 0;
-    uint64_t id = 0;
-    int32_t ok = 1;
-    char message[200] = {};
-};
+void copy_message(char (&to)[160], const std::string& text) {
+    const std::size_t n = std::min(text.size(), sizeof(to) - 1);
+    std::memcpy(to, text.data(), n);
+    to[n] = '\0';
+}
+
+// One all-gather of hellos, every one checked; the status names the first member that failed.
+Status gather_hellos(const AllGather& all_gather,
+                     const Hello& mine,
+                     int size,
+                     uint64_t name_hash,
+                     bool first_round,
+                     const std::string& name,
+                     std::vector<Hello>* hellos) {
+    std::vector<std::byte> all;
+    if (Status s = all_gather({reinterpret_cast<const std::byte*>(&mine), sizeof(mine)}, &all);
+        !s.ok())
+        return s;
+    int failed = -1;
+    if (std::string why = check_hellos(all, size, name_hash, first_round, &failed); !why.empty())
+        return fail("group '" + name + "' must form, got: " + why);
+    hellos->resize(static_cast<std::size_t>(size));
+    std::memcpy(hellos->data(), all.data(), all.size());
+    if (failed >= 0) {
+        return fail("group '" + name + "' must form, got from rank " + std::to_string(failed) +
+                    ": " + util::peer_text((*hellos)[static_cast<std::size_t>(failed)].message));
+    }
+    return Status::Ok();
+}
 
 }  // namespace
-
-const std::byte* map_foreign(const RegionRef& region) {
-    if (region.segment_fd < 0) return nullptr;
-    if (region.offset > region.segment_bytes || region.bytes > region.segment_bytes - region.offset)
-        return nullptr;
-    const std::byte* base =
-        peer_segments().base(region.owner_pid, region.segment_fd, region.segment_bytes);
-    return base == nullptr ? nullptr : base + region.offset;
-}
-
-bool arena_region(const void* data, std::size_t bytes, RegionRef* out) {
-    ArenaSegment seg;
-    if (!arena_find(data, bytes, &seg)) return false;
-    *out = RegionRef{};
-    out->owner_pid = getpid();
-    out->segment_fd = seg.fd;
-    out->segment_bytes = seg.bytes;
-    out->offset = static_cast<uint64_t>(static_cast<const std::byte*>(data) - seg.base);
-    out->bytes = bytes;
-    return true;
-}
 
 Status join_process_group(int rank,
                           int size,
@@ -272,93 +292,109 @@ Status join_process_group(int rank,
                           const AllGather& all_gather,
                           std::shared_ptr<Transport>* out,
                           bool register_endpoint) {
-    if (size < 1 || rank < 0 || rank >= size)
-        return fail("rank must be in [0, " + std::to_string(size) + "), got " +
-                    std::to_string(rank));
+    if (size < 1 || size > kMaxGroupSize || rank < 0 || rank >= size)
+        return fail("rank must be in [0, " + std::to_string(size) + ") of a group of at most " +
+                    std::to_string(kMaxGroupSize) + ", got " + std::to_string(rank));
+    const auto deadline = call_deadline();
     const std::size_t bytes = control_bytes(size);
+    const uint64_t name_hash = hash_name(name);
     Hello mine;
-    mine.pid = getpid();
-    int fd = -1;
+    mine.size = size;
+    mine.rank = rank;
+    mine.process = self_process();
+    mine.name_hash = name_hash;
+    util::UniqueFd control;
     std::byte* base = nullptr;
-    if (rank == 0) {
-        fd = memfd_create("moedist-group", MFD_CLOEXEC);
-        void* p = MAP_FAILED;
-        if (fd >= 0 && ftruncate(fd, static_cast<off_t>(bytes)) == 0)
-            p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            mine.ok = 0;
-            std::snprintf(
-                mine.message, sizeof(mine.message), "control block: %s", std::strerror(errno));
-        } else {
-            base = static_cast<std::byte*>(p);
-            mine.id = new_group_id();
-            SlotProtocol::initialize(base, size, mine.id, mine.pid, name);
-        }
-        mine.control_fd = fd;
-        mine.control_bytes = bytes;
-    }
-    std::vector<std::byte> all;
-    auto gather = [&](const Hello& h, std::vector<Hello>* hellos) -> Status {
-        if (Status s = all_gather({reinterpret_cast<const std::byte*>(&h), sizeof(h)}, &all);
-            !s.ok())
-            return s;
-        if (all.size() != sizeof(Hello) * static_cast<std::size_t>(size))
-            return fail("the bootstrap all-gather must return " + std::to_string(size) +
-                        " records");
-        hellos->resize(static_cast<std::size_t>(size));
-        std::memcpy(hellos->data(), all.data(), all.size());
-        for (const Hello& other : *hellos) {
-            if (!other.ok)
-                return fail("group '" + name + "' must form, got: " + std::string(other.message));
-        }
-        return Status::Ok();
-    };
-    auto cleanup = [&] {
+    auto unmap = [&] {
         if (base != nullptr) munmap(base, bytes);
-        if (fd >= 0) close(fd);
+        base = nullptr;
     };
+    if (mine.process.nonce == 0) {
+        mine.ok = 0;
+        copy_message(mine.message, "this process's agent cannot start");
+    } else if (rank == 0) {
+        control = sealed_memory("moedist-group", bytes);
+        std::string why = control.valid() ? "" : std::string("memfd: ") + std::strerror(errno);
+        if (control.valid()) base = map_control(control.get(), bytes, &why);
+        if (base == nullptr) {
+            mine.ok = 0;
+            copy_message(mine.message, "control block: " + why);
+        } else {
+            mine.group_id = random_u64();
+            mine.control_bytes = bytes;
+            SlotProtocol::initialize(base, size, mine.group_id, mine.process.pid, name);
+            // Served before the hellos go out: every member asks for it right after.
+            agent_offer(AgentObject::kControl, mine.group_id, control.get(), bytes);
+        }
+    }
+    // Rank 0's first offer lasts until the group formed (the state then offers the block).
+    struct OfferUntilFormed {
+        uint64_t id;
+        ~OfferUntilFormed() {
+            if (id != 0) agent_withdraw(AgentObject::kControl, id);
+        }
+    } first_offer{mine.group_id};
     std::vector<Hello> hellos;
-    if (Status s = gather(mine, &hellos); !s.ok()) {
-        cleanup();
+    if (Status s = gather_hellos(all_gather, mine, size, name_hash, true, name, &hellos); !s.ok()) {
+        unmap();
         return s;
     }
     const Hello& root = hellos[0];
-    Hello mapped;
-    mapped.pid = mine.pid;
+    std::vector<ProcessId> members(static_cast<std::size_t>(size));
+    for (int r = 0; r < size; ++r) members[static_cast<std::size_t>(r)] = hellos[static_cast<std::size_t>(r)].process;
+
+    Hello confirmed;
+    confirmed.size = size;
+    confirmed.rank = rank;
+    confirmed.process = mine.process;
+    confirmed.name_hash = name_hash;
+    std::string why;
     if (rank != 0) {
-        fd = open_foreign_fd(root.pid, root.control_fd);
-        void* p = MAP_FAILED;
-        if (fd >= 0)
-            p = mmap(nullptr, root.control_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            mapped.ok = 0;
-            std::snprintf(mapped.message,
-                          sizeof(mapped.message),
-                          "rank %d must map rank 0's control block (/proc/%d/fd/%d), got: %s",
-                          rank,
-                          root.pid,
-                          root.control_fd,
-                          std::strerror(errno));
-        } else {
-            base = static_cast<std::byte*>(p);
+        Status fetched =
+            agent_fetch(root.process, AgentObject::kControl, root.group_id, bytes, deadline, &control);
+        if (!fetched.ok()) {
+            why = "rank " + std::to_string(rank) + " must get rank 0's control block, got: " +
+                  fetched.message();
+        } else if ((base = map_control(control.get(), bytes, &why)) != nullptr) {
+            const auto* header = reinterpret_cast<const ControlHeader*>(base);
+            if (header->magic.load(std::memory_order_acquire) != SlotProtocol::kMagic ||
+                header->id != root.group_id || header->size != size) {
+                why = "rank 0's control block must describe this group (id " +
+                      std::to_string(root.group_id) + ", " + std::to_string(size) +
+                      " ranks), got another block";
+                unmap();
+            }
         }
     }
-    if (base != nullptr) {
-        auto* slot = reinterpret_cast<Slot*>(base + ((sizeof(ControlHeader) + 63) / 64 * 64));
-        slot[rank].pid.store(mine.pid, std::memory_order_seq_cst);
+    std::vector<util::UniqueFd> pidfds;
+    if (why.empty()) {
+        if (Status s = member_pidfds(members, deadline, &pidfds); !s.ok()) why = s.message();
+    }
+    if (why.empty()) {
+        auto* slots = reinterpret_cast<Slot*>(base + SlotProtocol::header_bytes());
+        slots[rank].process = mine.process;
+    } else {
+        confirmed.ok = 0;
+        copy_message(confirmed.message, why);
     }
     std::vector<Hello> confirmations;
-    if (Status s = gather(mapped, &confirmations); !s.ok()) {
-        cleanup();
+    if (Status s = gather_hellos(all_gather, confirmed, size, name_hash, false, name, &confirmations);
+        !s.ok()) {
+        unmap();
         return s;
     }
-    auto state = std::make_shared<ProcessGroupState>(fd, base, root.control_bytes, size, name);
+    auto state = std::make_shared<ProcessGroupState>(
+        std::move(control), base, bytes, size, name, std::move(members), std::move(pidfds));
     auto endpoint = std::make_shared<ProcessEndpoint>(std::move(state), rank);
     std::vector<std::shared_ptr<Transport>> endpoints(static_cast<std::size_t>(size));
     endpoints[static_cast<std::size_t>(rank)] = endpoint;
-    if (register_endpoint) register_group(name, root.id, size, endpoints);
-    MOEDIST_LOG(
-        kInfo, "joined process group '{}' as rank {} of {} (pid {})", name, rank, size, mine.pid);
+    if (register_endpoint) register_group(name, root.group_id, size, endpoints);
+    MOEDIST_LOG(kInfo,
+                "joined process group '{}' as rank {} of {} (pid {})",
+                name,
+                rank,
+                size,
+                mine.process.pid);
     *out = std::move(endpoint);
     return Status::Ok();
 }

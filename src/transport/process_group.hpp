@@ -1,16 +1,21 @@
 // Ranks as processes of one host (or a mix of processes and threads): the group's control block
-// is a memfd every member maps, memory is the members' shared-memory arenas (shm_arena.hpp),
-// waits sleep on futexes in the block and notice a dead member through its pidfd.
+// is a sealed memfd every member maps, memory is the members' shared-memory arenas
+// (shm_arena.hpp), waits sleep on futexes in the block and notice a dead member through its
+// pidfd.
 //
-// Bootstrap (any all-gather of a few bytes among the members: a Unix socket for rank tables,
-// MPI, torch.distributed):
-//   1. rank 0 creates and initializes the control memfd
-//   2. all-gather {pid, rank 0: control fd and size}
-//   3. every other rank opens /proc/<pid of rank 0>/fd/<fd> and maps it; each writes its pid
-//      into its slot
-//   4. all-gather {mapped} — nobody returns before every member can reach the block
+// Bootstrap (any all-gather of a few bytes among the members: a rank table's socket rendezvous,
+// MPI, torch.distributed); every member checks every hello (bootstrap.hpp):
+//   1. rank 0 creates the control block (a memfd sealed at its size) and offers it through its
+//      agent (agent.hpp) under a random group id
+//   2. all-gather hellos {rank, size, process (pid, nonce), name; rank 0: group id, block size}
+//   3. every other rank asks rank 0's agent for the block, checks it (sealed, of exactly
+//      control_bytes(size) for the size of *its* table, the id and size in its header) and maps
+//      it; every rank takes a pidfd of every other member through that member's agent (proven to
+//      be the member's process: a recycled pid is never taken for a peer) and writes its
+//      process into its slot
+//   4. all-gather confirmations — nobody returns before every member can reach the block
 // No file is created anywhere (nothing under /dev/shm); the block goes away with the last
-// process that maps it.
+// process that maps it. Peers' memory is mapped per group and unmapped with it.
 #pragma once
 
 #include "moedist/export.hpp"
@@ -35,18 +40,10 @@ using AllGather =
 // registers it itself. Failures are 361001 with a message; a member that does not arrive makes
 // the all-gather fail.
 MOEDIST_API Status join_process_group(int rank,
-                          int size,
-                          const std::string& name,
-                          const AllGather& all_gather,
-                          std::shared_ptr<Transport>* out,
-                          bool register_endpoint = true);
-
-// A region another process of this host exposed (RegionRef of a process endpoint), mapped into
-// this process (cached); null when it cannot be mapped. For tools that read a rank's tensors
-// from outside its group (the harness's reference check).
-const std::byte* map_foreign(const RegionRef& region);
-
-// The RegionRef of [data, data + bytes) when it lies in this process's arena (false otherwise).
-bool arena_region(const void* data, std::size_t bytes, RegionRef* out);
+                                      int size,
+                                      const std::string& name,
+                                      const AllGather& all_gather,
+                                      std::shared_ptr<Transport>* out,
+                                      bool register_endpoint = true);
 
 }  // namespace moedist::transport

@@ -1,5 +1,6 @@
 #include "transport/shm_arena.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -9,12 +10,15 @@
 #include <mutex>
 #include <vector>
 
+#include "transport/agent.hpp"
+
 namespace moedist::transport {
 namespace {
 
 constexpr std::size_t kAlignment = 64;
 constexpr std::size_t kSegmentBytes = std::size_t{64} << 20;  // the usual segment
-constexpr std::size_t kPage = std::size_t{2} << 20;
+constexpr std::size_t kPage = std::size_t{2} << 20;  // segment size granularity
+constexpr std::size_t kHolePage = 4096;                // what a punched hole returns
 
 struct Segment {
     ArenaSegment seg;
@@ -48,23 +52,34 @@ Arena& arena() {
     return *arena_slot();
 }
 
-Segment* new_segment(std::size_t at_least) {
+Segment* new_segment(std::size_t at_least, uint32_t index) {
     const std::size_t bytes = std::max(kSegmentBytes, (at_least + kPage - 1) / kPage * kPage);
-    const int fd = memfd_create("moedist-arena", 0);
-    if (fd < 0) return nullptr;
-    if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
-        close(fd);
-        return nullptr;
-    }
-    void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) {
-        close(fd);
-        return nullptr;
-    }
+    util::UniqueFd fd = sealed_memory("moedist-arena", bytes);
+    if (!fd.valid()) return nullptr;
+    void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+    if (base == MAP_FAILED) return nullptr;
+    agent_offer(AgentObject::kSegment, index, fd.get(), bytes);
     auto* segment = new Segment();
-    segment->seg = {fd, bytes, static_cast<std::byte*>(base)};
+    segment->seg = {index, bytes, static_cast<std::byte*>(base)};
     segment->free.emplace(0, bytes);
     return segment;
+}
+
+// Gives back to the system every whole page of the free range [free_begin, free_end) that holds
+// a byte of the range just freed, [freed_begin, freed_end) (pages freed earlier are holes already).
+void punch(const Segment& s,
+           std::size_t free_begin,
+           std::size_t free_end,
+           std::size_t freed_begin,
+           std::size_t freed_end) {
+    const std::size_t whole_begin = (free_begin + kHolePage - 1) / kHolePage * kHolePage;
+    const std::size_t whole_end = free_end / kHolePage * kHolePage;
+    const std::size_t begin = std::max(whole_begin, freed_begin / kHolePage * kHolePage);
+    const std::size_t end =
+        std::min(whole_end, (freed_end + kHolePage - 1) / kHolePage * kHolePage);
+    if (end <= begin) return;
+    // MADV_REMOVE frees the pages of a shared mapping and punches the hole in its memfd.
+    madvise(s.seg.base + begin, end - begin, MADV_REMOVE);
 }
 
 // First fit in `s`; the offset of the block, or SIZE_MAX.
@@ -80,7 +95,9 @@ std::size_t take(Segment& s, std::size_t bytes) {
     return SIZE_MAX;
 }
 
+// Returns [offset, offset + bytes) to the free list, coalesced, and its pages to the system.
 void give_back(Segment& s, std::size_t offset, std::size_t bytes) {
+    const std::size_t freed_begin = offset, freed_end = offset + bytes;
     auto next = s.free.lower_bound(offset);
     if (next != s.free.end() && offset + bytes == next->first) {
         bytes += next->second;
@@ -90,10 +107,12 @@ void give_back(Segment& s, std::size_t offset, std::size_t bytes) {
         auto prev = std::prev(next);
         if (prev->first + prev->second == offset) {
             prev->second += bytes;
+            punch(s, prev->first, prev->first + prev->second, freed_begin, freed_end);
             return;
         }
     }
     s.free.emplace(offset, bytes);
+    punch(s, offset, offset + bytes, freed_begin, freed_end);
 }
 
 }  // namespace
@@ -112,7 +131,7 @@ void* arena_allocate(std::size_t bytes) {
         a.in_use += rounded;
         return p;
     }
-    Segment* s = new_segment(rounded);
+    Segment* s = new_segment(rounded, static_cast<uint32_t>(a.segments.size()));
     if (s == nullptr) return nullptr;
     a.segments.push_back(s);
     const std::size_t offset = take(*s, rounded);
@@ -147,6 +166,14 @@ bool arena_find(const void* p, std::size_t bytes, ArenaSegment* segment) {
         }
     }
     return false;
+}
+
+bool arena_segment(uint32_t index, ArenaSegment* segment) {
+    Arena& a = arena();
+    std::lock_guard<std::mutex> lock(a.mutex);
+    if (index >= a.segments.size()) return false;
+    *segment = a.segments[index]->seg;
+    return true;
 }
 
 std::size_t arena_bytes_in_use() {

@@ -8,6 +8,7 @@
 #include "transport/futex.hpp"
 #include "util/env.hpp"
 #include "util/log.hpp"
+#include "util/peer_text.hpp"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -19,7 +20,6 @@
 namespace moedist::transport {
 namespace {
 
-constexpr uint64_t kMagic = 0x6D6F65646973740AULL;  // "moedist\n"
 constexpr auto kLivenessPeriod = std::chrono::milliseconds(10);
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
@@ -29,6 +29,8 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
 Clock::time_point call_deadline() {
     return Clock::now() + std::chrono::milliseconds(util::timeout_ms());
 }
+
+std::size_t SlotProtocol::header_bytes() { return round_up(sizeof(ControlHeader), 64); }
 
 std::size_t control_bytes(int size) {
     return round_up(sizeof(ControlHeader), 64) + static_cast<std::size_t>(size) * sizeof(Slot);
@@ -124,13 +126,15 @@ std::string SlotProtocol::gone(int rank) {
 Status SlotProtocol::broken_status() const {
     uint32_t state = header_->broken.load(std::memory_order_seq_cst);
     if (state == 0) return Status::Ok();
-    while (state == 1) {  // the breaker is writing its reason
+    // The breaker is writing its reason (a few stores); a block that stays at 1 was written by
+    // something else than a rank, and is broken without one.
+    for (int i = 0; state == 1 && i < 100000; ++i) {
         std::this_thread::yield();
         state = header_->broken.load(std::memory_order_seq_cst);
     }
     return {Code::kRuntime,
             "communicator '" + name_ +
-                "' must not be broken, got broken by: " + std::string(header_->reason)};
+                "' must not be broken, got broken by: " + util::peer_text(header_->reason, 400)};
 }
 
 template <class Pending>
@@ -207,7 +211,7 @@ std::string SlotProtocol::missing_reason(const char* round, uint64_t call) const
 std::string SlotProtocol::dead_reason(int rank, uint64_t call) const {
     return "rank " + std::to_string(rank) + " of communicator '" + name_ +
            "' must stay alive until call " + std::to_string(call) + " completes, got process " +
-           std::to_string(slots_[rank].pid.load(std::memory_order_relaxed)) +
+           std::to_string(slots_[rank].process.pid) +
            " gone (it died or exited)";
 }
 
@@ -267,7 +271,7 @@ Status SlotProtocol::wait_finished(uint64_t call, Clock::time_point deadline, Fl
     for (int r = 0; r < size_; ++r) {
         const int32_t f = slots_[r].flag[call % 2].load(std::memory_order_relaxed);
         if (f != 0) {
-            *flag = Flag{f, r, slots_[r].message[call % 2]};
+            *flag = Flag{f, r, util::peer_text(slots_[r].message[call % 2])};
             break;
         }
     }

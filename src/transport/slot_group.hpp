@@ -16,7 +16,7 @@
 //                   departed   calls rank r has finished    (call n finished  <=> departed > n)
 //                   flag, message [n % 2]   r's departure verdict of call n
 //                   next_call  r's next call number (written by r only)
-//                   pid        the process holding rank r (processes: liveness)
+//                   process    the process holding rank r (processes; written once, at join)
 //                   record[n % 2]   r's record of call n (opaque, kMaxRecordBytes)
 //
 // Records are double-buffered: r writes record[n % 2] of call n only after its call n - 1 has
@@ -52,7 +52,7 @@ struct alignas(64) Slot {
     std::atomic<uint64_t> arrived{0};
     std::atomic<uint64_t> departed{0};
     std::atomic<int32_t> flag[2] = {0, 0};
-    std::atomic<int32_t> pid{0};
+    ProcessId process;       // written by rank r before the group forms; read-only after
     uint64_t next_call = 0;  // owner-only
     char message[2][256] = {};
     alignas(64) std::byte record[2][Transport::kMaxRecordBytes];
@@ -66,6 +66,10 @@ std::size_t control_bytes(int size);
 // sleeping waiter asks it about the ranks it waits for every few milliseconds.
 class SlotProtocol {
 public:
+    static constexpr uint64_t kMagic = 0x6D6F65646973740AULL;  // "moedist\n": initialized
+    // Bytes before Slot[0].
+    static std::size_t header_bytes();
+
     SlotProtocol(void* block, int size, std::string name, bool shared);
 
     // Placement-constructs the header and the slots (the creator, once).

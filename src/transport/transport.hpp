@@ -17,6 +17,7 @@
 
 #include "moedist/export.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -34,12 +35,23 @@ using Clock = std::chrono::steady_clock;
 // Deadline of a wait starting now: MOEDIST_TIMEOUT_MS ahead.
 MOEDIST_API Clock::time_point call_deadline();
 
+// A process of this host as its peers name it (agent.hpp): its pid and a random nonce drawn when
+// its agent started, so a recycled pid is a new process. All zero on the threads backend.
+struct ProcessId {
+    int32_t pid = 0;
+    uint32_t reserved = 0;
+    uint64_t nonce = 0;
+    bool operator==(const ProcessId&) const = default;
+};
+
 // Bytes a rank exposed for its peers, as they name them. Threads: `offset` is the address in the
-// one address space (owner_pid 0). Processes: a segment of the owner's shared-memory arena
-// (a memfd the peer maps through /proc/<owner_pid>/fd/<segment_fd>) and an offset in it.
+// one address space (owner all zero). Processes: bytes [offset, offset + bytes) of segment
+// `segment` of the owner's shared-memory arena (shm_arena.hpp), which a peer obtains from the
+// owner's agent, checks and maps; never an address.
 struct RegionRef {
-    int32_t owner_pid = 0;
-    int32_t segment_fd = -1;
+    ProcessId owner;
+    uint32_t segment = 0;
+    uint32_t reserved = 0;
     uint64_t segment_bytes = 0;
     uint64_t offset = 0;
     uint64_t bytes = 0;
@@ -48,9 +60,8 @@ struct RegionRef {
 
 // A group as another group's member names it (the TP pairing of two EP groups).
 struct GroupRef {
-    uint64_t id = 0;  // unique among the job's groups
-    int32_t owner_pid = 0;
-    int32_t control_fd = -1;  // processes: the group's control segment (a memfd)
+    uint64_t id = 0;         // random; unique among the host's groups
+    ProcessId owner;         // processes: a member whose agent serves the control block
     uint64_t control_bytes = 0;
     bool operator==(const GroupRef& o) const { return id == o.id; }
 };
@@ -75,12 +86,16 @@ enum ScratchSlot : int {
     kScratchSlots = 8,
 };
 
-// One rank's endpoint of a group. Not thread-safe: one call at a time per endpoint.
+// One rank's endpoint of a group. One call at a time per endpoint: a call claims it with
+// try_enter() and gives it back with leave(); a second thread's call fails at once.
 class MOEDIST_API Transport {
 public:
     static constexpr std::size_t kMaxRecordBytes = 1536;
 
     virtual ~Transport() = default;
+
+    bool try_enter() { return !busy_.exchange(true, std::memory_order_acquire); }
+    void leave() { busy_.store(false, std::memory_order_release); }
 
     virtual int rank() const = 0;
     virtual int size() const = 0;
@@ -137,6 +152,9 @@ public:
     virtual Status exchange(std::span<const std::span<const std::byte>> send,
                             std::span<const std::span<std::byte>> recv,
                             Clock::time_point deadline);
+
+private:
+    std::atomic<bool> busy_{false};
 };
 
 }  // namespace moedist::transport

@@ -1,21 +1,51 @@
-// Environment parameters, read once.
+// Environment parameters: every variable moedist reads is declared once, in the table of env.cpp
+// (name, type, default, meaning; `moedist --help-env` prints it), and read through it.
 #pragma once
 
 #include "moedist/export.hpp"
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "moedist/profile.hpp"
 
 namespace moedist::util {
 
+enum class Env {
+    kTimeoutMs,
+    kZeroPadding,
+    kDebug,
+    kSoc,
+    kJobId,
+    kRanksPerNode,
+    kMpiAlgo,
+    kHcclBuffsize,
+    kHcclIntraPcie,
+    kHcclIntraRoce,
+    kCount,
+};
+
+struct EnvParam {
+    Env id;
+    const char* name;
+    const char* type;
+    const char* default_value;
+    const char* meaning;
+};
+
+// Every parameter, in Env order.
+MOEDIST_API std::span<const EnvParam> env_params();
+
+// The variable's text now; null when unset or empty.
+MOEDIST_API const char* env_text(Env id);
+
 // MOEDIST_TIMEOUT_MS (default 30000): the longest any wait for a peer may take.
 MOEDIST_API int64_t timeout_ms();
 
 // MOEDIST_ZERO_PADDING, read at every call (each first phase): "1" zeroes the tails of expandX,
-// dynamicScales and expandScales (SPEC §3); anything else, or unset, leaves them untouched as the
-// device does (the default).
+// dynamicScales and expandScales; anything else, or unset, leaves them untouched as the device
+// does (the default).
 bool zero_padding();
 
 // MOEDIST_DEBUG=WARN|INFO|TRACE (default off): 0 off, 1 warn, 2 info, 3 trace.
@@ -31,5 +61,14 @@ const SocSetting& soc_setting();
 
 // HCCL_BUFFSIZE, HCCL_INTRA_PCIE_ENABLE, HCCL_INTRA_ROCE_ENABLE (the A2/A3 buffer rules).
 const HcclBufferEnv& hccl_buffer_env();
+
+// MOEDIST_JOB_ID: names the launch a rank belongs to (rank-table rendezvous); "" when unset.
+std::string job_id();
+
+// MOEDIST_RANKS_PER_NODE (mpi backend): simulated nodes of n ranks; 0 when unset or invalid.
+MOEDIST_API int ranks_per_node();
+
+// MOEDIST_MPI_ALGO (mpi backend): "p2p" (default), "alltoallv" or "rma".
+MOEDIST_API std::string mpi_algo();
 
 }  // namespace moedist::util

@@ -58,7 +58,7 @@ std::vector<Outcome> run_group(int world, int victim, Fault fault, int calls) {
         if (pid == 0) {
             std::unique_ptr<moedist::transport::SocketRendezvous> rendezvous;
             Status s = moedist::transport::SocketRendezvous::open(
-                key, rank, world, Clock::now() + std::chrono::seconds(20), &rendezvous);
+                key, rank, world, 0, Clock::now() + std::chrono::seconds(20), &rendezvous);
             moedist::Communicator comm;
             if (s.ok()) {
                 s = moedist::Communicator::join_processes(
