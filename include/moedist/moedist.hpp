@@ -4,10 +4,10 @@
 //   moedist::MoeDistributor moe(ep[r], std::nullopt, config);       // config validated once
 //   moedist::DispatchHandle h = moe.dispatch(inputs, outputs);     // on every rank's thread
 //   ... experts turn outputs.expand_x into expert outputs ...
-//   moe.combine(h, expert_out, x_out);
+//   moe.combine(h, expert_out, expert_scales, x_out);
 //
-// Layouts and arithmetic are SPEC.md's; every call either succeeds on all ranks of the group or
-// fails on all of them with the same code and message.
+// Layouts and arithmetic are docs/contract.md's; every call either succeeds on all ranks of the
+// group or fails on all of them with the same code and message.
 #pragma once
 
 #include <optional>
@@ -50,16 +50,21 @@ struct CombineInputs {
 };
 
 // What combine needs from a dispatch: views of dispatch's inputs and outputs (no copies). The
-// tensors must stay alive and unchanged until combine returns.
+// tensors must stay alive and unchanged until combine returns. `group` and `call` say which
+// dispatch made it: combine refuses a handle of another group (or of a group since destroyed
+// and made again) with 561002.
 struct DispatchHandle {
     TensorView expert_ids;
     TensorView expand_idx;
     TensorView ep_recv_counts;
     std::optional<TensorView> tp_recv_counts;
+    uint64_t group = 0;  // the EP group's id (unique on the host)
+    uint64_t call = 0;   // this distributor's dispatch number (1, 2, ...)
 };
 
 // One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a validated
-// config. Cheap to copy; not safe to use from two threads at once.
+// config. Cheap to copy. One call at a time per communicator: a call made while another thread's
+// call on the same communicator runs fails at once (361001) and leaves that call alone.
 class MOEDIST_API MoeDistributor {
 public:
     // Validates `config` against the communicators; throws Error on failure.
@@ -88,6 +93,7 @@ private:
     Communicator ep_;
     std::optional<Communicator> tp_;
     MoeConfig config_;
+    uint64_t dispatches_ = 0;
 };
 
 }  // namespace moedist

@@ -239,13 +239,17 @@ class MoEPrepareAndFinalize:
             quant_mode=quant_mode, global_bs=self.global_bs, expert_token_nums_type=1)
         rows = int(expert_token_nums.sum())
         scale = dynamic_scales[:rows] if dynamic_scales.numel() else None
-        handle = (topk_ids, topk_weights, expand_idx, ep_recv_counts, expand_x.shape[0], hidden_states.dtype)
+        handle = (topk_ids, topk_weights, expand_idx, ep_recv_counts, expand_x.shape[0], hidden_states.dtype,
+                  self.group_name)
         return expand_x[:rows], scale, expert_token_nums, handle
 
     def finalize(self, expert_outputs, handle):
         """Combine: expert_outputs (the rows of prepare's expert_x, in its order, in the hidden
         states' dtype) weighted by topk_weights and summed per token (SPEC §4). Returns (BS, H)."""
-        topk_ids, topk_weights, expand_idx, ep_recv_counts, capacity_rows, dtype = handle
+        topk_ids, topk_weights, expand_idx, ep_recv_counts, capacity_rows, dtype, group_name = handle
+        if group_name != self.group_name:
+            raise error(INNER_TILING, f"handle must come from a prepare on this layer's group '{self.group_name}', "
+                                      f"got one from '{group_name}'")
         if expert_outputs.dtype != dtype:
             raise error(INVALID_PARAM, f"expert_outputs dtype must be the hidden states' {dtype}, got {expert_outputs.dtype}")
         rows = expert_outputs.shape[0]

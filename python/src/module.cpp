@@ -20,6 +20,7 @@
 #include "moedist/communicator.hpp"
 #include "moedist/moedist.hpp"
 #include "tensors.hpp"
+#include "transport/transport.hpp"
 #ifdef MOEDIST_PYTHON_MPI
 #include "moedist/mpi.hpp"
 #endif
@@ -30,30 +31,96 @@ namespace moedist::python {
 namespace {
 
 // A tensor argument: a tensor, or a (tensor, "dtype name") pair reinterpreting its elements.
-HeldView arg_view(const py::handle& arg, const char* name) {
+HeldView arg_view(const py::handle& arg, const char* name, bool writable) {
     if (py::isinstance<py::tuple>(arg)) {
         auto pair = py::reinterpret_borrow<py::tuple>(arg);
         if (pair.size() != 2 || !py::isinstance<py::str>(pair[1]))
             throw_error(Code::kInvalidParam,
                         std::string(name) + " must be a tensor or a (tensor, dtype name) pair");
-        return to_view(pair[0], name, pair[1].cast<std::string>());
+        return to_view(pair[0], name, pair[1].cast<std::string>(), writable);
     }
-    return to_view(arg, name, std::nullopt);
+    return to_view(arg, name, std::nullopt, writable);
 }
 
-// Views of optional arguments (None: absent) and what keeps them alive.
+// The tensors of one call: their views, what keeps them alive, and (after the call) the check
+// that no other thread moved their memory meanwhile.
 struct Holder {
-    std::vector<py::object> owners;
-    TensorView take(const py::handle& arg, const char* name) {
-        HeldView held = arg_view(arg, name);
-        owners.push_back(std::move(held.owner));
-        return held.view;
-    }
-    std::optional<TensorView> maybe(const py::handle& arg, const char* name) {
+    std::vector<HeldView> held;
+    std::vector<const char*> names;
+    TensorView input(const py::handle& arg, const char* name) { return take(arg, name, false); }
+    TensorView output(const py::handle& arg, const char* name) { return take(arg, name, true); }
+    std::optional<TensorView> maybe_input(const py::handle& arg, const char* name) {
         if (arg.is_none()) return std::nullopt;
-        return take(arg, name);
+        return input(arg, name);
+    }
+    std::optional<TensorView> maybe_output(const py::handle& arg, const char* name) {
+        if (arg.is_none()) return std::nullopt;
+        return output(arg, name);
+    }
+    void check_unmoved() const {
+        for (std::size_t i = 0; i < held.size(); ++i) python::check_unmoved(held[i], names[i]);
+    }
+
+private:
+    TensorView take(const py::handle& arg, const char* name, bool writable) {
+        held.push_back(arg_view(arg, name, writable));
+        names.push_back(name);
+        return held.back().view;
     }
 };
+
+// Ctrl-C while a call waits for its peers: the wait checks for a pending signal every few
+// milliseconds (transport::InterruptCheck); a KeyboardInterrupt stops it, the group is broken
+// with that reason, and the interrupt is raised once the call has returned.
+class SignalWatch {
+public:
+    SignalWatch()
+        : previous_(transport::set_interrupt_check(
+              {&SignalWatch::pending, this, "KeyboardInterrupt (a signal reached Python)"})) {}
+    ~SignalWatch() {
+        transport::set_interrupt_check(previous_);
+        if (type_ != nullptr) PyErr_Restore(type_, value_, traceback_);  // not raised: dropped
+    }
+    SignalWatch(const SignalWatch&) = delete;
+    SignalWatch& operator=(const SignalWatch&) = delete;
+
+    // With the GIL: raises the signal's exception when one stopped the call.
+    void raise_if_fired() {
+        if (type_ == nullptr) return;
+        PyErr_Restore(type_, value_, traceback_);
+        type_ = value_ = traceback_ = nullptr;
+        throw py::error_already_set();
+    }
+
+private:
+    static bool pending(void* context) {
+        auto* self = static_cast<SignalWatch*>(context);
+        if (self->type_ != nullptr) return true;
+        PyGILState_STATE gil = PyGILState_Ensure();
+        if (PyErr_CheckSignals() != 0) PyErr_Fetch(&self->type_, &self->value_, &self->traceback_);
+        PyGILState_Release(gil);
+        return self->type_ != nullptr;
+    }
+
+    transport::InterruptCheck previous_;
+    PyObject* type_ = nullptr;
+    PyObject* value_ = nullptr;
+    PyObject* traceback_ = nullptr;
+};
+
+// Runs `call` without the GIL, interruptible by Ctrl-C; then the tensors' check and the status.
+template <class Call>
+void run_call(const Holder& h, Call call) {
+    SignalWatch watch;
+    Status s;
+    {
+        py::gil_scoped_release release;
+        s = call();
+    }
+    watch.raise_if_fired();
+    h.check_unmoved();
+    throw_if(s);
+}
 
 Communicator join(int rank, int size, const std::string& name, const py::function& all_gather) {
     // The callback runs with the GIL; it gets this rank's bytes and returns every rank's, in rank
@@ -140,23 +207,18 @@ void dispatch(MoeDistributor& moe,
     Holder h;
     DispatchInputs in;
     DispatchOutputs out;
-    in.x = h.take(x, "x");
-    in.expert_ids = h.take(expert_ids, "expert_ids");
-    in.scales = h.maybe(scales, "scales");
-    in.expert_scales = h.maybe(expert_scales, "expert_scales");
-    out.expand_x = h.take(expand_x, "expand_x");
-    out.expand_idx = h.take(expand_idx, "expand_idx");
-    out.expert_token_nums = h.take(expert_token_nums, "expert_token_nums");
-    out.ep_recv_counts = h.take(ep_recv_counts, "ep_recv_counts");
-    out.dynamic_scales = h.maybe(dynamic_scales, "dynamic_scales");
-    out.tp_recv_counts = h.maybe(tp_recv_counts, "tp_recv_counts");
-    out.expand_scales = h.maybe(expand_scales, "expand_scales");
-    Status s;
-    {
-        py::gil_scoped_release release;
-        s = moe.try_dispatch(in, out);
-    }
-    throw_if(s);
+    in.x = h.input(x, "x");
+    in.expert_ids = h.input(expert_ids, "expert_ids");
+    in.scales = h.maybe_input(scales, "scales");
+    in.expert_scales = h.maybe_input(expert_scales, "expert_scales");
+    out.expand_x = h.output(expand_x, "expand_x");
+    out.expand_idx = h.output(expand_idx, "expand_idx");
+    out.expert_token_nums = h.output(expert_token_nums, "expert_token_nums");
+    out.ep_recv_counts = h.output(ep_recv_counts, "ep_recv_counts");
+    out.dynamic_scales = h.maybe_output(dynamic_scales, "dynamic_scales");
+    out.tp_recv_counts = h.maybe_output(tp_recv_counts, "tp_recv_counts");
+    out.expand_scales = h.maybe_output(expand_scales, "expand_scales");
+    run_call(h, [&] { return moe.try_dispatch(in, out); });
 }
 
 void combine(MoeDistributor& moe,
@@ -169,19 +231,14 @@ void combine(MoeDistributor& moe,
              const py::handle& tp_send_counts) {
     Holder h;
     CombineInputs in;
-    in.expand_x = h.take(expand_x, "expand_x");
-    in.expert_ids = h.take(expert_ids, "expert_ids");
-    in.expand_idx = h.take(expand_idx, "expand_idx");
-    in.ep_send_counts = h.take(ep_send_counts, "ep_send_counts");
-    in.expert_scales = h.take(expert_scales, "expert_scales");
-    in.tp_send_counts = h.maybe(tp_send_counts, "tp_send_counts");
-    TensorView out = h.take(x, "x");
-    Status s;
-    {
-        py::gil_scoped_release release;
-        s = moe.try_combine(in, out);
-    }
-    throw_if(s);
+    in.expand_x = h.input(expand_x, "expand_x");
+    in.expert_ids = h.input(expert_ids, "expert_ids");
+    in.expand_idx = h.input(expand_idx, "expand_idx");
+    in.ep_send_counts = h.input(ep_send_counts, "ep_send_counts");
+    in.expert_scales = h.input(expert_scales, "expert_scales");
+    in.tp_send_counts = h.maybe_input(tp_send_counts, "tp_send_counts");
+    TensorView out = h.output(x, "x");
+    run_call(h, [&] { return moe.try_combine(in, out); });
 }
 
 // Bytes from the shared-memory arena (aclrtMalloc): peers of a process group read and write them

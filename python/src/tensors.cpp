@@ -110,45 +110,93 @@ bool parse_dtype(const std::string& text, DType* out) {
     return false;
 }
 
+namespace {
+
+std::string type_name(const py::handle& object) {
+    return py::str(py::type::handle_of(object).attr("__name__")).cast<std::string>();
+}
+
+// The view of `tensor` through DLPack; false when it does not export one (read-only numpy
+// arrays: then the buffer protocol is asked).
+bool dlpack_view(const py::handle& tensor, const char* name, HeldView* held) {
+    if (py::hasattr(tensor, "dtype") && py::str(tensor.attr("dtype")).cast<std::string>() == "torch.bool")
+        throw_error(Code::kInvalidParam,
+                    std::string(name) + " dtype must be one moedist supports, got bool");
+    py::object capsule;
+    try {
+        capsule = tensor.attr("__dlpack__")();
+    } catch (py::error_already_set& e) {
+        const std::string why = py::str(e.value()).cast<std::string>();  // no traceback
+        if (e.matches(PyExc_BufferError)) return false;  // numpy: read-only
+        if (why.find("require gradient") != std::string::npos ||
+            why.find("requires_grad") != std::string::npos) {
+            throw_error(Code::kInvalidParam,
+                        std::string(name) +
+                            " must not require grad, got a tensor that does: pass "
+                            "tensor.detach() (moedist's calls do not record gradients)");
+        }
+        throw_error(Code::kInvalidParam,
+                    std::string(name) + " must be a CPU tensor with data, got a " + type_name(tensor) +
+                        " that cannot export it (" + why.substr(0, 120) + ")");
+    }
+    auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+    if (managed == nullptr) {
+        PyErr_Clear();
+        throw_error(Code::kInvalidParam, std::string(name) + " must export a DLPack tensor");
+    }
+    const DLTensor& t = managed->dl_tensor;
+    TensorView& v = held->view;
+    if (t.device.device_type != kDLCPU)
+        throw_error(Code::kInvalidParam,
+                    std::string(name) + " must be a CPU tensor, got device type " +
+                        std::to_string(t.device.device_type));
+    if (t.ndim > TensorView::kMaxDims)
+        throw_error(Code::kInnerTiling,
+                    std::string(name) + " dims must be at most 4, got " + std::to_string(t.ndim));
+    if (!dtype_of_dlpack(t.dtype, &v.dtype))
+        throw_error(Code::kInvalidParam,
+                    std::string(name) + " dtype must be one moedist supports, got DLPack code " +
+                        std::to_string(t.dtype.code) + " bits " + std::to_string(t.dtype.bits));
+    v.data = static_cast<char*>(t.data) + t.byte_offset;
+    v.ndim = t.ndim;
+    int64_t stride = 1;
+    for (int d = t.ndim - 1; d >= 0; --d) {
+        v.shape[static_cast<std::size_t>(d)] = t.shape[d];
+        v.strides[static_cast<std::size_t>(d)] = t.strides != nullptr ? t.strides[d] : stride;
+        stride *= t.shape[d];
+    }
+    held->owner = capsule;  // its deleter runs when the capsule goes, after the call
+    if (py::hasattr(tensor, "data_ptr")) held->tensor = py::reinterpret_borrow<py::object>(tensor);
+    return true;
+}
+
+}  // namespace
+
 HeldView to_view(const py::handle& tensor,
                  const char* name,
-                 const std::optional<std::string>& dtype) {
+                 const std::optional<std::string>& dtype,
+                 bool writable) {
     HeldView held;
     TensorView& v = held.view;
     if (tensor.is_none())
         throw_error(Code::kNullptr, std::string(name) + " must be a tensor, got None");
-    if (py::hasattr(tensor, "__dlpack__")) {
-        py::object capsule = tensor.attr("__dlpack__")();
-        auto* managed =
-            static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
-        if (managed == nullptr)
-            throw_error(Code::kInvalidParam, std::string(name) + " must export a DLPack tensor");
-        const DLTensor& t = managed->dl_tensor;
-        if (t.device.device_type != kDLCPU)
-            throw_error(Code::kInvalidParam,
-                        std::string(name) + " must be a CPU tensor, got device type " +
-                            std::to_string(t.device.device_type));
-        if (t.ndim > TensorView::kMaxDims)
-            throw_error(
-                Code::kInnerTiling,
-                std::string(name) + " dims must be at most 4, got " + std::to_string(t.ndim));
-        if (!dtype_of_dlpack(t.dtype, &v.dtype))
-            throw_error(Code::kInvalidParam,
-                        std::string(name) +
-                            " dtype must be one moedist supports, got DLPack code " +
-                            std::to_string(t.dtype.code) + " bits " + std::to_string(t.dtype.bits));
-        v.data = static_cast<char*>(t.data) + t.byte_offset;
-        v.ndim = t.ndim;
-        int64_t stride = 1;
-        for (int d = t.ndim - 1; d >= 0; --d) {
-            v.shape[static_cast<std::size_t>(d)] = t.shape[d];
-            v.strides[static_cast<std::size_t>(d)] = t.strides != nullptr ? t.strides[d] : stride;
-            stride *= t.shape[d];
-        }
-        held.owner = capsule;  // its deleter runs when the capsule goes, after the call
-    } else {
+    const bool has_dlpack = py::hasattr(tensor, "__dlpack__");
+    if (!has_dlpack && !PyObject_CheckBuffer(tensor.ptr())) {
+        throw_error(Code::kInvalidParam,
+                    std::string(name) + " must be a tensor (a torch CPU tensor or a numpy array), got " +
+                        type_name(tensor));
+    }
+    if (!has_dlpack || !dlpack_view(tensor, name, &held)) {
         py::buffer buffer = py::reinterpret_borrow<py::buffer>(tensor);
-        py::buffer_info info = buffer.request(/*writable=*/true);
+        py::buffer_info info;
+        try {
+            info = buffer.request(writable);
+        } catch (py::error_already_set& e) {
+            throw_error(Code::kInvalidParam,
+                        std::string(name) + (writable ? " must be a writable tensor (an output), got: "
+                                                      : " must be readable, got: ") +
+                            py::str(e.value()).cast<std::string>().substr(0, 120));
+        }
         if (info.ndim > TensorView::kMaxDims)
             throw_error(
                 Code::kInnerTiling,
@@ -184,6 +232,19 @@ HeldView to_view(const py::handle& tensor,
         v.dtype = named;
     }
     return held;
+}
+
+void check_unmoved(const HeldView& held, const char* name) {
+    if (!held.tensor || held.view.data == nullptr) return;
+    // A view starts at data_ptr() (DLPack's byte_offset is folded into data already).
+    const auto now = held.tensor.attr("data_ptr")().cast<uintptr_t>();
+    if (now != reinterpret_cast<uintptr_t>(held.view.data)) {
+        throw_error(Code::kRuntime,
+                    std::string(name) +
+                        " must keep its memory while a call uses it, got it resized or replaced by "
+                        "another thread during the call (the call's results are void; its memory "
+                        "may have been written after it was freed)");
+    }
 }
 
 }  // namespace moedist::python

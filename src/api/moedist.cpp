@@ -3,6 +3,7 @@
 
 #include "api/boundary.hpp"
 #include "core/ops.hpp"
+#include "transport/access.hpp"
 
 namespace moedist {
 namespace {
@@ -78,13 +79,25 @@ Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) no
 
 DispatchHandle MoeDistributor::dispatch(const DispatchInputs& in, const DispatchOutputs& out) {
     throw_if_error(try_dispatch(in, out));
-    return {in.expert_ids, out.expand_idx, out.ep_recv_counts, out.tp_recv_counts};
+    DispatchHandle handle{in.expert_ids, out.expand_idx, out.ep_recv_counts, out.tp_recv_counts};
+    handle.group = transport::Access::endpoint(ep_)->ref().id;
+    handle.call = ++dispatches_;
+    return handle;
 }
 
 void MoeDistributor::combine(const DispatchHandle& handle,
                              TensorView expert_out,
                              TensorView expert_scales,
                              TensorView x_out) {
+    const uint64_t group = transport::Access::endpoint(ep_)->ref().id;
+    if (handle.group != group || handle.call == 0 || handle.call > dispatches_) {
+        throw Error({Code::kInnerTiling,
+                     "the dispatch handle must come from a dispatch of this distributor on '" +
+                         ep_.name() + "', got " +
+                         (handle.group != group ? "a handle of another group"
+                                                : "call " + std::to_string(handle.call) + " of " +
+                                                      std::to_string(dispatches_))});
+    }
     CombineInputs in;
     in.expand_x = expert_out;
     in.expert_ids = handle.expert_ids;

@@ -97,6 +97,7 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
             record->peer_group = peer.ep_group;
         }
     }
+    test_hooks::on_record(ep_->rank(), record, bytes);
     ep_->publish(ep_call_, bytes_of(record, bytes));
     arrived_ = true;
     test_hooks::on_mid_call(ep_->rank());

@@ -391,10 +391,10 @@ void write_counts(const DispatchOp& op,
 
 // A sender's staged rows can be copied into this rank's outputs: contiguous rows, and scales of
 // this rank's dynamicScales layout when it has one.
-bool staged_fits(const SourceView& v, const std::optional<TensorView>& dyn) {
+bool staged_fits(const SourceView& v, const TensorView* dyn) {
     if (v.staged_rows.data == nullptr) return true;
     if (v.staged_rows.stride(1) != 1) return false;
-    if (!dyn) return true;
+    if (dyn == nullptr) return true;
     if (!v.staged_scales || v.staged_scales->data == nullptr) return false;
     const TensorView& staged = *v.staged_scales;
     return staged.ndim == dyn->ndim && dtype_size(staged.dtype) == dtype_size(dyn->dtype) &&
@@ -425,12 +425,13 @@ Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& r
         peer_rows = s.peer_layout.total_rows;
         rows_all += rows_sent_by_group(topo, op.top_k, s.peer_sources);
     }
-    const std::optional<TensorView> dyn =
-        makes_dynamic_scales(op) ? op.out.dynamic_scales : std::nullopt;
+    const TensorView* scales_out = makes_dynamic_scales(op) && op.out.dynamic_scales
+                                       ? &*op.out.dynamic_scales
+                                       : nullptr;
     for (const auto* group : {&s.own_sources, &s.peer_sources}) {
         if (group == &s.peer_sources && !rounds.has_peer()) break;
         for (std::size_t r = 0; r < group->size(); ++r) {
-            if (!staged_fits((*group)[r], dyn))
+            if (!staged_fits((*group)[r], scales_out))
                 return {Code::kRuntime,
                         "the staged rows of rank " + std::to_string(r) +
                             " must have this rank's row and scale layout, got another"};

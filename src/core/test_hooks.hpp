@@ -14,4 +14,11 @@ void on_mid_call(int ep_rank);
 // moedist_testing only: installs `hook` (null removes it); false in the release library.
 bool set_mid_call(MidCallHook hook);
 
+using RecordHook = void (*)(int ep_rank, void* record, unsigned long bytes);
+
+// Called by every rank with its record just before publishing it, so a test can forge what a
+// peer process publishes.
+void on_record(int ep_rank, void* record, unsigned long bytes);
+bool set_record(RecordHook hook);
+
 }  // namespace moedist::core::test_hooks

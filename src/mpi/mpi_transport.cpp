@@ -59,8 +59,9 @@ Algo mpi_algo() {
 }
 
 // Polls `requests` until all complete or `deadline`; the index of the first one still open, or
-// -1 when all completed (-2 on an MPI error).
+// -1 when all completed (-2 on an MPI error, -3 when this thread's interrupt check fired).
 int wait_all(std::vector<MPI_Request>& requests, transport::Clock::time_point deadline) {
+    auto next_check = transport::Clock::now() + std::chrono::milliseconds(10);
     for (int spins = 0;; ++spins) {
         int done = 0;
         if (MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) !=
@@ -68,16 +69,22 @@ int wait_all(std::vector<MPI_Request>& requests, transport::Clock::time_point de
             return -2;
         if (done) return -1;
         if (transport::Clock::now() >= deadline) {
+            // Each request on its own: the completed ones become MPI_REQUEST_NULL.
+            int first_open = -1;
             for (std::size_t i = 0; i < requests.size(); ++i) {
                 int one = 0;
                 if (requests[i] != MPI_REQUEST_NULL) {
                     MPI_Test(&requests[i], &one, MPI_STATUS_IGNORE);
-                    if (!one) return static_cast<int>(i);
+                    if (!one && first_open < 0) first_open = static_cast<int>(i);
                 }
             }
-            return -1;
+            return first_open;
         }
         if (spins > 64) std::this_thread::yield();
+        if (const char* why = nullptr; transport::Clock::now() >= next_check) {
+            if (transport::interrupted(&why)) return -3;
+            next_check = transport::Clock::now() + std::chrono::milliseconds(10);
+        }
     }
 }
 
@@ -251,6 +258,13 @@ private:
         if (open == -1) return Status::Ok();
         if (open == -2) {
             mark_broken(std::string("MPI must complete the ") + round + " round, got an error");
+            return broken_status();
+        }
+        if (open == -3) {
+            const char* why = "";
+            transport::interrupted(&why);
+            mark_broken(std::string("a call on this rank was interrupted: ") + why);
+            requests_.clear();
             return broken_status();
         }
         // A rank of this node that died is named through its pidfd; else the rank whose message
@@ -521,6 +535,8 @@ Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_nod
                   std::to_string(util::timeout_ms()) + " ms, got no call";
         } else if (open == -2) {
             why = "MPI must carry every rank's settings, got an error";
+        } else if (open == -3) {
+            why = "from_mpi on rank 0 was interrupted";
         }
         for (int r = 0; r < size && why.empty(); ++r) {
             const Settings& s = all[static_cast<std::size_t>(r)];

@@ -102,13 +102,29 @@ std::string launch_identity() {
         if (value == nullptr || *value == '\0') continue;
         std::string id = std::string(name) + ":" + std::string(value).substr(0, 256);
         if (std::strcmp(name, "SLURM_JOB_ID") == 0) {
-            if (const char* step = std::getenv("SLURM_STEP_ID")) id += "." + std::string(step).substr(0, 32);
+            if (const char* step = std::getenv("SLURM_STEP_ID")) {
+                id += '.';
+                id.append(step, strnlen(step, 32));
+            }
         }
         return id;
     }
     // Otherwise the ranks a launcher forked or started: its pid and start time.
     const pid_t parent = getppid();
     return "parent:" + std::to_string(parent) + ":" + start_time_of(parent);
+}
+
+std::string rendezvous_key(const LoadedTable& loaded) {
+    // Ranks of this table and this launch meet; another launch on the same table forms its own
+    // group (the launch is in the key), a table changed between ranks' starts fails the join.
+    char key[64];
+    std::snprintf(key,
+                  sizeof(key),
+                  "%016llx-%u-%016llx",
+                  static_cast<unsigned long long>(fnv1a(loaded.path.string())),
+                  static_cast<unsigned>(geteuid()),
+                  static_cast<unsigned long long>(fnv1a(launch_identity())));
+    return key;
 }
 
 uint64_t table_fingerprint(const RankTable& table) {
@@ -225,20 +241,12 @@ HcclResult join_rank_table(const LoadedTable& loaded,
             return HCCL_E_NOT_SUPPORT;
         }
     }
-    // Ranks of this table and this launch meet; another launch on the same table forms its own
-    // group (the launch is in the key), a table changed between ranks' starts fails the join.
-    char key[64];
-    std::snprintf(key,
-                  sizeof(key),
-                  "%016llx-%u-%016llx",
-                  static_cast<unsigned long long>(fnv1a(path)),
-                  static_cast<unsigned>(geteuid()),
-                  static_cast<unsigned long long>(fnv1a(launch_identity())));
+    const std::string key = rendezvous_key(loaded);
     // The group forms in the background; the first use of the handle waits for it.
-    const std::string name = std::string("hccl_") + key;
+    const std::string name = "hccl_" + key;
     const std::string where = path;
     const uint64_t fingerprint = table_fingerprint(table);
-    auto join = [key = std::string(key), name, where, rank, size, fingerprint](
+    auto join = [key, name, where, rank, size, fingerprint](
                     std::shared_ptr<transport::Transport>* endpoint) -> Status {
         std::unique_ptr<transport::SocketRendezvous> rendezvous;
         Status s = transport::SocketRendezvous::open(key,

@@ -48,6 +48,10 @@ MOEDIST_API void set_mpi_cluster_join(MpiClusterJoin join);
 // Ranks of a rank table meet only ranks of their own launch.
 std::string launch_identity();
 
+// The key of a loaded table's rendezvous for this process: hashes of the canonical path and the
+// launch, and the effective uid ("\0moedist/<key>/<i>" are its socket names).
+std::string rendezvous_key(const LoadedTable& loaded);
+
 // A hash of what a rank read in a rank table (its rank count and every rank's server), which
 // every rank of a launch must agree on.
 uint64_t table_fingerprint(const RankTable& table);

@@ -40,13 +40,13 @@ public:
                       std::size_t bytes,
                       int size,
                       std::string name,
-                      std::vector<ProcessId> members,
+                      std::vector<ProcessId> member_processes,
                       std::vector<util::UniqueFd> pidfds)
         : control_(std::move(control)),
           base_(base),
           bytes_(bytes),
           protocol(base, size, std::move(name), true),
-          members(std::move(members)),
+          members(std::move(member_processes)),
           pidfds_(std::move(pidfds)) {
         id = protocol.header().id;
         agent_offer(AgentObject::kControl, id, control_.get(), bytes_);
@@ -378,10 +378,12 @@ Status join_process_group(int rank,
         copy_message(confirmed.message, why);
     }
     std::vector<Hello> confirmations;
-    if (Status s = gather_hellos(all_gather, confirmed, size, name_hash, false, name, &confirmations);
-        !s.ok()) {
+    Status confirmed_all =
+        gather_hellos(all_gather, confirmed, size, name_hash, false, name, &confirmations);
+    if (!why.empty()) confirmed_all = fail("group '" + name + "' must form, got: " + why);
+    if (!confirmed_all.ok()) {  // my own reason in full, else the first member's
         unmap();
-        return s;
+        return confirmed_all;
     }
     auto state = std::make_shared<ProcessGroupState>(
         std::move(control), base, bytes, size, name, std::move(members), std::move(pidfds));

@@ -30,6 +30,23 @@ Clock::time_point call_deadline() {
     return Clock::now() + std::chrono::milliseconds(util::timeout_ms());
 }
 
+namespace {
+thread_local InterruptCheck interrupt_check;
+}
+
+InterruptCheck set_interrupt_check(InterruptCheck check) {
+    const InterruptCheck previous = interrupt_check;
+    interrupt_check = check;
+    return previous;
+}
+
+bool interrupted(const char** reason) {
+    if (interrupt_check.pending == nullptr || !interrupt_check.pending(interrupt_check.context))
+        return false;
+    *reason = interrupt_check.reason;
+    return true;
+}
+
 std::size_t SlotProtocol::header_bytes() { return round_up(sizeof(ControlHeader), 64); }
 
 std::size_t control_bytes(int size) {
@@ -173,6 +190,12 @@ SlotProtocol::WaitResult SlotProtocol::wait_for(Pending pending,
         if (stop()) return WaitResult::kBroken;
         const auto now = Clock::now();
         if (now >= deadline) return ready() ? WaitResult::kReady : WaitResult::kTimeout;
+        if (const char* why = nullptr; interrupted(&why)) {
+            // Broken for every rank; a completion wait goes on (for the ranks still reading
+            // this rank's memory, who now stop soon), an arrival wait stops here.
+            mark_broken(std::string("a call on this rank was interrupted: ") + why);
+            if (stop_on_broken) return ready() ? WaitResult::kReady : WaitResult::kBroken;
+        }
         if (alive_) {  // only the ranks still waited for: a rank that is done may exit
             for (int r = 0; r < size_; ++r) {
                 if (pending(r) && !alive_(r)) {
@@ -184,7 +207,7 @@ SlotProtocol::WaitResult SlotProtocol::wait_for(Pending pending,
         header_->sleepers.fetch_add(1, std::memory_order_seq_cst);
         if (header_->wake.load(std::memory_order_seq_cst) == seen && !ready()) {
             auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
-            if (alive_) left = std::min<std::chrono::nanoseconds>(left, kLivenessPeriod);
+            left = std::min<std::chrono::nanoseconds>(left, kLivenessPeriod);
             futex_wait(&header_->wake, seen, left, shared_);
         }
         header_->sleepers.fetch_sub(1, std::memory_order_seq_cst);

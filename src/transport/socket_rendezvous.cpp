@@ -253,10 +253,16 @@ Status SocketRendezvous::serve_claims(int listener, uint64_t fingerprint) {
                 drop(i, "its claim says pid " + std::to_string(claim.pid));
                 continue;
             }
+            // The claimant hears the verdict too: it takes part in the failure.
+            auto fail_all = [&](const Status& status) {
+                member_fds_.push_back(pending[i].fd);
+                for (Pending& p : pending)
+                    if (p.fd != pending[i].fd) close(p.fd);
+                pending.clear();
+                return tell_members(status);
+            };
             if (claim.size != size_ || claim.table_fingerprint != fingerprint) {
-                close(pending[i].fd);
-                pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-                return tell_members(
+                return fail_all(
                     {Code::kRuntime,
                      "the rank table must not change between ranks' starts, got rank " +
                          std::to_string(claim.rank) + " (pid " + std::to_string(claim.pid) +
@@ -266,9 +272,7 @@ Status SocketRendezvous::serve_claims(int listener, uint64_t fingerprint) {
             const auto r = static_cast<std::size_t>(claim.rank);
             if (member_fds_[r] >= 0) {
                 const int first = pids[r];
-                close(pending[i].fd);
-                pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-                return tell_members(
+                return fail_all(
                     {Code::kRuntime,
                      "every rank of '" + name_ + "' must be claimed once, got rank " +
                          std::to_string(claim.rank) + " claimed by pids " + std::to_string(first) +

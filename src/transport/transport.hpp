@@ -35,6 +35,18 @@ using Clock = std::chrono::steady_clock;
 // Deadline of a wait starting now: MOEDIST_TIMEOUT_MS ahead.
 MOEDIST_API Clock::time_point call_deadline();
 
+// A check that long waits on this thread run every few milliseconds (the Python module's: a
+// pending Ctrl-C); when it returns true the wait stops, the group is marked broken with
+// `reason`, and the call fails with 361001. Empty: none. Thread-local; the caller restores it.
+struct InterruptCheck {
+    bool (*pending)(void* context) = nullptr;
+    void* context = nullptr;
+    const char* reason = "";
+};
+MOEDIST_API InterruptCheck set_interrupt_check(InterruptCheck check);
+// True (and *reason) when this thread's check says to stop.
+MOEDIST_API bool interrupted(const char** reason);
+
 // A process of this host as its peers name it (agent.hpp): its pid and a random nonce drawn when
 // its agent started, so a recycled pid is a new process. All zero on the threads backend.
 struct ProcessId {

@@ -1,0 +1,100 @@
+// Records as a peer process publishes them (core/records.hpp): any bytes as a DispatchRecord or a
+// CombineRecord, and any int32s as a sender's plan, against bounds taken from the input too.
+// Invariants, checked here: no input crashes; a record that passes has every field the core
+// reads in range (its tensors' extents inside their regions, BS, K, E as this rank's, counts in
+// range); a plan that passes has offsets rising from 0 within BS·K and every entry below BS·K.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "byte_reader.hpp"
+#include "core/records.hpp"
+
+namespace {
+
+namespace core = moedist::core;
+
+[[noreturn]] void fail(const std::string& why) {
+    std::fprintf(stderr, "fuzz_records: %s\n", why.c_str());
+    std::abort();
+}
+
+__int128 extent(const core::TensorRef& t) {
+    __int128 last = 0;
+    for (int d = 0; d < t.ndim; ++d) {
+        if (t.shape[d] == 0) return 0;
+        last += static_cast<__int128>(t.shape[d] - 1) * t.strides[d];
+    }
+    return (last + 1) * static_cast<__int128>(moedist::dtype_size(t.dtype));
+}
+
+void check_inside(const core::TensorRef& t, const char* what) {
+    if (!t.present() || t.region.empty()) return;
+    if (extent(t) > static_cast<__int128>(t.region.bytes)) fail(std::string("accepted ") + what + " past its region");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
+    moedist::fuzz::ByteReader in(data, size);
+    core::RecordBounds b;
+    b.world = in.range(1, 70);
+    b.experts = in.range(1, 300);
+    b.top_k = in.range(1, 16);
+    b.hidden = in.range(1, 9000);
+    b.nodes = in.range(1, 16);
+    b.x_dtype = in.flag() ? moedist::DType::kBFloat16 : moedist::DType::kFloat16;
+    b.expand_dtype = in.flag() ? b.x_dtype : moedist::DType::kInt8;
+    b.local_blocks_moe = b.world * in.range(1, 8);
+    b.tp = in.flag();
+    const int kind = static_cast<int>(in.range(0, 2));
+    const int64_t rank = in.range(0, 69);
+    const std::size_t header = 11;
+    const uint8_t* body = size > header ? data + header : data + size;
+    const std::size_t body_size = size > header ? size - header : 0;
+    if (kind == 0) {
+        core::DispatchRecord rec;
+        std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        if (core::check_dispatch_record(rec, rank, b).empty()) {
+            if (rec.ep_rank != rank || rec.top_k != b.top_k || rec.num_experts != b.experts) fail("accepted foreign attributes");
+            if (rec.num_tokens < 0 || rec.num_tokens * b.top_k > INT32_MAX) fail("accepted BS out of range");
+            if (rec.x.shape[0] != rec.num_tokens || rec.x.shape[1] != b.hidden) fail("accepted x of another shape");
+            check_inside(rec.x, "x");
+            check_inside(rec.scales, "scales");
+            check_inside(rec.expert_scales, "expertScales");
+            check_inside(rec.staged_rows, "staged rows");
+            check_inside(rec.staged_scales, "staged scales");
+            for (int64_t n = 0; n < std::min<int64_t>(b.nodes, core::DispatchRecord::kMaxNodes); ++n)
+                if (rec.tokens_to_node[n] < 0 || rec.tokens_to_node[n] > rec.num_tokens) fail("accepted a token count past BS");
+        }
+    } else if (kind == 1) {
+        core::CombineRecord rec;
+        std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        if (core::check_combine_record(rec, rank, b).empty()) {
+            if (rec.ep_rank != rank || (rec.tp_rank != 0 && rec.tp_rank != 1)) fail("accepted foreign attributes");
+            if (rec.expand_x.shape[1] != b.hidden) fail("accepted expandX of another width");
+            check_inside(rec.expand_x, "expandX");
+            check_inside(rec.ep_send_counts, "epSendCounts");
+            check_inside(rec.tp_send_counts, "tpSendCounts");
+        }
+    } else {
+        const int64_t experts = b.experts, tokens = in.range(0, 64), top_k = b.top_k;
+        std::vector<int32_t> plan(static_cast<std::size_t>(experts + 1 + tokens * top_k), 0);
+        std::memcpy(plan.data(), body, std::min(body_size, plan.size() * sizeof(int32_t)));
+        if (core::check_plan_arrays(plan.data(), experts, tokens, top_k).empty()) {
+            if (plan[0] != 0) fail("accepted a plan not starting at 0");
+            for (int64_t e = 0; e < experts; ++e)
+                if (plan[static_cast<std::size_t>(e + 1)] < plan[static_cast<std::size_t>(e)] ||
+                    plan[static_cast<std::size_t>(e + 1)] > tokens * top_k)
+                    fail("accepted falling or excessive offsets");
+            for (int64_t i = 0; i < plan[static_cast<std::size_t>(experts)]; ++i) {
+                const int32_t entry = plan[static_cast<std::size_t>(experts + 1 + i)];
+                if (entry < 0 || entry >= tokens * top_k) fail("accepted an entry past BS·K");
+            }
+        }
+    }
+    return 0;
+}
