@@ -115,8 +115,7 @@ def npu_moe_distribute_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_
         raise error(INNER_TILING, f"x and expert_ids must be 2-D, got {tuple(x.shape)} and {tuple(expert_ids.shape)}")
     moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
                        moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                       shared_expert_num=shared_expert_num if shared_expert_rank_num > 0 else 0,
-                       quant_mode=quant_mode, global_bs=global_bs,
+                       shared_expert_num=shared_expert_num, quant_mode=quant_mode, global_bs=global_bs,
                        expert_token_nums_type=expert_token_nums_type)
     bs, hidden = x.shape
     top_k = expert_ids.shape[1]
@@ -182,8 +181,8 @@ def npu_moe_distribute_combine(expand_x, expert_ids, expand_idx, ep_send_counts,
         raise error(INNER_TILING, f"group_list_type must be 0 or 1, got {group_list_type}")
     moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
                        moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                       shared_expert_num=shared_expert_num if shared_expert_rank_num > 0 else 0,
-                       global_bs=global_bs, comm_quant_mode=comm_quant_mode)
+                       shared_expert_num=shared_expert_num, global_bs=global_bs,
+                       comm_quant_mode=comm_quant_mode)
     x = torch.empty((expert_ids.shape[0], expand_x.shape[1]), dtype=expand_x.dtype)
     moe.combine(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x,
                 tp_send_counts=tp_send_counts if tp_world_size > 1 else None)

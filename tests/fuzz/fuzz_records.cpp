@@ -36,6 +36,28 @@ void check_inside(const core::TensorRef& t, const char* what) {
     if (extent(t) > static_cast<__int128>(t.region.bytes)) fail(std::string("accepted ") + what + " past its region");
 }
 
+core::TensorRef well_formed(moedist::DType dtype, int64_t rows, int64_t cols) {
+    core::TensorRef t;
+    t.dtype = dtype;
+    t.ndim = cols > 0 ? 2 : 1;
+    t.shape[0] = rows;
+    t.shape[1] = cols > 0 ? cols : 0;
+    t.strides[0] = cols > 0 ? cols : 1;
+    t.strides[1] = 1;
+    t.region.bytes = static_cast<uint64_t>(rows * std::max<int64_t>(cols, 1)) * moedist::dtype_size(dtype);
+    return t;
+}
+
+// The rest of the input as (offset, byte) edits of `object`: a well-formed record, then forged.
+template <class T>
+void forge(T* object, moedist::fuzz::ByteReader& in, std::size_t edits) {
+    auto* bytes = reinterpret_cast<unsigned char*>(object);
+    for (std::size_t i = 0; i < edits; ++i) {
+        const std::size_t at = in.u16() % sizeof(T);
+        bytes[at] = in.u8();
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
@@ -52,12 +74,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     b.tp = in.flag();
     const int kind = static_cast<int>(in.range(0, 2));
     const int64_t rank = in.range(0, 69);
-    const std::size_t header = 11;
+    const std::size_t header = 13;
     const uint8_t* body = size > header ? data + header : data + size;
     const std::size_t body_size = size > header ? size - header : 0;
+    const bool from_valid = in.flag();  // a well-formed record with edits, or raw bytes
+    const int64_t bs = in.range(0, 40);
     if (kind == 0) {
         core::DispatchRecord rec;
-        std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        if (from_valid) {
+            rec.ep_rank = rank;
+            rec.num_tokens = bs;
+            rec.top_k = b.top_k;
+            rec.num_experts = b.experts;
+            rec.plan.bytes = static_cast<uint64_t>(b.experts + 1 + bs * b.top_k) * 4;
+            rec.x = well_formed(b.x_dtype, bs, b.hidden);
+            if (in.flag()) rec.expert_scales = well_formed(moedist::DType::kFloat32, bs, b.top_k);
+            if (in.flag()) rec.staged_rows = well_formed(b.expand_dtype, bs, b.hidden);
+            forge(&rec, in, static_cast<std::size_t>(in.range(0, 8)));
+        } else {
+            std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        }
         if (core::check_dispatch_record(rec, rank, b).empty()) {
             if (rec.ep_rank != rank || rec.top_k != b.top_k || rec.num_experts != b.experts) fail("accepted foreign attributes");
             if (rec.num_tokens < 0 || rec.num_tokens * b.top_k > INT32_MAX) fail("accepted BS out of range");
@@ -72,7 +108,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
         }
     } else if (kind == 1) {
         core::CombineRecord rec;
-        std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        if (from_valid) {
+            rec.ep_rank = rank;
+            rec.num_tokens = bs;
+            rec.expand_x = well_formed(b.expand_dtype, bs * b.top_k, b.hidden);
+            rec.ep_send_counts = well_formed(moedist::DType::kInt32, b.local_blocks_moe, 0);
+            if (b.tp) rec.tp_send_counts = well_formed(moedist::DType::kInt32, 2, 0);
+            forge(&rec, in, static_cast<std::size_t>(in.range(0, 8)));
+        } else {
+            std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
+        }
         if (core::check_combine_record(rec, rank, b).empty()) {
             if (rec.ep_rank != rank || (rec.tp_rank != 0 && rec.tp_rank != 1)) fail("accepted foreign attributes");
             if (rec.expand_x.shape[1] != b.hidden) fail("accepted expandX of another width");
