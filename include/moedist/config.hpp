@@ -1,4 +1,4 @@
-// moedist/config.hpp — the attributes of a dispatch/combine pair (SPEC §1, §2).
+// moedist/config.hpp — the attributes of a dispatch/combine pair (docs/contract.md §1, §2).
 #pragma once
 
 #include <cstdint>
@@ -26,20 +26,23 @@ struct MOEDIST_API MoeConfig {
     int64_t tp_world_size = 0;   // 0 or 1: no TP; 2: TP AllGatherV (needs L == 1)
     int64_t tp_rank_id = 0;
     int64_t expert_shard_type = 0;       // must be 0
-    int64_t shared_expert_num = 0;       // 0 or 1 (1 when S > 0)
+    int64_t shared_expert_num = 0;       // 0 or 1 (1 when S > 0; torch_npu's default is 1)
     int64_t shared_expert_rank_num = 0;  // S
     int64_t quant_mode = 0;              // QuantMode
     int64_t global_bs = 0;               // 0 (equal BS) or maxBs * W
-    int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts
+    int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts (torch_npu's default is 1)
     int64_t comm_quant_mode = 0;         // combine: 0 or 2 (int8 return path)
     // Product profile of the first phase; unset: MOEDIST_SOC (default generic). Not compared
     // across ranks.
     std::optional<Soc> soc;
-    // SPEC §3 tails (expandX rows, dynamicScales and expandScales entries past the real ones):
-    // true zeroes them up to each tensor's end, false leaves them untouched (the device's
-    // behaviour); unset: MOEDIST_ZERO_PADDING=1 at the first phase asks for zeroing. Not compared
-    // across ranks.
+    // Tails (docs/contract.md §3: expandX rows, dynamicScales and expandScales entries past the
+    // real ones): true zeroes them up to each tensor's end, false leaves them untouched (the
+    // device's behaviour); unset: MOEDIST_ZERO_PADDING=1 at the first phase asks for zeroing.
+    // Not compared across ranks.
     std::optional<bool> zero_padding;
+    // The longest wait for a peer in this config's calls, in milliseconds; unset:
+    // MOEDIST_TIMEOUT_MS (default 30000). Not compared across ranks.
+    std::optional<int64_t> timeout_ms;
 
     int64_t tp_size() const { return tp_world_size > 1 ? tp_world_size : 1; }         // T
     int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }   // W - S
@@ -47,12 +50,12 @@ struct MOEDIST_API MoeConfig {
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
     // Number of experts hosted on this rank: 1 on a shared rank, L on a MoE rank.
     int64_t local_expert_num() const { return is_shared_rank() ? 1 : local_moe_expert_num(); }
-    // maxBs of SPEC §1 (integer division); `num_tokens` is this rank's BS (used when global_bs ==
+    // maxBs (docs/contract.md §1; integer division); `num_tokens` is this rank's BS (used when global_bs ==
     // 0).
     int64_t max_bs(int64_t num_tokens) const {
         return global_bs == 0 ? num_tokens : global_bs / ep_world_size;
     }
-    // A of SPEC §1: rows one TP half of this rank can receive.
+    // A (docs/contract.md §1): rows one TP half of this rank can receive.
     int64_t capacity_rows(int64_t num_tokens, int64_t top_k) const;
 
     // Checks the attributes alone (no tensors) for the generic profile.

@@ -82,7 +82,7 @@ def _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, t
     if moe is None:
         ep = _communicator(group_ep, ep_rank_id, ep_world_size, "group_ep")
         tp = _communicator(group_tp, tp_rank_id, tp_world_size, "group_tp") if tp_world_size > 1 else None
-        moe = moedist.Distributor(ep, tp, **attributes)
+        moe = moedist.Distributor(ep, tp=tp, **attributes)
         _distributors[key] = moe
     return moe
 

@@ -1,4 +1,4 @@
-// moedist.Error: every failure of the module, with the aclnn code and SPEC's one-line message.
+// moedist.Error: every failure of the module, with the aclnn code and the one-line message.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -20,6 +20,10 @@ struct ModuleError {
 inline void throw_if(const Status& s) {
     if (!s.ok()) throw ModuleError{s.code(), s.message()};
 }
+
+// `message` with the aclnn parameter names (epRankId, globalBs, ...) spelled as Python's keywords
+// (ep_rank_id, global_bs, ...).
+std::string python_names(const std::string& message);
 
 // Creates moedist.Error (attributes code, message) and translates ModuleError into it.
 void register_errors(pybind11::module_& m);

@@ -157,9 +157,25 @@ Communicator join(int rank, int size, const std::string& name, const py::functio
     return out;
 }
 
+// A timeout as Python gives it: None, seconds (int or float) or a datetime.timedelta.
+std::optional<int64_t> timeout_ms_of(const py::object& timeout) {
+    if (timeout.is_none()) return std::nullopt;
+    double seconds = 0;
+    try {
+        seconds = py::hasattr(timeout, "total_seconds") ? timeout.attr("total_seconds")().cast<double>()
+                                                        : timeout.cast<double>();
+    } catch (const py::cast_error&) {
+        throw_error(Code::kInvalidParam, "timeout must be None, seconds or a datetime.timedelta");
+    }
+    if (!(seconds > 0) || seconds > 1e7)
+        throw_error(Code::kInnerTiling,
+                    "timeout must be in (0, 1e7] seconds, got " + std::to_string(seconds));
+    return std::max<int64_t>(1, static_cast<int64_t>(seconds * 1000.0));
+}
+
 MoeDistributor make_distributor(const Communicator& ep,
-                                const std::optional<Communicator>& tp,
                                 int64_t moe_expert_num,
+                                const std::optional<Communicator>& tp,
                                 int64_t shared_expert_rank_num,
                                 std::optional<int64_t> shared_expert_num,
                                 int64_t quant_mode,
@@ -167,7 +183,8 @@ MoeDistributor make_distributor(const Communicator& ep,
                                 int64_t expert_token_nums_type,
                                 int64_t comm_quant_mode,
                                 std::optional<bool> zero_padding,
-                                std::optional<std::string> soc) {
+                                std::optional<std::string> soc,
+                                const py::object& timeout) {
     if (!ep.valid()) throw_error(Code::kNullptr, "ep must be a live communicator");
     MoeConfig config;
     config.ep_world_size = ep.size();
@@ -182,6 +199,7 @@ MoeDistributor make_distributor(const Communicator& ep,
     config.expert_token_nums_type = expert_token_nums_type;
     config.comm_quant_mode = comm_quant_mode;
     config.zero_padding = zero_padding;
+    config.timeout_ms = timeout_ms_of(timeout);
     if (soc) {
         config.soc = parse_soc(*soc);
         if (!config.soc)
@@ -258,6 +276,7 @@ PYBIND11_MODULE(_moedist, m) {
     using namespace moedist;
     using namespace moedist::python;
     m.doc() = "moedist: MoE expert-parallel dispatch and combine (aclnnMoeDistribute*) on CPUs";
+    m.attr("__version__") = MOEDIST_VERSION;
     register_errors(m);
 
     py::class_<Communicator>(m, "Communicator", "One rank's membership of a moedist group.")
@@ -341,13 +360,13 @@ PYBIND11_MODULE(_moedist, m) {
         m,
         "Distributor",
         "One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a "
-        "validated config (SPEC §1). Outputs are the caller's tensors; nothing is allocated per "
+        "validated config (docs/contract.md §1). Outputs are the caller's tensors; nothing is allocated per "
         "call.")
         .def(py::init(&make_distributor),
              py::arg("ep"),
-             py::arg("tp") = std::nullopt,
              py::arg("moe_expert_num"),
              py::kw_only(),
+             py::arg("tp") = std::nullopt,
              py::arg("shared_expert_rank_num") = 0,
              py::arg("shared_expert_num") = std::nullopt,
              py::arg("quant_mode") = 0,
@@ -355,7 +374,13 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("expert_token_nums_type") = 0,
              py::arg("comm_quant_mode") = 0,
              py::arg("zero_padding") = std::nullopt,
-             py::arg("soc") = std::nullopt)
+             py::arg("soc") = std::nullopt,
+             py::arg("timeout") = py::none(),
+             "Distributor(ep, moe_expert_num, *, tp=None, shared_expert_rank_num=0, "
+             "shared_expert_num=None (1 with shared ranks), quant_mode=0, global_bs=0, "
+             "expert_token_nums_type=0 (torch_npu's functions default to 1), comm_quant_mode=0, "
+             "zero_padding=None (MOEDIST_ZERO_PADDING), soc=None (MOEDIST_SOC), timeout=None "
+             "(seconds or datetime.timedelta; None: MOEDIST_TIMEOUT_MS))")
         .def(
             "capacity_rows",
             [](const MoeDistributor& d, int64_t num_tokens, int64_t top_k) {
@@ -363,7 +388,7 @@ PYBIND11_MODULE(_moedist, m) {
             },
             py::arg("num_tokens"),
             py::arg("top_k"),
-            "A of SPEC §1: rows one TP half of this rank can receive.")
+            "A (docs/contract.md §1): rows one TP half of this rank can receive.")
         .def_property_readonly(
             "local_expert_num",
             [](const MoeDistributor& d) { return d.config().local_expert_num(); })
@@ -375,6 +400,10 @@ PYBIND11_MODULE(_moedist, m) {
                                [](const MoeDistributor& d) { return d.config().ep_world_size; })
         .def_property_readonly("ep_rank_id",
                                [](const MoeDistributor& d) { return d.config().ep_rank_id; })
+        .def_property_readonly("quant_mode",
+                               [](const MoeDistributor& d) { return d.config().quant_mode; })
+        .def_property_readonly("moe_expert_num",
+                               [](const MoeDistributor& d) { return d.config().moe_expert_num; })
         .def("dispatch",
              &dispatch,
              py::arg("x"),
@@ -389,7 +418,7 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("dynamic_scales") = py::none(),
              py::arg("tp_recv_counts") = py::none(),
              py::arg("expand_scales") = py::none(),
-             "Dispatch into the caller's outputs (SPEC §3). A tensor may be a (tensor, dtype name) "
+             "Dispatch into the caller's outputs (docs/contract.md §3). A tensor may be a (tensor, dtype name) "
              "pair, "
              "e.g. (uint8 tensor, 'float8_e4m3fn').")
         .def("combine",
@@ -402,7 +431,7 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("x"),
              py::kw_only(),
              py::arg("tp_send_counts") = py::none(),
-             "Combine into the caller's x (BS, H) (SPEC §4).");
+             "Combine into the caller's x (BS, H) (docs/contract.md §4).");
 
     m.def(
         "_shared_array",

@@ -11,6 +11,9 @@ namespace py = pybind11;
 namespace moedist::python {
 namespace {
 
+// 16-bit integer elements: bf16 or fp16 bits, which only a dtype name can tell apart.
+constexpr DType kUnnamed16 = static_cast<DType>(-16);
+
 bool dtype_of_dlpack(const DLDataType& t, DType* out) {
     if (t.lanes != 1) return false;
     switch (t.code) {
@@ -30,7 +33,7 @@ bool dtype_of_dlpack(const DLDataType& t, DType* out) {
             if (t.bits == 8)
                 *out = DType::kInt8;
             else if (t.bits == 16)
-                *out = DType::kBFloat16;  // a 16-bit view; dtype= names it
+                *out = kUnnamed16;  // a 16-bit view: a dtype name must say what it holds
             else if (t.bits == 32)
                 *out = DType::kInt32;
             else if (t.bits == 64)
@@ -42,7 +45,7 @@ bool dtype_of_dlpack(const DLDataType& t, DType* out) {
             if (t.bits == 8)
                 *out = DType::kUInt8;
             else if (t.bits == 16)
-                *out = DType::kBFloat16;
+                *out = kUnnamed16;
             else
                 return false;
             return true;
@@ -71,7 +74,7 @@ bool dtype_of_format(const std::string& f, std::size_t itemsize, DType* out) {
             return true;
         case 'h':
         case 'H':
-            *out = DType::kBFloat16;  // a 16-bit view; dtype= names it
+            *out = kUnnamed16;  // a 16-bit view: a dtype name must say what it holds
             return true;
         case 'i':
         case 'l':
@@ -218,6 +221,14 @@ HeldView to_view(const py::handle& tensor,
         }
         held.owner = py::reinterpret_borrow<py::object>(tensor);
     }
+    if (v.dtype == kUnnamed16 && !dtype) {
+        throw_error(Code::kInvalidParam,
+                    std::string(name) +
+                        " holds 16-bit integers, which moedist cannot read on their own: pass (" +
+                        name + ", \"bfloat16\") or (" + name +
+                        ", \"float16\") to say which, or a torch.bfloat16 / float16 tensor");
+    }
+    if (v.dtype == kUnnamed16) v.dtype = DType::kBFloat16;  // its size; the name decides
     if (dtype) {
         DType named;
         if (!parse_dtype(*dtype, &named))

@@ -32,7 +32,7 @@ struct CombineArgs {
     aclTensor* x;
 };
 
-Status prepare(const CombineArgs& a, core::CombineOp* op, Bindings* bindings) {
+Status prepare_checked(const CombineArgs& a, core::CombineOp* op, Bindings* bindings) {
     MoeConfig config;
     config.ep_world_size = a.ep_world_size;
     config.ep_rank_id = a.ep_rank_id;
@@ -71,6 +71,21 @@ Status prepare(const CombineArgs& a, core::CombineOp* op, Bindings* bindings) {
     if (Status s = find_groups(config, a.group_ep, a.group_tp, &ep, &tp); !s.ok()) return s;
     return core::prepare_combine(
         config, ep, tp, in, x_out, call_extras(a.group_tp, a.x_active_mask != nullptr), op);
+}
+
+
+// A first phase that fails here fails the peers' matching call too, at once (facade.hpp).
+Status prepare(const CombineArgs& a, core::CombineOp* op, Bindings* bindings) {
+    Status s = prepare_checked(a, op, bindings);
+    if (!s.ok()) {
+        MoeConfig group;
+        group.ep_world_size = a.ep_world_size;
+        group.ep_rank_id = a.ep_rank_id;
+        group.tp_world_size = a.tp_world_size;
+        group.tp_rank_id = a.tp_rank_id;
+        abort_peers(group, a.group_ep, a.group_tp, s);
+    }
+    return s;
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ struct DispatchArgs {
     aclTensor* expand_scales;
 };
 
-Status prepare(const DispatchArgs& a, core::DispatchOp* op, Bindings* bindings) {
+Status prepare_checked(const DispatchArgs& a, core::DispatchOp* op, Bindings* bindings) {
     MoeConfig config;
     config.ep_world_size = a.ep_world_size;
     config.ep_rank_id = a.ep_rank_id;
@@ -90,6 +90,21 @@ Status prepare(const DispatchArgs& a, core::DispatchOp* op, Bindings* bindings) 
     if (Status s = find_groups(config, a.group_ep, a.group_tp, &ep, &tp); !s.ok()) return s;
     return core::prepare_dispatch(
         config, ep, tp, in, out, call_extras(a.group_tp, a.x_active_mask != nullptr), op);
+}
+
+
+// A first phase that fails here fails the peers' matching call too, at once (facade.hpp).
+Status prepare(const DispatchArgs& a, core::DispatchOp* op, Bindings* bindings) {
+    Status s = prepare_checked(a, op, bindings);
+    if (!s.ok()) {
+        MoeConfig group;
+        group.ep_world_size = a.ep_world_size;
+        group.ep_rank_id = a.ep_rank_id;
+        group.tp_world_size = a.tp_world_size;
+        group.tp_rank_id = a.tp_rank_id;
+        abort_peers(group, a.group_ep, a.group_tp, s);
+    }
+    return s;
 }
 
 }  // namespace

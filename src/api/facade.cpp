@@ -1,5 +1,7 @@
 #include "api/facade.hpp"
 
+#include "core/call_rounds.hpp"
+
 #include <cstring>
 #include <mutex>
 #include <unordered_set>
@@ -110,6 +112,19 @@ Status find_groups(const MoeConfig& config,
         *tp = tp_comm;
     }
     return Status::Ok();
+}
+
+void abort_peers(const MoeConfig& config,
+                 const char* group_ep,
+                 const char* group_tp,
+                 const Status& cause) {
+    if (config.ep_world_size < 1 || config.ep_rank_id < 0 ||
+        config.ep_rank_id >= config.ep_world_size)
+        return;
+    Communicator ep;
+    std::optional<Communicator> tp;
+    if (!find_groups(config, group_ep, group_tp, &ep, &tp).ok()) return;
+    core::abort_call(ep, tp, cause);
 }
 
 aclOpExecutor* register_executor(aclOpExecutor* executor) {

@@ -74,6 +74,14 @@ Status find_groups(const MoeConfig& config,
                    Communicator* ep,
                    std::optional<Communicator>* tp);
 
+// A first phase that failed on this rank: when groupEp (and, with T == 2, groupTp) name live
+// communicators of this rank, its peers' matching call fails at once with `cause`
+// (core::abort_call); otherwise nothing.
+void abort_peers(const MoeConfig& config,
+                 const char* group_ep,
+                 const char* group_tp,
+                 const Status& cause);
+
 // What the profile rules read beside tensors and attributes: the groupTp name given (null: "";
 // at most 128 bytes read) and whether the reserved xActiveMask was given.
 core::CallExtras call_extras(const char* group_tp, bool x_active_mask);

@@ -2,6 +2,7 @@
 #include "moedist/moedist.hpp"
 
 #include "api/boundary.hpp"
+#include "core/call_rounds.hpp"
 #include "core/ops.hpp"
 #include "transport/access.hpp"
 
@@ -58,8 +59,10 @@ Status MoeDistributor::try_dispatch(const DispatchInputs& in, const DispatchOutp
         [&] { return api::scratch_text(op); },
         [&]() -> Status {
             if (Status s = core::prepare_dispatch(config_, ep_, tp_, in, out, extras_of(tp_), &op);
-                !s.ok())
+                !s.ok()) {
+                core::abort_call(ep_, tp_, s);  // the peers' matching call fails with it at once
                 return s;
+            }
             return core::run_dispatch(op);
         });
 }
@@ -71,8 +74,10 @@ Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) no
         [&] { return api::scratch_text(op); },
         [&]() -> Status {
             if (Status s = core::prepare_combine(config_, ep_, tp_, in, x_out, extras_of(tp_), &op);
-                !s.ok())
+                !s.ok()) {
+                core::abort_call(ep_, tp_, s);
                 return s;
+            }
             return core::run_combine(op);
         });
 }

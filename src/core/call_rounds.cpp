@@ -169,6 +169,34 @@ Status CallRounds::check_headers() const {
     return Status::Ok();
 }
 
+void CallRounds::abort(const Status& cause) {
+    if (cause.ok() || !claim(*ep_, &entered_ep_).ok()) return;
+    if (tp_ != nullptr && !claim(*tp_, &entered_tp_).ok()) return;
+    if (!ep_->broken_status().ok() || (tp_ != nullptr && !tp_->broken_status().ok())) return;
+    RecordHeader header;
+    header.set_error({Code::kRuntime,
+                      "rank " + std::to_string(ep_->rank()) + " of '" + ep_->name() +
+                          "' must pass its first phase, got: " + cause.message()});
+    ep_call_ = ep_->begin_call();
+    if (tp_ != nullptr) {  // my TP peer reads where my EP group's (aborted) call is
+        TpRecord mine;
+        mine.ep_group = ep_->ref();
+        mine.ep_call = ep_call_;
+        mine.ep_rank = ep_->rank();
+        mine.ep_size = ep_->size();
+        tp_call_ = tp_->begin_call();
+        tp_->publish(tp_call_, bytes_of(&mine, sizeof(mine)));
+    }
+    ep_->publish(ep_call_, bytes_of(&header, sizeof(header)));
+    ep_->finish(ep_call_, header.error, header.error_message);
+}
+
+void abort_call(const Communicator& ep, const std::optional<Communicator>& tp, const Status& cause) {
+    if (!ep.valid() || (tp && !tp->valid())) return;
+    CallRounds rounds(ep, tp);
+    rounds.abort(cause);
+}
+
 Status CallRounds::finish(const Status& verdict) {
     if (!arrived_) return verdict;
     const auto deadline = transport::call_deadline();

@@ -58,6 +58,11 @@ public:
     // and that both EP groups name each other as TP peers.
     Status check_headers() const;
 
+    // A call this rank cannot make (its first phase failed with `cause`): arrives with the failure
+    // in its record (361001 naming this rank; nothing exposed) and departs at once, so every
+    // peer's matching call fails with it instead of waiting out the timeout. Does not wait.
+    void abort(const Status& cause);
+
     // Completion. `verdict` is this rank's outcome so far (its failure travels as the departure
     // flag); returns the call's outcome: the verdict, a broken group, or a peer's failure.
     Status finish(const Status& verdict);
@@ -89,6 +94,10 @@ private:
     std::vector<std::byte> own_records_;   // W records of kMaxRecordBytes, this call's
     std::vector<std::byte> peer_records_;
 };
+
+// CallRounds::abort for a call whose first phase failed on this rank (nothing when `ep` is not a
+// live communicator, or is broken, or is running a call on another thread).
+void abort_call(const Communicator& ep, const std::optional<Communicator>& tp, const Status& cause);
 
 // The two rounds of a call with no data and no checks on `ep` (publish, wait for all, finish,
 // wait for all): the latency floor `moedist bench` puts next to every operation.

@@ -387,6 +387,7 @@ Status read_owners(const Records& records,
 
 Status run_combine(const CombineOp& op) {
     util::FloatEnvironment float_env;
+    transport::TimeoutScope timeout(op.config.timeout_ms.value_or(0));
     Scratch& s = scratch();
     // Sized before arriving: after it nothing allocates.
     s.acc.resize(static_cast<std::size_t>(op.hidden));

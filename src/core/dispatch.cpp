@@ -553,6 +553,7 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
 
 Status run_dispatch(const DispatchOp& op) {
     util::FloatEnvironment float_env;
+    transport::TimeoutScope timeout(op.config.timeout_ms.value_or(0));
     const auto started = transport::Clock::now();
     Scratch& s = scratch();
     const Topology topo = topology_of(op.config);

@@ -140,6 +140,9 @@ public:
 
     uint64_t begin_call() override { return next_call_++; }
     void publish(uint64_t call, std::span<const std::byte> record) override {
+        // An aborted call (publish + finish without waits) leaves its rounds open: they complete
+        // before mine_ is reused (its peers have come to that call by the time they come to this).
+        if (!requests_.empty()) (void)wait(transport::call_deadline(), "depart", call - 1);
         mine_.assign(kMaxRecordBytes, std::byte{0});
         std::memcpy(mine_.data(), record.data(), std::min(record.size(), kMaxRecordBytes));
         std::byte* all = records_[call % 2].data();
@@ -226,10 +229,11 @@ public:
 private:
     int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
 
-    // One round: my `bytes` to every other rank, theirs into all[r · bytes] (requests_[r] is
-    // the receive from r; the sends follow the receives).
+    // One round: my `bytes` to every other rank, theirs into all[r · bytes], appended to the open
+    // requests (in blocks of 2·size: the receive from r at r, the send to r at size + r).
     void post(const std::byte* mine, std::byte* all, std::size_t bytes, int tag) {
-        requests_.assign(static_cast<std::size_t>(2 * size_), MPI_REQUEST_NULL);
+        const std::size_t base = requests_.size();
+        requests_.resize(base + static_cast<std::size_t>(2 * size_), MPI_REQUEST_NULL);
         for (int r = 0; r < size_; ++r) {
             if (r == rank_) continue;
             MPI_Irecv(all + static_cast<std::size_t>(r) * bytes,
@@ -238,7 +242,7 @@ private:
                       r,
                       tag,
                       comm_,
-                      &requests_[static_cast<std::size_t>(r)]);
+                      &requests_[base + static_cast<std::size_t>(r)]);
         }
         for (int r = 0; r < size_; ++r) {
             if (r == rank_) continue;
@@ -248,14 +252,17 @@ private:
                       r,
                       tag,
                       comm_,
-                      &requests_[static_cast<std::size_t>(size_ + r)]);
+                      &requests_[base + static_cast<std::size_t>(size_ + r)]);
         }
     }
 
     Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
         if (requests_.empty()) return broken_status();
         const int open = wait_all(requests_, deadline);
-        if (open == -1) return Status::Ok();
+        if (open == -1) {
+            requests_.clear();
+            return Status::Ok();
+        }
         if (open == -2) {
             mark_broken(std::string("MPI must complete the ") + round + " round, got an error");
             return broken_status();
@@ -277,8 +284,7 @@ private:
         }
         const int missing = open % size_;
         mark_broken("rank " + std::to_string(missing) + " of '" + name_ + "' must " + round +
-                    " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) +
-                    " ms, got no " + round + " (call " + std::to_string(call) + ")");
+                    " within " + transport::timeout_text() + ", got no " + round + " (call " + std::to_string(call) + ")");
         requests_.clear();  // abandoned: the group is broken for good
         return broken_status();
     }
@@ -296,8 +302,8 @@ private:
             if (done) return Status::Ok();
             if (Clock::now() >= deadline) {
                 mark_broken("every rank of '" + name_ +
-                            "' must move its rows between nodes within MOEDIST_TIMEOUT_MS = " +
-                            std::to_string(util::timeout_ms()) + " ms, got a transfer still open");
+                            "' must move its rows between nodes within " +
+                            transport::timeout_text() + ", got a transfer still open");
                 return broken_status();
             }
             std::this_thread::yield();

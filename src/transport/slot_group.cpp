@@ -26,13 +26,27 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
 
 }  // namespace
 
-Clock::time_point call_deadline() {
-    return Clock::now() + std::chrono::milliseconds(util::timeout_ms());
-}
-
 namespace {
 thread_local InterruptCheck interrupt_check;
+thread_local int64_t call_timeout = 0;  // 0: MOEDIST_TIMEOUT_MS
+}  // namespace
+
+int64_t call_timeout_ms() { return call_timeout > 0 ? call_timeout : util::timeout_ms(); }
+
+std::string timeout_text() {
+    return call_timeout > 0 ? "the group's timeout of " + std::to_string(call_timeout) + " ms"
+                            : "MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms";
 }
+
+Clock::time_point call_deadline() {
+    return Clock::now() + std::chrono::milliseconds(call_timeout_ms());
+}
+
+TimeoutScope::TimeoutScope(int64_t timeout_ms) : previous_(call_timeout) {
+    if (timeout_ms > 0) call_timeout = timeout_ms;
+}
+
+TimeoutScope::~TimeoutScope() { call_timeout = previous_; }
 
 InterruptCheck set_interrupt_check(InterruptCheck check) {
     const InterruptCheck previous = interrupt_check;
@@ -226,9 +240,8 @@ int SlotProtocol::first_missing(const char* round, uint64_t call) const {
 
 std::string SlotProtocol::missing_reason(const char* round, uint64_t call) const {
     return "rank " + std::to_string(first_missing(round, call)) + " of communicator '" + name_ +
-           "' must " + round +
-           " within MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no " +
-           round + " (call " + std::to_string(call) + ")";
+           "' must " + round + " within " + timeout_text() + ", got no " + round + " (call " +
+           std::to_string(call) + ")";
 }
 
 std::string SlotProtocol::dead_reason(int rank, uint64_t call) const {

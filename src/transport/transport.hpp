@@ -32,8 +32,26 @@ namespace moedist::transport {
 
 using Clock = std::chrono::steady_clock;
 
-// Deadline of a wait starting now: MOEDIST_TIMEOUT_MS ahead.
+// Deadline of a wait starting now: this thread's call timeout ahead (a TimeoutScope's, else
+// MOEDIST_TIMEOUT_MS).
 MOEDIST_API Clock::time_point call_deadline();
+// The timeout call_deadline() uses on this thread, in milliseconds, and how messages name it:
+// "MOEDIST_TIMEOUT_MS = 30000 ms" or "the group's timeout of 5000 ms".
+MOEDIST_API int64_t call_timeout_ms();
+MOEDIST_API std::string timeout_text();
+
+// Sets this thread's call timeout for the scope's life (a group's own timeout: MoeConfig's
+// timeout_ms); <= 0 keeps the current one.
+class MOEDIST_API TimeoutScope {
+public:
+    explicit TimeoutScope(int64_t timeout_ms);
+    ~TimeoutScope();
+    TimeoutScope(const TimeoutScope&) = delete;
+    TimeoutScope& operator=(const TimeoutScope&) = delete;
+
+private:
+    int64_t previous_;
+};
 
 // A check that long waits on this thread run every few milliseconds (the Python module's: a
 // pending Ctrl-C); when it returns true the wait stops, the group is marked broken with

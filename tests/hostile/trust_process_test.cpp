@@ -19,6 +19,7 @@
 
 #include "core/test_hooks.hpp"
 #include "moedist/moedist.hpp"
+#include "support.hpp"
 #include "transport/agent.hpp"
 #include "transport/bootstrap.hpp"
 #include "transport/process_group.hpp"
@@ -414,6 +415,103 @@ TEST(TrustCalls, CombineRefusesAHandleOfAnotherGroup) {
     }
     first.combine(handle, o.expand_x, weights, x_out);
     EXPECT_EQ(out, x);
+}
+
+}  // namespace
+
+namespace {
+
+class TrustRecover : public ::testing::Test {
+protected:
+    hostile::TempDir dir_;
+};
+
+std::string hostile_table(int ranks) { return hostile::rank_table_text(ranks); }
+
+// A first phase that fails on one rank makes its peers' call fail at once (not after the
+// timeout, here 30 s), naming the rank and the cause; the group stays usable.
+TEST(FailFast, AFirstPhaseFailureOnOneRankFailsItsPeersAtOnceAndTheGroupGoesOn) {
+    for (const bool processes : {false, true}) {
+        const std::string key = unique_key("fastfail");
+        trust::Board board(4);
+        auto rank_body = [&](const Communicator& comm, int r) {
+            trust::JobSpec spec;
+            spec.timeout_ms = 30000;
+            spec.short_expand_x = r == 1;
+            const auto start = Clock::now();
+            Status first = trust::run_rank(spec, comm);
+            const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+            board.put(r, first);
+            board.put(2 + r, seconds < 2.0 ? Status::Ok() : Status(Code::kRuntime, "slow"));
+            spec.short_expand_x = false;  // the next call, right on both ranks
+            return trust::run_rank(spec, comm);
+        };
+        Status next[2];
+        if (processes) {
+            std::vector<pid_t> pids;
+            for (int r = 0; r < 2; ++r) {
+                pids.push_back(trust::fork_child([&, r] {
+                    Communicator comm;
+                    Status s = join_pair(key, r, &comm);
+                    if (s.ok()) s = rank_body(comm, r);
+                    return s.ok() ? 0 : 1;
+                }));
+            }
+            for (int r = 0; r < 2; ++r)
+                next[r] = trust::wait_child(pids[static_cast<std::size_t>(r)], kWait) == 0
+                              ? Status::Ok()
+                              : Status(Code::kRuntime, "the next call failed");
+        } else {
+            auto comms = Communicator::create_local_group(2);
+            std::thread t1([&] { next[1] = rank_body(comms[1], 1); });
+            next[0] = rank_body(comms[0], 0);
+            t1.join();
+        }
+        const char* backend = processes ? "processes" : "threads";
+        EXPECT_EQ(board.code(1), 561002) << backend << ": " << board.message(1);
+        EXPECT_EQ(board.code(0), 361001) << backend << ": " << board.message(0);
+        EXPECT_NE(board.message(0).find("rank 1"), std::string::npos) << board.message(0);
+        EXPECT_NE(board.message(0).find("expandX"), std::string::npos) << board.message(0);
+        EXPECT_EQ(board.code(2), 0) << backend << ": rank 0 must fail well under a second";
+        EXPECT_TRUE(next[0].ok() && next[1].ok()) << backend << ": " << next[0].message() << " / "
+                                                  << next[1].message();
+    }
+}
+
+// A group broken by a timeout (the config's own, 300 ms) is destroyed and made again from the
+// same rank table in the same processes, and works.
+TEST_F(TrustRecover, ABrokenGroupIsDestroyedAndMadeAgainFromTheSameTable) {
+    const std::string path = dir_.write("table.json", hostile_table(2));
+    trust::Board board(2);
+    std::vector<pid_t> pids;
+    for (int r = 0; r < 2; ++r) {
+        pids.push_back(trust::fork_child([&, r] {
+            Status s;
+            {
+                Communicator comm;
+                s = Communicator::from_rank_table(path, r, &comm);
+                trust::JobSpec spec;
+                spec.timeout_ms = 300;
+                if (s.ok() && r == 0) s = trust::run_rank(spec, comm);  // rank 1 never calls
+                if (r == 0 && (s.ok() || s.message().find("300 ms") == std::string::npos)) {
+                    board.put(r, {Code::kRuntime, "the call must time out after 300 ms, got: " + s.message()});
+                    return 1;
+                }
+                if (r == 0 && trust::run_rank(spec, comm).message().find("broken") == std::string::npos) {
+                    board.put(r, {Code::kRuntime, "the group must stay broken"});
+                    return 1;
+                }
+                if (r == 1) std::this_thread::sleep_for(std::chrono::milliseconds(600));
+            }  // destroyed (HcclCommDestroy)
+            Communicator again;
+            s = Communicator::from_rank_table(path, r, &again);
+            if (s.ok()) s = trust::run_rank({}, again, 2);
+            board.put(r, s);
+            return s.ok() ? 0 : 1;
+        }));
+    }
+    for (int r = 0; r < 2; ++r)
+        EXPECT_EQ(trust::wait_child(pids[static_cast<std::size_t>(r)], kWait), 0) << board.message(r);
 }
 
 }  // namespace

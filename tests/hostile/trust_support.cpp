@@ -63,7 +63,9 @@ Status run_rank(const JobSpec& spec, const moedist::Communicator& ep, int calls)
     config.ep_world_size = W;
     config.ep_rank_id = r;
     config.moe_expert_num = W;
+    if (spec.timeout_ms > 0) config.timeout_ms = spec.timeout_ms;
     const int64_t capacity = config.capacity_rows(bs, 1);
+    const int64_t expand_rows = spec.short_expand_x ? capacity - 1 : capacity;
     const std::size_t x_bytes = static_cast<std::size_t>(bs * H) * 2;
     Blocks blocks;
     // A block larger than the arena's usual segment gets a new segment of its own.
@@ -89,7 +91,7 @@ Status run_rank(const JobSpec& spec, const moedist::Communicator& ep, int calls)
     in.x = TensorView::contiguous(x, DType::kBFloat16, {bs, H});
     in.expert_ids = TensorView::contiguous(ids, DType::kInt32, {bs, 1});
     moedist::DispatchOutputs o;
-    o.expand_x = TensorView::contiguous(expand_x, DType::kBFloat16, {capacity, H});
+    o.expand_x = TensorView::contiguous(expand_x, DType::kBFloat16, {expand_rows, H});
     o.expand_idx = TensorView::contiguous(expand_idx, DType::kInt32, {bs});
     o.expert_token_nums = TensorView::contiguous(token_nums, DType::kInt64, {1});
     o.ep_recv_counts = TensorView::contiguous(recv, DType::kInt32, {W});

@@ -26,6 +26,10 @@ struct JobSpec {
     // many bytes (0: wherever the arena puts them).
     std::size_t x_segment_bytes = 0;
     std::size_t expert_out_segment_bytes = 0;
+    // This rank's expandX one row short of T·A: its first phase fails (561002).
+    bool short_expand_x = false;
+    // MoeConfig::timeout_ms (0: MOEDIST_TIMEOUT_MS).
+    int64_t timeout_ms = 0;
 };
 
 // bf16 bits of x[t][h] on `rank` of `job` (finite, distinct per job, rank, token and column).

@@ -32,7 +32,7 @@ MODES = {
 def one_rank(ep, tp, g, mode):
     quant_mode, x_dtype, scales_kind, comm_quant = MODES[mode]
     x_bits, ids, weights = ref.inputs(g, BS, H, E, K)
-    moe = moedist.Distributor(ep, tp, moe_expert_num=E, shared_expert_rank_num=S, quant_mode=quant_mode,
+    moe = moedist.Distributor(ep, moe_expert_num=E, tp=tp, shared_expert_rank_num=S, quant_mode=quant_mode,
                               comm_quant_mode=comm_quant, zero_padding=True)
     shapes = moedist.output_shapes(moe, BS, K, H)
     nbytes = 2 if x_dtype == "bfloat16" else 1

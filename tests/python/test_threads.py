@@ -172,7 +172,7 @@ def test_errors_leave_the_group_usable_and_strided_views_read_in_place():
     outs = [np.empty(shapes["expand_idx"], np.int32), np.empty(2, np.int64), np.empty(shapes["ep_recv_counts"], np.int32)]
     with pytest.raises(moedist.Error) as info:  # expandX of the wrong width
         moe.dispatch((wide[:, :32], "bfloat16"), ids, (np.empty((4, 31), np.uint16), "bfloat16"), *outs)
-    assert "expandX" in info.value.message
+    assert "expand_x" in info.value.message  # Python's name for expandX
     strided = wide[:, ::2]  # every other column: a non-contiguous view, read in place
     assert not strided.flags.c_contiguous
     expand_x = np.empty(shapes["expand_x"], np.uint16)
