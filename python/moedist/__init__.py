@@ -23,6 +23,7 @@ from ._moedist import (  # noqa: F401
     Communicator,
     Distributor,
     Error,
+    __version__,
     from_rank_table,
     has_mpi,
     join,
@@ -34,6 +35,7 @@ __all__ = [
     "Communicator",
     "Distributor",
     "Error",
+    "allocate_outputs",
     "combine",
     "dispatch",
     "empty",
@@ -44,7 +46,7 @@ __all__ = [
     "output_shapes",
 ]
 
-# aclnn error codes (SPEC §7).
+# aclnn error codes (docs/contract.md §7).
 NULLPTR = 161001
 INVALID_PARAM = 161002
 RUNTIME = 361001
@@ -68,12 +70,12 @@ def from_mpi(comm):
 
 
 def dispatch(moe, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts, **optional):
-    """Dispatch into caller-provided outputs (SPEC §3); see Distributor.dispatch."""
+    """Dispatch into caller-provided outputs (docs/contract.md §3); see Distributor.dispatch."""
     moe.dispatch(x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts, **optional)
 
 
 def combine(moe, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x, **optional):
-    """Combine into the caller's x (BS, H) (SPEC §4); see Distributor.combine."""
+    """Combine into the caller's x (BS, H) (docs/contract.md §4); see Distributor.combine."""
     moe.combine(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x, **optional)
 
 
@@ -96,6 +98,46 @@ def output_shapes(moe, num_tokens, top_k, hidden):
         "tp_recv_counts": (2,) if t == 2 else (0,),
         "expand_scales": (a,),
     }
+
+
+# What dispatch writes into expandX and dynamicScales for each quant mode (docs/quantization.md):
+# (expandX's element, dynamicScales' shape key and element); None: no scales.
+_QUANT_OUTPUTS = {
+    0: (None, None, None),
+    1: ("int8", None, None),
+    2: ("int8", "dynamic_scales", "float32"),
+    3: ("float8_e4m3fn", "dynamic_scales_per_group", "float32"),
+    4: ("float8_e4m3fn", "dynamic_scales_mx", "float8_e8m0"),
+}
+
+
+def allocate_outputs(moe, num_tokens, top_k, hidden, x_dtype="bfloat16", target=None):
+    """Every output dispatch writes, allocated in the shared arena with the right shape and element
+    type for `moe`'s quant mode: a dict name -> argument, ready for moedist.dispatch(**...).
+
+    Arrays are numpy; 16-bit and 8-bit formats come as (array, "dtype name") pairs, as dispatch
+    takes them. x_dtype is "bfloat16" or "float16" (expandX's type without quantization);
+    target overrides expandX's 8-bit format ("int8", "float8_e4m3fn", "float8_e5m2",
+    "hifloat8")."""
+    import numpy as np
+
+    shapes = output_shapes(moe, num_tokens, top_k, hidden)
+    element, scale_key, scale_element = _QUANT_OUTPUTS[moe.quant_mode]
+    element = target or element or x_dtype
+    numpy_of = {"bfloat16": np.uint16, "float16": np.float16, "int8": np.int8, "float32": np.float32}
+    expand_x = empty(shapes["expand_x"], numpy_of.get(element, np.uint8))
+    out = {
+        "expand_x": (expand_x, element) if element not in ("int8", "float16") else expand_x,
+        "expand_idx": empty(shapes["expand_idx"], np.int32),
+        "expert_token_nums": empty(shapes["expert_token_nums"], np.int64),
+        "ep_recv_counts": empty(shapes["ep_recv_counts"], np.int32),
+    }
+    if scale_key is not None:
+        scales = empty(shapes[scale_key], np.float32 if scale_element == "float32" else np.uint8)
+        out["dynamic_scales"] = scales if scale_element == "float32" else (scales, scale_element)
+    if moe.tp_size == 2:
+        out["tp_recv_counts"] = empty(shapes["tp_recv_counts"], np.int32)
+    return out
 
 
 def empty(shape, dtype="uint8"):

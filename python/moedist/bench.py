@@ -98,15 +98,18 @@ def _rank(rank, port, args, results):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m moedist.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--ranks", type=int, default=8)
-    p.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=[8, 128])
-    p.add_argument("--hidden", type=int, default=7168)
-    p.add_argument("--topk", type=int, default=8)
-    p.add_argument("--experts", type=int, default=256)
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--json", help="write the points to this file")
+    p = argparse.ArgumentParser(prog="python3 -m moedist.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ranks", type=int, default=8, help="processes (EP world size) (default: %(default)s)")
+    p.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=[8, 128],
+                   help="BS per rank, comma-separated (default: 8,128)")
+    p.add_argument("--hidden", type=int, default=7168, help="H (default: %(default)s)")
+    p.add_argument("--topk", type=int, default=8, help="K (default: %(default)s)")
+    p.add_argument("--experts", type=int, default=256, help="E (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=10, help="timed repetitions per point; the median is shown "
+                                                        "(default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first (default: %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the points to FILE as JSON")
     args = p.parse_args(argv)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -26,7 +26,9 @@ from moedist import INNER_TILING, INVALID_PARAM, NULLPTR, error
 __all__ = [
     "MoEPrepareAndFinalize",
     "comm_name",
+    "destroy",
     "empty",
+    "install_as_torch_npu",
     "npu_moe_distribute_combine",
     "npu_moe_distribute_dispatch",
 ]
@@ -34,19 +36,24 @@ __all__ = [
 _names = {}  # torch group -> moedist group name (one bootstrap per group)
 _communicators = {}  # group name -> Communicator: keeps this process's endpoint alive
 _distributors = {}  # (names, attributes) -> Distributor
+_timeouts = {}  # group name -> timeout of its calls (None: MOEDIST_TIMEOUT_MS)
 
 
-def comm_name(group=None, rank=None):
+def comm_name(group=None, rank=None, timeout=None):
     """The moedist group name of a torch.distributed group (gloo), for group_ep / group_tp.
 
     Every member calls it once (later calls return the same name at no cost), like torch_npu's
     group._get_backend(device).get_hccl_comm_name(rank): the first call bootstraps a moedist
     process group over the torch group (two all-gathers of a few bytes). `rank`, when given, is the
-    caller's global rank, as torch_npu takes it; it must be this process's."""
+    caller's global rank, as torch_npu takes it; it must be this process's. `timeout` (seconds or a
+    datetime.timedelta, as torch.distributed takes it) bounds every wait of this group's calls;
+    None: MOEDIST_TIMEOUT_MS (30 s)."""
     group = group if group is not None else dist.group.WORLD
     if rank is not None and rank != dist.get_rank():
         raise error(INNER_TILING, f"comm_name rank must be this process's global rank {dist.get_rank()}, got {rank}")
     if group in _names:
+        if timeout is not None:
+            _timeouts[_names[group]] = timeout
         return _names[group]
     size = dist.get_world_size(group)
     me = dist.get_rank(group)
@@ -62,7 +69,57 @@ def comm_name(group=None, rank=None):
     comm = moedist.join(me, size, name, all_gather)
     _communicators[comm.name] = comm
     _names[group] = comm.name
+    _timeouts[comm.name] = timeout
     return comm.name
+
+
+def destroy(group=None):
+    """Forgets this process's moedist group of a torch.distributed group (HcclCommDestroy's
+    counterpart), so a broken group can be made again: the next comm_name(group) bootstraps a new
+    one over the same torch group. Every member calls it."""
+    group = group if group is not None else dist.group.WORLD
+    name = _names.pop(group, None)
+    if name is None:
+        return
+    _communicators.pop(name, None)
+    _timeouts.pop(name, None)
+    for key in [k for k in _distributors if name in (k[0], k[3])]:
+        del _distributors[key]
+
+
+class _Backend:
+    """What torch_npu's ProcessGroup._get_backend(device) gives model code: get_hccl_comm_name."""
+
+    def __init__(self, group):
+        self._group = group
+
+    def get_hccl_comm_name(self, rank=None):
+        return comm_name(self._group, rank)
+
+
+def install_as_torch_npu():
+    """Makes `import torch_npu` give this module and adds ProcessGroup._get_backend(device)
+    .get_hccl_comm_name(rank), so model code written for torch_npu runs unchanged on CPUs:
+
+        import moedist.torch; moedist.torch.install_as_torch_npu()
+        import torch_npu                                  # this module
+        name = group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)
+
+    torch.device("npu") needs a torch that can name its private backend (2.1+); on older ones
+    model code must pass any device (the argument is ignored). Returns this module."""
+    import sys
+
+    module = sys.modules[__name__]
+    sys.modules["torch_npu"] = module
+    if not hasattr(dist.ProcessGroup, "_get_backend"):
+        dist.ProcessGroup._get_backend = lambda self, device=None: _Backend(self)
+    rename = getattr(getattr(torch, "utils", None), "rename_privateuse1_backend", None)
+    if rename is not None:
+        try:
+            rename("npu")
+        except Exception:  # noqa: BLE001 - already renamed, or another backend owns the name
+            pass
+    return module
 
 
 def _communicator(name, rank, world_size, what):
@@ -82,7 +139,7 @@ def _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, t
     if moe is None:
         ep = _communicator(group_ep, ep_rank_id, ep_world_size, "group_ep")
         tp = _communicator(group_tp, tp_rank_id, tp_world_size, "group_tp") if tp_world_size > 1 else None
-        moe = moedist.Distributor(ep, tp=tp, **attributes)
+        moe = moedist.Distributor(ep, tp=tp, timeout=_timeouts.get(group_ep), **attributes)
         _distributors[key] = moe
     return moe
 
@@ -167,7 +224,7 @@ def npu_moe_distribute_combine(expand_x, expert_ids, expand_idx, ep_send_counts,
     """torch_npu.npu_moe_distribute_combine on CPU. Returns x (BS, H) in expand_x's dtype.
 
     x_active_mask, activation_scale, weight_scale, group_list and expand_scales are reserved by the
-    aclnn contract (SPEC §4): accepted and ignored, as the device does. shared_expert_x (a later
+    aclnn contract (docs/contract.md §4): accepted and ignored, as the device does. shared_expert_x (a later
     torch_npu argument: shared-expert output added by combine) is not part of the contract and
     raises."""
     if shared_expert_x is not None:
@@ -198,7 +255,7 @@ class MoEPrepareAndFinalize:
 
     One object per rank and layer configuration; `group` is a torch.distributed group (default
     WORLD), whose rank r hosts experts [r*L, (r+1)*L) with L = num_experts / world size.
-    quant: None (bf16/fp16 rows), "int8" (per-token dynamic int8, SPEC §5 mode 2), "fp8" (per-group
+    quant: None (bf16/fp16 rows), "int8" (per-token dynamic int8, docs/contract.md §5 mode 2), "fp8" (per-group
     e4m3fn, mode 3) or "mxfp8" (MX e4m3fn, mode 4); scales come back as expert_x_scale.
     max_num_tokens: the most tokens any rank passes to one prepare (ranks may then pass different
     numbers, globalBs = max_num_tokens * world size); None: every rank passes the same number."""
@@ -244,7 +301,7 @@ class MoEPrepareAndFinalize:
 
     def finalize(self, expert_outputs, handle):
         """Combine: expert_outputs (the rows of prepare's expert_x, in its order, in the hidden
-        states' dtype) weighted by topk_weights and summed per token (SPEC §4). Returns (BS, H)."""
+        states' dtype) weighted by topk_weights and summed per token (docs/contract.md §4). Returns (BS, H)."""
         topk_ids, topk_weights, expand_idx, ep_recv_counts, capacity_rows, dtype, group_name = handle
         if group_name != self.group_name:
             raise error(INNER_TILING, f"handle must come from a prepare on this layer's group '{self.group_name}', "
