@@ -1,5 +1,7 @@
 #include "harness/floors.hpp"
 
+#include "util/cpu.hpp"
+
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -29,7 +31,7 @@ __attribute__((target("avx2"))) static void nt_write_avx2(uint8_t* p, std::size_
 void nt_write(void* dst, std::size_t bytes) {
     auto* p = static_cast<uint8_t*>(dst);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2")) return nt_write_avx2(p, bytes);
+    if (moedist::util::cpu_avx2()) return nt_write_avx2(p, bytes);
 #endif
     std::memset(p, 0x5A, bytes);
 }
@@ -56,7 +58,7 @@ __attribute__((target("avx2"))) static uint64_t read_avx2(const uint8_t* p, std:
 uint64_t stream_read(const void* src, std::size_t bytes) {
     const auto* p = static_cast<const uint8_t*>(src);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2")) {
+    if (moedist::util::cpu_avx2()) {
         const uint64_t h = read_avx2(p, bytes);
         asm volatile("" : : "r"(h) : "memory");
         return h;

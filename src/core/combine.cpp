@@ -18,6 +18,7 @@
 #include "core/ops.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
+#include "core/scratch.hpp"
 #include "core/remote.hpp"
 #include "core/tensor_access.hpp"
 #include "core/views.hpp"
@@ -302,16 +303,16 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     // Only the rows readers may touch, so the region (and the view peers see) covers no more.
     TensorView used = op.in.expand_x;
     used.shape[0] = used_rows(op);
-    if (Status s = publish_tensor(endpoint, used, transport::kScratchStageX, &mine->expand_x);
+    if (Status s = publish_tensor(endpoint, used, kScratchStageX, &mine->expand_x);
         !s.ok())
         return s;
     if (Status s = publish_tensor(
-            endpoint, op.in.ep_send_counts, transport::kScratchStageAux, &mine->ep_send_counts);
+            endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts);
         !s.ok())
         return s;
     if (op.in.tp_send_counts) {
         return publish_tensor(
-            endpoint, *op.in.tp_send_counts, transport::kScratchStageAux2, &mine->tp_send_counts);
+            endpoint, *op.in.tp_send_counts, kScratchStageAux2, &mine->tp_send_counts);
     }
     return Status::Ok();
 }

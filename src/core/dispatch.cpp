@@ -31,6 +31,7 @@
 #include "core/ops.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
+#include "core/scratch.hpp"
 #include "core/remote.hpp"
 #include "core/row_writer.hpp"
 #include "core/tensor_access.hpp"
@@ -109,7 +110,7 @@ Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint, Status*
     const std::size_t scale_bytes =
         static_cast<std::size_t>(bs * std::max<int64_t>(columns, 1)) * dtype_size(scale_dtype);
     auto* base = static_cast<std::byte*>(
-        endpoint.scratch(transport::kScratchStaged, rows_bytes + scale_bytes));
+        endpoint.scratch(kScratchStaged, rows_bytes + scale_bytes));
     Staging staging;
     if (base == nullptr) {
         *status = {Code::kRuntime,
@@ -135,7 +136,7 @@ Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, Dispat
     const std::size_t begin_count = plan.expert_begin.size();
     const std::size_t entry_count = plan.entries_by_expert.size();
     const std::size_t bytes = (begin_count + entry_count) * sizeof(int32_t);
-    auto* arrays = static_cast<int32_t*>(endpoint.scratch(transport::kScratchPlan, bytes));
+    auto* arrays = static_cast<int32_t*>(endpoint.scratch(kScratchPlan, bytes));
     if (arrays == nullptr) {
         return {Code::kRuntime,
                 "the send plan must find " + std::to_string(bytes) +
@@ -152,7 +153,7 @@ Status publish_plan(const SendPlan& plan, transport::Transport& endpoint, Dispat
     rec->bad_value = static_cast<int32_t>(plan.bad_id);
     rec->bad_token = plan.bad_token;
     rec->bad_k = plan.bad_k;
-    return endpoint.expose(arrays, bytes, transport::kScratchPlan, &rec->plan);
+    return endpoint.expose(arrays, bytes, kScratchPlan, &rec->plan);
 }
 
 // Every sender of a group, as this receiver reads it (after the first round): each record checked
@@ -516,18 +517,18 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
         for (std::size_t n = 0; n < needed.size(); ++n)
             mine->tokens_to_node[n] = static_cast<int32_t>(needed[n].size());
     }
-    if (Status st = publish_tensor(endpoint, op.in.x, transport::kScratchStageX, &mine->x);
+    if (Status st = publish_tensor(endpoint, op.in.x, kScratchStageX, &mine->x);
         !st.ok())
         return st;
     if (op.in.scales) {
         if (Status st =
-                publish_tensor(endpoint, *op.in.scales, transport::kScratchStageAux, &mine->scales);
+                publish_tensor(endpoint, *op.in.scales, kScratchStageAux, &mine->scales);
             !st.ok())
             return st;
     }
     if (op.in.expert_scales) {
         if (Status st = publish_tensor(
-                endpoint, *op.in.expert_scales, transport::kScratchStageAux2, &mine->expert_scales);
+                endpoint, *op.in.expert_scales, kScratchStageAux2, &mine->expert_scales);
             !st.ok())
             return st;
     }
@@ -536,12 +537,12 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
         const Staging staged = stage_rows(op, endpoint, &staged_status);
         if (!staged_status.ok()) return staged_status;
         if (Status st = publish_tensor(
-                endpoint, staged.rows, transport::kScratchStaged, &mine->staged_rows);
+                endpoint, staged.rows, kScratchStaged, &mine->staged_rows);
             !st.ok())
             return st;
         if (staged.scales) {
             if (Status st = publish_tensor(
-                    endpoint, *staged.scales, transport::kScratchStaged, &mine->staged_scales);
+                    endpoint, *staged.scales, kScratchStaged, &mine->staged_scales);
                 !st.ok())
                 return st;
         }

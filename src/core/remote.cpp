@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/records.hpp"
+#include "core/scratch.hpp"
 #include "core/tensor_access.hpp"
 
 namespace moedist::core {
@@ -225,7 +226,7 @@ Status bring_remote_sources(const DispatchOp& op,
                 .total;
     }
     auto* send_buffer =
-        static_cast<std::byte*>(endpoint.scratch(transport::kScratchRemoteSend, send_total));
+        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
     if (send_buffer == nullptr)
         return {Code::kRuntime, "the bytes between nodes must find shared memory, got none"};
     const TensorView staged_rows = view_of(endpoint, me, mine.staged_rows);
@@ -261,7 +262,7 @@ Status bring_remote_sources(const DispatchOp& op,
         ++served;
     }
     auto* recv_buffer =
-        static_cast<std::byte*>(endpoint.scratch(transport::kScratchRemoteRecv, recv_total));
+        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
     std::vector<std::span<std::byte>> recv(static_cast<std::size_t>(world));
     for (int s = 0; s < world; ++s) {
         const std::size_t bytes = layouts[static_cast<std::size_t>(s)].total;
@@ -284,7 +285,7 @@ Status bring_remote_sources(const DispatchOp& op,
     const std::size_t directory_bytes =
         static_cast<std::size_t>(std::max(served, 1)) * sizeof(DirectoryEntry);
     auto* plans = static_cast<std::byte*>(
-        endpoint.scratch(transport::kScratchRemotePlans, plans_total + align(directory_bytes)));
+        endpoint.scratch(kScratchRemotePlans, plans_total + align(directory_bytes)));
     if (plans == nullptr)
         return {Code::kRuntime, "the remote plans must find shared memory, got none"};
     auto* directory = reinterpret_cast<DirectoryEntry*>(plans + plans_total);
@@ -324,12 +325,12 @@ Status bring_remote_sources(const DispatchOp& op,
         d.source = s;
         d.count = static_cast<int32_t>(p.count);
         if (p.total > 0) {
-            if (Status st = endpoint.expose(pack, p.total, transport::kScratchRemoteRecv, &d.pack);
+            if (Status st = endpoint.expose(pack, p.total, kScratchRemoteRecv, &d.pack);
                 !st.ok())
                 return st;
         }
         if (Status st =
-                endpoint.expose(arrays, plan_bytes, transport::kScratchRemotePlans, &d.plan);
+                endpoint.expose(arrays, plan_bytes, kScratchRemotePlans, &d.plan);
             !st.ok())
             return st;
         plan_at += align(plan_bytes);
@@ -340,7 +341,7 @@ Status bring_remote_sources(const DispatchOp& op,
     NodeRecord mine_node;
     mine_node.entries = entry;
     if (Status st = node.expose(
-            directory, directory_bytes, transport::kScratchRemotePlans, &mine_node.directory);
+            directory, directory_bytes, kScratchRemotePlans, &mine_node.directory);
         !st.ok())
         return st;
     *node_call = node.begin_call();
@@ -506,9 +507,9 @@ Status bring_remote_rows(const CombineOp& op,
         recv_total += static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]) * row_bytes;
     }
     auto* send_buffer =
-        static_cast<std::byte*>(endpoint.scratch(transport::kScratchRemoteSend, send_total));
+        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
     auto* recv_buffer =
-        static_cast<std::byte*>(endpoint.scratch(transport::kScratchRemoteRecv, recv_total));
+        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
     if (send_buffer == nullptr || recv_buffer == nullptr)
         return {Code::kRuntime, "the rows between nodes must find memory, got none"};
     std::vector<std::span<const std::byte>> send(static_cast<std::size_t>(world));

@@ -131,7 +131,6 @@ public:
     int size() const override { return size_; }
     const std::string& name() const override { return name_; }
     GroupRef ref() const override { return ref_; }
-    bool same_address_space() const override { return false; }
     Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
         return {Code::kRuntime,
                 "tpWorldSize = 2 must keep a group on one node with the mpi backend, got '" +

@@ -1,6 +1,8 @@
 #include "quant/combine_rows.hpp"
 
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#include "util/cpu.hpp"
+
+#if defined(MOEDIST_VECTOR_X86)
 #define MOEDIST_COMBINE_AVX512 1
 #include <immintrin.h>
 #endif
@@ -98,12 +100,7 @@ MOEDIST_AVX512 void combine(const uint16_t* const* rows,
 
 }  // namespace
 
-bool combine_rows_available() {
-    static const bool value = __builtin_cpu_supports("avx512f") &&
-                              __builtin_cpu_supports("avx512bw") &&
-                              __builtin_cpu_supports("avx512vl");
-    return value;
-}
+bool combine_rows_available() { return util::cpu_avx512(); }
 
 void combine_rows(DType dtype,
                   const uint16_t* const* rows,

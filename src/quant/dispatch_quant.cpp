@@ -6,13 +6,7 @@
 #include "quant/float_bits.hpp"
 #include "quant/fp8.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-#define MOEDIST_MULTIVERSION \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOEDIST_MULTIVERSION
-#endif
+#include "util/cpu.hpp"
 
 namespace moedist::quant {
 namespace {

@@ -3,15 +3,7 @@
 #include "moedist/dtype.hpp"
 #include "quant/fused_rows.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-// One clone per x86-64 level, chosen at load time by CPUID (valgrind hides AVX-512 and gets v3).
-// Not in sanitizer builds: their runtimes are not ready when the loader runs ifunc resolvers.
-#define MOEDIST_MULTIVERSION \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOEDIST_MULTIVERSION
-#endif
+#include "util/cpu.hpp"
 
 namespace moedist::quant {
 

@@ -9,7 +9,9 @@
 #include "quant/float_bits.hpp"
 #include "quant/fp8.hpp"
 
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#include "util/cpu.hpp"
+
+#if defined(MOEDIST_VECTOR_X86)
 #define MOEDIST_FUSED 1
 #include <immintrin.h>
 
@@ -509,12 +511,7 @@ MOEDIST_AVX512 void static_int8(
 
 }  // namespace
 
-bool fused_available() {
-    static const bool value = __builtin_cpu_supports("avx512f") &&
-                              __builtin_cpu_supports("avx512bw") &&
-                              __builtin_cpu_supports("avx512vl");
-    return value;
-}
+bool fused_available() { return util::cpu_avx512(); }
 
 void fused_fp8_dynamic(DType source,
                        const uint16_t* src,

@@ -5,21 +5,12 @@
 #include <cstring>
 
 #if defined(__x86_64__)
-#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
 #include "quant/float_bits.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-// One clone per x86-64 level, chosen at load time by CPUID (valgrind hides AVX-512 and gets v3).
-// Not in sanitizer builds: their runtimes are not ready when the loader runs ifunc resolvers.
-#define MOEDIST_MULTIVERSION \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOEDIST_MULTIVERSION
-#endif
+#include "util/cpu.hpp"
 
 namespace moedist::quant {
 namespace {
@@ -47,15 +38,7 @@ void store_bf16(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
 #if defined(__x86_64__)
 // F16C converts exactly (subnormals kept: MXCSR's FTZ/DAZ are off); only NaN needs SPEC's
 // canonical 0x7E00 | sign, fixed up per 8 lanes when a NaN is present.
-bool has_f16c() {
-    // CPUID.1:ECX.F16C[bit 29] (clang 14's __builtin_cpu_supports knows no "f16c").
-    static const bool value = [] {
-        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-        return __builtin_cpu_supports("avx2") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 &&
-               (ecx & bit_F16C) != 0;
-    }();
-    return value;
-}
+bool has_f16c() { return util::cpu_f16c(); }
 
 __attribute__((target("avx2,f16c"))) void load_f16_f16c(const uint16_t* src,
                                                         float* dst,
@@ -267,13 +250,8 @@ float quantize_row_int8(float* row,
     return 1.0f / ds;
 }
 
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-bool has_avx512() {
-    static const bool value = __builtin_cpu_supports("avx512f") &&
-                              __builtin_cpu_supports("avx512bw") &&
-                              __builtin_cpu_supports("avx512vl");
-    return value;
-}
+#if defined(MOEDIST_VECTOR_X86)
+bool has_avx512() { return util::cpu_avx512(); }
 
 // GCC 12 warns on the _mm512_undefined_* inside its own intrinsic headers.
 #pragma GCC diagnostic push

@@ -7,7 +7,9 @@
 #include "quant/fp8.hpp"
 #include "quant/fused_rows.hpp"
 
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+#include "util/cpu.hpp"
+
+#if defined(MOEDIST_VECTOR_X86)
 #define MOEDIST_FUSED 1
 #include "quant/fused_simd.hpp"
 #endif
@@ -199,8 +201,7 @@ MOEDIST_AVX512_VBMI void decode_row(const DecodeTables& t,
 }  // namespace
 
 bool vector_codecs_available() {
-    static const bool value = fused_available() && __builtin_cpu_supports("avx512vbmi");
-    return value;
+    return util::cpu_avx512_vbmi();
 }
 
 void vector_encode_row(DType format, const float* src, uint8_t* dst, int64_t n) {

@@ -29,7 +29,6 @@ public:
     int size() const override { return size_; }
     const std::string& name() const override { return name_; }
     GroupRef ref() const override { return ready() ? inner_->ref() : GroupRef{}; }
-    bool same_address_space() const override { return ready() && inner_->same_address_space(); }
     Status open_peer(const GroupRef& ref, int rank, std::shared_ptr<Transport>* out) override {
         if (!ready()) return status_;
         return inner_->open_peer(ref, rank, out);

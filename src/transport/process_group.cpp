@@ -141,7 +141,6 @@ public:
     int size() const override { return group_->protocol.size(); }
     const std::string& name() const override { return group_->protocol.name(); }
     GroupRef ref() const override { return group_->ref(); }
-    bool same_address_space() const override { return false; }
 
     Status open_peer(const GroupRef& ref, int rank, std::shared_ptr<Transport>* out) override {
         if (auto local = find_endpoint_by_id(ref.id, rank)) {  // a group this process joined
@@ -250,8 +249,8 @@ private:
 
     std::shared_ptr<ProcessGroupState> group_;
     int rank_;
-    void* scratch_[kScratchSlots] = {};
-    std::size_t scratch_bytes_[kScratchSlots] = {};
+    void* scratch_[Transport::kScratchSlots] = {};
+    std::size_t scratch_bytes_[Transport::kScratchSlots] = {};
 };
 
 void copy_message(char (&to)[160], const std::string& text) {

@@ -48,7 +48,6 @@ public:
         ref.id = group_->id;
         return ref;
     }
-    bool same_address_space() const override { return true; }
 
     Status open_peer(const GroupRef& ref, int rank, std::shared_ptr<Transport>* out) override {
         *out = find_endpoint_by_id(ref.id, rank);
@@ -100,7 +99,7 @@ public:
 private:
     std::shared_ptr<ThreadGroupState> group_;
     int rank_;
-    std::vector<std::byte> scratch_[kScratchSlots];
+    std::vector<std::byte> scratch_[Transport::kScratchSlots];
 };
 
 }  // namespace

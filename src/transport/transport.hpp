@@ -103,24 +103,13 @@ struct Flag {
     std::string message;
 };
 
-// Scratch slots an endpoint keeps across calls (exposable memory of this rank).
-enum ScratchSlot : int {
-    kScratchPlan = 0,    // the send plan's arrays
-    kScratchStaged = 1,  // rows the sender prepared once for every receiver (quantized)
-    kScratchStageX = 2,  // copies of tensors whose memory peers cannot map (processes)
-    kScratchStageAux = 3,
-    kScratchStageAux2 = 4,
-    kScratchRemoteSend = 5,   // bytes for ranks of other nodes
-    kScratchRemoteRecv = 6,   // bytes from ranks of other nodes (node peers read them)
-    kScratchRemotePlans = 7,  // plans and token maps of the senders this rank serves
-    kScratchSlots = 8,
-};
-
 // One rank's endpoint of a group. One call at a time per endpoint: a call claims it with
 // try_enter() and gives it back with leave(); a second thread's call fails at once.
 class MOEDIST_API Transport {
 public:
     static constexpr std::size_t kMaxRecordBytes = 1536;
+    // Scratch slots an endpoint keeps across calls (their use is the caller's: core/scratch.hpp).
+    static constexpr int kScratchSlots = 8;
 
     virtual ~Transport() = default;
 
@@ -131,8 +120,6 @@ public:
     virtual int size() const = 0;
     virtual const std::string& name() const = 0;
     virtual GroupRef ref() const = 0;
-    // True when this endpoint's ranks are threads of one process (map() is the identity).
-    virtual bool same_address_space() const = 0;
 
     // The endpoint of rank `rank` in the group `ref` names, for reading records and memory of a
     // paired group (its members' calls are never made through it). Fails with 361001.

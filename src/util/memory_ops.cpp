@@ -7,21 +7,14 @@
 #include <immintrin.h>
 #endif
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MOEDIST_NO_STREAMING 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define MOEDIST_NO_STREAMING 1
-#endif
-#endif
+#include "util/cpu.hpp"
 
 namespace moedist::util {
 namespace {
 
-#if defined(__x86_64__) && !defined(MOEDIST_NO_STREAMING)
+#if defined(MOEDIST_VECTOR_X86)
 bool can_stream() {
-    static const bool value = __builtin_cpu_supports("avx2");
-    return value;
+    return cpu_avx2();
 }
 
 // Bytes up to the next 32-byte boundary of `p` (at most `bytes`).
@@ -65,7 +58,7 @@ __attribute__((target("avx2"))) void stream_zero(char* dst, std::size_t bytes) {
 }  // namespace
 
 void copy_bytes(void* dst, const void* src, std::size_t bytes, bool streaming) {
-#if defined(__x86_64__) && !defined(MOEDIST_NO_STREAMING)
+#if defined(MOEDIST_VECTOR_X86)
     if (streaming && bytes >= 256 && can_stream()) {
         stream_copy(static_cast<char*>(dst), static_cast<const char*>(src), bytes);
         return;
@@ -76,7 +69,7 @@ void copy_bytes(void* dst, const void* src, std::size_t bytes, bool streaming) {
 }
 
 void zero_bytes(void* dst, std::size_t bytes, bool streaming) {
-#if defined(__x86_64__) && !defined(MOEDIST_NO_STREAMING)
+#if defined(MOEDIST_VECTOR_X86)
     if (streaming && bytes >= 256 && can_stream()) {
         stream_zero(static_cast<char*>(dst), bytes);
         return;

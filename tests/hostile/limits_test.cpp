@@ -2,6 +2,7 @@
 // past, checked against a PROT_NONE page), BS·K beyond int32, running out of memory (361001 with
 // the bytes), exceptions of any type at the API boundaries (361001, never 561000), and the combine
 // shape messages a new user hit (expandIdx of BS·K + 1, expandX dim 1 ≠ H).
+#include "util/cpu.hpp"
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -220,7 +221,7 @@ TEST(HostileBoundary, ExceptionsOfEveryTypeBecome361001) {
     EXPECT_TRUE(hostile::fresh_job_succeeds());
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(MOEDIST_SANITIZED)
 #define MOEDIST_HOSTILE_SANITIZED 1
 #endif
 

@@ -27,14 +27,8 @@
 #include "transport/slot_group.hpp"
 #include "transport/socket_rendezvous.hpp"
 #include "trust_support.hpp"
+#include "util/cpu.hpp"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TRUST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TRUST_SANITIZED 1
-#endif
-#endif
 
 namespace {
 
@@ -269,7 +263,7 @@ TEST(TrustPids, ARecycledPidIsANewPeer) {
     close(ns_last_pid);
 }
 
-#ifndef TRUST_SANITIZED
+#ifndef MOEDIST_SANITIZED
 // Rank 1 cannot map rank 0's new segment (RLIMIT_AS): both operations fail with 361001 on both
 // ranks, naming the memory; no rank crashes.
 TEST(TrustMemory, APeerSegmentThatCannotBeMappedFailsDispatchAndCombineCleanly) {

@@ -2,6 +2,7 @@
 // exhaustively over every 8-bit code, every fp16 and bf16 value, and binary32 boundary values;
 // the row helpers against the scalar functions. A few hand-picked values pin SPEC §5 directly, so
 // a shared misreading of the spec by both implementations would still show.
+#include "util/cpu.hpp"
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -459,7 +460,7 @@ int64_t path_encode_mismatches(const RowPath& path,
 TEST(FormatCodecRows, VectorPathIsAvailableOnAvx512VbmiMachines) {
     // Guards against the vector codecs silently dropping out (the other tests skip them then).
     if (!__builtin_cpu_supports("avx512vbmi")) GTEST_SKIP() << "no AVX-512 VBMI";
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(MOEDIST_SANITIZED)
     GTEST_SKIP() << "sanitized build: portable rows only";
 #endif
     EXPECT_TRUE(vector_codecs_available());
