@@ -12,6 +12,13 @@
 
 namespace moedist {
 
+// Memory from moedist's shared-memory arena (what aclrtMalloc gives): ranks that are processes of
+// one host read and write tensors in it in place; other memory is staged once per call. At least
+// `bytes` (64-byte aligned; zero the first time its pages are used), or null when the system
+// refuses. shared_free takes back what shared_allocate gave (anything else is ignored).
+MOEDIST_API void* shared_allocate(std::size_t bytes);
+MOEDIST_API void shared_free(void* p);
+
 namespace transport {
 class Transport;
 struct Access;

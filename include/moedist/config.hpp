@@ -4,11 +4,27 @@
 #include <cstdint>
 #include <optional>
 
+#include "moedist/dtype.hpp"
 #include "moedist/export.hpp"
 #include "moedist/profile.hpp"
 #include "moedist/status.hpp"
 
 namespace moedist {
+
+// The least shapes of one rank's dispatch outputs (and of combine's inputs of the same meaning)
+// for a config, BS, K, H and x's dtype: allocate these and dispatch accepts them.
+struct DispatchShapes {
+    int64_t capacity = 0;           // A: rows one TP half of this rank can receive
+    int64_t expand_x_rows = 0;      // T·A: expandX (T·A, H); dynamicScales (T·A[, columns])
+    int64_t hidden = 0;             // H
+    bool makes_scales = false;      // dispatch writes dynamicScales (quantMode 2, 3, 4, or 8-bit x)
+    int64_t scale_columns = 0;      // dynamicScales dim 1 (0: it is 1-D)
+    int64_t expand_idx = 0;         // BS·K
+    int64_t expert_token_nums = 0;  // L, or 1 on a shared rank
+    int64_t ep_recv_counts = 0;     // T·W·(L or 1)
+    int64_t tp_recv_counts = 0;     // 2 when T = 2, else 0 (not written)
+    int64_t expand_scales = 0;      // A (written when expertScales and expandScales are given)
+};
 
 enum class QuantMode : int64_t { kNone = 0, kStatic = 1, kPerToken = 2, kPerGroup = 3, kMx = 4 };
 
@@ -57,6 +73,12 @@ struct MOEDIST_API MoeConfig {
     }
     // A (docs/contract.md §1): rows one TP half of this rank can receive.
     int64_t capacity_rows(int64_t num_tokens, int64_t top_k) const;
+    // Every dispatch output's least shape (call on a config that validate() accepts; counts past
+    // int64 saturate).
+    DispatchShapes shapes(int64_t num_tokens,
+                          int64_t top_k,
+                          int64_t hidden,
+                          DType x_dtype = DType::kBFloat16) const;
 
     // Checks the attributes alone (no tensors) for the generic profile.
     Status validate() const;

@@ -14,6 +14,7 @@
 
 #include "moedist/communicator.hpp"
 #include "moedist/config.hpp"
+#include "moedist/convert.hpp"
 #include "moedist/dtype.hpp"
 #include "moedist/status.hpp"
 #include "moedist/tensor.hpp"

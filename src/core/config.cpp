@@ -1,5 +1,6 @@
 #include "moedist/config.hpp"
 
+#include <climits>
 #include <string>
 
 #include "core/shapes.hpp"
@@ -13,12 +14,39 @@ int64_t MoeConfig::capacity_rows(int64_t num_tokens, int64_t top_k) const {
 }
 
 namespace {
+int64_t saturated(__int128 v) {
+    constexpr __int128 kMax = INT64_MAX;
+    return static_cast<int64_t>(v > kMax ? kMax : v);
+}
+}  // namespace
+
+DispatchShapes MoeConfig::shapes(int64_t num_tokens,
+                                 int64_t top_k,
+                                 int64_t hidden,
+                                 DType x_dtype) const {
+    const core::OutputShapes s = core::output_shapes(*this, num_tokens, top_k, hidden, x_dtype);
+    DispatchShapes out;
+    out.capacity = saturated(s.capacity);
+    out.expand_x_rows = saturated(s.rows);
+    out.hidden = hidden;
+    out.makes_scales = s.makes_scales;
+    out.scale_columns = s.scale_columns;
+    out.expand_idx = saturated(s.expand_idx);
+    out.expert_token_nums = s.expert_token_nums;
+    out.ep_recv_counts = s.ep_recv_counts;
+    out.tp_recv_counts = s.tp_recv_counts;
+    out.expand_scales = saturated(s.expand_scales);
+    return out;
+}
+
+namespace {
 std::string range(int64_t lo, int64_t hi) {
     return "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
 }
 }  // namespace
 
-// The attribute rules of SPEC §2 and §7 (generic profile), in the seed's order.
+// The attribute rules of docs/contract.md §2 and §7 (generic profile), in the order of Ascend's
+// documentation.
 Status MoeConfig::validate() const {
 #define MOEDIST_RULE(cond, param, expected, actual) \
     if (!(cond))                                    \

@@ -3,9 +3,16 @@
 #include "transport/access.hpp"
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
+#include "transport/shm_arena.hpp"
 #include "transport/thread_group.hpp"
 
 namespace moedist {
+
+void* shared_allocate(std::size_t bytes) { return transport::arena_allocate(bytes); }
+
+void shared_free(void* p) {
+    if (p != nullptr) transport::arena_free(p);
+}
 
 std::vector<Communicator> Communicator::create_local_group(int size, const std::string& name) {
     std::vector<Communicator> handles;

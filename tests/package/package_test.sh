@@ -25,3 +25,21 @@ flags=$(pkg-config --cflags --libs moedist)
 g++ -std=c++20 -O1 "$src/tests/package/outside.cpp" -o "$work/outside_pkgconfig" $flags -pthread
 LD_LIBRARY_PATH="$libdir" "$work/outside_pkgconfig"
 echo "package: pkg-config ($(pkg-config --modversion moedist)) build ran: $flags"
+
+# The C++ examples (examples/cpp), built against the installed package and run as a user would.
+cmake -S "$src/examples/cpp" -B "$work/examples" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake --build "$work/examples" >/dev/null
+for example in threads rank_table join_processes; do
+  "$work/examples/$example" | tee "$work/$example.log" | tail -1
+  grep -q "^$example: OK" "$work/$example.log" || { echo "package: examples/cpp/$example failed"; exit 1; }
+done
+if [ -x "$work/examples/mpi_ranks" ] && command -v mpirun >/dev/null; then
+  "$src/tests/mpi/run_mpi.sh" 4 2 default default "$work/examples/mpi_ranks" | tee "$work/mpi.log" | tail -1
+  grep -q "^mpi: OK" "$work/mpi.log" || { echo "package: examples/cpp/mpi.cpp failed"; exit 1; }
+  # The same program through pkg-config's moedist_mpi.pc.
+  flags=$(pkg-config --cflags --libs moedist_mpi)
+  g++ -std=c++20 -O1 -I"$src/examples/cpp" "$src/examples/cpp/mpi.cpp" -o "$work/mpi_pkgconfig" $flags -pthread
+  LD_LIBRARY_PATH="$libdir" "$src/tests/mpi/run_mpi.sh" 2 0 default default -x LD_LIBRARY_PATH "$work/mpi_pkgconfig" \
+    | grep -q "^mpi: OK" || { echo "package: moedist_mpi.pc build failed"; exit 1; }
+  echo "package: examples/cpp/mpi.cpp ran under mpirun (find_package and moedist_mpi.pc)"
+fi
