@@ -84,7 +84,7 @@ const ProfileRule kRules[] = {
     {"A2.epWorldSize",
      kA2Only,
      Code::kInnerTiling,
-     "seed L37 (epWorldSize, A2): 取值支持16、32、64",
+     "Ascend's V1 documentation (epWorldSize, A2): 取值支持16、32、64",
      "epWorldSize in {16, 32, 64}",
      [](const Facts& f) {
          return require(in_set(f.config.ep_world_size, {16, 32, 64}),
@@ -95,7 +95,8 @@ const ProfileRule kRules[] = {
     {"A3.epWorldSize",
      kA3Only,
      Code::kInnerTiling,
-     "seed L38 (epWorldSize, A3); A3 V1 tiling: W%8 == 0 and (256%W == 0 or W%144 == 0)",
+     "Ascend's V1 documentation (epWorldSize, A3); A3 V1 tiling: W%8 == 0 and (256%W == 0 or "
+     "W%144 == 0)",
      "epWorldSize in {8, 16, 32, 64, 128, 144, 256, 288}",
      [](const Facts& f) {
          return require(in_set(f.config.ep_world_size, {8, 16, 32, 64, 128, 144, 256, 288}),
@@ -106,7 +107,7 @@ const ProfileRule kRules[] = {
     {"moeExpertNum",
      kA2A3,
      Code::kInnerTiling,
-     "seed L40 (moeExpertNum): 取值范围(0, 512]; A3 V1 tiling: E in (0, 512]",
+     "Ascend's V1 documentation (moeExpertNum): 取值范围(0, 512]; A3 V1 tiling: E in (0, 512]",
      "moeExpertNum in [1, 512]",
      [](const Facts& f) {
          return require(f.config.moe_expert_num <= 512,
@@ -117,8 +118,8 @@ const ProfileRule kRules[] = {
     {"A2.localExpertNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed L41 (moeExpertNum, A2): moeExpertNum / (epWorldSize - sharedExpertRankNum) <= 24; "
-     "seed L133 lifts it under HCCL_INTRA_PCIE_ENABLE",
+     "Ascend's V1 documentation (moeExpertNum, A2): moeExpertNum / (epWorldSize - "
+     "sharedExpertRankNum) <= 24; the same documentation lifts it under HCCL_INTRA_PCIE_ENABLE",
      "moeExpertNum / (epWorldSize - sharedExpertRankNum) <= 24, unless HCCL_INTRA_PCIE_ENABLE=1 "
      "and "
      "HCCL_INTRA_ROCE_ENABLE=0",
@@ -131,7 +132,7 @@ const ProfileRule kRules[] = {
     {"A2.tpWorldSize",
      kA2Only,
      Code::kInnerTiling,
-     "seed L45 (tpWorldSize, A2): 当前版本不支持，传0即可",
+     "Ascend's V1 documentation (tpWorldSize, A2): 当前版本不支持，传0即可",
      "tpWorldSize in {0, 1} (no TP domain)",
      [](const Facts& f) {
          return require(f.config.tp_world_size <= 1,
@@ -151,7 +152,7 @@ const ProfileRule kRules[] = {
     {"A2.sharedExpertNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed L52 (sharedExpertNum, A2): 当前版本不支持，传0即可",
+     "Ascend's V1 documentation (sharedExpertNum, A2): 当前版本不支持，传0即可",
      "sharedExpertNum = 0",
      [](const Facts& f) {
          return require(f.config.shared_expert_num == 0,
@@ -162,7 +163,7 @@ const ProfileRule kRules[] = {
     {"A2.sharedExpertRankNum",
      kA2Only,
      Code::kInnerTiling,
-     "seed L55 (sharedExpertRankNum, A2): 当前版本不支持，传0即可",
+     "Ascend's V1 documentation (sharedExpertRankNum, A2): 当前版本不支持，传0即可",
      "sharedExpertRankNum = 0",
      [](const Facts& f) {
          return require(f.config.shared_expert_rank_num == 0,
@@ -173,7 +174,8 @@ const ProfileRule kRules[] = {
     {"A3.sharedExpertNum",
      kA3Only,
      Code::kInnerTiling,
-     "seed L53 (sharedExpertNum, A3): 当前版本仅支持传1; A3 V1 tiling: sharedExpertNum == 1",
+     "Ascend's V1 documentation (sharedExpertNum, A3): 当前版本仅支持传1; A3 V1 tiling: sharedExpertNum "
+     "== 1",
      "sharedExpertNum = 1",
      [](const Facts& f) {
          return require(f.config.shared_expert_num == 1,
@@ -196,7 +198,8 @@ const ProfileRule kRules[] = {
     {"quantMode",
      kA2A3,
      Code::kInnerTiling,
-     "seed L57 (quantMode, A2/A3): 支持quantMode取值为0或2; A3 V1 tiling: quantMode in [0, 2], != "
+     "Ascend's V1 documentation (quantMode, A2/A3): 支持quantMode取值为0或2; A3 V1 tiling: quantMode "
+     "in [0, 2], != "
      "1",
      "quantMode in {0, 2}",
      [](const Facts& f) {
@@ -208,7 +211,7 @@ const ProfileRule kRules[] = {
     {"x.dtype",
      kA2A3,
      Code::kInvalidParam,
-     "seed L27 (x, A2/A3): 数据类型支持FLOAT16、BFLOAT16",
+     "Ascend's V1 documentation (x, A2/A3): 数据类型支持FLOAT16、BFLOAT16",
      "x dtype fp16 or bf16 (no pre-quantized x)",
      [](const Facts& f) {
          const bool ok = f.x_dtype == DType::kFloat16 || f.x_dtype == DType::kBFloat16;
@@ -221,7 +224,7 @@ const ProfileRule kRules[] = {
     {"expandX.dtype",
      kA2A3,
      Code::kInvalidParam,
-     "seed L63 (expandX, A2/A3): 数据类型支持FLOAT16、BFLOAT16、INT8",
+     "Ascend's V1 documentation (expandX, A2/A3): 数据类型支持FLOAT16、BFLOAT16、INT8",
      "expandX dtype fp16, bf16 or int8",
      [](const Facts& f) {
          const DType d = f.expand_x_dtype;
@@ -232,7 +235,7 @@ const ProfileRule kRules[] = {
     {"globalBs",
      kA2A3,
      Code::kInnerTiling,
-     "seed L59-60 (globalBs, A2/A3): 0, BS*epWorldSize or maxBs*epWorldSize (A2 also "
+     "Ascend's V1 documentation (globalBs, A2/A3): 0, BS*epWorldSize or maxBs*epWorldSize (A2 also "
      "256*epWorldSize); A3 V1 tiling: 0, or >= BS*W and divisible by W",
      "globalBs = 0, or a multiple of epWorldSize >= BS * epWorldSize",
      [](const Facts& f) {
@@ -247,7 +250,7 @@ const ProfileRule kRules[] = {
     {"A2.H",
      kA2Only,
      Code::kInnerTiling,
-     "seed L116 (H, A2): 取值范围(0, 7168]，且保证是32的整数倍",
+     "Ascend's V1 documentation (H, A2): 取值范围(0, 7168]，且保证是32的整数倍",
      "H in [32, 7168] and a multiple of 32",
      [](const Facts& f) {
          return require(f.hidden <= 7168 && f.hidden % 32 == 0,
@@ -264,7 +267,7 @@ const ProfileRule kRules[] = {
     {"A2.BS",
      kA2Only,
      Code::kInnerTiling,
-     "seed L118 (BS, A2): 取值范围为0 < BS ≤ 256",
+     "Ascend's V1 documentation (BS, A2): 取值范围为0 < BS ≤ 256",
      "BS in [1, 256]",
      [](const Facts& f) {
          return require(
@@ -282,7 +285,7 @@ const ProfileRule kRules[] = {
     {"A2.K",
      kA2Only,
      Code::kInnerTiling,
-     "seed L120 (K, A2): 取值范围为0 < K ≤ 16",
+     "Ascend's V1 documentation (K, A2): 取值范围为0 < K ≤ 16",
      "K in [1, 16]",
      [](const Facts& f) { return require(f.top_k <= 16, "K", "in [1, 16]", text(f.top_k)); }},
     {"A3.K",
@@ -294,7 +297,8 @@ const ProfileRule kRules[] = {
     {"A2.scales.pcie",
      kA2Only,
      Code::kInnerTiling,
-     "seed L30 (scales, A2): HCCL_INTRA_PCIE_ENABLE为1且HCCL_INTRA_ROCE_ENABLE为0时，要求传nullptr",
+     "Ascend's V1 documentation (scales, A2): "
+     "HCCL_INTRA_PCIE_ENABLE为1且HCCL_INTRA_ROCE_ENABLE为0时，要求传nullptr",
      "scales = nullptr when HCCL_INTRA_PCIE_ENABLE=1 and HCCL_INTRA_ROCE_ENABLE=0",
      [](const Facts& f) {
          return require(!(f.hccl.intra_pcie && f.has_scales),
@@ -324,7 +328,7 @@ const ProfileRule kRules[] = {
     {"A2.HCCL_BUFFSIZE",
      kA2Only,
      Code::kInnerTiling,
-     "seed L127-128 (HCCL_BUFFSIZE, A2; 200 MB default) and L133 (HCCL_INTRA_PCIE_ENABLE)",
+     "Ascend's V1 documentation (HCCL_BUFFSIZE, A2; 200 MB default; HCCL_INTRA_PCIE_ENABLE)",
      "HCCL_BUFFSIZE MB >= 2 * (maxBs * W * min(L, K) * H * 2 + 2 MB); with "
      "HCCL_INTRA_PCIE_ENABLE=1 and "
      "HCCL_INTRA_ROCE_ENABLE=0: >= E * maxBs * (H * sizeof(x) + 16 * ceil8(K)) + 104 MB",
@@ -337,8 +341,8 @@ const ProfileRule kRules[] = {
     {"A3.HCCL_BUFFSIZE",
      kA3Only,
      Code::kInnerTiling,
-     "seed L127, L129 (HCCL_BUFFSIZE, A3); implies the A3 V1 tiling window rule W*maxBs*H*2*2*L <= "
-     "HCCL_BUFFSIZE",
+     "Ascend's V1 documentation (HCCL_BUFFSIZE, A3); implies the A3 V1 tiling window rule "
+     "W*maxBs*H*2*2*L <= HCCL_BUFFSIZE",
      "HCCL_BUFFSIZE >= 2 and 2^20 * (HCCL_BUFFSIZE - 2) / 2 >= maxBs * 2 * (H + 128) * (W * L + K "
      "+ 1)",
      [](const Facts& f) {

@@ -4,38 +4,25 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <optional>
 
 #include "harness/job.hpp"
 #include "quant_choices.hpp"
+#include "run_command.hpp"
+#if defined(MOEDIST_HAVE_MPI)
+#include "run_mpi.hpp"
+#endif
 
 namespace moedist::cli {
-namespace {
 
 using harness::Floor;
 using harness::Job;
 using harness::JobSpec;
 using nlohmann::json;
-
-bool parse_routing(const std::string& text, JobSpec* spec) {
-    if (text == "uniform") {
-        spec->routing = harness::Routing::kUniform;
-    } else if (text == "hot") {
-        spec->routing = harness::Routing::kHot;
-    } else if (text.rfind("zipf", 0) == 0) {
-        spec->routing = harness::Routing::kZipf;
-        if (text.size() > 5 && text[4] == ':') spec->zipf_alpha = std::stod(text.substr(5));
-    } else {
-        return false;
-    }
-    return true;
-}
-
-}  // namespace
 
 JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     JobSpec spec;
@@ -56,11 +43,13 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     spec.checked = false;
     spec.backend =
         o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
-    parse_routing(p.routing, &spec);
+    (void)parse_routing(p.routing, &spec);  // checked before the sweep (point_problem)
     return spec;
 }
 
 namespace {
+
+const std::string kCmd = "bench";
 
 std::vector<BenchPoint> sweep(const BenchOptions& o) {
     std::vector<BenchPoint> points;
@@ -77,52 +66,46 @@ std::vector<BenchPoint> sweep(const BenchOptions& o) {
     return points;
 }
 
+// On a TTY (stderr): a bar, points done, the rate and the time left.
 class Progress {
 public:
-    explicit Progress(int total) : total_(total), tty_(isatty(STDERR_FILENO) != 0) {}
+    Progress(int points, int ticks_per_point)
+        : points_(points),
+          per_point_(std::max(ticks_per_point, 1)),
+          tty_(points > 0 && isatty(STDERR_FILENO) != 0),
+          start_(std::chrono::steady_clock::now()) {}
     void tick(const std::string& what) {
         ++done_;
         if (!tty_) return;
-        const int width = 30;
-        const int filled = done_ * width / std::max(total_, 1);
+        const int total = points_ * per_point_, width = 24;
+        const int filled = done_ * width / std::max(total, 1);
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+        const double points_done = static_cast<double>(done_) / per_point_;
+        const int whole = done_ / per_point_;
+        const double eta = elapsed / done_ * (total - done_);
         fmt::print(stderr,
-                   "\r[{}{}] {}/{} {:<40}",
+                   "\r[{}{}] {}/{} points, {}, ETA {} {:<34}",
                    std::string(static_cast<std::size_t>(filled), '#'),
                    std::string(static_cast<std::size_t>(width - filled), ' '),
-                   done_,
-                   total_,
-                   what.substr(0, 40));
-        if (done_ == total_) fmt::print(stderr, "\n");
+                   whole,
+                   points_,
+                   rate_text(points_done, elapsed, "point"),
+                   duration_text(eta),
+                   what.substr(0, 34));
+        if (done_ == total) fmt::print(stderr, "\n");
     }
 
 private:
-    int total_, done_ = 0;
+    int points_, per_point_, done_ = 0;
     bool tty_;
+    std::chrono::steady_clock::time_point start_;
 };
-
-std::string describe(const BenchPoint& p) {
-    return fmt::format("W{} BS{} H{} K{} E{} {} {}{}{}",
-                       p.ranks,
-                       p.tokens,
-                       p.hidden,
-                       p.top_k,
-                       p.experts,
-                       p.quant,
-                       p.routing,
-                       p.tp == 2 ? " TP2" : "",
-                       p.shared_ranks > 0 ? fmt::format(" S{}", p.shared_ranks) : "");
-}
 
 BenchResult measure(const BenchOptions& o, const BenchPoint& p, Progress* progress) {
     BenchResult result;
     result.point = p;
-    JobSpec spec = bench_spec(o, p);
-    if (std::string why = harness::spec_error(spec); !why.empty()) {
-        result.error = why;
-        for (int i = 0; i < o.warmup + o.reps; ++i) progress->tick(describe(p));
-        return result;
-    }
-    Job job(spec);
+    Job job(bench_spec(o, p));
     std::vector<double> d, c, t, wf, rf, mf, bf;
     for (int i = 0; i < o.warmup + o.reps; ++i) {
         const harness::PhaseTimes times = job.step();
@@ -157,291 +140,164 @@ BenchResult measure(const BenchOptions& o, const BenchPoint& p, Progress* progre
     return result;
 }
 
-// The bf16 point of the same shape as a quantized one, if the sweep has it.
-const BenchResult* none_twin(const std::vector<BenchResult>& all, const BenchResult& r) {
-    for (const BenchResult& other : all) {
-        BenchPoint a = other.point, b = r.point;
-        a.quant = b.quant = "";
-        if (other.point.quant == "none" && other.error.empty() && a.ranks == b.ranks &&
-            a.tokens == b.tokens && a.hidden == b.hidden && a.top_k == b.top_k &&
-            a.experts == b.experts && a.routing == b.routing && a.tp == b.tp &&
-            a.shared_ranks == b.shared_ranks)
-            return &other;
-    }
-    return nullptr;
-}
-
-json spread_json(const Spread& s) {
-    return {{"median", s.median}, {"p10", s.p10}, {"p90", s.p90}, {"min", s.min}};
-}
-
-double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
-
-json ratios_json(const std::vector<BenchResult>& all, const BenchResult& r) {
-    json j;
-    j["dispatch_vs_write_floor"] = ratio(r.dispatch.median, r.write_floor.median);
-    j["combine_vs_read_floor"] = ratio(r.combine.median, r.read_floor.median);
-    j["dispatch_vs_memcpy"] = ratio(r.dispatch.median, r.memcpy_floor.median);
-    j["dispatch_vs_barrier"] = ratio(r.dispatch.median, r.barrier.median);
-    j["combine_vs_barrier"] = ratio(r.combine.median, r.barrier.median);
-    if (r.has_baseline) {
-        j["baseline_dispatch_speedup"] = ratio(r.baseline_dispatch.median, r.dispatch.median);
-        j["baseline_combine_speedup"] = ratio(r.baseline_combine.median, r.combine.median);
-    }
-    if (const BenchResult* twin = none_twin(all, r); twin != nullptr && twin != &r)
-        j["dispatch_vs_bf16"] = ratio(r.dispatch.median, twin->dispatch.median);
-    return j;
-}
-
-json result_json(const std::vector<BenchResult>& all, const BenchResult& r) {
-    const BenchPoint& p = r.point;
-    json j = {{"ranks", p.ranks},
-              {"tokens", p.tokens},
-              {"hidden", p.hidden},
-              {"topk", p.top_k},
-              {"experts", p.experts},
-              {"quant", p.quant},
-              {"routing", p.routing},
-              {"tp", p.tp},
-              {"shared_ranks", p.shared_ranks}};
-    if (!r.error.empty()) {
-        j["error"] = r.error;
-        return j;
-    }
-    j["received_bytes"] = r.received_bytes;
-    j["combine_bytes"] = r.combine_bytes;
-    j["dispatch_ms"] = spread_json(r.dispatch);
-    j["combine_ms"] = spread_json(r.combine);
-    j["dispatch_combine_ms"] = spread_json(r.total);
-    j["floors_ms"] = {{"write", spread_json(r.write_floor)},
-                      {"read", spread_json(r.read_floor)},
-                      {"memcpy", spread_json(r.memcpy_floor)},
-                      {"barrier", spread_json(r.barrier)}};
-    if (r.has_baseline) {
-        j["baseline"] = {{"name", "alltoallv"},
-                         {"dispatch_ms", spread_json(r.baseline_dispatch)},
-                         {"combine_ms", spread_json(r.baseline_combine)}};
-    } else if (!r.baseline_error.empty()) {
-        j["baseline"] = {{"name", "alltoallv"}, {"error", r.baseline_error}};
-    }
-    j["ratios"] = ratios_json(all, r);
-    return j;
-}
-
-// The performance goals of the project (issue 16), judged on the points the sweep has.
-json goals_json(const std::vector<BenchResult>& all) {
-    json goals = json::array();
-    auto add = [&](const std::string& name, double value, const std::string& op, double bound) {
-        if (value <= 0) return;  // a floor this backend does not measure (mpi)
-        const bool met = op == "<=" ? value <= bound : value >= bound;
-        goals.push_back({{"goal", name},
-                         {"value", value},
-                         {"bound", op + " " + fmt::format("{}", bound)},
-                         {"met", met}});
-    };
-    for (const BenchResult& r : all) {
-        if (!r.error.empty()) continue;
-        const BenchPoint& p = r.point;
-        const bool plain = p.tp == 1 && p.shared_ranks == 0 && p.routing == "uniform";
-        const std::string at = describe(p);
-        if (plain && p.ranks == 8 && p.tokens == 128 && p.hidden == 7168 && p.top_k == 8 &&
-            p.experts == 256 && p.quant == "none") {
-            add(at + ": dispatch / write floor",
-                ratio(r.dispatch.median, r.write_floor.median),
-                "<=",
-                1.25);
-            add(at + ": combine / read floor",
-                ratio(r.combine.median, r.read_floor.median),
-                "<=",
-                1.3);
-            if (r.has_baseline) {
-                add(at + ": alltoallv dispatch / dispatch",
-                    ratio(r.baseline_dispatch.median, r.dispatch.median),
-                    ">=",
-                    4);
-                add(at + ": alltoallv combine / combine",
-                    ratio(r.baseline_combine.median, r.combine.median),
-                    ">=",
-                    4);
-            }
-        }
-        if (p.quant != "none" && p.quant.rfind("pre-", 0) != 0 && p.quant != "static-hif8") {
-            if (const BenchResult* twin = none_twin(all, r))
-                add(at + ": dispatch / bf16 dispatch",
-                    ratio(r.dispatch.median, twin->dispatch.median),
-                    "<=",
-                    0.8);
-        }
-        if (plain && (p.tokens == 1 || p.tokens == 8) && p.quant == "none") {
-            add(at + ": dispatch / bare call", ratio(r.dispatch.median, r.barrier.median), "<=", 2);
-            add(at + ": combine / bare call", ratio(r.combine.median, r.barrier.median), "<=", 2);
-            if (r.has_baseline) {
-                add(at + ": alltoallv dispatch / dispatch",
-                    ratio(r.baseline_dispatch.median, r.dispatch.median),
-                    ">=",
-                    5);
-                add(at + ": alltoallv combine / combine",
-                    ratio(r.baseline_combine.median, r.combine.median),
-                    ">=",
-                    5);
-            }
-        }
-    }
-    // Growth: time per received byte at W = 64 against W = 8, and at BS 512 against BS 128.
-    for (const BenchResult& a : all) {
-        for (const BenchResult& b : all) {
-            if (!a.error.empty() || !b.error.empty() || a.received_bytes == 0 ||
-                b.received_bytes == 0)
-                continue;
-            BenchPoint pa = a.point, pb = b.point;
-            const double per_a = a.dispatch.median / static_cast<double>(a.received_bytes);
-            const double per_b = b.dispatch.median / static_cast<double>(b.received_bytes);
-            if (pa.ranks == 64 && pb.ranks == 8) {
-                pa.ranks = pb.ranks;
-                if (pa.tokens == pb.tokens && pa.quant == pb.quant && pa.experts == pb.experts &&
-                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing)
-                    add(describe(a.point) + ": dispatch time per byte / at W 8",
-                        per_a / per_b,
-                        "<=",
-                        1.5);
-            }
-            pa = a.point;
-            if (pa.tokens == 512 && pb.tokens == 128) {
-                pa.tokens = pb.tokens;
-                if (pa.ranks == pb.ranks && pa.quant == pb.quant && pa.experts == pb.experts &&
-                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing)
-                    add(describe(a.point) + ": dispatch time per byte / at BS 128",
-                        per_a / per_b,
-                        "<=",
-                        1.2);
-            }
-        }
-    }
-    return goals;
-}
-
-std::string cell(const Spread& s) {
-    return s.median > 0 ? fmt::format("{:.3f}", s.median) : std::string("-");
-}
-
-void print_table(const BenchOptions& o, const std::vector<BenchResult>& all, const json& goals) {
-    fmt::print(
-        "moedist bench: backend {}, {} reps after {} warm-up, times in ms (median; [p10, p90] for "
-        "dispatch and combine)\n",
-        o.backend,
-        o.reps,
-        o.warmup);
-    fmt::print(
-        "{:<34} {:>22} {:>22} {:>8} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>8} | {:>6} {:>6} {:>6} "
-        "{:>6}\n",
-        "point",
-        "dispatch",
-        "combine",
-        "d+c",
-        "write",
-        "read",
-        "memcpy",
-        "bare",
-        "a2av-d",
-        "a2av-c",
-        "d/wr",
-        "c/rd",
-        "a2av/d",
-        "a2av/c");
-    for (const BenchResult& r : all) {
-        if (!r.error.empty()) {
-            fmt::print("{:<34} error: {}\n", describe(r.point), r.error);
-            continue;
-        }
-        const std::string d = fmt::format(
-            "{:.3f} [{:.3f},{:.3f}]", r.dispatch.median, r.dispatch.p10, r.dispatch.p90);
-        const std::string c =
-            fmt::format("{:.3f} [{:.3f},{:.3f}]", r.combine.median, r.combine.p10, r.combine.p90);
-        fmt::print(
-            "{:<34} {:>22} {:>22} {:>8} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>8} | {:>6.2f} "
-            "{:>6.2f} {:>6} {:>6}\n",
-            describe(r.point),
-            d,
-            c,
-            cell(r.total),
-            cell(r.write_floor),
-            cell(r.read_floor),
-            cell(r.memcpy_floor),
-            cell(r.barrier),
-            r.has_baseline ? cell(r.baseline_dispatch) : "-",
-            r.has_baseline ? cell(r.baseline_combine) : "-",
-            ratio(r.dispatch.median, r.write_floor.median),
-            ratio(r.combine.median, r.read_floor.median),
-            r.has_baseline
-                ? fmt::format("{:.1f}", ratio(r.baseline_dispatch.median, r.dispatch.median))
-                : "-",
-            r.has_baseline
-                ? fmt::format("{:.1f}", ratio(r.baseline_combine.median, r.combine.median))
-                : "-");
-    }
-    for (const BenchResult& r : all) {
-        if (!r.baseline_error.empty()) {
-            fmt::print("baseline: {}\n", r.baseline_error);
-            break;
-        }
-    }
-    if (!goals.empty()) {
-        fmt::print("goals:\n");
-        for (const json& g : goals) {
-            fmt::print("  {:<6} {:<72} {:>7.3f} (goal {})\n",
-                       g["met"].get<bool>() ? "met" : "MISSED",
-                       g["goal"].get<std::string>(),
-                       g["value"].get<double>(),
-                       g["bound"].get<std::string>());
-        }
-    }
-}
-
-void write_csv(const std::string& path, const std::vector<BenchResult>& all) {
-    std::ofstream out(path);
-    out << "ranks,tokens,hidden,topk,experts,quant,routing,tp,shared_ranks,received_bytes,"
-           "combine_bytes,dispatch_ms,dispatch_p10,dispatch_p90,combine_ms,combine_p10,combine_p90,"
-           "dispatch_combine_ms,write_floor_ms,read_floor_ms,memcpy_ms,bare_call_ms,"
-           "alltoallv_dispatch_ms,alltoallv_combine_ms,error\n";
-    for (const BenchResult& r : all) {
-        const BenchPoint& p = r.point;
-        out << fmt::format("{},{},{},{},{},{},{},{},{},",
+// Why a point cannot run, naming its values; "" when it can.
+std::string point_problem(const BenchOptions& o, const BenchPoint& p, int mpi_world) {
+    JobSpec spec;
+    if (std::string why = parse_routing(p.routing, &spec); !why.empty()) return why;
+    spec = bench_spec(o, p);
+    if (std::string why = shape_problem(spec); !why.empty()) return why;
+    if (std::string why = profile_problem(spec, p.quant, o.dtype); !why.empty()) return why;
+    if (mpi_world > 0 && p.ranks * p.tp != mpi_world) {
+        return fmt::format("mpirun -np must be --ranks {} x --tp {} = {}, got {}",
                            p.ranks,
-                           p.tokens,
-                           p.hidden,
-                           p.top_k,
-                           p.experts,
-                           p.quant,
-                           p.routing,
                            p.tp,
-                           p.shared_ranks);
-        if (!r.error.empty()) {
-            out << ",,,,,,,,,,,,,,," << '"' << r.error << '"' << "\n";
+                           p.ranks * p.tp,
+                           mpi_world);
+    }
+    return {};
+}
+
+// Options that the chosen mode ignores, and what the bench derives on its own.
+void explain(const BenchOptions& o, bool baseline, const std::string& why_not) {
+    if (o.app->count("--ranks-per-node") > 0 && o.backend != "mpi") {
+        warn(kCmd,
+             fmt::format("--ranks-per-node {} is ignored: it applies to --backend mpi only, got "
+                         "--backend {}",
+                         o.ranks_per_node,
+                         o.backend));
+    }
+    if (o.baseline == "auto") {
+        note(kCmd,
+             baseline
+                 ? std::string("--baseline auto: the MPI_Alltoallv baseline runs (mpirun found)")
+                 : "--baseline auto: no MPI_Alltoallv baseline, " + why_not);
+    }
+    const bool tp_or_shared =
+        std::any_of(o.tp.begin(), o.tp.end(), [](int t) { return t != 1; }) ||
+        std::any_of(o.shared_ranks.begin(), o.shared_ranks.end(), [](int s) { return s != 0; });
+    if (baseline && tp_or_shared) {
+        warn(kCmd, "the MPI_Alltoallv baseline is not run at points with --tp 2 or --shared-ranks");
+    }
+    if (std::find(o.tokens.begin(), o.tokens.end(), int64_t{0}) != o.tokens.end()) {
+        note(kCmd,
+             "--tokens 0: no rank has tokens at those points; the times are the calls' fixed cost");
+    }
+}
+
+// Files the bench will write, and matplotlib for --plot: checked before any point runs.
+std::string output_problem(const BenchOptions& o) {
+    if (o.json.wanted() && !o.json.to_stdout()) {
+        if (std::string why = unwritable(o.json.path); !why.empty())
+            return "--json=" + o.json.path + ": " + why;
+    }
+    for (const std::string* path : {&o.csv_path, &o.plot_path}) {
+        if (path->empty()) continue;
+        if (std::string why = unwritable(*path); !why.empty()) return *path + ": " + why;
+    }
+    if (!o.plot_path.empty() &&
+        std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+        return "--plot needs /usr/bin/python3 with matplotlib (python3-matplotlib, "
+               "scripts/setup.sh), got none";
+    }
+    return {};
+}
+
+// Every point's problem, with --skip-invalid only said; else 2 before anything runs.
+bool screen(const BenchOptions& o,
+            const std::vector<BenchPoint>& points,
+            int mpi_world,
+            std::vector<std::string>* problems) {
+    int bad = 0;
+    for (const BenchPoint& p : points) {
+        problems->push_back(point_problem(o, p, mpi_world));
+        if (problems->back().empty()) continue;
+        ++bad;
+        if (o.skip_invalid) {
+            note(kCmd, "skipping " + describe(p) + ": " + problems->back());
+        } else if (launcher_rank() == 0) {
+            fmt::print(stderr, "moedist bench: {} cannot run: {}\n", describe(p), problems->back());
+        }
+    }
+    if (bad > 0 && !o.skip_invalid && launcher_rank() == 0) {
+        fmt::print(stderr,
+                   "moedist bench: {} of {} points cannot run; nothing ran (--skip-invalid runs "
+                   "the others)\n",
+                   bad,
+                   points.size());
+    }
+    return bad == 0 || o.skip_invalid;
+}
+
+int mpi_world_size_or_zero(bool mpi) {
+#if defined(MOEDIST_HAVE_MPI)
+    return mpi ? mpi_world_size() : 0;
+#else
+    (void)mpi;
+    return 0;
+#endif
+}
+
+std::vector<BenchResult> run_sweep(const BenchOptions& o,
+                                   const std::vector<BenchPoint>& points,
+                                   const std::vector<std::string>& problems,
+                                   bool baseline,
+                                   bool root) {
+    int runnable = 0;
+    for (const std::string& why : problems) runnable += why.empty() ? 1 : 0;
+    Progress progress(root ? runnable : 0, o.warmup + o.reps);
+    std::vector<BenchResult> results;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        const BenchPoint& p = points[i];
+        if (!problems[i].empty()) {
+            BenchResult skipped;
+            skipped.point = p;
+            skipped.error = "skipped: " + problems[i];
+            results.push_back(skipped);
             continue;
         }
-        out << fmt::format(
-            "{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},",
-            r.received_bytes,
-            r.combine_bytes,
-            r.dispatch.median,
-            r.dispatch.p10,
-            r.dispatch.p90,
-            r.combine.median,
-            r.combine.p10,
-            r.combine.p90,
-            r.total.median,
-            r.write_floor.median,
-            r.read_floor.median,
-            r.memcpy_floor.median,
-            r.barrier.median);
-        if (r.has_baseline) {
-            out << fmt::format(
-                "{:.6f},{:.6f},", r.baseline_dispatch.median, r.baseline_combine.median);
-        } else {
-            out << ",,";
+#if defined(MOEDIST_HAVE_MPI)
+        if (o.backend == "mpi") {  // this mpirun's processes: moedist and the baseline
+            results.push_back(measure_mpi(o, p, baseline));
+            continue;
         }
-        out << "\n";
+#endif
+        BenchResult r = measure(o, p, &progress);
+        if (baseline && r.error.empty()) {
+            if (p.tp != 1 || p.shared_ranks != 0) {
+                r.baseline_error = "no baseline with TP or shared ranks";
+            } else {
+                r.has_baseline = run_alltoallv_baseline(
+                    o, p, &r.baseline_dispatch, &r.baseline_combine, &r.baseline_error);
+            }
+        }
+        results.push_back(std::move(r));
     }
+    return results;
+}
+
+// JSON, CSV and the chart; false when one could not be written.
+bool write_outputs(const BenchOptions& o,
+                   const json& all,
+                   const std::vector<BenchResult>& results) {
+    if (!emit_json(o.json, all, kCmd)) return false;
+    if (!o.csv_path.empty()) {
+        write_csv(o.csv_path, results);
+        note(kCmd, "wrote " + o.csv_path);
+    }
+    if (o.plot_path.empty()) return true;
+    JsonTarget plot_json;
+    plot_json.path = o.json.wanted() && !o.json.to_stdout() ? o.json.path : o.plot_path + ".json";
+    if (plot_json.path != o.json.path) {
+        std::ofstream(plot_json.path) << all.dump(2) << "\n";
+        note(kCmd, "wrote " + plot_json.path + " (the chart's data)");
+    }
+    std::string error;
+    if (!plot_bench(plot_json.path, o.plot_path, &error)) {
+        fmt::print(stderr, "moedist bench: --plot: {}\n", error);
+        return false;
+    }
+    note(kCmd, "wrote " + o.plot_path);
+    return true;
 }
 
 }  // namespace
@@ -464,16 +320,19 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     auto* bench = app.add_subcommand(
         "bench",
         "sweep shapes; dispatch and combine next to memory floors and an MPI_Alltoallv baseline");
+    o->app = bench;
     bench->add_option("--ranks", o->ranks, "EP ranks W (list: 8,16,64)")->delimiter(',');
-    bench->add_option("--tokens", o->tokens, "BS per rank (list, default 1,8,32,128)")
-        ->delimiter(',');
+    bench->add_option("--tokens", o->tokens, "BS per rank (list)")->delimiter(',');
     bench->add_option("--hidden", o->hidden, "H (list)")->delimiter(',');
     bench->add_option("--topk", o->top_k, "K (list)")->delimiter(',');
-    bench->add_option("--experts", o->experts, "E (list, default 256)")->delimiter(',');
-    bench->add_option("--quant", o->quant, "quant modes (list of `moedist run --quant` names)")
+    bench->add_option("--experts", o->experts, "E (list)")->delimiter(',');
+    bench
+        ->add_option(
+            "--quant", o->quant, "quantization modes (list of `moedist run --quant` names)")
         ->delimiter(',')
         ->check(CLI::IsMember(quant_names()));
-    bench->add_option("--routing", o->routing, "uniform|zipf[:alpha]|hot (list)")->delimiter(',');
+    bench->add_option("--routing", o->routing, "uniform|zipf[:alpha]|hot|duplicates (list)")
+        ->delimiter(',');
     bench->add_option("--tp", o->tp, "TP size 1 or 2 (list)")->delimiter(',');
     bench->add_option("--shared-ranks", o->shared_ranks, "shared-expert ranks S (list)")
         ->delimiter(',');
@@ -481,97 +340,78 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench
         ->add_option("--backend",
                      o->backend,
-                     "threads (default), processes, or mpi (under mpirun -np W: the baseline in "
-                     "the same mpirun)")
+                     "threads, processes, or mpi (under mpirun -np W: the baseline in the same "
+                     "mpirun)")
         ->check(CLI::IsMember({"threads", "processes", "mpi"}));
     bench
-        ->add_option_function<int>(
-            "--ranks-per-node",
-            [](const int& n) { ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(n).c_str(), 1); },
-            "mpi backend: simulated nodes of n consecutive ranks (sets MOEDIST_RANKS_PER_NODE)")
-        ->check(CLI::Range(1, 65536));
-    bench->add_option("--baseline", o->baseline, "auto|alltoallv|none (default auto)")
+        ->add_option("--ranks-per-node",
+                     o->ranks_per_node,
+                     "mpi backend: simulated nodes of n consecutive ranks (sets "
+                     "MOEDIST_RANKS_PER_NODE; default: unset, one node)")
+        ->check(CLI::Range(1, 65536))
+        ->default_str("");
+    bench
+        ->add_option(
+            "--baseline", o->baseline, "auto (alltoallv when mpirun is found)|alltoallv|none")
         ->check(CLI::IsMember({"auto", "alltoallv", "none"}));
-    bench->add_option("--reps", o->reps, "measured repetitions per point (default 20)")
+    bench->add_option("--reps", o->reps, "measured repetitions per point")
         ->check(CLI::Range(1, 100000));
-    bench->add_option("--warmup", o->warmup, "warm-up repetitions per point (default 3)")
+    bench->add_option("--warmup", o->warmup, "warm-up repetitions per point")
         ->check(CLI::Range(0, 1000));
     bench->add_option("--seed", o->seed, "input seed");
-    bench->add_option("--json", o->json_path, "write the results as JSON to this file");
+    bench->add_flag("--goals", o->goals, "judge the project's performance goals (met / MISSED)");
+    bench->add_flag("--skip-invalid",
+                    o->skip_invalid,
+                    "skip the sweep's points that cannot run (default: exit 2 before running)");
+    add_json_option(bench, &o->json, "the points, their floors and ratios");
     bench->add_option("--csv", o->csv_path, "write the results as CSV to this file");
     bench->add_option("--plot", o->plot_path, "write a PNG chart (time vs BS, log scale)");
     return bench;
 }
 
 int bench_command(const BenchOptions& o) {
-    const std::vector<BenchPoint> points = sweep(o);
-    std::string why_not;
-    const bool baseline = o.baseline == "alltoallv" ||
-                          (o.baseline == "auto" && alltoallv_baseline_available(&why_not));
-    if (o.baseline == "alltoallv" && !alltoallv_baseline_available(&why_not)) {
-        fmt::print(stderr, "moedist bench: --baseline alltoallv: {}\n", why_not);
-        return 2;
-    }
     const bool mpi = o.backend == "mpi";
+#if !defined(MOEDIST_HAVE_MPI)
+    if (mpi) {
+        fmt::print(stderr, "moedist bench: --backend mpi needs a build with MPI (OpenMPI)\n");
+        return kExitUnusable;
+    }
+#endif
+    const int world = mpi_world_size_or_zero(mpi);
 #if defined(MOEDIST_HAVE_MPI)
     const bool root = !mpi || mpi_rank() == 0;
 #else
     const bool root = true;
-    if (mpi) {
-        fmt::print(stderr, "moedist bench: --backend mpi needs a build with MPI (OpenMPI)\n");
-        return 2;
-    }
 #endif
-    if (!root && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
-    Progress progress(root ? static_cast<int>(points.size()) * (o.warmup + o.reps) : 0);
-    std::vector<BenchResult> results;
-    for (const BenchPoint& p : points) {
-#if defined(MOEDIST_HAVE_MPI)
-        if (mpi) {  // this mpirun's processes: moedist and the baseline side by side
-            results.push_back(measure_mpi(o, p, baseline));
-            continue;
-        }
-#endif
-        BenchResult r = measure(o, p, &progress);
-        if (baseline && r.error.empty()) {
-            if (p.tp != 1 || p.shared_ranks != 0) {
-                r.baseline_error = "no baseline with TP or shared ranks";
-            } else {
-                r.has_baseline = run_alltoallv_baseline(
-                    o, p, &r.baseline_dispatch, &r.baseline_combine, &r.baseline_error);
-            }
-        }
-        results.push_back(std::move(r));
+    const std::vector<BenchPoint> points = sweep(o);
+    std::vector<std::string> problems;
+    if (!screen(o, points, world, &problems)) return kExitUnusable;
+    if (std::string why = output_problem(o); !why.empty()) {
+        fmt::print(stderr, "moedist bench: {}\n", why);
+        return kExitUnusable;
     }
-    const json goals = goals_json(results);
-    print_table(o, results, goals);
-    json all = {{"backend", o.backend}, {"reps", o.reps}, {"warmup", o.warmup}, {"dtype", o.dtype}};
-    all["points"] = json::array();
-    for (const BenchResult& r : results) all["points"].push_back(result_json(results, r));
-    all["goals"] = goals;
-    if (!root) return 0;
-    std::string json_path = o.json_path;
-    if (json_path.empty() && !o.plot_path.empty()) json_path = o.plot_path + ".json";
-    if (!json_path.empty()) {
-        std::ofstream(json_path) << all.dump(2) << "\n";
-        fmt::print("wrote {}\n", json_path);
+    std::string why_not;
+    const bool available = o.baseline != "none" && alltoallv_baseline_available(&why_not);
+    if (o.baseline == "alltoallv" && !available) {
+        fmt::print(stderr, "moedist bench: --baseline alltoallv: {}\n", why_not);
+        return kExitUnusable;
     }
-    if (!o.csv_path.empty()) {
-        write_csv(o.csv_path, results);
-        fmt::print("wrote {}\n", o.csv_path);
-    }
-    if (!o.plot_path.empty()) {
-        std::string error;
-        if (!plot_bench(json_path, o.plot_path, &error)) {
-            fmt::print(stderr, "moedist bench: --plot: {}\n", error);
-            return 1;
-        }
-        fmt::print("wrote {}\n", o.plot_path);
-    }
+    if (mpi && o.ranks_per_node > 0)
+        ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(o.ranks_per_node).c_str(), 1);
+    explain(o, available, why_not);
+    if (!root && std::freopen("/dev/null", "w", stdout) == nullptr) return kExitUnusable;
+    const std::vector<BenchResult> results = run_sweep(o, points, problems, available, root);
+    const json goals = o.goals ? goals_json(results) : json::array();
+    if (!o.json.to_stdout()) print_table(o, results, goals);
+    if (!root) return kExitOk;
+    if (!write_outputs(o, bench_json(o, results, goals), results)) return kExitUnusable;
     for (const BenchResult& r : results) {
-        if (!r.error.empty()) return 1;
+        if (!r.error.empty() && r.error.rfind("skipped: ", 0) != 0) {
+            fmt::print(stderr, "moedist bench: {} could not run: {}\n", describe(r.point), r.error);
+            return kExitUnusable;
+        }
     }
-    return 0;
+    return kExitOk;
 }
 
 }  // namespace moedist::cli

@@ -3,14 +3,17 @@
 // the same ranks the floors (non-temporal write of the received bytes, streaming read of the
 // bytes combine reads, memcpy of the received bytes, a bare two-round call) and, with
 // `--baseline alltoallv`, a pack → MPI_Alltoallv → unpack dispatch and its reverse combine
-// launched under mpirun. A table on the terminal (progress bar on a TTY), --json, --csv and
-// --plot FILE.png (matplotlib through /usr/bin/python3).
+// launched under mpirun. A table and its legend on the terminal (a progress bar with rate and
+// ETA on a TTY), the goal verdicts with --goals, --json[=FILE], --csv and --plot FILE.png
+// (matplotlib through /usr/bin/python3).
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "cli_common.hpp"
 #include "harness/job.hpp"
 
 namespace moedist::cli {
@@ -31,9 +34,13 @@ struct BenchOptions {
     int reps = 20;
     int warmup = 3;
     uint64_t seed = 1;
-    std::string json_path;
+    int ranks_per_node = 0;
+    bool goals = false;
+    bool skip_invalid = false;
+    JsonTarget json;
     std::string csv_path;
     std::string plot_path;
+    CLI::App* app = nullptr;
 };
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions* options);
@@ -74,6 +81,22 @@ struct BenchResult {
 
 // The harness job of a point (timing only: outputs not poisoned).
 harness::JobSpec bench_spec(const BenchOptions& options, const BenchPoint& point);
+
+// --- bench_report.cpp: what the bench prints and writes ---
+
+// "W8 BS128 H7168 K8 E256 none uniform".
+std::string describe(const BenchPoint& point);
+double ratio(double a, double b);
+// The performance goals judged on the points the sweep has (--goals).
+nlohmann::json goals_json(const std::vector<BenchResult>& all);
+// The whole run: options, machine, plot title, points and, with --goals, the goals.
+nlohmann::json bench_json(const BenchOptions& options,
+                          const std::vector<BenchResult>& all,
+                          const nlohmann::json& goals);
+void print_table(const BenchOptions& options,
+                 const std::vector<BenchResult>& all,
+                 const nlohmann::json& goals);
+void write_csv(const std::string& path, const std::vector<BenchResult>& all);
 
 #if defined(MOEDIST_HAVE_MPI)
 // Under mpirun (--backend mpi): the point on the mpi backend and, with `baseline`, the

@@ -10,8 +10,9 @@
 namespace moedist::cli {
 namespace {
 
-// Reads the bench JSON (argv[1]) and writes the chart (argv[2]). One panel per operation; one
-// line per (ranks, quant, routing, tp, shared) series; floors dashed, the baseline dotted.
+// Reads the bench JSON (argv[1]) and writes the chart (argv[2]), titled with the JSON's "title"
+// (shape and machine). One panel per operation; one line per (ranks, quant, routing, tp, shared)
+// series; floors dashed, the baseline dotted.
 constexpr const char* kPlotScript = R"PY(
 import json, sys
 import matplotlib
@@ -35,10 +36,12 @@ for ax, op, floor in ((axes[0], "dispatch", "write"), (axes[1], "combine", "read
         c = line.get_color()
         ax.fill_between(bs, [p[op + "_ms"]["p10"] for p in ps], [p[op + "_ms"]["p90"] for p in ps],
                         color=c, alpha=0.15)
-        ax.plot(bs, [p["floors_ms"][floor]["median"] for p in ps], "--", color=c, alpha=0.8,
-                label="%s floor %s" % (floor, label))
-        ax.plot(bs, [p["floors_ms"]["barrier"]["median"] for p in ps], ":", color="gray",
-                label="bare two-round call %s" % label)
+        fl = [p for p in ps if "floors_ms" in p]  # the mpi backend measures no floor
+        if fl:
+            ax.plot([p["tokens"] for p in fl], [p["floors_ms"][floor]["median"] for p in fl], "--",
+                    color=c, alpha=0.8, label="%s floor %s" % (floor, label))
+            ax.plot([p["tokens"] for p in fl], [p["floors_ms"]["barrier"]["median"] for p in fl],
+                    ":", color="gray", label="bare two-round call %s" % label)
         base = [p for p in ps if "baseline" in p and "dispatch_ms" in p["baseline"]]
         if base:
             ax.plot([p["tokens"] for p in base], [p["baseline"][op + "_ms"]["median"] for p in base],
@@ -50,7 +53,8 @@ for ax, op, floor in ((axes[0], "dispatch", "write"), (axes[1], "combine", "read
     ax.set_title("%s (backend %s)" % (op, data.get("backend", "threads")))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-fig.tight_layout()
+fig.suptitle(data.get("title", "moedist bench"), fontsize=10)
+fig.tight_layout(rect=(0, 0, 1, 0.93))
 fig.savefig(sys.argv[2], dpi=110)
 )PY";
 

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
@@ -30,7 +31,7 @@ struct NamedTensor {
     TensorView view;
 };
 
-// Both first phases of one rank, on tensors of the minimum sizes SPEC §3–§5 ask for.
+// Both first phases of one rank, on tensors of the minimum sizes the contract asks for.
 struct RankCall {
     std::string role;  // "shared" or "moe"
     int64_t rank_id = 0;
@@ -57,8 +58,7 @@ RankCall make_call(
     c.tp_world_size = o.tp;
     c.tp_rank_id = 0;
     c.shared_expert_rank_num = o.shared_ranks;
-    c.shared_expert_num =
-        o.shared_expert_num >= 0 ? o.shared_expert_num : (o.shared_ranks > 0 ? 1 : 0);
+    c.shared_expert_num = shared_expert_num_for(o, soc);
     c.quant_mode = q.mode;
     c.global_bs = o.global_bs;
     c.expert_token_nums_type = 0;
@@ -127,23 +127,25 @@ RankCall make_call(
     return call;
 }
 
-struct Verdict {
-    bool accepted = true;
-    std::string operation, role, message;
-    int32_t code = 0;
-};
+std::vector<int64_t> rank_ids_of(const PlanOptions& o) {
+    std::vector<int64_t> ids;
+    if (o.shared_ranks > 0) ids.push_back(0);
+    if (o.shared_ranks < o.ranks) ids.push_back(o.shared_ranks);
+    return ids;
+}
 
-Verdict judge(const std::vector<RankCall>& calls, const core::CallExtras& extras) {
-    for (const RankCall& call : calls) {
-        Status s = core::check_dispatch_call(call.config, call.din, call.dout, extras);
-        const char* op = "dispatch";
-        if (s.ok()) {
-            s = core::check_combine_call(call.config, call.cin, call.x_out, extras);
-            op = "combine";
-        }
-        if (!s.ok()) return {false, op, call.role, s.message(), s.raw_code()};
-    }
-    return {};
+core::CallExtras extras_of(const PlanOptions& o) {
+    core::CallExtras extras;
+    extras.group_tp = o.tp == 2 ? "moedist_plan_tp" : "";
+    HcclBufferEnv hccl = util::hccl_buffer_env();
+    if (o.hccl_buffsize_mb != -2) hccl.buffsize_mb = o.hccl_buffsize_mb;
+    if (o.intra_pcie) hccl.intra_pcie = true;
+    extras.hccl = hccl;
+    return extras;
+}
+
+DType x_dtype_of(const PlanOptions& o) {
+    return o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
 }
 
 // Expected rows per step under uniform routing (every expert equally likely).
@@ -173,10 +175,39 @@ double row_bytes_dispatch(const PlanOptions& o, const QuantChoice& q, DType x_dt
 
 }  // namespace
 
+int64_t shared_expert_num_for(const PlanOptions& o, Soc soc) {
+    if (o.shared_expert_num >= 0) return o.shared_expert_num;
+    switch (soc) {
+        case Soc::kA2:
+            return 0;
+        case Soc::kA3:
+            return 1;
+        default:
+            return o.shared_ranks > 0 ? 1 : 0;
+    }
+}
+
+ProfileVerdict judge_profile(const PlanOptions& o, Soc soc) {
+    const QuantChoice& q = quant_choice(o.quant);
+    const core::CallExtras extras = extras_of(o);
+    for (int64_t r : rank_ids_of(o)) {
+        const RankCall call = make_call(o, q, x_dtype_of(o), r, soc);
+        Status s = core::check_dispatch_call(call.config, call.din, call.dout, extras);
+        const char* op = "dispatch";
+        if (s.ok()) {
+            s = core::check_combine_call(call.config, call.cin, call.x_out, extras);
+            op = "combine";
+        }
+        if (!s.ok()) return {false, op, call.role, s.message(), s.raw_code()};
+    }
+    return {};
+}
+
 CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
     auto* plan = app.add_subcommand(
         "plan", "validate a configuration per product profile; print A, tensors, buffers, traffic");
-    plan->add_option("--soc", o->soc, "generic|A2|A3|all (default all)")
+    o->app = plan;
+    plan->add_option("--soc", o->soc, "generic|A2|A3|all")
         ->check(CLI::IsMember({"generic", "A2", "A3", "all"}, CLI::ignore_case));
     plan->add_option("--ranks", o->ranks, "EP ranks W")
         ->check(CLI::Range(int64_t{1}, int64_t{1} << 16));
@@ -185,8 +216,10 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 16));
     plan->add_option("--shared-expert-num",
                      o->shared_expert_num,
-                     "sharedExpertNum (default 1 with shared ranks, else 0)")
-        ->check(CLI::Range(int64_t{0}, int64_t{4}));
+                     "sharedExpertNum for every profile (default: each profile's own: A2 0, A3 "
+                     "1 as torch_npu, generic 1 with --shared-ranks > 0, else 0)")
+        ->check(CLI::Range(int64_t{0}, int64_t{4}))
+        ->default_str("per profile");
     plan->add_option("--experts", o->experts, "moeExpertNum E")
         ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
     plan->add_option("--tokens", o->tokens, "BS per rank")
@@ -202,48 +235,134 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
         ->check(CLI::IsMember({0, 2}));
     plan->add_option("--hccl-buffsize",
                      o->hccl_buffsize_mb,
-                     "HCCL_BUFFSIZE in MB (default: the environment, 200)")
-        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+                     "HCCL_BUFFSIZE in MB (default: the environment's HCCL_BUFFSIZE, else 200)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+        ->default_str("env");
     plan->add_flag(
         "--intra-pcie", o->intra_pcie, "as HCCL_INTRA_PCIE_ENABLE=1 HCCL_INTRA_ROCE_ENABLE=0 (A2)");
-    plan->add_flag("--json", o->json, "machine-readable output");
+    add_json_option(plan, &o->json, "the verdicts, tensors and traffic");
     plan->add_flag("--rules", o->rules, "print the profile rule table (markdown) and exit");
     return plan;
 }
 
-int plan_command(const PlanOptions& o) {
-    if (o.rules) {
-        fmt::print("| rule | profiles | code | requires | source |\n|---|---|---|---|---|\n");
-        for (const core::ProfileRule& r : core::profile_rules()) {
-            const std::string profiles =
-                r.profiles == core::kA2A3 ? "A2, A3" : (r.profiles == core::kA2Only ? "A2" : "A3");
-            fmt::print("| `{}` | {} | {} | {} | {} |\n",
-                       r.id,
-                       profiles,
-                       static_cast<int>(r.code),
-                       r.requirement,
-                       r.source);
+namespace {
+
+const std::string kCmd = "plan";
+
+int print_rules(const PlanOptions& o) {
+    for (const CLI::Option* opt : o.app->get_options()) {
+        if (opt->count() > 0 && opt->get_name() != "--rules") {
+            warn(kCmd,
+                 opt->get_name() + " is ignored with --rules (the table does not depend on it)");
         }
-        return 0;
     }
+    fmt::print("| rule | profiles | code | requires | source |\n|---|---|---|---|---|\n");
+    for (const core::ProfileRule& r : core::profile_rules()) {
+        const std::string profiles =
+            r.profiles == core::kA2A3 ? "A2, A3" : (r.profiles == core::kA2Only ? "A2" : "A3");
+        fmt::print("| `{}` | {} | {} | {} | {} |\n",
+                   r.id,
+                   profiles,
+                   static_cast<int>(r.code),
+                   r.requirement,
+                   r.source);
+    }
+    return kExitOk;
+}
+
+// Says what plan derives on its own, and which options the chosen profiles ignore.
+void explain(const PlanOptions& o, const std::vector<Soc>& socs, const HcclBufferEnv& hccl) {
+    const bool given_sen = o.app->count("--shared-expert-num") > 0;
+    std::string sen;
+    for (Soc soc : socs)
+        sen += fmt::format(
+            "{}{} {}", sen.empty() ? "" : ", ", soc_name(soc), shared_expert_num_for(o, soc));
+    note(kCmd,
+         given_sen ? fmt::format("sharedExpertNum = {} for every profile (--shared-expert-num)",
+                                 o.shared_expert_num)
+                   : fmt::format("sharedExpertNum per profile's default with --shared-ranks {}: {} "
+                                 "(--shared-expert-num N sets one value for all)",
+                                 o.shared_ranks,
+                                 sen));
+    const bool buffer_rules =
+        std::any_of(socs.begin(), socs.end(), [](Soc s) { return s != Soc::kGeneric; });
+    if (buffer_rules) {
+        note(kCmd,
+             fmt::format("HCCL_BUFFSIZE = {} MB ({})",
+                         hccl.buffsize_mb,
+                         o.hccl_buffsize_mb != -2 ? "--hccl-buffsize"
+                         : util::env_text(util::Env::kHcclBuffsize)
+                             ? "the environment's HCCL_BUFFSIZE"
+                             : "the default"));
+    } else if (o.app->count("--hccl-buffsize") > 0 || o.intra_pcie) {
+        warn(kCmd,
+             "--hccl-buffsize and --intra-pcie are ignored with --soc generic (it has no buffer "
+             "rules)");
+    }
+    if (o.intra_pcie && std::find(socs.begin(), socs.end(), Soc::kA2) == socs.end() && buffer_rules)
+        warn(kCmd, "--intra-pcie is ignored with --soc " + o.soc + " (an A2 setting)");
+    if (o.tokens == 0)
+        note(kCmd, "--tokens 0: ranks without tokens send no rows; A and the traffic follow");
+    if (o.tp == 1) note(kCmd, "--tp 1: tpWorldSize 1 is no TP domain, as 0");
+}
+
+json profile_json(const PlanOptions& o, Soc soc, const HcclBufferEnv& hccl) {
+    const ProfileVerdict v = judge_profile(o, soc);
+    json p = {{"accepted", v.accepted}, {"shared_expert_num", shared_expert_num_for(o, soc)}};
+    if (!v.accepted) {
+        p["operation"] = v.operation;
+        p["rank_role"] = v.role;
+        p["code"] = v.code;
+        p["message"] = v.message;
+    }
+    const std::vector<int64_t> ids = rank_ids_of(o);
+    if (soc != Soc::kGeneric && !ids.empty()) {
+        core::ProfileFacts facts;
+        facts.config = make_call(o, quant_choice(o.quant), x_dtype_of(o), ids.back(), soc).config;
+        facts.num_tokens = o.tokens;
+        facts.hidden = o.hidden;
+        facts.top_k = o.top_k;
+        facts.x_dtype = x_dtype_of(o);
+        facts.hccl = hccl;
+        p["hccl_buffsize_needed_mb"] = core::hccl_buffsize_needed_mb(soc, facts);
+    }
+    return p;
+}
+
+json rank_json(const PlanOptions& o, int64_t r) {
     const QuantChoice& q = quant_choice(o.quant);
-    const DType x_dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
-    core::CallExtras extras;
-    extras.group_tp = o.tp == 2 ? "moedist_plan_tp" : "";
-    HcclBufferEnv hccl = util::hccl_buffer_env();
-    if (o.hccl_buffsize_mb != -2) hccl.buffsize_mb = o.hccl_buffsize_mb;
-    if (o.intra_pcie) hccl.intra_pcie = true;
-    extras.hccl = hccl;
+    const RankCall call = make_call(o, q, x_dtype_of(o), r, Soc::kGeneric);
+    const Traffic t = traffic_of(o, call);
+    const double dispatch_row = row_bytes_dispatch(o, q, x_dtype_of(o));
+    const double combine_row = static_cast<double>(o.hidden) * (o.comm_quant == 2 ? 1.0 : 2.0) +
+                               (o.comm_quant == 2 ? 4.0 : 0.0);
+    json rank = {
+        {"role", call.role},
+        {"ep_rank_ids",
+         call.role == "shared" ? json::array({0, o.shared_ranks - 1})
+                               : json::array({o.shared_ranks, o.ranks - 1})},
+        {"A", call.capacity},
+        {"local_experts", call.config.validate().ok() ? call.config.local_expert_num() : 0}};
+    for (const NamedTensor& nt : call.tensors) {
+        std::vector<int64_t> shape;
+        for (int32_t d = 0; d < nt.view.ndim; ++d) shape.push_back(nt.view.dim(d));
+        rank["tensors"].push_back(
+            {{"name", nt.name}, {"shape", shape}, {"dtype", dtype_name(nt.view.dtype)}});
+    }
+    rank["per_step_uniform"] = {
+        {"dispatch_send_rows", t.dispatch_send_rows},
+        {"dispatch_recv_rows", t.dispatch_recv_rows},
+        {"dispatch_send_bytes", t.dispatch_send_rows * dispatch_row},
+        {"dispatch_recv_bytes", t.dispatch_recv_rows * dispatch_row},
+        {"combine_send_bytes", t.dispatch_recv_rows * combine_row},
+        {"combine_recv_bytes", t.dispatch_send_rows * combine_row},
+    };
+    return rank;
+}
 
-    std::vector<Soc> socs;
-    for (Soc s : {Soc::kGeneric, Soc::kA2, Soc::kA3})
-        if (o.soc == "all" || parse_soc(o.soc) == s) socs.push_back(s);
-
-    std::vector<int64_t> rank_ids;
-    if (o.shared_ranks > 0) rank_ids.push_back(0);
-    if (o.shared_ranks < o.ranks) rank_ids.push_back(o.shared_ranks);
-
+json plan_json(const PlanOptions& o, const std::vector<Soc>& socs, const HcclBufferEnv& hccl) {
     json out;
+    out["command"] = "plan";
     out["config"] = {{"ranks", o.ranks},
                      {"tp", o.tp},
                      {"shared_ranks", o.shared_ranks},
@@ -257,78 +376,14 @@ int plan_command(const PlanOptions& o) {
                      {"comm_quant", o.comm_quant},
                      {"hccl_buffsize_mb", hccl.buffsize_mb},
                      {"intra_pcie", hccl.intra_pcie}};
-    bool any_accepted = false;
-    for (Soc soc : socs) {
-        std::vector<RankCall> calls;
-        for (int64_t r : rank_ids) calls.push_back(make_call(o, q, x_dtype, r, soc));
-        const Verdict v = judge(calls, extras);
-        any_accepted = any_accepted || v.accepted;
-        json p = {{"accepted", v.accepted}};
-        if (!v.accepted) {
-            p["operation"] = v.operation;
-            p["rank_role"] = v.role;
-            p["code"] = v.code;
-            p["message"] = v.message;
-        }
-        if (soc != Soc::kGeneric && !calls.empty()) {
-            core::ProfileFacts facts;
-            facts.config = calls.back().config;
-            facts.num_tokens = o.tokens;
-            facts.hidden = o.hidden;
-            facts.top_k = o.top_k;
-            facts.x_dtype = x_dtype;
-            facts.hccl = hccl;
-            p["hccl_buffsize_needed_mb"] = core::hccl_buffsize_needed_mb(soc, facts);
-        }
-        out["profiles"][soc_name(soc)] = p;
-    }
-    const double dispatch_row = row_bytes_dispatch(o, q, x_dtype);
-    const double combine_row = static_cast<double>(o.hidden) * (o.comm_quant == 2 ? 1.0 : 2.0) +
-                               (o.comm_quant == 2 ? 4.0 : 0.0);
-    for (int64_t r : rank_ids) {
-        const RankCall call = make_call(o, q, x_dtype, r, Soc::kGeneric);
-        const Traffic t = traffic_of(o, call);
-        json rank = {
-            {"role", call.role},
-            {"ep_rank_ids",
-             call.role == "shared" ? json::array({0, o.shared_ranks - 1})
-                                   : json::array({o.shared_ranks, o.ranks - 1})},
-            {"A", call.capacity},
-            {"local_experts", call.config.validate().ok() ? call.config.local_expert_num() : 0}};
-        for (const NamedTensor& nt : call.tensors) {
-            std::vector<int64_t> shape;
-            for (int32_t d = 0; d < nt.view.ndim; ++d) shape.push_back(nt.view.dim(d));
-            rank["tensors"].push_back(
-                {{"name", nt.name}, {"shape", shape}, {"dtype", dtype_name(nt.view.dtype)}});
-        }
-        rank["per_step_uniform"] = {
-            {"dispatch_send_rows", t.dispatch_send_rows},
-            {"dispatch_recv_rows", t.dispatch_recv_rows},
-            {"dispatch_send_bytes", t.dispatch_send_rows * dispatch_row},
-            {"dispatch_recv_bytes", t.dispatch_recv_rows * dispatch_row},
-            {"combine_send_bytes", t.dispatch_recv_rows * combine_row},
-            {"combine_recv_bytes", t.dispatch_send_rows * combine_row},
-        };
-        out["ranks"].push_back(rank);
-    }
+    if (o.shared_expert_num >= 0) out["config"]["shared_expert_num"] = o.shared_expert_num;
+    for (Soc soc : socs) out["profiles"][soc_name(soc)] = profile_json(o, soc, hccl);
+    for (int64_t r : rank_ids_of(o)) out["ranks"].push_back(rank_json(o, r));
     out["workspace_bytes"] = 0;
+    return out;
+}
 
-    if (o.json) {
-        fmt::print("{}\n", out.dump(2));
-        return any_accepted ? 0 : 1;
-    }
-    fmt::print(
-        "moedist plan: W {} (tp {}, shared ranks {}), E {}, BS {}{}, H {}, K {}, quant {}, {}\n",
-        o.ranks,
-        o.tp,
-        o.shared_ranks,
-        o.experts,
-        o.tokens,
-        o.global_bs ? fmt::format(" (globalBs {})", o.global_bs) : std::string(),
-        o.hidden,
-        o.top_k,
-        o.quant,
-        o.dtype);
+void print_profiles(const std::vector<Soc>& socs, const json& out, const HcclBufferEnv& hccl) {
     fmt::print("profiles:\n");
     for (Soc soc : socs) {
         const json& p = out["profiles"][soc_name(soc)];
@@ -338,11 +393,14 @@ int plan_command(const PlanOptions& o) {
                                  p["hccl_buffsize_needed_mb"].get<int64_t>(),
                                  hccl.buffsize_mb);
         }
+        const std::string sen =
+            fmt::format(" (sharedExpertNum {})", p["shared_expert_num"].get<int64_t>());
         if (p["accepted"].get<bool>()) {
-            fmt::print("  {:<8} accepts{}\n", soc_name(soc), buffer);
+            fmt::print("  {:<8} accepts{}{}\n", soc_name(soc), sen, buffer);
         } else {
-            fmt::print("  {:<8} rejects ({} of a {} rank, {}): {}{}\n",
+            fmt::print("  {:<8} rejects{} ({} of a {} rank, {}): {}{}\n",
                        soc_name(soc),
+                       sen,
                        p["operation"].get<std::string>(),
                        p["rank_role"].get<std::string>(),
                        p["code"].get<int>(),
@@ -350,37 +408,92 @@ int plan_command(const PlanOptions& o) {
                        buffer);
         }
     }
-    for (const json& rank : out["ranks"]) {
-        fmt::print("{} ranks {}..{}: A = {} rows, {} local expert(s)\n",
-                   rank["role"].get<std::string>() == "shared" ? "shared-expert" : "MoE",
-                   rank["ep_rank_ids"][0].get<int64_t>(),
-                   rank["ep_rank_ids"][1].get<int64_t>(),
-                   rank["A"].get<int64_t>(),
-                   rank["local_experts"].get<int64_t>());
-        for (const json& t : rank["tensors"]) {
-            std::string shape = "(";
-            for (std::size_t d = 0; d < t["shape"].size(); ++d)
-                shape += (d ? ", " : "") + std::to_string(t["shape"][d].get<int64_t>());
-            shape += t["shape"].size() == 1 ? ",)" : ")";
-            fmt::print("  {:<26} {:<18} {}\n",
-                       t["name"].get<std::string>(),
-                       shape,
-                       t["dtype"].get<std::string>());
-        }
-        const json& tr = rank["per_step_uniform"];
-        fmt::print(
-            "  per step, uniform routing: dispatch sends {:.0f} rows ({:.2f} MB), receives {:.0f} "
-            "rows ({:.2f} MB); "
-            "combine sends {:.2f} MB, receives {:.2f} MB\n",
-            tr["dispatch_send_rows"].get<double>(),
-            tr["dispatch_send_bytes"].get<double>() / 1e6,
-            tr["dispatch_recv_rows"].get<double>(),
-            tr["dispatch_recv_bytes"].get<double>() / 1e6,
-            tr["combine_send_bytes"].get<double>() / 1e6,
-            tr["combine_recv_bytes"].get<double>() / 1e6);
+}
+
+void print_rank(const json& rank) {
+    fmt::print("{} ranks {}..{}: A = {} rows, {} local expert(s)\n",
+               rank["role"].get<std::string>() == "shared" ? "shared-expert" : "MoE",
+               rank["ep_rank_ids"][0].get<int64_t>(),
+               rank["ep_rank_ids"][1].get<int64_t>(),
+               rank["A"].get<int64_t>(),
+               rank["local_experts"].get<int64_t>());
+    for (const json& t : rank["tensors"]) {
+        std::string shape = "(";
+        for (std::size_t d = 0; d < t["shape"].size(); ++d)
+            shape += (d ? ", " : "") + std::to_string(t["shape"][d].get<int64_t>());
+        shape += t["shape"].size() == 1 ? ",)" : ")";
+        fmt::print("  {:<26} {:<18} {}\n",
+                   t["name"].get<std::string>(),
+                   shape,
+                   t["dtype"].get<std::string>());
     }
+    const json& tr = rank["per_step_uniform"];
+    fmt::print(
+        "  per step, uniform routing: dispatch sends {:.0f} rows ({:.2f} MB), receives {:.0f} "
+        "rows ({:.2f} MB); combine sends {:.2f} MB, receives {:.2f} MB\n",
+        tr["dispatch_send_rows"].get<double>(),
+        tr["dispatch_send_bytes"].get<double>() / 1e6,
+        tr["dispatch_recv_rows"].get<double>(),
+        tr["dispatch_recv_bytes"].get<double>() / 1e6,
+        tr["combine_send_bytes"].get<double>() / 1e6,
+        tr["combine_recv_bytes"].get<double>() / 1e6);
+}
+
+void print_plan(const PlanOptions& o,
+                const std::vector<Soc>& socs,
+                const json& out,
+                const HcclBufferEnv& hccl) {
+    fmt::print(
+        "moedist plan: W {} (tp {}, shared ranks {}), E {}, BS {}{}, H {}, K {}, quant {}, {}\n",
+        o.ranks,
+        o.tp,
+        o.shared_ranks,
+        o.experts,
+        o.tokens,
+        o.global_bs ? fmt::format(" (globalBs {})", o.global_bs) : std::string(" (globalBs 0)"),
+        o.hidden,
+        o.top_k,
+        o.quant,
+        o.dtype);
+    print_profiles(socs, out, hccl);
+    for (const json& rank : out["ranks"]) print_rank(rank);
     fmt::print("workspace: 0 bytes (moedist copies straight between the ranks' tensors)\n");
-    return any_accepted ? 0 : 1;
+}
+
+}  // namespace
+
+int plan_command(const PlanOptions& o) {
+    if (o.rules) return print_rules(o);
+    if (o.shared_ranks >= o.ranks) {
+        fmt::print(stderr,
+                   "moedist plan: --shared-ranks {} must be < --ranks {} (at least one MoE rank)\n",
+                   o.shared_ranks,
+                   o.ranks);
+        return kExitUnusable;
+    }
+    if (o.json.wanted() && !o.json.to_stdout()) {
+        if (std::string why = unwritable(o.json.path); !why.empty()) {
+            fmt::print(stderr, "moedist plan: --json={}: {}\n", o.json.path, why);
+            return kExitUnusable;
+        }
+    }
+    const HcclBufferEnv hccl = *extras_of(o).hccl;
+    std::vector<Soc> socs;
+    for (Soc s : {Soc::kGeneric, Soc::kA2, Soc::kA3})
+        if (o.soc == "all" || parse_soc(o.soc) == s) socs.push_back(s);
+    explain(o, socs, hccl);
+    const json out = plan_json(o, socs, hccl);
+    bool any_accepted = false;
+    for (Soc soc : socs)
+        any_accepted = any_accepted || out["profiles"][soc_name(soc)]["accepted"].get<bool>();
+    if (!o.json.to_stdout()) print_plan(o, socs, out, hccl);
+    if (!emit_json(o.json, out, kCmd)) return kExitUnusable;
+    if (!any_accepted) {
+        fmt::print(
+            stderr, "moedist plan: no profile of --soc {} accepts this configuration\n", o.soc);
+        return kExitUnusable;
+    }
+    return kExitOk;
 }
 
 }  // namespace moedist::cli

@@ -6,6 +6,9 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "cli_common.hpp"
+#include "moedist/profile.hpp"
+
 namespace moedist::cli {
 
 struct PlanOptions {
@@ -14,7 +17,7 @@ struct PlanOptions {
     int64_t tp = 0;
     int64_t shared_ranks = 0;
     int64_t experts = 64;
-    int64_t shared_expert_num = -1;  // default: 1 when shared ranks > 0, else 0
+    int64_t shared_expert_num = -1;  // default: each profile's own (shared_expert_num_for)
     int64_t tokens = 32;
     int64_t global_bs = 0;
     int64_t hidden = 7168;
@@ -24,11 +27,25 @@ struct PlanOptions {
     int64_t comm_quant = 0;
     int64_t hccl_buffsize_mb = -2;  // -2: HCCL_BUFFSIZE from the environment (default 200)
     bool intra_pcie = false;
-    bool json = false;
     bool rules = false;
+    JsonTarget json;
+    CLI::App* app = nullptr;
 };
 
 CLI::App* add_plan_command(CLI::App& app, PlanOptions* options);
 int plan_command(const PlanOptions& options);
+
+// sharedExpertNum: --shared-expert-num, else the profile's natural value: A2 0 (it supports
+// none), A3 1 (its only value; torch_npu's default), generic 1 with shared ranks, else 0.
+int64_t shared_expert_num_for(const PlanOptions& options, Soc soc);
+
+// The first phases of a shared-expert rank and a MoE rank on shapes alone under `soc`: the
+// first failing rule, or accepted.
+struct ProfileVerdict {
+    bool accepted = true;
+    std::string operation, role, message;
+    int32_t code = 0;
+};
+ProfileVerdict judge_profile(const PlanOptions& options, Soc soc);
 
 }  // namespace moedist::cli

@@ -40,6 +40,13 @@ inline std::vector<std::string> quant_names() {
     return names;
 }
 
+// "none|int8|...": the names for --help.
+inline std::string quant_list() {
+    std::string text;
+    for (const auto& c : quant_choices()) text += (text.empty() ? "" : "|") + std::string(c.name);
+    return text;
+}
+
 inline const QuantChoice& quant_choice(const std::string& name) {
     for (const auto& c : quant_choices())
         if (name == c.name) return c;

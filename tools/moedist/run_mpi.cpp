@@ -11,6 +11,12 @@ int mpi_rank() {
     return rank;
 }
 
+int mpi_world_size() {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+}
+
 int with_mpi(int argc, char** argv, const std::function<int()>& body) {
     int provided = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
