@@ -1,5 +1,7 @@
 #include "harness/rank.hpp"
 
+#include "util/env.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -269,7 +271,10 @@ RankRunner::RankRunner(const JobSpec& spec,
     config.moe_expert_num = lay.E;
     config.tp_world_size = lay.T == 2 ? 2 : 0;
     config.tp_rank_id = lay.tp_of(g);
-    config.shared_expert_num = lay.S > 0 ? 1 : 0;
+    // What each product's users pass: 1 (torch_npu's default, A3's rule) unless the job runs
+    // under the A2 profile without shared ranks (A2 wants 0); the generic profile ignores it then.
+    const bool a2 = util::soc_setting().soc == Soc::kA2;
+    config.shared_expert_num = lay.S > 0 || !a2 ? 1 : 0;
     config.shared_expert_rank_num = lay.S;
     config.quant_mode = spec.quant_mode;
     config.global_bs = lay.global_bs;

@@ -451,7 +451,7 @@ std::string profile_problem(const JobSpec& s, const std::string& quant, const st
     p.ranks = s.ep_world_size;
     p.tp = s.tp_size == 2 ? 2 : 0;
     p.shared_ranks = s.shared_rank_num;
-    p.shared_expert_num = s.shared_rank_num > 0 ? 1 : 0;  // as the harness passes it
+    p.shared_expert_num = -1;  // each profile's own default, as the harness passes it
     p.experts = s.moe_expert_num;
     p.tokens = s.tokens;
     p.hidden = s.hidden;
