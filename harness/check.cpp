@@ -88,7 +88,7 @@ JobReport check_job(const JobSpec& spec,
             report.ok = false;
         };
         // Real rows (own, then the TP peer's) must equal the reference; tails must be zero with
-        // zero padding and keep the harness's poison without it (SPEC §3).
+        // zero padding and keep the harness's poison without it (docs/contract.md §3).
         const int64_t local = lay.local_experts(ep);
         const int64_t own_rows =
             lay.T == 2 ? w.tp_recv_counts[static_cast<std::size_t>(lay.tp_of(g))]

@@ -15,7 +15,7 @@ inline constexpr uint8_t kGarbage = 0xAB;     // byte outputs
 inline constexpr float kPoisonScale = -7.0f;  // fp32 scale outputs
 inline constexpr int32_t kSentinel = -12345;  // int32 outputs
 
-// The shape of a job. Global rank g = ep·T + tp (the seed sample's layout).
+// The shape of a job. Global rank g = ep·T + tp (the A2/A3 sample programs' layout).
 struct Layout {
     int W = 0, T = 1, S = 0, E = 0, K = 0, H = 0, L = 0;
     int64_t max_bs = 0, global_bs = 0;

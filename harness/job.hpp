@@ -31,7 +31,7 @@ struct JobSpec {
     bool uneven_bs = false;      // BS differs per rank (some ranks get 0); globalBs = maxBs·W
     bool global_bs_zero = true;  // globalBs = 0 (only with equal BS)
     DType dtype = DType::kBFloat16;
-    int quant_mode = 0;           // SPEC §5: 0 (none or pre-quantized x), 1 static, 2 per-token,
+    int quant_mode = 0;           // docs/contract.md §5: 0 (none or pre-quantized x), 1 static, 2 per-token,
                                   // 3 per-group, 4 MX
     DType target = DType::kInt8;  // expandX dtype when quantizing; the 8-bit x with pre_quantized
     bool pre_quantized = false;   // quant_mode 0 with an 8-bit x (format `target`) and its scales
@@ -47,7 +47,7 @@ struct JobSpec {
     int extra_rows = 0;      // expandX / counts tensors larger than required
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
-    // SPEC §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or
+    // docs/contract.md §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or
     // left untouched (the default), so they must keep the poison the harness wrote before the
     // first call.
     bool zero_padding = false;

@@ -1,5 +1,5 @@
 /* aclnnop/aclnn_moe_distribute_combine.h — aclnnMoeDistributeCombine, two-phase, with CANN's
- * signature (the arguments the seed's samples pass). Semantics: SPEC.md §4, §7. */
+ * signature (the arguments Ascend's samples pass). Semantics: docs/contract.md §4, §7. */
 #ifndef OP_API_INC_ACLNN_MOE_DISTRIBUTE_COMBINE_H_
 #define OP_API_INC_ACLNN_MOE_DISTRIBUTE_COMBINE_H_
 

@@ -1,5 +1,5 @@
-/* aclnnop/aclnn_moe_distribute_dispatch.h — aclnnMoeDistributeDispatch, two-phase, as the seed
- * document (aclnnMoeDistributeDispatch.zh.md) declares it. Semantics: SPEC.md §2–§3, §5, §7. */
+/* aclnnop/aclnn_moe_distribute_dispatch.h — aclnnMoeDistributeDispatch, two-phase, as Ascend's
+ * documentation declares it. Semantics: docs/contract.md §2, §3, §5, §7. */
 #ifndef OP_API_INC_ACLNN_MOE_DISTRIBUTE_DISPATCH_H_
 #define OP_API_INC_ACLNN_MOE_DISTRIBUTE_DISPATCH_H_
 

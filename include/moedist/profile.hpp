@@ -1,8 +1,8 @@
-// moedist/profile.hpp — product profiles (SPEC §7): which limits the first phase applies on top
+// moedist/profile.hpp — product profiles (docs/contract.md §7): which limits the first phase applies on top
 // of what the algorithm can serve.
 //   generic  every configuration moedist can run (the default)
-//   A2       the seed's Atlas A2 product limits
-//   A3       the seed's Atlas A3 product limits and the A3 V1 kernel's tiling limits
+//   A2       the Atlas A2 product limits of Ascend's documentation
+//   A3       the Atlas A3 product limits of Ascend's documentation and the A3 V1 kernel's tiling limits
 // MOEDIST_SOC=generic|A2|A3 (case-insensitive) picks the profile for calls whose MoeConfig leaves
 // `soc` unset; HCCL_BUFFSIZE (MB, default 200), HCCL_INTRA_PCIE_ENABLE and HCCL_INTRA_ROCE_ENABLE
 // feed the A2/A3 buffer-size rules.

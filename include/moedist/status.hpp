@@ -1,6 +1,6 @@
 // moedist/status.hpp — errors as data.
 //
-// Codes are the aclnn families of SPEC §7, so a Status crosses the C boundary unchanged:
+// Codes are the aclnn families of docs/contract.md §7, so a Status crosses the C boundary unchanged:
 //   161001 a required tensor or name is null      161002 a dtype outside the contract
 //   561002 a shape or attribute out of range       361001 found while running (peers, ids,
 //   capacity)

@@ -7,7 +7,7 @@ namespace {
 
 // The arguments of aclnnMoeDistributeCombineGetWorkspaceSize that moedist reads, in its order.
 // xActiveMask, activationScale, weightScale, groupList, expandScales and groupListType are
-// reserved (SPEC §4): ignored whatever they hold (the A3 profile requires xActiveMask null).
+// reserved (docs/contract.md §4): ignored whatever they hold (the A3 profile requires xActiveMask null).
 struct CombineArgs {
     const aclTensor* expand_x;
     const aclTensor* expert_ids;

@@ -1,6 +1,6 @@
 // The noexcept boundaries of the C and C++ APIs (phase one, the op calls, try_dispatch,
 // try_combine): whatever the work throws becomes 361001 ACLNN_ERR_RUNTIME_ERROR with a one-line
-// message, so no API returns a code outside SPEC §7 and nothing crosses the C boundary.
+// message, so no API returns a code outside docs/contract.md §7 and nothing crosses the C boundary.
 #pragma once
 
 #include <exception>

@@ -9,7 +9,7 @@
 //   verdict:  check_headers() and the callers' run-time checks read only records that every
 //             rank of both groups reads, so all reach the same verdict.
 //   finish(): mark my call done and wait until every rank of both EP groups that arrived has
-//             (SPEC §3 completion: nobody reads my memory after I return). Every path out of a
+//             (docs/contract.md §3 completion: nobody reads my memory after I return). Every path out of a
 //             call that has arrived goes through finish(), errors included.
 #pragma once
 

@@ -5,7 +5,7 @@
 //   row   = begin(d, le·W + me) + expandIdx[t·K+k]      begin from d's epSendCounts (running total)
 //   value = f32(d.expandX[row])                                        T == 1
 //         = f32(rne(f32(d.expandX[row]) + f32(P.expandX[P.own + row])))  T == 2, P = d's TP peer
-//   (commQuantMode 2: value goes through the int8 round trip of SPEC §4.2)
+//   (commQuantMode 2: value goes through the int8 round trip of docs/contract.md §4.2)
 //   acc   = acc + value · expertScales[t,k]   for k = 0..K−1, then + shared value when S > 0
 //   x[t]  = rne(acc)
 // The shared row of t lives on shared rank s (chunk rule; s = me on a shared rank) at
@@ -214,7 +214,7 @@ bool locate_all(const CombineOp& op, const TokenRows& rows, std::string* why) {
     return true;
 }
 
-// x[t] = rne(Σ_k row(t,k)·w[t,k] (+ shared row)) in binary32, k in order (SPEC §4.3), with
+// x[t] = rne(Σ_k row(t,k)·w[t,k] (+ shared row)) in binary32, k in order (docs/contract.md §4.3), with
 // every element's accumulator in a register (quant/combine_rows) when the rows are used as they
 // are (T == 1, commQuantMode 0) and contiguous.
 bool reduce_tokens_in_registers(const CombineOp& op,

@@ -464,7 +464,7 @@ Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& r
     fill(op, topo, s.own_sources, s.own_layout, 0, /*own=*/true, writer);
     if (rounds.has_peer()) fill(op, topo, s.peer_sources, s.peer_layout, own_rows, false, writer);
 
-    // SPEC §3 tails: untouched, or zero up to each tensor's end when zero padding is asked for.
+    // docs/contract.md §3 tails: untouched, or zero up to each tensor's end when zero padding is asked for.
     if (op.zero_padding) {
         zero_rows(expand_x, used, expand_x.dim(0), streaming);
         if (makes_dynamic_scales(op)) {

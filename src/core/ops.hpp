@@ -19,7 +19,7 @@ struct DispatchOp {
     int64_t num_tokens = 0;     // BS
     int64_t top_k = 0;          // K
     int64_t hidden = 0;         // H
-    bool zero_padding = false;  // SPEC §3 tails zeroed (config.zero_padding or the environment)
+    bool zero_padding = false;  // docs/contract.md §3 tails zeroed (config.zero_padding or the environment)
     // Set: the call fails on every rank with it before any rank reads a tensor (the tensors'
     // data pointers are null then; e.g. a block freed between the two phases).
     Status pre_error;
@@ -55,7 +55,7 @@ Status check_combine_call(const MoeConfig& config,
                           const TensorView& x_out,
                           const CallExtras& extras);
 
-// First phase: every check of SPEC §7 that needs no peer; fills `op` on success.
+// First phase: every check of docs/contract.md §7 that needs no peer; fills `op` on success.
 Status prepare_dispatch(const MoeConfig& config,
                         const Communicator& ep,
                         const std::optional<Communicator>& tp,

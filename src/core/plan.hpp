@@ -1,4 +1,4 @@
-// The routing plan (SPEC §2, §3): pure functions of expert ids and attributes, no transport.
+// The routing plan (docs/contract.md §2, §3): pure functions of expert ids and attributes, no transport.
 #pragma once
 
 #include <cstdint>
@@ -107,7 +107,7 @@ int64_t rows_to_rank(const Topology& topo,
 
 // Where rows land on a receiving rank: block (local expert e, source src) has index e*W+src;
 // rows of block i are [block_end[i-1], block_end[i]) (block_end[-1] = 0). block_end is exactly
-// SPEC's epRecvCounts (inclusive running total).
+// the contract's epRecvCounts (inclusive running total).
 struct ReceiveLayout {
     std::vector<int64_t> block_end;
     int64_t total_rows = 0;

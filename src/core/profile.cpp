@@ -143,7 +143,7 @@ const ProfileRule kRules[] = {
     {"A2.groupTp",
      kA2Only,
      Code::kNullptr,
-     "op_api CheckNotNull (A2): groupTp must be \"\" (ascend-semantics §7)",
+     "op_api CheckNotNull (A2): groupTp must be \"\" (Ascend's A3 V1 tiling)",
      "groupTp = \"\"",
      [](const Facts& f) {
          return require(
@@ -186,7 +186,7 @@ const ProfileRule kRules[] = {
     {"A3.sharedExpertRankNum",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: S in [0, W), W % S == 0 if S > 0 (ascend-semantics §7)",
+     "A3 V1 tiling: S in [0, W), W % S == 0 if S > 0 (Ascend's A3 V1 tiling)",
      "epWorldSize % sharedExpertRankNum = 0 when sharedExpertRankNum > 0",
      [](const Facts& f) {
          const int64_t s = f.config.shared_expert_rank_num;
@@ -261,7 +261,7 @@ const ProfileRule kRules[] = {
     {"A3.H",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling, dispatch and combine: H == 7168 (ascend-semantics §7)",
+     "A3 V1 tiling, dispatch and combine: H == 7168 (Ascend's A3 V1 tiling)",
      "H = 7168",
      [](const Facts& f) { return require(f.hidden == 7168, "H", "7168", text(f.hidden)); }},
     {"A2.BS",
@@ -276,7 +276,7 @@ const ProfileRule kRules[] = {
     {"A3.BS",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: x is 2D with BS in [1, 512] (ascend-semantics §7)",
+     "A3 V1 tiling: x is 2D with BS in [1, 512] (Ascend's A3 V1 tiling)",
      "BS in [1, 512]",
      [](const Facts& f) {
          return require(
@@ -291,7 +291,7 @@ const ProfileRule kRules[] = {
     {"A3.K",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: K in (0, 8] (ascend-semantics §7)",
+     "A3 V1 tiling: K in (0, 8] (Ascend's A3 V1 tiling)",
      "K in [1, 8]",
      [](const Facts& f) { return require(f.top_k <= 8, "K", "in [1, 8]", text(f.top_k)); }},
     {"A2.scales.pcie",
@@ -309,7 +309,7 @@ const ProfileRule kRules[] = {
     {"A3.xActiveMask",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: xActiveMask must be null (ascend-semantics §7)",
+     "A3 V1 tiling: xActiveMask must be null (Ascend's A3 V1 tiling)",
      "xActiveMask = nullptr",
      [](const Facts& f) {
          return require(!f.has_x_active_mask, "xActiveMask", "nullptr", "a tensor");
@@ -317,7 +317,7 @@ const ProfileRule kRules[] = {
     {"A3.tpCounts",
      kA3Only,
      Code::kInnerTiling,
-     "A3 V1 tiling: tpRecvCounts is 1D with length == tp (ascend-semantics §7)",
+     "A3 V1 tiling: tpRecvCounts is 1D with length == tp (Ascend's A3 V1 tiling)",
      "tpRecvCounts / tpSendCounts dim 0 = 2 when tpWorldSize = 2",
      [](const Facts& f) {
          return require(f.tp_counts_len < 0 || f.tp_counts_len == 2,

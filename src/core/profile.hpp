@@ -1,4 +1,4 @@
-// The product-profile rules (SPEC §7): a table of the seed's A2/A3 limits and the A3 V1 kernel's
+// The product-profile rules (docs/contract.md §7): a table of the A2/A3 product limits of Ascend's documentation and the A3 V1 kernel's
 // tiling limits, applied in the first phase after the generic checks of validate.cpp. The table
 // is the single source of docs/validation.md's profile section (`moedist plan --rules`).
 #pragma once
@@ -38,7 +38,7 @@ struct ProfileRule {
     const char* id;                              // stable name used by tests and docs
     uint32_t profiles;                           // profile_bit()s the rule applies to
     Code code;                                   // its code when it fails
-    const char* source;                          // the seed line or kernel rule it comes from
+    const char* source;                          // the documentation line or kernel rule it comes from
     const char* requirement;                     // as the docs table shows it
     Status (*check)(const ProfileFacts& facts);  // Ok, or the failure with its message
 };

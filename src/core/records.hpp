@@ -25,7 +25,7 @@
 
 namespace moedist::core {
 
-// The attributes that must agree on every rank of a call (SPEC §7; mismatch is 361001).
+// The attributes that must agree on every rank of a call (docs/contract.md §7; mismatch is 361001).
 struct AttrDigest {
     int64_t op = 0;  // 1 dispatch, 2 combine
     int64_t ep_world_size = 0;

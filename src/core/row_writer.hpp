@@ -1,4 +1,4 @@
-// One dispatch row: a sender's token converted as quantMode says (SPEC §5) and written into a
+// One dispatch row: a sender's token converted as quantMode says (docs/contract.md §5) and written into a
 // row of a destination (the receiver's expandX and dynamicScales, or the sender's staging of
 // rows it quantizes once for every receiver). Stateless across rows but for scratch.
 #pragma once

@@ -1,4 +1,4 @@
-// The output shapes of one rank (SPEC §1, §3, §5), in one place: MoeConfig::capacity_rows, the
+// The output shapes of one rank (docs/contract.md §1, §3, §5), in one place: MoeConfig::capacity_rows, the
 // first phase (validate.cpp) and `moedist plan` all take them from here.
 //
 // Preconditions: `config.validate()` passes (so W − S ≥ 1), bs ≥ 0, top_k ≥ 1. Row counts are
@@ -12,11 +12,11 @@
 
 namespace moedist::core {
 
-// A (SPEC §1): rows one TP half of the rank can receive. A MoE rank: maxBs·W·min(L, K); a shared
+// A (docs/contract.md §1): rows one TP half of the rank can receive. A MoE rank: maxBs·W·min(L, K); a shared
 // rank: ⌈maxBs·W / S⌉. maxBs = globalBs / W, or bs when globalBs = 0.
 __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k);
 
-// Whether dispatch writes dynamicScales (SPEC §5): quantMode 2, 3, 4, or quantMode 0 with an
+// Whether dispatch writes dynamicScales (docs/contract.md §5): quantMode 2, 3, 4, or quantMode 0 with an
 // 8-bit x (pre-quantized, its scales copied per row). Any quantMode >= 2 counts, so a façade
 // looks at dynamicScales exactly when a valid mode needs it.
 bool mode_makes_scales(int64_t quant_mode, DType x_dtype);

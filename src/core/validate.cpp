@@ -1,5 +1,5 @@
-// The first phase: every check that needs no peer, read top to bottom like the seed's
-// constraint list. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (SPEC §7).
+// The first phase: every check that needs no peer, read top to bottom like the constraint
+// list of Ascend's documentation. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (docs/contract.md §7).
 // GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC PR 105329) for several
 // messages built here.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -148,7 +148,7 @@ std::string int128_text(__int128 v) {
     return negative ? "-" + digits : digits;
 }
 
-// A (SPEC §1) with T·A inside int32, since row counts travel as int32 (epRecvCounts).
+// A (docs/contract.md §1) with T·A inside int32, since row counts travel as int32 (epRecvCounts).
 Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_t* capacity) {
     MOEDIST_REQUIRE(bs >= 0 && bs <= MoeConfig::kMaxGlobalBs,
                     Code::kInnerTiling,
@@ -194,7 +194,7 @@ bool is_8bit_float(DType d) {
     return d == DType::kFp8E4M3 || d == DType::kFp8E5M2 || d == DType::kHiFloat8;
 }
 
-// SPEC §5's table, dtypes: per quantMode the dtypes of x and expandX, and which of scales and
+// docs/contract.md §5's table, dtypes: per quantMode the dtypes of x and expandX, and which of scales and
 // dynamicScales the mode needs.
 //   mode 0: expandX = x; x fp16/bf16 (scales null) or pre-quantized fp8/hifloat8 (scales (BS)
 //           fp32 required, dynamicScales fp32)
@@ -253,7 +253,7 @@ Status check_quant_dtypes(const MoeConfig& config,
     return Status::Ok();
 }
 
-// SPEC §5's table, shapes of scales and dynamicScales (rows_needed = T·A).
+// docs/contract.md §5's table, shapes of scales and dynamicScales (rows_needed = T·A).
 Status check_quant_shapes(const MoeConfig& config,
                           const DispatchInputs& in,
                           const DispatchOutputs& out,

@@ -28,7 +28,7 @@ MOEDIST_AVX512 inline __m512 widen(const uint16_t* p, __mmask16 k) {
                 : _mm512_cvtph_ps(h);
 }
 
-// rne to the 16-bit format; NaN → the canonical quiet NaN with its sign (SPEC §5). bf16 by
+// rne to the 16-bit format; NaN → the canonical quiet NaN with its sign (docs/contract.md §5). bf16 by
 // integer rounding (vcvtneps2bf16 would flush subnormals); fp16 by vcvtps2ph (exact under the
 // call's MXCSR: RNE, no FTZ).
 template <bool bf16>

@@ -1,4 +1,4 @@
-// The combine reduction of SPEC §4.3 for one token, in registers: every element's K weighted
+// The combine reduction of docs/contract.md §4.3 for one token, in registers: every element's K weighted
 // rows (and the shared row) are added in order into a binary32 accumulator that never leaves a
 // register, then rounded once. Stateless, no knowledge of ranks.
 #pragma once

@@ -1,4 +1,4 @@
-// The quantizers of SPEC §5 for one dispatch row or block, on binary32 working values. Stateless,
+// The quantizers of docs/contract.md §5 for one dispatch row or block, on binary32 working values. Stateless,
 // no rank knowledge. Targets: int8, fp8 e4m3fn, fp8 e5m2, hifloat8.
 #pragma once
 
@@ -12,7 +12,7 @@ namespace moedist::quant {
 float max_value(DType target);
 
 // dst[i] = convert_target(src[i]): int8 clamp(rne(v), -128, 127) with NaN -> 0; fp8 RNE,
-// saturating, NaN -> canonical with sign; hifloat8 per SPEC §5.
+// saturating, NaN -> canonical with sign; hifloat8 per docs/contract.md §5.
 void convert_row(DType target, const float* src, uint8_t* dst, int64_t n);
 
 // Static quantization (quantMode 1): x[i] = fl32(x[i] * s[i * s_stride]) in place (s_stride 0:

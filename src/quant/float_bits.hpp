@@ -1,4 +1,4 @@
-// Scalar conversions between binary32 and the 16-bit float formats, bit-exact per SPEC §5:
+// Scalar conversions between binary32 and the 16-bit float formats, bit-exact per docs/contract.md §5:
 // round to nearest even, subnormals kept, NaN -> the target's canonical quiet NaN with the sign.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Scalar conversions between binary32 and the 8-bit formats of SPEC §5 (fp8 e4m3fn, fp8 e5m2,
+// Scalar conversions between binary32 and the 8-bit formats of docs/contract.md §5 (fp8 e4m3fn, fp8 e5m2,
 // HiFloat8, E8M0), bit-exact, plus row helpers (fp8.cpp). Stateless; integer bit arithmetic only,
 // so neither the FP rounding mode nor FTZ/DAZ can change a result.
 //
@@ -8,7 +8,7 @@
 // 464 itself ties to 448, whose mantissa 110 is the even one); subnormals gradual; −0 and negative
 // underflow keep the sign (0x80); NaN -> e4m3fn 0x7F | sign, e5m2 0x7E | sign.
 //
-// HiFloat8 (arXiv 2409.16626; reference/ascend-semantics.md §5): byte S | dot | exp | mant.
+// HiFloat8 (arXiv 2409.16626; docs/quantization.md): byte S | dot | exp | mant.
 //
 //   code (after S)   dot   D  exponent field            E             mantissa  values
 //   11 s eee m       11    4  s + 3 bits, |E| = 8+eee   ±8..±15       1 bit     2^E·1.m
@@ -197,7 +197,7 @@ inline uint8_t f32_to_hifloat8(float value) {
 
 inline constexpr uint8_t kE8M0NaN = 0xFF;
 
-// The E8M0 byte of a biased exponent, clamped to the finite range [0, 254] (SPEC §5's
+// The E8M0 byte of a biased exponent, clamped to the finite range [0, 254] (docs/contract.md §5's
 // b = clamp(e − emax_elem + 127, 0, 254)); 0xFF (NaN) is never produced, write kE8M0NaN for it.
 inline uint8_t e8m0_from_exponent(int biased) {
     return static_cast<uint8_t>(biased < 0 ? 0 : (biased > 254 ? 254 : biased));

@@ -146,7 +146,7 @@ MOEDIST_AVX512 inline void fill(uint8_t* dst, int64_t n, uint8_t value) {
     if (i < n) _mm512_mask_storeu_epi8(dst + i, (__mmask64{1} << (n - i)) - 1, v);
 }
 
-// SPEC §5's scale of a dynamic block from its max |y| bits: true with ds, or false with every q
+// docs/contract.md §5's scale of a dynamic block from its max |y| bits: true with ds, or false with every q
 // of the block (fill) and its scale already decided (m = 0, non-finite m, or ds = +Inf).
 inline bool dynamic_scale(
     uint32_t m_bits, float max_v, uint8_t nan_code, float& ds, float& scale, uint8_t& fill_byte) {
@@ -359,7 +359,7 @@ MOEDIST_AVX512 void dynamic_groups_plain(
 }
 
 // The E8M0 byte and the multiplier 2^(127 − b) of an MX block from its finite, nonzero max |x|
-// bits (SPEC §5: e = floor(log2(amax)) exactly, subnormal amax included).
+// bits (docs/contract.md §5: e = floor(log2(amax)) exactly, subnormal amax included).
 inline uint8_t mx_scale(uint32_t a_bits, bool e4m3, float& multiplier) {
     const int biased = static_cast<int>(a_bits >> 23);
     const int e = biased > 0 ? biased - 127 : -149 + (31 - __builtin_clz(a_bits & 0x7FFFFFu));

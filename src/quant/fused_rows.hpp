@@ -13,7 +13,7 @@ namespace moedist::quant {
 bool fused_available();
 
 // Per-token (block = n) or per-group (block = 128) dynamic quantization to fp8 e4m3/e5m2 with
-// optional smooth scales (contiguous); scales_out[b] = the block's scale (SPEC §5 rules).
+// optional smooth scales (contiguous); scales_out[b] = the block's scale (docs/contract.md §5 rules).
 void fused_fp8_dynamic(DType source,
                        const uint16_t* src,
                        const float* smooth,

@@ -36,7 +36,7 @@ void store_bf16(const float* src, uint16_t* dst, int64_t stride, int64_t n) {
 }
 
 #if defined(__x86_64__)
-// F16C converts exactly (subnormals kept: MXCSR's FTZ/DAZ are off); only NaN needs SPEC's
+// F16C converts exactly (subnormals kept: MXCSR's FTZ/DAZ are off); only NaN needs the contract's
 // canonical 0x7E00 | sign, fixed up per 8 lanes when a NaN is present.
 bool has_f16c() { return util::cpu_f16c(); }
 

@@ -1,5 +1,5 @@
 // Row kernels on binary32 working rows: loads and stores of fp16/bf16 rows, and the separately
-// rounded binary32 steps of combine (SPEC §4). Stateless, no knowledge of ranks.
+// rounded binary32 steps of combine (docs/contract.md §4). Stateless, no knowledge of ranks.
 //
 // Every product and sum here is one binary32 operation (the library builds with
 // -ffp-contract=off); no step flushes subnormals.
@@ -17,10 +17,10 @@ void load_row_f32(DType dtype, const void* src, int64_t stride, float* dst, int6
 // dst[i * stride] = rne_dtype(src[i]) for a fp16 or bf16 row.
 void store_row_f32(DType dtype, const float* src, void* dst, int64_t stride, int64_t n);
 
-// row[i] = f32(rne_dtype(fl32(row[i] + other[i]))): the TP reduce of SPEC §4.1.
+// row[i] = f32(rne_dtype(fl32(row[i] + other[i]))): the TP reduce of docs/contract.md §4.1.
 void add_round_row(DType dtype, float* row, const float* other, int64_t n);
 
-// The int8 return path of SPEC §4.2 applied in place: per block of 8 (tail H mod 8),
+// The int8 return path of docs/contract.md §4.2 applied in place: per block of 8 (tail H mod 8),
 // s32 = fl32(max|v| * fl32(1/127)), q = clamp(rne(fl32(v / s32)), -127, 127), and
 // row[i] = f32(rne_dtype(fl32(f32(q) * f32(rne_dtype(s32))))). A block with max 0 gives +0.
 void comm_quant_round_trip(DType dtype, float* row, int64_t n);
@@ -49,7 +49,7 @@ float quantize_row_int8_from(DType dtype,
 void accumulate_weighted_from(
     DType dtype, const void* src, int64_t stride, float weight, float* acc, int64_t n);
 
-// Per-token dynamic int8 quantization of SPEC §5 (quantMode 2).
+// Per-token dynamic int8 quantization of docs/contract.md §5 (quantMode 2).
 // y = smooth ? fl32(x * smooth) : x (in place in `row`), m = max|y|, ds = fl32(127 / m),
 // q = clamp(rne(fl32(y * ds)), -128, 127) with NaN -> 0, returns the scale fl32(1 / ds).
 // m == 0: q = 0, scale +0. m NaN/Inf or ds = +Inf: q = 0, scale = 0x7FC00000.

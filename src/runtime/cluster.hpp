@@ -1,7 +1,7 @@
 // Rank tables (HcclCommInitClusterInfo, Communicator::from_rank_table): the file read safely and
 // parsed (rank_table.hpp), its servers checked to be this host, and the rank joined to the
 // table's group of processes of this host, whatever the process layout of its ranks (all
-// threads of one process, one process each as the seed's A2 sample forks them, or a mix).
+// threads of one process, one process each as the A2 sample program forks them, or a mix).
 //
 // The ranks find each other through an abstract Unix socket named from the table's canonical
 // path, the effective user id and the launch (transport/socket_rendezvous.hpp), within

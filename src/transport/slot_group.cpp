@@ -279,7 +279,7 @@ Status SlotProtocol::wait_published(uint64_t call, Clock::time_point deadline) {
 }
 
 Status SlotProtocol::wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) {
-    // SPEC §3 completion: every rank that published `call` may be reading our memory until it
+    // docs/contract.md §3 completion: every rank that published `call` may be reading our memory until it
     // finishes, broken group or not. A rank that had not published when `broken` was set sees
     // it after publishing and reads nothing, so it is not waited for. A dead rank reads nothing.
     auto pending = [this, call](int r) {

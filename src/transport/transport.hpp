@@ -9,9 +9,9 @@
 //              → the core reads peers' records and, through map(), peers' exposed regions
 //   finish(flag) → wait_finished                    every rank that published has finished:
 //                                                   nobody reads this rank's memory any more
-//                                                   (SPEC §3 completion, round 2)
+//                                                   (docs/contract.md §3 completion, round 2)
 //
-// A wait that times out or sees a dead peer marks the group broken for good (SPEC §7) and names
+// A wait that times out or sees a dead peer marks the group broken for good (docs/contract.md §7) and names
 // the rank; every later wait fails at once with that reason.
 #pragma once
 

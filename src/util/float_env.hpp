@@ -1,4 +1,4 @@
-// SPEC §5's binary32 arithmetic needs round-to-nearest-even with no flush-to-zero and no
+// docs/contract.md §5's binary32 arithmetic needs round-to-nearest-even with no flush-to-zero and no
 // denormals-are-zero, whatever the caller set (-ffast-math's crtfastmath, torch's
 // set_flush_denormal, fesetround): this guard sets exactly that for a call and restores the
 // caller's control word on exit.

@@ -1,4 +1,4 @@
-// The `--quant` names of the command line and the SPEC §5 mode each stands for.
+// The `--quant` names of the command line and the docs/contract.md §5 mode each stands for.
 #pragma once
 
 #include <string>
