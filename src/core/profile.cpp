@@ -314,6 +314,18 @@ const ProfileRule kRules[] = {
      [](const Facts& f) {
          return require(!f.has_x_active_mask, "xActiveMask", "nullptr", "a tensor");
      }},
+    {"A3.expandIdx",
+     kA3Only,
+     Code::kInnerTiling,
+     "A3 V1 tiling: combine's expandIdx is 1D (BS*K); the A2 tiling checks only its element "
+     "count, so a (BS, K) tensor passes there",
+     "combine's expandIdx 1-D",
+     [](const Facts& f) {
+         return require(!f.combine || f.expand_idx_ndim == 1,
+                        "expandIdx dims",
+                        "1 (BS*K)",
+                        text(f.expand_idx_ndim));
+     }},
     {"A3.tpCounts",
      kA3Only,
      Code::kInnerTiling,

@@ -25,6 +25,7 @@ struct ProfileFacts {
     bool has_scales = false;
     bool has_x_active_mask = false;
     int64_t tp_counts_len = -1;  // tpRecvCounts / tpSendCounts dim 0 when T = 2, else -1
+    int32_t expand_idx_ndim = 1;  // combine: expandIdx's dims (1, or 2 for a (BS, K) tensor)
     std::string group_tp;        // the groupTp name given ("" when none)
     HcclBufferEnv hccl;
 };

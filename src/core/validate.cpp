@@ -540,12 +540,26 @@ Status check_combine_call(const MoeConfig& config,
                     ">= T*A = " + std::to_string(T * capacity),
                     std::to_string(in.expand_x.dim(0)));
     const OutputShapes need = output_shapes(config, bs, top_k, hidden, in.expand_x.dtype);
-    MOEDIST_TRY(check_rank(in.expand_idx, "expandIdx", 1));
-    MOEDIST_REQUIRE(static_cast<__int128>(in.expand_idx.dim(0)) == need.expand_idx,
-                    Code::kInnerTiling,
-                    "expandIdx dim 0",
-                    "BS*K = " + int128_text(need.expand_idx) + " (dispatch's expandIdx)",
-                    std::to_string(in.expand_idx.dim(0)));
+    // expandIdx: BS*K entries, 1-D, or a contiguous (BS, K) tensor (the A2 device checks only the
+    // element count; the A3 profile wants 1-D).
+    if (in.expand_idx.ndim == 2) {
+        MOEDIST_TRY(check_rank(in.expand_idx, "expandIdx", 2));
+        MOEDIST_REQUIRE(in.expand_idx.dim(0) == bs && in.expand_idx.dim(1) == top_k &&
+                            (bs <= 1 || in.expand_idx.stride(0) == top_k) &&
+                            (top_k <= 1 || in.expand_idx.stride(1) == 1),
+                        Code::kInnerTiling,
+                        "expandIdx",
+                        "BS*K entries: 1-D, or a contiguous (BS, K) = (" + std::to_string(bs) +
+                            ", " + std::to_string(top_k) + ")",
+                        shape_of(in.expand_idx));
+    } else {
+        MOEDIST_TRY(check_rank(in.expand_idx, "expandIdx", 1));
+        MOEDIST_REQUIRE(static_cast<__int128>(in.expand_idx.dim(0)) == need.expand_idx,
+                        Code::kInnerTiling,
+                        "expandIdx dim 0",
+                        "BS*K = " + int128_text(need.expand_idx) + " (dispatch's expandIdx)",
+                        std::to_string(in.expand_idx.dim(0)));
+    }
     MOEDIST_TRY(check_min_1d(
         in.ep_send_counts, "epSendCounts", need.ep_recv_counts, "T*epWorldSize*localExpertNum"));
     MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
@@ -579,6 +593,7 @@ Status check_combine_call(const MoeConfig& config,
     facts.x_dtype = in.expand_x.dtype;
     facts.expand_x_dtype = in.expand_x.dtype;
     if (T == 2) facts.tp_counts_len = in.tp_send_counts->dim(0);
+    facts.expand_idx_ndim = in.expand_idx.ndim;
     return check_profile(soc, facts);
 }
 
@@ -601,6 +616,8 @@ Status prepare_combine(const MoeConfig& config,
     op->ep = ep;
     op->tp = T == 2 ? tp : std::nullopt;
     op->in = in;
+    if (in.expand_idx.ndim == 2)  // a contiguous (BS, K) expandIdx, read as its BS*K entries
+        op->in.expand_idx = TensorView::contiguous(in.expand_idx.data, DType::kInt32, {bs * top_k});
     op->x_out = x_out;
     op->num_tokens = bs;
     op->top_k = top_k;

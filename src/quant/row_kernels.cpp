@@ -194,8 +194,10 @@ void comm_quant_round_trip(DType dtype, float* row, int64_t n) {
         const float s32 = m * inv127;
         const float scale = round_to(dtype, s32);
         for (int64_t i = begin; i < end; ++i) {
+            // Rounded twice, as the device's cast chain does: to fp16, then to an integer
+            // (101.49 -> 101.5 -> 102). |quotient| <= ~127, far inside fp16's range.
             const float quotient = row[i] / s32;
-            const float q = rne_clamp(quotient, -127.0f, 127.0f);
+            const float q = rne_clamp(f16_to_f32(f32_to_f16(quotient)), -127.0f, 127.0f);
             const float product = q * scale;
             row[i] = round_to(dtype, product);
         }

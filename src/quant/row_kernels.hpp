@@ -21,7 +21,8 @@ void store_row_f32(DType dtype, const float* src, void* dst, int64_t stride, int
 void add_round_row(DType dtype, float* row, const float* other, int64_t n);
 
 // The int8 return path of docs/contract.md §4.2 applied in place: per block of 8 (tail H mod 8),
-// s32 = fl32(max|v| * fl32(1/127)), q = clamp(rne(fl32(v / s32)), -127, 127), and
+// s32 = fl32(max|v| * fl32(1/127)), q = clamp(rne_int(rne_fp16(fl32(v / s32))), -127, 127)
+// (rounded twice, as the device's cast chain does: 101.49 -> 101.5 -> 102), and
 // row[i] = f32(rne_dtype(fl32(f32(q) * f32(rne_dtype(s32))))). A block with max 0 gives +0.
 void comm_quant_round_trip(DType dtype, float* row, int64_t n);
 

@@ -508,4 +508,17 @@ TEST_F(TrustRecover, ABrokenGroupIsDestroyedAndMadeAgainFromTheSameTable) {
         EXPECT_EQ(trust::wait_child(pids[static_cast<std::size_t>(r)], kWait), 0) << board.message(r);
 }
 
+// Combine given dispatch's expandIdx as a contiguous (BS, K) tensor returns what the 1-D one
+// does (every token back, checked by run_rank).
+TEST(Combine, TakesExpandIdxAsAContiguousBsByKTensor) {
+    auto comms = Communicator::create_local_group(2);
+    trust::JobSpec spec;
+    spec.expand_idx_2d = true;
+    Status results[2];
+    std::thread peer([&] { results[1] = trust::run_rank(spec, comms[1], 2); });
+    results[0] = trust::run_rank(spec, comms[0], 2);
+    peer.join();
+    EXPECT_TRUE(results[0].ok() && results[1].ok()) << results[0].message() << results[1].message();
+}
+
 }  // namespace

@@ -126,7 +126,9 @@ Status run_rank(const JobSpec& spec, const moedist::Communicator& ep, int calls)
         moedist::CombineInputs c;
         c.expand_x = TensorView::contiguous(expert_out, DType::kBFloat16, {capacity, H});
         c.expert_ids = in.expert_ids;
-        c.expand_idx = o.expand_idx;
+        c.expand_idx = spec.expand_idx_2d
+                           ? TensorView::contiguous(expand_idx, DType::kInt32, {bs, 1})
+                           : o.expand_idx;
         c.ep_send_counts = o.ep_recv_counts;
         c.expert_scales = TensorView::contiguous(weights, DType::kFloat32, {bs, 1});
         std::memset(out, 0, static_cast<std::size_t>(bs * H) * 2);

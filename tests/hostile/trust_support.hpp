@@ -30,6 +30,8 @@ struct JobSpec {
     bool short_expand_x = false;
     // MoeConfig::timeout_ms (0: MOEDIST_TIMEOUT_MS).
     int64_t timeout_ms = 0;
+    // Combine gets expandIdx as a contiguous (BS, K) tensor (as Ascend's A2 tests pass it).
+    bool expand_idx_2d = false;
 };
 
 // bf16 bits of x[t][h] on `rank` of `job` (finite, distinct per job, rank, token and column).

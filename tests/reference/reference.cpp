@@ -619,7 +619,8 @@ void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
         const float scale = elem_to_f32(el, scale_bits);
         for (size_t j = b0; j < b1; ++j) {
             const float div = v[j - b0] / s32;  // fl32(v / s32), unrounded fp32 scale
-            const int q = detail::rne_clamp(div, -127, 127);
+            // Rounded twice: to fp16 (the device's first cast), then to an integer.
+            const int q = detail::rne_clamp(f16_to_f32(f32_to_f16(div)), -127, 127);
             const float deq = static_cast<float>(q) * scale;  // fl32(f32(q) * f32(scale))
             row[j] = f32_to_elem(el, deq);
         }

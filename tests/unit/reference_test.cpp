@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "quant/row_kernels.hpp"
+
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -546,6 +548,38 @@ TEST(ReferenceCombine, CommQuantInt8RoundTrip) {
     const std::vector<float> want = {127, 64, 1, -1, 0, 0, 100, -127, -254, 4};
     for (size_t j = 0; j < 10; ++j) EXPECT_EQ(dec(h, x[0][j]), want[j]) << j;
     EXPECT_EQ(x[0][4], 0x0000);  // +0, not -0
+}
+
+// commQuantMode 2 rounds v/s32 twice, to fp16 and then to an integer: m = 128.5 gives
+// s32 = fl32(128.5 · fl32(1/127)) and v = 102.6875 a quotient of 101.4888…, which fp16 makes 101.5
+// and the integer rounding 102 (one rounding would give 101). Both the reference and the kernel.
+TEST(ReferenceCombine, CommQuantRoundsTwiceFirstToFp16) {
+    const float inv127 = 1.0f / 127.0f;
+    const float s32 = 128.5f * inv127;
+    const float quotient = 102.6875f / s32;
+    ASSERT_GT(quotient, 101.46875f);
+    ASSERT_LT(quotient, 101.5f);
+    const float scale = r::f16_to_f32(r::f32_to_f16(s32));
+    const uint16_t want = r::f32_to_f16(102.0f * scale);
+    ASSERT_NE(want, r::f32_to_f16(101.0f * scale));
+    r::JobConfig c;
+    c.ep_world_size = 1;
+    c.moe_expert_num = 1;
+    c.top_k = 1;
+    c.hidden = 2;
+    c.x_elem = c.expand_elem = c.combine_elem = Elem::kFloat16;
+    c.comm_quant_mode = 2;
+    const std::vector<r::RankInput> in = {make_rank(Elem::kFloat16, 1, {1.0f, 1.0f}, {0}, {1.0f})};
+    std::string err;
+    const auto out = r::dispatch(c, in, &err);
+    ASSERT_EQ(out.size(), 1u) << err;
+    std::vector<std::vector<uint16_t>> eo = {{r::f32_to_f16(128.5f), r::f32_to_f16(102.6875f)}};
+    const auto x = r::combine(c, in, out, eo);
+    ASSERT_EQ(x.size(), 1u);
+    EXPECT_EQ(x[0][1], want);
+    float row[2] = {128.5f, 102.6875f};
+    moedist::quant::comm_quant_round_trip(moedist::DType::kFloat16, row, 2);
+    EXPECT_EQ(r::f32_to_f16(row[1]), want);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/ops.hpp"
+#include "core/profile.hpp"
 
 namespace {
 
@@ -604,6 +605,43 @@ TEST(Validation, EveryDocumentedCheckHasACase) {
         EXPECT_EQ(tested.count(d), 1u) << d << " has no test case";
     for (const std::string& t : tested)
         EXPECT_EQ(documented.count(t), 1u) << t << " is not in docs/validation.md";
+}
+
+}  // namespace
+
+namespace {
+
+// Combine takes expandIdx as its BS*K entries in 1-D, or as a contiguous (BS, K) tensor (what
+// Ascend's own A2 tests pass, and the A2 tiling accepts); the A3 profile wants 1-D.
+TEST(Validation, CombineTakesAContiguousBsByKExpandIdxExceptUnderA3) {
+    Call call;
+    call.cin.expand_idx = shaped(DType::kInt32, {5, 3});
+    EXPECT_TRUE(call.combine().ok()) << call.combine().message();
+    call.c.soc = moedist::Soc::kA2;
+    const moedist::Status a2 = call.combine();
+    EXPECT_EQ(a2.message().find("expandIdx"), std::string::npos) << a2.message();
+    // The A3 rule on its own (this call breaks A3's earlier rules: W 4, H 64).
+    moedist::core::ProfileFacts facts;
+    facts.combine = true;
+    facts.expand_idx_ndim = 2;
+    bool found = false;
+    for (const auto& rule : moedist::core::profile_rules()) {
+        if (std::string(rule.id) != "A3.expandIdx") continue;
+        found = true;
+        const moedist::Status a3 = rule.check(facts);
+        EXPECT_FALSE(a3.ok());
+        EXPECT_NE(a3.message().find("expandIdx dims must be 1"), std::string::npos) << a3.message();
+        facts.expand_idx_ndim = 1;
+        EXPECT_TRUE(rule.check(facts).ok());
+    }
+    EXPECT_TRUE(found);
+    call.c.soc = moedist::Soc::kGeneric;
+    call.cin.expand_idx = shaped(DType::kInt32, {3, 5});  // K and BS swapped
+    EXPECT_EQ(call.combine().code(), Code::kInnerTiling);
+    TensorView strided = shaped(DType::kInt32, {5, 3});
+    strided.strides = {4, 1};  // not contiguous
+    call.cin.expand_idx = strided;
+    EXPECT_EQ(call.combine().code(), Code::kInnerTiling);
 }
 
 }  // namespace
