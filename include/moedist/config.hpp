@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "moedist/dtype.hpp"
 #include "moedist/export.hpp"
@@ -28,6 +29,12 @@ struct DispatchShapes {
 
 enum class QuantMode : int64_t { kNone = 0, kStatic = 1, kPerToken = 2, kPerGroup = 3, kMx = 4 };
 
+// Which operator family's semantics a call follows (docs/contract.md §10): V1 is
+// aclnnMoeDistributeDispatch/Combine; V2 the V2–V4 family torch_npu's *_v2 functions reach
+// (masks, assist triples instead of expandIdx, up to 4 shared experts placed by the replica rule,
+// zero/copy/const experts, unweighted combine, AddRmsNorm).
+enum class Api : int64_t { kV1 = 1, kV2 = 2 };
+
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group
 // except the rank ids.
 struct MOEDIST_API MoeConfig {
@@ -42,12 +49,21 @@ struct MOEDIST_API MoeConfig {
     int64_t tp_world_size = 0;   // 0 or 1: no TP; 2: TP AllGatherV (needs L == 1)
     int64_t tp_rank_id = 0;
     int64_t expert_shard_type = 0;       // must be 0
-    int64_t shared_expert_num = 0;       // 0 or 1 (1 when S > 0; torch_npu's default is 1)
+    int64_t shared_expert_num = 0;       // V1: 0 or 1 (1 when S > 0); V2: N in [1, 4] with S % N = 0
+                                         // when S > 0 (torch_npu's default is 1)
     int64_t shared_expert_rank_num = 0;  // S
     int64_t quant_mode = 0;              // QuantMode
     int64_t global_bs = 0;               // 0 (equal BS) or maxBs * W
     int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts (torch_npu's default is 1)
     int64_t comm_quant_mode = 0;         // combine: 0 or 2 (int8 return path)
+    Api api = Api::kV1;
+    // V2: special experts with ids [E, E + Z) zero, [E + Z, E + Z + C) copy, then Q const.
+    int64_t zero_expert_num = 0;   // Z
+    int64_t copy_expert_num = 0;   // C
+    int64_t const_expert_num = 0;  // Q
+    // V2: the communication algorithm named by the call ("", "0", "fullmesh", "fullmesh_v1",
+    // "fullmesh_v2", "hierarchy"); every value gives the same results.
+    std::string comm_alg;
     // Product profile of the first phase; unset: MOEDIST_SOC (default generic). Not compared
     // across ranks.
     std::optional<Soc> soc;
@@ -64,6 +80,13 @@ struct MOEDIST_API MoeConfig {
     int64_t moe_rank_num() const { return ep_world_size - shared_expert_rank_num; }   // W - S
     int64_t local_moe_expert_num() const { return moe_expert_num / moe_rank_num(); }  // L
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
+    bool v2() const { return api == Api::kV2; }
+    // N after the fix-up: the shared experts (V1: 1 when S > 0; V2: sharedExpertNum, 0 when S = 0).
+    int64_t shared_experts() const {
+        if (shared_expert_rank_num == 0) return 0;
+        return v2() ? shared_expert_num : 1;
+    }
+    int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }
     // Number of experts hosted on this rank: 1 on a shared rank, L on a MoE rank.
     int64_t local_expert_num() const { return is_shared_rank() ? 1 : local_moe_expert_num(); }
     // maxBs (docs/contract.md §1; integer division); `num_tokens` is this rank's BS (used when global_bs ==

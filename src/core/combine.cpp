@@ -400,7 +400,7 @@ Status run_combine(const CombineOp& op) {
     CallRounds rounds(op.ep, op.tp);
     CombineRecord mine;
     mine.header.attrs = make_digest(
-        2, op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true);
+        {2, &op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true});
     if (!op.pre_error.ok()) {
         // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
         mine.header.set_error(op.pre_error);

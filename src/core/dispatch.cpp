@@ -72,21 +72,6 @@ int64_t capacity_of(const MoeConfig& config, int64_t rank, int64_t max_bs, int64
     return at.capacity_rows(max_bs, top_k);
 }
 
-// Pre-quantized x (mode 0, 8-bit x) and modes 2, 3, 4 write dynamicScales.
-bool makes_dynamic_scales(const DispatchOp& op) {
-    return op.config.quant_mode >= 2 ||
-           (op.config.quant_mode == 0 && dtype_size(op.in.x.dtype) == 1);
-}
-
-// The quantization of a row does not depend on its expert: static scales of shape (1,) or (H,),
-// or a dynamic mode without smooth scales. Then a token's quantized row is the same for every
-// destination, and the sender quantizes it once.
-bool stage_once(const DispatchOp& op) {
-    const int64_t mode = op.config.quant_mode;
-    if (mode == 1) return op.in.scales && op.in.scales->ndim == 1;
-    return mode >= 2 && !op.in.scales;
-}
-
 // The sender's staging: BS rows in expandX's dtype, then their scales in dynamicScales' row
 // layout, in this rank's exposable scratch.
 struct Staging {
@@ -102,7 +87,7 @@ Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint, Status*
     const std::size_t rows_bytes = (static_cast<std::size_t>(bs) * row_bytes + 63) / 64 * 64;
     int64_t columns = 0;
     DType scale_dtype = DType::kFloat32;
-    if (op.out.dynamic_scales && makes_dynamic_scales(op)) {
+    if (op.out.dynamic_scales && op.format.makes_scales()) {
         const TensorView& dyn = *op.out.dynamic_scales;
         columns = dyn.ndim == 2 ? dyn.dim(1) : 1;
         scale_dtype = dyn.dtype;
@@ -125,7 +110,7 @@ Staging stage_rows(const DispatchOp& op, transport::Transport& endpoint, Status*
                              ? TensorView::contiguous(base + rows_bytes, scale_dtype, {bs, columns})
                              : TensorView::contiguous(base + rows_bytes, scale_dtype, {bs});
     }
-    RowWriter writer(op.config.quant_mode, hidden, {staging.rows, staging.scales}, false);
+    RowWriter writer(op.format, hidden, {staging.rows, staging.scales}, false);
     RowSource src{op.in.x, op.in.scales ? *op.in.scales : TensorView{}};
     for (int64_t t = 0; t < bs; ++t) writer.write(src, t, t, 0);
     return staging;
@@ -426,7 +411,7 @@ Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& r
         peer_rows = s.peer_layout.total_rows;
         rows_all += rows_sent_by_group(topo, op.top_k, s.peer_sources);
     }
-    const TensorView* scales_out = makes_dynamic_scales(op) && op.out.dynamic_scales
+    const TensorView* scales_out = op.format.makes_scales() && op.out.dynamic_scales
                                        ? &*op.out.dynamic_scales
                                        : nullptr;
     for (const auto* group : {&s.own_sources, &s.peer_sources}) {
@@ -457,9 +442,9 @@ Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& r
     if (op.zero_padding) bytes_all += (expand_x.dim(0) - used) * row_bytes * topo.world_size;
     const bool streaming = bytes_all >= static_cast<int64_t>(util::kStreamingThresholdBytes);
 
-    RowWriter writer(op.config.quant_mode,
+    RowWriter writer(op.format,
                      op.hidden,
-                     {expand_x, makes_dynamic_scales(op) ? op.out.dynamic_scales : std::nullopt},
+                     {expand_x, op.format.makes_scales() ? op.out.dynamic_scales : std::nullopt},
                      streaming);
     fill(op, topo, s.own_sources, s.own_layout, 0, /*own=*/true, writer);
     if (rounds.has_peer()) fill(op, topo, s.peer_sources, s.peer_layout, own_rows, false, writer);
@@ -467,7 +452,7 @@ Status move_rows(const DispatchOp& op, const Topology& topo, const CallRounds& r
     // docs/contract.md §3 tails: untouched, or zero up to each tensor's end when zero padding is asked for.
     if (op.zero_padding) {
         zero_rows(expand_x, used, expand_x.dim(0), streaming);
-        if (makes_dynamic_scales(op)) {
+        if (op.format.makes_scales()) {
             const TensorView& dyn = *op.out.dynamic_scales;
             if (dyn.ndim == 1) {
                 zero_elements(dyn, used, dyn.dim(0));
@@ -532,7 +517,7 @@ Status publish_inputs(const DispatchOp& op, transport::Transport& endpoint, Disp
             !st.ok())
             return st;
     }
-    if (stage_once(op) && !s.plan.has_bad_id) {
+    if (op.format.staged_once() && !s.plan.has_bad_id) {
         Status staged_status = Status::Ok();
         const Staging staged = stage_rows(op, endpoint, &staged_status);
         if (!staged_status.ok()) return staged_status;
@@ -576,8 +561,13 @@ Status run_dispatch(const DispatchOp& op) {
     CallRounds rounds(op.ep, op.tp);
     DispatchRecord mine;
     const bool has_expert_scales = op.in.expert_scales.has_value();
-    mine.header.attrs = make_digest(
-        1, op.config, op.top_k, op.hidden, op.in.x.dtype, op.out.expand_x.dtype, has_expert_scales);
+    mine.header.attrs = make_digest({1,
+                                     &op.config,
+                                     op.top_k,
+                                     op.hidden,
+                                     op.in.x.dtype,
+                                     op.out.expand_x.dtype,
+                                     has_expert_scales});
     if (!op.pre_error.ok()) {
         // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
         mine.header.set_error(op.pre_error);

@@ -6,12 +6,14 @@
 #include <optional>
 #include <string>
 
+#include "core/row_format.hpp"
 #include "moedist/moedist.hpp"
 
 namespace moedist::core {
 
 struct DispatchOp {
     MoeConfig config;
+    RowFormat format;  // how tokens become expandX rows (decided once, in the first phase)
     Communicator ep;
     std::optional<Communicator> tp;  // set when T == 2
     DispatchInputs in;

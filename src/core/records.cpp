@@ -2,6 +2,8 @@
 
 #include "moedist/config.hpp"
 
+#include <iterator>
+
 namespace moedist::core {
 
 void RecordHeader::set_error(const Status& status) {
@@ -13,46 +15,22 @@ void RecordHeader::set_error(const Status& status) {
     error_message[n] = '\0';
 }
 
-const char* AttrDigest::field_name(int i) {
-    static const char* const kNames[kNumFields] = {"operation",
-                                                   "epWorldSize",
-                                                   "moeExpertNum",
-                                                   "sharedExpertRankNum",
-                                                   "sharedExpertNum",
-                                                   "tpWorldSize",
-                                                   "K (expertIds dim 1)",
-                                                   "H (hidden size)",
-                                                   "quantMode",
-                                                   "globalBs",
-                                                   "commQuantMode",
-                                                   "x dtype",
-                                                   "expandX dtype",
-                                                   "expertScales presence"};
-    return kNames[i];
-}
+namespace {
+#define MOEDIST_DIGEST_NAME(field, name, value) name,
+constexpr const char* kAttributeNames[] = {MOEDIST_CALL_ATTRIBUTES(MOEDIST_DIGEST_NAME)};
+#undef MOEDIST_DIGEST_NAME
+}  // namespace
 
-AttrDigest make_digest(int64_t op,
-                       const MoeConfig& config,
-                       int64_t top_k,
-                       int64_t hidden,
-                       DType x_dtype,
-                       DType expand_dtype,
-                       bool has_expert_scales) {
+const int AttrDigest::kNumFields = static_cast<int>(std::size(kAttributeNames));
+static_assert(sizeof(AttrDigest) == std::size(kAttributeNames) * sizeof(int64_t));
+
+const char* AttrDigest::field_name(int i) { return kAttributeNames[i]; }
+
+AttrDigest make_digest(const CallFacts& f) {
     AttrDigest d;
-    d.op = op;
-    d.ep_world_size = config.ep_world_size;
-    d.moe_expert_num = config.moe_expert_num;
-    d.shared_expert_rank_num = config.shared_expert_rank_num;
-    d.shared_expert_num = config.shared_expert_rank_num > 0 ? config.shared_expert_num : 0;
-    d.tp_size = config.tp_size();
-    d.top_k = top_k;
-    d.hidden = hidden;
-    d.quant_mode = config.quant_mode;
-    d.global_bs = config.global_bs;
-    d.comm_quant_mode = op == 2 ? config.comm_quant_mode : 0;
-    d.x_dtype = static_cast<int64_t>(x_dtype);
-    d.expand_dtype = static_cast<int64_t>(expand_dtype);
-    d.has_expert_scales = has_expert_scales ? 1 : 0;
+#define MOEDIST_DIGEST_SET(field, name, value) d.field = (value);
+    MOEDIST_CALL_ATTRIBUTES(MOEDIST_DIGEST_SET)
+#undef MOEDIST_DIGEST_SET
     return d;
 }
 

@@ -25,24 +25,47 @@
 
 namespace moedist::core {
 
-// The attributes that must agree on every rank of a call (docs/contract.md §7; mismatch is 361001).
-struct AttrDigest {
+// What a call's attributes are read from (make_digest).
+struct CallFacts {
     int64_t op = 0;  // 1 dispatch, 2 combine
-    int64_t ep_world_size = 0;
-    int64_t moe_expert_num = 0;
-    int64_t shared_expert_rank_num = 0;
-    int64_t shared_expert_num = 0;
-    int64_t tp_size = 0;
+    const MoeConfig* config = nullptr;
     int64_t top_k = 0;
     int64_t hidden = 0;
-    int64_t quant_mode = 0;
-    int64_t global_bs = 0;
-    int64_t comm_quant_mode = 0;
-    int64_t x_dtype = 0;
-    int64_t expand_dtype = 0;
-    int64_t has_expert_scales = 0;
+    DType x_dtype = DType::kBFloat16;
+    DType expand_dtype = DType::kBFloat16;
+    bool has_expert_scales = false;
+};
 
-    static constexpr int kNumFields = 14;
+// Every attribute that must agree on every rank of a call (a mismatch is 361001), each declared
+// once: its digest field, the name messages give it, and its value (an int64 read from a
+// CallFacts `f`). Adding an attribute is one line here.
+#define MOEDIST_CALL_ATTRIBUTES(X)                                                               \
+    X(op, "operation", f.op)                                                                     \
+    X(api, "api (V1 or V2 operator family)", static_cast<int64_t>(f.config->api))                \
+    X(ep_world_size, "epWorldSize", f.config->ep_world_size)                                     \
+    X(moe_expert_num, "moeExpertNum", f.config->moe_expert_num)                                  \
+    X(shared_expert_rank_num, "sharedExpertRankNum", f.config->shared_expert_rank_num)           \
+    X(shared_expert_num, "sharedExpertNum", f.config->shared_experts())                          \
+    X(tp_size, "tpWorldSize", f.config->tp_size())                                               \
+    X(top_k, "K (expertIds dim 1)", f.top_k)                                                     \
+    X(hidden, "H (hidden size)", f.hidden)                                                       \
+    X(quant_mode, "quantMode", f.op == 1 ? f.config->quant_mode : 0)                             \
+    X(global_bs, "globalBs", f.config->global_bs)                                                \
+    X(comm_quant_mode, "commQuantMode", f.op == 2 ? f.config->comm_quant_mode : 0)               \
+    X(x_dtype, "x dtype", static_cast<int64_t>(f.x_dtype))                                       \
+    X(expand_dtype, "expandX dtype", static_cast<int64_t>(f.expand_dtype))                       \
+    X(has_expert_scales, "expertScales presence", f.has_expert_scales ? 1 : 0)                   \
+    X(zero_expert_num, "zeroExpertNum", f.config->zero_expert_num)                               \
+    X(copy_expert_num, "copyExpertNum", f.config->copy_expert_num)                               \
+    X(const_expert_num, "constExpertNum", f.config->const_expert_num)
+
+// The attributes' values, as every rank's record carries them.
+struct AttrDigest {
+#define MOEDIST_DIGEST_FIELD(field, name, value) int64_t field = 0;
+    MOEDIST_CALL_ATTRIBUTES(MOEDIST_DIGEST_FIELD)
+#undef MOEDIST_DIGEST_FIELD
+
+    static const int kNumFields;
     int64_t field(int i) const {
         int64_t value = 0;
         std::memcpy(&value,
@@ -52,15 +75,8 @@ struct AttrDigest {
     }
     static const char* field_name(int i);
 };
-static_assert(sizeof(AttrDigest) == AttrDigest::kNumFields * sizeof(int64_t));
 
-AttrDigest make_digest(int64_t op,
-                       const MoeConfig& config,
-                       int64_t top_k,
-                       int64_t hidden,
-                       DType x_dtype,
-                       DType expand_dtype,
-                       bool has_expert_scales);
+AttrDigest make_digest(const CallFacts& facts);
 
 // Empty when a and b agree, else "<field> must agree on every rank of <where>, got a on rank i and
 // b on rank j" (`where` names the group or groups, quoted).

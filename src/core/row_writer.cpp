@@ -11,8 +11,8 @@
 
 namespace moedist::core {
 
-RowWriter::RowWriter(int64_t quant_mode, int64_t hidden, RowDestination dest, bool streaming)
-    : mode_(quant_mode),
+RowWriter::RowWriter(const RowFormat& format, int64_t hidden, RowDestination dest, bool streaming)
+    : format_(format),
       hidden_(hidden),
       dest_(std::move(dest)),
       streaming_(streaming),
@@ -51,13 +51,13 @@ bool RowWriter::write_fused(const RowSource& src,
                             int64_t scale_row) {
     const TensorView& out = dest_.rows;
     const TensorView& scales = src.scales;
-    const int64_t mode = mode_;
+    const RowKind kind = format_.kind;
     const int64_t hidden = hidden_;
     const bool fp8 = out.dtype == DType::kFp8E4M3 || out.dtype == DType::kFp8E5M2;
     if (!quant::fused_available() || src.x.stride(1) != 1 || out.stride(1) != 1) return false;
     const auto* x = reinterpret_cast<const uint16_t*>(element_ptr(src.x, token, 0));
     uint8_t* q = reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0));
-    if (mode == 1 && out.dtype == DType::kInt8) {
+    if (kind == RowKind::kStatic && out.dtype == DType::kInt8) {
         const bool per_expert = scales.ndim == 2;
         const int64_t stride =
             per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
@@ -67,9 +67,10 @@ bool RowWriter::write_fused(const RowSource& src,
         quant::fused_static_int8(src.x.dtype, x, s, stride, hidden, reinterpret_cast<int8_t*>(q));
         return true;
     }
-    if (!fp8 || mode < 2) return false;
+    if (!fp8 || !(kind == RowKind::kPerToken || kind == RowKind::kPerGroup || kind == RowKind::kMx))
+        return false;
     const TensorView& dyn = *dest_.scales;
-    if (mode == 4) {
+    if (kind == RowKind::kMx) {
         const int64_t blocks = (hidden + 31) / 32;
         auto* row_bytes = reinterpret_cast<uint8_t*>(element_ptr(dyn, dst_row, 0));
         const bool direct = dyn.stride(1) == 1;  // the E8M0 bytes straight into the row
@@ -89,13 +90,13 @@ bool RowWriter::write_fused(const RowSource& src,
         smooth = reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
     }
     // Per-group scales go straight into a contiguous dynamicScales row.
-    const bool direct = mode == 3 && dyn.stride(1) == 1;
+    const bool direct = kind == RowKind::kPerGroup && dyn.stride(1) == 1;
     float* block_scales =
         direct ? reinterpret_cast<float*>(element_ptr(dyn, dst_row, 0)) : row_.data();
-    const int64_t block = mode == 2 ? hidden : 128;
+    const int64_t block = kind == RowKind::kPerToken ? hidden : 128;
     quant::fused_fp8_dynamic(
         src.x.dtype, x, smooth, out.dtype, hidden, block, q, block_scales, streaming_);
-    if (mode == 2) {
+    if (kind == RowKind::kPerToken) {
         store1<float>(dyn, dst_row, block_scales[0]);
     } else if (!direct) {
         for (int64_t g = 0; g * 128 < hidden; ++g) {
@@ -108,8 +109,8 @@ bool RowWriter::write_fused(const RowSource& src,
 void RowWriter::write(const RowSource& src, int64_t token, int64_t dst_row, int64_t scale_row) {
     const TensorView& out = dest_.rows;
     const int64_t hidden = hidden_;
-    const int64_t mode = mode_;
-    if (mode == 0) {  // a bit copy; a pre-quantized x carries its token's scale along
+    const RowKind kind = format_.kind;
+    if (!format_.quantizes()) {  // a bit copy; a pre-quantized x carries its token's scale along
         const auto elem = dtype_size(out.dtype);
         if (src.x.stride(1) == 1 && out.stride(1) == 1) {
             util::copy_bytes(element_ptr(out, dst_row, 0),
@@ -121,11 +122,12 @@ void RowWriter::write(const RowSource& src, int64_t token, int64_t dst_row, int6
                 std::memcpy(element_ptr(out, dst_row, c), element_ptr(src.x, token, c), elem);
             }
         }
-        if (elem == 1) store1<float>(*dest_.scales, dst_row, load1<float>(src.scales, token));
+        if (kind == RowKind::kCopyTokenScale)
+            store1<float>(*dest_.scales, dst_row, load1<float>(src.scales, token));
         return;
     }
     float* row = row_.data();
-    if (mode == 2 && out.dtype == DType::kInt8) {  // the fused fast path
+    if (kind == RowKind::kPerToken && out.dtype == DType::kInt8) {  // the fused fast path
         const float* smooth = nullptr;
         int64_t smooth_stride = 1;
         if (src.scales.data != nullptr) {
@@ -151,20 +153,20 @@ void RowWriter::write(const RowSource& src, int64_t token, int64_t dst_row, int6
     const bool direct = out.stride(1) == 1;
     uint8_t* q = direct ? reinterpret_cast<uint8_t*>(element_ptr(out, dst_row, 0)) : bytes_.data();
     const TensorView& scales = src.scales;
-    if (mode == 1) {  // static: (1,), (H,) or (E[+1], H)
+    if (kind == RowKind::kStatic) {  // static: (1,), (H,) or per-expert (rows, H)
         const bool per_expert = scales.ndim == 2;
         const auto* s = reinterpret_cast<const float*>(
             per_expert ? element_ptr(scales, scale_row, 0) : element_ptr(scales, 0));
         const int64_t stride =
             per_expert ? scales.stride(1) : (scales.dim(0) == 1 ? 0 : scales.stride(0));
         quant::quantize_static(out.dtype, row, s, stride, q, hidden);
-    } else if (mode == 2 || mode == 3) {  // dynamic per token / per group of 128
+    } else if (kind == RowKind::kPerToken || kind == RowKind::kPerGroup) {  // per token / group
         if (scales.data != nullptr) {
             const auto* smooth = reinterpret_cast<const float*>(element_ptr(scales, scale_row, 0));
             for (int64_t i = 0; i < hidden; ++i) row[i] = row[i] * smooth[i * scales.stride(1)];
         }
         const TensorView& dyn = *dest_.scales;
-        if (mode == 2) {
+        if (kind == RowKind::kPerToken) {
             store1<float>(dyn, dst_row, quant::quantize_dynamic(out.dtype, row, q, hidden));
         } else {
             for (int64_t g = 0; g * 128 < hidden; ++g) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/row_format.hpp"
 #include "moedist/tensor.hpp"
 
 namespace moedist::core {
@@ -28,7 +29,7 @@ struct RowDestination {
 class RowWriter {
 public:
     // `streaming`: the destination is larger than the caches (streaming stores).
-    RowWriter(int64_t quant_mode, int64_t hidden, RowDestination dest, bool streaming);
+    RowWriter(const RowFormat& format, int64_t hidden, RowDestination dest, bool streaming);
 
     // Row `token` of `src` into row `dst_row`. `scale_row` is the row of a per-expert scales
     // tensor: e + (S > 0) for MoE expert e, 0 for the shared expert.
@@ -46,7 +47,7 @@ private:
     // fp8 targets of modes 2, 3 and 4. False when the row must take the generic path.
     bool write_fused(const RowSource& src, int64_t token, int64_t dst_row, int64_t scale_row);
 
-    int64_t mode_;
+    RowFormat format_;
     int64_t hidden_;
     RowDestination dest_;
     bool streaming_;

@@ -494,6 +494,7 @@ Status prepare_dispatch(const MoeConfig& config,
     op->num_tokens = bs;
     op->top_k = top_k;
     op->hidden = hidden;
+    op->format = row_format(config, in.x.dtype, out.expand_x.dtype, in.scales, hidden);
     op->zero_padding = config.zero_padding.value_or(util::zero_padding());
     return Status::Ok();
 }
