@@ -85,6 +85,10 @@ Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) no
 DispatchHandle MoeDistributor::dispatch(const DispatchInputs& in, const DispatchOutputs& out) {
     throw_if_error(try_dispatch(in, out));
     DispatchHandle handle{in.expert_ids, out.expand_idx, out.ep_recv_counts, out.tp_recv_counts};
+    if (config_.v2()) {
+        handle.assist_info = out.assist_info;
+        handle.x_active_mask = in.x_active_mask;
+    }
     handle.group = transport::Access::endpoint(ep_)->ref().id;
     handle.call = ++dispatches_;
     return handle;
@@ -110,6 +114,8 @@ void MoeDistributor::combine(const DispatchHandle& handle,
     in.ep_send_counts = handle.ep_recv_counts;
     in.expert_scales = expert_scales;
     in.tp_send_counts = handle.tp_recv_counts;
+    in.assist_info = handle.assist_info;
+    in.x_active_mask = handle.x_active_mask;
     throw_if_error(try_combine(in, x_out));
 }
 

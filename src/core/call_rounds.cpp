@@ -1,5 +1,6 @@
 #include "core/call_rounds.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/test_hooks.hpp"
@@ -101,7 +102,21 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     ep_->publish(ep_call_, bytes_of(record, bytes));
     arrived_ = true;
     test_hooks::on_mid_call(ep_->rank());
-    if (Status s = ep_->wait_published(ep_call_, deadline); !s.ok()) return s;
+    if (performance_ && performance_->data != nullptr) {
+        arrival_us_.assign(static_cast<std::size_t>(ep_->size()), 0);
+        if (Status s = ep_->wait_published(ep_call_, deadline, arrival_us_.data()); !s.ok())
+            return s;
+        const int64_t n = std::min<int64_t>(performance_->dim(0), ep_->size());
+        for (int64_t r = 0; r < n; ++r) {
+            int64_t value = 0;
+            auto* at = static_cast<char*>(performance_->data) + r * performance_->stride(0) * 8;
+            std::memcpy(&value, at, 8);
+            value += std::max<int64_t>(arrival_us_[static_cast<std::size_t>(r)], 0);
+            std::memcpy(at, &value, 8);
+        }
+    } else if (Status s = ep_->wait_published(ep_call_, deadline); !s.ok()) {
+        return s;
+    }
     copy_records(*ep_, ep_call_, &own_records_);
     if (peer_ep_ != nullptr) {
         if (peer_ep_->size() != ep_->size()) {

@@ -21,6 +21,7 @@
 
 #include "core/records.hpp"
 #include "moedist/communicator.hpp"
+#include "moedist/tensor.hpp"
 #include "transport/transport.hpp"
 
 namespace moedist::core {
@@ -34,6 +35,10 @@ public:
 
     // This rank's EP endpoint, for exposing memory and scratch before begin().
     transport::Transport& endpoint() const { return *ep_; }
+
+    // V4's performanceInfo (int64 (W,)): begin() adds to entry r the microseconds this rank
+    // waited for rank r's record (timing only).
+    void set_performance_info(const std::optional<TensorView>& info) { performance_ = info; }
 
     // `record` starts with a RecordHeader whose attrs are set; begin() fills the rest of it.
     Status begin(RecordHeader* record, std::size_t bytes);
@@ -93,6 +98,8 @@ private:
     bool entered_tp_ = false;
     std::vector<std::byte> own_records_;   // W records of kMaxRecordBytes, this call's
     std::vector<std::byte> peer_records_;
+    std::optional<TensorView> performance_;
+    std::vector<int64_t> arrival_us_;
 };
 
 // CallRounds::abort for a call whose first phase failed on this rank (nothing when `ep` is not a

@@ -32,10 +32,20 @@ struct CombineOp {
     Communicator ep;
     std::optional<Communicator> tp;
     CombineInputs in;
-    TensorView x_out;
+    TensorView x_out;  // (BS, H); AddRmsNorm's (BS, 1, H) xOut read as (BS, H)
     int64_t num_tokens = 0;
     int64_t top_k = 0;
     int64_t hidden = 0;
+    bool zero_padding = false;  // rows of inactive tokens zeroed (V2)
+    bool weighted = true;       // V2: an empty expertScales makes every weight 1
+    // V2 extras as (rows, columns) views, data null when absent: sharedExpertX (BS, H),
+    // AddRmsNorm's residualX and yOut (BS, H), rstdOut (BS,) and gamma (H,).
+    TensorView shared_x;
+    bool add_rms_norm = false;
+    TensorView residual;
+    TensorView gamma;
+    TensorView y_out;
+    TensorView rstd_out;
     Status pre_error;  // as DispatchOp::pre_error
 };
 

@@ -133,7 +133,13 @@ std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const
     if (rec.num_experts != b.experts) return "E must be " + text(b.experts) + ", got " + text(rec.num_experts);
     if (rec.bad_id != 0 && rec.bad_id != 1) return "its bad-id flag must be 0 or 1, got " + text(rec.bad_id);
     const int64_t bs = rec.num_tokens;
-    const uint64_t plan_bytes = static_cast<uint64_t>(b.experts + 1 + bs * b.top_k) * 4;
+    if (rec.num_active < 0 || rec.num_active > bs || (rec.active_listed != 0 && rec.active_listed != 1))
+        return "its active tokens must be in [0, BS], got " + text(rec.num_active);
+    if (!b.v2 && (rec.num_active != bs || rec.active_listed != 0))
+        return "its tokens must all be active (V1), got " + text(rec.num_active) + " of " + text(bs);
+    if (rec.bad_mask != 0 && rec.bad_mask != 1) return "its bad-mask flag must be 0 or 1, got " + text(rec.bad_mask);
+    const uint64_t plan_bytes =
+        static_cast<uint64_t>(b.experts + 1 + bs * b.top_k + (rec.active_listed ? rec.num_active : 0)) * 4;
     if (!rec.plan.empty() && rec.plan.bytes != plan_bytes)
         return "its plan must be " + text(static_cast<int64_t>(plan_bytes)) + " bytes, got " + text(static_cast<int64_t>(rec.plan.bytes));
     if (std::string why = check_tensor_ref(rec.x, 2, b.x_dtype, "x"); !why.empty()) return why;
@@ -201,10 +207,21 @@ std::string check_combine_record(const CombineRecord& rec, int64_t rank, const R
             return why;
         if (rec.tp_send_counts.shape[0] < 2) return "tpSendCounts must have 2 entries, got " + text(rec.tp_send_counts.shape[0]);
     }
+    if (b.v2) {  // the triples of its own rows (the reader bounds each index by its dim 0)
+        if (std::string why = check_tensor_ref(rec.assist, 1, DType::kInt32, "assistInfo"); !why.empty())
+            return why;
+    } else if (rec.assist.present()) {
+        return "must carry no assistInfo (V1)";
+    }
     return {};
 }
 
-std::string check_plan_arrays(const int32_t* arrays, int64_t experts, int64_t num_tokens, int64_t top_k) {
+std::string check_plan_arrays(const int32_t* arrays,
+                              int64_t experts,
+                              int64_t num_tokens,
+                              int64_t top_k,
+                              int64_t num_active,
+                              bool listed) {
     const int64_t entries = num_tokens * top_k;
     if (arrays[0] != 0) return "its plan must start at 0, got " + text(arrays[0]);
     for (int64_t e = 0; e < experts; ++e) {
@@ -215,6 +232,13 @@ std::string check_plan_arrays(const int32_t* arrays, int64_t experts, int64_t nu
     for (int64_t i = 0; i < arrays[experts]; ++i) {
         if (entry[i] < 0 || entry[i] >= entries)
             return "its plan's entries must be in [0, BS·K), got " + text(entry[i]);
+    }
+    if (listed) {
+        const int32_t* active = entry + entries;
+        for (int64_t i = 0; i < num_active; ++i) {
+            if (active[i] < 0 || active[i] >= num_tokens || (i > 0 && active[i] <= active[i - 1]))
+                return "its active tokens must rise within [0, BS), got " + text(active[i]);
+        }
     }
     return {};
 }

@@ -128,9 +128,15 @@ struct DispatchRecord {
     int64_t num_tokens = 0;
     int64_t top_k = 0;
     int64_t num_experts = 0;
-    transport::RegionRef plan;  // int32: expert_begin[E + 1], then entries_by_expert[BS·K]
-    int32_t bad_id = 0;         // the plan found an id outside [0, E) (first one below)
+    // int32: expert_begin[E + 1], entries_by_expert[BS·K], then (when active_listed) the active
+    // tokens, num_active of them; else tokens [0, num_active) are the active ones.
+    transport::RegionRef plan;
+    int64_t num_active = 0;
+    int32_t active_listed = 0;
+    int32_t bad_id = 0;         // the plan found an active id outside [0, E') (first one below)
     int32_t bad_value = 0;
+    int32_t bad_mask = 0;       // a 1-D mask that is not a prefix (first bad token below)
+    int64_t bad_mask_token = 0;
     int64_t bad_token = 0;
     int64_t bad_k = 0;
     TensorRef x;
@@ -153,6 +159,7 @@ struct CombineRecord {
     TensorRef expand_x;
     TensorRef ep_send_counts;
     TensorRef tp_send_counts;  // absent when T == 1
+    TensorRef assist;          // V2: the triples of the own rows (combine checks its rows by them)
 };
 
 // A rank's record in its TP group: where its EP group's records are.
@@ -183,6 +190,7 @@ struct RecordBounds {
     DType expand_dtype = DType::kBFloat16;
     int64_t local_blocks_moe = 0;     // W·L: epSendCounts entries of a MoE rank
     bool tp = false;
+    bool v2 = false;
 };
 
 // Empty when `rec`, published by EP rank `rank`, is one this rank can use: every field inside
@@ -191,9 +199,15 @@ struct RecordBounds {
 std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const RecordBounds& b);
 std::string check_combine_record(const CombineRecord& rec, int64_t rank, const RecordBounds& b);
 
-// Empty when a sender's plan arrays (expert_begin[E + 1] then entries_by_expert[BS·K], as
-// published) are a plan over BS·K entries; else why not.
-std::string check_plan_arrays(const int32_t* arrays, int64_t experts, int64_t num_tokens, int64_t top_k);
+// Empty when a sender's plan arrays (expert_begin[E + 1], entries_by_expert[BS·K], then
+// `listed` active tokens, as published) are a plan over BS·K entries with `num_active` active
+// tokens (ascending, in [0, BS)); else why not.
+std::string check_plan_arrays(const int32_t* arrays,
+                              int64_t experts,
+                              int64_t num_tokens,
+                              int64_t top_k,
+                              int64_t num_active = -1,
+                              bool listed = false);
 
 // Empty when `ref` describes a tensor of `ndim` dims of `dtype` whose extent lies inside its
 // region (when it has one); else why not.

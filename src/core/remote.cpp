@@ -36,16 +36,18 @@ int64_t elements(const TensorRef& t) {
 // The sections of one pack (see remote.hpp), from the sender's record.
 struct PackLayout {
     int64_t count = 0;
-    bool weights = false, token_scales = false, scales = false, staged = false;
+    bool flags = false, weights = false, token_scales = false, scales = false, staged = false;
     bool staged_scales = false;
     std::size_t row_bytes = 0, staged_scale_bytes = 0, scales_bytes = 0;
-    std::size_t at_tokens = 0, at_ids = 0, at_weights = 0, at_token_scales = 0, at_scales = 0;
+    std::size_t at_tokens = 0, at_ids = 0, at_flags = 0, at_weights = 0, at_token_scales = 0,
+                at_scales = 0;
     std::size_t at_rows = 0, at_staged_scales = 0, total = 0;
 };
 
-PackLayout pack_layout(const DispatchRecord& rec, int64_t count, int64_t hidden) {
+PackLayout pack_layout(const DispatchRecord& rec, int64_t count, int64_t hidden, bool v2) {
     PackLayout p;
     p.count = count;
+    p.flags = v2;
     const auto c = static_cast<std::size_t>(count);
     const auto k = static_cast<std::size_t>(rec.top_k);
     p.weights = rec.expert_scales.present();
@@ -65,6 +67,8 @@ PackLayout pack_layout(const DispatchRecord& rec, int64_t count, int64_t hidden)
     at = align(at + c * 4);
     p.at_ids = at;
     at = align(at + c * k * 4);
+    p.at_flags = at;
+    if (p.flags) at = align(at + c * k);
     p.at_weights = at;
     if (p.weights) at = align(at + c * k * 4);
     p.at_token_scales = at;
@@ -97,12 +101,15 @@ void copy_row_out(const TensorView& v, int64_t row, std::byte* dst, int64_t colu
 // This rank's pack for a node that needs `tokens`.
 void write_pack(const DispatchOp& op,
                 const DispatchRecord& mine,
+                const SendPlan& plan,
                 const TensorView& staged_rows,
                 const std::optional<TensorView>& staged_scales,
                 const std::vector<int32_t>& tokens,
                 std::byte* out) {
-    const PackLayout p = pack_layout(mine, static_cast<int64_t>(tokens.size()), op.hidden);
+    const PackLayout p =
+        pack_layout(mine, static_cast<int64_t>(tokens.size()), op.hidden, op.config.v2());
     const int64_t k_count = op.top_k;
+    const EntryMask mask = entry_mask(op.config, op.in.x_active_mask);
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         const int32_t t = tokens[i];
         std::memcpy(out + p.at_tokens + i * 4, &t, 4);
@@ -113,6 +120,10 @@ void write_pack(const DispatchOp& op,
                     (i * static_cast<std::size_t>(k_count) + static_cast<std::size_t>(k)) * 4,
                 &id,
                 4);
+            if (p.flags) {
+                out[p.at_flags + i * static_cast<std::size_t>(k_count) +
+                    static_cast<std::size_t>(k)] = std::byte{entry_active(mask, plan, t, k) ? 1 : 0};
+            }
             if (p.weights) {
                 const float w = load2<float>(*op.in.expert_scales, t, k);
                 std::memcpy(
@@ -158,9 +169,12 @@ void write_pack(const DispatchOp& op,
 // What a gateway publishes to its node for one sender it serves.
 struct DirectoryEntry {
     int32_t source = -1;
-    int32_t count = 0;
+    int32_t count = 0;   // tokens in the pack
+    int32_t active = 0;  // V2: of them active (listed after compact_of, as compact rows)
+    int32_t reserved = 0;
     transport::RegionRef pack;
-    transport::RegionRef plan;  // int32: expert_begin[E+1], entries[count·K], compact_of[BS]
+    // int32: expert_begin[E+1], entries[count·K], V2: active compact rows[active], compact_of[BS]
+    transport::RegionRef plan;
 };
 
 struct NodeRecord {
@@ -177,7 +191,9 @@ CrossNodeTraffic last_cross_node_traffic() { return traffic; }
 void tokens_for_nodes(const DispatchOp& op,
                       const Topology& topo,
                       const transport::Transport& endpoint,
+                      const SendPlan& plan,
                       std::vector<std::vector<int32_t>>* out) {
+    const EntryMask mask = entry_mask(op.config, op.in.x_active_mask);
     const int nodes = endpoint.node_count();
     const int me = static_cast<int>(op.config.ep_rank_id);
     const int my_node = endpoint.node_of(me);
@@ -191,17 +207,23 @@ void tokens_for_nodes(const DispatchOp& op,
             last[static_cast<std::size_t>(n)] = static_cast<int>(t);
             (*out)[static_cast<std::size_t>(n)].push_back(static_cast<int32_t>(t));
         };
+        if (topo.v2 && plan.index_of_active(t) < 0) continue;  // an inactive token goes nowhere
         for (int64_t k = 0; k < op.top_k; ++k) {
+            if (!entry_active(mask, plan, t, k)) continue;
             const int32_t e = load2<int32_t>(op.in.expert_ids, t, k);
             if (e >= 0 && e < topo.moe_expert_num) need(topo.rank_of_expert(e));
         }
-        if (topo.shared_rank_num > 0 && !topo.is_shared(me))
+        if (topo.v2) {  // every active token to each shared expert (the replica rule)
+            for (int64_t j = 0; j < topo.shared_experts; ++j) need(topo.shared_rank_for(me, j));
+        } else if (topo.shared_rank_num > 0 && !topo.is_shared(me)) {
             need(shared_rank_of_token(me, bs, topo.shared_rank_num, t));
+        }
     }
 }
 
 Status bring_remote_sources(const DispatchOp& op,
                             const Topology& topo,
+                            const SendPlan& plan,
                             transport::Transport& endpoint,
                             const std::vector<const DispatchRecord*>& records,
                             std::vector<SourceView>* sources,
@@ -215,15 +237,16 @@ Status bring_remote_sources(const DispatchOp& op,
 
     // My packs, one per other node.
     std::vector<std::vector<int32_t>> needed;
-    tokens_for_nodes(op, topo, endpoint, &needed);
+    tokens_for_nodes(op, topo, endpoint, plan, &needed);
     std::vector<std::size_t> send_at(static_cast<std::size_t>(nodes), 0);
     std::size_t send_total = 0;
     for (int n = 0; n < nodes; ++n) {
         send_at[static_cast<std::size_t>(n)] = send_total;
-        send_total +=
-            pack_layout(
-                mine, static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()), op.hidden)
-                .total;
+        send_total += pack_layout(mine,
+                                  static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()),
+                                  op.hidden,
+                                  topo.v2)
+                          .total;
     }
     auto* send_buffer =
         static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
@@ -235,10 +258,13 @@ Status bring_remote_sources(const DispatchOp& op,
     std::vector<std::span<const std::byte>> send(static_cast<std::size_t>(world));
     for (int n = 0; n < nodes; ++n) {
         if (n == my_node || needed[static_cast<std::size_t>(n)].empty()) continue;
-        const PackLayout p = pack_layout(
-            mine, static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()), op.hidden);
+        const PackLayout p = pack_layout(mine,
+                                         static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()),
+                                         op.hidden,
+                                         topo.v2);
         std::byte* out = send_buffer + send_at[static_cast<std::size_t>(n)];
-        write_pack(op, mine, staged_rows, staged_scales, needed[static_cast<std::size_t>(n)], out);
+        write_pack(
+            op, mine, plan, staged_rows, staged_scales, needed[static_cast<std::size_t>(n)], out);
         send[static_cast<std::size_t>(gateway(endpoint, me, n))] = {out, p.total};
     }
 
@@ -252,12 +278,13 @@ Status bring_remote_sources(const DispatchOp& op,
         const DispatchRecord& rec = *records[static_cast<std::size_t>(s)];
         if (endpoint.node_of(s) == my_node || gateway(endpoint, s, my_node) != me) continue;
         layouts[static_cast<std::size_t>(s)] =
-            pack_layout(rec, rec.tokens_to_node[my_node], op.hidden);
+            pack_layout(rec, rec.tokens_to_node[my_node], op.hidden, topo.v2);
         recv_at[static_cast<std::size_t>(s)] = recv_total;
         recv_total += layouts[static_cast<std::size_t>(s)].total;
         plans_total += align(static_cast<std::size_t>(rec.num_experts + 1 +
                                                       rec.tokens_to_node[my_node] * rec.top_k +
-                                                      rec.num_tokens) *
+                                                      rec.num_tokens +
+                                                      rec.tokens_to_node[my_node]) *
                              4);
         ++served;
     }
@@ -291,46 +318,53 @@ Status bring_remote_sources(const DispatchOp& op,
     auto* directory = reinterpret_cast<DirectoryEntry*>(plans + plans_total);
     std::size_t plan_at = 0;
     int entry = 0;
-    SendPlan plan;
+    SendPlan compact;  // a remote sender's plan over the tokens it sent here
     for (int s = 0; s < world; ++s) {
         const DispatchRecord& rec = *records[static_cast<std::size_t>(s)];
         if (endpoint.node_of(s) == my_node || gateway(endpoint, s, my_node) != me) continue;
         const PackLayout& p = layouts[static_cast<std::size_t>(s)];
         const std::byte* pack = recv_buffer + recv_at[static_cast<std::size_t>(s)];
+        EntryMask flags;  // V2: which of the pack's entries are active, as the sender said
+        if (p.flags && p.count > 0) {
+            flags.kind = EntryMask::kEntries;
+            flags.data = reinterpret_cast<const uint8_t*>(pack + p.at_flags);
+            flags.stride0 = rec.top_k;
+            flags.stride1 = 1;
+        }
         build_send_plan(p.count > 0 ? reinterpret_cast<const int32_t*>(pack + p.at_ids) : nullptr,
                         rec.top_k,
                         1,
                         p.count,
                         rec.top_k,
                         rec.num_experts,
-                        &plan);
+                        &compact,
+                        flags,
+                        topo.special_experts);
+        // int32: expert_begin[E+1] | entries[count·K] | V2: active compact rows | compact_of[BS]
+        const int64_t active = p.flags ? compact.num_active() : 0;
         auto* arrays = reinterpret_cast<int32_t*>(plans + plan_at);
-        std::memcpy(arrays, plan.expert_begin.data(), plan.expert_begin.size() * 4);
-        if (!plan.entries_by_expert.empty())
-            std::memcpy(arrays + plan.expert_begin.size(),
-                        plan.entries_by_expert.data(),
-                        plan.entries_by_expert.size() * 4);
-        int32_t* compact_of = arrays + plan.expert_begin.size() + plan.entries_by_expert.size();
+        int32_t* at = std::copy(compact.expert_begin.begin(), compact.expert_begin.end(), arrays);
+        at = std::copy(compact.entries_by_expert.begin(), compact.entries_by_expert.end(), at);
+        for (int64_t i = 0; i < active; ++i) *at++ = static_cast<int32_t>(compact.active_token_at(i));
+        int32_t* compact_of = at;
         std::fill(compact_of, compact_of + rec.num_tokens, -1);
         for (int64_t i = 0; i < p.count; ++i) {
             int32_t t = 0;
             std::memcpy(&t, pack + p.at_tokens + static_cast<std::size_t>(i) * 4, 4);
             if (t >= 0 && t < rec.num_tokens) compact_of[t] = static_cast<int32_t>(i);
         }
-        const std::size_t plan_bytes =
-            static_cast<std::size_t>(rec.num_experts + 1 + p.count * rec.top_k + rec.num_tokens) *
-            4;
+        const std::size_t plan_bytes = static_cast<std::size_t>(
+            rec.num_experts + 1 + p.count * rec.top_k + active + rec.num_tokens) * 4;
         DirectoryEntry& d = directory[entry++];
         d = DirectoryEntry{};
         d.source = s;
         d.count = static_cast<int32_t>(p.count);
+        d.active = static_cast<int32_t>(active);
         if (p.total > 0) {
-            if (Status st = endpoint.expose(pack, p.total, kScratchRemoteRecv, &d.pack);
-                !st.ok())
+            if (Status st = endpoint.expose(pack, p.total, kScratchRemoteRecv, &d.pack); !st.ok())
                 return st;
         }
-        if (Status st =
-                endpoint.expose(arrays, plan_bytes, kScratchRemotePlans, &d.plan);
+        if (Status st = endpoint.expose(arrays, plan_bytes, kScratchRemotePlans, &d.plan);
             !st.ok())
             return st;
         plan_at += align(plan_bytes);
@@ -351,7 +385,9 @@ Status bring_remote_sources(const DispatchOp& op,
     // What the node's gateways published comes from other processes: every count, region and
     // plan is checked, and the plans are copied, before any of it is used.
     thread_local std::vector<std::vector<int32_t>> plan_copies;
+    thread_local std::vector<std::vector<int32_t>> token_copies;
     plan_copies.resize(static_cast<std::size_t>(world));
+    token_copies.resize(static_cast<std::size_t>(world));
     std::vector<DirectoryEntry> entries;
     for (int s = 0; s < world; ++s) {
         if (endpoint.node_of(s) == my_node) continue;
@@ -380,9 +416,12 @@ Status bring_remote_sources(const DispatchOp& op,
         if (found->count != rec.tokens_to_node[my_node])
             return broken("a directory entry of " + std::to_string(found->count) + " tokens, not " +
                           std::to_string(rec.tokens_to_node[my_node]));
-        const PackLayout p = pack_layout(rec, found->count, op.hidden);
+        const PackLayout p = pack_layout(rec, found->count, op.hidden, topo.v2);
+        if (found->active < 0 || found->active > found->count || (!topo.v2 && found->active != 0))
+            return broken("a directory entry of " + std::to_string(found->active) + " active tokens");
+        const int64_t active = found->active;
         const std::size_t plan_entries = static_cast<std::size_t>(
-            rec.num_experts + 1 + p.count * rec.top_k + rec.num_tokens);
+            rec.num_experts + 1 + p.count * rec.top_k + active + rec.num_tokens);
         if (found->plan.bytes != plan_entries * 4 || (p.total > 0 && found->pack.bytes < p.total))
             return broken("a plan or pack of another size");
         const auto* arrays = reinterpret_cast<const int32_t*>(node.map(g, found->plan));
@@ -392,15 +431,43 @@ Status bring_remote_sources(const DispatchOp& op,
                     "the rows of rank " + std::to_string(s) + " must be mappable on this node"};
         auto& copy = plan_copies[static_cast<std::size_t>(s)];
         copy.assign(arrays, arrays + plan_entries);
-        if (std::string why = check_plan_arrays(copy.data(), rec.num_experts, p.count, rec.top_k);
+        if (std::string why =
+                check_plan_arrays(copy.data(), rec.num_experts, p.count, rec.top_k, active, topo.v2);
             !why.empty())
             return broken(why);
-        const int32_t* compact_of = copy.data() + rec.num_experts + 1 + p.count * rec.top_k;
+        const int32_t* entries = copy.data() + rec.num_experts + 1;
+        const int32_t* compact_of = entries + p.count * rec.top_k + active;
+        // token_of inverts compact_of: every compact row names exactly one token.
+        auto& token_of = token_copies[static_cast<std::size_t>(s)];
+        token_of.assign(static_cast<std::size_t>(p.count), -1);
+        int64_t mapped = 0;
         for (int64_t t = 0; t < rec.num_tokens; ++t) {
-            if (compact_of[t] < -1 || compact_of[t] >= p.count)
-                return broken("a token map entry of " + std::to_string(compact_of[t]));
+            const int32_t row = compact_of[t];
+            if (row < -1 || row >= p.count || (row >= 0 && token_of[static_cast<std::size_t>(row)] >= 0))
+                return broken("a token map entry of " + std::to_string(row));
+            if (row >= 0) {
+                token_of[static_cast<std::size_t>(row)] = static_cast<int32_t>(t);
+                ++mapped;
+            }
         }
-        if (topo.shared_rank_num > 0 && !topo.is_shared(s)) {  // shared chunks this node holds
+        if (mapped != p.count) return broken("a token map of " + std::to_string(mapped) + " rows");
+        v.plan = PlanView{copy.data(),
+                          entries,
+                          topo.v2 ? entries + p.count * rec.top_k : nullptr,
+                          topo.v2 ? active : p.count,
+                          p.count,
+                          rec.top_k,
+                          rec.num_experts};
+        v.compact_of = compact_of;
+        v.token_of = token_of.data();
+        // Every rank of this node must find all its rows: what the sender counted for it.
+        for (int d : endpoint.node_ranks(my_node)) {
+            const int64_t got = rows_to_rank(topo, d, s, rec.num_tokens, v.plan);
+            if (got != rec.rows_to[d])
+                return broken(std::to_string(got) + " rows for rank " + std::to_string(d) +
+                              ", not " + std::to_string(rec.rows_to[d]));
+        }
+        if (!topo.v2 && topo.shared_rank_num > 0 && !topo.is_shared(s)) {  // V1 shared chunks here
             for (int64_t sr = 0; sr < topo.shared_rank_num; ++sr) {
                 if (endpoint.node_of(static_cast<int>(sr)) != my_node) continue;
                 const TokenRange chunk = shared_chunk(s, rec.num_tokens, topo.shared_rank_num, sr);
@@ -408,8 +475,6 @@ Status bring_remote_sources(const DispatchOp& op,
                     if (compact_of[t] < 0) return broken("no row for token " + std::to_string(t));
             }
         }
-        v.plan = PlanView{copy.data(), copy.data() + rec.num_experts + 1, p.count, rec.top_k, rec.num_experts};
-        v.compact_of = compact_of;
         auto* base = const_cast<std::byte*>(pack);
         const DType row_dtype = p.staged ? rec.staged_rows.dtype : rec.x.dtype;
         const TensorView rows = TensorView::contiguous(
@@ -447,6 +512,7 @@ Status bring_remote_sources(const DispatchOp& op,
 
 Status bring_remote_rows(const CombineOp& op,
                          const Topology& topo,
+                         const SendPlan& plan,
                          transport::Transport& endpoint,
                          std::vector<OwnerView>* owners,
                          std::vector<int32_t>* fake_counts) {
@@ -456,6 +522,11 @@ Status bring_remote_rows(const CombineOp& op,
     const auto row_bytes = static_cast<std::size_t>(op.hidden) * dtype_size(op.in.expand_x.dtype);
     const int64_t bs = op.num_tokens;
     auto remote = [&](int r) { return endpoint.node_of(r) != my_node; };
+    // One span per peer: n rows, then (V2) their n triples at a 4-byte boundary.
+    const bool triples = topo.v2;
+    auto span_bytes = [&](std::size_t n) {
+        return triples ? (n * row_bytes + 3) / 4 * 4 + n * 12 : n * row_bytes;
+    };
 
     // What I send: the rows I hold for each remote source, block by block.
     const int64_t my_blocks = topo.local_experts(me);
@@ -472,7 +543,7 @@ Status bring_remote_rows(const CombineOp& op,
             send_rows[static_cast<std::size_t>(s)] +=
                 static_cast<std::size_t>(std::max<int64_t>(block_rows(le * world + s, &begin), 0));
         }
-        send_total += send_rows[static_cast<std::size_t>(s)] * row_bytes;
+        send_total += span_bytes(send_rows[static_cast<std::size_t>(s)]);
     }
     // What I receive: my rows on each remote expert rank, counted from my own ids.
     std::vector<std::vector<int64_t>> counts(static_cast<std::size_t>(world));
@@ -481,22 +552,15 @@ Status bring_remote_rows(const CombineOp& op,
         if (remote(d))
             counts[static_cast<std::size_t>(d)].assign(
                 static_cast<std::size_t>(topo.local_experts(d)), 0);
-    for (int64_t t = 0; t < bs; ++t) {
-        for (int64_t k = 0; k < op.top_k; ++k) {
-            const int32_t e = load2<int32_t>(op.in.expert_ids, t, k);
-            if (e < 0 || e >= topo.moe_expert_num) continue;
-            const int64_t d = topo.rank_of_expert(e);
-            if (remote(static_cast<int>(d)))
-                ++counts[static_cast<std::size_t>(d)]
-                        [static_cast<std::size_t>(topo.local_index(e))];
+    for (int d = 0; d < world; ++d) {
+        if (!remote(d)) continue;
+        auto& c = counts[static_cast<std::size_t>(d)];
+        if (topo.is_shared(d)) {
+            c[0] = shared_tokens(topo, d, me, bs, plan).size();
+            continue;
         }
-    }
-    if (topo.shared_rank_num > 0 && !topo.is_shared(me)) {
-        for (int64_t sr = 0; sr < topo.shared_rank_num; ++sr) {
-            if (remote(static_cast<int>(sr)))
-                counts[static_cast<std::size_t>(sr)][0] =
-                    shared_chunk(me, bs, topo.shared_rank_num, sr).size();
-        }
+        for (int64_t le = 0; le < topo.local_moe_experts; ++le)
+            c[static_cast<std::size_t>(le)] = plan.rows_for_expert(topo.first_expert(d) + le);
     }
     std::vector<std::size_t> recv_at(static_cast<std::size_t>(world), 0);
     std::vector<int64_t> recv_rows(static_cast<std::size_t>(world), 0);
@@ -504,7 +568,7 @@ Status bring_remote_rows(const CombineOp& op,
         for (int64_t c : counts[static_cast<std::size_t>(d)])
             recv_rows[static_cast<std::size_t>(d)] += c;
         recv_at[static_cast<std::size_t>(d)] = recv_total;
-        recv_total += static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]) * row_bytes;
+        recv_total += span_bytes(static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]));
     }
     auto* send_buffer =
         static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
@@ -518,19 +582,25 @@ Status bring_remote_rows(const CombineOp& op,
     for (int s = 0; s < world; ++s) {
         if (!remote(s) || send_rows[static_cast<std::size_t>(s)] == 0) continue;
         std::byte* out = send_buffer + at;
+        const std::size_t n_rows = send_rows[static_cast<std::size_t>(s)];
+        auto* triple = reinterpret_cast<int32_t*>(out + (n_rows * row_bytes + 3) / 4 * 4);
         std::size_t written = 0;
         for (int64_t le = 0; le < my_blocks; ++le) {
             int64_t begin = 0;
             const int64_t n = block_rows(le * world + s, &begin);
-            for (int64_t r = 0; r < n; ++r, written += row_bytes)
+            for (int64_t r = 0; r < n; ++r, written += row_bytes) {
                 copy_row_out(op.in.expand_x, begin + r, out + written, op.hidden);
+                if (!triples) continue;
+                for (int64_t j = 0; j < 3; ++j)
+                    *triple++ = load1<int32_t>(*op.in.assist_info, 3 * (begin + r) + j);
+            }
         }
-        send[static_cast<std::size_t>(s)] = {out, written};
-        at += written;
+        send[static_cast<std::size_t>(s)] = {out, span_bytes(n_rows)};
+        at += span_bytes(n_rows);
     }
     for (int d = 0; d < world; ++d) {
         const std::size_t bytes =
-            static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]) * row_bytes;
+            span_bytes(static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]));
         if (bytes > 0)
             recv[static_cast<std::size_t>(d)] = {recv_buffer + recv_at[static_cast<std::size_t>(d)],
                                                  bytes};
@@ -566,6 +636,13 @@ Status bring_remote_rows(const CombineOp& op,
         v.expand_x.shape[0] = running;
         if (running == 0) v.expand_x.data = recv_buffer;  // never read: no rows name it
         v.ep_send_counts = TensorView::contiguous(c, DType::kInt32, {blocks});
+        if (triples) {
+            const auto rows = static_cast<std::size_t>(running);
+            v.assist = TensorView::contiguous(recv_buffer + recv_at[static_cast<std::size_t>(d)] +
+                                                  (rows * row_bytes + 3) / 4 * 4,
+                                              DType::kInt32,
+                                              {3 * running});
+        }
         fake_at += static_cast<std::size_t>(blocks);
     }
     return Status::Ok();

@@ -5,7 +5,8 @@
 // expert on n, or whose shared rank is on n), to n's gateway for s: the rank of n at index
 // (s's index in its node) mod (ranks of n). One pack per (s, n):
 //
-//   [ tokens: int32 × c | ids: int32 × c·K | weights: f32 × c·K (with expertScales) |
+//   [ tokens: int32 × c | ids: int32 × c·K | V2: entry flags: byte × c·K (1: active) |
+//     weights: f32 × c·K (with expertScales) |
 //     token scales: f32 × c (pre-quantized x) | scales: the whole tensor (static or smooth) |
 //     rows: c × (x row, or the staged quantized row) | staged scales: c × their entries ]
 //
@@ -42,6 +43,7 @@ MOEDIST_API CrossNodeTraffic last_cross_node_traffic();
 void tokens_for_nodes(const DispatchOp& op,
                       const Topology& topo,
                       const transport::Transport& endpoint,
+                      const SendPlan& plan,
                       std::vector<std::vector<int32_t>>* out);
 
 // Sends this rank's packs, receives those it is the gateway of, publishes them to the node and
@@ -49,6 +51,7 @@ void tokens_for_nodes(const DispatchOp& op,
 // `published` says whether this rank joined the node round (it must then finish it).
 Status bring_remote_sources(const DispatchOp& op,
                             const Topology& topo,
+                            const SendPlan& plan,
                             transport::Transport& endpoint,
                             const std::vector<const DispatchRecord*>& records,
                             std::vector<SourceView>* sources,
@@ -59,6 +62,7 @@ Status bring_remote_sources(const DispatchOp& op,
 // `fake_counts` holds the counts of those views (kept until the reduction is done).
 Status bring_remote_rows(const CombineOp& op,
                          const Topology& topo,
+                         const SendPlan& plan,
                          transport::Transport& endpoint,
                          std::vector<OwnerView>* owners,
                          std::vector<int32_t>* fake_counts);

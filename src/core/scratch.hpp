@@ -15,7 +15,8 @@ enum ScratchSlot : int {
     kScratchRemoteSend = 5,   // bytes for ranks of other nodes
     kScratchRemoteRecv = 6,   // bytes from ranks of other nodes (node peers read them)
     kScratchRemotePlans = 7,  // plans and token maps of the senders this rank serves
+    kScratchStageAux3 = 8,
 };
-static_assert(kScratchRemotePlans < transport::Transport::kScratchSlots);
+static_assert(kScratchStageAux3 < transport::Transport::kScratchSlots);
 
 }  // namespace moedist::core

@@ -24,7 +24,16 @@ struct SourceView {
     TensorView staged_rows;  // data null when the sender staged nothing
     std::optional<TensorView> staged_scales;
     const int32_t* compact_of = nullptr;  // null: identity
+    const int32_t* token_of = nullptr;    // compact row -> the sender's token (null: identity)
     int64_t row_of(int64_t token) const { return compact_of ? compact_of[token] : token; }
+    int64_t original_of(int64_t row) const { return token_of ? token_of[row] : row; }
+    // Active token i of the plan (V2): its row in x (or the staged rows) and its token. The plan
+    // of a sender on another node lists its active tokens as compact rows.
+    int64_t active_row(int64_t i) const {
+        const int64_t t = plan.active_token(i);
+        return token_of ? t : row_of(t);
+    }
+    int64_t active_original(int64_t i) const { return original_of(plan.active_token(i)); }
 };
 
 // One owner of expert rows (an EP rank of my group or of the TP peer's), as this rank reads it.
@@ -32,6 +41,7 @@ struct OwnerView {
     TensorView expand_x;
     TensorView ep_send_counts;
     TensorView tp_send_counts;  // data null when T == 1
+    TensorView assist;          // V2: int32 triples (src, t, slot) of its own rows
     int64_t tp_rank = 0;
 };
 

@@ -148,8 +148,16 @@ public:
         std::memcpy(all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
         post(mine_.data(), all, kMaxRecordBytes, kRecordTag);
     }
-    Status wait_published(uint64_t call, Clock::time_point deadline) override {
+    Status wait_published(uint64_t call,
+                          Clock::time_point deadline,
+                          int64_t* arrival_us) override {
+        const auto start = Clock::now();
         if (Status s = wait(deadline, "arrive", call); !s.ok()) return s;
+        if (arrival_us != nullptr) {  // MPI says when the round completed, not per rank
+            const int64_t us =
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+            std::fill(arrival_us, arrival_us + size_, us);
+        }
         return broken_status();
     }
     const std::byte* record(int rank, uint64_t call) const override {

@@ -58,7 +58,8 @@ template <bool bf16>
 MOEDIST_AVX512 void combine(const uint16_t* const* rows,
                             const float* weights,
                             int64_t count,
-                            const uint16_t* shared,
+                            const uint16_t* const* unweighted,
+                            int64_t unweighted_count,
                             uint16_t* out,
                             int64_t n) {
     for (int64_t h = 0; h < n; h += 64) {
@@ -82,8 +83,8 @@ MOEDIST_AVX512 void combine(const uint16_t* const* rows,
             a2 = _mm512_add_ps(a2, _mm512_mul_ps(widen<bf16>(p + 32, k[2]), w));
             a3 = _mm512_add_ps(a3, _mm512_mul_ps(widen<bf16>(p + 48, k[3]), w));
         }
-        if (shared != nullptr) {  // weight 1: fl32(v · 1) = v, so the value is added as it is
-            const uint16_t* p = shared + h;
+        for (int64_t r = 0; r < unweighted_count; ++r) {  // fl32(v · 1) = v: added as it is
+            const uint16_t* p = unweighted[r] + h;
             a0 = _mm512_add_ps(a0, widen<bf16>(p, k[0]));
             a1 = _mm512_add_ps(a1, widen<bf16>(p + 16, k[1]));
             a2 = _mm512_add_ps(a2, widen<bf16>(p + 32, k[2]));
@@ -106,21 +107,28 @@ void combine_rows(DType dtype,
                   const uint16_t* const* rows,
                   const float* weights,
                   int64_t count,
-                  const uint16_t* shared,
+                  const uint16_t* const* unweighted,
+                  int64_t unweighted_count,
                   uint16_t* out,
                   int64_t n) {
     if (dtype == DType::kBFloat16) {
-        combine<true>(rows, weights, count, shared, out, n);
+        combine<true>(rows, weights, count, unweighted, unweighted_count, out, n);
     } else {
-        combine<false>(rows, weights, count, shared, out, n);
+        combine<false>(rows, weights, count, unweighted, unweighted_count, out, n);
     }
 }
 
 #else
 
 bool combine_rows_available() { return false; }
-void combine_rows(
-    DType, const uint16_t* const*, const float*, int64_t, const uint16_t*, uint16_t*, int64_t) {}
+void combine_rows(DType,
+                  const uint16_t* const*,
+                  const float*,
+                  int64_t,
+                  const uint16_t* const*,
+                  int64_t,
+                  uint16_t*,
+                  int64_t) {}
 
 #endif
 

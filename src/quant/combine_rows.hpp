@@ -14,13 +14,15 @@ namespace moedist::quant {
 bool combine_rows_available();
 
 // out[h] = rne_dtype(acc) with acc = +0.0f, acc = fl32(acc + fl32(f32(rows[k][h]) · weights[k]))
-// for k = 0..count-1, then acc = fl32(acc + f32(shared[h])) when shared != null. Rows are
-// contiguous fp16/bf16 (dtype), `out` too; NaN outputs are the canonical quiet NaN with the sign.
+// for k = 0..count-1, then acc = fl32(acc + f32(unweighted[j][h])) for j = 0..unweighted_count-1
+// (shared rows, sharedExpertX). Rows are contiguous fp16/bf16 (dtype), `out` too; NaN outputs
+// are the canonical quiet NaN with the sign.
 void combine_rows(DType dtype,
                   const uint16_t* const* rows,
                   const float* weights,
                   int64_t count,
-                  const uint16_t* shared,
+                  const uint16_t* const* unweighted,
+                  int64_t unweighted_count,
                   uint16_t* out,
                   int64_t n);
 

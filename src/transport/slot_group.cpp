@@ -251,9 +251,19 @@ std::string SlotProtocol::dead_reason(int rank, uint64_t call) const {
            " gone (it died or exited)";
 }
 
-Status SlotProtocol::wait_published(uint64_t call, Clock::time_point deadline) {
-    auto pending = [this, call](int r) {
-        return slots_[r].arrived.load(std::memory_order_seq_cst) <= call;
+Status SlotProtocol::wait_published(uint64_t call,
+                                    Clock::time_point deadline,
+                                    int64_t* arrival_us) {
+    const auto start = Clock::now();
+    if (arrival_us != nullptr) std::fill(arrival_us, arrival_us + size_, int64_t{-1});
+    // A rank's arrival is timed when a wait first sees it (timing only: never compared).
+    auto pending = [this, call, arrival_us, start](int r) {
+        const bool waiting = slots_[r].arrived.load(std::memory_order_seq_cst) <= call;
+        if (!waiting && arrival_us != nullptr && arrival_us[r] < 0) {
+            arrival_us[r] = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start)
+                                .count();
+        }
+        return waiting;
     };
     int dead = -1;
     switch (wait_for(pending, deadline, /*stop_on_broken=*/true, &dead)) {

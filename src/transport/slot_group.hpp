@@ -84,7 +84,7 @@ public:
 
     uint64_t begin_call(int rank);
     void publish(int rank, uint64_t call, std::span<const std::byte> record);
-    Status wait_published(uint64_t call, Clock::time_point deadline);
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us = nullptr);
     const std::byte* record(int rank, uint64_t call) const;
     void finish(int rank, uint64_t call, int32_t flag, std::string_view message);
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag);

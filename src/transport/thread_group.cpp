@@ -64,8 +64,10 @@ public:
     void publish(uint64_t call, std::span<const std::byte> record) override {
         group_->protocol.publish(rank_, call, record);
     }
-    Status wait_published(uint64_t call, Clock::time_point deadline) override {
-        return group_->protocol.wait_published(call, deadline);
+    Status wait_published(uint64_t call,
+                          Clock::time_point deadline,
+                          int64_t* arrival_us) override {
+        return group_->protocol.wait_published(call, deadline, arrival_us);
     }
     const std::byte* record(int rank, uint64_t call) const override {
         return group_->protocol.record(rank, call);

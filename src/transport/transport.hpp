@@ -109,7 +109,7 @@ class MOEDIST_API Transport {
 public:
     static constexpr std::size_t kMaxRecordBytes = 1536;
     // Scratch slots an endpoint keeps across calls (their use is the caller's: core/scratch.hpp).
-    static constexpr int kScratchSlots = 8;
+    static constexpr int kScratchSlots = 9;
 
     virtual ~Transport() = default;
 
@@ -128,7 +128,11 @@ public:
     // Round 1.
     virtual uint64_t begin_call() = 0;
     virtual void publish(uint64_t call, std::span<const std::byte> record) = 0;
-    virtual Status wait_published(uint64_t call, Clock::time_point deadline) = 0;
+    // `arrival_us` (optional, size() entries): microseconds from the start of this wait until
+    // each rank's record was seen (0 for a rank already there).
+    virtual Status wait_published(uint64_t call,
+                                  Clock::time_point deadline,
+                                  int64_t* arrival_us = nullptr) = 0;
     // Rank's record of `call`; valid after wait_published(call) until this endpoint finishes.
     // On an endpoint from open_peer(), wait_published() and wait_finished() wait for the paired
     // group's ranks without taking part.
