@@ -20,7 +20,8 @@ struct DispatchShapes {
     int64_t hidden = 0;             // H
     bool makes_scales = false;      // dispatch writes dynamicScales (quantMode 2, 3, 4, or 8-bit x)
     int64_t scale_columns = 0;      // dynamicScales dim 1 (0: it is 1-D)
-    int64_t expand_idx = 0;         // BS·K
+    int64_t expand_idx = 0;         // BS·K (V1; V2: 0, no expandIdx)
+    int64_t assist_info = 0;        // V2: 3·A (assistInfo's triples), else 0
     int64_t expert_token_nums = 0;  // L, or 1 on a shared rank
     int64_t ep_recv_counts = 0;     // T·W·(L or 1)
     int64_t tp_recv_counts = 0;     // 2 when T = 2, else 0 (not written)

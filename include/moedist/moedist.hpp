@@ -22,32 +22,51 @@
 namespace moedist {
 
 struct DispatchInputs {
-    TensorView x;                             // (BS, H) fp16/bf16
+    TensorView x;                             // (BS, H) fp16/bf16 (or pre-quantized 8-bit)
     TensorView expert_ids;                    // (BS, K) int32
     std::optional<TensorView> scales;         // smooth/quant scales, mode dependent
-    std::optional<TensorView> x_active_mask;  // reserved: ignored
+    std::optional<TensorView> x_active_mask;  // V1: ignored. V2: (BS,) or (BS, K) bool
     std::optional<TensorView> expert_scales;  // (BS, K) fp32, fills expand_scales
 };
 
 struct DispatchOutputs {
-    TensorView expand_x;                       // (>= T*A, H)
-    std::optional<TensorView> dynamic_scales;  // (>= T*A) fp32 when the mode makes scales
-    TensorView expand_idx;                     // (BS*K) int32
-    TensorView expert_token_nums;              // (L or 1) int64
-    TensorView ep_recv_counts;                 // (>= T*W*L or T*W) int32
-    std::optional<TensorView> tp_recv_counts;  // (>= 2) int32 when T == 2
-    std::optional<TensorView> expand_scales;   // (>= A) fp32, optional
+    TensorView expand_x;                          // (>= T*A, H)
+    std::optional<TensorView> dynamic_scales;     // (>= T*A) fp32 when the mode makes scales
+    TensorView expand_idx;                        // V1: (BS*K) int32. V2: not written (may be empty)
+    TensorView expert_token_nums;                 // (L or 1) int64
+    TensorView ep_recv_counts;                    // (>= T*W*L or T*W) int32
+    std::optional<TensorView> tp_recv_counts;     // (>= 2) int32 when T == 2
+    std::optional<TensorView> expand_scales;      // (>= A) fp32, optional
+    std::optional<TensorView> assist_info;        // V2: (>= 3*A) int32 (src, t, slot) per row
+    std::optional<TensorView> performance_info;   // V2 (V4): (W) int64, microseconds waited
+                                                  // per peer, added to (never reset)
 };
 
 struct CombineInputs {
     TensorView expand_x;                       // expert outputs, layout of dispatch's expand_x
     TensorView expert_ids;                     // (BS, K) int32, as given to dispatch
-    TensorView expand_idx;                     // dispatch's expand_idx
+    TensorView expand_idx;                     // V1: dispatch's expand_idx. V2: unused
     TensorView ep_send_counts;                 // dispatch's ep_recv_counts
-    TensorView expert_scales;                  // (BS, K) fp32 routing weights
+    TensorView expert_scales;                  // (BS, K) fp32 routing weights. V2: empty (a dim
+                                               // 0): unweighted (every weight 1)
     std::optional<TensorView> tp_send_counts;  // dispatch's tp_recv_counts when T == 2
-    // Reserved (ignored whatever they hold): x_active_mask, activation_scale, weight_scale,
-    // group_list, expand_scales.
+    // V2 only (V1 ignores what it is given here, like the reserved activationScale, weightScale,
+    // groupList and expandScales):
+    std::optional<TensorView> assist_info;     // dispatch's assist_info
+    std::optional<TensorView> x_active_mask;   // the mask dispatch got
+    std::optional<TensorView> shared_expert_x; // (BS, H) or (a, b, H) with a*b = BS; S = 0 only
+    std::optional<TensorView> ori_x;           // (BS, H): copy and const experts' input
+    std::optional<TensorView> const_alpha1;    // (Q,) or (Q, H), expandX's dtype
+    std::optional<TensorView> const_alpha2;
+    std::optional<TensorView> const_v;         // (Q, H)
+    std::optional<TensorView> performance_info;  // (W) int64, added to
+    // CombineAddRmsNorm: residual_x (BS, 1, H) and gamma (H,) given: x_out is the residual sum
+    // (BS, 1, H) and y_out / rstd_out (BS, 1, H) / (BS, 1, 1) fp32 are written too.
+    std::optional<TensorView> residual_x;
+    std::optional<TensorView> gamma;
+    float norm_eps = 1e-6f;
+    std::optional<TensorView> y_out;
+    std::optional<TensorView> rstd_out;
 };
 
 // What combine needs from a dispatch: views of dispatch's inputs and outputs (no copies). The
@@ -59,6 +78,8 @@ struct DispatchHandle {
     TensorView expand_idx;
     TensorView ep_recv_counts;
     std::optional<TensorView> tp_recv_counts;
+    std::optional<TensorView> assist_info;    // V2
+    std::optional<TensorView> x_active_mask;  // V2: the mask dispatch got
     uint64_t group = 0;  // the EP group's id (unique on the host)
     uint64_t call = 0;   // this distributor's dispatch number (1, 2, ...)
 };

@@ -84,7 +84,11 @@ Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) no
 
 DispatchHandle MoeDistributor::dispatch(const DispatchInputs& in, const DispatchOutputs& out) {
     throw_if_error(try_dispatch(in, out));
-    DispatchHandle handle{in.expert_ids, out.expand_idx, out.ep_recv_counts, out.tp_recv_counts};
+    DispatchHandle handle;
+    handle.expert_ids = in.expert_ids;
+    handle.expand_idx = out.expand_idx;
+    handle.ep_recv_counts = out.ep_recv_counts;
+    handle.tp_recv_counts = out.tp_recv_counts;
     if (config_.v2()) {
         handle.assist_info = out.assist_info;
         handle.x_active_mask = in.x_active_mask;

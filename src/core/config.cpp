@@ -33,6 +33,7 @@ DispatchShapes MoeConfig::shapes(int64_t num_tokens,
     out.makes_scales = s.makes_scales;
     out.scale_columns = s.scale_columns;
     out.expand_idx = saturated(s.expand_idx);
+    out.assist_info = saturated(s.assist_info);
     out.expert_token_nums = s.expert_token_nums;
     out.ep_recv_counts = s.ep_recv_counts;
     out.tp_recv_counts = s.tp_recv_counts;

@@ -122,7 +122,7 @@ void write_pack(const DispatchOp& op,
                 4);
             if (p.flags) {
                 out[p.at_flags + i * static_cast<std::size_t>(k_count) +
-                    static_cast<std::size_t>(k)] = std::byte{entry_active(mask, plan, t, k) ? 1 : 0};
+                    static_cast<std::size_t>(k)] = static_cast<std::byte>(entry_active(mask, plan, t, k) ? 1 : 0);
             }
             if (p.weights) {
                 const float w = load2<float>(*op.in.expert_scales, t, k);
@@ -435,8 +435,8 @@ Status bring_remote_sources(const DispatchOp& op,
                 check_plan_arrays(copy.data(), rec.num_experts, p.count, rec.top_k, active, topo.v2);
             !why.empty())
             return broken(why);
-        const int32_t* entries = copy.data() + rec.num_experts + 1;
-        const int32_t* compact_of = entries + p.count * rec.top_k + active;
+        const int32_t* plan_entries_at = copy.data() + rec.num_experts + 1;
+        const int32_t* compact_of = plan_entries_at + p.count * rec.top_k + active;
         // token_of inverts compact_of: every compact row names exactly one token.
         auto& token_of = token_copies[static_cast<std::size_t>(s)];
         token_of.assign(static_cast<std::size_t>(p.count), -1);
@@ -452,8 +452,8 @@ Status bring_remote_sources(const DispatchOp& op,
         }
         if (mapped != p.count) return broken("a token map of " + std::to_string(mapped) + " rows");
         v.plan = PlanView{copy.data(),
-                          entries,
-                          topo.v2 ? entries + p.count * rec.top_k : nullptr,
+                          plan_entries_at,
+                          topo.v2 ? plan_entries_at + p.count * rec.top_k : nullptr,
                           topo.v2 ? active : p.count,
                           p.count,
                           rec.top_k,

@@ -5,6 +5,11 @@ namespace moedist::core {
 __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k) {
     const auto max_bs = static_cast<__int128>(config.max_bs(bs));
     const auto world = static_cast<__int128>(config.ep_world_size);
+    if (config.is_shared_rank() && config.v2()) {  // maxBs · ⌈W / R⌉, R = S / N
+        const auto replicas =
+            static_cast<__int128>(config.shared_expert_rank_num / config.shared_experts());
+        return max_bs * ((world + replicas - 1) / replicas);
+    }
     if (config.is_shared_rank()) {
         const auto shared = static_cast<__int128>(config.shared_expert_rank_num);
         return (max_bs * world + shared - 1) / shared;
@@ -32,7 +37,8 @@ OutputShapes output_shapes(
     s.rows = s.capacity * s.tp;
     s.makes_scales = mode_makes_scales(config.quant_mode, x_dtype);
     s.scale_columns = s.makes_scales ? scale_columns(config.quant_mode, hidden) : 0;
-    s.expand_idx = static_cast<__int128>(bs) * top_k;
+    s.expand_idx = config.v2() ? 0 : static_cast<__int128>(bs) * top_k;
+    s.assist_info = config.v2() ? 3 * s.capacity : 0;
     s.expert_token_nums = s.local_experts;
     s.ep_recv_counts = s.tp * config.ep_world_size * s.local_experts;
     s.tp_recv_counts = s.tp == 2 ? 2 : 0;

@@ -12,8 +12,9 @@
 
 namespace moedist::core {
 
-// A (docs/contract.md §1): rows one TP half of the rank can receive. A MoE rank: maxBs·W·min(L, K); a shared
-// rank: ⌈maxBs·W / S⌉. maxBs = globalBs / W, or bs when globalBs = 0.
+// A (docs/contract.md §1, §10): rows one TP half of the rank can receive. A MoE rank:
+// maxBs·W·min(L, K); a shared rank: ⌈maxBs·W / S⌉ (V1), maxBs·⌈W / R⌉ with R = S / N (V2).
+// maxBs = globalBs / W, or bs when globalBs = 0.
 __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k);
 
 // Whether dispatch writes dynamicScales (docs/contract.md §5): quantMode 2, 3, 4, or quantMode 0 with an
@@ -33,7 +34,8 @@ struct OutputShapes {
     __int128 rows = 0;              // T·A: expandX dim 0 and dynamicScales dim 0, at least
     bool makes_scales = false;      // dynamicScales is written
     int64_t scale_columns = 0;      // dynamicScales dim 1 (0: 1-D)
-    __int128 expand_idx = 0;        // BS·K entries of expandIdx
+    __int128 expand_idx = 0;        // BS·K entries of expandIdx (V1; V2 has none)
+    __int128 assist_info = 0;       // V2: 3·A entries of assistInfo
     int64_t expert_token_nums = 1;  // expertTokenNums entries, at least
     int64_t ep_recv_counts = 0;     // epRecvCounts entries, at least: T·W·(L or 1)
     int64_t tp_recv_counts = 0;     // tpRecvCounts entries, at least: 2 when T = 2, else 0

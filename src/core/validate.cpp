@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wrestrict"
 #endif
 
+#include <algorithm>
 #include <climits>
 #include <sstream>
 #include <string>
@@ -13,132 +14,13 @@
 #include "core/ops.hpp"
 #include "core/profile.hpp"
 #include "core/shapes.hpp"
+#include "core/tensor_access.hpp"
+#include "core/validate_parts.hpp"
+#include "core/validate_util.hpp"
 #include "util/env.hpp"
 
 namespace moedist::core {
 namespace {
-
-// H bound: keeps every product of H with a row count, a block count or a byte size in int64.
-constexpr int64_t kMaxHidden = int64_t{1} << 24;
-
-std::string shape_of(const TensorView& t) {
-    std::ostringstream out;
-    out << '(';
-    for (int32_t d = 0; d < t.ndim; ++d) out << (d ? ", " : "") << t.dim(d);
-    out << (t.ndim == 1 ? ",)" : ")");
-    return out.str();
-}
-
-Status fail(Code code,
-            const std::string& param,
-            const std::string& expected,
-            const std::string& actual) {
-    return {code, param + " must be " + expected + ", got " + actual};
-}
-
-#define MOEDIST_REQUIRE(cond, code, param, expected, actual)     \
-    do {                                                         \
-        if (!(cond)) return fail(code, param, expected, actual); \
-    } while (0)
-
-Status check_dtype(const TensorView& t, const char* name, std::initializer_list<DType> allowed) {
-    std::string names;
-    for (DType d : allowed) {
-        if (t.dtype == d) return Status::Ok();
-        names += (names.empty() ? "" : " or ") + std::string(dtype_name(d));
-    }
-    return fail(Code::kInvalidParam, std::string(name) + " dtype", names, dtype_name(t.dtype));
-}
-
-// ndim, non-negative extents and strides, and a last element addressable in int64 bytes.
-Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
-    if (t.ndim != ndim) {
-        std::string actual = std::to_string(t.ndim);
-        if (t.ndim >= 0 && t.ndim <= TensorView::kMaxDims) actual.append(" ").append(shape_of(t));
-        return fail(Code::kInnerTiling, std::string(name) + " dims", std::to_string(ndim), actual);
-    }
-    __int128 last = 0;
-    for (int32_t d = 0; d < ndim; ++d) {
-        MOEDIST_REQUIRE(t.dim(d) >= 0 && t.stride(d) >= 0,
-                        Code::kInnerTiling,
-                        std::string(name) + " shape and strides",
-                        "non-negative",
-                        shape_of(t));
-        // Each term is below 2^126; stopping once the sum passes 2^62 keeps it below 2^127.
-        if (t.dim(d) > 0 && last < (static_cast<__int128>(1) << 62)) {
-            last += static_cast<__int128>(t.dim(d) - 1) * t.stride(d);
-        }
-    }
-    MOEDIST_REQUIRE(
-        last < (static_cast<__int128>(1) << 62) &&
-            last * static_cast<__int128>(dtype_size(t.dtype)) < (static_cast<__int128>(1) << 62),
-        Code::kInnerTiling,
-        std::string(name) + " extent",
-        "below 2^62 bytes",
-        shape_of(t));
-    MOEDIST_REQUIRE(t.data != nullptr || t.numel() == 0,
-                    Code::kNullptr,
-                    std::string(name) + " data",
-                    "non-null",
-                    "nullptr");
-    // Elements are read and written as their type: a misaligned address is undefined behaviour.
-    const std::size_t align = dtype_size(t.dtype);
-    const std::size_t misaligned = reinterpret_cast<uintptr_t>(t.data) % align;
-    MOEDIST_REQUIRE(misaligned == 0 || t.numel() == 0,
-                    Code::kInnerTiling,
-                    std::string(name) + " data",
-                    "aligned to its element size (" + std::to_string(align) + " bytes)",
-                    "an address " + std::to_string(misaligned) + " bytes past a multiple of it");
-    return Status::Ok();
-}
-
-Status check_min_1d(const TensorView& t,
-                    const char* name,
-                    int64_t min_len,
-                    const std::string& what) {
-    if (Status s = check_rank(t, name, 1); !s.ok()) return s;
-    MOEDIST_REQUIRE(t.dim(0) >= min_len,
-                    Code::kInnerTiling,
-                    std::string(name) + " dim 0",
-                    ">= " + what + " = " + std::to_string(min_len),
-                    std::to_string(t.dim(0)));
-    return Status::Ok();
-}
-
-std::string strides_of(const TensorView& t) {
-    std::ostringstream out;
-    out << '(';
-    for (int32_t d = 0; d < t.ndim; ++d) out << (d ? ", " : "") << t.stride(d);
-    out << (t.ndim == 1 ? ",)" : ")");
-    return out.str();
-}
-
-// An output the call writes must give each element its own address (else writes collide and a
-// huge dim needs no memory behind it): a stride >= 1 along every dim longer than 1 and, for 2-D
-// views, the larger stride at least the extent of the other dim (rows, or columns, never
-// interleave). Runs after check_rank.
-Status check_no_overlap(const TensorView& t, const char* name) {
-    if (t.numel() <= 1) return Status::Ok();
-    bool distinct = true;
-    for (int32_t d = 0; d < t.ndim; ++d) distinct = distinct && (t.dim(d) <= 1 || t.stride(d) >= 1);
-    if (distinct && t.ndim == 2 && t.dim(0) > 1 && t.dim(1) > 1) {
-        const int32_t inner = t.stride(0) <= t.stride(1) ? 0 : 1;
-        const __int128 extent = static_cast<__int128>(t.dim(inner) - 1) * t.stride(inner) + 1;
-        distinct = t.stride(1 - inner) >= extent;
-    }
-    MOEDIST_REQUIRE(distinct,
-                    Code::kInnerTiling,
-                    std::string(name) + " strides",
-                    "non-overlapping (each element at its own address)",
-                    strides_of(t) + " for shape " + shape_of(t));
-    return Status::Ok();
-}
-
-#define MOEDIST_TRY(expr)                            \
-    do {                                             \
-        if (Status s_ = (expr); !s_.ok()) return s_; \
-    } while (0)
-
 std::string int128_text(__int128 v) {
     if (v == 0) return "0";
     std::string digits;
@@ -168,10 +50,13 @@ Status check_capacity(const MoeConfig& config, int64_t bs, int64_t top_k, int64_
 // K in [1, E], BS <= maxBs (globalBs != 0), and A (T·A inside int32).
 Status check_tokens(
     const MoeConfig& config, int64_t bs, int64_t top_k, const char* bs_name, int64_t* capacity) {
-    MOEDIST_REQUIRE(top_k >= 1 && top_k <= config.moe_expert_num,
+    // V2: K may reach E' = E + Z + C + Q (special experts count).
+    const int64_t experts = config.moe_expert_num + (config.v2() ? config.special_expert_num() : 0);
+    MOEDIST_REQUIRE(top_k >= 1 && top_k <= experts,
                     Code::kInnerTiling,
                     "K (expertIds dim 1)",
-                    "in [1, moeExpertNum = " + std::to_string(config.moe_expert_num) + "]",
+                    std::string("in [1, ") + (config.v2() ? "E'" : "moeExpertNum") + " = " +
+                        std::to_string(experts) + "]",
                     std::to_string(top_k));
     if (config.global_bs != 0) {
         MOEDIST_REQUIRE(bs <= config.global_bs / config.ep_world_size,
@@ -262,7 +147,10 @@ Status check_quant_shapes(const MoeConfig& config,
                           int64_t rows_needed) {
     const int64_t mode = config.quant_mode;
     const bool pre_quantized = mode == 0 && is_8bit_float(in.x.dtype);
-    const int64_t expert_rows = config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
+    // Per-expert scale rows: V1 E + (S > 0) (the shared expert first); V2 N + E.
+    const int64_t expert_rows =
+        config.v2() ? config.shared_experts() + config.moe_expert_num
+                    : config.moe_expert_num + (config.shared_expert_rank_num > 0 ? 1 : 0);
     const std::string per_expert =
         "(" + std::to_string(expert_rows) + ", " + std::to_string(hidden) + ")";
     if (in.scales) {
@@ -390,7 +278,7 @@ Status check_dispatch_call(const MoeConfig& config,
     MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
     if (in.expert_scales)
         MOEDIST_TRY(check_dtype(*in.expert_scales, "expertScales", {DType::kFloat32}));
-    MOEDIST_TRY(check_dtype(out.expand_idx, "expandIdx", {DType::kInt32}));
+    if (!config.v2()) MOEDIST_TRY(check_dtype(out.expand_idx, "expandIdx", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(out.expert_token_nums, "expertTokenNums", {DType::kInt64}));
     MOEDIST_TRY(check_dtype(out.ep_recv_counts, "epRecvCounts", {DType::kInt32}));
     if (T == 2) {
@@ -440,9 +328,13 @@ Status check_dispatch_call(const MoeConfig& config,
         "(>= T*A = " + std::to_string(T * capacity) + ", H = " + std::to_string(hidden) + ")",
         shape_of(out.expand_x));
     MOEDIST_TRY(check_no_overlap(out.expand_x, "expandX"));
-    MOEDIST_TRY(
-        check_min_1d(out.expand_idx, "expandIdx", static_cast<int64_t>(need.expand_idx), "BS*K"));
-    MOEDIST_TRY(check_no_overlap(out.expand_idx, "expandIdx"));
+    if (config.v2()) {  // no expandIdx: the assist triples instead
+        MOEDIST_TRY(check_dispatch_v2(config, in, out, bs, top_k, capacity));
+    } else {
+        MOEDIST_TRY(check_min_1d(
+            out.expand_idx, "expandIdx", static_cast<int64_t>(need.expand_idx), "BS*K"));
+        MOEDIST_TRY(check_no_overlap(out.expand_idx, "expandIdx"));
+    }
     MOEDIST_TRY(check_min_1d(
         out.expert_token_nums, "expertTokenNums", need.expert_token_nums, "localExpertNum"));
     MOEDIST_TRY(check_no_overlap(out.expert_token_nums, "expertTokenNums"));
@@ -510,7 +402,7 @@ Status check_combine_call(const MoeConfig& config,
 
     MOEDIST_TRY(check_dtype(in.expand_x, "expandX", {DType::kFloat16, DType::kBFloat16}));
     MOEDIST_TRY(check_dtype(in.expert_ids, "expertIds", {DType::kInt32}));
-    MOEDIST_TRY(check_dtype(in.expand_idx, "expandIdx", {DType::kInt32}));
+    if (!config.v2()) MOEDIST_TRY(check_dtype(in.expand_idx, "expandIdx", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(in.ep_send_counts, "epSendCounts", {DType::kInt32}));
     MOEDIST_TRY(check_dtype(in.expert_scales, "expertScales", {DType::kFloat32}));
     if (T == 2) {
@@ -541,9 +433,11 @@ Status check_combine_call(const MoeConfig& config,
                     ">= T*A = " + std::to_string(T * capacity),
                     std::to_string(in.expand_x.dim(0)));
     const OutputShapes need = output_shapes(config, bs, top_k, hidden, in.expand_x.dtype);
-    // expandIdx: BS*K entries, 1-D, or a contiguous (BS, K) tensor (the A2 device checks only the
-    // element count; the A3 profile wants 1-D).
-    if (in.expand_idx.ndim == 2) {
+    // expandIdx (V1): BS*K entries, 1-D, or a contiguous (BS, K) tensor (the A2 device checks
+    // only the element count; the A3 profile wants 1-D).
+    if (config.v2()) {
+        // no expandIdx: the assist triples (check_combine_v2)
+    } else if (in.expand_idx.ndim == 2) {
         MOEDIST_TRY(check_rank(in.expand_idx, "expandIdx", 2));
         MOEDIST_REQUIRE(in.expand_idx.dim(0) == bs && in.expand_idx.dim(1) == top_k &&
                             (bs <= 1 || in.expand_idx.stride(0) == top_k) &&
@@ -564,7 +458,9 @@ Status check_combine_call(const MoeConfig& config,
     MOEDIST_TRY(check_min_1d(
         in.ep_send_counts, "epSendCounts", need.ep_recv_counts, "T*epWorldSize*localExpertNum"));
     MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
-    MOEDIST_REQUIRE(in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k,
+    // V2: an empty expertScales (a dim 0) asks for an unweighted sum.
+    const bool unweighted = config.v2() && in.expert_scales.numel() == 0;
+    MOEDIST_REQUIRE(unweighted || (in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k),
                     Code::kInnerTiling,
                     "expertScales shape",
                     "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
@@ -573,19 +469,29 @@ Status check_combine_call(const MoeConfig& config,
         MOEDIST_TRY(
             check_min_1d(*in.tp_send_counts, "tpSendCounts", need.tp_recv_counts, "tpWorldSize"));
     }
-    MOEDIST_TRY(check_rank(x_out, "x", 2));
-    // H comes from expandX; a mismatch names expandX against x, the caller's model width.
-    MOEDIST_REQUIRE(x_out.dim(1) == hidden,
-                    Code::kInnerTiling,
-                    "expandX dim 1",
-                    "H = x dim 1 = " + std::to_string(x_out.dim(1)),
-                    std::to_string(hidden));
-    MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden,
-                    Code::kInnerTiling,
-                    "x shape",
-                    "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")",
-                    shape_of(x_out));
-    MOEDIST_TRY(check_no_overlap(x_out, "x"));
+    if (config.v2()) {
+        const int64_t blocks = need.ep_recv_counts / T;
+        // The rows this rank received (its own): the last of its epSendCounts, within expandX.
+        const int64_t own_rows =
+            in.ep_send_counts.dim(0) >= blocks && blocks > 0
+                ? std::clamp<int64_t>(load1<int32_t>(in.ep_send_counts, blocks - 1), 0, in.expand_x.dim(0))
+                : 0;
+        MOEDIST_TRY(check_combine_v2(config, in, x_out, bs, top_k, hidden, own_rows));
+    } else {
+        MOEDIST_TRY(check_rank(x_out, "x", 2));
+        // H comes from expandX; a mismatch names expandX against x, the caller's model width.
+        MOEDIST_REQUIRE(x_out.dim(1) == hidden,
+                        Code::kInnerTiling,
+                        "expandX dim 1",
+                        "H = x dim 1 = " + std::to_string(x_out.dim(1)),
+                        std::to_string(hidden));
+        MOEDIST_REQUIRE(x_out.dim(0) == bs && x_out.dim(1) == hidden,
+                        Code::kInnerTiling,
+                        "x shape",
+                        "(BS, H) = (" + std::to_string(bs) + ", " + std::to_string(hidden) + ")",
+                        shape_of(x_out));
+        MOEDIST_TRY(check_no_overlap(x_out, "x"));
+    }
 
     ProfileFacts facts = facts_of(config, extras, true);
     facts.num_tokens = bs;
@@ -623,6 +529,8 @@ Status prepare_combine(const MoeConfig& config,
     op->num_tokens = bs;
     op->top_k = top_k;
     op->hidden = hidden;
+    op->zero_padding = config.zero_padding.value_or(util::zero_padding());
+    if (config.v2()) prepare_combine_v2(in, x_out, op);
     return Status::Ok();
 }
 

@@ -26,7 +26,9 @@ struct SourceView {
     const int32_t* compact_of = nullptr;  // null: identity
     const int32_t* token_of = nullptr;    // compact row -> the sender's token (null: identity)
     int64_t row_of(int64_t token) const { return compact_of ? compact_of[token] : token; }
-    int64_t original_of(int64_t row) const { return token_of ? token_of[row] : row; }
+    int64_t original_of(int64_t compact_row) const {
+        return token_of ? token_of[compact_row] : compact_row;
+    }
     // Active token i of the plan (V2): its row in x (or the staged rows) and its token. The plan
     // of a sender on another node lists its active tokens as compact rows.
     int64_t active_row(int64_t i) const {

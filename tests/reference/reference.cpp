@@ -165,8 +165,11 @@ const char* elem_name(Elem el) {
     return "?";
 }
 
+}  // namespace
+
 // SPEC §5's table: the (quantMode, x dtype, expandX dtype, scales) combinations that exist.
-std::string check_quant(const JobConfig& cfg) {
+// (Exported through reference_quant.hpp: the V2 reference applies the same table.)
+std::string detail::check_quant(const JobConfig& cfg) {
     const int mode = cfg.quant_mode;
     const Elem x = cfg.x_elem, q = cfg.expand_elem;
     const std::string m = "quantMode " + std::to_string(mode);
@@ -208,6 +211,8 @@ std::string check_quant(const JobConfig& cfg) {
     return "";
 }
 
+namespace {
+
 // Entries each rank's `scales` must hold, or -1 when the mode reads none (then it is ignored).
 int64_t scales_size(const JobConfig& cfg, int64_t rows_e) {
     const int64_t h = cfg.hidden;
@@ -243,7 +248,7 @@ std::string check_config(const JobConfig& cfg,
         return "L must be 1 when tpWorldSize is 2, got " + std::to_string(q.L);
     if (q.K < 1 || q.K > q.E) return "K must be in [1, E], got " + std::to_string(q.K);
     if (q.H < 1) return "H must be >= 1, got " + std::to_string(q.H);
-    const std::string quant = check_quant(cfg);
+    const std::string quant = detail::check_quant(cfg);
     if (!quant.empty()) return quant;
     if (for_combine && !is_16bit(cfg.combine_elem))
         return std::string("combine dtype must be float16 or bfloat16, got ") +
@@ -599,10 +604,9 @@ std::vector<DispatchOutput> dispatch(const JobConfig& cfg,
 // ---------------------------------------------------------------------------------------------
 // 5. Combine
 // ---------------------------------------------------------------------------------------------
-namespace {
-
 // SPEC §4.2 int8 round trip of one returned row (H values in dtype bits), in place.
-void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
+// (Exported through reference_quant.hpp: the V2 reference returns rows the same way.)
+void detail::comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
     const float inv127 = 1.0f / 127.0f;  // fl32(1/127)
     const size_t h = row.size();
     for (size_t b0 = 0; b0 < h; b0 += 8) {
@@ -626,8 +630,6 @@ void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row) {
         }
     }
 }
-
-}  // namespace
 
 std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
                                            const std::vector<RankInput>& ranks,
@@ -675,7 +677,7 @@ std::vector<std::vector<uint16_t>> combine(const JobConfig& cfg,
                     row[j] = f32_to_elem(cfg.combine_elem, sum);
                 }
             }
-            if (cfg.comm_quant_mode == 2) comm_quant_round_trip(cfg.combine_elem, row);
+            if (cfg.comm_quant_mode == 2) detail::comm_quant_round_trip(cfg.combine_elem, row);
             ret[g].push_back(std::move(row));
         }
     }

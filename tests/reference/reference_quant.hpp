@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "reference.hpp"
@@ -38,5 +39,14 @@ QuantRow quantize_dynamic(const std::vector<float>& y, Elem target, std::size_t 
 
 // Mode 4 (MX, blocks of 32, E8M0 scale bytes, 2·⌈⌈H/32⌉/2⌉ of them). Target e4m3fn or e5m2.
 QuantRow quantize_mx(const std::vector<float>& x, Elem target);
+
+// SPEC §5's table (defined in reference.cpp): "" when cfg's (quantMode, x dtype, expandX dtype,
+// scales kind) combination exists, else the message. The V2 reference applies it too.
+std::string check_quant(const JobConfig& cfg);
+
+// SPEC §4.2's int8 return leg (defined in reference.cpp): one returned row of H values (16-bit
+// patterns of `el`) replaced, in place, by what its receiver reconstructs. The V2 reference uses
+// it for every returned row, shared rows included.
+void comm_quant_round_trip(Elem el, std::vector<uint16_t>& row);
 
 }  // namespace moedist_ref::detail
