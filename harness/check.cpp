@@ -16,6 +16,72 @@ std::string mismatch(int g, const char* tensor, int64_t index, T got, T want) {
     return out.str();
 }
 
+// The V2 reference's dispatch outputs in V1's struct (no expandIdx), for the comparisons both
+// families share.
+moedist_ref::DispatchOutput as_v1(const moedist_ref::v2::DispatchOutput& w) {
+    moedist_ref::DispatchOutput o;
+    o.capacity_rows = w.capacity_rows;
+    o.own_rows = w.own_rows;
+    o.peer_rows = w.peer_rows;
+    o.expand_x = w.expand_x;
+    o.dynamic_scales = w.dynamic_scales;
+    o.dynamic_scale_bytes = w.dynamic_scale_bytes;
+    o.expert_token_nums = w.expert_token_nums;
+    o.ep_recv_counts = w.ep_recv_counts;
+    o.tp_recv_counts = w.tp_recv_counts;
+    o.expand_scales = w.expand_scales;
+    return o;
+}
+
+// Combine's outputs (V2): active tokens' rows equal the reference; inactive tokens' rows keep
+// the poison (zero under zero padding); AddRmsNorm's y and rstd alike.
+void check_combine_v2(const JobSpec& spec,
+                      const Layout& lay,
+                      const moedist_ref::v2::JobConfig& cfg,
+                      const std::vector<moedist_ref::v2::RankInput>& inputs,
+                      const std::vector<moedist_ref::v2::DispatchOutput>& want,
+                      const std::vector<std::vector<uint16_t>>& expert_out,
+                      const std::vector<RankOutputs>& buf,
+                      JobReport* report) {
+    std::string error;
+    const auto got_ref = moedist_ref::v2::combine(cfg, inputs, want, expert_out, &error);
+    if (got_ref.empty()) {
+        report->ok = false;
+        report->first_mismatch = "reference rejected the combine: " + error;
+        return;
+    }
+    const int64_t H = lay.H;
+    const uint16_t tail16 = spec.zero_padding ? 0 : 0x7E00;
+    const float tail_rstd = spec.zero_padding ? 0.0f : kPoisonScale;
+    for (int g = 0; g < lay.ranks() && report->ok; ++g) {
+        const auto& b = buf[static_cast<std::size_t>(g)];
+        if (b.x_out == nullptr) continue;  // not checked here
+        const auto& w = got_ref[static_cast<std::size_t>(g)];
+        auto fail = [&](std::string what) {
+            report->ok = false;
+            report->first_mismatch = std::move(what);
+        };
+        for (int64_t t = 0; t < b.num_tokens && report->ok; ++t) {
+            const bool active = w.active[static_cast<std::size_t>(t)] != 0;
+            for (int64_t h = 0; h < H && report->ok; ++h) {
+                const auto i = static_cast<std::size_t>(t * H + h);
+                const uint16_t wx = active ? w.x[i] : tail16;
+                if (b.x_out[i] != wx)
+                    fail(mismatch(g, active ? "combine x" : "combine x (inactive token)",
+                                  static_cast<int64_t>(i), b.x_out[i], wx));
+                if (b.y_out == nullptr || !report->ok) continue;
+                const uint16_t wy = active ? w.y[i] : tail16;
+                if (b.y_out[i] != wy) fail(mismatch(g, "yOut", static_cast<int64_t>(i), b.y_out[i], wy));
+            }
+            if (b.rstd_out != nullptr && report->ok) {
+                const float wr = active ? w.rstd[static_cast<std::size_t>(t)] : tail_rstd;
+                if (std::memcmp(&b.rstd_out[t], &wr, 4) != 0)
+                    fail(mismatch(g, "rstdOut", t, b.rstd_out[t], wr));
+            }
+        }
+    }
+}
+
 }  // namespace
 
 JobReport check_job(const JobSpec& spec,
@@ -44,7 +110,7 @@ JobReport check_job(const JobSpec& spec,
         report.dispatch_bytes += (own + peer) * H * static_cast<int64_t>(out_elem);
         const int64_t tokens = b.num_tokens;
         report.combine_bytes +=
-            tokens * (lay.K + (lay.S > 0 ? 1 : 0)) * lay.T * H * static_cast<int64_t>(x_elem);
+            tokens * (lay.K + lay.N) * lay.T * H * static_cast<int64_t>(x_elem);
         if (lay.tp_of(g) != 0) continue;
         for (int le = 0; le < lay.local_experts(ep); ++le) {
             const int64_t end = b.ep_recv_counts[static_cast<std::size_t>(le * lay.W + lay.W - 1)];
@@ -58,7 +124,18 @@ JobReport check_job(const JobSpec& spec,
 
     // The reference, and a bit-for-bit comparison of every output.
     std::string error;
-    const auto want = moedist_ref::dispatch(cfg, inputs, &error);
+    std::vector<moedist_ref::DispatchOutput> want;
+    std::vector<moedist_ref::v2::RankInput> inputs_v2;
+    std::vector<moedist_ref::v2::DispatchOutput> want_v2;
+    const moedist_ref::v2::JobConfig cfg_v2 = reference_config_v2(spec, lay);
+    if (spec.v2) {
+        for (int g = 0; g < ranks; ++g)
+            inputs_v2.push_back(rank_input_v2(spec, lay, g, inputs[static_cast<std::size_t>(g)]));
+        want_v2 = moedist_ref::v2::dispatch(cfg_v2, inputs_v2, &error);
+        for (const auto& w : want_v2) want.push_back(as_v1(w));
+    } else {
+        want = moedist_ref::dispatch(cfg, inputs, &error);
+    }
     if (want.empty()) {
         report.ok = false;
         report.first_mismatch = "reference rejected the job: " + error;
@@ -160,9 +237,26 @@ JobReport check_job(const JobSpec& spec,
                         g, "expandScales", static_cast<int64_t>(i), b.expand_scales[i], wv));
             }
         }
-        (void)ep;
+        if (spec.v2) {  // triples of the own rows, then tails
+            const auto& wa = want_v2[static_cast<std::size_t>(g)].assist_info;
+            const int32_t tail = spec.zero_padding ? 0 : kSentinel;
+            for (std::size_t i = 0; i < b.assist_info_len && report.ok; ++i) {
+                const bool real = static_cast<int64_t>(i) < 3 * own_rows;
+                const int32_t wv = real ? wa[i] : tail;
+                if (b.assist_info[i] != wv)
+                    fail(mismatch(g, "assistInfo", static_cast<int64_t>(i), b.assist_info[i], wv));
+            }
+            for (int r = 0; b.performance_info != nullptr && r < lay.W && report.ok; ++r) {
+                if (b.performance_info[r] < 0)
+                    fail(mismatch(g, "performanceInfo", r, b.performance_info[r], int64_t{0}));
+            }
+        }
     }
     if (!report.ok) return report;
+    if (spec.v2) {
+        check_combine_v2(spec, lay, cfg_v2, inputs_v2, want_v2, ref_expert_out, buf, &report);
+        return report;
+    }
     const auto want_x = moedist_ref::combine(cfg, inputs, want, ref_expert_out);
     for (int g = 0; g < ranks && report.ok; ++g) {
         if (buf[static_cast<std::size_t>(g)].x_out == nullptr) continue;  // not checked here

@@ -61,6 +61,7 @@ moedist_ref::Elem elem_of(DType d) {
 
 std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, int64_t t) {
     std::vector<int32_t> ids;
+    const int ids_range = lay.E + lay.specials;  // V2: special experts are picked like the others
     auto pick = [&](int k, int attempt) {
         const double u = unit(spec.seed,
                               1000 + static_cast<uint64_t>(g),
@@ -78,7 +79,7 @@ std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, 
             }
             return lay.E - 1;
         }
-        return std::min(lay.E - 1, static_cast<int>(u * lay.E));
+        return std::min(ids_range - 1, static_cast<int>(u * ids_range));
     };
     const bool distinct = spec.routing != Routing::kDuplicates;
     for (int k = 0; k < lay.K; ++k) {
@@ -90,11 +91,12 @@ std::vector<int32_t> route_token(const JobSpec& spec, const Layout& lay, int g, 
             const int id = pick(k, attempt);
             const bool seen = std::find(ids.begin(), ids.end(), id) != ids.end();
             if (distinct && seen) continue;
-            if (!distinct) {
+            if (!distinct && id < lay.E) {
                 // Duplicates are fine while no rank gets more than min(L, K) rows of this token.
                 const int rank = lay.S + id / lay.L;
                 int same_rank = 0;
-                for (int other : ids) same_rank += (lay.S + other / lay.L == rank) ? 1 : 0;
+                for (int other : ids)
+                    same_rank += (other < lay.E && lay.S + other / lay.L == rank) ? 1 : 0;
                 if (same_rank + 1 > std::min(lay.L, lay.K)) continue;
             }
             ids.push_back(id);
@@ -165,7 +167,7 @@ void run_experts(const JobSpec& spec, const Layout& lay, int g, const Received& 
         } else {
             le = 0;  // peer rows: T == 2 has L == 1
         }
-        const int expert = lay.shared(ep) ? lay.E : (ep - lay.S) * lay.L + le;
+        const int expert = lay.shared(ep) ? lay.shared_expert(ep) : (ep - lay.S) * lay.L + le;
         const float alpha =
             (0.5f + static_cast<float>(expert % 13) / 16.0f) * (tp == 0 ? 0.75f : 0.25f);
         const float beta = static_cast<float>(expert % 5 - 2) / 8.0f;
@@ -203,6 +205,14 @@ std::string JobSpec::describe() const {
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
         << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "")
         << (zero_padding ? "_zpad" : "") << (backend == Backend::kProcesses ? "_procs" : "");
+    if (v2) {
+        out << "_v2_N" << shared_expert_num << "_m" << mask;
+        if (zero_experts + copy_experts + const_experts > 0)
+            out << "_z" << zero_experts << "c" << copy_experts << "q" << const_experts << "a"
+                << const_alpha_form;
+        out << (unweighted ? "_unw" : "") << (shared_expert_x ? "_sx" : "")
+            << (add_rms_norm ? "_rms" : "") << (performance_info ? "_perf" : "");
+    }
     return out.str();
 }
 
@@ -224,7 +234,27 @@ std::string spec_error(const JobSpec& s) {
     if (s.tp_size == 2 && s.moe_expert_num != s.ep_world_size - s.shared_rank_num) {
         return "--tp 2 needs one expert per MoE rank (experts = ranks - shared-ranks)";
     }
-    if (s.top_k < 1 || s.top_k > s.moe_expert_num) return "--topk must be in [1, experts]";
+    const int specials = s.v2 ? s.zero_experts + s.copy_experts + s.const_experts : 0;
+    if (s.top_k < 1 || s.top_k > s.moe_expert_num + specials)
+        return "--topk must be in [1, experts (+ special experts)]";
+    if (s.v2) {
+        if (s.shared_rank_num > 0 &&
+            (s.shared_expert_num < 1 || s.shared_expert_num > 4 ||
+             s.shared_rank_num % s.shared_expert_num != 0))
+            return "--shared-experts must be in [1, 4] and divide --shared-ranks";
+        if (s.zero_experts < 0 || s.copy_experts < 0 || s.const_experts < 0)
+            return "special expert counts must be >= 0";
+        if (s.mask < 0 || s.mask > 2) return "the mask must be 0 (none), 1 (tokens) or 2 (entries)";
+        if (s.shared_expert_x && s.shared_rank_num > 0)
+            return "--shared-expert-x needs --shared-ranks 0";
+        if (s.dtype != DType::kBFloat16 && s.dtype != DType::kFloat16)
+            return "V2 combines fp16 or bf16";
+    } else if (specials + s.mask + (s.unweighted ? 1 : 0) + (s.shared_expert_x ? 1 : 0) +
+                   (s.add_rms_norm ? 1 : 0) + (s.performance_info ? 1 : 0) >
+               0) {
+        return "masks, special experts, unweighted combine, sharedExpertX, AddRmsNorm and "
+               "performanceInfo are V2's (--api v2)";
+    }
     if (s.hidden < 1) return "--hidden must be >= 1";
     if (s.tokens < 0) return "--tokens must be >= 0";
     if (s.quant_mode < 0 || s.quant_mode > 4) return "quant mode must be in [0, 4]";
@@ -254,6 +284,9 @@ Layout layout_of(const JobSpec& spec) {
     lay.L = spec.moe_expert_num / (spec.ep_world_size - spec.shared_rank_num);
     lay.max_bs = spec.tokens;
     lay.global_bs = (spec.uneven_bs || !spec.global_bs_zero) ? spec.tokens * spec.ep_world_size : 0;
+    lay.v2 = spec.v2;
+    lay.N = spec.shared_rank_num == 0 ? 0 : (spec.v2 ? spec.shared_expert_num : 1);
+    lay.specials = spec.v2 ? spec.zero_experts + spec.copy_experts + spec.const_experts : 0;
     return lay;
 }
 
@@ -278,10 +311,28 @@ moedist_ref::JobConfig reference_config(const JobSpec& spec, const Layout& lay) 
     return cfg;
 }
 
+moedist_ref::v2::JobConfig reference_config_v2(const JobSpec& spec, const Layout& lay) {
+    moedist_ref::v2::JobConfig cfg;
+    cfg.base = reference_config(spec, lay);
+    cfg.shared_expert_num = spec.shared_expert_num;
+    cfg.zero_experts = spec.zero_experts;
+    cfg.copy_experts = spec.copy_experts;
+    cfg.const_experts = spec.const_experts;
+    cfg.mask = spec.mask == 0 ? moedist_ref::v2::Mask::kNone
+                              : (spec.mask == 1 ? moedist_ref::v2::Mask::kTokens
+                                                : moedist_ref::v2::Mask::kEntries);
+    cfg.weighted = !spec.unweighted;
+    cfg.shared_expert_x = spec.shared_expert_x;
+    cfg.const_alpha_form = spec.const_alpha_form;
+    cfg.add_rms_norm = spec.add_rms_norm;
+    return cfg;
+}
+
 int64_t expand_rows(const JobSpec& spec, const Layout& lay, int g, int64_t bs) {
-    const moedist_ref::JobConfig cfg = reference_config(spec, lay);
-    const int64_t capacity = moedist_ref::capacity_rows(
-        cfg, lay.ep_of(g), lay.global_bs == 0 ? bs : lay.global_bs / lay.W);
+    const int64_t max_bs = lay.global_bs == 0 ? bs : lay.global_bs / lay.W;
+    const int64_t capacity =
+        spec.v2 ? moedist_ref::v2::capacity_rows(reference_config_v2(spec, lay), lay.ep_of(g), max_bs)
+                : moedist_ref::capacity_rows(reference_config(spec, lay), lay.ep_of(g), max_bs);
     return lay.T * capacity + spec.extra_rows;
 }
 
@@ -320,8 +371,17 @@ moedist_ref::RankInput rank_input(const JobSpec& spec, const Layout& lay, int g)
                 0.01 + unit(spec.seed, 9, static_cast<uint64_t>(g), static_cast<uint64_t>(t))));
         }
     }
+    const std::vector<uint8_t> mask = mask_of(spec, lay, g, bs);
     for (int64_t t = 0; t < bs; ++t) {
-        for (int32_t id : route_token(spec, lay, g, t)) in.expert_ids.push_back(id);
+        const std::vector<int32_t> ids = route_token(spec, lay, g, t);
+        for (int k = 0; k < lay.K; ++k) {
+            // An inactive entry's id is never read: give it one no expert has.
+            const bool active = spec.mask == 0 ||
+                                (spec.mask == 1 ? mask[static_cast<std::size_t>(t)] != 0
+                                                : mask[static_cast<std::size_t>(t * lay.K + k)] != 0);
+            in.expert_ids.push_back(active ? ids[static_cast<std::size_t>(k)]
+                                           : (k % 2 ? -1 - k : lay.E + lay.specials + 1000 + k));
+        }
         for (int k = 0; k < lay.K; ++k) {
             in.expert_scales.push_back(
                 static_cast<float>(0.05 + 0.9 * unit(spec.seed,
@@ -331,7 +391,7 @@ moedist_ref::RankInput rank_input(const JobSpec& spec, const Layout& lay, int g)
                                                      static_cast<uint64_t>(k))));
         }
     }
-    const int64_t expert_rows = lay.E + (lay.S > 0 ? 1 : 0);
+    const int64_t expert_rows = lay.v2 ? lay.N + lay.E : lay.E + (lay.S > 0 ? 1 : 0);
     if (spec.smooth_scales && (spec.quant_mode == 2 || spec.quant_mode == 3)) {
         for (int64_t r = 0; r < expert_rows * H; ++r) {
             in.scales.push_back(static_cast<float>(
@@ -352,6 +412,67 @@ moedist_ref::RankInput rank_input(const JobSpec& spec, const Layout& lay, int g)
         const auto n = static_cast<int64_t>(in.expert_ids.size());
         in.expert_ids[static_cast<std::size_t>(((spec.bad_id_slot % n) + n) % n)] =
             spec.bad_id_value;
+    }
+    return in;
+}
+
+}  // namespace moedist::harness
+
+namespace moedist::harness {
+
+std::vector<uint8_t> mask_of(const JobSpec& spec, const Layout& lay, int g, int64_t bs) {
+    std::vector<uint8_t> mask;
+    if (!spec.v2 || spec.mask == 0) return mask;
+    const auto rank = static_cast<uint64_t>(g);
+    if (spec.mask == 1) {  // a prefix of n tokens, n in [BS/2, BS]
+        const auto n = static_cast<int64_t>(
+            static_cast<double>(bs) * (0.5 + 0.5 * unit(spec.seed, 30, rank, 0)));
+        for (int64_t t = 0; t < bs; ++t) mask.push_back(t < n ? 1 : 0);
+        return mask;
+    }
+    // Entries: about 70% active; every token t ≡ 3 (mod 7) wholly inactive.
+    for (int64_t t = 0; t < bs; ++t) {
+        for (int k = 0; k < lay.K; ++k) {
+            const bool on = t % 7 != 3 && unit(spec.seed, 31, rank, static_cast<uint64_t>(t),
+                                               static_cast<uint64_t>(k)) < 0.7;
+            mask.push_back(on ? 1 : 0);
+        }
+    }
+    return mask;
+}
+
+moedist_ref::v2::RankInput rank_input_v2(const JobSpec& spec,
+                                         const Layout& lay,
+                                         int g,
+                                         const moedist_ref::RankInput& base) {
+    moedist_ref::v2::RankInput in;
+    in.base = base;
+    const int64_t bs = base.num_tokens, H = lay.H;
+    const auto rank = static_cast<uint64_t>(g);
+    in.mask = mask_of(spec, lay, g, bs);
+    // Values in [lo, lo + span) as the job's 16-bit type, a function of (what, rank, i).
+    auto values = [&](uint64_t what, int64_t n, double lo, double span) {
+        std::vector<uint16_t> v;
+        for (int64_t i = 0; i < n; ++i) {
+            const double u = unit(spec.seed, what, rank, static_cast<uint64_t>(i));
+            v.push_back(to_bits(spec.dtype, static_cast<float>(lo + span * u)));
+        }
+        return v;
+    };
+    if (spec.shared_expert_x) in.shared_x = values(40, bs * H, -2.0, 4.0);
+    if (spec.copy_experts + spec.const_experts > 0) in.ori_x = values(41, bs * H, -3.0, 6.0);
+    if (spec.const_experts > 0) {
+        const int64_t q = spec.const_experts;
+        const int64_t n = spec.const_alpha_form == 2 ? q * H : q;
+        // (Q, H) alphas gate through a softmax of dot products with oriX: keep them small.
+        const double span = spec.const_alpha_form == 2 ? 0.02 : 2.0;
+        in.alpha1 = values(42, n, -span / 2, span);
+        in.alpha2 = values(43, n, -span / 2, span);
+        in.const_v = values(44, q * H, -1.0, 2.0);
+    }
+    if (spec.add_rms_norm) {
+        in.residual_x = values(45, bs * H, -1.0, 2.0);
+        in.gamma = values(46, H, 0.5, 1.0);
     }
     return in;
 }

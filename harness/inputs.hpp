@@ -7,6 +7,7 @@
 
 #include "harness/job.hpp"
 #include "reference.hpp"
+#include "reference_v2.hpp"
 
 namespace moedist::harness {
 
@@ -19,17 +20,31 @@ inline constexpr int32_t kSentinel = -12345;  // int32 outputs
 struct Layout {
     int W = 0, T = 1, S = 0, E = 0, K = 0, H = 0, L = 0;
     int64_t max_bs = 0, global_bs = 0;
+    bool v2 = false;
+    int N = 0;        // shared experts (V1: 1 when S > 0)
+    int specials = 0; // Z + C + Q (V2)
     int ranks() const { return W * T; }
     int ep_of(int g) const { return g / T; }
     int tp_of(int g) const { return g % T; }
     bool shared(int ep) const { return ep < S; }
     int local_experts(int ep) const { return shared(ep) ? 1 : L; }
+    // The expert a shared rank serves, numbered after the E MoE experts.
+    int shared_expert(int ep) const { return E + (v2 ? ep / (S / N) : 0); }
 };
 
 Layout layout_of(const JobSpec& spec);
 
 // The reference's view of the job.
 moedist_ref::JobConfig reference_config(const JobSpec& spec, const Layout& lay);
+moedist_ref::v2::JobConfig reference_config_v2(const JobSpec& spec, const Layout& lay);
+
+// V2: rank g's xActiveMask bytes (BS or BS·K; empty without a mask) and the combine tensors
+// (sharedExpertX, oriX, the const experts', residualX and gamma) as the spec asks.
+std::vector<uint8_t> mask_of(const JobSpec& spec, const Layout& lay, int g, int64_t bs);
+moedist_ref::v2::RankInput rank_input_v2(const JobSpec& spec,
+                                         const Layout& lay,
+                                         int g,
+                                         const moedist_ref::RankInput& base);
 
 // Rank g's inputs (x, expert ids, scales, routing weights), fault injection applied.
 moedist_ref::RankInput rank_input(const JobSpec& spec, const Layout& lay, int g);

@@ -56,6 +56,18 @@ struct JobSpec {
     bool checked = true;
     Backend backend = Backend::kThreads;
     uint64_t seed = 1;
+    // The V2 family (docs/contract.md §10): torch_npu's *_v2 operators.
+    bool v2 = false;
+    int shared_expert_num = 1;  // N (S % N == 0) when S > 0
+    int zero_experts = 0;       // Z, C, Q special experts (ids [E, E'))
+    int copy_experts = 0;
+    int const_experts = 0;
+    int const_alpha_form = 1;   // const experts' alphas: 1 (Q,), 2 (Q, H)
+    int mask = 0;               // xActiveMask: 0 none, 1 (BS,) prefix, 2 (BS, K) entries
+    bool unweighted = false;    // combine gets an empty expertScales (every weight 1)
+    bool shared_expert_x = false;  // combine adds sharedExpertX (S = 0)
+    bool add_rms_norm = false;     // CombineAddRmsNorm: residualX and gamma; x, y and rstd out
+    bool performance_info = false; // V4: performanceInfo on dispatch and combine
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
     int bad_id_rank = -1;

@@ -72,6 +72,10 @@ struct RankRunner::State {
     Buffer expand_x, dynamic_scales, dynamic_bytes, expand_idx, expert_token_nums;
     Buffer ep_recv_counts, tp_recv_counts, expand_scales, expert_out, x_out;
     Buffer floor_write, floor_read, copy_src, copy_dst;
+    // V2
+    Buffer mask, assist, performance, shared_x, ori_x, alpha1, alpha2, const_v, residual, gamma,
+        y_out, rstd_out;
+    std::size_t assist_len = 0;
     std::size_t ep_counts_len = 0, tp_counts_len = 0, expand_scales_len = 0, scale_entries = 0;
     DispatchInputs din;
     DispatchOutputs dout;
@@ -82,6 +86,9 @@ struct RankRunner::State {
     int64_t own_rows() const;
     int64_t peer_rows() const;
     void make_tensors(const moedist_ref::RankInput& in, bool poison);
+    void make_v2_tensors(const moedist_ref::RankInput& in, bool poison);
+    CombineInputs combine_inputs() const;
+    TensorView x_out_view() const;
     void make_acl_tensors();
 };
 
@@ -142,7 +149,7 @@ void RankRunner::State::make_tensors(const moedist_ref::RankInput& in, bool pois
     copy_in(scales, spec.pre_quantized ? in.x_scales : in.scales);
     copy_in(expert_scales, in.expert_scales);
     din.expert_ids = TensorView::contiguous(expert_ids.as<int32_t>(), DType::kInt32, {bs, lay.K});
-    const int64_t expert_rows = lay.E + (lay.S > 0 ? 1 : 0);
+    const int64_t expert_rows = lay.v2 ? lay.N + lay.E : lay.E + (lay.S > 0 ? 1 : 0);
     const bool has_scales = spec.pre_quantized ? true : !in.scales.empty();
     if (spec.pre_quantized) {
         din.scales = TensorView::contiguous(scales.as<float>(), DType::kFloat32, {bs});
@@ -200,7 +207,8 @@ void RankRunner::State::make_tensors(const moedist_ref::RankInput& in, bool pois
         dout.dynamic_scales =
             TensorView::contiguous(dynamic_scales.as<float>(), DType::kFloat32, {rows});
     }
-    dout.expand_idx = TensorView::contiguous(expand_idx.as<int32_t>(), DType::kInt32, {bs * lay.K});
+    dout.expand_idx = TensorView::contiguous(
+        expand_idx.as<int32_t>(), DType::kInt32, {lay.v2 ? 0 : bs * lay.K});
     dout.expert_token_nums = TensorView::contiguous(
         expert_token_nums.as<int64_t>(), DType::kInt64, {lay.local_experts(epr)});
     dout.ep_recv_counts = TensorView::contiguous(
@@ -213,6 +221,93 @@ void RankRunner::State::make_tensors(const moedist_ref::RankInput& in, bool pois
         dout.expand_scales = TensorView::contiguous(
             expand_scales.as<float>(), DType::kFloat32, {static_cast<int64_t>(expand_scales_len)});
     }
+}
+
+// The V2 tensors: xActiveMask, assistInfo, performanceInfo and combine's extras.
+void RankRunner::State::make_v2_tensors(const moedist_ref::RankInput& in, bool poison) {
+    const moedist_ref::v2::RankInput v2 = rank_input_v2(spec, lay, g, in);
+    const int64_t H = lay.H;
+    if (!v2.mask.empty()) {
+        mask = Buffer(allocator, v2.mask.size());
+        std::memcpy(mask.as<uint8_t>(), v2.mask.data(), v2.mask.size());
+        din.x_active_mask =
+            spec.mask == 1
+                ? TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs})
+                : TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs, lay.K});
+    }
+    assist_len = static_cast<std::size_t>(3 * rows);
+    assist = Buffer(allocator, std::max<std::size_t>(assist_len, 1) * 4);
+    if (poison) fill_with<int32_t>(assist, kSentinel);
+    dout.assist_info = TensorView::contiguous(
+        assist.as<int32_t>(), DType::kInt32, {static_cast<int64_t>(assist_len)});
+    if (spec.performance_info) {
+        performance = Buffer(allocator, static_cast<std::size_t>(lay.W) * 8);
+        fill_with<int64_t>(performance, 0);
+        dout.performance_info =
+            TensorView::contiguous(performance.as<int64_t>(), DType::kInt64, {lay.W});
+    }
+    auto copy16 = [&](Buffer& b, const std::vector<uint16_t>& v) {
+        b = Buffer(allocator, std::max<std::size_t>(v.size(), 1) * 2);
+        if (!v.empty()) std::memcpy(b.as<uint16_t>(), v.data(), v.size() * 2);
+    };
+    copy16(shared_x, v2.shared_x);
+    copy16(ori_x, v2.ori_x);
+    copy16(alpha1, v2.alpha1);
+    copy16(alpha2, v2.alpha2);
+    copy16(const_v, v2.const_v);
+    copy16(residual, v2.residual_x);
+    copy16(gamma, v2.gamma);
+    if (spec.add_rms_norm) {
+        y_out = Buffer(allocator, static_cast<std::size_t>(std::max<int64_t>(bs * H, 1)) * 2);
+        rstd_out = Buffer(allocator, static_cast<std::size_t>(std::max<int64_t>(bs, 1)) * 4);
+        fill_with<uint16_t>(y_out, 0x7E00);
+        fill_with<float>(rstd_out, kPoisonScale);
+    }
+}
+
+TensorView RankRunner::State::x_out_view() const {
+    const int64_t H = lay.H;
+    if (spec.add_rms_norm)
+        return TensorView::contiguous(x_out.as<uint16_t>(), spec.dtype, {bs, 1, H});
+    return TensorView::contiguous(x_out.as<uint16_t>(), spec.dtype, {bs, H});
+}
+
+CombineInputs RankRunner::State::combine_inputs() const {
+    const int64_t H = lay.H;
+    CombineInputs cin;
+    cin.expand_x = TensorView::contiguous(expert_out.as<uint16_t>(), spec.dtype, {rows, H});
+    cin.expert_ids = din.expert_ids;
+    cin.expand_idx = dout.expand_idx;
+    cin.ep_send_counts = dout.ep_recv_counts;
+    cin.expert_scales = TensorView::contiguous(
+        expert_scales.as<float>(), DType::kFloat32, {bs, spec.unweighted ? 0 : lay.K});
+    cin.tp_send_counts = dout.tp_recv_counts;
+    if (!lay.v2) return cin;
+    cin.assist_info = dout.assist_info;
+    cin.x_active_mask = din.x_active_mask;
+    cin.performance_info = dout.performance_info;
+    if (spec.shared_expert_x)
+        cin.shared_expert_x = TensorView::contiguous(shared_x.as<uint16_t>(), spec.dtype, {bs, H});
+    if (spec.copy_experts + spec.const_experts > 0)
+        cin.ori_x = TensorView::contiguous(ori_x.as<uint16_t>(), spec.dtype, {bs, H});
+    if (spec.const_experts > 0) {
+        const int64_t q = spec.const_experts;
+        if (spec.const_alpha_form == 2) {
+            cin.const_alpha1 = TensorView::contiguous(alpha1.as<uint16_t>(), spec.dtype, {q, H});
+            cin.const_alpha2 = TensorView::contiguous(alpha2.as<uint16_t>(), spec.dtype, {q, H});
+        } else {
+            cin.const_alpha1 = TensorView::contiguous(alpha1.as<uint16_t>(), spec.dtype, {q});
+            cin.const_alpha2 = TensorView::contiguous(alpha2.as<uint16_t>(), spec.dtype, {q});
+        }
+        cin.const_v = TensorView::contiguous(const_v.as<uint16_t>(), spec.dtype, {q, H});
+    }
+    if (spec.add_rms_norm) {
+        cin.residual_x = TensorView::contiguous(residual.as<uint16_t>(), spec.dtype, {bs, 1, H});
+        cin.gamma = TensorView::contiguous(gamma.as<uint16_t>(), spec.dtype, {H});
+        cin.y_out = TensorView::contiguous(y_out.as<uint16_t>(), spec.dtype, {bs, 1, H});
+        cin.rstd_out = TensorView::contiguous(rstd_out.as<float>(), DType::kFloat32, {bs, 1, 1});
+    }
+    return cin;
 }
 
 void RankRunner::State::make_acl_tensors() {
@@ -265,6 +360,7 @@ RankRunner::RankRunner(const JobSpec& spec,
     s.tp = std::move(tp);
     s.allocator = allocator;
     s.make_tensors(input, poison);
+    if (lay.v2) s.make_v2_tensors(input, poison);
     MoeConfig config;
     config.ep_world_size = lay.W;
     config.ep_rank_id = lay.ep_of(g);
@@ -281,6 +377,13 @@ RankRunner::RankRunner(const JobSpec& spec,
     config.expert_token_nums_type = spec.expert_token_nums_type;
     config.comm_quant_mode = spec.comm_quant_mode;
     config.zero_padding = spec.zero_padding;
+    if (lay.v2) {
+        config.api = Api::kV2;
+        config.shared_expert_num = lay.S > 0 ? spec.shared_expert_num : 1;
+        config.zero_expert_num = spec.zero_experts;
+        config.copy_expert_num = spec.copy_experts;
+        config.const_expert_num = spec.const_experts;
+    }
     status_ = MoeDistributor::create(s.ep, s.tp, config, &s.moe);
     if (spec.c_api) s.make_acl_tensors();
 }
@@ -289,7 +392,6 @@ RankRunner::~RankRunner() = default;
 
 void RankRunner::step(Stamps* stamps, const std::function<void()>& sync) {
     State& s = *state_;
-    const int64_t H = s.lay.H;
     AclGroups groups;
     if (s.spec.c_api) {
         groups.ep_name = s.ep.name();
@@ -312,22 +414,14 @@ void RankRunner::step(Stamps* stamps, const std::function<void()>& sync) {
                                 s.tp_recv_counts.as<int32_t>()};
         run_experts(s.spec, s.lay, s.g, received, s.expert_out.as<uint16_t>());
     }
-    CombineInputs cin;
-    cin.expand_x = TensorView::contiguous(s.expert_out.as<uint16_t>(), s.spec.dtype, {s.rows, H});
-    cin.expert_ids = s.din.expert_ids;
-    cin.expand_idx = s.dout.expand_idx;
-    cin.ep_send_counts = s.dout.ep_recv_counts;
-    cin.expert_scales =
-        TensorView::contiguous(s.expert_scales.as<float>(), DType::kFloat32, {s.bs, s.lay.K});
-    cin.tp_send_counts = s.dout.tp_recv_counts;
+    const CombineInputs cin = s.combine_inputs();
     sync();
     stamps->c0 = std::chrono::steady_clock::now();
     if (status_.ok()) {
         status_ =
             s.spec.c_api
                 ? acl_combine(s.spec, s.lay, *s.acl, groups)
-                : s.moe->try_combine(
-                      cin, TensorView::contiguous(s.x_out.as<uint16_t>(), s.spec.dtype, {s.bs, H}));
+                : s.moe->try_combine(cin, s.x_out_view());
     }
     stamps->c1 = std::chrono::steady_clock::now();
 }
@@ -341,7 +435,7 @@ int64_t RankRunner::received_bytes() const {
 
 int64_t RankRunner::combine_read_bytes() const {
     const State& s = *state_;
-    return s.bs * (s.lay.K + (s.lay.S > 0 ? 1 : 0)) * s.lay.T * s.lay.H * 2;
+    return s.bs * (s.lay.K + s.lay.N) * s.lay.T * s.lay.H * 2;
 }
 
 int64_t RankRunner::allocated_bytes() const {
@@ -364,7 +458,19 @@ int64_t RankRunner::allocated_bytes() const {
                             &s.floor_write,
                             &s.floor_read,
                             &s.copy_src,
-                            &s.copy_dst})
+                            &s.copy_dst,
+                            &s.mask,
+                            &s.assist,
+                            &s.performance,
+                            &s.shared_x,
+                            &s.ori_x,
+                            &s.alpha1,
+                            &s.alpha2,
+                            &s.const_v,
+                            &s.residual,
+                            &s.gamma,
+                            &s.y_out,
+                            &s.rstd_out})
         total += b->bytes();
     return static_cast<int64_t>(total);
 }
@@ -433,6 +539,15 @@ RankOutputs RankRunner::outputs() const {
     o.expand_scales = s.expand_scales.as<float>();
     o.expand_scales_len = s.expand_scales_len;
     o.x_out = s.x_out.as<uint16_t>();
+    if (s.lay.v2) {
+        o.assist_info = s.assist.as<int32_t>();
+        o.assist_info_len = s.assist_len;
+        if (s.spec.add_rms_norm) {
+            o.y_out = s.y_out.as<uint16_t>();
+            o.rstd_out = s.rstd_out.as<float>();
+        }
+        if (s.spec.performance_info) o.performance_info = s.performance.as<int64_t>();
+    }
     return o;
 }
 
