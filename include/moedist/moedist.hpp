@@ -3,7 +3,7 @@
 //   auto ep = moedist::Communicator::create_local_group(8);        // ranks as threads
 //   moedist::MoeDistributor moe(ep[r], std::nullopt, config);       // config validated once
 //   moedist::DispatchHandle h = moe.dispatch(inputs, outputs);     // on every rank's thread
-//   ... experts turn outputs.expand_x into expert outputs ...
+//   // ... experts turn outputs.expand_x into expert outputs ...
 //   moe.combine(h, expert_out, expert_scales, x_out);
 //
 // Layouts and arithmetic are docs/contract.md's; every call either succeeds on all ranks of the

@@ -1,7 +1,7 @@
 // moedist/mpi.hpp — a moedist group over an MPI communicator (library moedist_mpi;
 // find_package(moedist COMPONENTS mpi) gives moedist::moedist_mpi).
 //
-//   MPI_Init_thread(...);
+//   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
 //   moedist::Communicator ep;
 //   moedist::throw_if_error(moedist::from_mpi(MPI_COMM_WORLD, &ep));   // every rank calls it
 //   moedist::MoeDistributor moe(ep, std::nullopt, config);             // as with any group

@@ -359,7 +359,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--warmup", o->warmup, "warm-up repetitions per point")
         ->check(CLI::Range(0, 1000));
     bench->add_option("--seed", o->seed, "input seed");
-    bench->add_flag("--goals", o->goals, "judge the project's performance goals (met / MISSED)");
+    bench->add_flag("--goals", o->goals, "judge the performance goals of docs/performance.md (met / MISSED)");
     bench->add_flag("--skip-invalid",
                     o->skip_invalid,
                     "skip the sweep's points that cannot run (default: exit 2 before running)");

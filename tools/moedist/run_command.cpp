@@ -473,7 +473,7 @@ std::string profile_problem(const JobSpec& s, const std::string& quant, const st
 
 CLI::App* add_run_command(CLI::App& app, RunOptions* o) {
     auto* run = app.add_subcommand(
-        "run", "dispatch -> expert -> combine on thread ranks, checked against the reference");
+        "run", "dispatch -> expert -> combine on threads, processes or MPI ranks, checked against the reference");
     o->app = run;
     JobSpec& s = o->spec;
     s.ep_world_size = 8;
