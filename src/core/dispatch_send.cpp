@@ -183,6 +183,7 @@ RecordBounds dispatch_bounds(const DispatchOp& op, const Topology& topo, int nod
     bounds.x_dtype = op.in.x.dtype;
     bounds.expand_dtype = op.out.expand_x.dtype;
     bounds.v2 = topo.v2;
+    bounds.scale_rows = topo.v2 ? topo.shared_experts + topo.moe_expert_num : topo.moe_expert_num + 1;
     return bounds;
 }
 

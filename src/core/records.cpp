@@ -150,8 +150,8 @@ std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const
         if (std::string why = check_tensor_ref(rec.scales, nd, DType::kFloat32, "scales"); !why.empty()) return why;
         if (nd == 2 && rec.scales.shape[1] != b.hidden)
             return "scales must have H = " + text(b.hidden) + " columns, got " + text(rec.scales.shape[1]);
-        if (nd == 2 && rec.scales.shape[0] > b.experts + 1)
-            return "scales must have at most E + 1 rows, got " + text(rec.scales.shape[0]);
+        if (nd == 2 && rec.scales.shape[0] > b.scale_rows)
+            return "scales must have at most " + text(b.scale_rows) + " rows, got " + text(rec.scales.shape[0]);
         if (nd == 1 && rec.scales.shape[0] > std::max<int64_t>(b.hidden, bs))
             return "scales must have at most max(H, BS) entries, got " + text(rec.scales.shape[0]);
     }

@@ -191,6 +191,7 @@ struct RecordBounds {
     int64_t local_blocks_moe = 0;     // W·L: epSendCounts entries of a MoE rank
     bool tp = false;
     bool v2 = false;
+    int64_t scale_rows = 0;  // per-expert scales' rows: E + 1 (V1), N + E (V2)
 };
 
 // Empty when `rec`, published by EP rank `rank`, is one this rank can use: every field inside

@@ -79,6 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     const std::size_t body_size = size > header ? size - header : 0;
     const bool from_valid = in.flag();  // a well-formed record with edits, or raw bytes
     const int64_t bs = in.range(0, 40);
+    b.v2 = in.flag();
+    b.scale_rows = b.v2 ? in.range(0, 4) + b.experts : b.experts + 1;
     if (kind == 0) {
         core::DispatchRecord rec;
         if (from_valid) {
@@ -86,7 +88,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
             rec.num_tokens = bs;
             rec.top_k = b.top_k;
             rec.num_experts = b.experts;
-            rec.plan.bytes = static_cast<uint64_t>(b.experts + 1 + bs * b.top_k) * 4;
+            rec.num_active = b.v2 ? in.range(0, bs) : bs;
+            rec.active_listed = b.v2 && in.flag() ? 1 : 0;
+            rec.plan.bytes = static_cast<uint64_t>(b.experts + 1 + bs * b.top_k +
+                                                   (rec.active_listed ? rec.num_active : 0)) *
+                             4;
             rec.x = well_formed(b.x_dtype, bs, b.hidden);
             if (in.flag()) rec.expert_scales = well_formed(moedist::DType::kFloat32, bs, b.top_k);
             if (in.flag()) rec.staged_rows = well_formed(b.expand_dtype, bs, b.hidden);
@@ -98,6 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
             if (rec.ep_rank != rank || rec.top_k != b.top_k || rec.num_experts != b.experts) fail("accepted foreign attributes");
             if (rec.num_tokens < 0 || rec.num_tokens * b.top_k > INT32_MAX) fail("accepted BS out of range");
             if (rec.x.shape[0] != rec.num_tokens || rec.x.shape[1] != b.hidden) fail("accepted x of another shape");
+            if (rec.num_active < 0 || rec.num_active > rec.num_tokens) fail("accepted active tokens past BS");
+            if (!b.v2 && (rec.num_active != rec.num_tokens || rec.active_listed != 0)) fail("accepted a V1 mask");
             check_inside(rec.x, "x");
             check_inside(rec.scales, "scales");
             check_inside(rec.expert_scales, "expertScales");
@@ -114,6 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
             rec.expand_x = well_formed(b.expand_dtype, bs * b.top_k, b.hidden);
             rec.ep_send_counts = well_formed(moedist::DType::kInt32, b.local_blocks_moe, 0);
             if (b.tp) rec.tp_send_counts = well_formed(moedist::DType::kInt32, 2, 0);
+            if (b.v2) rec.assist = well_formed(moedist::DType::kInt32, 3 * bs * b.top_k, 0);
             forge(&rec, in, static_cast<std::size_t>(in.range(0, 8)));
         } else {
             std::memcpy(&rec, body, std::min(body_size, sizeof(rec)));
@@ -124,12 +133,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
             check_inside(rec.expand_x, "expandX");
             check_inside(rec.ep_send_counts, "epSendCounts");
             check_inside(rec.tp_send_counts, "tpSendCounts");
+            check_inside(rec.assist, "assistInfo");
+            if (b.v2 != rec.assist.present()) fail("accepted assistInfo of the other family");
         }
     } else {
         const int64_t experts = b.experts, tokens = in.range(0, 64), top_k = b.top_k;
-        std::vector<int32_t> plan(static_cast<std::size_t>(experts + 1 + tokens * top_k), 0);
+        const int64_t active = in.range(0, tokens);
+        const bool listed = in.flag();
+        std::vector<int32_t> plan(
+            static_cast<std::size_t>(experts + 1 + tokens * top_k + (listed ? active : 0)), 0);
         std::memcpy(plan.data(), body, std::min(body_size, plan.size() * sizeof(int32_t)));
-        if (core::check_plan_arrays(plan.data(), experts, tokens, top_k).empty()) {
+        if (core::check_plan_arrays(plan.data(), experts, tokens, top_k, active, listed).empty()) {
+            for (int64_t i = 0; listed && i < active; ++i) {
+                const int32_t t = plan[static_cast<std::size_t>(experts + 1 + tokens * top_k + i)];
+                const int32_t before =
+                    i == 0 ? -1 : plan[static_cast<std::size_t>(experts + tokens * top_k + i)];
+                if (t < 0 || t >= tokens || t <= before) fail("accepted an active list out of order");
+            }
             if (plan[0] != 0) fail("accepted a plan not starting at 0");
             for (int64_t e = 0; e < experts; ++e)
                 if (plan[static_cast<std::size_t>(e + 1)] < plan[static_cast<std::size_t>(e)] ||

@@ -175,4 +175,97 @@ std::vector<JobSpec> valid_jobs() {
     return jobs;
 }
 
+std::vector<JobSpec> v2_jobs() {
+    std::vector<JobSpec> jobs;
+    auto v2 = [](int W, int S, int N, int E, int K, int H, int64_t bs) {
+        JobSpec s = base(W, S, E, K, H, bs);
+        s.v2 = true;
+        s.shared_expert_num = N;
+        s.seed += 7;
+        return s;
+    };
+    jobs.push_back(v2(4, 0, 1, 8, 3, 64, 6));                   // like V1 without shared ranks
+    JobSpec n2 = v2(6, 4, 2, 4, 3, 72, 5);                       // R = 2: two shared experts
+    n2.quant_mode = 2;
+    n2.smooth_scales = true;                                     // N + E smooth rows
+    jobs.push_back(n2);
+    jobs.push_back(v2(5, 2, 1, 6, 2, 40, 7));                    // R = 2, W odd: ⌈W/R⌉ = 3
+    JobSpec prefix = v2(4, 1, 1, 6, 3, 48, 9);
+    prefix.mask = 1;
+    prefix.zero_padding = true;
+    jobs.push_back(prefix);
+    JobSpec entries = v2(5, 2, 2, 6, 3, 56, 8);                  // R = 1
+    entries.mask = 2;
+    entries.uneven_bs = true;
+    jobs.push_back(entries);
+    JobSpec special = v2(3, 0, 1, 6, 4, 64, 6);
+    special.zero_experts = 1;
+    special.copy_experts = 1;
+    special.const_experts = 1;
+    special.shared_expert_x = true;
+    jobs.push_back(special);
+    JobSpec gate = v2(4, 1, 1, 6, 4, 96, 6);
+    gate.const_experts = 2;
+    gate.copy_experts = 1;
+    gate.const_alpha_form = 2;
+    gate.mask = 2;
+    gate.dtype = DType::kFloat16;
+    jobs.push_back(gate);
+    JobSpec unweighted = v2(5, 2, 1, 9, 3, 40, 5);
+    unweighted.unweighted = true;
+    unweighted.comm_quant_mode = 2;
+    unweighted.expand_scales = false;
+    jobs.push_back(unweighted);
+    JobSpec norm = v2(4, 0, 1, 8, 2, 128, 7);
+    norm.add_rms_norm = true;
+    norm.mask = 1;
+    jobs.push_back(norm);
+    JobSpec norm_special = v2(4, 2, 2, 4, 3, 64, 5);
+    norm_special.add_rms_norm = true;
+    norm_special.zero_experts = 2;
+    norm_special.const_experts = 1;
+    norm_special.dtype = DType::kFloat16;
+    norm_special.mask = 2;
+    norm_special.zero_padding = true;
+    jobs.push_back(norm_special);
+    JobSpec tp = v2(3, 1, 1, 2, 2, 48, 6);                        // T = 2 (L = 1)
+    tp.tp_size = 2;
+    tp.mask = 1;
+    tp.quant_mode = 2;
+    tp.smooth_scales = true;
+    jobs.push_back(tp);
+    JobSpec group = v2(6, 4, 2, 4, 2, 300, 4);                    // per-group fp8, N = 2
+    group.quant_mode = 3;
+    group.target = DType::kFp8E4M3;
+    group.smooth_scales = true;
+    group.mask = 2;
+    jobs.push_back(group);
+    JobSpec mx = v2(6, 2, 2, 8, 3, 200, 4);
+    mx.quant_mode = 4;
+    mx.target = DType::kFp8E5M2;
+    jobs.push_back(mx);
+    JobSpec per_expert = v2(6, 4, 2, 4, 2, 64, 4);                 // static (N + E, H) scales
+    per_expert.quant_mode = 1;
+    per_expert.static_scales = 3;
+    jobs.push_back(per_expert);
+    JobSpec perf = v2(4, 1, 1, 3, 2, 32, 4);
+    perf.performance_info = true;
+    jobs.push_back(perf);
+    JobSpec wide = v2(16, 4, 4, 12, 4, 24, 3);                   // R = 1, four shared experts
+    wide.mask = 2;
+    wide.routing = Routing::kDuplicates;
+    wide.zero_experts = 1;
+    jobs.push_back(wide);
+    JobSpec strided = v2(3, 1, 1, 4, 2, 40, 6);
+    strided.strided_x = true;
+    strided.extra_rows = 2;
+    strided.mask = 1;
+    strided.copy_experts = 2;
+    jobs.push_back(strided);
+    JobSpec empty = v2(4, 2, 1, 2, 2, 16, 0);                     // BS = 0 everywhere
+    empty.mask = 2;
+    jobs.push_back(empty);
+    return jobs;
+}
+
 }  // namespace moedist::test_specs

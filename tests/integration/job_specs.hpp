@@ -9,5 +9,7 @@
 namespace moedist::test_specs {
 
 std::vector<moedist::harness::JobSpec> valid_jobs();
+// The V2 family: masks, special experts, shared experts by the replica rule, AddRmsNorm, ...
+std::vector<moedist::harness::JobSpec> v2_jobs();
 
 }  // namespace moedist::test_specs

@@ -51,4 +51,22 @@ INSTANTIATE_TEST_SUITE_P(Processes,
                                     param_info.param.describe();
                          });
 
+// The V2 family on threads and on processes.
+std::vector<JobSpec> v2_jobs_on_both() {
+    std::vector<JobSpec> jobs = moedist::test_specs::v2_jobs();
+    for (JobSpec s : moedist::test_specs::v2_jobs()) {
+        s.backend = moedist::harness::Backend::kProcesses;
+        jobs.push_back(s);
+    }
+    return jobs;
+}
+
+INSTANTIATE_TEST_SUITE_P(V2,
+                         JobTest,
+                         ::testing::ValuesIn(v2_jobs_on_both()),
+                         [](const ::testing::TestParamInfo<JobSpec>& param_info) {
+                             return std::to_string(param_info.index) + "_" +
+                                    param_info.param.describe();
+                         });
+
 }  // namespace
