@@ -32,7 +32,9 @@ bool several_nodes(const JobSpec& s) {
 
 std::vector<JobSpec> mpi_jobs() {
     std::vector<JobSpec> jobs;
-    for (const JobSpec& s : moedist::test_specs::valid_jobs()) {
+    std::vector<JobSpec> all = moedist::test_specs::valid_jobs();
+    for (const JobSpec& s : moedist::test_specs::v2_jobs()) all.push_back(s);
+    for (const JobSpec& s : all) {
         if (s.ep_world_size * s.tp_size != world_size()) continue;
         if (s.tp_size == 2 && several_nodes(s)) continue;
         jobs.push_back(s);
