@@ -54,6 +54,8 @@ struct CallExtras {
     std::string group_tp;               // the groupTp name given ("" when none)
     bool x_active_mask = false;         // a (reserved) xActiveMask was given
     std::optional<HcclBufferEnv> hccl;  // unset: HCCL_BUFFSIZE & co. from the environment
+    int op_version = 4;                 // V2 family: the aclnn entry point (2, 3, 4)
+    bool reserved_given = false;        // combine V2: activationScale/weightScale/groupList given
 };
 
 // The first phase without communicators: the attributes, every tensor, then the profile

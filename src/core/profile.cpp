@@ -364,7 +364,9 @@ const ProfileRule kRules[] = {
 
 }  // namespace
 
-std::span<const ProfileRule> profile_rules() { return kRules; }
+std::span<const ProfileRule> profile_rules(Api api) {
+    return api == Api::kV2 ? profile_rules_v2() : std::span<const ProfileRule>(kRules);
+}
 
 Status resolve_soc(const MoeConfig& config, Soc* soc) {
     if (config.soc) {
@@ -381,7 +383,7 @@ Status resolve_soc(const MoeConfig& config, Soc* soc) {
 }
 
 Status check_profile(Soc soc, const ProfileFacts& facts) {
-    for (const ProfileRule& rule : kRules) {
+    for (const ProfileRule& rule : profile_rules(facts.config.api)) {
         if ((rule.profiles & profile_bit(soc)) == 0) continue;
         if (Status s = rule.check(facts); !s.ok()) {
             return {s.code(),
@@ -392,6 +394,7 @@ Status check_profile(Soc soc, const ProfileFacts& facts) {
 }
 
 int64_t hccl_buffsize_needed_mb(Soc soc, const ProfileFacts& facts) {
+    if (facts.config.v2()) return 0;  // the V2 family has no buffer rule of its own
     if (soc == Soc::kA2) return a2_needed_mb(facts);
     if (soc == Soc::kA3) return a3_needed_mb(facts);
     return 0;

@@ -28,6 +28,17 @@ struct ProfileFacts {
     int32_t expand_idx_ndim = 1;  // combine: expandIdx's dims (1, or 2 for a (BS, K) tensor)
     std::string group_tp;        // the groupTp name given ("" when none)
     HcclBufferEnv hccl;
+    // V2 (docs/contract.md §10.10)
+    int op_version = 4;              // the aclnn entry point: 2, 3 or 4 (C++ and Python: 4)
+    int mask_ndim = 0;               // xActiveMask: 0 none, 1 (BS,), 2 (BS, K)
+    bool weighted = true;            // combine: expertScales not empty
+    bool has_expert_scales = false;  // dispatch: expertScales given
+    bool has_expand_scales = false;  // dispatch: expandScales given
+    bool has_tp_counts = true;       // dispatch: tpRecvCounts given
+    bool has_performance_info = false;
+    bool reserved_given = false;     // combine: activationScale, weightScale or groupList given
+    bool add_rms_norm = false;
+    int64_t assist_len = -1;         // assistInfo dim 0
 };
 
 inline constexpr uint32_t profile_bit(Soc soc) { return 1u << static_cast<uint32_t>(soc); }
@@ -44,7 +55,9 @@ struct ProfileRule {
     Status (*check)(const ProfileFacts& facts);  // Ok, or the failure with its message
 };
 
-std::span<const ProfileRule> profile_rules();
+// The rules of an operator family: V1's (profile.cpp) or the V2 family's (profile_v2.cpp).
+std::span<const ProfileRule> profile_rules(Api api = Api::kV1);
+std::span<const ProfileRule> profile_rules_v2();
 
 // The profile of a call: config.soc, else MOEDIST_SOC; an unknown MOEDIST_SOC is 561002.
 Status resolve_soc(const MoeConfig& config, Soc* soc);

@@ -259,6 +259,8 @@ ProfileFacts facts_of(const MoeConfig& config, const CallExtras& extras, bool co
     facts.group_tp = extras.group_tp;
     facts.has_x_active_mask = extras.x_active_mask;
     facts.hccl = extras.hccl ? *extras.hccl : util::hccl_buffer_env();
+    facts.op_version = extras.op_version;
+    facts.reserved_given = extras.reserved_given;
     return facts;
 }
 
@@ -360,6 +362,12 @@ Status check_dispatch_call(const MoeConfig& config,
     facts.has_scales = in.scales.has_value();
     facts.has_x_active_mask = extras.x_active_mask || in.x_active_mask.has_value();
     if (T == 2) facts.tp_counts_len = out.tp_recv_counts->dim(0);
+    facts.mask_ndim = in.x_active_mask ? in.x_active_mask->ndim : 0;
+    facts.has_expert_scales = in.expert_scales.has_value();
+    facts.has_expand_scales = out.expand_scales.has_value();
+    facts.has_tp_counts = out.tp_recv_counts.has_value();
+    facts.has_performance_info = out.performance_info.has_value();
+    if (out.assist_info) facts.assist_len = out.assist_info->dim(0);
     return check_profile(soc, facts);
 }
 
@@ -501,6 +509,11 @@ Status check_combine_call(const MoeConfig& config,
     facts.expand_x_dtype = in.expand_x.dtype;
     if (T == 2) facts.tp_counts_len = in.tp_send_counts->dim(0);
     facts.expand_idx_ndim = in.expand_idx.ndim;
+    facts.mask_ndim = in.x_active_mask ? in.x_active_mask->ndim : 0;
+    facts.weighted = !config.v2() || in.expert_scales.numel() > 0;
+    facts.has_performance_info = in.performance_info.has_value();
+    facts.add_rms_norm = in.residual_x.has_value();
+    if (in.assist_info) facts.assist_len = in.assist_info->dim(0);
     return check_profile(soc, facts);
 }
 

@@ -256,16 +256,21 @@ int print_rules(const PlanOptions& o) {
                  opt->get_name() + " is ignored with --rules (the table does not depend on it)");
         }
     }
-    fmt::print("| rule | profiles | code | requires | source |\n|---|---|---|---|---|\n");
-    for (const core::ProfileRule& r : core::profile_rules()) {
-        const std::string profiles =
-            r.profiles == core::kA2A3 ? "A2, A3" : (r.profiles == core::kA2Only ? "A2" : "A3");
-        fmt::print("| `{}` | {} | {} | {} | {} |\n",
-                   r.id,
-                   profiles,
-                   static_cast<int>(r.code),
-                   r.requirement,
-                   r.source);
+    for (Api api : {Api::kV1, Api::kV2}) {
+        fmt::print("{}| rule | profiles | code | requires | source |\n|---|---|---|---|---|\n",
+                   api == Api::kV1 ? "V1 (aclnnMoeDistributeDispatch / Combine):\n\n"
+                                   : "\nThe V2 family (Dispatch V2-V4, Combine V2-V4, "
+                                     "CombineAddRmsNorm):\n\n");
+        for (const core::ProfileRule& r : core::profile_rules(api)) {
+            const std::string profiles =
+                r.profiles == core::kA2A3 ? "A2, A3" : (r.profiles == core::kA2Only ? "A2" : "A3");
+            fmt::print("| `{}` | {} | {} | {} | {} |\n",
+                       r.id,
+                       profiles,
+                       static_cast<int>(r.code),
+                       r.requirement,
+                       r.source);
+        }
     }
     return kExitOk;
 }
