@@ -64,10 +64,13 @@ struct JobSpec {
     int const_experts = 0;
     int const_alpha_form = 1;   // const experts' alphas: 1 (Q,), 2 (Q, H)
     int mask = 0;               // xActiveMask: 0 none, 1 (BS,) prefix, 2 (BS, K) entries
+    double mask_keep = 0;       // > 0: the active fraction (of tokens, or of entries);
+                                // 0: per rank at random (prefix: [BS/2, BS]; entries: 70%)
     bool unweighted = false;    // combine gets an empty expertScales (every weight 1)
     bool shared_expert_x = false;  // combine adds sharedExpertX (S = 0)
     bool add_rms_norm = false;     // CombineAddRmsNorm: residualX and gamma; x, y and rstd out
     bool performance_info = false; // V4: performanceInfo on dispatch and combine
+    std::string comm_alg;          // commAlg (every value gives the same results)
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
     int bad_id_rank = -1;

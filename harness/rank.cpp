@@ -213,7 +213,7 @@ void RankRunner::State::make_tensors(const moedist_ref::RankInput& in, bool pois
         expert_token_nums.as<int64_t>(), DType::kInt64, {lay.local_experts(epr)});
     dout.ep_recv_counts = TensorView::contiguous(
         ep_recv_counts.as<int32_t>(), DType::kInt32, {static_cast<int64_t>(ep_counts_len)});
-    if (lay.T == 2) {
+    if (lay.T == 2 || lay.v2) {  // the V2 family's products require it with or without TP
         dout.tp_recv_counts = TensorView::contiguous(
             tp_recv_counts.as<int32_t>(), DType::kInt32, {static_cast<int64_t>(tp_counts_len)});
     }
@@ -235,7 +235,9 @@ void RankRunner::State::make_v2_tensors(const moedist_ref::RankInput& in, bool p
                 ? TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs})
                 : TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs, lay.K});
     }
-    assist_len = static_cast<std::size_t>(3 * rows);
+    // 3 entries per row (the contract's least), 128 under the A3 profile (Ascend's A·128).
+    const bool a3 = util::soc_setting().soc == Soc::kA3;
+    assist_len = static_cast<std::size_t>((a3 ? 128 : 3) * rows);
     assist = Buffer(allocator, std::max<std::size_t>(assist_len, 1) * 4);
     if (poison) fill_with<int32_t>(assist, kSentinel);
     dout.assist_info = TensorView::contiguous(
@@ -281,7 +283,7 @@ CombineInputs RankRunner::State::combine_inputs() const {
     cin.ep_send_counts = dout.ep_recv_counts;
     cin.expert_scales = TensorView::contiguous(
         expert_scales.as<float>(), DType::kFloat32, {bs, spec.unweighted ? 0 : lay.K});
-    cin.tp_send_counts = dout.tp_recv_counts;
+    if (lay.T == 2) cin.tp_send_counts = dout.tp_recv_counts;
     if (!lay.v2) return cin;
     cin.assist_info = dout.assist_info;
     cin.x_active_mask = din.x_active_mask;
@@ -383,6 +385,7 @@ RankRunner::RankRunner(const JobSpec& spec,
         config.zero_expert_num = spec.zero_experts;
         config.copy_expert_num = spec.copy_experts;
         config.const_expert_num = spec.const_experts;
+        config.comm_alg = spec.comm_alg;
     }
     status_ = MoeDistributor::create(s.ep, s.tp, config, &s.moe);
     if (spec.c_api) s.make_acl_tensors();

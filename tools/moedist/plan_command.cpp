@@ -48,6 +48,31 @@ int64_t clamp_rows(__int128 v) {
     return v > (int64_t{1} << 40) ? (int64_t{1} << 40) : static_cast<int64_t>(v);
 }
 
+// Combine's V2 tensors (dispatch's assist and mask come in through the handle's views).
+void add_v2_combine(const PlanOptions& o, const MoeConfig& c, DType x_dtype, RankCall* call) {
+    const int64_t bs = o.tokens, h = o.hidden, q = c.const_expert_num;
+    CombineInputs& cin = call->cin;
+    cin.assist_info = call->dout.assist_info;
+    cin.x_active_mask = call->din.x_active_mask;
+    cin.performance_info = call->dout.performance_info;
+    if (o.v2.unweighted) cin.expert_scales = shaped(DType::kFloat32, {bs, 0});
+    if (o.v2.shared_expert_x) cin.shared_expert_x = shaped(x_dtype, {bs, h});
+    if (c.copy_expert_num + q > 0) cin.ori_x = shaped(x_dtype, {bs, h});
+    if (q > 0) {
+        const bool vector = o.v2.const_alpha == "vector";
+        cin.const_alpha1 = vector ? shaped(x_dtype, {q, h}) : shaped(x_dtype, {q});
+        cin.const_alpha2 = cin.const_alpha1;
+        cin.const_v = shaped(x_dtype, {q, h});
+    }
+    if (o.v2.add_rms_norm) {
+        cin.residual_x = shaped(x_dtype, {bs, 1, h});
+        cin.gamma = shaped(x_dtype, {h});
+        cin.y_out = shaped(x_dtype, {bs, 1, h});
+        cin.rstd_out = shaped(DType::kFloat32, {bs, 1, 1});
+        call->x_out = shaped(x_dtype, {bs, 1, h});
+    }
+}
+
 RankCall make_call(
     const PlanOptions& o, const QuantChoice& q, DType x_dtype, int64_t rank_id, Soc soc) {
     RankCall call;
@@ -64,6 +89,7 @@ RankCall make_call(
     c.expert_token_nums_type = 0;
     c.comm_quant_mode = o.comm_quant;
     c.soc = soc;
+    apply_v2_options(o.v2, &c);
     call.role = rank_id < o.shared_ranks ? "shared" : "moe";
     call.rank_id = rank_id;
 
@@ -94,6 +120,15 @@ RankCall make_call(
                                   : shaped(scale_dtype, {rows, need.scale_columns});
     }
     dout.expand_idx = shaped(DType::kInt32, {clamp_rows(need.expand_idx)});
+    if (c.v2()) {  // Ascend documents A·128 assist entries (the A3 combine's minimum)
+        const int64_t per_row = soc == Soc::kA3 ? 128 : 3;
+        dout.assist_info = shaped(DType::kInt32, {clamp_rows(per_row * need.capacity)});
+        if (o.mask_ndim == 1) din.x_active_mask = shaped(DType::kBool, {bs});
+        if (o.mask_ndim == 2) din.x_active_mask = shaped(DType::kBool, {bs, k});
+        if (o.v2.performance_info) dout.performance_info = shaped(DType::kInt64, {o.ranks});
+        // tpRecvCounts is a required output of the V2 family on A2/A3, T or not.
+        if (!dout.tp_recv_counts) dout.tp_recv_counts = shaped(DType::kInt32, {std::max<int64_t>(c.tp_size(), 1)});
+    }
     dout.expert_token_nums = shaped(DType::kInt64, {need.expert_token_nums});
     dout.ep_recv_counts = shaped(DType::kInt32, {need.ep_recv_counts});
     if (need.tp_recv_counts > 0) dout.tp_recv_counts = shaped(DType::kInt32, {need.tp_recv_counts});
@@ -107,6 +142,7 @@ RankCall make_call(
     cin.expert_scales = *din.expert_scales;
     cin.tp_send_counts = dout.tp_recv_counts;
     call.x_out = shaped(x_dtype, {bs, h});
+    if (c.v2()) add_v2_combine(o, c, x_dtype, &call);
 
     auto add = [&](const std::string& name, const std::optional<TensorView>& v) {
         if (v) call.tensors.push_back({name, *v});
@@ -122,8 +158,21 @@ RankCall make_call(
     add("dispatch.epRecvCounts", dout.ep_recv_counts);
     add("dispatch.tpRecvCounts", dout.tp_recv_counts);
     add("dispatch.expandScales", dout.expand_scales);
+    add("dispatch.xActiveMask", din.x_active_mask);
+    add("dispatch.assistInfoForCombine", dout.assist_info);
+    add("dispatch.performanceInfo", dout.performance_info);
     add("combine.expandX", cin.expand_x);
-    add("combine.x", call.x_out);
+    add("combine.expertScales", cin.expert_scales);
+    add("combine.sharedExpertX", cin.shared_expert_x);
+    add("combine.oriX", cin.ori_x);
+    add("combine.constExpertAlpha1", cin.const_alpha1);
+    add("combine.constExpertAlpha2", cin.const_alpha2);
+    add("combine.constExpertV", cin.const_v);
+    add("combine.residualX", cin.residual_x);
+    add("combine.gamma", cin.gamma);
+    add(cin.residual_x ? "combine.xOut" : "combine.x", call.x_out);
+    add("combine.yOut", cin.y_out);
+    add("combine.rstdOut", cin.rstd_out);
     return call;
 }
 
@@ -158,8 +207,12 @@ Traffic traffic_of(const PlanOptions& o, const RankCall& call) {
     const double bs = static_cast<double>(o.tokens), w = static_cast<double>(o.ranks);
     const double s = static_cast<double>(o.shared_ranks), k = static_cast<double>(o.top_k);
     const double tp = static_cast<double>(call.config.tp_size());
-    t.dispatch_send_rows = bs * k + (o.shared_ranks > 0 ? bs : 0.0);
-    const double ep_recv = call.role == "shared" ? w * bs / s : w * bs * k / (w - s);
+    const bool v2 = call.config.v2();
+    const double n = static_cast<double>(call.config.shared_experts());
+    t.dispatch_send_rows = bs * k + (o.shared_ranks > 0 ? (v2 ? n : 1.0) * bs : 0.0);
+    // V2: a shared rank gets every token of the ranks ≡ it (mod R = S / N).
+    const double shared_recv = v2 ? w / (s / std::max(n, 1.0)) * bs : w * bs / s;
+    const double ep_recv = call.role == "shared" ? shared_recv : w * bs * k / (w - s);
     t.dispatch_recv_rows = tp * ep_recv;  // with TP the peer's rows arrive too
     return t;
 }
@@ -177,6 +230,7 @@ double row_bytes_dispatch(const PlanOptions& o, const QuantChoice& q, DType x_dt
 
 int64_t shared_expert_num_for(const PlanOptions& o, Soc soc) {
     if (o.shared_expert_num >= 0) return o.shared_expert_num;
+    if (o.v2.api == "v2" && o.shared_ranks > 0) return o.v2.shared_experts;
     switch (soc) {
         case Soc::kA2:
             return 0;
@@ -240,6 +294,7 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
         ->default_str("env");
     plan->add_flag(
         "--intra-pcie", o->intra_pcie, "as HCCL_INTRA_PCIE_ENABLE=1 HCCL_INTRA_ROCE_ENABLE=0 (A2)");
+    add_v2_options(plan, &o->v2, false);
     add_json_option(plan, &o->json, "the verdicts, tensors and traffic");
     plan->add_flag("--rules", o->rules, "print the profile rule table (markdown) and exit");
     return plan;
@@ -393,7 +448,7 @@ void print_profiles(const std::vector<Soc>& socs, const json& out, const HcclBuf
     for (Soc soc : socs) {
         const json& p = out["profiles"][soc_name(soc)];
         std::string buffer;
-        if (p.contains("hccl_buffsize_needed_mb")) {
+        if (p.contains("hccl_buffsize_needed_mb") && p["hccl_buffsize_needed_mb"].get<int64_t>() > 0) {
             buffer = fmt::format("  [HCCL_BUFFSIZE needs >= {} MB, have {}]",
                                  p["hccl_buffsize_needed_mb"].get<int64_t>(),
                                  hccl.buffsize_mb);
@@ -427,7 +482,7 @@ void print_rank(const json& rank) {
         for (std::size_t d = 0; d < t["shape"].size(); ++d)
             shape += (d ? ", " : "") + std::to_string(t["shape"][d].get<int64_t>());
         shape += t["shape"].size() == 1 ? ",)" : ")";
-        fmt::print("  {:<26} {:<18} {}\n",
+        fmt::print("  {:<32} {:<18} {}\n",
                    t["name"].get<std::string>(),
                    shape,
                    t["dtype"].get<std::string>());
@@ -467,8 +522,18 @@ void print_plan(const PlanOptions& o,
 
 }  // namespace
 
-int plan_command(const PlanOptions& o) {
-    if (o.rules) return print_rules(o);
+int plan_command(const PlanOptions& given) {
+    if (given.rules) return print_rules(given);
+    PlanOptions o = given;
+    double keep = 0;
+    if (std::string why = parse_mask(o.v2.mask, &o.mask_ndim, &keep); !why.empty()) {
+        fmt::print(stderr, "moedist plan: {}\n", why);
+        return kExitUnusable;
+    }
+    if (o.v2.api != "v2" && (o.mask_ndim != 0 || v2_only_given(o.v2))) {
+        fmt::print(stderr, "moedist plan: --mask and the V2 options need --api v2\n");
+        return kExitUnusable;
+    }
     if (o.shared_ranks >= o.ranks) {
         fmt::print(stderr,
                    "moedist plan: --shared-ranks {} must be < --ranks {} (at least one MoE rank)\n",

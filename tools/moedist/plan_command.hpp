@@ -8,6 +8,7 @@
 
 #include "cli_common.hpp"
 #include "moedist/profile.hpp"
+#include "v2_options.hpp"
 
 namespace moedist::cli {
 
@@ -28,6 +29,8 @@ struct PlanOptions {
     int64_t hccl_buffsize_mb = -2;  // -2: HCCL_BUFFSIZE from the environment (default 200)
     bool intra_pcie = false;
     bool rules = false;
+    V2Options v2;       // --api v2 and its options
+    int mask_ndim = 0;  // V2 xActiveMask: 0 none, 1 (BS,), 2 (BS, K)
     JsonTarget json;
     CLI::App* app = nullptr;
 };

@@ -97,8 +97,9 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     s->dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
     s->backend =
         o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
+    if (std::string why = apply_v2_options(o.v2, o.v2.api, o.v2.mask, s); !why.empty()) return why;
     if (std::string why = shape_problem(*s); !why.empty()) return why;
-    if (std::string why = profile_problem(*s, o.quant, o.dtype); !why.empty()) return why;
+    if (std::string why = profile_problem(*s, o.quant, o.dtype, o.v2); !why.empty()) return why;
     warn_ignored(o, q);
     if (s->tokens == 0) {
         note(kCmd,
@@ -185,6 +186,27 @@ std::string check_result(const JobReport& r, bool check) {
     return !check ? "skipped" : (r.ok ? "ok" : "mismatch");
 }
 
+// The V2 part of a job in words: "2 shared experts, mask prefix:0.5, 1 zero / 1 copy / 1 const
+// experts, unweighted, AddRmsNorm".
+std::string v2_summary(const JobSpec& s, const V2Options& v) {
+    std::string out = fmt::format("{} shared expert{}, mask {}",
+                                  s.shared_rank_num > 0 ? s.shared_expert_num : 0,
+                                  s.shared_rank_num > 0 && s.shared_expert_num == 1 ? "" : "s",
+                                  v.mask);
+    if (s.zero_experts + s.copy_experts + s.const_experts > 0)
+        out += fmt::format(", {} zero / {} copy / {} const experts ({} alphas)",
+                           s.zero_experts,
+                           s.copy_experts,
+                           s.const_experts,
+                           v.const_alpha);
+    if (s.unweighted) out += ", unweighted";
+    if (s.shared_expert_x) out += ", sharedExpertX";
+    if (s.add_rms_norm) out += ", AddRmsNorm";
+    if (s.performance_info) out += ", performanceInfo";
+    if (!s.comm_alg.empty()) out += ", commAlg " + s.comm_alg;
+    return out;
+}
+
 void print_header(const JobSpec& spec, const RunOptions& o) {
     const QuantChoice& q = quant_choice(o.quant);
     fmt::print(
@@ -204,6 +226,7 @@ void print_header(const JobSpec& spec, const RunOptions& o) {
         routing_name(spec),
         o.steps,
         spec.zero_padding ? ", zero padding" : "");
+    if (spec.v2) fmt::print("  V2: {}\n", v2_summary(spec, o.v2));
 }
 
 void print_load(const JobReport& r, const JobSpec& spec, bool all) {
@@ -298,6 +321,8 @@ json report_json(const JobReport& r, const JobSpec& spec, const RunOptions& o) {
                    {"comm_quant", spec.comm_quant_mode},
                    {"smooth", spec.smooth_scales},
                    {"zero_padding", spec.zero_padding},
+                   {"api", spec.v2 ? "v2" : "v1"},
+                   {"v2", spec.v2 ? v2_summary(spec, o.v2) : ""},
                    {"routing", routing_name(spec)},
                    {"steps", o.steps},
                    {"seed", spec.seed},
@@ -436,13 +461,20 @@ std::string shape_problem(const JobSpec& s) {
             s.ep_world_size,
             s.shared_rank_num);
     }
-    if (s.top_k > s.moe_expert_num) {
-        return fmt::format("--topk {} must be <= the {} experts", s.top_k, s.moe_expert_num);
+    const int specials = s.v2 ? s.zero_experts + s.copy_experts + s.const_experts : 0;
+    if (s.top_k > s.moe_expert_num + specials) {
+        return fmt::format("--topk {} must be <= the {} experts{}",
+                           s.top_k,
+                           s.moe_expert_num + specials,
+                           specials > 0 ? " (special experts included)" : "");
     }
     return harness::spec_error(s);
 }
 
-std::string profile_problem(const JobSpec& s, const std::string& quant, const std::string& dtype) {
+std::string profile_problem(const JobSpec& s,
+                            const std::string& quant,
+                            const std::string& dtype,
+                            const V2Options& v2) {
     const util::SocSetting& setting = util::soc_setting();
     if (!setting.soc) {
         return fmt::format("MOEDIST_SOC='{}' must be generic, A2 or A3", setting.text);
@@ -459,6 +491,9 @@ std::string profile_problem(const JobSpec& s, const std::string& quant, const st
     p.quant = quant;
     p.dtype = dtype;
     p.comm_quant = s.comm_quant_mode;
+    p.v2 = v2;
+    p.v2.api = s.v2 ? "v2" : "v1";
+    p.mask_ndim = s.mask == 0 ? 0 : (s.mask == 1 ? 1 : 2);
     const ProfileVerdict v = judge_profile(p, *setting.soc);
     if (v.accepted) return {};
     return fmt::format(
@@ -518,6 +553,7 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* o) {
                     "MOEDIST_RANKS_PER_NODE; default: unset, one node)")
         ->check(CLI::Range(1, 65536))
         ->default_str("");
+    add_v2_options(run, &o->v2, false);
     add_json_option(run, &o->json, "the configuration, per-phase times, bytes, load and check");
     return run;
 }

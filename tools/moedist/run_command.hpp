@@ -8,6 +8,7 @@
 
 #include "cli_common.hpp"
 #include "harness/job.hpp"
+#include "v2_options.hpp"
 
 namespace moedist::cli {
 
@@ -25,6 +26,7 @@ struct RunOptions {
     bool smooth = false;
     bool zero_padding = false;
     bool load = false;
+    V2Options v2;
     JsonTarget json;
     CLI::App* app = nullptr;
 };
@@ -36,7 +38,8 @@ std::string shape_problem(const harness::JobSpec& spec);
 // The verdict of the profile MOEDIST_SOC names on the job's shapes; "" when it accepts.
 std::string profile_problem(const harness::JobSpec& spec,
                             const std::string& quant,
-                            const std::string& dtype);
+                            const std::string& dtype,
+                            const V2Options& v2 = {});
 
 CLI::App* add_run_command(CLI::App& app, RunOptions* options);
 // Validates, then runs (under MPI_Init with --backend mpi); returns the exit code.

@@ -1,0 +1,50 @@
+// The V2 family's options of `moedist run`, `plan` and `bench` (docs/contract.md §10), declared
+// once: --api, --shared-experts, --mask, the special experts, --unweighted, --shared-expert-x,
+// --add-rms-norm, --performance-info and --comm-alg.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "harness/job.hpp"
+#include "moedist/config.hpp"
+
+namespace moedist::cli {
+
+struct V2Options {
+    std::string api = "v1";      // v1 | v2 (bench: a list)
+    int shared_experts = 1;      // N (V2, with --shared-ranks > 0)
+    std::string mask = "none";   // none | prefix[:FRACTION] | entries[:FRACTION] (bench: a list)
+    int zero_experts = 0;
+    int copy_experts = 0;
+    int const_experts = 0;
+    std::string const_alpha = "scalar";  // scalar (Q,) | vector (Q, H)
+    bool unweighted = false;
+    bool shared_expert_x = false;
+    bool add_rms_norm = false;
+    bool performance_info = false;
+    std::string comm_alg;
+    CLI::App* app = nullptr;
+};
+
+// Adds the options to `app`; `lists`: --api and --mask take comma-separated lists (bench).
+void add_v2_options(CLI::App* app, V2Options* options, bool lists);
+
+// Whether any V2-only option was given (an error without --api v2).
+bool v2_only_given(const V2Options& options);
+
+// Applies the options (with this point's api and mask) to a job; "" or what is wrong, naming
+// the option.
+std::string apply_v2_options(const V2Options& options,
+                             const std::string& api,
+                             const std::string& mask,
+                             harness::JobSpec* spec);
+
+// Applies them to a config (plan): api, N, special experts, commAlg.
+void apply_v2_options(const V2Options& options, MoeConfig* config);
+
+// "none", "prefix", "entries" with an optional ":FRACTION" in (0, 1]: kind 0/1/2 and the
+// fraction (0 when not given); "" or the error.
+std::string parse_mask(const std::string& text, int* kind, double* keep);
+
+}  // namespace moedist::cli
