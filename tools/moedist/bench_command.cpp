@@ -44,6 +44,7 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     spec.backend =
         o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
     (void)parse_routing(p.routing, &spec);  // checked before the sweep (point_problem)
+    (void)apply_v2_options(o.v2, p.api, p.mask, &spec);  // likewise
     return spec;
 }
 
@@ -61,8 +62,13 @@ std::vector<BenchPoint> sweep(const BenchOptions& o) {
                         for (int k : o.top_k)
                             for (const auto& r : o.routing)
                                 for (const auto& q : o.quant)
-                                    for (int64_t bs : o.tokens)
-                                        points.push_back({w, bs, h, k, e, q, r, tp, s});
+                                    for (const auto& api : o.apis)
+                                        for (const auto& m : o.masks)
+                                            for (int64_t bs : o.tokens) {
+                                                if (api == "v1" && m != "none") continue;
+                                                points.push_back(
+                                                    {w, bs, h, k, e, q, r, tp, s, api, m});
+                                            }
     return points;
 }
 
@@ -144,6 +150,7 @@ BenchResult measure(const BenchOptions& o, const BenchPoint& p, Progress* progre
 std::string point_problem(const BenchOptions& o, const BenchPoint& p, int mpi_world) {
     JobSpec spec;
     if (std::string why = parse_routing(p.routing, &spec); !why.empty()) return why;
+    if (std::string why = apply_v2_options(o.v2, p.api, p.mask, &spec); !why.empty()) return why;
     spec = bench_spec(o, p);
     if (std::string why = shape_problem(spec); !why.empty()) return why;
     if (std::string why = profile_problem(spec, p.quant, o.dtype); !why.empty()) return why;
@@ -336,6 +343,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--tp", o->tp, "TP size 1 or 2 (list)")->delimiter(',');
     bench->add_option("--shared-ranks", o->shared_ranks, "shared-expert ranks S (list)")
         ->delimiter(',');
+    bench->add_option("--api", o->apis, "operator family: v1 and/or v2 (list)")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"v1", "v2"}));
+    bench->add_option("--mask", o->masks, "V2 xActiveMask: none, prefix[:F], entries[:F] (list)")
+        ->delimiter(',');
+    add_v2_options(bench, &o->v2, true);
     bench->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
     bench
         ->add_option("--backend",

@@ -15,6 +15,7 @@
 
 #include "cli_common.hpp"
 #include "harness/job.hpp"
+#include "v2_options.hpp"
 
 namespace moedist::cli {
 
@@ -28,6 +29,9 @@ struct BenchOptions {
     std::vector<std::string> routing{"uniform"};
     std::vector<int> tp{1};
     std::vector<int> shared_ranks{0};
+    std::vector<std::string> apis{"v1"};    // --api (list)
+    std::vector<std::string> masks{"none"};  // --mask (list, V2)
+    V2Options v2;                            // the other V2 options, for every V2 point
     std::string dtype = "bf16";
     std::string backend = "threads";
     std::string baseline = "auto";  // auto (alltoallv when mpirun is found), alltoallv, none
@@ -59,6 +63,9 @@ struct BenchPoint {
     std::string routing = "uniform";
     int tp = 1;
     int shared_ranks = 0;
+    std::string api = "v1";
+    std::string mask = "none";
+    bool operator==(const BenchPoint&) const = default;
 };
 
 // Median, 10th and 90th percentile and minimum of a series (milliseconds).

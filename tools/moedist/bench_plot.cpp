@@ -23,15 +23,17 @@ data = json.load(open(sys.argv[1]))
 points = [p for p in data["points"] if "error" not in p]
 series = {}
 for p in points:
-    key = (p["ranks"], p["quant"], p["routing"], p["tp"], p["shared_ranks"], p["hidden"], p["topk"], p["experts"])
+    key = (p["ranks"], p["quant"], p["routing"], p["tp"], p["shared_ranks"], p["hidden"], p["topk"], p["experts"], p.get("api", "v1"), p.get("mask", "none"))
     series.setdefault(key, []).append(p)
 fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
 for ax, op, floor in ((axes[0], "dispatch", "write"), (axes[1], "combine", "read")):
     for key, ps in sorted(series.items()):
         ps = sorted(ps, key=lambda p: p["tokens"])
         bs = [p["tokens"] for p in ps]
-        label = "W%d %s %s%s%s" % (key[0], key[1], key[2], " TP2" if key[3] == 2 else "",
-                                   " S%d" % key[4] if key[4] else "")
+        label = "W%d %s %s%s%s%s" % (key[0], key[1], key[2], " TP2" if key[3] == 2 else "",
+                                     " S%d" % key[4] if key[4] else "",
+                                     (" V2" + ("" if key[9] == "none" else " " + key[9]))
+                                     if key[8] == "v2" else "")
         line, = ax.plot(bs, [p[op + "_ms"]["median"] for p in ps], "o-", label="moedist " + label)
         c = line.get_color()
         ax.fill_between(bs, [p[op + "_ms"]["p10"] for p in ps], [p[op + "_ms"]["p90"] for p in ps],

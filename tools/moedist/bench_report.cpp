@@ -25,23 +25,24 @@ std::string describe(const BenchPoint& p) {
                        p.quant,
                        p.routing,
                        p.tp == 2 ? " TP2" : "",
-                       p.shared_ranks > 0 ? fmt::format(" S{}", p.shared_ranks) : "");
+                       p.shared_ranks > 0 ? fmt::format(" S{}", p.shared_ranks) : "") +
+           (p.api == "v2" ? " V2" + (p.mask == "none" ? "" : " mask " + p.mask) : "");
 }
 
 namespace {
 
 // The bf16 point of the same shape as a quantized one, if the sweep has it.
-const BenchResult* none_twin(const std::vector<BenchResult>& all, const BenchResult& r) {
-    for (const BenchResult& other : all) {
-        BenchPoint a = other.point, b = r.point;
-        a.quant = b.quant = "";
-        if (other.point.quant == "none" && other.error.empty() && a.ranks == b.ranks &&
-            a.tokens == b.tokens && a.hidden == b.hidden && a.top_k == b.top_k &&
-            a.experts == b.experts && a.routing == b.routing && a.tp == b.tp &&
-            a.shared_ranks == b.shared_ranks)
-            return &other;
-    }
+// The measured point equal to `want`, or null.
+const BenchResult* point_result(const std::vector<BenchResult>& all, const BenchPoint& want) {
+    for (const BenchResult& other : all)
+        if (other.error.empty() && other.point == want) return &other;
     return nullptr;
+}
+
+const BenchResult* none_twin(const std::vector<BenchResult>& all, const BenchResult& r) {
+    BenchPoint want = r.point;
+    want.quant = "none";
+    return point_result(all, want);
 }
 
 json spread_json(const Spread& s) {
@@ -77,7 +78,9 @@ json result_json(const std::vector<BenchResult>& all, const BenchResult& r) {
               {"quant", p.quant},
               {"routing", p.routing},
               {"tp", p.tp},
-              {"shared_ranks", p.shared_ranks}};
+              {"shared_ranks", p.shared_ranks},
+              {"api", p.api},
+              {"mask", p.mask}};
     if (!r.error.empty()) {
         j["error"] = r.error;
         return j;
@@ -215,6 +218,27 @@ json goals_json(const std::vector<BenchResult>& all) {
     for (const BenchResult& r : all) {
         if (!r.error.empty()) continue;
         const BenchPoint& p = r.point;
+        // V2 against V1 on the same tokens (no mask): the V2 machinery costs at most 5%; half
+        // of the tokens masked away: at most 0.6 of the unmasked V2 time.
+        if (p.api == "v2" && p.mask == "none") {
+            BenchPoint v1 = p;
+            v1.api = "v1";
+            if (const BenchResult* twin = point_result(all, v1))
+                add(describe(p) + ": dispatch+combine / V1's",
+                    ratio(r.total.median, twin->total.median),
+                    "<=",
+                    1.05);
+        }
+        if (p.api == "v2" && p.mask == "prefix:0.5") {
+            BenchPoint whole = p;
+            whole.mask = "none";
+            if (const BenchResult* twin = point_result(all, whole))
+                add(describe(p) + ": dispatch+combine / unmasked",
+                    ratio(r.total.median, twin->total.median),
+                    "<=",
+                    0.6);
+        }
+        if (p.api != "v1") continue;  // the goals below are V1's
         const bool plain = p.tp == 1 && p.shared_ranks == 0 && p.routing == "uniform";
         const std::string at = describe(p);
         if (plain && p.ranks == 8 && p.tokens == 128 && p.hidden == 7168 && p.top_k == 8 &&
@@ -272,7 +296,8 @@ json goals_json(const std::vector<BenchResult>& all) {
             if (pa.ranks == 64 && pb.ranks == 8) {
                 pa.ranks = pb.ranks;
                 if (pa.tokens == pb.tokens && pa.quant == pb.quant && pa.experts == pb.experts &&
-                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing)
+                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing &&
+                    pa.api == pb.api && pa.mask == pb.mask)
                     add(describe(a.point) + ": dispatch time per byte / at W 8",
                         per_a / per_b,
                         "<=",
@@ -282,7 +307,8 @@ json goals_json(const std::vector<BenchResult>& all) {
             if (pa.tokens == 512 && pb.tokens == 128) {
                 pa.tokens = pb.tokens;
                 if (pa.ranks == pb.ranks && pa.quant == pb.quant && pa.experts == pb.experts &&
-                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing)
+                    pa.hidden == pb.hidden && pa.top_k == pb.top_k && pa.routing == pb.routing &&
+                    pa.api == pb.api && pa.mask == pb.mask)
                     add(describe(a.point) + ": dispatch time per byte / at BS 128",
                         per_a / per_b,
                         "<=",
@@ -370,13 +396,13 @@ void print_table(const BenchOptions& o, const std::vector<BenchResult>& all, con
 
 void write_csv(const std::string& path, const std::vector<BenchResult>& all) {
     std::ofstream out(path);
-    out << "ranks,tokens,hidden,topk,experts,quant,routing,tp,shared_ranks,received_bytes,"
+    out << "ranks,tokens,hidden,topk,experts,quant,routing,tp,shared_ranks,api,mask,received_bytes,"
            "combine_bytes,dispatch_ms,dispatch_p10,dispatch_p90,combine_ms,combine_p10,combine_p90,"
            "dispatch_combine_ms,write_floor_ms,read_floor_ms,memcpy_ms,bare_call_ms,"
            "alltoallv_dispatch_ms,alltoallv_combine_ms,error\n";
     for (const BenchResult& r : all) {
         const BenchPoint& p = r.point;
-        out << fmt::format("{},{},{},{},{},{},{},{},{},",
+        out << fmt::format("{},{},{},{},{},{},{},{},{},{},{},",
                            p.ranks,
                            p.tokens,
                            p.hidden,
@@ -385,7 +411,9 @@ void write_csv(const std::string& path, const std::vector<BenchResult>& all) {
                            p.quant,
                            p.routing,
                            p.tp,
-                           p.shared_ranks);
+                           p.shared_ranks,
+                           p.api,
+                           p.mask);
         if (!r.error.empty()) {
             out << ",,,,,,,,,,,,,,," << '"' << r.error << '"' << "\n";
             continue;

@@ -4,8 +4,13 @@
 
 namespace moedist::cli {
 
+
 void add_v2_options(CLI::App* app, V2Options* o, bool lists) {
     o->app = app;
+    if (lists) {  // the bench sweeps --api and --mask as lists of its own
+        add_v2_details(app, o);
+        return;
+    }
     auto* api = app->add_option("--api",
                                 o->api,
                                 std::string("operator family: v1 (aclnnMoeDistributeDispatch/Combine) "
@@ -17,12 +22,13 @@ void add_v2_options(CLI::App* app, V2Options* o, bool lists) {
                                              "rank's tokens), entries[:F] (each (token, k) with "
                                              "probability F); F default: per rank at random") +
                                      (lists ? " (list)" : ""));
-    if (lists) {
-        api->delimiter(',');
-        mask->delimiter(',');
-    } else {
-        api->check(CLI::IsMember({"v1", "v2"}));
-    }
+    api->check(CLI::IsMember({"v1", "v2"}));
+    (void)mask;
+    add_v2_details(app, o);
+}
+
+void add_v2_details(CLI::App* app, V2Options* o) {
+    o->app = app;
     app->add_option("--shared-experts", o->shared_experts, "V2: shared experts N (S % N == 0)")
         ->check(CLI::Range(1, 4));
     app->add_option("--zero-experts", o->zero_experts, "V2: zero experts Z")->check(CLI::Range(0, 1024));

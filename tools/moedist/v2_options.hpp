@@ -12,9 +12,9 @@
 namespace moedist::cli {
 
 struct V2Options {
-    std::string api = "v1";      // v1 | v2 (bench: a list)
+    std::string api = "v1";      // v1 | v2
     int shared_experts = 1;      // N (V2, with --shared-ranks > 0)
-    std::string mask = "none";   // none | prefix[:FRACTION] | entries[:FRACTION] (bench: a list)
+    std::string mask = "none";   // none | prefix[:FRACTION] | entries[:FRACTION]
     int zero_experts = 0;
     int copy_experts = 0;
     int const_experts = 0;
@@ -27,8 +27,11 @@ struct V2Options {
     CLI::App* app = nullptr;
 };
 
-// Adds the options to `app`; `lists`: --api and --mask take comma-separated lists (bench).
+// Adds the options to `app`; `lists`: all but --api and --mask, which the bench declares as
+// lists of its own.
 void add_v2_options(CLI::App* app, V2Options* options, bool lists);
+// The V2 options other than --api and --mask.
+void add_v2_details(CLI::App* app, V2Options* options);
 
 // Whether any V2-only option was given (an error without --api v2).
 bool v2_only_given(const V2Options& options);
