@@ -492,15 +492,17 @@ Status gather_and_reduce(const CombineOp& op, const CallRounds& rounds, CombineS
     };
     if (op.config.v2()) {
         const SendPlan& plan = s.plan;
+        const std::string where = " of rank " + std::to_string(op.config.ep_rank_id) + " of '" +
+                                  rounds.ep_name() + "' (combine)";
         if (plan.has_bad_mask) {
             return {Code::kRuntime,
-                    "xActiveMask of combine must be a prefix (true for tokens [0, n) only), got "
+                    "xActiveMask" + where + " must be a prefix (true for tokens [0, n) only), got "
                     "token " + std::to_string(plan.bad_mask_token) + " out of order"};
         }
         if (plan.has_bad_id) {
             return {Code::kRuntime,
                     "expertIds[" + std::to_string(plan.bad_token) + "][" +
-                        std::to_string(plan.bad_k) + "] of combine must be in [0, " +
+                        std::to_string(plan.bad_k) + "]" + where + " must be in [0, " +
                         std::to_string(op.config.moe_expert_num + op.config.special_expert_num()) +
                         "), got " + std::to_string(plan.bad_id)};
         }

@@ -36,6 +36,10 @@ PRELUDES = [
     ("moedist::MoeConfig config{.ep_world_size = 8",
      ([], ["int r = 0;", "moedist::DispatchInputs inputs;", "moedist::DispatchOutputs outputs;",
            "moedist::TensorView expert_out, expert_scales, x_out;"])),
+    # README, the V2 family: the same.
+    ("moedist::MoeConfig config{.ep_world_size = 8, .ep_rank_id = r, .moe_expert_num = 48",
+     ([], ["int r = 0;", "moedist::DispatchInputs inputs;", "moedist::DispatchOutputs outputs;",
+           "moedist::TensorView expert_out, expert_scales, x_out;"])),
     # moedist.hpp: the same, with a config.
     ("moedist::MoeDistributor moe(ep[r], std::nullopt, config);       // config validated once",
      (["#include <moedist/moedist.hpp>"],

@@ -79,6 +79,8 @@ struct Rank {
     std::vector<int64_t> token_nums;
     std::vector<float> weights;
     std::vector<int32_t> tp_recv;
+    std::vector<int32_t> assist;  // V2
+    std::vector<uint8_t> mask;    // V2: (BS,) when non-empty
     MoeConfig config;
     moedist::DispatchShapes shapes;
 
@@ -94,12 +96,14 @@ struct Rank {
         recv.assign(static_cast<std::size_t>(shapes.ep_recv_counts), 0);
         token_nums.assign(static_cast<std::size_t>(shapes.expert_token_nums), 0);
         tp_recv.assign(2, 0);
+        assist.assign(static_cast<std::size_t>(std::max<int64_t>(shapes.assist_info, 1)), 0);
         y.assign(static_cast<std::size_t>(std::max<int64_t>(bs, 1) * h), 0);
     }
     moedist::DispatchInputs inputs() {
         moedist::DispatchInputs in;
         in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {bs, h});
         in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {bs, k});
+        if (!mask.empty()) in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
         return in;
     }
     moedist::DispatchOutputs outputs() {
@@ -111,6 +115,8 @@ struct Rank {
         out.ep_recv_counts = TensorView::contiguous(recv.data(), DType::kInt32, {shapes.ep_recv_counts});
         if (config.tp_size() == 2)
             out.tp_recv_counts = TensorView::contiguous(tp_recv.data(), DType::kInt32, {2});
+        if (config.v2())
+            out.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
         return out;
     }
     moedist::CombineInputs combine_inputs() {
@@ -122,6 +128,10 @@ struct Rank {
         in.expert_scales = TensorView::contiguous(weights.data(), DType::kFloat32, {bs, k});
         if (config.tp_size() == 2)
             in.tp_send_counts = TensorView::contiguous(tp_recv.data(), DType::kInt32, {2});
+        if (config.v2()) {
+            in.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
+            if (!mask.empty()) in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
+        }
         return in;
     }
     TensorView y_view() { return TensorView::contiguous(y.data(), DType::kBFloat16, {bs, h}); }
@@ -295,6 +305,68 @@ void missing_shared_row() {
     combine_with("shared", 2, 1, 1, [](int r, Rank& rank) {
         if (r == 0) rank.recv.assign(rank.recv.size(), 0);  // the shared rank's counts
     }, "shared row");
+}
+
+// ---- the V2 family (C++ API, threads) ----
+
+// W ranks of a V2 job (S shared ranks with one shared expert each when S > 0, one zero expert),
+// BS 2, K 1, every rank's one token to expert (t + r) % E; edit_dispatch runs before dispatch,
+// edit_combine between dispatch and combine.
+void v2_job(int world,
+            int shared,
+            const std::function<void(int, Rank&)>& edit_dispatch,
+            const std::function<void(int, Rank&)>& edit_combine,
+            const char* scenario) {
+    auto group = Communicator::create_local_group(world, "v2");
+    on_ranks(world, [&](int r) -> Status {
+        MoeConfig c = config_of(group[static_cast<std::size_t>(r)], world - shared);
+        c.api = moedist::Api::kV2;
+        c.shared_expert_rank_num = shared;
+        c.shared_expert_num = shared;
+        c.zero_expert_num = 1;
+        Rank rank(c, 2, 1, 16);
+        rank.mask.assign(2, 1);
+        for (int64_t t = 0; t < 2; ++t)
+            rank.ids[static_cast<std::size_t>(t)] = static_cast<int32_t>((t + r) % (world - shared));
+        if (edit_dispatch) edit_dispatch(r, rank);
+        MoeDistributor moe(group[static_cast<std::size_t>(r)], std::nullopt, c);
+        if (Status s = moe.try_dispatch(rank.inputs(), rank.outputs()); !s.ok()) return s;
+        if (edit_combine) edit_combine(r, rank);
+        return moe.try_combine(rank.combine_inputs(), rank.y_view());
+    }, scenario);
+}
+
+void v2_runtime() {
+    v2_job(2, 0, [](int r, Rank& rank) { if (r == 1) rank.mask = {0, 1}; }, nullptr, "V2 prefix");
+    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 1) rank.mask = {0, 1}; },
+           "V2 combine prefix");
+    v2_job(2, 0, [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 0}, rank.ids[1] = 99; },
+           [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 1}; }, "V2 combine id");
+    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 0}; },
+           "V2 combine mask");
+    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 0) rank.assist[1] = 1 - rank.assist[1]; },
+           "V2 triple");
+    v2_job(3, 1, nullptr, [](int r, Rank& rank) { if (r == 0) rank.assist[1] = 1 - rank.assist[1]; },
+           "V2 shared triple");
+}
+
+void v2_first_phase() {
+    auto group = Communicator::create_local_group(1, "v2one");
+    MoeConfig c = config_of(group[0], 1);
+    c.api = moedist::Api::kV2;
+    Rank r(c, 2, 1, 8);
+    MoeDistributor moe(group[0], std::nullopt, c);
+    moedist::DispatchOutputs out = r.outputs();
+    out.assist_info.reset();
+    emit_status("V2 assist", moe.try_dispatch(r.inputs(), out));
+    std::vector<uint8_t> mask(6, 1);
+    moedist::DispatchInputs in = r.inputs();
+    in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {2, 3});
+    emit_status("V2 mask shape", moe.try_dispatch(in, r.outputs()));
+    c.copy_expert_num = 1;
+    MoeDistributor copy(group[0], std::nullopt, c);
+    Rank rc(c, 2, 1, 8);
+    emit_status("V2 oriX", copy.try_combine(rc.combine_inputs(), rc.y_view()));
 }
 
 void one_call_at_a_time() {
@@ -698,6 +770,8 @@ int main() {
     first_phase_abort();
     bad_combine_index();
     missing_shared_row();
+    v2_runtime();
+    v2_first_phase();
     one_call_at_a_time();
     timeouts();
     tp_pairings();
