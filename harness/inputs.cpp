@@ -207,7 +207,7 @@ std::string JobSpec::describe() const {
         << (zero_padding ? "_zpad" : "") << (backend == Backend::kProcesses ? "_procs" : "");
     if (v2) {
         out << "_v2_N" << shared_expert_num << "_m" << mask;
-        if (mask_keep > 0) out << "k" << mask_keep;
+        if (mask_inactive >= 0) out << "i" << mask_inactive;
         if (zero_experts + copy_experts + const_experts > 0)
             out << "_z" << zero_experts << "c" << copy_experts << "q" << const_experts << "a"
                 << const_alpha_form;
@@ -426,18 +426,19 @@ std::vector<uint8_t> mask_of(const JobSpec& spec, const Layout& lay, int g, int6
     if (!spec.v2 || spec.mask == 0) return mask;
     const auto rank = static_cast<uint64_t>(g);
     if (spec.mask == 1) {  // a prefix of n tokens, n in [BS/2, BS]
-        const double keep =
-            spec.mask_keep > 0 ? spec.mask_keep : 0.5 + 0.5 * unit(spec.seed, 30, rank, 0);
+        const double keep = spec.mask_inactive >= 0 ? 1 - spec.mask_inactive
+                                                    : 0.5 + 0.5 * unit(spec.seed, 30, rank, 0);
         const auto n = static_cast<int64_t>(static_cast<double>(bs) * keep + 0.5);
         for (int64_t t = 0; t < bs; ++t) mask.push_back(t < n ? 1 : 0);
         return mask;
     }
-    // Entries: about 70% active (mask_keep: that fraction); without mask_keep every token
-    // t ≡ 3 (mod 7) is wholly inactive.
+    // Entries: about 70% active (1 - mask_inactive when given); without mask_inactive every
+    // token t ≡ 3 (mod 7) is wholly inactive.
     for (int64_t t = 0; t < bs; ++t) {
         for (int k = 0; k < lay.K; ++k) {
-            const double keep = spec.mask_keep > 0 ? spec.mask_keep : 0.7;
-            const bool on = (spec.mask_keep > 0 || t % 7 != 3) &&
+            const bool given = spec.mask_inactive >= 0;
+            const double keep = given ? 1 - spec.mask_inactive : 0.7;
+            const bool on = (given || t % 7 != 3) &&
                             unit(spec.seed, 31, rank, static_cast<uint64_t>(t),
                                  static_cast<uint64_t>(k)) < keep;
             mask.push_back(on ? 1 : 0);

@@ -64,8 +64,8 @@ struct JobSpec {
     int const_experts = 0;
     int const_alpha_form = 1;   // const experts' alphas: 1 (Q,), 2 (Q, H)
     int mask = 0;               // xActiveMask: 0 none, 1 (BS,) prefix, 2 (BS, K) entries
-    double mask_keep = 0;       // > 0: the active fraction (of tokens, or of entries);
-                                // 0: per rank at random (prefix: [BS/2, BS]; entries: 70%)
+    double mask_inactive = -1;  // in [0, 1]: the inactive fraction (of tokens, or of entries);
+                                // -1: per rank at random (prefix: [0, BS/2]; entries: 30%)
     bool unweighted = false;    // combine gets an empty expertScales (every weight 1)
     bool shared_expert_x = false;  // combine adds sharedExpertX (S = 0)
     bool add_rms_norm = false;     // CombineAddRmsNorm: residualX and gamma; x, y and rstd out

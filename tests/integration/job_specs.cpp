@@ -265,6 +265,30 @@ std::vector<JobSpec> v2_jobs() {
     JobSpec empty = v2(4, 2, 1, 2, 2, 16, 0);                     // BS = 0 everywhere
     empty.mask = 2;
     jobs.push_back(empty);
+    JobSpec three = v2(8, 3, 3, 10, 3, 48, 5);                    // N = 3, R = 1
+    three.mask = 1;
+    three.comm_quant_mode = 2;
+    jobs.push_back(three);
+    JobSpec none_active = v2(4, 2, 2, 4, 2, 32, 6);               // n = 0: a mask of no token
+    none_active.mask = 1;
+    none_active.mask_inactive = 1.0;
+    none_active.zero_padding = true;
+    jobs.push_back(none_active);
+    JobSpec pre = v2(4, 2, 1, 4, 2, 64, 5);                       // pre-quantized fp8 x
+    pre.pre_quantized = true;
+    pre.target = DType::kFp8E4M3;
+    pre.mask = 2;
+    pre.uneven_bs = true;
+    jobs.push_back(pre);
+    JobSpec w8 = v2(8, 2, 2, 12, 3, 64, 5);                       // 2 and 4 nodes under mpirun
+    w8.mask = 2;
+    w8.zero_experts = 1;
+    w8.copy_experts = 1;
+    w8.const_experts = 1;
+    w8.const_alpha_form = 2;
+    w8.quant_mode = 2;
+    w8.smooth_scales = true;
+    jobs.push_back(w8);
     return jobs;
 }
 

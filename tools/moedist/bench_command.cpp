@@ -346,7 +346,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--api", o->apis, "operator family: v1 and/or v2 (list)")
         ->delimiter(',')
         ->check(CLI::IsMember({"v1", "v2"}));
-    bench->add_option("--mask", o->masks, "V2 xActiveMask: none, prefix[:F], entries[:F] (list)")
+    bench->add_option("--mask",
+                      o->masks,
+                      "V2 xActiveMask: none, prefix[:F], random[:F], F the inactive fraction (list)")
         ->delimiter(',');
     add_v2_options(bench, &o->v2, true);
     bench->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));

@@ -525,8 +525,8 @@ void print_plan(const PlanOptions& o,
 int plan_command(const PlanOptions& given) {
     if (given.rules) return print_rules(given);
     PlanOptions o = given;
-    double keep = 0;
-    if (std::string why = parse_mask(o.v2.mask, &o.mask_ndim, &keep); !why.empty()) {
+    double inactive = -1;
+    if (std::string why = parse_mask(o.v2.mask, &o.mask_ndim, &inactive); !why.empty()) {
         fmt::print(stderr, "moedist plan: {}\n", why);
         return kExitUnusable;
     }

@@ -18,9 +18,10 @@ void add_v2_options(CLI::App* app, V2Options* o, bool lists) {
                                     (lists ? " (list)" : ""));
     auto* mask = app->add_option("--mask",
                                  o->mask,
-                                 std::string("V2 xActiveMask: none, prefix[:F] (the first F of each "
-                                             "rank's tokens), entries[:F] (each (token, k) with "
-                                             "probability F); F default: per rank at random") +
+                                 std::string("V2 xActiveMask: none, prefix[:F] (the last F of each "
+                                             "rank's tokens inactive: a (BS,) mask), random[:F] "
+                                             "(each (token, k) entry inactive with probability F: "
+                                             "a (BS, K) mask); F default: per rank at random") +
                                      (lists ? " (list)" : ""));
     api->check(CLI::IsMember({"v1", "v2"}));
     (void)mask;
@@ -55,17 +56,18 @@ bool v2_only_given(const V2Options& o) {
     return false;
 }
 
-std::string parse_mask(const std::string& text, int* kind, double* keep) {
+std::string parse_mask(const std::string& text, int* kind, double* inactive) {
     const std::string bad = "--mask '" + text +
-                            "' must be none, prefix, prefix:F, entries or entries:F with F in (0, 1]";
+                            "' must be none, prefix, prefix:F, random or random:F with F (the "
+                            "inactive fraction) in [0, 1]";
     const std::size_t colon = text.find(':');
     const std::string name = text.substr(0, colon);
-    *keep = 0;
+    *inactive = -1;
     if (name == "none") {
         *kind = 0;
     } else if (name == "prefix") {
         *kind = 1;
-    } else if (name == "entries") {
+    } else if (name == "random") {
         *kind = 2;
     } else {
         return bad;
@@ -74,8 +76,8 @@ std::string parse_mask(const std::string& text, int* kind, double* keep) {
     if (*kind == 0) return bad;
     try {
         std::size_t used = 0;
-        *keep = std::stod(text.substr(colon + 1), &used);
-        if (used != text.size() - colon - 1 || !(*keep > 0 && *keep <= 1)) return bad;
+        *inactive = std::stod(text.substr(colon + 1), &used);
+        if (used != text.size() - colon - 1 || !(*inactive >= 0 && *inactive <= 1)) return bad;
     } catch (...) {
         return bad;
     }
@@ -89,15 +91,15 @@ std::string apply_v2_options(const V2Options& o,
     if (api != "v1" && api != "v2") return "--api '" + api + "' must be v1 or v2";
     s->v2 = api == "v2";
     int kind = 0;
-    double keep = 0;
-    if (std::string why = parse_mask(mask, &kind, &keep); !why.empty()) return why;
+    double inactive = -1;
+    if (std::string why = parse_mask(mask, &kind, &inactive); !why.empty()) return why;
     if (!s->v2) {
         if (kind != 0) return "--mask " + mask + " needs --api v2 (V1 has no xActiveMask)";
         if (v2_only_given(o)) return "the V2 options (--shared-experts, --zero-experts, ...) need --api v2";
         return {};
     }
     s->mask = kind;
-    s->mask_keep = keep;
+    s->mask_inactive = inactive;
     s->shared_expert_num = o.shared_experts;
     s->zero_experts = o.zero_experts;
     s->copy_experts = o.copy_experts;

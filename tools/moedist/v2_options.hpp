@@ -14,7 +14,7 @@ namespace moedist::cli {
 struct V2Options {
     std::string api = "v1";      // v1 | v2
     int shared_experts = 1;      // N (V2, with --shared-ranks > 0)
-    std::string mask = "none";   // none | prefix[:FRACTION] | entries[:FRACTION]
+    std::string mask = "none";   // none | prefix[:F] | random[:F], F the inactive fraction
     int zero_experts = 0;
     int copy_experts = 0;
     int const_experts = 0;
@@ -46,8 +46,8 @@ std::string apply_v2_options(const V2Options& options,
 // Applies them to a config (plan): api, N, special experts, commAlg.
 void apply_v2_options(const V2Options& options, MoeConfig* config);
 
-// "none", "prefix", "entries" with an optional ":FRACTION" in (0, 1]: kind 0/1/2 and the
-// fraction (0 when not given); "" or the error.
-std::string parse_mask(const std::string& text, int* kind, double* keep);
+// "none", "prefix", "random" with an optional ":F", F the inactive fraction in [0, 1]: kind 0/1/2
+// and F (-1 when not given: per rank at random); "" or the error.
+std::string parse_mask(const std::string& text, int* kind, double* inactive);
 
 }  // namespace moedist::cli
