@@ -13,7 +13,13 @@ Calls (caller-provided outputs, no allocation, the GIL released while they run):
     dispatch(moe, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts, ...)
     combine(moe, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x)
 
-Tensors are numpy arrays or torch CPU tensors, zero-copy. bf16 is torch.bfloat16 or a 16-bit
+The V2 family (docs/contract.md §10: masks, assist triples, N shared experts, zero/copy/const
+experts, unweighted combine, AddRmsNorm) is the same calls on Distributor(..., api=2), whose
+extra tensors are keywords: dispatch(..., assist_info=, x_active_mask=, performance_info=) with
+expand_idx None, combine(..., assist_info=, x_active_mask=, ori_x=, ...). Distributor.keywords
+lists the config keywords; each is also a property.
+
+Tensors are numpy arrays or torch CPU tensors, zero-copy; masks are bool. bf16 is torch.bfloat16 or a 16-bit
 integer view named as a pair (array, "bfloat16"); the 8-bit formats are uint8 views named the
 same way: (t, "float8_e4m3fn"), (t, "float8_e5m2"), (t, "hifloat8"), (t, "float8_e8m0").
 Every failure raises moedist.Error with .code (the aclnn code) and .message.
@@ -81,22 +87,26 @@ def combine(moe, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales
 
 def output_shapes(moe, num_tokens, top_k, hidden):
     """The shapes of dispatch's outputs for `moe` (torch_npu's allocation): a dict of name ->
-    tuple, with A = capacity rows and T = max(tp_world_size, 1)."""
-    a = moe.capacity_rows(num_tokens, top_k)
-    t = moe.tp_size
+    tuple, from the config's own shapes (Distributor.shapes), with A = capacity rows and
+    T = max(tp_world_size, 1). V1 has expand_idx (BS*K,) and no assist_info; V2 (api=2) has
+    assist_info (3*A,) and an empty expand_idx."""
+    s = moe.shapes(num_tokens, top_k, hidden)
+    rows = s["expand_x_rows"]
     group = -(-hidden // 128)
     blocks = -(-hidden // 32)
     mx = 2 * (-(-blocks // 2))
     return {
-        "expand_x": (t * a, hidden),
-        "dynamic_scales": (t * a,),
-        "dynamic_scales_per_group": (t * a, group),
-        "dynamic_scales_mx": (t * a, mx),
-        "expand_idx": (num_tokens * top_k,),
-        "expert_token_nums": (moe.local_expert_num,),
-        "ep_recv_counts": (t * moe.ep_world_size * moe.local_expert_num,),
-        "tp_recv_counts": (2,) if t == 2 else (0,),
-        "expand_scales": (a,),
+        "capacity": s["capacity"],
+        "expand_x": (rows, hidden),
+        "dynamic_scales": (rows,),
+        "dynamic_scales_per_group": (rows, group),
+        "dynamic_scales_mx": (rows, mx),
+        "expand_idx": (s["expand_idx"],),
+        "assist_info": (s["assist_info"],),
+        "expert_token_nums": (s["expert_token_nums"],),
+        "ep_recv_counts": (s["ep_recv_counts"],),
+        "tp_recv_counts": (s["tp_recv_counts"],),
+        "expand_scales": (s["expand_scales"],),
     }
 
 
@@ -113,7 +123,8 @@ _QUANT_OUTPUTS = {
 
 def allocate_outputs(moe, num_tokens, top_k, hidden, x_dtype="bfloat16", target=None):
     """Every output dispatch writes, allocated in the shared arena with the right shape and element
-    type for `moe`'s quant mode: a dict name -> argument, ready for moedist.dispatch(**...).
+    type for `moe`'s quant mode: a dict name -> argument, ready for moedist.dispatch(**...). For a
+    V2 distributor (api=2) expand_idx is None and assist_info (3*A,) is there.
 
     Arrays are numpy; 16-bit and 8-bit formats come as (array, "dtype name") pairs, as dispatch
     takes them. x_dtype is "bfloat16" or "float16" (expandX's type without quantization);
@@ -128,7 +139,7 @@ def allocate_outputs(moe, num_tokens, top_k, hidden, x_dtype="bfloat16", target=
     expand_x = empty(shapes["expand_x"], numpy_of.get(element, np.uint8))
     out = {
         "expand_x": (expand_x, element) if element not in ("int8", "float16") else expand_x,
-        "expand_idx": empty(shapes["expand_idx"], np.int32),
+        "expand_idx": empty(shapes["expand_idx"], np.int32) if moe.api == 1 else None,
         "expert_token_nums": empty(shapes["expert_token_nums"], np.int64),
         "ep_recv_counts": empty(shapes["ep_recv_counts"], np.int32),
     }
@@ -137,6 +148,8 @@ def allocate_outputs(moe, num_tokens, top_k, hidden, x_dtype="bfloat16", target=
         out["dynamic_scales"] = scales if scale_element == "float32" else (scales, scale_element)
     if moe.tp_size == 2:
         out["tp_recv_counts"] = empty(shapes["tp_recv_counts"], np.int32)
+    if moe.api == 2:
+        out["assist_info"] = empty(shapes["assist_info"], np.int32)
     return out
 
 

@@ -7,6 +7,11 @@
     x = torch_npu.npu_moe_distribute_combine(expert_out, expert_ids, expand_idx, ep_recv_counts,
                                              expert_scales, name, W, r, E, ...)
 
+The V2 family (docs/contract.md §10) has torch_npu's names too: npu_moe_distribute_dispatch_v2
+(returns assist_info_for_combine where V1 returns expand_idx), npu_moe_distribute_combine_v2 and
+npu_moe_distribute_combine_add_rms_norm, with masks, N shared experts, zero/copy/const experts,
+unweighted combine and performance_info.
+
 Outputs are allocated per call with torch_npu's shapes (expand_x has max(tp_world_size, 1) * A
 rows; rows past the real ones are left as allocated, as on the device, unless zero padding is
 asked for with MOEDIST_ZERO_PADDING=1). torch 1.13 has no fp8 dtype: fp8 outputs are uint8 tensors
@@ -30,7 +35,10 @@ __all__ = [
     "empty",
     "install_as_torch_npu",
     "npu_moe_distribute_combine",
+    "npu_moe_distribute_combine_add_rms_norm",
+    "npu_moe_distribute_combine_v2",
     "npu_moe_distribute_dispatch",
+    "npu_moe_distribute_dispatch_v2",
 ]
 
 _names = {}  # torch group -> moedist group name (one bootstrap per group)
@@ -106,7 +114,9 @@ def install_as_torch_npu():
         name = group._get_backend(torch.device("npu")).get_hccl_comm_name(rank)
 
     torch.device("npu") needs a torch that can name its private backend (2.1+); on older ones
-    model code must pass any device (the argument is ignored). Returns this module."""
+    model code must pass any device (the argument is ignored). Every function of __all__ comes
+    along, the V2 ones included, so hasattr(torch_npu, "npu_moe_distribute_dispatch_v2") (how
+    vllm-ascend picks V2) is true. Returns this module."""
     import sys
 
     module = sys.modules[__name__]
@@ -144,6 +154,16 @@ def _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, t
     return moe
 
 
+def _attributes(call, **fixed):
+    """The Distributor config keywords among a torch_npu call's arguments (`call` is the call's
+    locals()), under their own names: moedist.Distributor.keywords is the module's one table of
+    them. `fixed` adds or overrides (api=2)."""
+    out = {name: call[name] for name in moedist.Distributor.keywords if name in call}
+    out["moe_expert_num"] = call["moe_expert_num"]
+    out.update(fixed)
+    return out
+
+
 def empty(shape, dtype):
     """A torch tensor in moedist's shared-memory arena: in a process group peers read and write it
     in place, where other memory is staged once per call."""
@@ -158,27 +178,11 @@ def empty(shape, dtype):
 _FP8 = getattr(torch, "float8_e4m3fn", None)
 
 
-def npu_moe_distribute_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
-                                scales=None, x_active_mask=None, expert_scales=None, group_tp="",
-                                tp_world_size=0, tp_rank_id=0, expert_shard_type=0, shared_expert_num=1,
-                                shared_expert_rank_num=0, quant_mode=0, global_bs=0,
-                                expert_token_nums_type=1):
-    """torch_npu.npu_moe_distribute_dispatch on CPU. Returns (expand_x, dynamic_scales, expand_idx,
-    expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales). x_active_mask is reserved
-    (ignored), as in the aclnn contract."""
-    if expert_shard_type != 0:
-        raise error(INNER_TILING, f"expert_shard_type must be 0, got {expert_shard_type}")
-    if x.dim() != 2 or expert_ids.dim() != 2:
-        raise error(INNER_TILING, f"x and expert_ids must be 2-D, got {tuple(x.shape)} and {tuple(expert_ids.shape)}")
-    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
-                       moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                       shared_expert_num=shared_expert_num, quant_mode=quant_mode, global_bs=global_bs,
-                       expert_token_nums_type=expert_token_nums_type)
-    bs, hidden = x.shape
-    top_k = expert_ids.shape[1]
-    shapes = moedist.output_shapes(moe, bs, top_k, hidden)
+def _expand_outputs(shapes, quant_mode, x_dtype):
+    """dispatch's expand_x and dynamic_scales for `quant_mode` (torch_npu's shapes): the tensors
+    returned and the arguments moedist takes for them (8-bit formats named)."""
     if quant_mode == 0:
-        expand_x = empty(shapes["expand_x"], x.dtype)
+        expand_x = empty(shapes["expand_x"], x_dtype)
         expand_x_arg = expand_x
     elif quant_mode in (1, 2):
         expand_x = empty(shapes["expand_x"], torch.int8)
@@ -199,6 +203,27 @@ def npu_moe_distribute_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_
     scales_arg = dynamic_scales if dynamic_scales.numel() else None
     if quant_mode == 4:
         scales_arg = (dynamic_scales, "float8_e8m0")
+    return expand_x, expand_x_arg, dynamic_scales, scales_arg
+
+
+def npu_moe_distribute_dispatch(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                scales=None, x_active_mask=None, expert_scales=None, group_tp="",
+                                tp_world_size=0, tp_rank_id=0, expert_shard_type=0, shared_expert_num=1,
+                                shared_expert_rank_num=0, quant_mode=0, global_bs=0,
+                                expert_token_nums_type=1):
+    """torch_npu.npu_moe_distribute_dispatch on CPU. Returns (expand_x, dynamic_scales, expand_idx,
+    expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales). x_active_mask is reserved
+    (ignored), as in the aclnn contract."""
+    if expert_shard_type != 0:
+        raise error(INNER_TILING, f"expert_shard_type must be 0, got {expert_shard_type}")
+    if x.dim() != 2 or expert_ids.dim() != 2:
+        raise error(INNER_TILING, f"x and expert_ids must be 2-D, got {tuple(x.shape)} and {tuple(expert_ids.shape)}")
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       **_attributes(locals()))
+    bs, hidden = x.shape
+    top_k = expert_ids.shape[1]
+    shapes = moedist.output_shapes(moe, bs, top_k, hidden)
+    expand_x, expand_x_arg, dynamic_scales, scales_arg = _expand_outputs(shapes, quant_mode, x.dtype)
     expand_idx = torch.empty(shapes["expand_idx"], dtype=torch.int32)
     expert_token_nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
     ep_recv_counts = empty(shapes["ep_recv_counts"], torch.int32)
@@ -237,13 +262,157 @@ def npu_moe_distribute_combine(expand_x, expert_ids, expand_idx, ep_send_counts,
     if group_list_type not in (0, 1):
         raise error(INNER_TILING, f"group_list_type must be 0 or 1, got {group_list_type}")
     moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
-                       moe_expert_num=moe_expert_num, shared_expert_rank_num=shared_expert_rank_num,
-                       shared_expert_num=shared_expert_num, global_bs=global_bs,
-                       comm_quant_mode=comm_quant_mode)
+                       **_attributes(locals()))
     x = torch.empty((expert_ids.shape[0], expand_x.shape[1]), dtype=expand_x.dtype)
     moe.combine(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x,
                 tp_send_counts=tp_send_counts if tp_world_size > 1 else None)
     return x
+
+
+# --- The V2 family (docs/contract.md §10): what torch_npu's *_v2 functions reach ---------------
+
+
+def _no_elastic_info(elastic_info):
+    if elastic_info is not None:
+        raise error(INNER_TILING, "elastic_info must be None (elastic rank exclusion is not supported, as "
+                                  "Ascend's newest documentation says of its own ops), got a tensor")
+
+
+def _check_2d(**tensors):
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise error(INNER_TILING, f"{name} must be a 2-D tensor, got {got}")
+
+
+def _token_rows(shape, dtype, x_active_mask):
+    """A combine output. With a mask the rows of inactive tokens are left untouched
+    (docs/contract.md §10.5): allocated zeroed, so they read 0."""
+    return torch.zeros(shape, dtype=dtype) if x_active_mask is not None else torch.empty(shape, dtype=dtype)
+
+
+def _weights(expert_scales, top_k):
+    """expert_scales as the core takes it: (BS, K), or an empty tensor given as (0, K) (any empty
+    tensor asks for the unweighted sum)."""
+    if isinstance(expert_scales, torch.Tensor) and expert_scales.numel() == 0 and expert_scales.dim() != 2:
+        return expert_scales.reshape(0, top_k)
+    return expert_scales
+
+
+def npu_moe_distribute_dispatch_v2(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                   scales=None, x_active_mask=None, expert_scales=None, elastic_info=None,
+                                   performance_info=None, group_tp="", tp_world_size=0, tp_rank_id=0,
+                                   expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0,
+                                   quant_mode=0, global_bs=0, expert_token_nums_type=1, comm_alg="",
+                                   zero_expert_num=0, copy_expert_num=0, const_expert_num=0):
+    """torch_npu.npu_moe_distribute_dispatch_v2 on CPU (docs/contract.md §10). Returns (expand_x,
+    dynamic_scales, assist_info_for_combine, expert_token_nums, ep_recv_counts, tp_recv_counts,
+    expand_scales).
+
+    x_active_mask: None, a (BS,) bool prefix (true tokens first) or a (BS, K) bool mask of entries.
+    Ids in [E, E + zero + copy + const) are the special experts (never sent). shared_expert_num
+    shared experts live on the shared_expert_rank_num first ranks. performance_info (W,) int64 is
+    added to (microseconds waited per peer). elastic_info must be None (561002).
+    assist_info_for_combine has torch_npu's shape (max(BS*K, 128*A),) int32 (the contract needs
+    3*A; A = rows this rank can receive); only combine reads it."""
+    _no_elastic_info(elastic_info)
+    _check_2d(x=x, expert_ids=expert_ids)
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       **_attributes(locals(), api=2))
+    bs, hidden = x.shape
+    top_k = expert_ids.shape[1]
+    shapes = moedist.output_shapes(moe, bs, top_k, hidden)
+    expand_x, expand_x_arg, dynamic_scales, scales_arg = _expand_outputs(shapes, quant_mode, x.dtype)
+    assist_info = torch.empty((max(bs * top_k, 128 * shapes["capacity"]),), dtype=torch.int32)
+    expert_token_nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
+    ep_recv_counts = empty(shapes["ep_recv_counts"], torch.int32)
+    # torch_npu's (tp_world_size,): written only with TP = 2.
+    tp_recv_counts = torch.zeros(shapes["tp_recv_counts"] if moe.tp_size == 2 else (min(max(tp_world_size, 0), 1),),
+                                 dtype=torch.int32)
+    if expert_scales is not None:
+        expand_scales = empty(shapes["expand_scales"], torch.float32)
+    else:
+        expand_scales = torch.empty((0,), dtype=torch.float32)
+    moe.dispatch(x, expert_ids, expand_x_arg, None, expert_token_nums, ep_recv_counts,
+                 scales=scales, x_active_mask=x_active_mask, expert_scales=expert_scales,
+                 dynamic_scales=scales_arg, tp_recv_counts=tp_recv_counts if moe.tp_size == 2 else None,
+                 expand_scales=expand_scales if expand_scales.numel() else None, assist_info=assist_info,
+                 performance_info=performance_info)
+    return expand_x, dynamic_scales, assist_info, expert_token_nums, ep_recv_counts, tp_recv_counts, expand_scales
+
+
+def _combine_v2(moe, expand_x, expert_ids, assist_info, ep_send_counts, expert_scales, x, tensors):
+    """One V2 combine into x; `tensors` are the call's optional tensors by moedist's keyword
+    names (the same as torch_npu's)."""
+    if moe.tp_size != 2:
+        tensors["tp_send_counts"] = None  # torch_npu passes a (1,) tensor at T = 1: not read
+    moe.combine(expand_x, expert_ids, None, ep_send_counts, _weights(expert_scales, expert_ids.shape[1]), x,
+                assist_info=assist_info, **{k: v for k, v in tensors.items() if v is not None})
+    return x
+
+
+def npu_moe_distribute_combine_v2(expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales,
+                                  group_ep, ep_world_size, ep_rank_id, moe_expert_num, *, tp_send_counts=None,
+                                  x_active_mask=None, expand_scales=None, shared_expert_x=None, elastic_info=None,
+                                  ori_x=None, const_expert_alpha_1=None, const_expert_alpha_2=None,
+                                  const_expert_v=None, performance_info=None, group_tp="", tp_world_size=0,
+                                  tp_rank_id=0, expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0,
+                                  global_bs=0, comm_quant_mode=0, comm_alg="", zero_expert_num=0,
+                                  copy_expert_num=0, const_expert_num=0):
+    """torch_npu.npu_moe_distribute_combine_v2 on CPU (docs/contract.md §10.5). Returns x (BS, H)
+    in expand_x's dtype.
+
+    Pass dispatch_v2's expert_ids, x_active_mask and outputs. An empty expert_scales (numel 0)
+    sums the expert outputs unweighted. shared_expert_x (S = 0 only) is added with weight 1;
+    ori_x feeds the copy and const experts; const_expert_alpha_1/2 are (Q,) or (Q, H) and
+    const_expert_v (Q, H). expand_scales is reserved (ignored). With a mask, rows of inactive
+    tokens come back zero. elastic_info must be None (561002)."""
+    _no_elastic_info(elastic_info)
+    _check_2d(expand_x=expand_x, expert_ids=expert_ids)
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       **_attributes(locals(), api=2))
+    x = _token_rows((expert_ids.shape[0], expand_x.shape[1]), expand_x.dtype, x_active_mask)
+    return _combine_v2(moe, expand_x, expert_ids, assist_info_for_combine, ep_send_counts, expert_scales, x, dict(
+        tp_send_counts=tp_send_counts, x_active_mask=x_active_mask, shared_expert_x=shared_expert_x, ori_x=ori_x,
+        const_expert_alpha_1=const_expert_alpha_1, const_expert_alpha_2=const_expert_alpha_2,
+        const_expert_v=const_expert_v, performance_info=performance_info))
+
+
+def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales,
+                                            residual_x, gamma, group_ep, ep_world_size, ep_rank_id, moe_expert_num,
+                                            *, tp_send_counts=None, x_active_mask=None, activation_scale=None,
+                                            weight_scale=None, group_list=None, expand_scales=None,
+                                            shared_expert_x=None, elastic_info=None, ori_x=None,
+                                            const_expert_alpha_1=None, const_expert_alpha_2=None,
+                                            const_expert_v=None, group_tp="", tp_world_size=0, tp_rank_id=0,
+                                            expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0,
+                                            global_bs=0, out_dtype=0, comm_quant_mode=0, group_list_type=0,
+                                            comm_alg="", norm_eps=1e-6, zero_expert_num=0, copy_expert_num=0,
+                                            const_expert_num=0):
+    """torch_npu.npu_moe_distribute_combine_add_rms_norm on CPU (docs/contract.md §10.7): combine_v2,
+    then x = combine + residual_x and y = RMSNorm(x) * gamma. expand_idx is dispatch_v2's
+    assist_info_for_combine (torch_npu's name). residual_x (BS, 1, H) and gamma (H,) in expand_x's
+    dtype. Returns (y (BS, 1, H), rstd (BS, 1, 1) float32, x (BS, 1, H)); with a mask, rows of
+    inactive tokens come back zero. activation_scale, weight_scale, group_list and expand_scales
+    are reserved (ignored); out_dtype must be 0; elastic_info must be None (561002)."""
+    _no_elastic_info(elastic_info)
+    _check_2d(expand_x=expand_x, expert_ids=expert_ids)
+    if out_dtype != 0:
+        raise error(INNER_TILING, f"out_dtype must be 0, got {out_dtype}")
+    if group_list_type not in (0, 1):
+        raise error(INNER_TILING, f"group_list_type must be 0 or 1, got {group_list_type}")
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, group_tp, tp_world_size, tp_rank_id,
+                       **_attributes(locals(), api=2))
+    bs, hidden = expert_ids.shape[0], expand_x.shape[1]
+    y = _token_rows((bs, 1, hidden), expand_x.dtype, x_active_mask)
+    rstd = _token_rows((bs, 1, 1), torch.float32, x_active_mask)
+    x = _token_rows((bs, 1, hidden), expand_x.dtype, x_active_mask)
+    _combine_v2(moe, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x, dict(
+        tp_send_counts=tp_send_counts, x_active_mask=x_active_mask, shared_expert_x=shared_expert_x, ori_x=ori_x,
+        const_expert_alpha_1=const_expert_alpha_1, const_expert_alpha_2=const_expert_alpha_2,
+        const_expert_v=const_expert_v, residual_x=residual_x, gamma=gamma, y_out=y, rstd_out=rstd,
+        norm_eps=float(norm_eps)))
+    return y, rstd, x
 
 
 class MoEPrepareAndFinalize:

@@ -34,6 +34,26 @@ std::string python_names(const std::string& message) {
         {"dynamicScales", "dynamic_scales"},
         {"expandScales", "expand_scales"},
         {"expertScales", "expert_scales"},
+        // V2 (docs/contract.md §10)
+        {"xActiveMask", "x_active_mask"},
+        {"assistInfo", "assist_info"},
+        {"performanceInfo", "performance_info"},
+        {"sharedExpertX", "shared_expert_x"},
+        {"oriX", "ori_x"},
+        {"constExpertAlpha1", "const_expert_alpha_1"},
+        {"constExpertAlpha2", "const_expert_alpha_2"},
+        {"constExpertV", "const_expert_v"},
+        {"residualX", "residual_x"},
+        {"yOut", "y_out"},
+        {"rstdOut", "rstd_out"},
+        {"xOut", "x"},
+        {"normEps", "norm_eps"},
+        {"zeroExpertNum", "zero_expert_num"},
+        {"copyExpertNum", "copy_expert_num"},
+        {"constExpertNum", "const_expert_num"},
+        {"commAlg", "comm_alg"},
+        {"groupEp", "group_ep"},
+        {"groupTp", "group_tp"},
     };
     auto is_word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
     std::string out = message;

@@ -122,12 +122,15 @@ std::string type_name(const py::handle& object) {
 // The view of `tensor` through DLPack; false when it does not export one (read-only numpy
 // arrays: then the buffer protocol is asked).
 bool dlpack_view(const py::handle& tensor, const char* name, HeldView* held) {
-    if (py::hasattr(tensor, "dtype") && py::str(tensor.attr("dtype")).cast<std::string>() == "torch.bool")
-        throw_error(Code::kInvalidParam,
-                    std::string(name) + " dtype must be one moedist supports, got bool");
+    // torch.bool does not cross DLPack (torch 1.13: "Bool type is not supported"): its bytes do,
+    // as uint8, named bool again below (xActiveMask).
+    const bool torch_bool = py::hasattr(tensor, "dtype") &&
+                            py::str(tensor.attr("dtype")).cast<std::string>() == "torch.bool";
     py::object capsule;
     try {
-        capsule = tensor.attr("__dlpack__")();
+        capsule = torch_bool ? tensor.attr("view")(py::module_::import("torch").attr("uint8"))
+                                   .attr("__dlpack__")()
+                             : tensor.attr("__dlpack__")();
     } catch (py::error_already_set& e) {
         const std::string why = py::str(e.value()).cast<std::string>();  // no traceback
         if (e.matches(PyExc_BufferError)) return false;  // numpy: read-only
@@ -160,6 +163,7 @@ bool dlpack_view(const py::handle& tensor, const char* name, HeldView* held) {
         throw_error(Code::kInvalidParam,
                     std::string(name) + " dtype must be one moedist supports, got DLPack code " +
                         std::to_string(t.dtype.code) + " bits " + std::to_string(t.dtype.bits));
+    if (torch_bool) v.dtype = DType::kBool;
     v.data = static_cast<char*>(t.data) + t.byte_offset;
     v.ndim = t.ndim;
     int64_t stride = 1;

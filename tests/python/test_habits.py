@@ -122,3 +122,54 @@ def test_a_torch_npu_default_call_passes_the_a3_profile():
         mp.spawn(_a3_default_call, args=(ref.free_port(),), nprocs=8, join=True)
     finally:
         del os.environ["MOEDIST_SOC"]
+
+
+def test_every_config_keyword_is_a_property_and_an_unknown_keyword_is_a_type_error():
+    comm = moedist.local_group(1)[0]
+    moe = moedist.Distributor(comm, 4, api=2, zero_expert_num=1, copy_expert_num=2, comm_alg="fullmesh_v2",
+                              timeout=2, soc="generic")
+    assert (moe.api, moe.zero_expert_num, moe.copy_expert_num, moe.const_expert_num) == (2, 1, 2, 0)
+    assert moe.comm_alg == "fullmesh_v2" and moe.timeout == 2.0 and moe.soc == "generic"
+    assert moe.shared_expert_num == 0 and moe.moe_expert_num == 4 and moe.ep_world_size == 1
+    doc = moedist.Distributor.__init__.__doc__
+    for name in moedist.Distributor.keywords:
+        getattr(moe, name)
+        assert f"{name}=" in doc
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zero_experts'"):
+        moedist.Distributor(comm, 4, zero_experts=1)
+    with pytest.raises(TypeError, match="quant_mode must be an int"):
+        moedist.Distributor(comm, 4, quant_mode="2")
+    with pytest.raises(moedist.Error) as info:
+        moedist.Distributor(comm, 4, api=3)
+    assert info.value.code == moedist.INNER_TILING and "api" in info.value.message
+
+
+def test_a_v2_distributor_takes_masks_and_v2_tensors_as_keywords():
+    comm = moedist.local_group(1)[0]
+    moe = moedist.Distributor(comm, 2, api=2, zero_expert_num=1, copy_expert_num=1)
+    bs, k, h = 4, 2, 16
+    x_bits, _, _ = ref.inputs(0, bs, h, 2, 1)
+    ids = np.array([[0, 2], [1, 3], [3, 3], [0, 0]], np.int32)  # 2: zero expert, 3: copy expert
+    mask = np.array([True, True, True, False])                  # numpy bool, a prefix
+    out = moedist.allocate_outputs(moe, bs, k, h)
+    assert out["expand_idx"] is None and out["assist_info"].shape == (3 * moe.shapes(bs, k, h)["capacity"],)
+    moedist.dispatch(moe, (x_bits, "bfloat16"), ids, x_active_mask=mask, **out)
+    np.testing.assert_array_equal(out["expert_token_nums"], [1, 2])  # type 0: prefix sums
+    np.testing.assert_array_equal(out["assist_info"][:6], [0, 0, 0, 0, 1, 0])
+    x = torch.zeros((bs, h), dtype=torch.bfloat16)
+    perf = torch.zeros(1, dtype=torch.int64)
+    ori = torch.ones((bs, h), dtype=torch.bfloat16)
+    expand_x = out["expand_x"][0].view(np.int16)
+    moedist.combine(moe, (expand_x, "bfloat16"), ids, None, out["ep_recv_counts"], np.zeros((0, k), np.float32),
+                    x, assist_info=out["assist_info"], x_active_mask=torch.from_numpy(mask), ori_x=ori,
+                    performance_info=perf)
+    xs = torch.from_numpy(x_bits.view(np.int16)).view(torch.bfloat16)
+    assert torch.equal(x[0], xs[0]) and torch.equal(x[1], (xs[1].float() + 1).to(torch.bfloat16))
+    assert torch.equal(x[2], torch.full((h,), 2.0, dtype=torch.bfloat16)) and not x[3].any()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'assist'"):
+        moedist.dispatch(moe, (x_bits, "bfloat16"), ids, assist=None, **out)
+    v1 = moedist.Distributor(comm, 2)
+    with pytest.raises(moedist.Error) as info:  # V1 still needs expand_idx
+        moedist.dispatch(v1, (x_bits, "bfloat16"), ids, out["expand_x"], None, out["expert_token_nums"],
+                         out["ep_recv_counts"])
+    assert info.value.code == moedist.NULLPTR and "expand_idx" in info.value.message
