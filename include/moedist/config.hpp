@@ -82,6 +82,8 @@ struct MOEDIST_API MoeConfig {
     int64_t local_moe_expert_num() const { return moe_expert_num / moe_rank_num(); }  // L
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
     bool v2() const { return api == Api::kV2; }
+    // quant_mode as the enum every check compares with (validate() bounds it to [0, 4]).
+    QuantMode quant() const { return static_cast<QuantMode>(quant_mode); }
     // N after the fix-up: the shared experts (V1: 1 when S > 0; V2: sharedExpertNum, 0 when S = 0).
     int64_t shared_experts() const {
         if (shared_expert_rank_num == 0) return 0;

@@ -71,7 +71,7 @@ Status prepare_checked(const DispatchArgs& a, core::DispatchOp* op, Bindings* bi
         !s.ok())
         return s;
     // dynamicScales only when the mode makes scales; tpRecvCounts only when T == 2.
-    if (core::mode_makes_scales(a.quant_mode, in.x.dtype)) {
+    if (core::mode_makes_scales(static_cast<QuantMode>(a.quant_mode), in.x.dtype)) {
         if (Status s =
                 optional_view_of(a.dynamic_scales, "dynamicScales", &out.dynamic_scales, bindings);
             !s.ok())

@@ -121,7 +121,11 @@ Status MoeConfig::validate() const {
                  "moeExpertNum / (epWorldSize - sharedExpertRankNum)",
                  std::string("1 when tpWorldSize = 2"),
                  local_moe_expert_num());
-    MOEDIST_RULE(quant_mode >= 0 && quant_mode <= 4, "quantMode", range(0, 4), quant_mode);
+    MOEDIST_RULE(quant_mode >= static_cast<int64_t>(QuantMode::kNone) &&
+                     quant_mode <= static_cast<int64_t>(QuantMode::kMx),
+                 "quantMode",
+                 range(0, 4),
+                 quant_mode);
     MOEDIST_RULE(expert_token_nums_type == 0 || expert_token_nums_type == 1,
                  "expertTokenNumsType",
                  std::string("0 or 1"),

@@ -203,7 +203,8 @@ const ProfileRule kRules[] = {
      "1",
      "quantMode in {0, 2}",
      [](const Facts& f) {
-         return require(f.combine || f.config.quant_mode == 0 || f.config.quant_mode == 2,
+         return require(f.combine || f.config.quant() == QuantMode::kNone ||
+                            f.config.quant() == QuantMode::kPerToken,
                         "quantMode",
                         "0 or 2",
                         text(f.config.quant_mode));

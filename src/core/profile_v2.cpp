@@ -167,7 +167,8 @@ const ProfileRule kRules[] = {
      "DispatchV4 documentation (quantMode, A2/A3): 0 or 2",
      "quantMode in {0, 2}",
      [](const Facts& f) {
-         return require(f.combine || f.config.quant_mode == 0 || f.config.quant_mode == 2,
+         return require(f.combine || f.config.quant() == QuantMode::kNone ||
+                            f.config.quant() == QuantMode::kPerToken,
                         "quantMode",
                         "0 or 2",
                         text(f.config.quant_mode));
@@ -178,7 +179,7 @@ const ProfileRule kRules[] = {
      "A3 V2 tiling: scales is given exactly when quantMode != 0",
      "scales given <=> quantMode != 0",
      [](const Facts& f) {
-         const bool want = f.config.quant_mode != 0;
+         const bool want = f.config.quant() != QuantMode::kNone;
          return require(f.combine || f.has_scales == want,
                         "scales",
                         want ? "given when quantMode != 0" : "null when quantMode = 0",

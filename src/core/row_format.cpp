@@ -36,7 +36,7 @@ RowFormat row_format(const MoeConfig& config,
             f.scales = ScaleLayout::kMxBytes;
             break;
     }
-    f.scale_columns = f.makes_scales() ? scale_columns(config.quant_mode, hidden) : 0;
+    f.scale_columns = f.makes_scales() ? scale_columns(config.quant(), hidden) : 0;
     return f;
 }
 

@@ -18,13 +18,17 @@ __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k) {
     return max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
 }
 
-bool mode_makes_scales(int64_t quant_mode, DType x_dtype) {
-    return quant_mode >= 2 || (quant_mode == 0 && dtype_size(x_dtype) == 1);
+bool mode_makes_scales(QuantMode mode, DType x_dtype) {
+    // Modes past kMx are invalid; they count here so that a façade looks at dynamicScales
+    // whenever a valid mode needs it (validate() refuses them afterwards).
+    return mode == QuantMode::kPerToken || mode == QuantMode::kPerGroup || mode == QuantMode::kMx ||
+           static_cast<int64_t>(mode) > static_cast<int64_t>(QuantMode::kMx) ||
+           (mode == QuantMode::kNone && dtype_size(x_dtype) == 1);
 }
 
-int64_t scale_columns(int64_t quant_mode, int64_t hidden) {
-    if (quant_mode == 3) return (hidden + 127) / 128;
-    if (quant_mode == 4) return 2 * (((hidden + 31) / 32 + 1) / 2);
+int64_t scale_columns(QuantMode mode, int64_t hidden) {
+    if (mode == QuantMode::kPerGroup) return (hidden + 127) / 128;
+    if (mode == QuantMode::kMx) return 2 * (((hidden + 31) / 32 + 1) / 2);
     return 0;
 }
 
@@ -35,8 +39,8 @@ OutputShapes output_shapes(
     s.local_experts = config.local_expert_num();
     s.capacity = capacity_rows(config, bs, top_k);
     s.rows = s.capacity * s.tp;
-    s.makes_scales = mode_makes_scales(config.quant_mode, x_dtype);
-    s.scale_columns = s.makes_scales ? scale_columns(config.quant_mode, hidden) : 0;
+    s.makes_scales = mode_makes_scales(config.quant(), x_dtype);
+    s.scale_columns = s.makes_scales ? scale_columns(config.quant(), hidden) : 0;
     s.expand_idx = config.v2() ? 0 : static_cast<__int128>(bs) * top_k;
     s.assist_info = config.v2() ? 3 * s.capacity : 0;
     s.expert_token_nums = s.local_experts;

@@ -20,11 +20,11 @@ __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k);
 // Whether dispatch writes dynamicScales (docs/contract.md §5): quantMode 2, 3, 4, or quantMode 0 with an
 // 8-bit x (pre-quantized, its scales copied per row). Any quantMode >= 2 counts, so a façade
 // looks at dynamicScales exactly when a valid mode needs it.
-bool mode_makes_scales(int64_t quant_mode, DType x_dtype);
+bool mode_makes_scales(QuantMode mode, DType x_dtype);
 
 // dynamicScales dim 1 for a mode that makes scales: ⌈H/128⌉ (mode 3), 2·⌈⌈H/32⌉/2⌉ (mode 4, MX
 // bytes padded to an even count); 0 when dynamicScales is 1-D (one per row: modes 0 and 2).
-int64_t scale_columns(int64_t quant_mode, int64_t hidden);
+int64_t scale_columns(QuantMode mode, int64_t hidden);
 
 // The least extents of every dispatch output (and of combine's inputs of the same meaning).
 struct OutputShapes {

@@ -90,9 +90,9 @@ bool is_8bit_float(DType d) {
 Status check_quant_dtypes(const MoeConfig& config,
                           const DispatchInputs& in,
                           const DispatchOutputs& out) {
-    const int64_t mode = config.quant_mode;
-    const std::string when = "when quantMode = " + std::to_string(mode);
-    if (mode == 0) {
+    const QuantMode mode = config.quant();
+    const std::string when = "when quantMode = " + std::to_string(config.quant_mode);
+    if (mode == QuantMode::kNone) {
         MOEDIST_TRY(check_dtype(in.x,
                                 "x",
                                 {DType::kFloat16,
@@ -103,17 +103,17 @@ Status check_quant_dtypes(const MoeConfig& config,
         MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {in.x.dtype}));
     } else {
         MOEDIST_TRY(check_dtype(in.x, "x", {DType::kFloat16, DType::kBFloat16}));
-        if (mode == 1)
+        if (mode == QuantMode::kStatic)
             MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {DType::kInt8, DType::kHiFloat8}));
-        if (mode == 2) {
+        if (mode == QuantMode::kPerToken) {
             MOEDIST_TRY(check_dtype(
                 out.expand_x, "expandX", {DType::kInt8, DType::kFp8E4M3, DType::kFp8E5M2}));
         }
-        if (mode >= 3)
+        if ((mode == QuantMode::kPerGroup || mode == QuantMode::kMx))
             MOEDIST_TRY(check_dtype(out.expand_x, "expandX", {DType::kFp8E4M3, DType::kFp8E5M2}));
     }
-    const bool pre_quantized = mode == 0 && is_8bit_float(in.x.dtype);
-    if (pre_quantized || mode == 1) {
+    const bool pre_quantized = mode == QuantMode::kNone && is_8bit_float(in.x.dtype);
+    if (pre_quantized || mode == QuantMode::kStatic) {
         MOEDIST_REQUIRE(in.scales.has_value(),
                         Code::kNullptr,
                         "scales",
@@ -128,7 +128,7 @@ Status check_quant_dtypes(const MoeConfig& config,
                         "dynamicScales",
                         "non-null " + when + (pre_quantized ? " with an fp8/hifloat8 x" : ""),
                         "nullptr");
-        if (mode == 4) {
+        if (mode == QuantMode::kMx) {
             MOEDIST_TRY(
                 check_dtype(*out.dynamic_scales, "dynamicScales", {DType::kUInt8, DType::kE8M0}));
         } else {
@@ -145,8 +145,8 @@ Status check_quant_shapes(const MoeConfig& config,
                           int64_t bs,
                           int64_t hidden,
                           int64_t rows_needed) {
-    const int64_t mode = config.quant_mode;
-    const bool pre_quantized = mode == 0 && is_8bit_float(in.x.dtype);
+    const QuantMode mode = config.quant();
+    const bool pre_quantized = mode == QuantMode::kNone && is_8bit_float(in.x.dtype);
     // Per-expert scale rows: V1 E + (S > 0) (the shared expert first); V2 N + E.
     const int64_t expert_rows =
         config.v2() ? config.shared_experts() + config.moe_expert_num
@@ -161,7 +161,7 @@ Status check_quant_shapes(const MoeConfig& config,
                         "1 or 2",
                         std::to_string(s.ndim));
         MOEDIST_TRY(check_rank(s, "scales", s.ndim));
-        if (mode == 0 && !pre_quantized) {
+        if (mode == QuantMode::kNone && !pre_quantized) {
             return fail(Code::kInnerTiling,
                         "scales",
                         "nullptr when quantMode = 0 and x is fp16/bf16",
@@ -172,13 +172,13 @@ Status check_quant_shapes(const MoeConfig& config,
                             "scales shape",
                             "(BS,) = (" + std::to_string(bs) + ",)",
                             shape_of(s));
-        } else if (mode == 1 && out.expand_x.dtype == DType::kHiFloat8) {
+        } else if (mode == QuantMode::kStatic && out.expand_x.dtype == DType::kHiFloat8) {
             MOEDIST_REQUIRE(s.ndim == 1 && s.dim(0) == 1,
                             Code::kInnerTiling,
                             "scales shape",
                             "(1,) for a static hifloat8 expandX",
                             shape_of(s));
-        } else if (mode == 1) {
+        } else if (mode == QuantMode::kStatic) {
             const bool ok = (s.ndim == 1 && (s.dim(0) == 1 || s.dim(0) == hidden)) ||
                             (s.ndim == 2 && s.dim(0) == expert_rows && s.dim(1) == hidden);
             MOEDIST_REQUIRE(ok,
@@ -186,7 +186,7 @@ Status check_quant_shapes(const MoeConfig& config,
                             "scales shape",
                             "(1,), (H,) = (" + std::to_string(hidden) + ",) or " + per_expert,
                             shape_of(s));
-        } else if (mode == 4) {
+        } else if (mode == QuantMode::kMx) {
             return fail(Code::kInnerTiling, "scales", "nullptr when quantMode = 4", "a tensor");
         } else {
             MOEDIST_REQUIRE(s.ndim == 2 && s.dim(0) == expert_rows && s.dim(1) == hidden,
@@ -196,10 +196,10 @@ Status check_quant_shapes(const MoeConfig& config,
                             shape_of(s));
         }
     }
-    if (pre_quantized || mode == 2) {
+    if (pre_quantized || mode == QuantMode::kPerToken) {
         MOEDIST_TRY(check_min_1d(*out.dynamic_scales, "dynamicScales", rows_needed, "T*A"));
         MOEDIST_TRY(check_no_overlap(*out.dynamic_scales, "dynamicScales"));
-    } else if (mode == 3 || mode == 4) {
+    } else if (mode == QuantMode::kPerGroup || mode == QuantMode::kMx) {
         const int64_t blocks = scale_columns(mode, hidden);
         MOEDIST_TRY(check_rank(*out.dynamic_scales, "dynamicScales", 2));
         MOEDIST_REQUIRE(

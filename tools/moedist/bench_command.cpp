@@ -35,7 +35,7 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     spec.shared_rank_num = p.shared_ranks;
     spec.dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
     const QuantChoice& q = quant_choice(p.quant);
-    spec.quant_mode = q.mode;
+    spec.quant_mode = static_cast<int>(q.mode);
     spec.target = q.target;
     spec.pre_quantized = q.pre_quantized;
     spec.static_scales = 2;

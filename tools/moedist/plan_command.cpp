@@ -84,7 +84,7 @@ RankCall make_call(
     c.tp_rank_id = 0;
     c.shared_expert_rank_num = o.shared_ranks;
     c.shared_expert_num = shared_expert_num_for(o, soc);
-    c.quant_mode = q.mode;
+    c.quant_mode = static_cast<int64_t>(q.mode);
     c.global_bs = o.global_bs;
     c.expert_token_nums_type = 0;
     c.comm_quant_mode = o.comm_quant;
@@ -95,7 +95,7 @@ RankCall make_call(
 
     const int64_t bs = o.tokens, h = o.hidden, k = o.top_k;
     const DType in_dtype = q.pre_quantized ? q.target : x_dtype;
-    const DType out_dtype = (q.mode == 0) ? in_dtype : q.target;
+    const DType out_dtype = q.mode == QuantMode::kNone ? in_dtype : q.target;
     // The shapes the first phase asks for (the first phase rejects T*A > INT32_MAX itself; rows
     // are clamped for display only).
     core::OutputShapes need;  // an invalid configuration: placeholders the first phase rejects
@@ -110,11 +110,11 @@ RankCall make_call(
     din.x = shaped(in_dtype, {bs, h});
     din.expert_ids = shaped(DType::kInt32, {bs, k});
     if (q.pre_quantized) din.scales = shaped(DType::kFloat32, {bs});
-    if (q.mode == 1) din.scales = shaped(DType::kFloat32, {1});
+    if (q.mode == QuantMode::kStatic) din.scales = shaped(DType::kFloat32, {1});
     din.expert_scales = shaped(DType::kFloat32, {bs, k});
     dout.expand_x = shaped(out_dtype, {rows, h});
     if (need.makes_scales) {
-        const DType scale_dtype = q.mode == 4 ? DType::kE8M0 : DType::kFloat32;
+        const DType scale_dtype = q.mode == QuantMode::kMx ? DType::kE8M0 : DType::kFloat32;
         dout.dynamic_scales = need.scale_columns == 0
                                   ? shaped(scale_dtype, {rows})
                                   : shaped(scale_dtype, {rows, need.scale_columns});
@@ -218,11 +218,13 @@ Traffic traffic_of(const PlanOptions& o, const RankCall& call) {
 }
 
 double row_bytes_dispatch(const PlanOptions& o, const QuantChoice& q, DType x_dtype) {
-    const DType out = q.mode == 0 ? (q.pre_quantized ? q.target : x_dtype) : q.target;
+    const DType out =
+        q.mode == QuantMode::kNone ? (q.pre_quantized ? q.target : x_dtype) : q.target;
     double bytes = static_cast<double>(o.hidden) * static_cast<double>(dtype_size(out));
-    if (q.pre_quantized || q.mode == 2) bytes += 4;
-    if (q.mode == 3) bytes += 4.0 * static_cast<double>((o.hidden + 127) / 128);
-    if (q.mode == 4) bytes += static_cast<double>(2 * (((o.hidden + 31) / 32 + 1) / 2));
+    if (q.pre_quantized || q.mode == QuantMode::kPerToken) bytes += 4;
+    if (q.mode == QuantMode::kPerGroup || q.mode == QuantMode::kMx)
+        bytes += static_cast<double>(core::scale_columns(q.mode, o.hidden)) *
+                 (q.mode == QuantMode::kMx ? 1.0 : 4.0);
     return bytes;
 }
 

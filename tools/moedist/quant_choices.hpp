@@ -4,32 +4,33 @@
 #include <string>
 #include <vector>
 
+#include "moedist/config.hpp"
 #include "moedist/dtype.hpp"
 
 namespace moedist::cli {
 
 struct QuantChoice {
     const char* name;
-    int mode;
+    QuantMode mode;
     DType target;  // expandX dtype when quantizing; x's 8-bit format when pre_quantized
     bool pre_quantized;
 };
 
 inline const std::vector<QuantChoice>& quant_choices() {
     static const std::vector<QuantChoice> choices = {
-        {"none", 0, DType::kInt8, false},
-        {"int8", 2, DType::kInt8, false},
-        {"static-int8", 1, DType::kInt8, false},
-        {"static-hif8", 1, DType::kHiFloat8, false},
-        {"fp8-e4m3", 2, DType::kFp8E4M3, false},
-        {"fp8-e5m2", 2, DType::kFp8E5M2, false},
-        {"group-e4m3", 3, DType::kFp8E4M3, false},
-        {"group-e5m2", 3, DType::kFp8E5M2, false},
-        {"mx-e4m3", 4, DType::kFp8E4M3, false},
-        {"mx-e5m2", 4, DType::kFp8E5M2, false},
-        {"pre-e4m3", 0, DType::kFp8E4M3, true},
-        {"pre-e5m2", 0, DType::kFp8E5M2, true},
-        {"pre-hif8", 0, DType::kHiFloat8, true},
+        {"none", QuantMode::kNone, DType::kInt8, false},
+        {"int8", QuantMode::kPerToken, DType::kInt8, false},
+        {"static-int8", QuantMode::kStatic, DType::kInt8, false},
+        {"static-hif8", QuantMode::kStatic, DType::kHiFloat8, false},
+        {"fp8-e4m3", QuantMode::kPerToken, DType::kFp8E4M3, false},
+        {"fp8-e5m2", QuantMode::kPerToken, DType::kFp8E5M2, false},
+        {"group-e4m3", QuantMode::kPerGroup, DType::kFp8E4M3, false},
+        {"group-e5m2", QuantMode::kPerGroup, DType::kFp8E5M2, false},
+        {"mx-e4m3", QuantMode::kMx, DType::kFp8E4M3, false},
+        {"mx-e5m2", QuantMode::kMx, DType::kFp8E5M2, false},
+        {"pre-e4m3", QuantMode::kNone, DType::kFp8E4M3, true},
+        {"pre-e5m2", QuantMode::kNone, DType::kFp8E5M2, true},
+        {"pre-hif8", QuantMode::kNone, DType::kHiFloat8, true},
     };
     return choices;
 }

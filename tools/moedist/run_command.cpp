@@ -66,7 +66,7 @@ void warn_ignored(const RunOptions& o, const QuantChoice& q) {
                          o.ranks_per_node,
                          o.backend));
     }
-    if (o.smooth && q.mode != 2 && q.mode != 3) {
+    if (o.smooth && q.mode != QuantMode::kPerToken && q.mode != QuantMode::kPerGroup) {
         warn(kCmd,
              fmt::format("--smooth is ignored with --quant {}: smooth scales apply to the "
                          "per-token (int8, fp8-*) and per-group (group-*) modes only",
@@ -88,7 +88,7 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     }
     derive_experts(o, s);
     const QuantChoice& q = quant_choice(o.quant);
-    s->quant_mode = q.mode;
+    s->quant_mode = static_cast<int>(q.mode);
     s->target = q.target;
     s->pre_quantized = q.pre_quantized;
     s->smooth_scales = o.smooth;
@@ -221,8 +221,9 @@ void print_header(const JobSpec& spec, const RunOptions& o) {
         spec.hidden,
         spec.top_k,
         dtype_name(spec.dtype),
-        q.mode == 0 && !q.pre_quantized ? std::string("no quant")
-                                        : fmt::format("quant {} (mode {})", o.quant, q.mode),
+        q.mode == QuantMode::kNone && !q.pre_quantized
+            ? std::string("no quant")
+            : fmt::format("quant {} (mode {})", o.quant, static_cast<int>(q.mode)),
         routing_name(spec),
         o.steps,
         spec.zero_padding ? ", zero padding" : "");
