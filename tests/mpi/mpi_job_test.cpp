@@ -51,7 +51,8 @@ TEST_P(MpiJobTest, MatchesReferenceBitForBit) {
     // Hierarchical: a token crosses once per destination node however many of its experts
     // live there, so never more rows cross than a flat all-to-all would send.
     EXPECT_LE(traffic.dispatch_rows, traffic.dispatch_flat_rows);
-    if (several_nodes(GetParam()) && GetParam().tokens > 0) {
+    const bool no_active = GetParam().mask != 0 && GetParam().mask_inactive >= 1.0;
+    if (several_nodes(GetParam()) && GetParam().tokens > 0 && !no_active) {
         EXPECT_GT(traffic.dispatch_flat_rows, 0);
     }
 }
