@@ -265,6 +265,17 @@ std::vector<JobSpec> v2_jobs() {
     JobSpec empty = v2(4, 2, 1, 2, 2, 16, 0);                     // BS = 0 everywhere
     empty.mask = 2;
     jobs.push_back(empty);
+    // The same machinery through the aclnn V2 entry points (junk in every reserved input): quant
+    // mode 2 with N = 2, entry masks with uneven BS, special experts with sharedExpertX,
+    // unweighted with commQuantMode 2, AddRmsNorm (prefix mask; special experts), TP = 2 and
+    // performanceInfo. The seeds pick DispatchV2/V3/V4, CombineV2/V3/V4, CombineAddRmsNorm and
+    // its V2 among them (capi_v2_test checks that all eight are used).
+    for (std::size_t i : {1u, 4u, 5u, 7u, 8u, 9u, 10u, 14u}) {
+        JobSpec c = jobs[i];
+        c.c_api = true;
+        c.seed += 17;
+        jobs.push_back(c);
+    }
     return jobs;
 }
 
