@@ -1,5 +1,6 @@
 // The harness's aclnn path: a rank's tensors as aclTensors (reserved inputs given junk tensors,
-// which must be ignored) and the two-phase dispatch and combine calls.
+// which must be ignored) and the two-phase dispatch and combine calls: V1's, or for a V2 spec
+// one of DispatchV2/V3/V4 and one of CombineV2/V3/V4 or CombineAddRmsNorm[V2].
 #pragma once
 
 #include <string>
@@ -20,6 +21,12 @@ struct AclTensors {
     aclTensor *ep_recv_counts = nullptr, *tp_recv_counts = nullptr, *expand_scales = nullptr;
     aclTensor *expert_out = nullptr, *x_out = nullptr, *combine_scales = nullptr;
     aclTensor *junk_mask = nullptr, *junk_f32 = nullptr, *junk_i32 = nullptr;
+    // V2: the mask, the assist triples, performanceInfo and combine's extras (null when the spec
+    // has none); x_out is (BS, 1, H) and combine_scales (BS, 0) when the spec asks for it.
+    aclTensor *mask = nullptr, *assist = nullptr, *performance = nullptr, *shared_x = nullptr;
+    aclTensor *ori_x = nullptr, *alpha1 = nullptr, *alpha2 = nullptr, *const_v = nullptr;
+    aclTensor *residual = nullptr, *gamma = nullptr, *y_out = nullptr, *rstd_out = nullptr;
+    float norm_eps = 1e-6f;
     AclTensors() = default;
     AclTensors(const AclTensors&) = delete;
     AclTensors& operator=(const AclTensors&) = delete;
@@ -39,6 +46,13 @@ struct AclGroups {
     int ep_rank = 0;
     int tp_rank = 0;
 };
+
+// V2 specs: which entry points a spec's ranks call (all ranks the same), chosen by the seed among
+// those that can carry the spec (special experts need V3, performanceInfo V4; AddRmsNorm has no
+// performanceInfo, so such a spec's combine adds none). acl_dispatch_version is 2, 3 or 4;
+// acl_combine_entry names the combine (e.g. "aclnnMoeDistributeCombineAddRmsNormV2").
+int acl_dispatch_version(const JobSpec& spec);
+const char* acl_combine_entry(const JobSpec& spec);
 
 Status acl_dispatch(const JobSpec& spec,
                     const Layout& lay,

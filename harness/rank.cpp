@@ -342,6 +342,27 @@ void RankRunner::State::make_acl_tensors() {
         TensorView::contiguous(junk.data(), DType::kBool, {std::min<int64_t>(bs + 1, 4096)}));
     t->junk_f32 = t->make(TensorView::contiguous(junk.data(), DType::kFloat32, {3, 7}));
     t->junk_i32 = t->make(TensorView::contiguous(junk.data(), DType::kInt32, {5}));
+    if (lay.v2) {  // the V2 entry points: the same views the C++ path gives combine
+        const CombineInputs cin = combine_inputs();
+        auto optional = [&](const std::optional<TensorView>& v) -> aclTensor* {
+            return v ? t->make(*v) : nullptr;
+        };
+        t->mask = optional(din.x_active_mask);
+        t->assist = optional(dout.assist_info);
+        t->performance = optional(dout.performance_info);
+        t->shared_x = optional(cin.shared_expert_x);
+        t->ori_x = optional(cin.ori_x);
+        t->alpha1 = optional(cin.const_alpha1);
+        t->alpha2 = optional(cin.const_alpha2);
+        t->const_v = optional(cin.const_v);
+        t->residual = optional(cin.residual_x);
+        t->gamma = optional(cin.gamma);
+        t->y_out = optional(cin.y_out);
+        t->rstd_out = optional(cin.rstd_out);
+        t->norm_eps = cin.norm_eps;
+        t->combine_scales = t->make(cin.expert_scales);  // (BS, 0) when unweighted
+        t->x_out = t->make(x_out_view());                // (BS, 1, H) for AddRmsNorm
+    }
     acl = std::move(t);
 }
 

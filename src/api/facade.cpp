@@ -98,6 +98,17 @@ core::CallExtras call_extras(const char* group_tp, bool x_active_mask) {
     return extras;
 }
 
+std::string comm_alg_of(const char* comm_alg) {
+    if (comm_alg == nullptr) return {};
+    return std::string(comm_alg, strnlen(comm_alg, kGroupNameBytes));
+}
+
+Status refuse_elastic_info(const aclTensor* elastic_info) {
+    if (elastic_info == nullptr) return Status::Ok();
+    return {Code::kInnerTiling,
+            "elasticInfo must be nullptr (elastic scaling is not supported), got a tensor"};
+}
+
 Status find_groups(const MoeConfig& config,
                    const char* group_ep,
                    const char* group_tp,
@@ -176,19 +187,6 @@ Status find_group(const char* name, const char* param, int64_t rank, Communicato
 
 namespace {
 
-template <class Op>
-struct OpTraits;
-template <>
-struct OpTraits<core::DispatchOp> {
-    static constexpr const char* kPhaseOne = "aclnnMoeDistributeDispatchGetWorkspaceSize";
-    static constexpr const char* kOther = "aclnnMoeDistributeCombineGetWorkspaceSize";
-};
-template <>
-struct OpTraits<core::CombineOp> {
-    static constexpr const char* kPhaseOne = "aclnnMoeDistributeCombineGetWorkspaceSize";
-    static constexpr const char* kOther = "aclnnMoeDistributeDispatchGetWorkspaceSize";
-};
-
 // A call that must fail without touching any tensor: every data pointer null and no tokens, so
 // nothing before the exchange round reads memory and the record published carries no address.
 void disarm(core::DispatchOp* op) {
@@ -206,7 +204,9 @@ void disarm(core::DispatchOp* op) {
                                          &op->in.expert_scales,
                                          &op->out.dynamic_scales,
                                          &op->out.tp_recv_counts,
-                                         &op->out.expand_scales}) {
+                                         &op->out.expand_scales,
+                                         &op->out.assist_info,
+                                         &op->out.performance_info}) {
         if (*v) (*v)->data = nullptr;
     }
 }
@@ -218,10 +218,29 @@ void disarm(core::CombineOp* op) {
                           &op->in.expand_idx,
                           &op->in.ep_send_counts,
                           &op->in.expert_scales,
-                          &op->x_out}) {
+                          &op->x_out,
+                          &op->shared_x,
+                          &op->residual,
+                          &op->gamma,
+                          &op->y_out,
+                          &op->rstd_out}) {
         v->data = nullptr;
     }
-    if (op->in.tp_send_counts) op->in.tp_send_counts->data = nullptr;
+    for (std::optional<TensorView>* v : {&op->in.tp_send_counts,
+                                         &op->in.assist_info,
+                                         &op->in.x_active_mask,
+                                         &op->in.shared_expert_x,
+                                         &op->in.ori_x,
+                                         &op->in.const_alpha1,
+                                         &op->in.const_alpha2,
+                                         &op->in.const_v,
+                                         &op->in.performance_info,
+                                         &op->in.residual_x,
+                                         &op->in.gamma,
+                                         &op->in.y_out,
+                                         &op->in.rstd_out}) {
+        if (*v) (*v)->data = nullptr;
+    }
 }
 
 Status run_op(const core::DispatchOp& op) { return core::run_dispatch(op); }
@@ -247,8 +266,8 @@ aclnnStatus run_executor(aclOpExecutor* executor,
             }
             if (!std::holds_alternative<Op>(executor->op)) {
                 return {Code::kNullptr,
-                        std::string(op_name) + " executor must be one " + OpTraits<Op>::kPhaseOne +
-                            " returned, got one of " + OpTraits<Op>::kOther +
+                        std::string(op_name) + " executor must be one " + op_name +
+                            "GetWorkspaceSize returned, got one of " + executor->made_by +
                             " (left for its own operation)"};
             }
             live_executors().erase(executor);
@@ -269,7 +288,7 @@ aclnnStatus run_executor(aclOpExecutor* executor,
                     return std::string(bindings.items[dead].name) + " memory of rank " +
                            std::to_string(op.config.ep_rank_id) + " of '" + op.ep.name() +
                            "' must stay allocated until " + op_name +
-                           ", got its aclrtMalloc block freed after " + OpTraits<Op>::kPhaseOne;
+                           ", got its aclrtMalloc block freed after " + owned->made_by;
                 });
                 disarm(&op);
                 return run_op(op);

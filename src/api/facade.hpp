@@ -23,9 +23,11 @@ struct TensorBinding {
     runtime::BlockRef block;
 };
 
-// Every tensor one prepared call uses (dispatch uses at most 11); no allocation.
+// Every tensor one prepared call uses; no allocation. The largest call,
+// aclnnMoeDistributeCombineAddRmsNormV2, binds 17 (V1 dispatch 11, DispatchV4 13, CombineV4 14);
+// 18 holds every tensor field of the V2 combine arguments at once.
 struct Bindings {
-    static constexpr std::size_t kMax = 12;
+    static constexpr std::size_t kMax = 18;
     std::array<TensorBinding, kMax> items{};
     std::array<runtime::BlockRef, kMax> blocks{};  // items[i].block, contiguous for pinning
     std::size_t count = 0;
@@ -40,6 +42,7 @@ struct Bindings {
 struct aclOpExecutor {
     std::variant<moedist::core::DispatchOp, moedist::core::CombineOp> op;
     moedist::api::Bindings bindings;
+    const char* made_by = "";  // the phase 1 that made it (e.g. aclnnMoeDistributeDispatchV4GetWorkspaceSize)
 };
 
 namespace moedist::api {
@@ -86,6 +89,13 @@ void abort_peers(const MoeConfig& config,
 // at most 128 bytes read) and whether the reserved xActiveMask was given.
 core::CallExtras call_extras(const char* group_tp, bool x_active_mask);
 
+// V2 family: commAlg as a string (null: ""; read up to kGroupNameBytes bytes, never further; a
+// longer value is kept cut there, which no accepted value matches).
+std::string comm_alg_of(const char* comm_alg);
+
+// V3+ elasticInfo: elastic scaling is not supported, so a non-null tensor is 561002.
+Status refuse_elastic_info(const aclTensor* elastic_info);
+
 // Records an executor phase 1 made, so phase 2 can refuse unknown, crossed or already-run ones.
 aclOpExecutor* register_executor(aclOpExecutor* executor);
 
@@ -107,6 +117,7 @@ aclnnStatus phase_one(const char* op_name,
             }
             auto made = std::make_unique<aclOpExecutor>();
             made->op.template emplace<Op>();
+            made->made_by = op_name;
             if (Status s = prepare(&std::get<Op>(made->op), &made->bindings); !s.ok()) return s;
             *workspace_size = 0;
             *executor = register_executor(made.release());
@@ -117,7 +128,8 @@ aclnnStatus phase_one(const char* op_name,
 
 // Phase 2 of `Op`: refuses an executor that is not a live one of this operation (161001; a live
 // executor of the other operation stays usable for it), then pins the tensors' blocks and runs
-// it. A block freed since phase 1 fails the call on every rank of the group with 361001 naming
+// it. Every phase 2 of an operation (V1, V2, V3, V4, AddRmsNorm[V2] for combine) runs any live
+// executor of that operation: the executor holds the whole prepared call. A block freed since phase 1 fails the call on every rank of the group with 361001 naming
 // the tensor and the rank; no rank reads it. Parks any error on the stream and frees the
 // executor.
 template <class Op>

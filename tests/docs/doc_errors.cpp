@@ -29,7 +29,9 @@
 
 #include "acl/acl.h"
 #include "aclnnop/aclnn_moe_distribute_combine.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v4.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v4.h"
 #include "core/test_hooks.hpp"
 #include "hccl/hccl.h"
 #include "moedist/moedist.hpp"
@@ -559,6 +561,50 @@ void c_api() {
     HcclCommDestroy(comm);
 }
 
+// The V2 family's façade: a null assistInfoForCombine, an elasticInfo, an unknown commAlg, and
+// a V2 executor given to the other operation (W = 1, E = 1, BS = 1, K = 1, H = 16: A = 1).
+void c_api_v2() {
+    HcclComm comm = nullptr;
+    int32_t device = 0;
+    if (HcclCommInitAll(1, &device, &comm) != 0) {
+        emit_acl("HcclCommInitAll");
+        return;
+    }
+    const std::string group = comm_name(comm);
+    std::vector<uint16_t> x(16), expand_x(16);
+    std::vector<int32_t> ids(1, 0), assist(3), recv(1);
+    std::vector<int64_t> token_nums(1);
+    std::vector<float> weights(1, 1.0f);
+    AclTensor x_t({1, 16}, ACL_BF16, x.data()), ids_t({1, 1}, ACL_INT32, ids.data());
+    AclTensor expand_t({1, 16}, ACL_BF16, expand_x.data()), assist_t({3}, ACL_INT32, assist.data());
+    AclTensor nums_t({1}, ACL_INT64, token_nums.data()), recv_t({1}, ACL_INT32, recv.data());
+    AclTensor weights_t({1, 1}, ACL_FLOAT, weights.data()), out_t({1, 16}, ACL_BF16, x.data());
+    auto dispatch = [&](aclTensor* assist_out, const aclTensor* elastic, const char* alg,
+                        aclOpExecutor** exec) {
+        uint64_t ws = 0;
+        return aclnnMoeDistributeDispatchV4GetWorkspaceSize(
+            x_t.t, ids_t.t, nullptr, nullptr, nullptr, elastic, nullptr, group.c_str(), 1, 0, 1,
+            "", 0, 0, 0, 1, 0, 0, 0, 1, alg, 0, 0, 0, expand_t.t, nullptr, assist_out, nums_t.t,
+            recv_t.t, nullptr, nullptr, &ws, exec);
+    };
+    aclOpExecutor* exec = nullptr;
+    if (dispatch(nullptr, nullptr, "", &exec) != 0) emit_acl("null assistInfoForCombine");
+    if (dispatch(assist_t.t, ids_t.t, "", &exec) != 0) emit_acl("elasticInfo");
+    if (dispatch(assist_t.t, nullptr, "ring", &exec) != 0) emit_acl("commAlg");
+    if (dispatch(assist_t.t, nullptr, nullptr, &exec) != 0) emit_acl("phase one");
+    if (aclnnMoeDistributeCombineV4(nullptr, 0, exec, nullptr) != 0) emit_acl("crossed V4");
+    if (aclnnMoeDistributeDispatchV4(nullptr, 0, exec, nullptr) != 0) emit_acl("dispatch V4");
+    uint64_t ws = 0;
+    exec = nullptr;
+    if (aclnnMoeDistributeCombineV4GetWorkspaceSize(
+            expand_t.t, ids_t.t, assist_t.t, recv_t.t, weights_t.t, nullptr, nullptr, nullptr,
+            nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+            group.c_str(), 1, 0, 1, "", 0, 0, 0, 1, 0, 0, 2, 0, 0, nullptr, 0, 0, 0, out_t.t, &ws,
+            &exec) != 0)
+        emit_acl("outDtype");
+    HcclCommDestroy(comm);
+}
+
 // Rank 1 frees its x between the phases: every rank fails, naming it.
 void freed_between_phases() {
     HcclComm comms[2] = {};
@@ -776,6 +822,7 @@ int main() {
     timeouts();
     tp_pairings();
     c_api();
+    c_api_v2();
     freed_between_phases();
     out_of_memory();
 

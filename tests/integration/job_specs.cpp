@@ -289,6 +289,17 @@ std::vector<JobSpec> v2_jobs() {
     w8.quant_mode = 2;
     w8.smooth_scales = true;
     jobs.push_back(w8);
+    // The same machinery through the aclnn V2 entry points (junk in every reserved input): quant
+    // mode 2 with N = 2, entry masks with uneven BS, special experts with sharedExpertX,
+    // unweighted with commQuantMode 2, AddRmsNorm (prefix mask; special experts), TP = 2 and
+    // performanceInfo. The seeds pick DispatchV2/V3/V4, CombineV2/V3/V4, CombineAddRmsNorm and
+    // its V2 among them (capi_v2_test checks that all eight are used).
+    for (std::size_t i : {1u, 4u, 5u, 7u, 8u, 9u, 10u, 14u}) {
+        JobSpec c = jobs[i];
+        c.c_api = true;
+        c.seed += 17;
+        jobs.push_back(c);
+    }
     return jobs;
 }
 
