@@ -26,6 +26,10 @@ g++ -std=c++20 -O1 "$src/tests/package/outside.cpp" -o "$work/outside_pkgconfig"
 LD_LIBRARY_PATH="$libdir" "$work/outside_pkgconfig"
 echo "package: pkg-config ($(pkg-config --modversion moedist)) build ran: $flags"
 
+# Every aclnnop header (V1 and the V2 family) as C11 against the installed package.
+gcc -std=c11 -Wall -Werror "$src/tests/package/aclnn_headers.c" -o "$work/aclnn_headers" $flags
+LD_LIBRARY_PATH="$libdir" "$work/aclnn_headers"
+
 # The C++ examples (examples/cpp), built against the installed package and run as a user would.
 cmake -S "$src/examples/cpp" -B "$work/examples" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/examples" >/dev/null
