@@ -128,16 +128,7 @@ Status prepare_checked(const DispatchV2Args& a, core::DispatchOp* op, Bindings* 
 
 // A first phase that fails here fails the peers' matching call too, at once (facade.hpp).
 Status prepare(const DispatchV2Args& a, core::DispatchOp* op, Bindings* bindings) {
-    Status s = prepare_checked(a, op, bindings);
-    if (!s.ok()) {
-        MoeConfig group;
-        group.ep_world_size = a.ep_world_size;
-        group.ep_rank_id = a.ep_rank_id;
-        group.tp_world_size = a.tp_world_size;
-        group.tp_rank_id = a.tp_rank_id;
-        abort_peers(group, a.group_ep, a.group_tp, s);
-    }
-    return s;
+    return prepare_or_abort(a, op, bindings, prepare_checked);
 }
 
 aclnnStatus dispatch_phase_one(const char* op_name,

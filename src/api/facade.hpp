@@ -85,6 +85,22 @@ void abort_peers(const MoeConfig& config,
                  const char* group_tp,
                  const Status& cause);
 
+// `check(a, op, bindings)`, the first phase of one entry point; when it fails, the peers'
+// matching call fails too, at once (abort_peers on the groups `a` names).
+template <class Args, class Op, class Check>
+Status prepare_or_abort(const Args& a, Op* op, Bindings* bindings, Check check) {
+    Status s = check(a, op, bindings);
+    if (!s.ok()) {
+        MoeConfig group;
+        group.ep_world_size = a.ep_world_size;
+        group.ep_rank_id = a.ep_rank_id;
+        group.tp_world_size = a.tp_world_size;
+        group.tp_rank_id = a.tp_rank_id;
+        abort_peers(group, a.group_ep, a.group_tp, s);
+    }
+    return s;
+}
+
 // What the profile rules read beside tensors and attributes: the groupTp name given (null: "";
 // at most 128 bytes read) and whether the reserved xActiveMask was given.
 core::CallExtras call_extras(const char* group_tp, bool x_active_mask);
