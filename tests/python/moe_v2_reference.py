@@ -3,8 +3,10 @@ the contract alone (no moedist code): active entries (prefix and entry masks), r
 experts and to N shared experts placed by the replica rule, the dispatch outputs of one rank
 (expandX rows, assist triples, epRecvCounts, expertTokenNums, expandScales), and combine's fp32
 accumulation in the contract's order with zero / copy / const experts, sharedExpertX, unweighted
-sums and AddRmsNorm. bf16 rounding is torch's .to(torch.bfloat16) (round to nearest even); every
-other step is one numpy float32 operation, so each product and sum is rounded once."""
+sums and AddRmsNorm; and TP = 2 (§3 "T = 2", §4.1): two EP groups of the same shape, one per
+tp_rank, each rank's expandX holding its own rows then its TP peer's, and combine's TP add. bf16
+rounding is torch's .to(torch.bfloat16) (round to nearest even); every other step is one numpy
+float32 operation, so each product and sum is rounded once."""
 
 import math
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ class Job:
     uneven: bool = False        # globalBs = maxBs * W (else 0: every BS equal)
     seed: int = 0
     token_nums_type: int = 1
+    tp: int = 1                 # T: 2 = two EP groups (one per tp_rank) paired rank by rank
     extra: dict = field(default_factory=dict)
 
     @property
@@ -85,11 +88,12 @@ class Job:
             return max_bs * (-(-self.world // self.replicas))
         return max_bs * self.world * min(self.local, self.top_k)
 
-    def inputs(self, rank):
+    def inputs(self, rank, tp_rank=0):
         """Rank `rank`'s inputs (the same in every process): x bits (BS, H), ids (BS, K) int32,
         the mask (None, (BS,) or (BS, K) bool), weights (BS, K) f32, oriX bits, sharedExpertX
-        bits, residualX bits (BS, 1, H). Inactive entries get ids no expert has."""
-        rng = np.random.default_rng(7919 * self.seed + rank)
+        bits, residualX bits (BS, 1, H). Inactive entries get ids no expert has. With T = 2,
+        `rank` is the EP rank inside the EP group of `tp_rank` (each group has its own tokens)."""
+        rng = np.random.default_rng(7919 * self.seed + rank + 1_000_003 * tp_rank)
         bs, k, h = self.bs[rank], self.top_k, self.hidden
         x = to_bf16(rng.standard_normal((bs, h)).astype(F32) * F32(1 + rank % 3))
         ids = rng.integers(0, self.all_experts, (bs, k)).astype(np.int32)  # duplicates allowed
@@ -177,16 +181,77 @@ def shared_factor(j):
     return F32({0: 65536, 1: -65536}.get(j, 0.25 + j / 2))
 
 
-def expert_rows(job, rows, all_inputs, dst):
+def tp_half(tp_rank):
+    """With T = 2 each TP half of an expert gives its own partial result (as a tensor-parallel
+    expert does): half t scales the row by this. Not powers of two, so each half's bf16 rounding
+    and the rounding of their sum show in the results."""
+    return {0: F32(0.7), 1: F32(0.3)}[tp_rank]
+
+
+def expert_out(job, x, factor, tp_rank=0):
+    """The stand-in expert's output (bf16 bits) for a row x (f32) on a rank of TP rank tp_rank."""
+    if job.tp == 1:
+        return to_bf16(x * factor)
+    return to_bf16((x * factor) * tp_half(tp_rank))
+
+
+def row_factor(job, inp, t, slot):
+    if slot < job.top_k:
+        return moe_factor(int(inp["ids"][t, slot]))
+    return shared_factor(slot - job.top_k)
+
+
+def expert_rows(job, rows, all_inputs, dst, tp_rank=0):
     """Rank dst's expert outputs for its rows (bf16 bits, in row order)."""
     out = []
     for src, t, slot in rows:
         x = from_bf16(all_inputs[src]["x"][t])
-        if slot < job.top_k:
-            factor = moe_factor(int(all_inputs[src]["ids"][t, slot]))
-        else:
-            factor = shared_factor(slot - job.top_k)
-        out.append(to_bf16(x * factor))
+        out.append(expert_out(job, x, row_factor(job, all_inputs[src], t, slot), tp_rank))
+    return out
+
+
+def returned_row(job, x, factor, tp_rank=0):
+    """What combine weights for an own row whose token is x (f32) and expert factor `factor`:
+    with T = 1 the expert output; with T = 2 (§4.1) rne_bf16(fl32(f32(mine) + f32(peer))), mine
+    from this rank's half, peer the same row as the TP peer's half computed it (the peer got it
+    as one of its peer rows)."""
+    mine = from_bf16(expert_out(job, x, factor, tp_rank))
+    if job.tp == 1:
+        return mine
+    peer = from_bf16(expert_out(job, x, factor, 1 - tp_rank))
+    return from_bf16(to_bf16(mine + peer))
+
+
+# --- TP = 2 (§3 "T = 2", §4.1) ------------------------------------------------------------------
+# Global rank g = ep_rank * 2 + tp_rank; EP group t = the 8 (W) ranks of tp_rank t, each with its
+# own inputs; TP pair e = (2e, 2e + 1). Needs L == 1 (or a shared rank).
+
+
+def dispatch_tp(job, inputs_by_tp, ep_rank, tp_rank):
+    """Rank (ep_rank, tp_rank)'s dispatch with T = 2. inputs_by_tp[t][r] = inputs of EP rank r of
+    EP group t. Returns a dict: rows = [(group, src, t, slot)] for expandX rows [0, own + peer)
+    (own rows: group tp_rank, as T = 1 in that group; then the peer's own rows in the peer's
+    order: group 1 - tp_rank); assist = the own rows' (src, t, slot); recv = epRecvCounts (own
+    array, then the peer's verbatim); nums = expertTokenNums (L == 1 or shared: all rows, peer
+    rows included); tp_recv = [own, peer] indexed by tp_rank; scales = expandScales of own rows."""
+    assert job.tp == 2 and (ep_rank < job.shared_ranks or job.local == 1)
+    own_rows, own_recv, _, own_scales = dispatch(job, inputs_by_tp[tp_rank], ep_rank)
+    peer_rows, peer_recv, _, _ = dispatch(job, inputs_by_tp[1 - tp_rank], ep_rank)
+    tp_recv = np.zeros(2, np.int32)
+    tp_recv[tp_rank] = len(own_rows)
+    tp_recv[1 - tp_rank] = len(peer_rows)
+    return dict(rows=[(tp_rank,) + r for r in own_rows] + [(1 - tp_rank,) + r for r in peer_rows],
+                assist=own_rows, recv=np.concatenate([own_recv, peer_recv]).astype(np.int32),
+                nums=np.array([len(own_rows) + len(peer_rows)], np.int64), tp_recv=tp_recv, scales=own_scales)
+
+
+def expert_rows_tp(job, rows, inputs_by_tp, tp_rank):
+    """Rank (_, tp_rank)'s expert outputs for dispatch_tp's rows (bf16 bits, in row order): this
+    rank's half of each row's expert, own and peer rows alike."""
+    out = []
+    for group, src, t, slot in rows:
+        inp = inputs_by_tp[group][src]
+        out.append(expert_out(job, from_bf16(inp["x"][t]), row_factor(job, inp, t, slot), tp_rank))
     return out
 
 
@@ -212,8 +277,9 @@ def const_row(job, consts, c, ori):
     return (x * p1) + (v * p2)
 
 
-def combine_acc(job, inp, consts, t):
-    """acc of token t (§10.5) before its rounding: float32 (H,)."""
+def combine_acc(job, inp, consts, t, tp_rank=0):
+    """acc of token t (§10.5) before its rounding: float32 (H,). tp_rank: the combining rank's
+    (T = 2: routed and shared rows after §4.1's TP add)."""
     acc = np.zeros(job.hidden, F32)
     e, z, c = job.experts, job.zero, job.copy
     x = from_bf16(inp["x"][t])
@@ -223,7 +289,7 @@ def combine_acc(job, inp, consts, t):
         s = inp["weights"][t, k] if job.weighted else F32(1)
         ident = int(inp["ids"][t, k])
         if ident < e:
-            u = from_bf16(to_bf16(x * moe_factor(ident)))
+            u = returned_row(job, x, moe_factor(ident), tp_rank)
         elif ident < e + z:
             continue
         elif ident < e + z + c:
@@ -232,21 +298,21 @@ def combine_acc(job, inp, consts, t):
             u = const_row(job, consts, ident - (e + z + c), inp["ori_x"][t])
         acc = acc + u * s
     for j in range(job.n):
-        acc = acc + from_bf16(to_bf16(x * shared_factor(j)))
+        acc = acc + returned_row(job, x, shared_factor(j), tp_rank)
     if job.shared_x:
         acc = acc + from_bf16(inp["shared_x"][t])
     return acc
 
 
-def combine(job, inp, consts):
+def combine(job, inp, consts, tp_rank=0):
     """x (BS, H) bf16 bits; rows of inactive tokens 0 (the tests allocate x zeroed)."""
     out = np.zeros((inp["ids"].shape[0], job.hidden), np.uint16)
     for t in active_tokens(inp):
-        out[t] = to_bf16(combine_acc(job, inp, consts, t))
+        out[t] = to_bf16(combine_acc(job, inp, consts, t, tp_rank))
     return out
 
 
-def add_rms_norm(job, inp, consts, norm_eps):
+def add_rms_norm(job, inp, consts, norm_eps, tp_rank=0):
     """(y (BS, 1, H) bits, rstd (BS, 1, 1) f32, x (BS, 1, H) bits) of CombineAddRmsNorm (§10.7);
     rows of inactive tokens 0."""
     bs, h = inp["ids"].shape[0], job.hidden
@@ -257,7 +323,7 @@ def add_rms_norm(job, inp, consts, norm_eps):
     eps = F32(norm_eps)
     gamma = from_bf16(consts["gamma"])
     for t in active_tokens(inp):
-        s = combine_acc(job, inp, consts, t) + from_bf16(inp["residual"][t, 0])
+        s = combine_acc(job, inp, consts, t, tp_rank) + from_bf16(inp["residual"][t, 0])
         x_out[t, 0] = to_bf16(s)
         ms = F32(0)
         for v in s:  # in h order from +0
