@@ -118,7 +118,7 @@ void SlotProtocol::finish(int rank, uint64_t call, int32_t flag, std::string_vie
     Slot& slot = slots_[rank];
     char* text = slot.message[call % 2];
     const std::size_t n = std::min(message.size(), sizeof(slot.message[0]) - 1);
-    std::memcpy(text, message.data(), n);
+    if (n > 0) std::memcpy(text, message.data(), n);  // an empty view may have no data
     text[n] = '\0';
     slot.flag[call % 2].store(flag, std::memory_order_relaxed);
     slot.departed.store(call + 1, std::memory_order_seq_cst);
