@@ -159,9 +159,10 @@ Status run_combine(const CombineOp& op) {
         s.special.resize(3 * hidden);
         s.narrow.resize(hidden);
     }
-    if (op.pre_error.ok()) plan_combine(op, s);
-
     CallRounds rounds(op.ep, op.tp);
+    // The plan finds V2's rows, and V1's rows on other nodes; V1 on one node has expandIdx.
+    if (op.pre_error.ok() && (op.config.v2() || rounds.endpoint().node_count() > 1))
+        plan_combine(op, s);
     rounds.set_performance_info(op.in.performance_info);
     CombineRecord mine;
     mine.header.attrs = make_digest(

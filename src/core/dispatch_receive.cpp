@@ -27,6 +27,7 @@
 
 #include "core/dispatch_parts.hpp"
 #include "core/row_writer.hpp"
+#include "core/shapes.hpp"
 #include "core/tensor_access.hpp"
 #include "util/memory_ops.hpp"
 
@@ -34,9 +35,7 @@ namespace moedist::core {
 namespace {
 
 int64_t capacity_of(const MoeConfig& config, int64_t rank, int64_t max_bs, int64_t top_k) {
-    MoeConfig at = config;
-    at.ep_rank_id = rank;
-    return at.capacity_rows(max_bs, top_k);
+    return static_cast<int64_t>(capacity_rows_of(config, rank, max_bs, top_k));
 }
 
 Status unreachable(transport::Transport& memory,
@@ -138,23 +137,23 @@ Status check_group(const DispatchOp& op,
     const int64_t id_limit = topo.moe_expert_num + topo.special_experts;  // E'
     for (int64_t r = 0; r < world; ++r) {
         const DispatchRecord& rec = records(r);
-        const std::string where = " on rank " + std::to_string(r) + " of '" + group_name + "'";
+        auto where = [&] { return " on rank " + std::to_string(r) + " of '" + group_name + "'"; };
         if (rec.bad_mask != 0) {
             return {Code::kRuntime,
-                    "xActiveMask" + where + " must be a prefix (true for tokens [0, n) only), " +
+                    "xActiveMask" + where() + " must be a prefix (true for tokens [0, n) only), " +
                         "got token " + std::to_string(rec.bad_mask_token) + " out of order"};
         }
         if (rec.bad_id != 0) {
             return {Code::kRuntime,
                     "expertIds[" + std::to_string(rec.bad_token) + "][" +
-                        std::to_string(rec.bad_k) + "]" + where + " must be in [0, " +
+                        std::to_string(rec.bad_k) + "]" + where() + " must be in [0, " +
                         std::to_string(id_limit) + "), got " + std::to_string(rec.bad_value)};
         }
         if (op.config.global_bs == 0 && rec.num_tokens != group_bs) {
             return {Code::kRuntime,
                     "BS must be equal on every rank when globalBs = 0, got " +
                         std::to_string(group_bs) + " and " + std::to_string(rec.num_tokens) +
-                        where};
+                        where()};
         }
     }
     const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;

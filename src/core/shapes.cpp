@@ -3,16 +3,21 @@
 namespace moedist::core {
 
 __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k) {
+    return capacity_rows_of(config, config.ep_rank_id, bs, top_k);
+}
+
+__int128 capacity_rows_of(const MoeConfig& config, int64_t rank, int64_t bs, int64_t top_k) {
     const auto max_bs = static_cast<__int128>(config.max_bs(bs));
     const auto world = static_cast<__int128>(config.ep_world_size);
-    if (config.is_shared_rank() && config.v2()) {  // maxBs · ⌈W / R⌉, R = S / N
+    const bool shared = rank < config.shared_expert_rank_num;
+    if (shared && config.v2()) {  // maxBs · ⌈W / R⌉, R = S / N
         const auto replicas =
             static_cast<__int128>(config.shared_expert_rank_num / config.shared_experts());
         return max_bs * ((world + replicas - 1) / replicas);
     }
-    if (config.is_shared_rank()) {
-        const auto shared = static_cast<__int128>(config.shared_expert_rank_num);
-        return (max_bs * world + shared - 1) / shared;
+    if (shared) {
+        const auto ranks = static_cast<__int128>(config.shared_expert_rank_num);
+        return (max_bs * world + ranks - 1) / ranks;
     }
     const int64_t local = config.local_moe_expert_num();
     return max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);

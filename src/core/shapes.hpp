@@ -16,6 +16,8 @@ namespace moedist::core {
 // maxBs·W·min(L, K); a shared rank: ⌈maxBs·W / S⌉ (V1), maxBs·⌈W / R⌉ with R = S / N (V2).
 // maxBs = globalBs / W, or bs when globalBs = 0.
 __int128 capacity_rows(const MoeConfig& config, int64_t bs, int64_t top_k);
+// The same for EP rank `rank` of the config's group.
+__int128 capacity_rows_of(const MoeConfig& config, int64_t rank, int64_t bs, int64_t top_k);
 
 // Whether dispatch writes dynamicScales (docs/contract.md §5): quantMode 2, 3, 4, or quantMode 0 with an
 // 8-bit x (pre-quantized, its scales copied per row). Any quantMode >= 2 counts, so a façade

@@ -542,8 +542,10 @@ Status prepare_combine(const MoeConfig& config,
     op->num_tokens = bs;
     op->top_k = top_k;
     op->hidden = hidden;
-    op->zero_padding = config.zero_padding.value_or(util::zero_padding());
-    if (config.v2()) prepare_combine_v2(in, x_out, op);
+    if (config.v2()) {  // inactive tokens' rows: zeroed under zero padding
+        op->zero_padding = config.zero_padding.value_or(util::zero_padding());
+        prepare_combine_v2(in, x_out, op);
+    }
     return Status::Ok();
 }
 

@@ -2,6 +2,7 @@
 // reports back, and the host state a test must leave as it found it.
 #pragma once
 
+#include <algorithm>
 #include <dirent.h>
 
 #include <string>
@@ -60,14 +61,21 @@ struct Outcome {
     char message[400] = {};
 };
 
+// What /dev/shm holds, sorted, less what other programs running beside the test put there
+// (ctest runs suites in parallel: OpenMPI's shared-memory transport makes vader_segment.* and
+// sm_segment.* files while an MPI test runs next to this one).
 inline std::vector<std::string> dev_shm() {
     std::vector<std::string> names;
     if (DIR* d = opendir("/dev/shm")) {
         while (dirent* e = readdir(d)) {
-            if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+            const std::string name = e->d_name;
+            if (name.empty() || name[0] == '.') continue;
+            if (name.rfind("vader_segment.", 0) == 0 || name.rfind("sm_segment.", 0) == 0) continue;
+            names.push_back(name);
         }
         closedir(d);
     }
+    std::sort(names.begin(), names.end());
     return names;
 }
 
