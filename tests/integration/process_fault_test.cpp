@@ -130,7 +130,9 @@ void expect_peers_fail(const std::vector<Outcome>& outcomes, int victim, bool de
             << "rank " << r << ": " << message;
         if (death) {
             EXPECT_NE(message.find("gone"), std::string::npos) << "rank " << r << ": " << message;
-            EXPECT_LT(o.elapsed_ms, 1000.0) << "rank " << r << " saw the death late: " << message;
+            // Long before MOEDIST_TIMEOUT_MS (30 s): the death is seen, not waited out. The
+            // bound leaves room for sanitizer builds on a loaded 2-core machine.
+            EXPECT_LT(o.elapsed_ms, 5000.0) << "rank " << r << " saw the death late: " << message;
         }
     }
 }

@@ -1,0 +1,389 @@
+"""DeepEP's legacy `Buffer` on CPUs, over torch.distributed groups: `import moedist.deep_ep as deep_ep`.
+
+This release has DeepEP's low-latency mode and the pieces around it (docs/contract.md §12):
+
+    buffer = deep_ep.Buffer(group, 0, deep_ep.Buffer.get_low_latency_rdma_size_hint(T, H, R, E),
+                            low_latency_mode=True, num_qps_per_rank=E // R)
+    recv_x, recv_count, handle, event, hook = buffer.low_latency_dispatch(
+        x, topk_idx, T, E, use_fp8=False)                  # recv_x [L, R*T, H]
+    ... experts: rows [0, recv_count[i]) of recv_x[i] ...
+    combined_x, event, hook = buffer.low_latency_combine(y, topk_idx, topk_weights, handle)
+
+plus `get_dispatch_layout`, `Config`, `get_dispatch_config` / `get_combine_config`,
+`get_low_latency_rdma_size_hint`, `capture`, `destroy`, `get_next_low_latency_combine_buffer`
+(zero-copy combine), `out=`, `cumulative_local_expert_recv_stats` and fp8 rows with fp32 or UE8M0
+scales. The normal mode's `dispatch` and `combine` are not offered yet: they raise.
+
+The rows travel through moedist's V2 dispatch and combine (`topk_idx` −1 entries are masked
+out), so the arithmetic is the contract's: combined_x[t] = rne_bf16(acc), acc from +0 over
+k ascending with topk_idx[t, k] ≥ 0, acc = fl32(acc + fl32(w[t, k] · f32(y))). Calls are
+blocking: the rows are in place when a call returns; a recv hook, when asked for, has nothing
+left to do, and events are already complete. Byte counts are hints (nothing GPU-sized is
+allocated). To make `import deep_ep` give this module:
+
+    import sys, moedist.deep_ep; sys.modules["deep_ep"] = moedist.deep_ep
+"""
+
+import torch
+import torch.distributed as dist
+
+import moedist
+import moedist.torch as _npu
+from moedist import INNER_TILING, INVALID_PARAM, error
+
+__all__ = ["Buffer", "Config", "EventOverlap", "topk_idx_t"]
+
+topk_idx_t = torch.int64
+
+_FP8 = getattr(torch, "float8_e4m3fn", None)
+_GROUP = 128  # fp8 scale granularity: columns per scale
+_E4M3_MAX = 448.0
+
+
+class Config:
+    """DeepEP's tuning knobs. Accepted and kept; moedist's results never depend on them."""
+
+    def __init__(self, num_sms=20, num_max_nvl_chunked_send_tokens=6, num_max_nvl_chunked_recv_tokens=256,
+                 num_max_rdma_chunked_send_tokens=6, num_max_rdma_chunked_recv_tokens=256):
+        self.num_sms = num_sms
+        self.num_max_nvl_chunked_send_tokens = num_max_nvl_chunked_send_tokens
+        self.num_max_nvl_chunked_recv_tokens = num_max_nvl_chunked_recv_tokens
+        self.num_max_rdma_chunked_send_tokens = num_max_rdma_chunked_send_tokens
+        self.num_max_rdma_chunked_recv_tokens = num_max_rdma_chunked_recv_tokens
+
+    def get_nvl_buffer_size_hint(self, hidden_bytes, num_ranks):
+        return int(hidden_bytes) * int(num_ranks) * self.num_max_nvl_chunked_recv_tokens
+
+    def get_rdma_buffer_size_hint(self, hidden_bytes, num_ranks):
+        return int(hidden_bytes) * int(num_ranks) * self.num_max_rdma_chunked_recv_tokens
+
+
+class EventOverlap:
+    """DeepEP's event handle. moedist's calls are complete when they return: waiting is free."""
+
+    def __init__(self, event=None, extra_tensors=None):
+        self.event = event
+        self.extra_tensors = extra_tensors
+
+    def current_stream_wait(self):
+        return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+
+def _no_hook():
+    """A recv hook: the rows arrived before the call returned."""
+    return None
+
+
+class _LowLatencyHandle(tuple):
+    """DeepEP's (src_info, layout_range, T, H, E), carrying what combine needs besides."""
+
+    def __new__(cls, items, route):
+        handle = super().__new__(cls, items)
+        handle.route = route
+        return handle
+
+
+class Buffer:
+    """DeepEP's Buffer over a torch.distributed group (gloo; every rank on this host or reachable
+    by moedist's backends). Byte counts are hints."""
+
+    num_sms = 20
+
+    def __init__(self, group, num_nvl_bytes=0, num_rdma_bytes=0, low_latency_mode=False, num_qps_per_rank=24,
+                 allow_nvlink_for_low_latency_mode=True, allow_mnnvl=False, explicitly_destroy=False,
+                 enable_shrink=False, comm=None):
+        self.group = group if group is not None else dist.group.WORLD
+        self.rank = dist.get_rank(self.group)
+        self.group_size = dist.get_world_size(self.group)
+        self.num_nvl_bytes = int(num_nvl_bytes)
+        self.num_rdma_bytes = int(num_rdma_bytes)
+        self.low_latency_mode = bool(low_latency_mode)
+        self.explicitly_destroy = bool(explicitly_destroy)
+        self._name = _npu.comm_name(self.group)
+        self._distributors = {}  # (E, T) -> moedist.Distributor
+        self._outputs = {}  # (E, T, K, hidden) -> preallocated dispatch outputs
+        self._combine_buffers = {}  # (L, R*T, H) -> zero-copy combine input
+        self._destroyed = False
+
+    # --- static helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def is_sm90_compiled():
+        return True
+
+    @classmethod
+    def set_num_sms(cls, new_num_sms):
+        if new_num_sms % 2 != 0:
+            raise error(INVALID_PARAM, f"num_sms must be even, got {new_num_sms}")
+        cls.num_sms = new_num_sms
+
+    @staticmethod
+    def get_dispatch_config(num_ranks):
+        return Config(Buffer.num_sms, 24, 256, 6, 128)
+
+    @staticmethod
+    def get_combine_config(num_ranks):
+        return Config(Buffer.num_sms, 10, 256, 6, 128)
+
+    @staticmethod
+    def get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts):
+        """DeepEP's size (two buffers of send and receive rows): a hint, never allocated."""
+        per_row = hidden * 2 + hidden // _GROUP * 4 + 16
+        rows = num_max_dispatch_tokens_per_rank * max(num_experts, num_ranks)
+        return int(2 * 2 * rows * per_row)
+
+    def capture(self):
+        return EventOverlap()
+
+    def destroy(self):
+        """Releases this buffer's outputs (DeepEP: explicitly_destroy). The group stays."""
+        self._check_alive()
+        self._distributors.clear()
+        self._outputs.clear()
+        self._combine_buffers.clear()
+        self._destroyed = True
+
+    def _check_alive(self):
+        if self._destroyed:
+            raise error(INVALID_PARAM, "the Buffer was destroyed: make a new one")
+
+    # --- layout ------------------------------------------------------------------------------
+
+    def get_dispatch_layout(self, topk_idx, num_experts, previous_event=None, async_finish=False,
+                            allocate_on_comm_stream=False):
+        """(num_tokens_per_rank [R] int32, None, num_tokens_per_expert [E] int32,
+        is_token_in_rank [N, R] bool, event) for int64 topk_idx with −1 = no expert."""
+        self._check_alive()
+        ranks = self.group_size
+        if num_experts % ranks != 0:
+            raise error(INVALID_PARAM, f"num_experts must be a multiple of the group size {ranks}, got {num_experts}")
+        ids = _check_topk_idx(topk_idx, num_experts)
+        valid = ids >= 0
+        per_expert = torch.bincount(ids[valid], minlength=num_experts).to(torch.int32)
+        dest = torch.where(valid, ids // (num_experts // ranks), torch.full_like(ids, ranks))
+        in_rank = torch.zeros((ids.shape[0], ranks + 1), dtype=torch.bool)
+        in_rank.scatter_(1, dest, True)
+        is_token_in_rank = in_rank[:, :ranks].contiguous()
+        per_rank = is_token_in_rank.sum(dim=0, dtype=torch.int32)
+        return per_rank, None, per_expert, is_token_in_rank, EventOverlap()
+
+    def dispatch(self, *args, **kwargs):
+        raise error(INNER_TILING, "deep_ep.Buffer.dispatch (the normal mode) is not supported by moedist yet; "
+                                  "low_latency_dispatch is")
+
+    def combine(self, *args, **kwargs):
+        raise error(INNER_TILING, "deep_ep.Buffer.combine (the normal mode) is not supported by moedist yet; "
+                                  "low_latency_combine is")
+
+    # --- low-latency mode ---------------------------------------------------------------------
+
+    def _distributor(self, num_experts, max_tokens):
+        key = (num_experts, max_tokens)
+        moe = self._distributors.get(key)
+        if moe is None:
+            comm = _npu._communicator(self._name, self.rank, self.group_size, "group")
+            moe = moedist.Distributor(comm, moe_expert_num=num_experts, api=2, global_bs=max_tokens * self.group_size,
+                                      expert_token_nums_type=1, shared_expert_num=0, timeout=_npu._timeouts.get(
+                                          self._name))
+            self._distributors[key] = moe
+        return moe
+
+    def _dispatch_outputs(self, moe, key, top_k, columns):
+        out = self._outputs.get(key)
+        if out is None:
+            shapes = moedist.output_shapes(moe, 1, top_k, columns)
+            out = dict(rows=_npu.empty(shapes["expand_x"], torch.bfloat16),
+                       assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
+                       token_nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
+                       recv=_npu.empty(shapes["ep_recv_counts"], torch.int32))
+            self._outputs[key] = out
+        return out
+
+    def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
+                             cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None,
+                             use_fp8=True, round_scale=False, use_ue8m0=False, async_finish=False,
+                             return_recv_hook=False):
+        """(recv_x, recv_count, handle, event, hook). recv_x is bf16 [L, R*T, H], or with use_fp8
+        (fp8 [L, R*T, H], scales): fp32 [L, R*T, H/128], or with use_ue8m0 (needs round_scale)
+        int32 [L, R*T, H/512] of packed exponent bytes. Rows of local expert i: [0, recv_count[i]),
+        from source rank ascending, each source's tokens ascending; later rows are untouched."""
+        self._check_alive()
+        ranks, me, max_tokens = self.group_size, self.rank, int(num_max_dispatch_tokens_per_rank)
+        if x.dim() != 2 or x.dtype != torch.bfloat16:
+            raise error(INVALID_PARAM, f"x must be a 2-D bfloat16 tensor, got {x.dtype} {tuple(x.shape)}")
+        num_tokens, hidden = x.shape
+        if num_tokens > max_tokens:
+            raise error(INVALID_PARAM, f"x has {num_tokens} tokens, more than num_max_dispatch_tokens_per_rank "
+                                       f"{max_tokens}")
+        if num_experts % ranks != 0:
+            raise error(INVALID_PARAM, f"num_experts must be a multiple of the group size {ranks}, got {num_experts}")
+        if use_ue8m0 and not (use_fp8 and round_scale):
+            raise error(INVALID_PARAM, "use_ue8m0 needs use_fp8 and round_scale")
+        if use_fp8 and hidden % (4 * _GROUP if use_ue8m0 else _GROUP) != 0:
+            raise error(INVALID_PARAM, f"hidden must be a multiple of {4 * _GROUP if use_ue8m0 else _GROUP} "
+                                       f"for fp8 rows, got {hidden}")
+        ids = _check_topk_idx(topk_idx, num_experts)
+        top_k = ids.shape[1]
+        local = num_experts // ranks
+        if use_fp8:
+            q, scales = _quantize_fp8(x, round_scale)
+            payload = torch.cat([q, scales.contiguous().view(torch.uint8).view(num_tokens, -1)], dim=1)
+            payload = payload.view(torch.bfloat16)  # bytes travel untouched
+        else:
+            payload = x.contiguous()
+        columns = payload.shape[1]
+        moe = self._distributor(num_experts, max_tokens)
+        out = self._dispatch_outputs(moe, (num_experts, max_tokens, top_k, columns), top_k, columns)
+        ids32 = ids.to(torch.int32)
+        mask = ids >= 0
+        moe.dispatch(payload, ids32, out["rows"], None, out["token_nums"], out["recv"], x_active_mask=mask,
+                     assist_info=out["assist"])
+        counts = out["token_nums"][:local].to(torch.int32)
+        recv_rows = ranks * max_tokens
+        begins = torch.zeros(local + 1, dtype=torch.int64)
+        begins[1:] = torch.cumsum(counts.to(torch.int64), 0)
+        # Expert-major layout: local expert i's rows are the V2 rows [begins[i], begins[i+1]).
+        packed = torch.empty((local, recv_rows, columns), dtype=torch.bfloat16)
+        src_info = torch.empty((local, recv_rows), dtype=torch.int32)
+        tokens_of = out["assist"][:3 * int(begins[-1])].view(-1, 3)[:, 1]
+        for i in range(local):
+            lo, hi = int(begins[i]), int(begins[i + 1])
+            packed[i, :hi - lo] = out["rows"][lo:hi]
+            src_info[i, :hi - lo] = tokens_of[lo:hi]
+        # epRecvCounts: inclusive running totals over block i·R + r (rows of source r for expert i).
+        running = out["recv"][:local * ranks].to(torch.int64)
+        before = torch.cat([torch.zeros(1, dtype=torch.int64), running[:-1]]).view(local, ranks)
+        count = running.view(local, ranks) - before
+        layout_range = ((before - begins[:local, None]) << 32) | count
+        if cumulative_local_expert_recv_stats is not None:
+            cumulative_local_expert_recv_stats += counts.to(cumulative_local_expert_recv_stats.dtype)
+        if use_fp8:
+            recv_x = _unpack_fp8(packed, hidden, use_ue8m0)
+        else:
+            recv_x = packed
+        route = dict(ids32=ids32, mask=mask, assist=out["assist"].clone(), recv=out["recv"].clone(),
+                     begins=begins, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens)
+        handle = _LowLatencyHandle((src_info, layout_range, max_tokens, hidden, num_experts), route)
+        return recv_x, counts, handle, EventOverlap(), _no_hook if return_recv_hook else None
+
+    def get_next_low_latency_combine_buffer(self, handle):
+        """A bf16 [L, R*T, H] tensor to write the expert outputs into for combine(zero_copy=True)."""
+        self._check_alive()
+        src_info, _, max_tokens, hidden, num_experts = handle
+        key = (src_info.shape[0], self.group_size * max_tokens, hidden)
+        buf = self._combine_buffers.get(key)
+        if buf is None:
+            buf = torch.empty(key, dtype=torch.bfloat16)
+            self._combine_buffers[key] = buf
+        return buf
+
+    def low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt=False, zero_copy=False,
+                            async_finish=False, return_recv_hook=False, out=None,
+                            combine_wait_recv_cost_stats=None):
+        """(combined_x [N, H] bf16, event, hook): Σ_k topk_weights[t, k] · y over k with
+        topk_idx[t, k] ≥ 0, in the contract's order. x is bf16 [L, R*T, H] (only rows
+        [0, recv_count[i]) of expert i are read); zero_copy reads the buffer
+        get_next_low_latency_combine_buffer gave. use_logfmt changes nothing (bf16 rows travel)."""
+        self._check_alive()
+        if not isinstance(handle, _LowLatencyHandle):
+            raise error(INVALID_PARAM, "handle must be the one low_latency_dispatch returned")
+        src_info, _, max_tokens, hidden, num_experts = handle
+        route = handle.route
+        if zero_copy:
+            x = self.get_next_low_latency_combine_buffer(handle)
+        local = src_info.shape[0]
+        if x.dtype != torch.bfloat16 or tuple(x.shape) != (local, self.group_size * max_tokens, hidden):
+            raise error(INVALID_PARAM, f"x must be bfloat16 {(local, self.group_size * max_tokens, hidden)}, got "
+                                       f"{x.dtype} {tuple(x.shape)}")
+        ids = _check_topk_idx(topk_idx, num_experts)
+        if not torch.equal(ids.to(torch.int32), route["ids32"]):
+            raise error(INVALID_PARAM, "topk_idx must be the one low_latency_dispatch got with this handle")
+        begins = route["begins"]
+        rows = self._outputs.get(("combine", route["capacity"], hidden))
+        if rows is None:
+            rows = _npu.empty((route["capacity"], hidden), torch.bfloat16)
+            self._outputs[("combine", route["capacity"], hidden)] = rows
+        for i in range(local):
+            lo, hi = int(begins[i]), int(begins[i + 1])
+            rows[lo:hi] = x[i, :hi - lo]
+        result = torch.zeros((route["num_tokens"], hidden), dtype=torch.bfloat16)
+        weights = topk_weights.to(torch.float32).contiguous()
+        route["moe"].combine(rows, route["ids32"], None, route["recv"], weights, result, x_active_mask=route["mask"],
+                             assist_info=route["assist"])
+        if out is not None:
+            out.copy_(result)
+            result = out
+        return result, EventOverlap(), _no_hook if return_recv_hook else None
+
+    def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank, hidden, num_experts):
+        """Nothing to clean: moedist's calls leave no state between them."""
+        self._check_alive()
+
+
+def _check_topk_idx(topk_idx, num_experts):
+    if topk_idx.dim() != 2 or topk_idx.dtype not in (torch.int64, torch.int32):
+        raise error(INVALID_PARAM, f"topk_idx must be a 2-D int64 tensor, got {topk_idx.dtype} {tuple(topk_idx.shape)}")
+    ids = topk_idx.to(torch.int64)
+    bad = (ids < -1) | (ids >= num_experts)
+    if bool(bad.any()):
+        t, k = (int(v) for v in torch.nonzero(bad)[0])
+        raise error(INVALID_PARAM, f"topk_idx[{t}][{k}] must be -1 or in [0, {num_experts}), got {int(ids[t, k])}")
+    return ids
+
+
+# --- fp8 rows (docs/contract.md §12.3) -------------------------------------------------------------
+
+
+def _e4m3_bytes(v):
+    """fp32 values as float8_e4m3fn bytes: round to nearest even, saturating at ±448."""
+    sign = torch.signbit(v).to(torch.uint8) << 7
+    a = v.abs().clamp(max=_E4M3_MAX)
+    mantissa, exponent = torch.frexp(a)  # a = mantissa · 2^exponent, mantissa in [0.5, 1)
+    e = exponent.to(torch.int32) - 1  # a = (2·mantissa) · 2^e, 2·mantissa in [1, 2)
+    q = torch.round((mantissa * 2 - 1) * 8).to(torch.int32)  # 3 bits, half to even
+    e = torch.where(q == 8, e + 1, e)
+    q = torch.where(q == 8, torch.zeros_like(q), q)
+    normal = ((e + 7) << 3) | q
+    subnormal = torch.round(a * 512).to(torch.int32)  # multiples of 2^-9; 8 is 2^-6 = byte 0x08
+    byte = torch.where(a >= 2.0 ** -6, normal, subnormal).to(torch.uint8)
+    return byte | sign
+
+
+def _quantize_fp8(x, round_scale):
+    """Per token and 128 columns, m = max(max|x|, 1e-4): (e4m3 bytes [N, H], fp32 scales
+    [N, H/128]). Plain: ds = fl32(448/m), q = e4m3(fl32(x·ds)), scale = fl32(1/ds). round_scale:
+    e = ⌈log2(fl32(m/448))⌉, scale = 2^e, q = e4m3(fl32(x·2^−e))."""
+    n, hidden = x.shape
+    groups = x.float().view(n, hidden // _GROUP, _GROUP)
+    m = groups.abs().amax(dim=2).clamp(min=1e-4)
+    if round_scale:
+        mant, exp = torch.frexp(m / torch.full_like(m, _E4M3_MAX))  # tensor / tensor: a true division
+        e = torch.where(mant == 0.5, exp - 1, exp)  # exactly ⌈log2⌉: a power of two keeps its exponent
+        scale = torch.ldexp(torch.ones_like(m), e)
+        q = _e4m3_bytes(groups * torch.ldexp(torch.ones_like(m), -e)[:, :, None]).view(n, hidden)
+        return q, scale
+    ds = torch.full_like(m, _E4M3_MAX) / m  # (a scalar over a tensor would multiply by a reciprocal)
+    q = _e4m3_bytes(groups * ds[:, :, None]).view(n, hidden)
+    return q, torch.ones_like(ds) / ds
+
+
+def _unpack_fp8(packed, hidden, use_ue8m0):
+    """[L, rows, bytes] rows of (e4m3 bytes, scales) → (fp8 [L, rows, H], scales)."""
+    local, rows, _ = packed.shape
+    raw = packed.view(torch.uint8).view(local, rows, -1)
+    q = raw[:, :, :hidden].contiguous()
+    groups = hidden // _GROUP
+    tail = raw[:, :, hidden:hidden + 4 * groups].contiguous()
+    if _FP8 is not None:
+        q = q.view(_FP8)
+    if use_ue8m0:  # scales are powers of two: their fp32 exponent field is e + 127
+        biased = ((tail.view(torch.int32) >> 23) & 0xFF).to(torch.uint8)
+        return q, biased.view(local, rows, groups // 4, 4).view(torch.int32).view(local, rows, groups // 4)
+    scales = tail.view(torch.float32).view(local, rows, groups)
+    return q, scales
