@@ -203,7 +203,7 @@ std::string JobSpec::describe() const {
         << (quant_mode == 1 ? "_s" + std::to_string(static_scales) : std::string())
         << (smooth_scales ? "s" : "") << "_c" << comm_quant_mode << "_r"
         << static_cast<int>(routing) << (strided_x ? "_strided" : "") << "_t"
-        << expert_token_nums_type << (c_api ? "_capi" : "") << (special_rows ? "_special" : "")
+        << expert_token_nums_type << (c_api ? "_capi" : "") << (split ? "_split" : "") << (special_rows ? "_special" : "")
         << (zero_padding ? "_zpad" : "") << (backend == Backend::kProcesses ? "_procs" : "");
     if (v2) {
         out << "_v2_N" << shared_expert_num << "_m" << mask;

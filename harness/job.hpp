@@ -45,6 +45,7 @@ struct JobSpec {
     double zipf_alpha = 1.2;
     bool strided_x = false;  // x with padded rows, a storage offset and column stride 2
     int extra_rows = 0;      // expandX / counts tensors larger than required
+    bool split = false;      // dispatch and combine as send half + wait() (C++ API)
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
     // docs/contract.md §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or

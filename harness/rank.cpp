@@ -425,8 +425,15 @@ void RankRunner::step(Stamps* stamps, const std::function<void()>& sync) {
     }
     stamps->d0 = std::chrono::steady_clock::now();
     if (status_.ok()) {
-        status_ = s.spec.c_api ? acl_dispatch(s.spec, s.lay, *s.acl, groups)
-                               : s.moe->try_dispatch(s.din, s.dout);
+        if (s.spec.c_api) {
+            status_ = acl_dispatch(s.spec, s.lay, *s.acl, groups);
+        } else if (s.spec.split) {
+            PendingCall pending;
+            status_ = s.moe->try_dispatch_send(s.din, s.dout, &pending);
+            if (status_.ok()) status_ = pending.wait();
+        } else {
+            status_ = s.moe->try_dispatch(s.din, s.dout);
+        }
     }
     stamps->d1 = std::chrono::steady_clock::now();
     sync();  // each phase is timed alone, not overlapped with experts
@@ -442,10 +449,15 @@ void RankRunner::step(Stamps* stamps, const std::function<void()>& sync) {
     sync();
     stamps->c0 = std::chrono::steady_clock::now();
     if (status_.ok()) {
-        status_ =
-            s.spec.c_api
-                ? acl_combine(s.spec, s.lay, *s.acl, groups)
-                : s.moe->try_combine(cin, s.x_out_view());
+        if (s.spec.c_api) {
+            status_ = acl_combine(s.spec, s.lay, *s.acl, groups);
+        } else if (s.spec.split) {
+            PendingCall pending;
+            status_ = s.moe->try_combine_send(cin, s.x_out_view(), &pending);
+            if (status_.ok()) status_ = pending.wait();
+        } else {
+            status_ = s.moe->try_combine(cin, s.x_out_view());
+        }
     }
     stamps->c1 = std::chrono::steady_clock::now();
 }

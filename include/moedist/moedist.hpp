@@ -10,6 +10,7 @@
 // group or fails on all of them with the same code and message.
 #pragma once
 
+#include <memory>
 #include <optional>
 
 #include "moedist/communicator.hpp"
@@ -84,6 +85,35 @@ struct DispatchHandle {
     uint64_t call = 0;   // this distributor's dispatch number (1, 2, ...)
 };
 
+namespace core {
+class PendingCall;
+}
+
+// A dispatch or combine between its send half and its receive half (docs/contract.md §13). The
+// send half (MoeDistributor::try_dispatch_send / try_combine_send) returned once this rank's
+// record was published; wait() is the receive half: it waits for the peers, moves the rows and
+// returns the call's outcome, bit for bit the blocking call's. Receive halves run in call order
+// (an earlier pending call of the group first, else 361001 and this one stays pending). Until
+// wait() returns, the call's tensors must stay alive and untouched. Destroying a pending call
+// runs its receive half. Move-only.
+class MOEDIST_API PendingCall {
+public:
+    PendingCall() noexcept;
+    ~PendingCall();
+    PendingCall(PendingCall&&) noexcept;
+    PendingCall& operator=(PendingCall&&) noexcept;
+    PendingCall(const PendingCall&) = delete;
+    PendingCall& operator=(const PendingCall&) = delete;
+
+    Status wait() noexcept;
+    // A send half ran and its receive half has not completed.
+    bool pending() const noexcept;
+
+private:
+    friend class MoeDistributor;
+    std::unique_ptr<core::PendingCall> impl_;
+};
+
 // One rank's dispatch/combine endpoint: an EP communicator, an optional TP one, and a validated
 // config. Cheap to copy. One call at a time per communicator: a call made while another thread's
 // call on the same communicator runs fails at once (361001) and leaves that call alone.
@@ -108,6 +138,15 @@ public:
     // Status forms (never throw).
     Status try_dispatch(const DispatchInputs& in, const DispatchOutputs& out) noexcept;
     Status try_combine(const CombineInputs& in, TensorView x_out) noexcept;
+
+    // Split forms: the send half; `*pending` (which must not be pending) gets the call, whose
+    // wait() is the receive half. At most 2 calls of a group are in flight: a third send half
+    // fails at once (361001), as does a blocking call while one is in flight. On failure
+    // nothing was published and *pending is left empty.
+    Status try_dispatch_send(const DispatchInputs& in,
+                             const DispatchOutputs& out,
+                             PendingCall* pending) noexcept;
+    Status try_combine_send(const CombineInputs& in, TensorView x_out, PendingCall* pending) noexcept;
 
 private:
     MoeDistributor() = default;

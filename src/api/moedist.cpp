@@ -4,6 +4,7 @@
 #include "api/boundary.hpp"
 #include "core/call_rounds.hpp"
 #include "core/ops.hpp"
+#include "core/pending.hpp"
 #include "transport/access.hpp"
 
 namespace moedist {
@@ -79,6 +80,95 @@ Status MoeDistributor::try_combine(const CombineInputs& in, TensorView x_out) no
                 return s;
             }
             return core::run_combine(op);
+        });
+}
+
+namespace {
+
+// The split forms' first phase: a failure with no call in flight aborts the peers' matching call
+// (as the blocking call does); with one in flight it cannot (calls complete in order), and the
+// peers' receive half then times out naming this rank.
+template <class Op, class Prepare, class Start>
+Status start_split(const Communicator& ep,
+                   const std::optional<Communicator>& tp,
+                   PendingCall* pending,
+                   std::unique_ptr<core::PendingCall>* impl,
+                   Prepare prepare,
+                   Start start) {
+    if (pending == nullptr) return {Code::kNullptr, "pending must not be null"};
+    if (pending->pending()) {
+        return {Code::kInvalidParam,
+                "pending must not hold a call whose receive half has not run, got one"};
+    }
+    Op op;
+    if (Status s = prepare(&op); !s.ok()) {
+        core::abort_call(ep, tp, s);
+        return s;
+    }
+    return start(op, impl);
+}
+
+}  // namespace
+
+PendingCall::PendingCall() noexcept = default;
+PendingCall::~PendingCall() = default;
+PendingCall::PendingCall(PendingCall&&) noexcept = default;
+PendingCall& PendingCall::operator=(PendingCall&& other) noexcept {
+    if (this != &other) {
+        impl_.reset();  // runs the receive half of a call still pending
+        impl_ = std::move(other.impl_);
+    }
+    return *this;
+}
+
+Status PendingCall::wait() noexcept {
+    if (impl_ == nullptr) {
+        return {Code::kInvalidParam, "wait() needs a pending call, got an empty one (no send half ran)"};
+    }
+    try {
+        return impl_->complete();
+    } catch (...) {
+        return {Code::kRuntime, "the receive half must not fail inside, got an exception"};
+    }
+}
+
+bool PendingCall::pending() const noexcept { return impl_ != nullptr && !impl_->completed(); }
+
+Status MoeDistributor::try_dispatch_send(const DispatchInputs& in,
+                                         const DispatchOutputs& out,
+                                         PendingCall* pending) noexcept {
+    core::DispatchOp scratch_op;
+    return api::guard(
+        "dispatch (send half)",
+        [&] { return api::scratch_text(scratch_op); },
+        [&]() -> Status {
+            return start_split<core::DispatchOp>(
+                ep_, tp_, pending, pending != nullptr ? &pending->impl_ : nullptr,
+                [&](core::DispatchOp* op) {
+                    return core::prepare_dispatch(config_, ep_, tp_, in, out, extras_of(tp_), op);
+                },
+                [](const core::DispatchOp& op, std::unique_ptr<core::PendingCall>* impl) {
+                    return core::start_dispatch(op, impl);
+                });
+        });
+}
+
+Status MoeDistributor::try_combine_send(const CombineInputs& in,
+                                        TensorView x_out,
+                                        PendingCall* pending) noexcept {
+    core::CombineOp scratch_op;
+    return api::guard(
+        "combine (send half)",
+        [&] { return api::scratch_text(scratch_op); },
+        [&]() -> Status {
+            return start_split<core::CombineOp>(
+                ep_, tp_, pending, pending != nullptr ? &pending->impl_ : nullptr,
+                [&](core::CombineOp* op) {
+                    return core::prepare_combine(config_, ep_, tp_, in, x_out, extras_of(tp_), op);
+                },
+                [](const core::CombineOp& op, std::unique_ptr<core::PendingCall>* impl) {
+                    return core::start_combine(op, impl);
+                });
         });
 }
 

@@ -49,12 +49,55 @@ Status claim(transport::Transport& endpoint, bool* entered) {
 }
 }  // namespace
 
-Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
-    const auto deadline = transport::call_deadline();
-    if (Status s = claim(*ep_, &entered_ep_); !s.ok()) return s;
+Status CallRounds::claim(bool split) {
+    if (Status s = core::claim(*ep_, &entered_ep_); !s.ok()) return s;
     if (tp_ != nullptr) {
-        if (Status s = claim(*tp_, &entered_tp_); !s.ok()) return s;
+        if (Status s = core::claim(*tp_, &entered_tp_); !s.ok()) return s;
     }
+    const uint64_t in_flight = ep_->sends_issued() - ep_->receives_done();
+    if (in_flight >= (split ? transport::Transport::kMaxCallsInFlight : 1)) {
+        return {Code::kRuntime,
+                "rank " + std::to_string(ep_->rank()) + " of communicator '" + ep_->name() +
+                    "' must have " + (split ? "at most 1 call" : "no call") +
+                    " between its send and receive halves " +
+                    (split ? "to start another send half" : "to run a blocking call") + ", got " +
+                    std::to_string(in_flight) + " (run their receive halves first)"};
+    }
+    sequence_ = ep_->sends_issued();
+    ep_->count_send();
+    counted_ = true;
+    ep_->set_scratch_bank(sequence_);
+    return Status::Ok();
+}
+
+void CallRounds::release() {
+    if (entered_ep_) ep_->leave();
+    if (entered_tp_) tp_->leave();
+    entered_ep_ = entered_tp_ = false;
+}
+
+Status CallRounds::reclaim() {
+    if (Status s = core::claim(*ep_, &entered_ep_); !s.ok()) return s;
+    if (tp_ != nullptr) {
+        if (Status s = core::claim(*tp_, &entered_tp_); !s.ok()) {
+            release();
+            return s;
+        }
+    }
+    if (counted_ && ep_->receives_done() != sequence_) {
+        const uint64_t next = ep_->receives_done();
+        release();
+        return {Code::kRuntime,
+                "rank " + std::to_string(ep_->rank()) + " of communicator '" + ep_->name() +
+                    "' must run receive halves in call order, got call " + std::to_string(sequence_) +
+                    "'s before call " + std::to_string(next) + "'s"};
+    }
+    ep_->set_scratch_bank(sequence_);
+    return Status::Ok();
+}
+
+Status CallRounds::arrive(RecordHeader* record, std::size_t bytes) {
+    const auto deadline = transport::call_deadline();
     if (Status s = ep_->broken_status(); !s.ok()) return s;
     if (tp_ != nullptr) {
         if (Status s = tp_->broken_status(); !s.ok()) return s;
@@ -101,6 +144,11 @@ Status CallRounds::begin(RecordHeader* record, std::size_t bytes) {
     test_hooks::on_record(ep_->rank(), record, bytes);
     ep_->publish(ep_call_, bytes_of(record, bytes));
     arrived_ = true;
+    return Status::Ok();
+}
+
+Status CallRounds::gather() {
+    const auto deadline = transport::call_deadline();
     test_hooks::on_mid_call(ep_->rank());
     if (performance_ && performance_->data != nullptr) {
         arrival_us_.assign(static_cast<std::size_t>(ep_->size()), 0);
@@ -185,8 +233,9 @@ Status CallRounds::check_headers() const {
 }
 
 void CallRounds::abort(const Status& cause) {
-    if (cause.ok() || !claim(*ep_, &entered_ep_).ok()) return;
-    if (tp_ != nullptr && !claim(*tp_, &entered_tp_).ok()) return;
+    if (cause.ok() || !claim(/*split=*/false).ok()) return;  // nothing in flight: in call order
+    ep_->count_receive();
+    counted_ = false;
     if (!ep_->broken_status().ok() || (tp_ != nullptr && !tp_->broken_status().ok())) return;
     RecordHeader header;
     header.set_error({Code::kRuntime,
@@ -213,6 +262,13 @@ void abort_call(const Communicator& ep, const std::optional<Communicator>& tp, c
 }
 
 Status CallRounds::finish(const Status& verdict) {
+    struct Received {  // the call leaves the in-flight count on every path
+        CallRounds& rounds;
+        ~Received() {
+            if (rounds.counted_) rounds.ep_->count_receive();
+            rounds.counted_ = false;
+        }
+    } received{*this};
     if (!arrived_) return verdict;
     const auto deadline = transport::call_deadline();
     ep_->finish(ep_call_, verdict.raw_code(), verdict.message());
@@ -249,6 +305,10 @@ Status bare_call(const Communicator& ep) {
         transport::Transport& e;
         ~Leave() { e.leave(); }
     } leave{endpoint};
+    if (endpoint.sends_issued() != endpoint.receives_done()) {
+        return {Code::kRuntime,
+                "communicator '" + endpoint.name() + "' must have no call in flight, got one"};
+    }
     if (Status s = endpoint.broken_status(); !s.ok()) return s;
     const uint64_t call = endpoint.begin_call();
     const RecordHeader header;

@@ -1,16 +1,21 @@
 // The two rounds of every call, over the rank's EP group and, with T == 2, its TP pair:
 //
-//   begin():  claim my endpoints (one call at a time each: a second thread fails at once);
-//             (T == 2) publish my TP record — which EP group I am in and my call number there —
+//   claim():  take my endpoints (one thread at a time each: a second thread fails at once) and
+//             give the call its sequence number and scratch bank. A blocking call needs no call
+//             in flight; a split call's send half at most one (two in flight, in order).
+//   arrive(): (T == 2) publish my TP record — which EP group I am in and my call number there —
 //             and read my TP peer's, which names the peer's EP group; open that group; then
-//             publish my EP record (its header names the peer group) and wait for every EP peer
-//             and, with T == 2, for every rank of the peer's EP group (its members fill my peer
-//             rows and hold the partials of my tokens).
+//             publish my EP record (its header names the peer group).
+//   gather(): wait for every EP peer's record and, with T == 2, for every rank of the peer's EP
+//             group (its members fill my peer rows and hold the partials of my tokens).
 //   verdict:  check_headers() and the callers' run-time checks read only records that every
 //             rank of both groups reads, so all reach the same verdict.
 //   finish(): mark my call done and wait until every rank of both EP groups that arrived has
 //             (docs/contract.md §3 completion: nobody reads my memory after I return). Every path out of a
 //             call that has arrived goes through finish(), errors included.
+//
+// A split call releases its endpoints after arrive() and reclaims them (in call order) before
+// gather(); a blocking call holds them throughout.
 #pragma once
 
 #include <memory>
@@ -40,8 +45,23 @@ public:
     // waited for rank r's record (timing only).
     void set_performance_info(const std::optional<TensorView>& info) { performance_ = info; }
 
-    // `record` starts with a RecordHeader whose attrs are set; begin() fills the rest of it.
-    Status begin(RecordHeader* record, std::size_t bytes);
+    // Takes the endpoints for a call (`split`: its send half) and numbers it; on failure nothing
+    // was counted or published.
+    Status claim(bool split);
+    // Between the halves of a split call: gives the endpoints back / takes them again (fails,
+    // leaving the call pending, when another thread holds them or an earlier call is still
+    // to be received).
+    void release();
+    Status reclaim();
+    uint64_t sequence() const { return sequence_; }
+
+    // `record` starts with a RecordHeader whose attrs are set; arrive() fills the rest of it.
+    Status arrive(RecordHeader* record, std::size_t bytes);
+    Status gather();
+    Status begin(RecordHeader* record, std::size_t bytes) {
+        if (Status s = arrive(record, bytes); !s.ok()) return s;
+        return gather();
+    }
 
     // Records of this call, by EP rank: in my EP group, and (T == 2) in my TP peer's EP group.
     template <class Record>
@@ -69,7 +89,8 @@ public:
     void abort(const Status& cause);
 
     // Completion. `verdict` is this rank's outcome so far (its failure travels as the departure
-    // flag); returns the call's outcome: the verdict, a broken group, or a peer's failure.
+    // flag); returns the call's outcome: the verdict, a broken group, or a peer's failure. Ends
+    // the call's bookkeeping whether or not it arrived.
     Status finish(const Status& verdict);
 
 private:
@@ -90,6 +111,8 @@ private:
     std::shared_ptr<transport::Transport> ep_;
     std::shared_ptr<transport::Transport> tp_;
     bool arrived_ = false;
+    bool counted_ = false;  // claim() numbered the call; finish() marks it received
+    uint64_t sequence_ = 0;
     uint64_t ep_call_ = 0;
     uint64_t tp_call_ = 0;
     std::shared_ptr<transport::Transport> peer_ep_;  // the paired EP group, held for the call

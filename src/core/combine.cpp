@@ -8,12 +8,16 @@
 //   reduction         every row located and checked, then x
 //   round 2           nobody reads this rank's memory any more
 #include <algorithm>
+#include <chrono>
+#include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/call_rounds.hpp"
 #include "core/combine_parts.hpp"
 #include "core/ops.hpp"
+#include "core/pending.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
 #include "core/scratch.hpp"
@@ -141,41 +145,93 @@ Status read_owners(const Records& records,
     return Status::Ok();
 }
 
-}  // namespace
 
-Status run_combine(const CombineOp& op) {
-    util::FloatEnvironment float_env;
-    transport::TimeoutScope timeout(op.config.timeout_ms.value_or(0));
-    CombineScratch& s = combine_scratch();
-    // Sized before arriving: after it nothing allocates.
-    const auto hidden = static_cast<std::size_t>(op.hidden);
-    s.acc.resize(hidden);
-    s.row.resize(hidden);
-    s.peer_row.resize(hidden);
-    s.rows.resize(static_cast<std::size_t>(op.top_k));
-    s.weights.resize(static_cast<std::size_t>(op.top_k));
-    s.unweighted.resize(static_cast<std::size_t>(op.config.shared_experts() + 1));
-    if (op.config.v2()) {
-        s.special.resize(3 * hidden);
-        s.narrow.resize(hidden);
+// One combine, blocking or split (as DispatchCall in dispatch.cpp).
+class CombineCall final : public PendingCall {
+public:
+    CombineCall(const CombineOp& op, CombineScratch* scratch)
+        : op_(op),
+          owned_(scratch == nullptr ? std::make_unique<CombineScratch>() : nullptr),
+          s_(scratch != nullptr ? *scratch : *owned_),
+          rounds_(op_.ep, op_.tp) {}
+    ~CombineCall() override {
+        if (split_ && claimed_.ok() && !done_) (void)complete();  // keep the call order
     }
-    CallRounds rounds(op.ep, op.tp);
-    // The plan finds V2's rows, and V1's rows on other nodes; V1 on one node has expandIdx.
-    if (op.pre_error.ok() && (op.config.v2() || rounds.endpoint().node_count() > 1))
-        plan_combine(op, s);
-    rounds.set_performance_info(op.in.performance_info);
-    CombineRecord mine;
-    mine.header.attrs = make_digest(
-        {2, &op.config, op.top_k, op.hidden, op.in.expand_x.dtype, op.in.expand_x.dtype, true});
-    if (!op.pre_error.ok()) {
-        // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
-        mine.header.set_error(op.pre_error);
-    } else if (Status published = publish_inputs(op, rounds.endpoint(), &mine); !published.ok()) {
-        mine.header.set_error(published);
+
+    Status send(bool split) {
+        split_ = split;
+        claimed_ = rounds_.claim(split);
+        if (!claimed_.ok()) return claimed_;
+        deferred_ = split && !rounds_.endpoint().pipelines_calls();
+        if (!deferred_) publish_and_arrive();
+        if (split) rounds_.release();
+        return Status::Ok();
     }
-    Status verdict = rounds.begin(&mine.header, sizeof(mine));
-    try {  // once arrived, every path goes through finish()
-        if (verdict.ok()) verdict = rounds.check_headers();
+
+    Status complete() override { return receive(); }
+    bool completed() const override { return done_; }
+
+    Status receive() {
+        if (!claimed_.ok()) return claimed_;
+        if (done_) return result_;
+        if (split_) {
+            if (Status s = rounds_.reclaim(); !s.ok()) return s;  // still pending
+        }
+        if (deferred_) publish_and_arrive();
+        util::FloatEnvironment float_env;
+        transport::TimeoutScope timeout(op_.config.timeout_ms.value_or(0));
+        Status verdict = arrived_;
+        try {  // once arrived, every path goes through finish()
+            if (verdict.ok()) verdict = rounds_.gather();
+            if (verdict.ok()) verdict = gather_rows();
+        } catch (const std::exception& e) {
+            verdict = {Code::kRuntime, std::string("combine must not fail inside, got: ") + e.what()};
+        } catch (...) {
+            verdict = {Code::kRuntime, "combine must not fail inside, got an unknown exception"};
+        }
+        result_ = rounds_.finish(verdict);
+        done_ = true;
+        if (split_) rounds_.release();
+        return result_;
+    }
+
+private:
+    void publish_and_arrive() {
+        util::FloatEnvironment float_env;
+        transport::TimeoutScope timeout(op_.config.timeout_ms.value_or(0));
+        // Sized before arriving: after it nothing allocates.
+        const auto hidden = static_cast<std::size_t>(op_.hidden);
+        s_.acc.resize(hidden);
+        s_.row.resize(hidden);
+        s_.peer_row.resize(hidden);
+        s_.rows.resize(static_cast<std::size_t>(op_.top_k));
+        s_.weights.resize(static_cast<std::size_t>(op_.top_k));
+        s_.unweighted.resize(static_cast<std::size_t>(op_.config.shared_experts() + 1));
+        if (op_.config.v2()) {
+            s_.special.resize(3 * hidden);
+            s_.narrow.resize(hidden);
+        }
+        // The plan finds V2's rows, and V1's rows on other nodes; V1 on one node has expandIdx.
+        if (op_.pre_error.ok() && (op_.config.v2() || rounds_.endpoint().node_count() > 1))
+            plan_combine(op_, s_);
+        rounds_.set_performance_info(op_.in.performance_info);
+        mine_.header.attrs = make_digest(
+            {2, &op_.config, op_.top_k, op_.hidden, op_.in.expand_x.dtype, op_.in.expand_x.dtype, true});
+        if (!op_.pre_error.ok()) {
+            // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
+            mine_.header.set_error(op_.pre_error);
+        } else if (Status published = publish_inputs(op_, rounds_.endpoint(), &mine_); !published.ok()) {
+            mine_.header.set_error(published);
+        }
+        arrived_ = rounds_.arrive(&mine_.header, sizeof(mine_));
+    }
+
+    // Between the rounds: owners read, remote rows brought, tokens reduced.
+    Status gather_rows() {
+        const CombineOp& op = op_;
+        CallRounds& rounds = rounds_;
+        CombineScratch& s = s_;
+        Status verdict = rounds.check_headers();
         RecordBounds bounds;
         bounds.world = op.config.ep_world_size;
         bounds.experts = op.config.moe_expert_num;
@@ -225,12 +281,35 @@ Status run_combine(const CombineOp& op) {
         // Only this rank can judge its own expertIds (and expandIdx or mask) against the
         // owners' counts; the verdict travels with its departure.
         if (verdict.ok()) verdict = gather_and_reduce(op, rounds, s);
-    } catch (const std::exception& e) {
-        verdict = {Code::kRuntime, std::string("combine must not fail inside, got: ") + e.what()};
-    } catch (...) {
-        verdict = {Code::kRuntime, "combine must not fail inside, got an unknown exception"};
+        return verdict;
     }
-    return rounds.finish(verdict);
+
+    CombineOp op_;
+    std::unique_ptr<CombineScratch> owned_;
+    CombineScratch& s_;
+    CallRounds rounds_;
+    CombineRecord mine_;
+    Status claimed_ = Status::Ok();
+    Status arrived_ = Status::Ok();
+    Status result_ = Status::Ok();
+    bool split_ = false;
+    bool deferred_ = false;
+    bool done_ = false;
+};
+
+}  // namespace
+
+Status run_combine(const CombineOp& op) {
+    CombineCall call(op, &combine_scratch());
+    if (Status s = call.send(/*split=*/false); !s.ok()) return s;
+    return call.receive();
+}
+
+Status start_combine(const CombineOp& op, std::unique_ptr<PendingCall>* out) {
+    auto call = std::make_unique<CombineCall>(op, nullptr);
+    if (Status s = call->send(/*split=*/true); !s.ok()) return s;
+    *out = std::move(call);
+    return Status::Ok();
 }
 
 }  // namespace moedist::core

@@ -1,15 +1,19 @@
 // Dispatch, second phase: plan → exchange round → single copy → completion round.
 //
-//   send half (dispatch_send.cpp): this rank's plan and what it publishes for its receivers
-//   round 1 (CallRounds::begin): every rank's record readable
-//   receive half (dispatch_receive.cpp): records checked, senders read, rows copied in
-//   round 2 (CallRounds::finish): nobody reads this rank's memory any more
+//   send half (dispatch_send.cpp): this rank's plan and what it publishes for its receivers,
+//     then round 1's publish (CallRounds::arrive)
+//   receive half (dispatch_receive.cpp): round 1's wait (every rank's record readable), records
+//     checked, senders read, rows copied in; round 2 (CallRounds::finish): nobody reads this
+//     rank's memory any more
+// A split call (pending.hpp) runs the halves apart; the blocking call back to back.
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dispatch_parts.hpp"
+#include "core/pending.hpp"
 #include "core/remote.hpp"
 #include "util/float_env.hpp"
 #include "util/log.hpp"
@@ -70,64 +74,136 @@ Status receive(const DispatchOp& op, const Topology& topo, CallRounds& rounds, D
     return verdict;
 }
 
+// One dispatch, blocking (two halves back to back, the thread's scratch) or split (its own
+// scratch, the endpoints given back between the halves).
+class DispatchCall final : public PendingCall {
+public:
+    DispatchCall(const DispatchOp& op, DispatchScratch* scratch)
+        : op_(op),
+          owned_(scratch == nullptr ? std::make_unique<DispatchScratch>() : nullptr),
+          s_(scratch != nullptr ? *scratch : *owned_),
+          topo_(topology_of(op_.config)),
+          rounds_(op_.ep, op_.tp) {}
+    ~DispatchCall() override {
+        if (split_ && claimed_.ok() && !done_) (void)complete();  // keep the call order
+    }
+
+    // The send half; an error means nothing was counted or published.
+    Status send(bool split) {
+        started_ = transport::Clock::now();
+        split_ = split;
+        claimed_ = rounds_.claim(split);
+        if (!claimed_.ok()) return claimed_;
+        deferred_ = split && !rounds_.endpoint().pipelines_calls();
+        if (!deferred_) publish_and_arrive();
+        if (split) rounds_.release();
+        return Status::Ok();
+    }
+
+    Status complete() override { return receive(); }
+    bool completed() const override { return done_; }
+
+    Status receive() {
+        if (!claimed_.ok()) return claimed_;
+        if (done_) return result_;
+        if (split_) {
+            if (Status s = rounds_.reclaim(); !s.ok()) return s;  // still pending
+        }
+        if (deferred_) publish_and_arrive();
+        util::FloatEnvironment float_env;
+        transport::TimeoutScope timeout(op_.config.timeout_ms.value_or(0));
+        Status verdict = arrived_;
+        try {  // once arrived, every path goes through finish()
+            if (verdict.ok()) verdict = rounds_.gather();
+            if (verdict.ok()) verdict = core::receive(op_, topo_, rounds_, s_);
+        } catch (const std::exception& e) {
+            verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
+        } catch (...) {
+            verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
+        }
+        result_ = rounds_.finish(verdict);
+        done_ = true;
+        log();
+        if (split_) rounds_.release();
+        return result_;
+    }
+
+private:
+    void publish_and_arrive() {
+        util::FloatEnvironment float_env;
+        transport::TimeoutScope timeout(op_.config.timeout_ms.value_or(0));
+        plan_sends(op_, s_);
+        // Every buffer the move needs is sized before arriving: after it nothing allocates.
+        s_.own_layout.block_end.resize(
+            static_cast<std::size_t>(topo_.world_size * topo_.local_experts(op_.config.ep_rank_id)));
+        s_.peer_layout.block_end.resize(s_.own_layout.block_end.size());
+        s_.own_sources.resize(static_cast<std::size_t>(topo_.world_size));
+        s_.peer_sources.resize(static_cast<std::size_t>(topo_.world_size));
+        rounds_.set_performance_info(op_.out.performance_info);
+        mine_.header.attrs = make_digest({1,
+                                          &op_.config,
+                                          op_.top_k,
+                                          op_.hidden,
+                                          op_.in.x.dtype,
+                                          op_.out.expand_x.dtype,
+                                          op_.in.expert_scales.has_value()});
+        if (!op_.pre_error.ok()) {
+            // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
+            mine_.header.set_error(op_.pre_error);
+        } else if (Status published = publish_inputs(op_, rounds_.endpoint(), s_.plan, &mine_);
+                   !published.ok()) {
+            mine_.header.set_error(published);
+        }
+        arrived_ = rounds_.arrive(&mine_.header, sizeof(mine_));
+    }
+
+    void log() const {
+        MOEDIST_LOG(kInfo,
+                    "dispatch '{}' rank {}: BS {}, H {}, K {}, quantMode {}, {} rows received, "
+                    "{:.3f} ms{}: {}",
+                    rounds_.ep_name(),
+                    op_.config.ep_rank_id,
+                    op_.num_tokens,
+                    op_.hidden,
+                    op_.top_k,
+                    op_.config.quant_mode,
+                    result_.ok() ? s_.own_layout.total_rows +
+                                       (rounds_.has_peer() ? s_.peer_layout.total_rows : 0)
+                                 : 0,
+                    std::chrono::duration<double, std::milli>(transport::Clock::now() - started_)
+                        .count(),
+                    split_ ? " (split)" : "",
+                    result_.ok() ? "ok" : result_.message());
+    }
+
+    DispatchOp op_;
+    std::unique_ptr<DispatchScratch> owned_;
+    DispatchScratch& s_;
+    Topology topo_;
+    CallRounds rounds_;
+    DispatchRecord mine_;
+    transport::Clock::time_point started_;
+    Status claimed_ = Status::Ok();
+    Status arrived_ = Status::Ok();
+    Status result_ = Status::Ok();
+    bool split_ = false;
+    bool deferred_ = false;
+    bool done_ = false;
+};
+
 }  // namespace
 
 Status run_dispatch(const DispatchOp& op) {
-    util::FloatEnvironment float_env;
-    transport::TimeoutScope timeout(op.config.timeout_ms.value_or(0));
-    const auto started = transport::Clock::now();
-    DispatchScratch& s = dispatch_scratch();
-    const Topology topo = topology_of(op.config);
-    plan_sends(op, s);
-    // Every buffer the move needs is sized before arriving: after it nothing allocates.
-    s.own_layout.block_end.resize(
-        static_cast<std::size_t>(topo.world_size * topo.local_experts(op.config.ep_rank_id)));
-    s.peer_layout.block_end.resize(s.own_layout.block_end.size());
-    s.own_sources.resize(static_cast<std::size_t>(topo.world_size));
-    s.peer_sources.resize(static_cast<std::size_t>(topo.world_size));
+    DispatchCall call(op, &dispatch_scratch());
+    if (Status s = call.send(/*split=*/false); !s.ok()) return s;
+    return call.receive();
+}
 
-    CallRounds rounds(op.ep, op.tp);
-    rounds.set_performance_info(op.out.performance_info);
-    DispatchRecord mine;
-    mine.header.attrs = make_digest({1,
-                                     &op.config,
-                                     op.top_k,
-                                     op.hidden,
-                                     op.in.x.dtype,
-                                     op.out.expand_x.dtype,
-                                     op.in.expert_scales.has_value()});
-    if (!op.pre_error.ok()) {
-        // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
-        mine.header.set_error(op.pre_error);
-    } else if (Status published = publish_inputs(op, rounds.endpoint(), s.plan, &mine);
-               !published.ok()) {
-        mine.header.set_error(published);
-    }
-
-    Status verdict = rounds.begin(&mine.header, sizeof(mine));
-    try {  // once arrived, every path goes through finish()
-        if (verdict.ok()) verdict = receive(op, topo, rounds, s);
-    } catch (const std::exception& e) {
-        verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
-    } catch (...) {
-        verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
-    }
-    Status result = rounds.finish(verdict);
-    MOEDIST_LOG(
-        kInfo,
-        "dispatch '{}' rank {}: BS {}, H {}, K {}, quantMode {}, {} rows received, {:.3f} "
-        "ms: {}",
-        rounds.ep_name(),
-        op.config.ep_rank_id,
-        op.num_tokens,
-        op.hidden,
-        op.top_k,
-        op.config.quant_mode,
-        result.ok() ? s.own_layout.total_rows + (rounds.has_peer() ? s.peer_layout.total_rows : 0)
-                    : 0,
-        std::chrono::duration<double, std::milli>(transport::Clock::now() - started).count(),
-        result.ok() ? "ok" : result.message());
-    return result;
+Status start_dispatch(const DispatchOp& op, std::unique_ptr<PendingCall>* out) {
+    auto call = std::make_unique<DispatchCall>(op, nullptr);
+    if (Status s = call->send(/*split=*/true); !s.ok()) return s;
+    *out = std::move(call);
+    return Status::Ok();
 }
 
 }  // namespace moedist::core

@@ -209,7 +209,12 @@ public:
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
         return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
     }
-    void* scratch(int slot, std::size_t bytes) override { return node_->scratch(slot, bytes); }
+    void* scratch_slot(int slot, std::size_t bytes) override { return node_->scratch_slot(slot, bytes); }
+    bool pipelines_calls() const override { return false; }
+    void set_scratch_bank(uint64_t call) override {
+        Transport::set_scratch_bank(call);
+        node_->set_scratch_bank(call);
+    }
 
     int node_count() const override { return static_cast<int>(node_ranks_.size()); }
     int node_of(int rank) const override { return node_of_[static_cast<std::size_t>(rank)]; }

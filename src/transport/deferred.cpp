@@ -62,8 +62,13 @@ public:
     const std::byte* map(int rank, const RegionRef& region) override {
         return ready() ? inner_->map(rank, region) : nullptr;
     }
-    void* scratch(int slot, std::size_t bytes) override {
-        return ready() ? inner_->scratch(slot, bytes) : nullptr;
+    bool pipelines_calls() const override { return ready() ? inner_->pipelines_calls() : true; }
+    void set_scratch_bank(uint64_t call) override {
+        Transport::set_scratch_bank(call);
+        if (ready()) inner_->set_scratch_bank(call);
+    }
+    void* scratch_slot(int slot, std::size_t bytes) override {
+        return ready() ? inner_->scratch_slot(slot, bytes) : nullptr;
     }
 
 private:

@@ -200,7 +200,7 @@ public:
         return group_->memory.map(region);
     }
 
-    void* scratch(int slot, std::size_t bytes) override {
+    void* scratch_slot(int slot, std::size_t bytes) override {
         if (scratch_[slot] == nullptr || scratch_bytes_[slot] < bytes) {
             if (scratch_[slot] != nullptr) arena_free(scratch_[slot]);
             const std::size_t grown = bytes + bytes / 4;

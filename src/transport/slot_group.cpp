@@ -107,7 +107,12 @@ void SlotProtocol::publish(int rank, uint64_t call, std::span<const std::byte> r
                 std::min<std::size_t>(record.size(), Transport::kMaxRecordBytes));
     slot.arrived.store(call + 1, std::memory_order_seq_cst);
     const uint64_t total = header_->arrivals.fetch_add(1, std::memory_order_seq_cst) + 1;
-    if (total == (call + 1) * static_cast<uint64_t>(size_)) ring();  // the last arrival
+    // The last arrival of a call in lockstep rings; with calls in flight (a split call's send
+    // half runs ahead) the totals no longer say which arrival is the last, so ring whenever
+    // someone sleeps (a sleeper counts itself before its last look at the slots: seq_cst).
+    if (total == (call + 1) * static_cast<uint64_t>(size_) ||
+        header_->sleepers.load(std::memory_order_seq_cst) > 0)
+        ring();
 }
 
 const std::byte* SlotProtocol::record(int rank, uint64_t call) const {
@@ -123,7 +128,9 @@ void SlotProtocol::finish(int rank, uint64_t call, int32_t flag, std::string_vie
     slot.flag[call % 2].store(flag, std::memory_order_relaxed);
     slot.departed.store(call + 1, std::memory_order_seq_cst);
     const uint64_t total = header_->departures.fetch_add(1, std::memory_order_seq_cst) + 1;
-    if (total == (call + 1) * static_cast<uint64_t>(size_)) ring();  // the last departure
+    if (total == (call + 1) * static_cast<uint64_t>(size_) ||
+        header_->sleepers.load(std::memory_order_seq_cst) > 0)
+        ring();  // the last departure, or someone sleeps (as in publish)
 }
 
 void SlotProtocol::mark_broken(const std::string& reason) {

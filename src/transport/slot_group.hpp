@@ -19,9 +19,10 @@
 //                   process    the process holding rank r (processes; written once, at join)
 //                   record[n % 2]   r's record of call n (opaque, kMaxRecordBytes)
 //
-// Records are double-buffered: r writes record[n % 2] of call n only after its call n - 1 has
+// Records are double-buffered: r writes record[n % 2] of call n only after its call n - 2 has
 // finished, i.e. after every reader of that call (its group, and with TP the paired group, whose
-// departures a call also waits for) has departed n - 1, and so has finished reading call n - 2.
+// departures a call also waits for) has departed n - 2 (and read its records). A blocking call
+// writes call n after finishing n - 1; a split call's send half may run one call ahead.
 #pragma once
 
 #include <atomic>

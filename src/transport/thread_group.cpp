@@ -91,7 +91,7 @@ public:
     const std::byte* map(int /*rank*/, const RegionRef& region) override {
         return reinterpret_cast<const std::byte*>(region.offset);
     }
-    void* scratch(int slot, std::size_t bytes) override {
+    void* scratch_slot(int slot, std::size_t bytes) override {
         auto& buffer = scratch_[slot];
         bytes = std::max<std::size_t>(bytes, 64);  // never null, even for nothing
         if (buffer.size() < bytes) buffer.resize(bytes + bytes / 4);

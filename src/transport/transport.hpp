@@ -103,18 +103,46 @@ struct Flag {
     std::string message;
 };
 
-// One rank's endpoint of a group. One call at a time per endpoint: a call claims it with
-// try_enter() and gives it back with leave(); a second thread's call fails at once.
+// One rank's endpoint of a group. One thread at a time per endpoint: a call (or one half of a
+// split call) claims it with try_enter() and gives it back with leave(); a second thread's call
+// fails at once.
+//
+// Calls in flight: a split call's send half begins call n and publishes it; its receive half
+// (later, in call order) waits for the peers and finishes it. At most two calls are between
+// their halves (records and flags are double-buffered by n % 2), and each keeps its own bank of
+// scratch slots (bank n % 2), so that a call's exposed memory is not reused by the next one.
 class MOEDIST_API Transport {
 public:
     static constexpr std::size_t kMaxRecordBytes = 1536;
-    // Scratch slots an endpoint keeps across calls (their use is the caller's: core/scratch.hpp).
-    static constexpr int kScratchSlots = 9;
+    // Scratch slots of one call (their use is the caller's: core/scratch.hpp), and of both banks.
+    static constexpr int kScratchSlotsPerCall = 9;
+    static constexpr int kScratchSlots = 2 * kScratchSlotsPerCall;
+    static constexpr uint64_t kMaxCallsInFlight = 2;
 
     virtual ~Transport() = default;
 
     bool try_enter() { return !busy_.exchange(true, std::memory_order_acquire); }
     void leave() { busy_.store(false, std::memory_order_release); }
+
+    // Calls in flight, kept by the core while it holds the endpoint: send halves issued and
+    // receive halves done (a blocking call counts as one of each). A call's sequence number is
+    // sends_issued() when its send half starts.
+    uint64_t sends_issued() const { return sends_issued_; }
+    uint64_t receives_done() const { return receives_done_; }
+    void count_send() { ++sends_issued_; }
+    void count_receive() { ++receives_done_; }
+    // Whether the send half can publish ahead of the receive half (two calls in flight). When
+    // not (the mpi engine's rounds are collective operations), a split call does all of its
+    // work in the receive half.
+    virtual bool pipelines_calls() const { return true; }
+
+    // Scratch slot `slot` of the bank of the call this endpoint's holder runs now.
+    void* scratch(int slot, std::size_t bytes) {
+        return scratch_slot(slot + scratch_bank_ * kScratchSlotsPerCall, bytes);
+    }
+    // Selects the bank of call `sequence` (an endpoint that wraps or stages through another
+    // forwards it).
+    virtual void set_scratch_bank(uint64_t sequence) { scratch_bank_ = static_cast<int>(sequence % 2); }
 
     virtual int rank() const = 0;
     virtual int size() const = 0;
@@ -155,8 +183,9 @@ public:
     // of this group exposed, in this process; null when it cannot be mapped here.
     virtual Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) = 0;
     virtual const std::byte* map(int rank, const RegionRef& region) = 0;
-    // Exposable memory of this rank, at least `bytes`, kept (and grown) across calls.
-    virtual void* scratch(int slot, std::size_t bytes) = 0;
+    // Exposable memory of this rank, at least `bytes`, kept (and grown) across calls; `slot` in
+    // [0, kScratchSlots) (scratch() picks the bank).
+    virtual void* scratch_slot(int slot, std::size_t bytes) = 0;
 
     // Nodes. map() reaches the memory of ranks on this rank's node only; bytes for ranks of
     // other nodes cross through exchange(). Backends on one host have one node.
@@ -176,6 +205,9 @@ public:
 
 private:
     std::atomic<bool> busy_{false};
+    uint64_t sends_issued_ = 0;
+    uint64_t receives_done_ = 0;
+    int scratch_bank_ = 0;
 };
 
 }  // namespace moedist::transport

@@ -223,6 +223,7 @@ TEST(TrustRecords, ForgedRecordsOfAPeerProcessNeverCrashIt) {
 
 // A new peer that gets a dead peer's pid is a new process: its own memory, alive.
 TEST(TrustPids, ARecycledPidIsANewPeer) {
+    MOEDIST_SKIP_FORK_AFTER_THREADS();
     const int ns_last_pid = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
     if (ns_last_pid < 0) GTEST_SKIP() << "needs root to choose the next pid (ns_last_pid)";
     pid_t first = -1;
@@ -306,6 +307,7 @@ TEST(TrustMemory, APeerSegmentThatCannotBeMappedFailsDispatchAndCombineCleanly) 
 // A long-lived rank whose peer is restarted 50 times keeps no peer's memory: its mappings and the
 // host's shared memory stay flat (each peer touched 16 MiB of its arena).
 TEST(TrustMemory, FiftyPeerRestartsHoldMemoryFlat) {
+    MOEDIST_SKIP_FORK_AFTER_THREADS();
     const int segments_before = trust::mapped_arena_segments();
     int64_t shmem_before = 0;
     for (int generation = 0; generation < 50; ++generation) {
@@ -425,6 +427,7 @@ std::string hostile_table(int ranks) { return hostile::rank_table_text(ranks); }
 // A first phase that fails on one rank makes its peers' call fail at once (not after the
 // timeout, here 30 s), naming the rank and the cause; the group stays usable.
 TEST(FailFast, AFirstPhaseFailureOnOneRankFailsItsPeersAtOnceAndTheGroupGoesOn) {
+    MOEDIST_SKIP_FORK_AFTER_THREADS();
     for (const bool processes : {false, true}) {
         const std::string key = unique_key("fastfail");
         trust::Board board(4);

@@ -4,6 +4,19 @@
 // do not follow the protocol.
 #pragma once
 
+#include <gtest/gtest.h>
+
+// Tests that fork after this process has started threads skip under ThreadSanitizer, which
+// cannot follow such a fork ("starting new threads after multi-threaded fork is not
+// supported"); the release and ASan runs of the suite cover them.
+#if defined(__SANITIZE_THREAD__)
+#define MOEDIST_SKIP_FORK_AFTER_THREADS()                                                          \
+    GTEST_SKIP() << "forks after starting threads, which ThreadSanitizer cannot follow (the "     \
+                    "release and ASan runs cover this test)"
+#else
+#define MOEDIST_SKIP_FORK_AFTER_THREADS() (void)0
+#endif
+
 #include <sys/types.h>
 
 #include <cstdint>

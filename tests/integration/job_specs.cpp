@@ -172,6 +172,13 @@ std::vector<JobSpec> valid_jobs() {
     // Every rank with BS = 0 but one, and all BS = 0.
     JobSpec empty = base(4, 1, 3, 2, 16, 0);
     jobs.push_back(empty);
+    // Split calls (send half + wait): plain, shared ranks with quantization, TP = 2, uneven BS.
+    for (std::size_t i : {1u, 6u, 14u, 19u, 23u, 25u}) {
+        JobSpec q = jobs[i];
+        q.split = true;
+        q.seed += 29;
+        jobs.push_back(q);
+    }
     return jobs;
 }
 
@@ -299,6 +306,13 @@ std::vector<JobSpec> v2_jobs() {
         c.c_api = true;
         c.seed += 17;
         jobs.push_back(c);
+    }
+    // Split calls (send half + wait) of V2 jobs: masks, special and shared experts, TP = 2.
+    for (std::size_t i : {1u, 5u, 8u, 10u, 14u}) {
+        JobSpec q = jobs[i];
+        q.split = true;
+        q.seed += 31;
+        jobs.push_back(q);
     }
     return jobs;
 }
