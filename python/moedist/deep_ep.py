@@ -16,10 +16,12 @@ scales. The normal mode's `dispatch` and `combine` are not offered yet: they rai
 
 The rows travel through moedist's V2 dispatch and combine (`topk_idx` −1 entries are masked
 out), so the arithmetic is the contract's: combined_x[t] = rne_bf16(acc), acc from +0 over
-k ascending with topk_idx[t, k] ≥ 0, acc = fl32(acc + fl32(w[t, k] · f32(y))). Calls are
-blocking: the rows are in place when a call returns; a recv hook, when asked for, has nothing
-left to do, and events are already complete. Byte counts are hints (nothing GPU-sized is
-allocated). To make `import deep_ep` give this module:
+k ascending with topk_idx[t, k] ≥ 0, acc = fl32(acc + fl32(w[t, k] · f32(y))). With
+`return_recv_hook=True` a call is split (docs/contract.md §13): it returns after its send half,
+with its outputs allocated but not yet filled, and hook() is the receive half (two calls of a
+group may be in flight; hooks run in call order). Without it a call is complete when it returns.
+Events are always complete (`current_stream_wait()` returns at once). Byte counts are hints
+(nothing GPU-sized is allocated). To make `import deep_ep` give this module:
 
     import sys, moedist.deep_ep; sys.modules["deep_ep"] = moedist.deep_ep
 """
@@ -75,9 +77,17 @@ class EventOverlap:
         return False
 
 
-def _no_hook():
-    """A recv hook: the rows arrived before the call returned."""
-    return None
+def _hook(pending, finish, route):
+    """A recv hook (DeepEP's return_recv_hook): the call's receive half. The first call waits for
+    the peers and fills the outputs the call returned; later calls do nothing."""
+
+    def hook():
+        if pending.pending:
+            pending.wait()
+            finish()
+            route.pop("pending", None)
+
+    return hook
 
 
 class _LowLatencyHandle(tuple):
@@ -109,6 +119,7 @@ class Buffer:
         self._distributors = {}  # (E, T) -> moedist.Distributor
         self._outputs = {}  # (E, T, K, hidden) -> preallocated dispatch outputs
         self._combine_buffers = {}  # (L, R*T, H) -> zero-copy combine input
+        self._calls = 0  # low-latency calls so far: two in flight use alternate outputs
         self._destroyed = False
 
     # --- static helpers -----------------------------------------------------------------------
@@ -239,38 +250,49 @@ class Buffer:
             payload = x.contiguous()
         columns = payload.shape[1]
         moe = self._distributor(num_experts, max_tokens)
-        out = self._dispatch_outputs(moe, (num_experts, max_tokens, top_k, columns), top_k, columns)
+        self._calls += 1  # two calls may be in flight: their outputs alternate
+        out = self._dispatch_outputs(moe, (num_experts, max_tokens, top_k, columns, self._calls % 2), top_k, columns)
         ids32 = ids.to(torch.int32)
         mask = ids >= 0
-        moe.dispatch(payload, ids32, out["rows"], None, out["token_nums"], out["recv"], x_active_mask=mask,
-                     assist_info=out["assist"])
-        counts = out["token_nums"][:local].to(torch.int32)
         recv_rows = ranks * max_tokens
-        begins = torch.zeros(local + 1, dtype=torch.int64)
-        begins[1:] = torch.cumsum(counts.to(torch.int64), 0)
-        # Expert-major layout: local expert i's rows are the V2 rows [begins[i], begins[i+1]).
         packed = torch.empty((local, recv_rows, columns), dtype=torch.bfloat16)
         src_info = torch.empty((local, recv_rows), dtype=torch.int32)
-        tokens_of = out["assist"][:3 * int(begins[-1])].view(-1, 3)[:, 1]
-        for i in range(local):
-            lo, hi = int(begins[i]), int(begins[i + 1])
-            packed[i, :hi - lo] = out["rows"][lo:hi]
-            src_info[i, :hi - lo] = tokens_of[lo:hi]
-        # epRecvCounts: inclusive running totals over block i·R + r (rows of source r for expert i).
-        running = out["recv"][:local * ranks].to(torch.int64)
-        before = torch.cat([torch.zeros(1, dtype=torch.int64), running[:-1]]).view(local, ranks)
-        count = running.view(local, ranks) - before
-        layout_range = ((before - begins[:local, None]) << 32) | count
-        if cumulative_local_expert_recv_stats is not None:
-            cumulative_local_expert_recv_stats += counts.to(cumulative_local_expert_recv_stats.dtype)
-        if use_fp8:
-            recv_x = _unpack_fp8(packed, hidden, use_ue8m0)
-        else:
-            recv_x = packed
-        route = dict(ids32=ids32, mask=mask, assist=out["assist"].clone(), recv=out["recv"].clone(),
-                     begins=begins, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens)
+        layout_range = torch.empty((local, ranks), dtype=torch.int64)
+        counts = torch.zeros(local, dtype=torch.int32)
+        recv_x = _fp8_outputs(local, recv_rows, hidden, use_ue8m0) if use_fp8 else packed
+        route = dict(ids32=ids32, mask=mask, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens)
         handle = _LowLatencyHandle((src_info, layout_range, max_tokens, hidden, num_experts), route)
-        return recv_x, counts, handle, EventOverlap(), _no_hook if return_recv_hook else None
+
+        def finish():
+            """After the rows arrived: the expert-major layout and the handle's tables."""
+            got = out["token_nums"][:local].to(torch.int32)
+            counts.copy_(got)
+            begins = torch.zeros(local + 1, dtype=torch.int64)
+            begins[1:] = torch.cumsum(got.to(torch.int64), 0)
+            # Local expert i's rows are the V2 rows [begins[i], begins[i+1]).
+            tokens_of = out["assist"][:3 * int(begins[-1])].view(-1, 3)[:, 1]
+            for i in range(local):
+                lo, hi = int(begins[i]), int(begins[i + 1])
+                packed[i, :hi - lo] = out["rows"][lo:hi]
+                src_info[i, :hi - lo] = tokens_of[lo:hi]
+            # epRecvCounts: inclusive running totals over block i·R + r (source r, expert i).
+            running = out["recv"][:local * ranks].to(torch.int64)
+            before = torch.cat([torch.zeros(1, dtype=torch.int64), running[:-1]]).view(local, ranks)
+            layout_range.copy_(((before - begins[:local, None]) << 32) | (running.view(local, ranks) - before))
+            if cumulative_local_expert_recv_stats is not None:
+                cumulative_local_expert_recv_stats.add_(got.to(cumulative_local_expert_recv_stats.dtype))
+            if use_fp8:
+                _fill_fp8(recv_x, packed, hidden, use_ue8m0)
+            route.update(assist=out["assist"].clone(), recv=out["recv"].clone(), begins=begins)
+
+        send = moe.dispatch_send if return_recv_hook else moe.dispatch
+        pending = send(payload, ids32, out["rows"], None, out["token_nums"], out["recv"], x_active_mask=mask,
+                       assist_info=out["assist"])
+        if not return_recv_hook:
+            finish()
+            return recv_x, counts, handle, EventOverlap(), None
+        route["pending"] = pending
+        return recv_x, counts, handle, EventOverlap(), _hook(pending, finish, route)
 
     def get_next_low_latency_combine_buffer(self, handle):
         """A bf16 [L, R*T, H] tensor to write the expert outputs into for combine(zero_copy=True)."""
@@ -304,22 +326,33 @@ class Buffer:
         ids = _check_topk_idx(topk_idx, num_experts)
         if not torch.equal(ids.to(torch.int32), route["ids32"]):
             raise error(INVALID_PARAM, "topk_idx must be the one low_latency_dispatch got with this handle")
+        if "begins" not in route:
+            raise error(INVALID_PARAM, "handle's dispatch must be received first: call its recv hook")
         begins = route["begins"]
-        rows = self._outputs.get(("combine", route["capacity"], hidden))
+        self._calls += 1
+        key = ("combine", route["capacity"], hidden, self._calls % 2)
+        rows = self._outputs.get(key)
         if rows is None:
             rows = _npu.empty((route["capacity"], hidden), torch.bfloat16)
-            self._outputs[("combine", route["capacity"], hidden)] = rows
+            self._outputs[key] = rows
         for i in range(local):
             lo, hi = int(begins[i]), int(begins[i + 1])
             rows[lo:hi] = x[i, :hi - lo]
         result = torch.zeros((route["num_tokens"], hidden), dtype=torch.bfloat16)
         weights = topk_weights.to(torch.float32).contiguous()
-        route["moe"].combine(rows, route["ids32"], None, route["recv"], weights, result, x_active_mask=route["mask"],
-                             assist_info=route["assist"])
-        if out is not None:
-            out.copy_(result)
-            result = out
-        return result, EventOverlap(), _no_hook if return_recv_hook else None
+        send = route["moe"].combine_send if return_recv_hook else route["moe"].combine
+        pending = send(rows, route["ids32"], None, route["recv"], weights, result, x_active_mask=route["mask"],
+                       assist_info=route["assist"])
+        target = out if out is not None else result
+
+        def finish():
+            if out is not None:
+                out.copy_(result)
+
+        if not return_recv_hook:
+            finish()
+            return target, EventOverlap(), None
+        return target, EventOverlap(), _hook(pending, finish, {})
 
     def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank, hidden, num_experts):
         """Nothing to clean: moedist's calls leave no state between them."""
@@ -373,17 +406,26 @@ def _quantize_fp8(x, round_scale):
     return q, torch.ones_like(ds) / ds
 
 
-def _unpack_fp8(packed, hidden, use_ue8m0):
-    """[L, rows, bytes] rows of (e4m3 bytes, scales) → (fp8 [L, rows, H], scales)."""
-    local, rows, _ = packed.shape
-    raw = packed.view(torch.uint8).view(local, rows, -1)
-    q = raw[:, :, :hidden].contiguous()
-    groups = hidden // _GROUP
-    tail = raw[:, :, hidden:hidden + 4 * groups].contiguous()
+def _fp8_outputs(local, rows, hidden, use_ue8m0):
+    """recv_x for fp8 rows, allocated before the rows arrive: (e4m3 [L, rows, H], scales)."""
+    q = torch.empty((local, rows, hidden), dtype=torch.uint8)
     if _FP8 is not None:
         q = q.view(_FP8)
+    groups = hidden // _GROUP
+    if use_ue8m0:
+        return q, torch.empty((local, rows, groups // 4), dtype=torch.int32)
+    return q, torch.empty((local, rows, groups), dtype=torch.float32)
+
+
+def _fill_fp8(recv_x, packed, hidden, use_ue8m0):
+    """[L, rows, bytes] rows of (e4m3 bytes, fp32 scales) into recv_x (_fp8_outputs)."""
+    local, rows, _ = packed.shape
+    raw = packed.view(torch.uint8).view(local, rows, -1)
+    groups = hidden // _GROUP
+    recv_x[0].view(torch.uint8).copy_(raw[:, :, :hidden])
+    tail = raw[:, :, hidden:hidden + 4 * groups].contiguous()
     if use_ue8m0:  # scales are powers of two: their fp32 exponent field is e + 127
         biased = ((tail.view(torch.int32) >> 23) & 0xFF).to(torch.uint8)
-        return q, biased.view(local, rows, groups // 4, 4).view(torch.int32).view(local, rows, groups // 4)
-    scales = tail.view(torch.float32).view(local, rows, groups)
-    return q, scales
+        recv_x[1].copy_(biased.view(local, rows, groups // 4, 4).view(torch.int32).view(local, rows, groups // 4))
+    else:
+        recv_x[1].copy_(tail.view(torch.float32).view(local, rows, groups))

@@ -21,6 +21,7 @@ moedist.combine with your own outputs.
 
 import os
 import uuid
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -36,8 +37,12 @@ __all__ = [
     "install_as_torch_npu",
     "npu_moe_distribute_combine",
     "npu_moe_distribute_combine_add_rms_norm",
+    "npu_moe_distribute_combine_setup",
+    "npu_moe_distribute_combine_teardown",
     "npu_moe_distribute_combine_v2",
     "npu_moe_distribute_dispatch",
+    "npu_moe_distribute_dispatch_setup",
+    "npu_moe_distribute_dispatch_teardown",
     "npu_moe_distribute_dispatch_v2",
 ]
 
@@ -413,6 +418,146 @@ def npu_moe_distribute_combine_add_rms_norm(expand_x, expert_ids, expand_idx, ep
         const_expert_v=const_expert_v, residual_x=residual_x, gamma=gamma, y_out=y, rstd_out=rstd,
         norm_eps=float(norm_eps)))
     return y, rstd, x
+
+
+# --- Split calls (docs/contract.md §13): torch_npu's setup / teardown names ----------------------
+#
+# dispatch_setup runs the send half of a V2 dispatch (this rank's rows are published and the call
+# returns); dispatch_teardown the receive half. torch_npu's combine_setup gets neither the
+# weights nor the mask (only combine_teardown does), so moedist's combine_setup records its
+# inputs and combine_teardown runs the whole combine. y, quant_expand_x and comm_cmd_info are
+# allocated with torch_npu's shapes as moedist's scratch; comm_cmd_info's first int32 names the
+# pending call.
+
+_pending = {}  # comm_cmd_info token -> what teardown needs
+_recv_counts = {}  # id(assist_info_for_combine) -> (dispatch's ep_recv_counts, tp counts)
+_next_token = [1]
+
+
+def _token(comm_cmd_info, what):
+    if not isinstance(comm_cmd_info, torch.Tensor) or comm_cmd_info.numel() < 1:
+        raise error(INVALID_PARAM, f"{what}: comm_cmd_info must be the tensor its setup returned")
+    token = int(comm_cmd_info.view(-1)[0])
+    if token not in _pending:
+        raise error(INVALID_PARAM, f"{what}: comm_cmd_info must be the tensor a setup returned and no teardown "
+                                   f"has consumed, got an unknown one ({token})")
+    return token
+
+
+def _comm_cmd_info(entries):
+    info = torch.zeros((max(int(entries), 1),), dtype=torch.int32)
+    token = _next_token[0]
+    _next_token[0] += 1
+    info[0] = token
+    return info, token
+
+
+def _expand_idx_of(expert_ids, x_active_mask):
+    """V1's expandIdx over the active entries: for each entry, how many earlier active entries of
+    this rank have its id (inactive entries get 0)."""
+    ids = expert_ids.reshape(-1).long()
+    if x_active_mask is None:
+        active = torch.ones_like(ids, dtype=torch.bool)
+    elif x_active_mask.dim() == 1:
+        active = x_active_mask.bool().repeat_interleave(expert_ids.shape[1])
+    else:
+        active = x_active_mask.bool().reshape(-1)
+    if ids.numel() == 0:
+        return torch.zeros((0,), dtype=torch.int32)
+    width = int(ids.max()) + 1 if ids.numel() else 1
+    onehot = torch.zeros((ids.numel(), max(width, 1)), dtype=torch.int32)
+    onehot[torch.arange(ids.numel()), ids.clamp(min=0)] = active.to(torch.int32)
+    before = torch.cumsum(onehot, dim=0) - onehot
+    out = before[torch.arange(ids.numel()), ids.clamp(min=0)]
+    return torch.where(active, out, torch.zeros_like(out)).to(torch.int32)
+
+
+def npu_moe_distribute_dispatch_setup(x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                      scales=None, x_active_mask=None, expert_shard_type=0, shared_expert_num=1,
+                                      shared_expert_rank_num=0, quant_mode=0, global_bs=0, comm_type=0, comm_alg="",
+                                      y_dtype=None):
+    """torch_npu.npu_moe_distribute_dispatch_setup on CPU: the send half of a V2 dispatch (at most
+    2 calls of a group in flight). Returns (y, expand_idx, comm_cmd_info); pass them, x and
+    expert_ids untouched to npu_moe_distribute_dispatch_teardown (in call order)."""
+    _check_2d(x=x, expert_ids=expert_ids)
+    if expert_shard_type != 0:
+        raise error(INNER_TILING, f"expert_shard_type must be 0, got {expert_shard_type}")
+    moe = _distributor(group_ep, ep_world_size, ep_rank_id, "", 0, 0,
+                       **_attributes(locals(), api=2, expert_token_nums_type=1))
+    bs, hidden = x.shape
+    top_k = expert_ids.shape[1]
+    n = shared_expert_num if shared_expert_rank_num > 0 else 0
+    shapes = moedist.output_shapes(moe, bs, top_k, hidden)
+    expand_x, expand_x_arg, dynamic_scales, scales_arg = _expand_outputs(shapes, quant_mode, x.dtype)
+    assist = torch.empty((max(bs * top_k, 128 * shapes["capacity"]),), dtype=torch.int32)
+    token_nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
+    recv = empty(shapes["ep_recv_counts"], torch.int32)
+    pending = moe.dispatch_send(x, expert_ids, expand_x_arg, None, token_nums, recv, scales=scales,
+                                x_active_mask=x_active_mask, dynamic_scales=scales_arg, assist_info=assist)
+    message = -(-hidden // 256) * 256 if quant_mode == 0 else -(-(-(-hidden // 32) * 32 + 4) // 512) * 512
+    y = torch.empty((bs * (top_k + n), message), dtype=y_dtype or (x.dtype if quant_mode == 0 else torch.int8))
+    local = shapes["expert_token_nums"][0]
+    info, token = _comm_cmd_info((bs * (top_k + n) + ep_world_size * local) * 16)
+    _pending[token] = dict(pending=pending, expand_x=expand_x, dynamic_scales=dynamic_scales, assist=assist,
+                           token_nums=token_nums, recv=recv)
+    return y, _expand_idx_of(expert_ids, x_active_mask), info
+
+
+def npu_moe_distribute_dispatch_teardown(x, y, expert_ids, comm_cmd_info, group_ep, ep_world_size, ep_rank_id,
+                                         moe_expert_num, *, expert_shard_type=0, shared_expert_num=1,
+                                         shared_expert_rank_num=0, quant_mode=0, global_bs=0,
+                                         expert_token_nums_type=1, comm_type=0, comm_alg=""):
+    """torch_npu.npu_moe_distribute_dispatch_teardown on CPU: the receive half. Returns (expand_x,
+    dynamic_scales, assist_info_for_combine, expert_token_nums), bit for bit dispatch_v2's."""
+    token = _token(comm_cmd_info, "npu_moe_distribute_dispatch_teardown")
+    call = _pending[token]
+    call["pending"].wait()  # raises (and the call stays pending) when an earlier one is not done
+    del _pending[token]
+    nums = call["token_nums"]
+    if expert_token_nums_type == 0:
+        nums = torch.cumsum(nums, 0)
+    elif expert_token_nums_type != 1:
+        raise error(INNER_TILING, f"expert_token_nums_type must be 0 or 1, got {expert_token_nums_type}")
+    assist = call["assist"]
+    _recv_counts[id(assist)] = call["recv"]
+    weakref.finalize(assist, _recv_counts.pop, id(assist), None)
+    return call["expand_x"], call["dynamic_scales"], assist, nums
+
+
+def npu_moe_distribute_combine_setup(expand_x, expert_ids, assist_info_for_combine, group_ep, ep_world_size,
+                                     ep_rank_id, moe_expert_num, *, expert_shard_type=0, shared_expert_num=1,
+                                     shared_expert_rank_num=0, global_bs=0, comm_quant_mode=0, comm_type=0,
+                                     comm_alg=""):
+    """torch_npu.npu_moe_distribute_combine_setup on CPU. Returns (quant_expand_x, comm_cmd_info).
+    Records the call: the weights and mask come with the teardown, which runs the combine."""
+    _check_2d(expand_x=expand_x, expert_ids=expert_ids)
+    recv = _recv_counts.get(id(assist_info_for_combine))
+    if recv is None:
+        raise error(INVALID_PARAM, "npu_moe_distribute_combine_setup: assist_info_for_combine must be the tensor "
+                                   "npu_moe_distribute_dispatch_teardown returned")
+    rows, hidden = expand_x.shape
+    quant = torch.empty((rows, -(-(-(-hidden // 32) * 32 + -(-hidden // 8) * 8 // 8 * 4) // 512) * 512),
+                        dtype=torch.int8)
+    info, token = _comm_cmd_info((rows + ep_world_size) * 16)
+    _pending[token] = dict(expand_x=expand_x, assist=assist_info_for_combine, recv=recv, kwargs=dict(
+        shared_expert_num=shared_expert_num, shared_expert_rank_num=shared_expert_rank_num, global_bs=global_bs,
+        comm_quant_mode=comm_quant_mode, comm_alg=comm_alg))
+    return quant, info
+
+
+def npu_moe_distribute_combine_teardown(expand_x, quant_expand_x, expert_ids, expand_idx, expert_scales,
+                                        comm_cmd_info, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *,
+                                        x_active_mask=None, shared_expert_x=None, expert_shard_type=0,
+                                        shared_expert_num=1, shared_expert_rank_num=0, global_bs=0,
+                                        comm_quant_mode=0, comm_type=0, comm_alg=""):
+    """torch_npu.npu_moe_distribute_combine_teardown on CPU: the combine (combine_v2's x, bit for
+    bit). expand_idx is the setup's (not read: the rows are found through assist_info)."""
+    token = _token(comm_cmd_info, "npu_moe_distribute_combine_teardown")
+    call = _pending.pop(token)
+    return npu_moe_distribute_combine_v2(
+        call["expand_x"], expert_ids, call["assist"], call["recv"], expert_scales, group_ep, ep_world_size,
+        ep_rank_id, moe_expert_num, x_active_mask=x_active_mask, shared_expert_x=shared_expert_x,
+        expert_shard_type=expert_shard_type, **call["kwargs"])
 
 
 class MoEPrepareAndFinalize:

@@ -437,16 +437,16 @@ void take_keywords(Holder& h,
     }
 }
 
-void dispatch(MoeDistributor& moe,
-              const py::handle& x,
-              const py::handle& expert_ids,
-              const py::handle& expand_x,
-              const py::handle& expand_idx,
-              const py::handle& expert_token_nums,
-              const py::handle& ep_recv_counts,
-              const py::kwargs& kwargs) {
-    Holder h;
-    DispatchCall call;
+void take_dispatch(MoeDistributor& moe,
+                   Holder& h,
+                   DispatchCall& call,
+                   const py::handle& x,
+                   const py::handle& expert_ids,
+                   const py::handle& expand_x,
+                   const py::handle& expand_idx,
+                   const py::handle& expert_token_nums,
+                   const py::handle& ep_recv_counts,
+                   const py::kwargs& kwargs) {
     call.in.x = h.input(x, "x");
     call.in.expert_ids = h.input(expert_ids, "expert_ids");
     call.out.expand_x = h.output(expand_x, "expand_x");
@@ -462,19 +462,19 @@ void dispatch(MoeDistributor& moe,
         h, dispatch_tensors(), kwargs, "dispatch", call, [](const std::string&, const py::handle&) {
             return false;
         });
-    run_call(h, [&] { return moe.try_dispatch(call.in, call.out); });
 }
 
-void combine(MoeDistributor& moe,
-             const py::handle& expand_x,
-             const py::handle& expert_ids,
-             const py::handle& expand_idx,
-             const py::handle& ep_send_counts,
-             const py::handle& expert_scales,
-             const py::handle& x,
-             const py::kwargs& kwargs) {
-    Holder h;
-    CombineInputs in;
+void take_combine(MoeDistributor& moe,
+                  Holder& h,
+                  CombineInputs& in,
+                  TensorView& out,
+                  const py::handle& expand_x,
+                  const py::handle& expert_ids,
+                  const py::handle& expand_idx,
+                  const py::handle& ep_send_counts,
+                  const py::handle& expert_scales,
+                  const py::handle& x,
+                  const py::kwargs& kwargs) {
     in.expand_x = h.input(expand_x, "expand_x");
     in.expert_ids = h.input(expert_ids, "expert_ids");
     if (moe.config().v2()) {
@@ -499,8 +499,92 @@ void combine(MoeDistributor& moe,
             }
             return true;
         });
-    TensorView out = h.output(x, "x");
+    out = h.output(x, "x");
+}
+
+
+void dispatch(MoeDistributor& moe,
+              const py::handle& x,
+              const py::handle& expert_ids,
+              const py::handle& expand_x,
+              const py::handle& expand_idx,
+              const py::handle& expert_token_nums,
+              const py::handle& ep_recv_counts,
+              const py::kwargs& kwargs) {
+    Holder h;
+    DispatchCall call;
+    take_dispatch(moe, h, call, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts, kwargs);
+    run_call(h, [&] { return moe.try_dispatch(call.in, call.out); });
+}
+
+void combine(MoeDistributor& moe,
+             const py::handle& expand_x,
+             const py::handle& expert_ids,
+             const py::handle& expand_idx,
+             const py::handle& ep_send_counts,
+             const py::handle& expert_scales,
+             const py::handle& x,
+             const py::kwargs& kwargs) {
+    Holder h;
+    CombineInputs in;
+    TensorView out;
+    take_combine(moe, h, in, out, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x, kwargs);
     run_call(h, [&] { return moe.try_combine(in, out); });
+}
+
+// A split call between its halves: the tensors it uses stay referenced until it completes.
+struct Pending {
+    Holder held;
+    PendingCall call;
+    std::string what;
+    Pending() = default;
+    Pending(const Pending&) = delete;
+    Pending& operator=(const Pending&) = delete;
+    ~Pending() {
+        if (call.pending()) {  // the group's call order must not break: complete it
+            py::gil_scoped_release release;
+            call = PendingCall();
+        }
+    }
+    void wait() {
+        run_call(held, [&] { return call.wait(); });
+    }
+    bool pending() const { return call.pending(); }
+};
+
+std::unique_ptr<Pending> dispatch_send(MoeDistributor& moe,
+                                       const py::handle& x,
+                                       const py::handle& expert_ids,
+                                       const py::handle& expand_x,
+                                       const py::handle& expand_idx,
+                                       const py::handle& expert_token_nums,
+                                       const py::handle& ep_recv_counts,
+                                       const py::kwargs& kwargs) {
+    auto pending = std::make_unique<Pending>();
+    pending->what = "dispatch";
+    DispatchCall call;
+    take_dispatch(moe, pending->held, call, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts,
+                  kwargs);
+    run_call(pending->held, [&] { return moe.try_dispatch_send(call.in, call.out, &pending->call); });
+    return pending;
+}
+
+std::unique_ptr<Pending> combine_send(MoeDistributor& moe,
+                                      const py::handle& expand_x,
+                                      const py::handle& expert_ids,
+                                      const py::handle& expand_idx,
+                                      const py::handle& ep_send_counts,
+                                      const py::handle& expert_scales,
+                                      const py::handle& x,
+                                      const py::kwargs& kwargs) {
+    auto pending = std::make_unique<Pending>();
+    pending->what = "combine";
+    CombineInputs in;
+    TensorView out;
+    take_combine(moe, pending->held, in, out, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x,
+                 kwargs);
+    run_call(pending->held, [&] { return moe.try_combine_send(in, out, &pending->call); });
+    return pending;
 }
 
 py::dict shapes_of(const MoeDistributor& moe,
@@ -693,7 +777,38 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("ep_send_counts"),
              py::arg("expert_scales"),
              py::arg("x"),
-             kCombineDoc.c_str());
+             kCombineDoc.c_str())
+        .def("dispatch_send",
+             &dispatch_send,
+             py::arg("x"),
+             py::arg("expert_ids"),
+             py::arg("expand_x"),
+             py::arg("expand_idx"),
+             py::arg("expert_token_nums"),
+             py::arg("ep_recv_counts"),
+             "dispatch's send half (docs/contract.md §13): the same arguments as dispatch(); returns "
+             "a Pending whose wait() is the receive half. At most 2 calls in flight per group; "
+             "receive halves in call order; the tensors must stay untouched until wait() returns.")
+        .def("combine_send",
+             &combine_send,
+             py::arg("expand_x"),
+             py::arg("expert_ids"),
+             py::arg("expand_idx"),
+             py::arg("ep_send_counts"),
+             py::arg("expert_scales"),
+             py::arg("x"),
+             "combine's send half: the same arguments as combine(); returns a Pending whose "
+             "wait() is the receive half.");
+    py::class_<Pending>(m, "Pending", "A split dispatch or combine between its send and receive halves.")
+        .def("wait",
+             &Pending::wait,
+             "The receive half: waits for the peers, moves the rows, completes the call; raises "
+             "moedist.Error as the blocking call would (361001 when an earlier call of the group "
+             "is still pending: this one then stays pending).")
+        .def_property_readonly("pending", &Pending::pending, "The receive half has not completed.")
+        .def("__repr__", [](const Pending& p) {
+            return "<moedist.Pending " + p.what + (p.pending() ? " (pending)>" : " (done)>");
+        });
     py::list keywords;
     for (const Attribute& a : attributes())
         if (a.shown != nullptr) keywords.append(a.name);

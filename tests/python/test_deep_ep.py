@@ -191,6 +191,32 @@ def body_low_latency(rank, world, port, seed, fp8):
     hook()
     assert combined is out and torch.equal(out.view(torch.int16), want.view(torch.int16)), where
 
+    # Hooks are real receive halves: two dispatches in flight, received in order, equal the above.
+    recv_a, count_a, handle_a, _, hook_a = buffer.low_latency_dispatch(
+        x, ids, T, E, use_fp8=use_fp8, round_scale=round_scale, use_ue8m0=ue8m0, return_recv_hook=True)
+    x_b = (x.float() * 0.5).to(torch.bfloat16)
+    recv_b, count_b, handle_b, _, hook_b = buffer.low_latency_dispatch(
+        x_b, ids, T, E, use_fp8=False, return_recv_hook=True)
+    with pytest.raises(moedist.Error, match="call order"):
+        hook_b()
+    hook_a()
+    hook_b()
+    assert torch.equal(count_a, recv_count) and torch.equal(count_b, recv_count), where
+    first = recv_a[0] if use_fp8 else recv_a
+    again = recv_x[0] if use_fp8 else recv_x
+    for i, expert_rows in enumerate(rows):
+        n = len(expert_rows)
+        assert torch.equal(first[i, :n].view(torch.uint8), again[i, :n].view(torch.uint8)), where
+        for j, (src, t) in enumerate(expert_rows):
+            want_b = (all_inputs[src][0][t].float() * 0.5).to(torch.bfloat16)
+            assert torch.equal(recv_b[i, j].view(torch.int16), want_b.view(torch.int16)), where
+    combined_a, _, hook_ca = buffer.low_latency_combine(y, ids, weights, handle_a, return_recv_hook=True)
+    combined_b, _, hook_cb = buffer.low_latency_combine(y, ids, weights, handle_b, return_recv_hook=True)
+    hook_ca()
+    hook_cb()
+    assert torch.equal(combined_a.view(torch.int16), want.view(torch.int16)), where
+    assert torch.equal(combined_b.view(torch.int16), want.view(torch.int16)), where
+
     with pytest.raises(moedist.Error, match="normal mode"):
         buffer.dispatch(x=x)
     with pytest.raises(moedist.Error, match=r"topk_idx\[0\]\[0\] must be -1 or in \[0, 16\)"):
