@@ -23,6 +23,16 @@ CallRounds::CallRounds(const Communicator& ep, const std::optional<Communicator>
     : ep_(transport::Access::endpoint(ep)), tp_(tp ? transport::Access::endpoint(*tp) : nullptr) {}
 
 CallRounds::~CallRounds() {
+    // A call left by an exception: it completes with a failure (peers fail with it instead of
+    // waiting, and nobody reads this rank's memory after it returns), and leaves the in-flight
+    // count, so the group's next call can run.
+    if (arrived_ && !finished_) {
+        (void)finish({Code::kRuntime,
+                      "rank " + std::to_string(ep_->rank()) + " of '" + ep_->name() +
+                          "' must complete its call, got an exception inside it"});
+    } else if (counted_) {
+        ep_->count_receive();
+    }
     if (entered_ep_) ep_->leave();
     if (entered_tp_) tp_->leave();
 }
@@ -144,12 +154,12 @@ Status CallRounds::arrive(RecordHeader* record, std::size_t bytes) {
     test_hooks::on_record(ep_->rank(), record, bytes);
     ep_->publish(ep_call_, bytes_of(record, bytes));
     arrived_ = true;
+    test_hooks::on_mid_call(ep_->rank());
     return Status::Ok();
 }
 
 Status CallRounds::gather() {
     const auto deadline = transport::call_deadline();
-    test_hooks::on_mid_call(ep_->rank());
     if (performance_ && performance_->data != nullptr) {
         arrival_us_.assign(static_cast<std::size_t>(ep_->size()), 0);
         if (Status s = ep_->wait_published(ep_call_, deadline, arrival_us_.data()); !s.ok())
@@ -270,6 +280,7 @@ Status CallRounds::finish(const Status& verdict) {
         }
     } received{*this};
     if (!arrived_) return verdict;
+    finished_ = true;
     const auto deadline = transport::call_deadline();
     ep_->finish(ep_call_, verdict.raw_code(), verdict.message());
     transport::Flag flag;

@@ -112,6 +112,7 @@ private:
     std::shared_ptr<transport::Transport> tp_;
     bool arrived_ = false;
     bool counted_ = false;  // claim() numbered the call; finish() marks it received
+    bool finished_ = false;  // finish() ran after arriving
     uint64_t sequence_ = 0;
     uint64_t ep_call_ = 0;
     uint64_t tp_call_ = 0;

@@ -40,6 +40,11 @@ PRELUDES = [
     ("moedist::MoeConfig config{.ep_world_size = 8, .ep_rank_id = r, .moe_expert_num = 48",
      ([], ["int r = 0;", "moedist::DispatchInputs inputs;", "moedist::DispatchOutputs outputs;",
            "moedist::TensorView expert_out, expert_scales, x_out;"])),
+    # README, split calls: a distributor and two micro-batches' tensors.
+    ("moe.try_dispatch_send(inputs_a, outputs_a, &first)",
+     (["#include <moedist/moedist.hpp>"],
+      ["moedist::MoeDistributor& moe = *static_cast<moedist::MoeDistributor*>(nullptr);",
+       "moedist::DispatchInputs inputs_a, inputs_b;", "moedist::DispatchOutputs outputs_a, outputs_b;"])),
     # moedist.hpp: the same, with a config.
     ("moedist::MoeDistributor moe(ep[r], std::nullopt, config);       // config validated once",
      (["#include <moedist/moedist.hpp>"],
