@@ -1,18 +1,25 @@
 """DeepEP's legacy `Buffer` on CPUs, over torch.distributed groups: `import moedist.deep_ep as deep_ep`.
 
-This release has DeepEP's low-latency mode and the pieces around it (docs/contract.md §12):
+Both modes of DeepEP's Buffer (docs/contract.md §12):
+
+    buffer = deep_ep.Buffer(group, int(2e9), 0)                            # normal mode
+    num_tokens_per_rank, _, num_tokens_per_expert, is_token_in_rank, _ = \
+        buffer.get_dispatch_layout(topk_idx, E)
+    recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list, handle, event = \
+        buffer.dispatch(x, num_tokens_per_rank=..., is_token_in_rank=..., num_tokens_per_expert=...,
+                        topk_idx=topk_idx, topk_weights=topk_weights)
+    combined_x, combined_topk_weights, event = buffer.combine(y, handle, topk_weights=w)
 
     buffer = deep_ep.Buffer(group, 0, deep_ep.Buffer.get_low_latency_rdma_size_hint(T, H, R, E),
                             low_latency_mode=True, num_qps_per_rank=E // R)
     recv_x, recv_count, handle, event, hook = buffer.low_latency_dispatch(
         x, topk_idx, T, E, use_fp8=False)                  # recv_x [L, R*T, H]
-    ... experts: rows [0, recv_count[i]) of recv_x[i] ...
     combined_x, event, hook = buffer.low_latency_combine(y, topk_idx, topk_weights, handle)
 
-plus `get_dispatch_layout`, `Config`, `get_dispatch_config` / `get_combine_config`,
-`get_low_latency_rdma_size_hint`, `capture`, `destroy`, `get_next_low_latency_combine_buffer`
-(zero-copy combine), `out=`, `cumulative_local_expert_recv_stats` and fp8 rows with fp32 or UE8M0
-scales. The normal mode's `dispatch` and `combine` are not offered yet: they raise.
+plus `Config`, `get_dispatch_config` / `get_combine_config`, `get_low_latency_rdma_size_hint`,
+`capture`, `destroy`, `get_next_low_latency_combine_buffer` (zero-copy combine), `out=`,
+`cumulative_local_expert_recv_stats`, `dispatch_wait_recv_cost_stats` and fp8 rows with fp32 or
+UE8M0 scales.
 
 The rows travel through moedist's V2 dispatch and combine (`topk_idx` −1 entries are masked
 out), so the arithmetic is the contract's: combined_x[t] = rne_bf16(acc), acc from +0 over
@@ -88,6 +95,36 @@ def _hook(pending, finish, route):
             route.pop("pending", None)
 
     return hook
+
+
+class _NormalHandle(tuple):
+    """DeepEP's intranode handle (rank_prefix_matrix, …, recv_src_idx, is_token_in_rank, …):
+    [0] holds this rank's column of the rank prefix matrix, [3] each row's source token."""
+
+    def __new__(cls, items, route):
+        handle = super().__new__(cls, items)
+        handle.route = route
+        return handle
+
+
+def _pad_rows(recv_x, rows, m):
+    """recv_x with `rows` rows (rows past m left as allocated); unchanged when rows is 0."""
+    if not rows:
+        return recv_x
+    if isinstance(recv_x, tuple):
+        return tuple(_pad_rows(t, rows, m) for t in recv_x)
+    out = torch.empty((rows,) + tuple(recv_x.shape[1:]), dtype=recv_x.dtype)
+    out[:m] = recv_x
+    return out
+
+
+def _split3(values):
+    """fp32 values as three bfloat16 pieces whose fp32 sum (a + b) + c is the value exactly."""
+    a = values.to(torch.bfloat16)
+    rest = values - a.float()
+    b = rest.to(torch.bfloat16)
+    c = (rest - b.float()).to(torch.bfloat16)
+    return a, b, c
 
 
 class _LowLatencyHandle(tuple):
@@ -184,13 +221,169 @@ class Buffer:
         per_rank = is_token_in_rank.sum(dim=0, dtype=torch.int32)
         return per_rank, None, per_expert, is_token_in_rank, EventOverlap()
 
-    def dispatch(self, *args, **kwargs):
-        raise error(INNER_TILING, "deep_ep.Buffer.dispatch (the normal mode) is not supported by moedist yet; "
-                                  "low_latency_dispatch is")
+    # --- normal mode ---------------------------------------------------------------------------
+    #
+    # Each token travels once to each rank that holds at least one of its experts: a V2 dispatch
+    # over R "rank experts" (expert r lives on rank r) with is_token_in_rank as its entry mask,
+    # so rows arrive by source rank ascending, each source's tokens ascending. A token's row
+    # carries its topk_idx and topk_weights (bytes after H). One more entry per token, a copy
+    # expert (never sent), lets combine add bias b0 in the same fp32 sum; b1 is the shared
+    # expert x. combined_topk_weights travel as exact bfloat16 pieces, one column block per rank.
 
-    def combine(self, *args, **kwargs):
-        raise error(INNER_TILING, "deep_ep.Buffer.combine (the normal mode) is not supported by moedist yet; "
-                                  "low_latency_combine is")
+    def _normal_distributor(self, max_tokens):
+        ranks = self.group_size
+        key = ("normal", max_tokens)
+        moe = self._distributors.get(key)
+        if moe is None:
+            comm = _npu._communicator(self._name, self.rank, ranks, "group")
+            moe = moedist.Distributor(comm, moe_expert_num=ranks, api=2, global_bs=max_tokens * ranks,
+                                      expert_token_nums_type=1, shared_expert_num=0, copy_expert_num=1,
+                                      timeout=_npu._timeouts.get(self._name))
+            self._distributors[key] = moe
+        return moe
+
+    def _max_tokens(self, num_tokens):
+        n = torch.tensor([num_tokens], dtype=torch.int64)
+        dist.all_reduce(n, op=dist.ReduceOp.MAX, group=self.group)
+        return max(int(n), 1)
+
+    def dispatch(self, x, handle=None, num_tokens_per_rank=None, num_tokens_per_rdma_rank=None,
+                 is_token_in_rank=None, num_tokens_per_expert=None, topk_idx=None, topk_weights=None,
+                 expert_alignment=1, num_worst_tokens=0, config=None, previous_event=None, async_finish=False,
+                 allocate_on_comm_stream=False):
+        """DeepEP's normal dispatch: (recv_x, recv_topk_idx, recv_topk_weights,
+        num_recv_tokens_per_expert_list, handle, event); with a cached handle (recv_x, None, None,
+        None, None, event). x is bf16 [N, H] or (fp8 [N, H], fp32 scales [N, H/128])."""
+        self._check_alive()
+        ranks, me = self.group_size, self.rank
+        fp8 = isinstance(x, tuple)
+        data = x[0] if fp8 else x
+        if data.dim() != 2 or (not fp8 and data.dtype != torch.bfloat16):
+            raise error(INVALID_PARAM, f"x must be bf16 [N, H] or (fp8 [N, H], scales), got {data.dtype} "
+                                       f"{tuple(data.shape)}")
+        num_tokens, hidden = data.shape
+        if handle is not None:
+            if not isinstance(handle, _NormalHandle):
+                raise error(INVALID_PARAM, "handle must be one this Buffer's dispatch returned")
+            route = handle.route
+            in_rank, max_tokens, top_k, num_experts = (route["in_rank"], route["max_tokens"], 0,
+                                                       route["num_experts"])
+        else:
+            if is_token_in_rank is None:
+                raise error(INVALID_PARAM, "dispatch needs is_token_in_rank (from get_dispatch_layout) or a handle")
+            in_rank = is_token_in_rank.to(torch.bool)
+            max_tokens = self._max_tokens(num_tokens)
+            num_experts = int(num_tokens_per_expert.numel()) if num_tokens_per_expert is not None else None
+            top_k = 0 if topk_idx is None else int(topk_idx.shape[1])
+        if tuple(in_rank.shape) != (num_tokens, ranks):
+            raise error(INVALID_PARAM, f"is_token_in_rank must be [{num_tokens}, {ranks}], got {tuple(in_rank.shape)}")
+        parts = [data.contiguous().view(torch.uint8).view(num_tokens, -1)]
+        if fp8:
+            parts.append(x[1].to(torch.float32).contiguous().view(torch.uint8).view(num_tokens, -1))
+        if top_k:
+            if num_experts is None:
+                raise error(INVALID_PARAM, "dispatch with topk_idx needs num_tokens_per_expert")
+            ids = _check_topk_idx(topk_idx, num_experts)
+            weights = topk_weights.to(torch.float32).contiguous()
+            parts += [ids.contiguous().view(torch.uint8).view(num_tokens, -1),
+                      weights.view(torch.uint8).view(num_tokens, -1)]
+        width = sum(p.shape[1] for p in parts)
+        payload = _npu.empty((num_tokens, width // 2), torch.bfloat16)
+        torch.cat(parts, dim=1, out=payload.view(torch.uint8)) if num_tokens else None
+        moe = self._normal_distributor(max_tokens)
+        ids_prime = torch.arange(ranks + 1, dtype=torch.int32).repeat(num_tokens, 1)  # + the copy expert
+        mask = torch.cat([in_rank, torch.ones((num_tokens, 1), dtype=torch.bool)], dim=1)
+        shapes = moedist.output_shapes(moe, num_tokens, ranks + 1, width // 2)
+        rows = torch.empty(shapes["expand_x"], dtype=torch.bfloat16)
+        assist = torch.empty(shapes["assist_info"], dtype=torch.int32)
+        nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
+        recv = torch.empty(shapes["ep_recv_counts"], dtype=torch.int32)
+        moe.dispatch(payload, ids_prime, rows, None, nums, recv, x_active_mask=mask, assist_info=assist)
+        m = int(nums[0])
+        raw = rows.view(torch.uint8)[:m]
+        cut = hidden * data.element_size()
+        recv_x = raw[:, :cut].view(data.dtype) if not (fp8 and _FP8 is None) else raw[:, :cut]
+        offset = cut
+        if fp8:
+            groups = x[1].shape[1]
+            recv_scales = raw[:, offset:offset + 4 * groups].contiguous().view(torch.float32)
+            offset += 4 * groups
+            recv_x = (recv_x, recv_scales)
+        route = dict(in_rank=in_rank, ids=ids_prime, mask=mask, assist=assist, recv=recv, max_tokens=max_tokens,
+                     num_recv=m, num_tokens=num_tokens, hidden=hidden, num_experts=num_experts,
+                     capacity=shapes["expand_x"][0])
+        rank_prefix = torch.zeros((ranks, ranks), dtype=torch.int32)
+        rank_prefix[:, me] = recv[:ranks]  # rows received from sources 0..i (this rank's column)
+        src_idx = assist[:3 * m].view(-1, 3)[:, 1].contiguous()
+        new_handle = _NormalHandle((rank_prefix, None, None, src_idx, in_rank, None), route)
+        if handle is not None:
+            return _pad_rows(recv_x, num_worst_tokens, m), None, None, None, None, EventOverlap()
+        local = num_experts // ranks
+        got_ids = raw[:, offset:offset + 8 * top_k].contiguous().view(torch.int64).view(m, top_k)
+        got_w = raw[:, offset + 8 * top_k:offset + 12 * top_k].contiguous().view(torch.float32).view(m, top_k)
+        mine = (got_ids >= me * local) & (got_ids < (me + 1) * local)
+        recv_topk_idx = torch.where(mine, got_ids - me * local, torch.full_like(got_ids, -1))
+        recv_topk_weights = torch.where(mine, got_w, torch.zeros_like(got_w))
+        if num_worst_tokens:
+            if num_worst_tokens < m:
+                raise error(INVALID_PARAM, f"num_worst_tokens must be >= the {m} rows received, got {num_worst_tokens}")
+            recv_x = _pad_rows(recv_x, num_worst_tokens, m)
+            recv_topk_idx = torch.cat([recv_topk_idx, torch.full((num_worst_tokens - m, top_k), -1,
+                                                                  dtype=torch.int64)])
+            recv_topk_weights = torch.cat([recv_topk_weights, torch.zeros((num_worst_tokens - m, top_k))])
+            per_expert = []
+        else:
+            counts = torch.bincount(recv_topk_idx[recv_topk_idx >= 0], minlength=local).tolist()
+            align = max(int(expert_alignment), 1)
+            per_expert = [-(-c // align) * align for c in counts]
+        return recv_x, recv_topk_idx, recv_topk_weights, per_expert, new_handle, EventOverlap()
+
+    def combine(self, x, handle, topk_weights=None, bias=None, config=None, previous_event=None,
+                async_finish=False, allocate_on_comm_stream=False):
+        """DeepEP's normal combine: (combined_x [N, H] bf16, combined_topk_weights [N, K] or None,
+        event). combined_x[t] = rne_bf16(Σ over the ranks that received t, ascending, of
+        f32(x_j[row]), then + f32(b0), then + f32(b1)); the weights the same sum in fp32."""
+        self._check_alive()
+        if not isinstance(handle, _NormalHandle):
+            raise error(INVALID_PARAM, "handle must be one this Buffer's dispatch returned")
+        route = handle.route
+        ranks, me, m, n = self.group_size, self.rank, route["num_recv"], route["num_tokens"]
+        hidden = route["hidden"]
+        if x.dtype != torch.bfloat16 or x.dim() != 2 or x.shape[1] != hidden or x.shape[0] < m:
+            raise error(INVALID_PARAM, f"x must be bf16 [>= {m}, {hidden}], got {x.dtype} {tuple(x.shape)}")
+        top_k = 0 if topk_weights is None else int(topk_weights.shape[1])
+        width = hidden + 3 * top_k * ranks
+        width += width % 2
+        rows = _npu.empty((route["capacity"], width), torch.bfloat16)
+        rows[:m, :hidden] = x[:m]
+        if top_k:
+            rows[:m, hidden:] = 0
+            pieces = _split3(topk_weights[:m].to(torch.float32))
+            block = hidden + 3 * top_k * me
+            for j, piece in enumerate(pieces):
+                rows[:m, block + j:block + 3 * top_k:3] = piece
+        b0, b1 = bias if isinstance(bias, (tuple, list)) else (bias, None)
+        ori = torch.zeros((n, width), dtype=torch.bfloat16)
+        if b0 is not None:
+            ori[:, :hidden] = b0
+        extra = {}
+        if b1 is not None:
+            shared = torch.zeros((n, width), dtype=torch.bfloat16)
+            shared[:, :hidden] = b1
+            extra["shared_expert_x"] = shared
+        out = torch.zeros((n, width), dtype=torch.bfloat16)
+        moe = self._normal_distributor(route["max_tokens"])
+        empty_weights = torch.empty((0, ranks + 1), dtype=torch.float32)
+        moe.combine(rows, route["ids"], None, route["recv"], empty_weights, out, x_active_mask=route["mask"],
+                    assist_info=route["assist"], ori_x=ori, **extra)
+        combined_w = None
+        if top_k:
+            back = out[:, hidden:hidden + 3 * top_k * ranks].float().view(n, ranks, top_k, 3)
+            values = (back[..., 0] + back[..., 1]) + back[..., 2]
+            combined_w = torch.zeros((n, top_k), dtype=torch.float32)
+            for r in range(ranks):  # ascending, only the ranks that received the token
+                combined_w = torch.where(route["in_rank"][:, r:r + 1], combined_w + values[:, r], combined_w)
+        return out[:, :hidden], combined_w, EventOverlap()
 
     # --- low-latency mode ---------------------------------------------------------------------
 
@@ -286,8 +479,9 @@ class Buffer:
             route.update(assist=out["assist"].clone(), recv=out["recv"].clone(), begins=begins)
 
         send = moe.dispatch_send if return_recv_hook else moe.dispatch
+        stats = {} if dispatch_wait_recv_cost_stats is None else dict(performance_info=dispatch_wait_recv_cost_stats)
         pending = send(payload, ids32, out["rows"], None, out["token_nums"], out["recv"], x_active_mask=mask,
-                       assist_info=out["assist"])
+                       assist_info=out["assist"], **stats)
         if not return_recv_hook:
             finish()
             return recv_x, counts, handle, EventOverlap(), None
@@ -341,8 +535,9 @@ class Buffer:
         result = torch.zeros((route["num_tokens"], hidden), dtype=torch.bfloat16)
         weights = topk_weights.to(torch.float32).contiguous()
         send = route["moe"].combine_send if return_recv_hook else route["moe"].combine
+        stats = {} if combine_wait_recv_cost_stats is None else dict(performance_info=combine_wait_recv_cost_stats)
         pending = send(rows, route["ids32"], None, route["recv"], weights, result, x_active_mask=route["mask"],
-                       assist_info=route["assist"])
+                       assist_info=route["assist"], **stats)
         target = out if out is not None else result
 
         def finish():
@@ -370,7 +565,7 @@ def _check_topk_idx(topk_idx, num_experts):
     return ids
 
 
-# --- fp8 rows (docs/contract.md §12.3) -------------------------------------------------------------
+# --- fp8 rows (docs/contract.md §12.4) -------------------------------------------------------------
 
 
 def _e4m3_bytes(v):

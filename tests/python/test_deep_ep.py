@@ -1,4 +1,4 @@
-"""moedist.deep_ep on 2, 4 and 8 processes (docs/contract.md §12), against a naive reference
+"""moedist.deep_ep's low-latency mode on 2, 4 and 8 processes (docs/contract.md §12), against a naive reference
 written from the contract: get_dispatch_layout's counts and is_token_in_rank with −1 slots;
 low_latency_dispatch's expert-major rows (source ascending, tokens ascending), recv_count,
 src_info, layout_range and cumulative stats over ranks with different token counts; fp8 rows
@@ -129,11 +129,13 @@ def body_low_latency(rank, world, port, seed, fp8):
     event.current_stream_wait()
 
     stats = torch.zeros(local, dtype=torch.int32)
+    waits = torch.zeros(world, dtype=torch.int64)
     use_fp8, round_scale, ue8m0 = {None: (False, False, False), "plain": (True, False, False),
                                    "round": (True, True, False), "ue8m0": (True, True, True)}[fp8]
     for call in range(2):
         recv_x, recv_count, handle, event, hook = buffer.low_latency_dispatch(
-            x, ids, T, E, cumulative_local_expert_recv_stats=stats, use_fp8=use_fp8, round_scale=round_scale,
+            x, ids, T, E, cumulative_local_expert_recv_stats=stats, dispatch_wait_recv_cost_stats=waits,
+            use_fp8=use_fp8, round_scale=round_scale,
             use_ue8m0=ue8m0, return_recv_hook=call == 1, async_finish=call == 0)
         if hook is not None:
             hook()
@@ -142,6 +144,7 @@ def body_low_latency(rank, world, port, seed, fp8):
     all_inputs = [inputs(r, world, seed) for r in range(world)]
     assert recv_count.dtype == torch.int32 and recv_count.tolist() == [len(r) for r in rows], where
     assert stats.tolist() == [2 * len(r) for r in rows], where
+    assert bool((waits >= 0).all()), where  # microseconds waited per source, added to
     src_info, layout_range, t_, h_, e_ = handle
     assert (t_, h_, e_) == (T, H, E)
     for i, expert_rows in enumerate(rows):
@@ -217,7 +220,7 @@ def body_low_latency(rank, world, port, seed, fp8):
     assert torch.equal(combined_a.view(torch.int16), want.view(torch.int16)), where
     assert torch.equal(combined_b.view(torch.int16), want.view(torch.int16)), where
 
-    with pytest.raises(moedist.Error, match="normal mode"):
+    with pytest.raises(moedist.Error, match="dispatch needs is_token_in_rank"):
         buffer.dispatch(x=x)
     with pytest.raises(moedist.Error, match=r"topk_idx\[0\]\[0\] must be -1 or in \[0, 16\)"):
         bad = ids.clone()
