@@ -10,7 +10,16 @@
 
 namespace moedist::harness {
 
-enum class Task : uint32_t { kStep, kFloorWrite, kFloorRead, kFloorMemcpy, kFloorBarrier, kStop };
+enum class Task : uint32_t {
+    kStep,
+    kFloorWrite,
+    kFloorRead,
+    kFloorMemcpy,
+    kFloorBarrier,
+    kLayerSequential,
+    kLayerOverlapped,
+    kStop
+};
 
 // Runs `task` on `runner` (the rank side of every driver); `sync` meets the other ranks.
 void run_task(Task task, RankRunner& runner, Stamps* stamps, const std::function<void()>& sync);

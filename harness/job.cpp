@@ -36,6 +36,10 @@ void run_task(Task task, RankRunner& runner, Stamps* stamps, const std::function
         case Task::kFloorBarrier:
             runner.floor_barrier(stamps);
             break;
+        case Task::kLayerSequential:
+        case Task::kLayerOverlapped:
+            runner.layer(stamps, sync, task == Task::kLayerOverlapped);
+            break;
     }
 }
 
@@ -182,6 +186,11 @@ PhaseTimes Job::step() {
     wall.dispatch_ms = span_ms(stamps, &Stamps::d0, &Stamps::d1);
     wall.combine_ms = span_ms(stamps, &Stamps::c0, &Stamps::c1);
     return wall;
+}
+
+double Job::layer(bool overlapped) {
+    state_->driver->run(overlapped ? Task::kLayerOverlapped : Task::kLayerSequential);
+    return span_ms(state_->driver->stamps(), &Stamps::d0, &Stamps::d1);
 }
 
 double Job::floor(Floor which) {

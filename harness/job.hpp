@@ -46,6 +46,8 @@ struct JobSpec {
     bool strided_x = false;  // x with padded rows, a storage offset and column stride 2
     int extra_rows = 0;      // expandX / counts tensors larger than required
     bool split = false;      // dispatch and combine as send half + wait() (C++ API)
+    int micro_batches = 1;   // 2: a layer benchmark's two micro-batches (RankRunner::layer)
+    int expert_passes = 0;   // the layer's expert compute: multiply-adds per received element
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
     // docs/contract.md §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or
@@ -85,6 +87,9 @@ struct JobSpec {
 struct PhaseTimes {
     double dispatch_ms = 0;
     double combine_ms = 0;
+    // A layer benchmark's step (micro_batches = 2): the layer run sequential, then overlapped.
+    double layer_sequential_ms = 0;
+    double layer_overlapped_ms = 0;
 };
 
 // The floors of `moedist bench`, each run by every rank on its own buffers with the byte counts
@@ -113,6 +118,9 @@ public:
     PhaseTimes step();
     // A floor of the last step on every rank (wall time, milliseconds).
     double floor(Floor which);
+    // One MoE layer of two micro-batches (spec.micro_batches = 2) on every rank, sequential or
+    // overlapped (RankRunner::layer); wall time in milliseconds.
+    double layer(bool overlapped);
 
     // The first failed rank's status, or OK.
     Status status() const;

@@ -93,10 +93,18 @@ JobReport run_mpi_job(const JobSpec& spec, int steps, bool check, MpiTraffic* tr
     for (int step = 0; step < steps; ++step) {
         Stamps stamps;
         MPI_Barrier(MPI_COMM_WORLD);
-        runner.step(&stamps, [] { MPI_Barrier(MPI_COMM_WORLD); });
         PhaseTimes t;
-        t.dispatch_ms = span_ms(stamps.d0, stamps.d1);
-        t.combine_ms = span_ms(stamps.c0, stamps.c1);
+        if (s.micro_batches == 2) {  // a layer benchmark: sequential, then overlapped
+            const auto barrier = [] { MPI_Barrier(MPI_COMM_WORLD); };
+            runner.layer(&stamps, barrier, false);
+            t.layer_sequential_ms = span_ms(stamps.d0, stamps.d1);
+            runner.layer(&stamps, barrier, true);
+            t.layer_overlapped_ms = span_ms(stamps.d0, stamps.d1);
+        } else {
+            runner.step(&stamps, [] { MPI_Barrier(MPI_COMM_WORLD); });
+            t.dispatch_ms = span_ms(stamps.d0, stamps.d1);
+            t.combine_ms = span_ms(stamps.c0, stamps.c1);
+        }
         report.steps.push_back(t);
     }
     if (traffic != nullptr) {

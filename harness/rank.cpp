@@ -81,6 +81,7 @@ struct RankRunner::State {
     DispatchOutputs dout;
     std::unique_ptr<AclTensors> acl;
     std::vector<uint8_t> junk;  // storage of the reserved inputs (C API runs)
+    std::vector<float> compute;  // the layer benchmark's expert scratch
     Allocator allocator;
 
     int64_t own_rows() const;
@@ -374,13 +375,30 @@ RankRunner::RankRunner(const JobSpec& spec,
                        std::optional<Communicator> tp,
                        const Allocator& allocator,
                        bool poison)
-    : state_(std::make_unique<State>()) {
-    State& s = *state_;
+    : state_(make_state(spec, lay, g, input, ep, tp, allocator, poison, &status_)) {
+    if (spec.micro_batches == 2) {
+        Status second_status;
+        second_ = make_state(spec, lay, g, input, ep, tp, allocator, poison, &second_status);
+        if (status_.ok()) status_ = second_status;
+    }
+}
+
+std::unique_ptr<RankRunner::State> RankRunner::make_state(const JobSpec& spec,
+                                                          const Layout& lay,
+                                                          int g,
+                                                          const moedist_ref::RankInput& input,
+                                                          const Communicator& ep,
+                                                          const std::optional<Communicator>& tp,
+                                                          const Allocator& allocator,
+                                                          bool poison,
+                                                          Status* status) {
+    auto state = std::make_unique<State>();
+    State& s = *state;
     s.spec = spec;
     s.lay = lay;
     s.g = g;
-    s.ep = std::move(ep);
-    s.tp = std::move(tp);
+    s.ep = ep;
+    s.tp = tp;
     s.allocator = allocator;
     s.make_tensors(input, poison);
     if (lay.v2) s.make_v2_tensors(input, poison);
@@ -408,8 +426,9 @@ RankRunner::RankRunner(const JobSpec& spec,
         config.const_expert_num = spec.const_experts;
         config.comm_alg = spec.comm_alg;
     }
-    status_ = MoeDistributor::create(s.ep, s.tp, config, &s.moe);
+    *status = MoeDistributor::create(s.ep, s.tp, config, &s.moe);
     if (spec.c_api) s.make_acl_tensors();
+    return state;
 }
 
 RankRunner::~RankRunner() = default;
@@ -460,6 +479,73 @@ void RankRunner::step(Stamps* stamps, const std::function<void()>& sync) {
         }
     }
     stamps->c1 = std::chrono::steady_clock::now();
+}
+
+namespace {
+
+// The experts' compute of a layer benchmark: `passes` multiply-adds per element of every row
+// received (on top of run_experts), kept by a checksum the compiler cannot drop.
+void expert_compute(const uint8_t* rows, int64_t count, int64_t hidden, DType dtype, int passes,
+                    float* scratch) {
+    if (passes <= 0) return;
+    float sum = 0;
+    for (int64_t r = 0; r < count; ++r) {
+        const auto* row = rows + r * hidden * static_cast<int64_t>(dtype_size(dtype));
+        for (int64_t j = 0; j < hidden; ++j) {
+            uint16_t bits = 0;
+            if (dtype_size(dtype) == 2) std::memcpy(&bits, row + 2 * j, 2);
+            scratch[j] = static_cast<float>(bits & 0x7F) * (1.0f / 128);
+        }
+        for (int p = 0; p < passes; ++p)
+            for (int64_t j = 0; j < hidden; ++j) scratch[j] = scratch[j] * 0.999f + 0.001f;
+        sum += scratch[hidden - 1];
+    }
+    static volatile float sink;
+    sink = sum;
+}
+
+}  // namespace
+
+void RankRunner::experts_of(State& s) {
+    if (!status_.ok()) return;
+    const Received received{s.expand_x.as<uint8_t>(),
+                            s.dynamic_scales.as<float>(),
+                            s.dynamic_bytes.as<uint8_t>(),
+                            s.ep_recv_counts.as<int32_t>(),
+                            s.tp_recv_counts.as<int32_t>()};
+    run_experts(s.spec, s.lay, s.g, received, s.expert_out.as<uint16_t>());
+    s.compute.resize(static_cast<std::size_t>(s.lay.H));
+    expert_compute(s.expand_x.as<uint8_t>(), s.own_rows() + s.peer_rows(), s.lay.H, expand_dtype(s.spec),
+                   s.spec.expert_passes, s.compute.data());
+}
+
+void RankRunner::layer(Stamps* stamps, const std::function<void()>& sync, bool overlapped) {
+    State* batches[2] = {state_.get(), second_ ? second_.get() : state_.get()};
+    sync();
+    stamps->d0 = std::chrono::steady_clock::now();
+    if (!overlapped) {  // each micro-batch: dispatch, experts, combine
+        for (State* b : batches) {
+            if (status_.ok()) status_ = b->moe->try_dispatch(b->din, b->dout);
+            experts_of(*b);
+            if (status_.ok()) status_ = b->moe->try_combine(b->combine_inputs(), b->x_out_view());
+        }
+    } else {  // one micro-batch's experts while the other's rows travel
+        PendingCall d[2], c[2];
+        for (int i = 0; i < 2 && status_.ok(); ++i)
+            status_ = batches[i]->moe->try_dispatch_send(batches[i]->din, batches[i]->dout, &d[i]);
+        if (status_.ok()) status_ = d[0].wait();
+        experts_of(*batches[0]);
+        if (status_.ok()) status_ = d[1].wait();
+        if (status_.ok())
+            status_ = batches[0]->moe->try_combine_send(batches[0]->combine_inputs(), batches[0]->x_out_view(), &c[0]);
+        experts_of(*batches[1]);
+        if (status_.ok())
+            status_ = batches[1]->moe->try_combine_send(batches[1]->combine_inputs(), batches[1]->x_out_view(), &c[1]);
+        for (PendingCall& p : c)
+            if (p.pending() && status_.ok()) status_ = p.wait();
+    }
+    stamps->d1 = stamps->c0 = stamps->c1 = std::chrono::steady_clock::now();
+    sync();
 }
 
 int64_t RankRunner::received_bytes() const {

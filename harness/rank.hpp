@@ -109,6 +109,12 @@ public:
     void floor_memcpy(Stamps* stamps);
     void floor_barrier(Stamps* stamps);
 
+    // A MoE layer of two micro-batches (JobSpec::micro_batches = 2), timed into stamps->d0/d1:
+    // sequential (dispatch, experts, combine, then the next) or overlapped (both dispatches in
+    // flight; one micro-batch's experts run while the other's rows travel; both combines in
+    // flight). The experts do JobSpec::expert_passes multiply-adds per received element.
+    void layer(Stamps* stamps, const std::function<void()>& sync, bool overlapped);
+
     const Status& status() const { return status_; }
     RankOutputs outputs() const;
     // Bytes of the rows this rank received in the last dispatch, and the bytes its combine read.
@@ -119,8 +125,19 @@ public:
 
 private:
     struct State;
-    std::unique_ptr<State> state_;
+    static std::unique_ptr<State> make_state(const JobSpec& spec,
+                                             const Layout& lay,
+                                             int g,
+                                             const moedist_ref::RankInput& input,
+                                             const Communicator& ep,
+                                             const std::optional<Communicator>& tp,
+                                             const Allocator& allocator,
+                                             bool poison,
+                                             Status* status);
+    void experts_of(State& s);
     Status status_;
+    std::unique_ptr<State> state_;
+    std::unique_ptr<State> second_;  // the second micro-batch of a layer benchmark
 };
 
 // Bytes, the load table and (with `check`) the bit-for-bit comparison of every output of every

@@ -1,6 +1,6 @@
 """Checks the JSON that `moedist run|plan|bench --json` printed on stdin (or in a file).
 
-Usage: json_check.py run|plan|plan-A3|bench|bench-goals [FILE]
+Usage: json_check.py run|plan|plan-A3|bench|bench-goals|bench-overlap [FILE]
 """
 import json
 import sys
@@ -48,6 +48,16 @@ def check_bench(d, goals=False):
     assert ("goals" in d) == goals, list(d)
 
 
+def check_overlap(d):
+    assert d["command"] == "bench --overlap", d
+    assert len(d["points"]) == 2, d["points"]  # --tokens 1,4
+    for p in d["points"]:
+        assert "error" not in p, p
+        seq, ovl = p["sequential_ms"]["median"], p["overlapped_ms"]["median"]
+        assert seq > 0 and ovl > 0, p
+        assert abs(p["overlapped_over_sequential"] - ovl / seq) < 1e-9, p
+
+
 def main():
     kind = sys.argv[1]
     text = open(sys.argv[2]).read() if len(sys.argv) > 2 else sys.stdin.read()
@@ -58,6 +68,7 @@ def main():
         "plan-A3": lambda d: check_plan(d, "A3"),
         "bench": check_bench,
         "bench-goals": lambda d: check_bench(d, True),
+        "bench-overlap": check_overlap,
     }[kind](d)
     print("ok: %s JSON" % kind)
 

@@ -375,6 +375,14 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
         ->check(CLI::Range(0, 1000));
     bench->add_option("--seed", o->seed, "input seed");
     bench->add_flag("--goals", o->goals, "judge the performance goals of docs/performance.md (met / MISSED)");
+    bench->add_flag("--overlap",
+                    o->overlap,
+                    "time a MoE layer of two micro-batches, sequential against overlapped (split "
+                    "calls: one micro-batch's experts while the other's rows travel)");
+    bench->add_option("--expert-passes",
+                      o->expert_passes,
+                      "--overlap: the experts' multiply-adds per received element")
+        ->check(CLI::Range(0, 100000));
     bench->add_flag("--skip-invalid",
                     o->skip_invalid,
                     "skip the sweep's points that cannot run (default: exit 2 before running)");
@@ -385,6 +393,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
 }
 
 int bench_command(const BenchOptions& o) {
+    if (o.overlap) return overlap_command(o);
     const bool mpi = o.backend == "mpi";
 #if !defined(MOEDIST_HAVE_MPI)
     if (mpi) {

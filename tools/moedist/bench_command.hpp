@@ -41,6 +41,8 @@ struct BenchOptions {
     int ranks_per_node = 0;
     bool goals = false;
     bool skip_invalid = false;
+    bool overlap = false;    // --overlap: a two-micro-batch layer, sequential vs overlapped
+    int expert_passes = 64;  // --expert-passes: the layer's expert compute per received element
     JsonTarget json;
     std::string csv_path;
     std::string plot_path;
@@ -49,6 +51,8 @@ struct BenchOptions {
 
 CLI::App* add_bench_command(CLI::App& app, BenchOptions* options);
 int bench_command(const BenchOptions& options);
+// --overlap (bench_overlap.cpp).
+int overlap_command(const BenchOptions& options);
 
 // --- pieces of the bench, in their own files ---
 
