@@ -32,6 +32,8 @@ import torch
 from moedist import INVALID_PARAM, error
 
 __all__ = [
+    "deep_ep_combine",
+    "deep_ep_dispatch",
     "npu_moe_distribute_combine",
     "npu_moe_distribute_combine_v2",
     "npu_moe_distribute_dispatch",
@@ -258,3 +260,81 @@ def npu_moe_distribute_combine(expand_x, expert_ids, expand_idx, ep_send_counts,
     _refuse_undifferentiable(kwargs, "npu_moe_distribute_combine")
     return _Combine.apply(expand_x, expert_scales, None, expert_ids, expand_idx, ep_send_counts,
                           _split_group(group, _GROUP), kwargs, False)
+
+
+# --- DeepEP's normal form (docs/contract.md §11) ------------------------------------------------
+
+
+class _DeepEPDispatch(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, topk_weights, buffer, layout, topk_idx, kwargs):
+        num_tokens_per_rank, is_token_in_rank, num_tokens_per_expert = layout
+        recv_x, recv_idx, recv_w, counts, handle, _ = buffer.dispatch(
+            x.detach(), num_tokens_per_rank=num_tokens_per_rank, is_token_in_rank=is_token_in_rank,
+            num_tokens_per_expert=num_tokens_per_expert, topk_idx=topk_idx, topk_weights=topk_weights.detach(),
+            **kwargs)
+        ctx.buffer, ctx.handle = buffer, handle
+        ctx.save_for_backward(recv_idx)
+        ctx.mark_non_differentiable(recv_idx)
+        return recv_x, recv_idx, recv_w, _Counts(counts), handle
+
+    @staticmethod
+    def backward(ctx, grad_recv_x, _grad_idx, grad_recv_w, _grad_counts, _grad_handle):
+        (recv_idx,) = ctx.saved_tensors
+        m = recv_idx.shape[0]
+        hidden = ctx.handle.route["hidden"]
+        rows = grad_recv_x if grad_recv_x is not None else torch.zeros((m, hidden), dtype=torch.bfloat16)
+        weights = None
+        if grad_recv_w is not None:  # only the local slots carry the weight
+            weights = torch.where(recv_idx >= 0, grad_recv_w.float(), torch.zeros_like(grad_recv_w, dtype=torch.float32))
+        grad_x, grad_w, _ = ctx.buffer.combine(rows.to(torch.bfloat16).contiguous(), ctx.handle, topk_weights=weights)
+        return grad_x.contiguous(), grad_w, None, None, None, None
+
+
+class _Counts(list):
+    """The per-expert counts list (not a tensor: no gradient)."""
+
+
+class _DeepEPCombine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, topk_weights, buffer, handle):
+        combined, combined_w, _ = buffer.combine(x.detach(), handle,
+                                                 topk_weights=None if topk_weights is None else topk_weights.detach())
+        ctx.buffer, ctx.handle = buffer, handle
+        ctx.top_k = None if topk_weights is None else topk_weights.shape[1]
+        return combined, combined_w
+
+    @staticmethod
+    def backward(ctx, grad_combined, grad_combined_w):
+        route = ctx.handle.route
+        n, hidden = route["num_tokens"], route["hidden"]
+        g = grad_combined if grad_combined is not None else torch.zeros((n, hidden), dtype=torch.bfloat16)
+        parts = [g.to(torch.bfloat16).contiguous()]
+        if ctx.top_k:  # the weights' gradient rides in the row, as bytes
+            gw = grad_combined_w if grad_combined_w is not None else torch.zeros((n, ctx.top_k))
+            parts.append(gw.to(torch.float32).contiguous().view(torch.bfloat16).view(n, 2 * ctx.top_k))
+        rows, *_ = ctx.buffer.dispatch(torch.cat(parts, dim=1), handle=ctx.handle)
+        grad_x = rows[:, :hidden].contiguous()
+        grad_w = rows[:, hidden:].contiguous().view(torch.float32) if ctx.top_k else None
+        return grad_x, grad_w, None, None
+
+
+def deep_ep_dispatch(buffer, x, topk_idx, topk_weights, num_tokens_per_rank, is_token_in_rank,
+                     num_tokens_per_expert, **kwargs):
+    """moedist.deep_ep.Buffer.dispatch (normal mode, top-k form, bf16 x) as an autograd
+    Function: returns (recv_x, recv_topk_idx, recv_topk_weights, num_recv_tokens_per_expert_list,
+    handle), differentiable in x and topk_weights. The gradient is the normal combine of the
+    gradients: grad_x[t] = rne_bf16(Σ over the ranks that received t, ascending, of the rows'
+    gradients), grad_topk_weights the same sum in fp32 of the local slots' gradients."""
+    if isinstance(x, tuple):
+        raise error(INVALID_PARAM, "deep_ep_dispatch: x must be bf16 under autograd (fp8 rows have no gradient)")
+    return _DeepEPDispatch.apply(x, topk_weights, buffer, (num_tokens_per_rank, is_token_in_rank,
+                                                          num_tokens_per_expert), topk_idx, kwargs)
+
+
+def deep_ep_combine(buffer, x, handle, topk_weights=None):
+    """moedist.deep_ep.Buffer.combine (normal mode, no bias) as an autograd Function: returns
+    (combined_x, combined_topk_weights), differentiable in x and topk_weights. The gradient of
+    each received row is its token's grad_combined_x (a cached dispatch along the handle), and of
+    each row's weights its token's grad_combined_topk_weights, exactly."""
+    return _DeepEPCombine.apply(x, topk_weights, buffer, handle)
