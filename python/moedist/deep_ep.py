@@ -107,6 +107,13 @@ class _NormalHandle(tuple):
         return handle
 
 
+def _numel(shape):
+    n = 1
+    for v in shape:
+        n *= int(v)
+    return n
+
+
 def _pad_rows(recv_x, rows, m):
     """recv_x with `rows` rows (rows past m left as allocated); unchanged when rows is 0."""
     if not rows:
@@ -196,6 +203,18 @@ class Buffer:
         self._outputs.clear()
         self._combine_buffers.clear()
         self._destroyed = True
+
+    def _scratch(self, key, shape, dtype, shared=False):
+        """A tensor kept across calls under `key` (grown when a call needs more): the staging of
+        rows peers read (shared: in moedist's arena, read in place) and the low-latency buffers,
+        which DeepEP also reuses from call to call."""
+        shape = tuple(int(v) for v in shape)
+        held = self._outputs.get(("scratch",) + key)
+        if held is None or held.dtype != dtype or held.numel() < _numel(shape):
+            size = max(_numel(shape), 1)
+            held = _npu.empty((size,), dtype) if shared else torch.empty((size,), dtype=dtype)
+            self._outputs[("scratch",) + key] = held
+        return held[:_numel(shape)].view(shape)
 
     def _check_alive(self):
         if self._destroyed:
@@ -288,7 +307,8 @@ class Buffer:
             parts += [ids.contiguous().view(torch.uint8).view(num_tokens, -1),
                       weights.view(torch.uint8).view(num_tokens, -1)]
         width = sum(p.shape[1] for p in parts)
-        payload = _npu.empty((num_tokens, width // 2), torch.bfloat16)
+        self._calls += 1
+        payload = self._scratch(("payload", self._calls % 2), (num_tokens, width // 2), torch.bfloat16, shared=True)
         torch.cat(parts, dim=1, out=payload.view(torch.uint8)) if num_tokens else None
         moe = self._normal_distributor(max_tokens)
         ids_prime = torch.arange(ranks + 1, dtype=torch.int32).repeat(num_tokens, 1)  # + the copy expert
@@ -354,7 +374,9 @@ class Buffer:
         top_k = 0 if topk_weights is None else int(topk_weights.shape[1])
         width = hidden + 3 * top_k * ranks
         width += width % 2
-        rows = _npu.empty((route["capacity"], width), torch.bfloat16)
+        self._calls += 1
+        rows = self._scratch(("normal-combine", self._calls % 2), (route["capacity"], width), torch.bfloat16,
+                             shared=True)
         rows[:m, :hidden] = x[:m]
         if top_k:
             rows[:m, hidden:] = 0
@@ -448,7 +470,7 @@ class Buffer:
         ids32 = ids.to(torch.int32)
         mask = ids >= 0
         recv_rows = ranks * max_tokens
-        packed = torch.empty((local, recv_rows, columns), dtype=torch.bfloat16)
+        packed = self._scratch(("ll-recv", self._calls % 2), (local, recv_rows, columns), torch.bfloat16)
         src_info = torch.empty((local, recv_rows), dtype=torch.int32)
         layout_range = torch.empty((local, ranks), dtype=torch.int64)
         counts = torch.zeros(local, dtype=torch.int32)
@@ -524,11 +546,8 @@ class Buffer:
             raise error(INVALID_PARAM, "handle's dispatch must be received first: call its recv hook")
         begins = route["begins"]
         self._calls += 1
-        key = ("combine", route["capacity"], hidden, self._calls % 2)
-        rows = self._outputs.get(key)
-        if rows is None:
-            rows = _npu.empty((route["capacity"], hidden), torch.bfloat16)
-            self._outputs[key] = rows
+        rows = self._scratch(("ll-combine", self._calls % 2), (route["capacity"], hidden), torch.bfloat16,
+                             shared=True)
         for i in range(local):
             lo, hi = int(begins[i]), int(begins[i + 1])
             rows[lo:hi] = x[i, :hi - lo]

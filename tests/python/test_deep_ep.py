@@ -195,6 +195,7 @@ def body_low_latency(rank, world, port, seed, fp8):
     assert combined is out and torch.equal(out.view(torch.int16), want.view(torch.int16)), where
 
     # Hooks are real receive halves: two dispatches in flight, received in order, equal the above.
+    kept = tuple(t.clone() for t in recv_x) if use_fp8 else recv_x.clone()
     recv_a, count_a, handle_a, _, hook_a = buffer.low_latency_dispatch(
         x, ids, T, E, use_fp8=use_fp8, round_scale=round_scale, use_ue8m0=ue8m0, return_recv_hook=True)
     x_b = (x.float() * 0.5).to(torch.bfloat16)
@@ -206,7 +207,7 @@ def body_low_latency(rank, world, port, seed, fp8):
     hook_b()
     assert torch.equal(count_a, recv_count) and torch.equal(count_b, recv_count), where
     first = recv_a[0] if use_fp8 else recv_a
-    again = recv_x[0] if use_fp8 else recv_x
+    again = kept[0] if use_fp8 else kept  # recv_x's buffer is reused two calls later, as DeepEP's
     for i, expert_rows in enumerate(rows):
         n = len(expert_rows)
         assert torch.equal(first[i, :n].view(torch.uint8), again[i, :n].view(torch.uint8)), where
