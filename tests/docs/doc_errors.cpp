@@ -383,6 +383,23 @@ void one_call_at_a_time() {
     first.join();
 }
 
+// Split calls (contract §13): a third send half, a blocking call while calls are in flight, a
+// receive half out of order (one rank: its own group).
+void split_calls() {
+    auto group = Communicator::create_local_group(1, "split");
+    MoeConfig c = config_of(group[0], 2);
+    Rank a(c, 1, 1, 16), b(c, 1, 1, 16), d(c, 1, 1, 16);
+    MoeDistributor moe(group[0], std::nullopt, c);
+    moedist::PendingCall first, second, third;
+    (void)moe.try_dispatch_send(a.inputs(), a.outputs(), &first);
+    (void)moe.try_dispatch_send(b.inputs(), b.outputs(), &second);
+    emit_status("third send half", moe.try_dispatch_send(d.inputs(), d.outputs(), &third));
+    emit_status("blocking while in flight", moe.try_dispatch(d.inputs(), d.outputs()));
+    emit_status("out of order", second.wait());
+    (void)first.wait();
+    (void)second.wait();
+}
+
 void timeouts() {
     {  // MOEDIST_TIMEOUT_MS, then the broken group
         auto group = Communicator::create_local_group(2, "late");
@@ -819,6 +836,7 @@ int main() {
     v2_runtime();
     v2_first_phase();
     one_call_at_a_time();
+    split_calls();
     timeouts();
     tp_pairings();
     c_api();
