@@ -291,13 +291,13 @@ aclnnStatus run_executor(aclOpExecutor* executor,
                            ", got its aclrtMalloc block freed after " + owned->made_by;
                 });
                 disarm(&op);
-                return run_op(op);
+                return owned->runner ? owned->runner() : run_op(op);
             }
             struct Unpin {
                 const Bindings& b;
                 ~Unpin() { runtime::unpin_blocks(b.blocks.data(), b.count); }
             } unpin{bindings};
-            return run_op(op);
+            return owned->runner ? owned->runner() : run_op(op);
         });
     const Status parked = guard(
         op_name,

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,9 @@ struct aclOpExecutor {
     std::variant<moedist::core::DispatchOp, moedist::core::CombineOp> op;
     moedist::api::Bindings bindings;
     const char* made_by = "";  // the phase 1 that made it (e.g. aclnnMoeDistributeDispatchV4GetWorkspaceSize)
+    // Set by the split operations (Setup/Teardown): what phase 2 runs instead of the whole call,
+    // on `op` (which phase 2 may first disarm, as for any call).
+    std::function<moedist::Status()> runner;
 };
 
 namespace moedist::api {
@@ -135,6 +139,32 @@ aclnnStatus phase_one(const char* op_name,
             made->op.template emplace<Op>();
             made->made_by = op_name;
             if (Status s = prepare(&std::get<Op>(made->op), &made->bindings); !s.ok()) return s;
+            *workspace_size = 0;
+            *executor = register_executor(made.release());
+            return Status::Ok();
+        });
+    return report(status);
+}
+
+// As phase_one, for the split operations: `prepare(Op*, Bindings*, aclOpExecutor*)` also sets the
+// executor's runner.
+template <class Op, class Prepare>
+aclnnStatus split_phase_one(const char* op_name,
+                            uint64_t* workspace_size,
+                            aclOpExecutor** executor,
+                            Prepare prepare) noexcept {
+    const Status status = guard(
+        op_name,
+        [] { return "its executor (" + std::to_string(sizeof(aclOpExecutor)) + " bytes)"; },
+        [&]() -> Status {
+            if (workspace_size == nullptr || executor == nullptr) {
+                return {Code::kNullptr, "workspaceSize and executor must be non-null, got nullptr"};
+            }
+            auto made = std::make_unique<aclOpExecutor>();
+            made->op.template emplace<Op>();
+            made->made_by = op_name;
+            if (Status s = prepare(&std::get<Op>(made->op), &made->bindings, made.get()); !s.ok())
+                return s;
             *workspace_size = 0;
             *executor = register_executor(made.release());
             return Status::Ok();

@@ -102,6 +102,11 @@ public:
 
     Status complete() override { return receive(); }
     bool completed() const override { return done_; }
+    Status rebind_outputs(const DispatchOutputs& out) override {
+        if (done_) return {Code::kInvalidParam, "a completed dispatch cannot take new outputs"};
+        op_.out = out;
+        return Status::Ok();
+    }
 
     Status receive() {
         if (!claimed_.ok()) return claimed_;

@@ -26,6 +26,13 @@ public:
     virtual Status complete() = 0;
     // Whether complete() has run to the end (its outcome is final).
     virtual bool completed() const = 0;
+    // A pending dispatch's outputs, given only now (Ascend's DispatchTeardown): the send half
+    // reads none of them (a receiver writes its own), so any outputs of the same dtypes and
+    // shapes the first phase accepted may take the place of the ones it was prepared with.
+    virtual Status rebind_outputs(const DispatchOutputs& out) {
+        (void)out;
+        return {Code::kInvalidParam, "only a pending dispatch can take new outputs"};
+    }
 };
 
 // The send halves. On failure nothing was published and *out is null.

@@ -7,10 +7,14 @@
 #include "aclnnop/aclnn_moe_distribute_combine.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_setup.h"
+#include "aclnnop/aclnn_moe_distribute_combine_teardown.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v2.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "aclnnop/aclnn_moe_distribute_combine_v4.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_setup.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_teardown.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v4.h"
@@ -22,7 +26,9 @@ int main(void) {
                             aclnnMoeDistributeDispatchV3,       aclnnMoeDistributeDispatchV4,
                             aclnnMoeDistributeCombine,          aclnnMoeDistributeCombineV2,
                             aclnnMoeDistributeCombineV3,        aclnnMoeDistributeCombineV4,
-                            aclnnMoeDistributeCombineAddRmsNorm, aclnnMoeDistributeCombineAddRmsNormV2};
+                            aclnnMoeDistributeCombineAddRmsNorm, aclnnMoeDistributeCombineAddRmsNormV2,
+                            aclnnMoeDistributeDispatchSetup,    aclnnMoeDistributeDispatchTeardown,
+                            aclnnMoeDistributeCombineSetup,     aclnnMoeDistributeCombineTeardown};
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; ++i) {
         if (calls[i](NULL, 0, NULL, NULL) != 161001) {
             printf("aclnn_headers: op call %zu must refuse a null executor with 161001\n", i);
@@ -39,6 +45,6 @@ int main(void) {
         printf("aclnn_headers: DispatchV4 with a null x must be 161001 naming x, got %d\n", (int)s);
         return 1;
     }
-    printf("aclnn_headers: OK (10 entry points; %s)\n", message);
+    printf("aclnn_headers: OK (14 entry points; %s)\n", message);
     return 0;
 }
