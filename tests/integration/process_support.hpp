@@ -63,7 +63,8 @@ struct Outcome {
 
 // What /dev/shm holds, sorted, less what other programs running beside the test put there
 // (ctest runs suites in parallel: OpenMPI's shared-memory transport makes vader_segment.* and
-// sm_segment.* files while an MPI test runs next to this one).
+// sm_segment.* files while an MPI test runs next to this one; Python's multiprocessing makes
+// sem.* semaphores). moedist itself never creates anything there (memfd only).
 inline std::vector<std::string> dev_shm() {
     std::vector<std::string> names;
     if (DIR* d = opendir("/dev/shm")) {
@@ -71,6 +72,7 @@ inline std::vector<std::string> dev_shm() {
             const std::string name = e->d_name;
             if (name.empty() || name[0] == '.') continue;
             if (name.rfind("vader_segment.", 0) == 0 || name.rfind("sm_segment.", 0) == 0) continue;
+            if (name.rfind("sem.", 0) == 0) continue;  // POSIX semaphores (Python multiprocessing)
             names.push_back(name);
         }
         closedir(d);

@@ -105,12 +105,15 @@ protected:
 TEST_F(RankTableProcesses, ACrashedJobLeavesNothingForTheNextJobOnTheSameTable) {
     const std::string path = table("crash", 4);
     const auto crashed = run_table(path, 4, /*victim=*/3, 1);
+    // The group forms in the background after HcclCommInitClusterInfo returns, so the victim dies
+    // either after it formed (the survivors' call names rank 3) or while it forms (their join
+    // fails at the rendezvous: the victim may have been its hub); 361001 either way.
     for (int r = 0; r < 3; ++r) {
-        EXPECT_EQ(crashed[static_cast<std::size_t>(r)].code, 361001)
-            << crashed[static_cast<std::size_t>(r)].message;
-        EXPECT_NE(std::string(crashed[static_cast<std::size_t>(r)].message).find("rank 3"),
-                  std::string::npos)
-            << crashed[static_cast<std::size_t>(r)].message;
+        const std::string message = crashed[static_cast<std::size_t>(r)].message;
+        EXPECT_EQ(crashed[static_cast<std::size_t>(r)].code, 361001) << message;
+        EXPECT_TRUE(message.find("rank 3") != std::string::npos ||
+                    message.find("rendezvous") != std::string::npos)
+            << message;
     }
     for (const Outcome& o : run_table(path, 4, -1, 5)) {
         EXPECT_EQ(o.code, 0) << o.message;
