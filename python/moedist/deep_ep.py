@@ -314,7 +314,9 @@ class Buffer:
         ids_prime = torch.arange(ranks + 1, dtype=torch.int32).repeat(num_tokens, 1)  # + the copy expert
         mask = torch.cat([in_rank, torch.ones((num_tokens, 1), dtype=torch.bool)], dim=1)
         shapes = moedist.output_shapes(moe, num_tokens, ranks + 1, width // 2)
-        rows = torch.empty(shapes["expand_x"], dtype=torch.bfloat16)
+        # The capacity-sized rows stay with the Buffer (double-buffered: fresh pages would cost more
+        # than the exchange); the caller gets its own copy of the M rows received.
+        rows = self._scratch(("normal-rows", self._calls % 2), shapes["expand_x"], torch.bfloat16)
         assist = torch.empty(shapes["assist_info"], dtype=torch.int32)
         nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
         recv = torch.empty(shapes["ep_recv_counts"], dtype=torch.int32)
@@ -322,7 +324,9 @@ class Buffer:
         m = int(nums[0])
         raw = rows.view(torch.uint8)[:m]
         cut = hidden * data.element_size()
-        recv_x = raw[:, :cut].view(data.dtype) if not (fp8 and _FP8 is None) else raw[:, :cut]
+        recv_x = raw[:, :cut].contiguous()
+        if not (fp8 and _FP8 is None):
+            recv_x = recv_x.view(data.dtype)
         offset = cut
         if fp8:
             groups = x[1].shape[1]
