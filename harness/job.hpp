@@ -31,8 +31,8 @@ struct JobSpec {
     bool uneven_bs = false;      // BS differs per rank (some ranks get 0); globalBs = maxBs·W
     bool global_bs_zero = true;  // globalBs = 0 (only with equal BS)
     DType dtype = DType::kBFloat16;
-    int quant_mode = 0;           // docs/contract.md §5: 0 (none or pre-quantized x), 1 static, 2 per-token,
-                                  // 3 per-group, 4 MX
+    int quant_mode = 0;  // docs/contract.md §5: 0 (none or pre-quantized x), 1 static, 2 per-token,
+                         // 3 per-group, 4 MX
     DType target = DType::kInt8;  // expandX dtype when quantizing; the 8-bit x with pre_quantized
     bool pre_quantized = false;   // quant_mode 0 with an 8-bit x (format `target`) and its scales
     int static_scales = 1;        // quant_mode 1 scales: 1 = (1,), 2 = (H,), 3 = (E[+1], H)
@@ -50,9 +50,9 @@ struct JobSpec {
     int expert_passes = 0;   // the layer's expert compute: multiply-adds per received element
     bool c_api = false;      // through aclCreateTensor + the aclnn two-phase API, with junk
                              // tensors in every reserved input, instead of the C++ API
-    // docs/contract.md §3 tails: zeroed (C++: MoeConfig::zero_padding; C API: MOEDIST_ZERO_PADDING=1), or
-    // left untouched (the default), so they must keep the poison the harness wrote before the
-    // first call.
+    // docs/contract.md §3 tails: zeroed (C++: MoeConfig::zero_padding; C API:
+    // MOEDIST_ZERO_PADDING=1), or left untouched (the default), so they must keep the poison the
+    // harness wrote before the first call.
     bool zero_padding = false;
     // Outputs are poisoned before the first call so the reference check can see tails; a
     // timing-only job (false) leaves them untouched, so unwritten tails cost no memory.
@@ -65,15 +65,15 @@ struct JobSpec {
     int zero_experts = 0;       // Z, C, Q special experts (ids [E, E'))
     int copy_experts = 0;
     int const_experts = 0;
-    int const_alpha_form = 1;   // const experts' alphas: 1 (Q,), 2 (Q, H)
-    int mask = 0;               // xActiveMask: 0 none, 1 (BS,) prefix, 2 (BS, K) entries
-    double mask_inactive = -1;  // in [0, 1]: the inactive fraction (of tokens, or of entries);
-                                // -1: per rank at random (prefix: [0, BS/2]; entries: 30%)
-    bool unweighted = false;    // combine gets an empty expertScales (every weight 1)
-    bool shared_expert_x = false;  // combine adds sharedExpertX (S = 0)
-    bool add_rms_norm = false;     // CombineAddRmsNorm: residualX and gamma; x, y and rstd out
-    bool performance_info = false; // V4: performanceInfo on dispatch and combine
-    std::string comm_alg;          // commAlg (every value gives the same results)
+    int const_alpha_form = 1;       // const experts' alphas: 1 (Q,), 2 (Q, H)
+    int mask = 0;                   // xActiveMask: 0 none, 1 (BS,) prefix, 2 (BS, K) entries
+    double mask_inactive = -1;      // in [0, 1]: the inactive fraction (of tokens, or of entries);
+                                    // -1: per rank at random (prefix: [0, BS/2]; entries: 30%)
+    bool unweighted = false;        // combine gets an empty expertScales (every weight 1)
+    bool shared_expert_x = false;   // combine adds sharedExpertX (S = 0)
+    bool add_rms_norm = false;      // CombineAddRmsNorm: residualX and gamma; x, y and rstd out
+    bool performance_info = false;  // V4: performanceInfo on dispatch and combine
+    std::string comm_alg;           // commAlg (every value gives the same results)
     // Fault injection: global rank `bad_id_rank` (>= 0, with tokens) gets `bad_id_value` as its
     // expert id at flat index bad_id_slot % (BS*K) (an id outside [0, E) fails every rank).
     int bad_id_rank = -1;

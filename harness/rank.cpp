@@ -1,7 +1,5 @@
 #include "harness/rank.hpp"
 
-#include "util/env.hpp"
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +7,7 @@
 #include "core/call_rounds.hpp"
 #include "harness/acl_calls.hpp"
 #include "harness/floors.hpp"
+#include "util/env.hpp"
 
 namespace moedist::harness {
 namespace {
@@ -80,7 +79,7 @@ struct RankRunner::State {
     DispatchInputs din;
     DispatchOutputs dout;
     std::unique_ptr<AclTensors> acl;
-    std::vector<uint8_t> junk;  // storage of the reserved inputs (C API runs)
+    std::vector<uint8_t> junk;   // storage of the reserved inputs (C API runs)
     std::vector<float> compute;  // the layer benchmark's expert scratch
     Allocator allocator;
 
@@ -208,8 +207,8 @@ void RankRunner::State::make_tensors(const moedist_ref::RankInput& in, bool pois
         dout.dynamic_scales =
             TensorView::contiguous(dynamic_scales.as<float>(), DType::kFloat32, {rows});
     }
-    dout.expand_idx = TensorView::contiguous(
-        expand_idx.as<int32_t>(), DType::kInt32, {lay.v2 ? 0 : bs * lay.K});
+    dout.expand_idx =
+        TensorView::contiguous(expand_idx.as<int32_t>(), DType::kInt32, {lay.v2 ? 0 : bs * lay.K});
     dout.expert_token_nums = TensorView::contiguous(
         expert_token_nums.as<int64_t>(), DType::kInt64, {lay.local_experts(epr)});
     dout.ep_recv_counts = TensorView::contiguous(
@@ -232,9 +231,8 @@ void RankRunner::State::make_v2_tensors(const moedist_ref::RankInput& in, bool p
         mask = Buffer(allocator, v2.mask.size());
         std::memcpy(mask.as<uint8_t>(), v2.mask.data(), v2.mask.size());
         din.x_active_mask =
-            spec.mask == 1
-                ? TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs})
-                : TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs, lay.K});
+            spec.mask == 1 ? TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs})
+                           : TensorView::contiguous(mask.as<uint8_t>(), DType::kBool, {bs, lay.K});
     }
     // 3 entries per row (the contract's least), 128 under the A3 profile (Ascend's A·128).
     const bool a3 = util::soc_setting().soc == Soc::kA3;
@@ -487,8 +485,8 @@ volatile float expert_sink = 0;  // keeps the layer benchmark's expert compute
 
 // The experts' compute of a layer benchmark: `passes` multiply-adds per element of every row
 // received (on top of run_experts), kept by a checksum the compiler cannot drop.
-void expert_compute(const uint8_t* rows, int64_t count, int64_t hidden, DType dtype, int passes,
-                    float* scratch) {
+void expert_compute(
+    const uint8_t* rows, int64_t count, int64_t hidden, DType dtype, int passes, float* scratch) {
     if (passes <= 0) return;
     float sum = 0;
     for (int64_t r = 0; r < count; ++r) {
@@ -516,8 +514,12 @@ void RankRunner::experts_of(State& s) {
                             s.tp_recv_counts.as<int32_t>()};
     run_experts(s.spec, s.lay, s.g, received, s.expert_out.as<uint16_t>());
     s.compute.resize(static_cast<std::size_t>(s.lay.H));
-    expert_compute(s.expand_x.as<uint8_t>(), s.own_rows() + s.peer_rows(), s.lay.H, expand_dtype(s.spec),
-                   s.spec.expert_passes, s.compute.data());
+    expert_compute(s.expand_x.as<uint8_t>(),
+                   s.own_rows() + s.peer_rows(),
+                   s.lay.H,
+                   expand_dtype(s.spec),
+                   s.spec.expert_passes,
+                   s.compute.data());
 }
 
 void RankRunner::layer(Stamps* stamps, const std::function<void()>& sync, bool overlapped) {
@@ -538,10 +540,12 @@ void RankRunner::layer(Stamps* stamps, const std::function<void()>& sync, bool o
         experts_of(*batches[0]);
         if (status_.ok()) status_ = d[1].wait();
         if (status_.ok())
-            status_ = batches[0]->moe->try_combine_send(batches[0]->combine_inputs(), batches[0]->x_out_view(), &c[0]);
+            status_ = batches[0]->moe->try_combine_send(
+                batches[0]->combine_inputs(), batches[0]->x_out_view(), &c[0]);
         experts_of(*batches[1]);
         if (status_.ok())
-            status_ = batches[1]->moe->try_combine_send(batches[1]->combine_inputs(), batches[1]->x_out_view(), &c[1]);
+            status_ = batches[1]->moe->try_combine_send(
+                batches[1]->combine_inputs(), batches[1]->x_out_view(), &c[1]);
         for (PendingCall& p : c)
             if (p.pending() && status_.ok()) status_ = p.wait();
     }

@@ -75,7 +75,7 @@ struct RankOutputs {
     // V2
     const int32_t* assist_info = nullptr;
     std::size_t assist_info_len = 0;
-    const uint16_t* y_out = nullptr;   // AddRmsNorm
+    const uint16_t* y_out = nullptr;  // AddRmsNorm
     const float* rstd_out = nullptr;
     const int64_t* performance_info = nullptr;  // W entries, or null
 };

@@ -31,16 +31,16 @@ struct DispatchInputs {
 };
 
 struct DispatchOutputs {
-    TensorView expand_x;                          // (>= T*A, H)
-    std::optional<TensorView> dynamic_scales;     // (>= T*A) fp32 when the mode makes scales
-    TensorView expand_idx;                        // V1: (BS*K) int32. V2: not written (may be empty)
-    TensorView expert_token_nums;                 // (L or 1) int64
-    TensorView ep_recv_counts;                    // (>= T*W*L or T*W) int32
-    std::optional<TensorView> tp_recv_counts;     // (>= 2) int32 when T == 2
-    std::optional<TensorView> expand_scales;      // (>= A) fp32, optional
-    std::optional<TensorView> assist_info;        // V2: (>= 3*A) int32 (src, t, slot) per row
-    std::optional<TensorView> performance_info;   // V2 (V4): (W) int64, microseconds waited
-                                                  // per peer, added to (never reset)
+    TensorView expand_x;                         // (>= T*A, H)
+    std::optional<TensorView> dynamic_scales;    // (>= T*A) fp32 when the mode makes scales
+    TensorView expand_idx;                       // V1: (BS*K) int32. V2: not written (may be empty)
+    TensorView expert_token_nums;                // (L or 1) int64
+    TensorView ep_recv_counts;                   // (>= T*W*L or T*W) int32
+    std::optional<TensorView> tp_recv_counts;    // (>= 2) int32 when T == 2
+    std::optional<TensorView> expand_scales;     // (>= A) fp32, optional
+    std::optional<TensorView> assist_info;       // V2: (>= 3*A) int32 (src, t, slot) per row
+    std::optional<TensorView> performance_info;  // V2 (V4): (W) int64, microseconds waited
+                                                 // per peer, added to (never reset)
 };
 
 struct CombineInputs {
@@ -53,13 +53,13 @@ struct CombineInputs {
     std::optional<TensorView> tp_send_counts;  // dispatch's tp_recv_counts when T == 2
     // V2 only (V1 ignores what it is given here, like the reserved activationScale, weightScale,
     // groupList and expandScales):
-    std::optional<TensorView> assist_info;     // dispatch's assist_info
-    std::optional<TensorView> x_active_mask;   // the mask dispatch got
-    std::optional<TensorView> shared_expert_x; // (BS, H) or (a, b, H) with a*b = BS; S = 0 only
-    std::optional<TensorView> ori_x;           // (BS, H): copy and const experts' input
-    std::optional<TensorView> const_alpha1;    // (Q,) or (Q, H), expandX's dtype
+    std::optional<TensorView> assist_info;      // dispatch's assist_info
+    std::optional<TensorView> x_active_mask;    // the mask dispatch got
+    std::optional<TensorView> shared_expert_x;  // (BS, H) or (a, b, H) with a*b = BS; S = 0 only
+    std::optional<TensorView> ori_x;            // (BS, H): copy and const experts' input
+    std::optional<TensorView> const_alpha1;     // (Q,) or (Q, H), expandX's dtype
     std::optional<TensorView> const_alpha2;
-    std::optional<TensorView> const_v;         // (Q, H)
+    std::optional<TensorView> const_v;           // (Q, H)
     std::optional<TensorView> performance_info;  // (W) int64, added to
     // CombineAddRmsNorm: residual_x (BS, 1, H) and gamma (H,) given: x_out is the residual sum
     // (BS, 1, H) and y_out / rstd_out (BS, 1, H) / (BS, 1, 1) fp32 are written too.
@@ -81,8 +81,8 @@ struct DispatchHandle {
     std::optional<TensorView> tp_recv_counts;
     std::optional<TensorView> assist_info;    // V2
     std::optional<TensorView> x_active_mask;  // V2: the mask dispatch got
-    uint64_t group = 0;  // the EP group's id (unique on the host)
-    uint64_t call = 0;   // this distributor's dispatch number (1, 2, ...)
+    uint64_t group = 0;                       // the EP group's id (unique on the host)
+    uint64_t call = 0;                        // this distributor's dispatch number (1, 2, ...)
 };
 
 namespace core {
@@ -146,7 +146,9 @@ public:
     Status try_dispatch_send(const DispatchInputs& in,
                              const DispatchOutputs& out,
                              PendingCall* pending) noexcept;
-    Status try_combine_send(const CombineInputs& in, TensorView x_out, PendingCall* pending) noexcept;
+    Status try_combine_send(const CombineInputs& in,
+                            TensorView x_out,
+                            PendingCall* pending) noexcept;
 
 private:
     MoeDistributor() = default;

@@ -202,8 +202,9 @@ std::optional<int64_t> timeout_ms_of(const py::handle& timeout) {
     if (timeout.is_none()) return std::nullopt;
     double seconds = 0;
     try {
-        seconds = py::hasattr(timeout, "total_seconds") ? timeout.attr("total_seconds")().cast<double>()
-                                                        : timeout.cast<double>();
+        seconds = py::hasattr(timeout, "total_seconds")
+                      ? timeout.attr("total_seconds")().cast<double>()
+                      : timeout.cast<double>();
     } catch (const py::cast_error&) {
         throw_error(Code::kInvalidParam, "timeout must be None, seconds or a datetime.timedelta");
     }
@@ -502,7 +503,6 @@ void take_combine(MoeDistributor& moe,
     out = h.output(x, "x");
 }
 
-
 void dispatch(MoeDistributor& moe,
               const py::handle& x,
               const py::handle& expert_ids,
@@ -513,7 +513,16 @@ void dispatch(MoeDistributor& moe,
               const py::kwargs& kwargs) {
     Holder h;
     DispatchCall call;
-    take_dispatch(moe, h, call, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts, kwargs);
+    take_dispatch(moe,
+                  h,
+                  call,
+                  x,
+                  expert_ids,
+                  expand_x,
+                  expand_idx,
+                  expert_token_nums,
+                  ep_recv_counts,
+                  kwargs);
     run_call(h, [&] { return moe.try_dispatch(call.in, call.out); });
 }
 
@@ -528,7 +537,17 @@ void combine(MoeDistributor& moe,
     Holder h;
     CombineInputs in;
     TensorView out;
-    take_combine(moe, h, in, out, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x, kwargs);
+    take_combine(moe,
+                 h,
+                 in,
+                 out,
+                 expand_x,
+                 expert_ids,
+                 expand_idx,
+                 ep_send_counts,
+                 expert_scales,
+                 x,
+                 kwargs);
     run_call(h, [&] { return moe.try_combine(in, out); });
 }
 
@@ -563,9 +582,18 @@ std::unique_ptr<Pending> dispatch_send(MoeDistributor& moe,
     auto pending = std::make_unique<Pending>();
     pending->what = "dispatch";
     DispatchCall call;
-    take_dispatch(moe, pending->held, call, x, expert_ids, expand_x, expand_idx, expert_token_nums, ep_recv_counts,
+    take_dispatch(moe,
+                  pending->held,
+                  call,
+                  x,
+                  expert_ids,
+                  expand_x,
+                  expand_idx,
+                  expert_token_nums,
+                  ep_recv_counts,
                   kwargs);
-    run_call(pending->held, [&] { return moe.try_dispatch_send(call.in, call.out, &pending->call); });
+    run_call(pending->held,
+             [&] { return moe.try_dispatch_send(call.in, call.out, &pending->call); });
     return pending;
 }
 
@@ -581,7 +609,16 @@ std::unique_ptr<Pending> combine_send(MoeDistributor& moe,
     pending->what = "combine";
     CombineInputs in;
     TensorView out;
-    take_combine(moe, pending->held, in, out, expand_x, expert_ids, expand_idx, ep_send_counts, expert_scales, x,
+    take_combine(moe,
+                 pending->held,
+                 in,
+                 out,
+                 expand_x,
+                 expert_ids,
+                 expand_idx,
+                 ep_send_counts,
+                 expert_scales,
+                 x,
                  kwargs);
     run_call(pending->held, [&] { return moe.try_combine_send(in, out, &pending->call); });
     return pending;
@@ -786,7 +823,8 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("expand_idx"),
              py::arg("expert_token_nums"),
              py::arg("ep_recv_counts"),
-             "dispatch's send half (docs/contract.md §13): the same arguments as dispatch(); returns "
+             "dispatch's send half (docs/contract.md §13): the same arguments as dispatch(); "
+             "returns "
              "a Pending whose wait() is the receive half. At most 2 calls in flight per group; "
              "receive halves in call order; the tensors must stay untouched until wait() returns.")
         .def("combine_send",
@@ -799,7 +837,8 @@ PYBIND11_MODULE(_moedist, m) {
              py::arg("x"),
              "combine's send half: the same arguments as combine(); returns a Pending whose "
              "wait() is the receive half.");
-    py::class_<Pending>(m, "Pending", "A split dispatch or combine between its send and receive halves.")
+    py::class_<Pending>(
+        m, "Pending", "A split dispatch or combine between its send and receive halves.")
         .def("wait",
              &Pending::wait,
              "The receive half: waits for the peers, moves the rows, completes the call; raises "

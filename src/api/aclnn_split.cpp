@@ -109,11 +109,15 @@ MoeConfig split_config(const char* comm_alg,
 }
 
 // The token a Setup wrote into commCmdInfo[0].
-Status token_of(const aclTensor* comm_cmd_info, const char* what, Bindings* bindings, int32_t* token) {
+Status token_of(const aclTensor* comm_cmd_info,
+                const char* what,
+                Bindings* bindings,
+                int32_t* token) {
     TensorView info;
     if (Status s = view_of(comm_cmd_info, "commCmdInfo", &info, bindings); !s.ok()) return s;
     if (info.dtype != DType::kInt32 || info.numel() < 1) {
-        return {Code::kInvalidParam, std::string(what) + ": commCmdInfo must be int32 with at least 1 entry"};
+        return {Code::kInvalidParam,
+                std::string(what) + ": commCmdInfo must be int32 with at least 1 entry"};
     }
     std::memcpy(token, info.data, sizeof(int32_t));
     return Status::Ok();
@@ -135,7 +139,8 @@ void write_expand_idx(const core::DispatchOp& op, const TensorView& out) {
             bool active = true;
             if (op.in.x_active_mask) {
                 const TensorView& m = *op.in.x_active_mask;
-                active = m.ndim == 1 ? core::load1<uint8_t>(m, t) != 0 : core::load2<uint8_t>(m, t, j) != 0;
+                active = m.ndim == 1 ? core::load1<uint8_t>(m, t) != 0
+                                     : core::load2<uint8_t>(m, t, j) != 0;
             }
             const int32_t id = core::load2<int32_t>(op.in.expert_ids, t, j);
             const int32_t value = active ? seen[id]++ : 0;
@@ -174,24 +179,39 @@ aclnnStatus aclnnMoeDistributeDispatchSetupGetWorkspaceSize(const aclTensor* x,
                                                             aclOpExecutor** executor) {
     (void)commType;
     return split_phase_one<core::DispatchOp>(
-        "aclnnMoeDistributeDispatchSetupGetWorkspaceSize", workspaceSize, executor,
+        "aclnnMoeDistributeDispatchSetupGetWorkspaceSize",
+        workspaceSize,
+        executor,
         [&](core::DispatchOp* op, Bindings* bindings, aclOpExecutor* made) -> Status {
-            MoeConfig config = split_config(commAlg, epWorldSize, epRankId, moeExpertNum, expertShardType,
-                                            sharedExpertNum, sharedExpertRankNum, globalBs);
+            MoeConfig config = split_config(commAlg,
+                                            epWorldSize,
+                                            epRankId,
+                                            moeExpertNum,
+                                            expertShardType,
+                                            sharedExpertNum,
+                                            sharedExpertRankNum,
+                                            globalBs);
             config.quant_mode = quantMode;
-            config.expert_token_nums_type = 1;  // counts; a Teardown asking for prefix sums gets them
+            config.expert_token_nums_type =
+                1;  // counts; a Teardown asking for prefix sums gets them
             if (Status s = unsupported_quant(quantMode); !s.ok()) return s;
             DispatchInputs in;
             if (Status s = view_of(x, "x", &in.x, bindings); !s.ok()) return s;
-            if (Status s = view_of(expertIds, "expertIds", &in.expert_ids, bindings); !s.ok()) return s;
-            if (Status s = optional_view_of(scalesOptional, "scales", &in.scales, bindings); !s.ok()) return s;
-            if (Status s = optional_view_of(xActiveMaskOptional, "xActiveMask", &in.x_active_mask, bindings);
+            if (Status s = view_of(expertIds, "expertIds", &in.expert_ids, bindings); !s.ok())
+                return s;
+            if (Status s = optional_view_of(scalesOptional, "scales", &in.scales, bindings);
+                !s.ok())
+                return s;
+            if (Status s = optional_view_of(
+                    xActiveMaskOptional, "xActiveMask", &in.x_active_mask, bindings);
                 !s.ok())
                 return s;
             TensorView y, expand_idx, info;
             if (Status s = view_of(yOut, "yOut", &y, bindings); !s.ok()) return s;
-            if (Status s = view_of(expandIdxOut, "expandIdxOut", &expand_idx, bindings); !s.ok()) return s;
-            if (Status s = view_of(commCmdInfoOut, "commCmdInfoOut", &info, bindings); !s.ok()) return s;
+            if (Status s = view_of(expandIdxOut, "expandIdxOut", &expand_idx, bindings); !s.ok())
+                return s;
+            if (Status s = view_of(commCmdInfoOut, "commCmdInfoOut", &info, bindings); !s.ok())
+                return s;
             if (in.x.ndim != 2 || in.expert_ids.ndim != 2)
                 return {Code::kInnerTiling, "x and expertIds must be 2-D"};
             if (expand_idx.dtype != DType::kInt32 || expand_idx.ndim != 1 ||
@@ -207,25 +227,31 @@ aclnnStatus aclnnMoeDistributeDispatchSetupGetWorkspaceSize(const aclTensor* x,
             const DType expand_dtype = quantMode == 2 ? DType::kInt8 : in.x.dtype;
             auto pending = std::make_shared<PendingDispatch>();
             const auto rows = static_cast<std::size_t>(shapes.expand_x_rows);
-            pending->placeholder = std::make_unique<Reserved>(rows * static_cast<std::size_t>(h) * 2 + rows * 4);
+            pending->placeholder =
+                std::make_unique<Reserved>(rows * static_cast<std::size_t>(h) * 2 + rows * 4);
             if (pending->placeholder->base == nullptr)
-                return {Code::kRuntime, "DispatchSetup must reserve address space for its outputs, got none"};
+                return {Code::kRuntime,
+                        "DispatchSetup must reserve address space for its outputs, got none"};
             auto* base = static_cast<std::byte*>(pending->placeholder->base);
             DispatchOutputs out;
             out.expand_x = TensorView::contiguous(base, expand_dtype, {shapes.expand_x_rows, h});
             if (shapes.makes_scales)
-                out.dynamic_scales = TensorView::contiguous(base + rows * static_cast<std::size_t>(h) * 2,
-                                                            DType::kFloat32, {shapes.expand_x_rows});
+                out.dynamic_scales =
+                    TensorView::contiguous(base + rows * static_cast<std::size_t>(h) * 2,
+                                           DType::kFloat32,
+                                           {shapes.expand_x_rows});
             pending->token_nums.assign(static_cast<std::size_t>(shapes.expert_token_nums), 0);
             pending->assist.assign(static_cast<std::size_t>(shapes.assist_info), 0);
             pending->recv_counts.assign(static_cast<std::size_t>(shapes.ep_recv_counts), 0);
-            out.expert_token_nums = TensorView::contiguous(pending->token_nums.data(), DType::kInt64,
-                                                           {shapes.expert_token_nums});
-            out.assist_info = TensorView::contiguous(pending->assist.data(), DType::kInt32, {shapes.assist_info});
-            out.ep_recv_counts = TensorView::contiguous(pending->recv_counts.data(), DType::kInt32,
-                                                        {shapes.ep_recv_counts});
+            out.expert_token_nums = TensorView::contiguous(
+                pending->token_nums.data(), DType::kInt64, {shapes.expert_token_nums});
+            out.assist_info =
+                TensorView::contiguous(pending->assist.data(), DType::kInt32, {shapes.assist_info});
+            out.ep_recv_counts = TensorView::contiguous(
+                pending->recv_counts.data(), DType::kInt32, {shapes.ep_recv_counts});
             core::CallExtras extras = call_extras("", xActiveMaskOptional != nullptr);
-            if (Status s = core::prepare_dispatch(config, ep, tp, in, out, extras, op); !s.ok()) return s;
+            if (Status s = core::prepare_dispatch(config, ep, tp, in, out, extras, op); !s.ok())
+                return s;
             made->runner = [op, pending, expand_idx, info]() -> Status {
                 std::lock_guard<std::mutex> lock(split_mutex);
                 pending->op = *op;
@@ -283,62 +309,84 @@ aclnnStatus aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(const aclTensor* 
     (void)globalBs;
     (void)commAlg;
     return split_phase_one<core::DispatchOp>(
-        "aclnnMoeDistributeDispatchTeardownGetWorkspaceSize", workspaceSize, executor,
+        "aclnnMoeDistributeDispatchTeardownGetWorkspaceSize",
+        workspaceSize,
+        executor,
         [&](core::DispatchOp* op, Bindings* bindings, aclOpExecutor* made) -> Status {
             int32_t token = 0;
-            if (Status s = token_of(commCmdInfo, "DispatchTeardown", bindings, &token); !s.ok()) return s;
+            if (Status s = token_of(commCmdInfo, "DispatchTeardown", bindings, &token); !s.ok())
+                return s;
             if (expertTokenNumsType != 0 && expertTokenNumsType != 1)
-                return {Code::kInnerTiling, "expertTokenNumsType must be 0 or 1, got " +
-                                                std::to_string(expertTokenNumsType)};
+                return {Code::kInnerTiling,
+                        "expertTokenNumsType must be 0 or 1, got " +
+                            std::to_string(expertTokenNumsType)};
             std::lock_guard<std::mutex> lock(split_mutex);
             auto found = pending_dispatches().find(token);
-            if (found == pending_dispatches().end() || found->second.op.config.ep_rank_id != epRankId) {
+            if (found == pending_dispatches().end() ||
+                found->second.op.config.ep_rank_id != epRankId) {
                 return {Code::kInvalidParam,
-                        "DispatchTeardown: commCmdInfo must name a pending DispatchSetup of this rank, got " +
+                        "DispatchTeardown: commCmdInfo must name a pending DispatchSetup of this "
+                        "rank, got " +
                             std::to_string(token)};
             }
             const core::DispatchOp& setup = found->second.op;
-            if (groupEp == nullptr || setup.ep.name() != std::string(groupEp, strnlen(groupEp, kGroupNameBytes))) {
-                return {Code::kInvalidParam, "DispatchTeardown: groupEp must be its Setup's '" + setup.ep.name() + "'"};
+            if (groupEp == nullptr ||
+                setup.ep.name() != std::string(groupEp, strnlen(groupEp, kGroupNameBytes))) {
+                return {Code::kInvalidParam,
+                        "DispatchTeardown: groupEp must be its Setup's '" + setup.ep.name() + "'"};
             }
             DispatchOutputs out;
-            if (Status s = view_of(expandXOut, "expandX", &out.expand_x, bindings); !s.ok()) return s;
+            if (Status s = view_of(expandXOut, "expandX", &out.expand_x, bindings); !s.ok())
+                return s;
             TensorView assist;
-            if (Status s = view_of(assistInfoForCombineOut, "assistInfoForCombine", &assist, bindings); !s.ok())
+            if (Status s =
+                    view_of(assistInfoForCombineOut, "assistInfoForCombine", &assist, bindings);
+                !s.ok())
                 return s;
             out.assist_info = assist;
-            if (Status s = view_of(expertTokenNumsOut, "expertTokenNums", &out.expert_token_nums, bindings);
+            if (Status s = view_of(
+                    expertTokenNumsOut, "expertTokenNums", &out.expert_token_nums, bindings);
                 !s.ok())
                 return s;
             if (setup.format.makes_scales()) {
-                if (Status s = optional_view_of(dynamicScalesOut, "dynamicScales", &out.dynamic_scales, bindings);
+                if (Status s = optional_view_of(
+                        dynamicScalesOut, "dynamicScales", &out.dynamic_scales, bindings);
                     !s.ok())
                     return s;
             }
             PendingDispatch& p = found->second;
-            out.ep_recv_counts = TensorView::contiguous(p.recv_counts.data(), DType::kInt32,
-                                                        {static_cast<int64_t>(p.recv_counts.size())});
+            out.ep_recv_counts = TensorView::contiguous(
+                p.recv_counts.data(), DType::kInt32, {static_cast<int64_t>(p.recv_counts.size())});
             // The same first phase the Setup passed, with the real outputs.
-            if (Status s = core::prepare_dispatch(setup.config, setup.ep, setup.tp, setup.in, out,
-                                                  call_extras("", setup.in.x_active_mask.has_value()), op);
+            if (Status s =
+                    core::prepare_dispatch(setup.config,
+                                           setup.ep,
+                                           setup.tp,
+                                           setup.in,
+                                           out,
+                                           call_extras("", setup.in.x_active_mask.has_value()),
+                                           op);
                 !s.ok())
                 return s;
             if (op->out.expand_x.dtype != setup.out.expand_x.dtype) {
-                return {Code::kInvalidParam,
-                        "DispatchTeardown: expandX must have the dtype its Setup's quantMode gives (" +
-                            std::string(dtype_name(setup.out.expand_x.dtype)) + "), got " +
-                            dtype_name(op->out.expand_x.dtype)};
+                return {
+                    Code::kInvalidParam,
+                    "DispatchTeardown: expandX must have the dtype its Setup's quantMode gives (" +
+                        std::string(dtype_name(setup.out.expand_x.dtype)) + "), got " +
+                        dtype_name(op->out.expand_x.dtype)};
             }
             made->runner = [token, op, expertTokenNumsType]() -> Status {
                 std::unique_lock<std::mutex> held(split_mutex);
                 auto it = pending_dispatches().find(token);
                 if (it == pending_dispatches().end())
-                    return {Code::kInvalidParam, "DispatchTeardown: its Setup's call is gone (torn down twice?)"};
+                    return {Code::kInvalidParam,
+                            "DispatchTeardown: its Setup's call is gone (torn down twice?)"};
                 core::PendingCall& call = *it->second.call;
                 held.unlock();  // the receive half waits for peers: other ranks' calls go on
                 if (Status s = call.rebind_outputs(op->out); !s.ok()) return s;
                 Status result = call.complete();
-                if (!result.ok() && !call.completed()) return result;  // out of order: still pending
+                if (!result.ok() && !call.completed())
+                    return result;  // out of order: still pending
                 held.lock();
                 std::vector<int32_t> counts = std::move(it->second.recv_counts);
                 pending_dispatches().erase(it);
@@ -396,17 +444,29 @@ aclnnStatus aclnnMoeDistributeCombineSetupGetWorkspaceSize(const aclTensor* expa
     (void)commType;
     (void)quantExpandXOut;
     return split_phase_one<core::DispatchOp>(
-        "aclnnMoeDistributeCombineSetupGetWorkspaceSize", workspaceSize, executor,
+        "aclnnMoeDistributeCombineSetupGetWorkspaceSize",
+        workspaceSize,
+        executor,
         [&](core::DispatchOp* op, Bindings* bindings, aclOpExecutor* made) -> Status {
             RecordedCombine rec;
             if (Status s = view_of(expandX, "expandX", &rec.expand_x, bindings); !s.ok()) return s;
-            if (Status s = view_of(expertIds, "expertIds", &rec.expert_ids, bindings); !s.ok()) return s;
-            if (Status s = view_of(assistInfoForCombine, "assistInfoForCombine", &rec.assist, bindings); !s.ok())
+            if (Status s = view_of(expertIds, "expertIds", &rec.expert_ids, bindings); !s.ok())
+                return s;
+            if (Status s =
+                    view_of(assistInfoForCombine, "assistInfoForCombine", &rec.assist, bindings);
+                !s.ok())
                 return s;
             TensorView info;
-            if (Status s = view_of(commCmdInfoOut, "commCmdInfoOut", &info, bindings); !s.ok()) return s;
-            rec.config = split_config(commAlg, epWorldSize, epRankId, moeExpertNum, expertShardType, sharedExpertNum,
-                                      sharedExpertRankNum, globalBs);
+            if (Status s = view_of(commCmdInfoOut, "commCmdInfoOut", &info, bindings); !s.ok())
+                return s;
+            rec.config = split_config(commAlg,
+                                      epWorldSize,
+                                      epRankId,
+                                      moeExpertNum,
+                                      expertShardType,
+                                      sharedExpertNum,
+                                      sharedExpertRankNum,
+                                      globalBs);
             rec.config.comm_quant_mode = commQuantMode;
             if (Status s = rec.config.validate(); !s.ok()) return s;
             Communicator ep;
@@ -432,28 +492,29 @@ aclnnStatus aclnnMoeDistributeCombineSetup(void* workspace,
     return run_executor<core::DispatchOp>(executor, stream, "aclnnMoeDistributeCombineSetup");
 }
 
-aclnnStatus aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const aclTensor* expandX,
-                                                              const aclTensor* quantExpandX,
-                                                              const aclTensor* expertIds,
-                                                              const aclTensor* expandIdx,
-                                                              const aclTensor* expertScales,
-                                                              const aclTensor* commCmdInfo,
-                                                              const aclTensor* xActiveMaskOptional,
-                                                              const aclTensor* sharedExpertXOptional,
-                                                              const char* groupEp,
-                                                              int64_t epWorldSize,
-                                                              int64_t epRankId,
-                                                              int64_t moeExpertNum,
-                                                              int64_t expertShardType,
-                                                              int64_t sharedExpertNum,
-                                                              int64_t sharedExpertRankNum,
-                                                              int64_t globalBs,
-                                                              int64_t commQuantMode,
-                                                              int64_t commType,
-                                                              const char* commAlg,
-                                                              aclTensor* xOut,
-                                                              uint64_t* workspaceSize,
-                                                              aclOpExecutor** executor) {
+aclnnStatus aclnnMoeDistributeCombineTeardownGetWorkspaceSize(
+    const aclTensor* expandX,
+    const aclTensor* quantExpandX,
+    const aclTensor* expertIds,
+    const aclTensor* expandIdx,
+    const aclTensor* expertScales,
+    const aclTensor* commCmdInfo,
+    const aclTensor* xActiveMaskOptional,
+    const aclTensor* sharedExpertXOptional,
+    const char* groupEp,
+    int64_t epWorldSize,
+    int64_t epRankId,
+    int64_t moeExpertNum,
+    int64_t expertShardType,
+    int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum,
+    int64_t globalBs,
+    int64_t commQuantMode,
+    int64_t commType,
+    const char* commAlg,
+    aclTensor* xOut,
+    uint64_t* workspaceSize,
+    aclOpExecutor** executor) {
     (void)expandX;
     (void)quantExpandX;
     (void)expandIdx;
@@ -467,39 +528,51 @@ aclnnStatus aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const aclTensor* e
     (void)commQuantMode;
     (void)commAlg;
     return split_phase_one<core::CombineOp>(
-        "aclnnMoeDistributeCombineTeardownGetWorkspaceSize", workspaceSize, executor,
+        "aclnnMoeDistributeCombineTeardownGetWorkspaceSize",
+        workspaceSize,
+        executor,
         [&](core::CombineOp* op, Bindings* bindings, aclOpExecutor* made) -> Status {
             int32_t token = 0;
-            if (Status s = token_of(commCmdInfo, "CombineTeardown", bindings, &token); !s.ok()) return s;
+            if (Status s = token_of(commCmdInfo, "CombineTeardown", bindings, &token); !s.ok())
+                return s;
             RecordedCombine rec;
             std::shared_ptr<std::vector<int32_t>> counts;
             {
                 std::lock_guard<std::mutex> lock(split_mutex);
                 auto found = recorded_combines().find(token);
-                if (found == recorded_combines().end() || found->second.config.ep_rank_id != epRankId) {
-                    return {Code::kInvalidParam,
-                            "CombineTeardown: commCmdInfo must name a CombineSetup of this rank, got " +
-                                std::to_string(token)};
+                if (found == recorded_combines().end() ||
+                    found->second.config.ep_rank_id != epRankId) {
+                    return {
+                        Code::kInvalidParam,
+                        "CombineTeardown: commCmdInfo must name a CombineSetup of this rank, got " +
+                            std::to_string(token)};
                 }
                 rec = found->second;
                 recorded_combines().erase(found);
                 auto c = counts_by_assist().find(rec.assist.data);
                 if (c == counts_by_assist().end()) {
                     return {Code::kInvalidParam,
-                            "CombineTeardown: assistInfoForCombine must be a DispatchTeardown's output"};
+                            "CombineTeardown: assistInfoForCombine must be a DispatchTeardown's "
+                            "output"};
                 }
                 counts = c->second;  // held by the executor until the combine has run
             }
             CombineInputs in;
             in.expand_x = rec.expand_x;
-            if (Status s = view_of(expertIds, "expertIds", &in.expert_ids, bindings); !s.ok()) return s;
-            in.assist_info = rec.assist;
-            in.ep_send_counts =
-                TensorView::contiguous(counts->data(), DType::kInt32, {static_cast<int64_t>(counts->size())});
-            if (Status s = view_of(expertScales, "expertScales", &in.expert_scales, bindings); !s.ok()) return s;
-            if (Status s = optional_view_of(xActiveMaskOptional, "xActiveMask", &in.x_active_mask, bindings); !s.ok())
+            if (Status s = view_of(expertIds, "expertIds", &in.expert_ids, bindings); !s.ok())
                 return s;
-            if (Status s = optional_view_of(sharedExpertXOptional, "sharedExpertX", &in.shared_expert_x, bindings);
+            in.assist_info = rec.assist;
+            in.ep_send_counts = TensorView::contiguous(
+                counts->data(), DType::kInt32, {static_cast<int64_t>(counts->size())});
+            if (Status s = view_of(expertScales, "expertScales", &in.expert_scales, bindings);
+                !s.ok())
+                return s;
+            if (Status s = optional_view_of(
+                    xActiveMaskOptional, "xActiveMask", &in.x_active_mask, bindings);
+                !s.ok())
+                return s;
+            if (Status s = optional_view_of(
+                    sharedExpertXOptional, "sharedExpertX", &in.shared_expert_x, bindings);
                 !s.ok())
                 return s;
             TensorView x_out;
@@ -507,8 +580,13 @@ aclnnStatus aclnnMoeDistributeCombineTeardownGetWorkspaceSize(const aclTensor* e
             Communicator ep;
             std::optional<Communicator> tp;
             if (Status s = find_groups(rec.config, groupEp, "", &ep, &tp); !s.ok()) return s;
-            if (Status s = core::prepare_combine(rec.config, ep, tp, in, x_out,
-                                                 call_extras("", xActiveMaskOptional != nullptr), op);
+            if (Status s = core::prepare_combine(rec.config,
+                                                 ep,
+                                                 tp,
+                                                 in,
+                                                 x_out,
+                                                 call_extras("", xActiveMaskOptional != nullptr),
+                                                 op);
                 !s.ok())
                 return s;
             made->runner = [op, counts]() { return core::run_combine(*op); };

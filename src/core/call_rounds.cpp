@@ -43,7 +43,9 @@ void CallRounds::copy_records(transport::Transport& endpoint,
     constexpr std::size_t kBytes = transport::Transport::kMaxRecordBytes;
     records->resize(static_cast<std::size_t>(endpoint.size()) * kBytes);
     for (int r = 0; r < endpoint.size(); ++r)
-        std::memcpy(records->data() + static_cast<std::size_t>(r) * kBytes, endpoint.record(r, call), kBytes);
+        std::memcpy(records->data() + static_cast<std::size_t>(r) * kBytes,
+                    endpoint.record(r, call),
+                    kBytes);
 }
 
 namespace {
@@ -99,8 +101,8 @@ Status CallRounds::reclaim() {
         release();
         return {Code::kRuntime,
                 "rank " + std::to_string(ep_->rank()) + " of communicator '" + ep_->name() +
-                    "' must run receive halves in call order, got call " + std::to_string(sequence_) +
-                    "'s before call " + std::to_string(next) + "'s"};
+                    "' must run receive halves in call order, got call " +
+                    std::to_string(sequence_) + "'s before call " + std::to_string(next) + "'s"};
     }
     ep_->set_scratch_bank(sequence_);
     return Status::Ok();
@@ -265,7 +267,9 @@ void CallRounds::abort(const Status& cause) {
     ep_->finish(ep_call_, header.error, header.error_message);
 }
 
-void abort_call(const Communicator& ep, const std::optional<Communicator>& tp, const Status& cause) {
+void abort_call(const Communicator& ep,
+                const std::optional<Communicator>& tp,
+                const Status& cause) {
     if (!ep.valid() || (tp && !tp->valid())) return;
     CallRounds rounds(ep, tp);
     rounds.abort(cause);

@@ -20,8 +20,8 @@
 #include "core/pending.hpp"
 #include "core/plan.hpp"
 #include "core/records.hpp"
-#include "core/scratch.hpp"
 #include "core/remote.hpp"
+#include "core/scratch.hpp"
 #include "core/tensor_access.hpp"
 #include "core/views.hpp"
 #include "util/float_env.hpp"
@@ -44,7 +44,8 @@ int64_t used_rows(const CombineOp& op) {
 // Rows of my expandX that are my own (their triples are in my assistInfo).
 int64_t own_rows(const CombineOp& op) {
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
-    return std::clamp<int64_t>(load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
+    return std::clamp<int64_t>(
+        load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
 }
 
 Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, CombineRecord* mine) {
@@ -55,11 +56,10 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     // Only the rows readers may touch, so the region (and the view peers see) covers no more.
     TensorView used = op.in.expand_x;
     used.shape[0] = used_rows(op);
-    if (Status s = publish_tensor(endpoint, used, kScratchStageX, &mine->expand_x);
-        !s.ok())
+    if (Status s = publish_tensor(endpoint, used, kScratchStageX, &mine->expand_x); !s.ok())
         return s;
-    if (Status s = publish_tensor(
-            endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts);
+    if (Status s =
+            publish_tensor(endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts);
         !s.ok())
         return s;
     if (op.in.tp_send_counts) {
@@ -98,8 +98,9 @@ Status read_owners(const Records& records,
         const CombineRecord& rec = records(r);
         const int rank = static_cast<int>(r);
         if (std::string why = check_combine_record(rec, r, bounds); !why.empty()) {
-            return {Code::kRuntime,
-                    "the combine record of rank " + std::to_string(r) + " of '" + group + "' " + why};
+            return {
+                Code::kRuntime,
+                "the combine record of rank " + std::to_string(r) + " of '" + group + "' " + why};
         }
         OwnerView& v = (*owners)[static_cast<std::size_t>(r)];
         v = OwnerView{};
@@ -133,7 +134,8 @@ Status read_owners(const Records& records,
         auto& copy = (*counts)[static_cast<std::size_t>(r)];
         copy.assign(static_cast<std::size_t>(blocks + 2), 0);
         if (ep_counts.data != nullptr && ep_counts.dim(0) >= blocks) {
-            for (int64_t i = 0; i < blocks; ++i) copy[static_cast<std::size_t>(i)] = load1<int32_t>(ep_counts, i);
+            for (int64_t i = 0; i < blocks; ++i)
+                copy[static_cast<std::size_t>(i)] = load1<int32_t>(ep_counts, i);
             v.ep_send_counts = TensorView::contiguous(copy.data(), DType::kInt32, {blocks});
         }
         if (tp_counts.data != nullptr) {
@@ -144,7 +146,6 @@ Status read_owners(const Records& records,
     }
     return Status::Ok();
 }
-
 
 // One combine, blocking or split (as DispatchCall in dispatch.cpp).
 class CombineCall final : public PendingCall {
@@ -185,7 +186,8 @@ public:
             if (verdict.ok()) verdict = rounds_.gather();
             if (verdict.ok()) verdict = gather_rows();
         } catch (const std::exception& e) {
-            verdict = {Code::kRuntime, std::string("combine must not fail inside, got: ") + e.what()};
+            verdict = {Code::kRuntime,
+                       std::string("combine must not fail inside, got: ") + e.what()};
         } catch (...) {
             verdict = {Code::kRuntime, "combine must not fail inside, got an unknown exception"};
         }
@@ -215,12 +217,18 @@ private:
         if (op_.pre_error.ok() && (op_.config.v2() || rounds_.endpoint().node_count() > 1))
             plan_combine(op_, s_);
         rounds_.set_performance_info(op_.in.performance_info);
-        mine_.header.attrs = make_digest(
-            {2, &op_.config, op_.top_k, op_.hidden, op_.in.expand_x.dtype, op_.in.expand_x.dtype, true});
+        mine_.header.attrs = make_digest({2,
+                                          &op_.config,
+                                          op_.top_k,
+                                          op_.hidden,
+                                          op_.in.expand_x.dtype,
+                                          op_.in.expand_x.dtype,
+                                          true});
         if (!op_.pre_error.ok()) {
             // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
             mine_.header.set_error(op_.pre_error);
-        } else if (Status published = publish_inputs(op_, rounds_.endpoint(), &mine_); !published.ok()) {
+        } else if (Status published = publish_inputs(op_, rounds_.endpoint(), &mine_);
+                   !published.ok()) {
             mine_.header.set_error(published);
         }
         arrived_ = rounds_.arrive(&mine_.header, sizeof(mine_));

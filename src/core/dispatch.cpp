@@ -48,7 +48,8 @@ Status receive(const DispatchOp& op, const Topology& topo, CallRounds& rounds, D
     }
     // With globalBs = 0 every rank of both EP groups must have one BS: rank 0's of my group.
     const int64_t group_bs = verdict.ok() ? own(0).num_tokens : 0;
-    if (verdict.ok()) verdict = check_group(op, topo, own, s.own_sources, group_bs, rounds.ep_name());
+    if (verdict.ok())
+        verdict = check_group(op, topo, own, s.own_sources, group_bs, rounds.ep_name());
     if (verdict.ok() && rounds.has_peer())
         verdict = check_group(op, topo, peer, s.peer_sources, group_bs, rounds.peer_name());
     uint64_t node_call = 0;
@@ -122,7 +123,8 @@ public:
             if (verdict.ok()) verdict = rounds_.gather();
             if (verdict.ok()) verdict = core::receive(op_, topo_, rounds_, s_);
         } catch (const std::exception& e) {
-            verdict = {Code::kRuntime, std::string("dispatch must not fail inside, got: ") + e.what()};
+            verdict = {Code::kRuntime,
+                       std::string("dispatch must not fail inside, got: ") + e.what()};
         } catch (...) {
             verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
         }
@@ -139,8 +141,8 @@ private:
         transport::TimeoutScope timeout(op_.config.timeout_ms.value_or(0));
         plan_sends(op_, s_);
         // Every buffer the move needs is sized before arriving: after it nothing allocates.
-        s_.own_layout.block_end.resize(
-            static_cast<std::size_t>(topo_.world_size * topo_.local_experts(op_.config.ep_rank_id)));
+        s_.own_layout.block_end.resize(static_cast<std::size_t>(
+            topo_.world_size * topo_.local_experts(op_.config.ep_rank_id)));
         s_.peer_layout.block_end.resize(s_.own_layout.block_end.size());
         s_.own_sources.resize(static_cast<std::size_t>(topo_.world_size));
         s_.peer_sources.resize(static_cast<std::size_t>(topo_.world_size));
@@ -163,22 +165,22 @@ private:
     }
 
     void log() const {
-        MOEDIST_LOG(kInfo,
-                    "dispatch '{}' rank {}: BS {}, H {}, K {}, quantMode {}, {} rows received, "
-                    "{:.3f} ms{}: {}",
-                    rounds_.ep_name(),
-                    op_.config.ep_rank_id,
-                    op_.num_tokens,
-                    op_.hidden,
-                    op_.top_k,
-                    op_.config.quant_mode,
-                    result_.ok() ? s_.own_layout.total_rows +
-                                       (rounds_.has_peer() ? s_.peer_layout.total_rows : 0)
-                                 : 0,
-                    std::chrono::duration<double, std::milli>(transport::Clock::now() - started_)
-                        .count(),
-                    split_ ? " (split)" : "",
-                    result_.ok() ? "ok" : result_.message());
+        MOEDIST_LOG(
+            kInfo,
+            "dispatch '{}' rank {}: BS {}, H {}, K {}, quantMode {}, {} rows received, "
+            "{:.3f} ms{}: {}",
+            rounds_.ep_name(),
+            op_.config.ep_rank_id,
+            op_.num_tokens,
+            op_.hidden,
+            op_.top_k,
+            op_.config.quant_mode,
+            result_.ok()
+                ? s_.own_layout.total_rows + (rounds_.has_peer() ? s_.peer_layout.total_rows : 0)
+                : 0,
+            std::chrono::duration<double, std::milli>(transport::Clock::now() - started_).count(),
+            split_ ? " (split)" : "",
+            result_.ok() ? "ok" : result_.message());
     }
 
     DispatchOp op_;

@@ -38,14 +38,23 @@ struct Buf {
             strides[static_cast<std::size_t>(i)] =
                 strides[static_cast<std::size_t>(i + 1)] * shape[static_cast<std::size_t>(i + 1)];
         const int64_t storage[1] = {n};
-        t = aclCreateTensor(shape.data(), shape.size(), acl, strides.data(), 0, ACL_FORMAT_ND, storage, 1,
+        t = aclCreateTensor(shape.data(),
+                            shape.size(),
+                            acl,
+                            strides.data(),
+                            0,
+                            ACL_FORMAT_ND,
+                            storage,
+                            1,
                             bytes.data());
     }
     ~Buf() { aclDestroyTensor(t); }
     Buf(const Buf&) = delete;
     Buf& operator=(const Buf&) = delete;
     template <class T>
-    T* as() { return reinterpret_cast<T*>(bytes.data()); }
+    T* as() {
+        return reinterpret_cast<T*>(bytes.data());
+    }
 };
 
 struct Batch {
@@ -55,14 +64,16 @@ struct Batch {
     Batch(int rank, int seed, int quant_mode) : quant(quant_mode) {
         std::mt19937 rng(static_cast<uint32_t>(100 * seed + rank));
         for (int64_t i = 0; i < kTokens * kHidden; ++i)
-            x.as<uint16_t>()[i] = static_cast<uint16_t>(0x3C00 + rng() % 0x0600 + (rng() % 2) * 0x8000);
+            x.as<uint16_t>()[i] =
+                static_cast<uint16_t>(0x3C00 + rng() % 0x0600 + (rng() % 2) * 0x8000);
         for (int64_t t = 0; t < kTokens; ++t) {
             std::vector<int32_t> pool(kExperts);
             for (int e = 0; e < kExperts; ++e) pool[static_cast<std::size_t>(e)] = e;
             std::shuffle(pool.begin(), pool.end(), rng);
             for (int64_t k = 0; k < kTopK; ++k) {
                 ids.as<int32_t>()[t * kTopK + k] = pool[static_cast<std::size_t>(k)];
-                weights.as<float>()[t * kTopK + k] = 0.1f + static_cast<float>(rng() % 900) / 1000.0f;
+                weights.as<float>()[t * kTopK + k] =
+                    0.1f + static_cast<float>(rng() % 900) / 1000.0f;
                 mask.as<uint8_t>()[t * kTopK + k] = rng() % 4 != 0;
             }
         }
@@ -72,18 +83,21 @@ struct Batch {
 // A V2 call's outputs (capacity A = BS·W·min(L, K) with globalBs 0).
 struct Outputs {
     static constexpr int64_t kCapacity = kTokens * kWorld * 2;  // L = 2 < K
-    Buf expand_x, dyn{{kCapacity}, ACL_FLOAT, 4, 0xEE}, assist{{128 * kCapacity}, ACL_INT32, 4, 0xEE};
+    Buf expand_x, dyn{{kCapacity}, ACL_FLOAT, 4, 0xEE},
+        assist{{128 * kCapacity}, ACL_INT32, 4, 0xEE};
     Buf nums{{2}, ACL_INT64, 8, 0xEE}, recv{{kWorld * 2}, ACL_INT32, 4, 0xEE};
     Buf x_out{{kTokens, kHidden}, ACL_BF16, 2, 0};
     explicit Outputs(int quant)
-        : expand_x({kCapacity, kHidden}, quant == 2 ? ACL_INT8 : ACL_BF16, quant == 2 ? 1 : 2, 0xEE) {}
+        : expand_x(
+              {kCapacity, kHidden}, quant == 2 ? ACL_INT8 : ACL_BF16, quant == 2 ? 1 : 2, 0xEE) {}
 };
 
 std::vector<uint8_t> rows_of(Outputs& o, int quant) {
     const int64_t rows = o.nums.as<int64_t>()[0] + o.nums.as<int64_t>()[1];
     const std::size_t row_bytes = static_cast<std::size_t>(kHidden) * (quant == 2 ? 1 : 2);
-    std::vector<uint8_t> out(o.expand_x.bytes.begin(),
-                             o.expand_x.bytes.begin() + static_cast<std::ptrdiff_t>(rows * row_bytes));
+    std::vector<uint8_t> out(
+        o.expand_x.bytes.begin(),
+        o.expand_x.bytes.begin() + static_cast<std::ptrdiff_t>(rows * row_bytes));
     if (quant == 2) {
         const auto* d = o.dyn.bytes.data();
         out.insert(out.end(), d, d + rows * 4);
@@ -94,7 +108,9 @@ std::vector<uint8_t> rows_of(Outputs& o, int quant) {
 }
 
 void run_rank(int rank, const std::string& group, int quant, std::vector<std::string>* failures) {
-    auto fail = [&](const std::string& what) { failures->push_back("rank " + std::to_string(rank) + ": " + what); };
+    auto fail = [&](const std::string& what) {
+        failures->push_back("rank " + std::to_string(rank) + ": " + what);
+    };
     const char* g = group.c_str();
     uint64_t ws = 0;
     aclOpExecutor* exec = nullptr;
@@ -116,15 +132,22 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
         Outputs o(quant);
         moedist::DispatchInputs in;
         in.x = TensorView::contiguous(b->x.bytes.data(), DType::kBFloat16, {kTokens, kHidden});
-        in.expert_ids = TensorView::contiguous(b->ids.bytes.data(), DType::kInt32, {kTokens, kTopK});
-        in.x_active_mask = TensorView::contiguous(b->mask.bytes.data(), DType::kBool, {kTokens, kTopK});
+        in.expert_ids =
+            TensorView::contiguous(b->ids.bytes.data(), DType::kInt32, {kTokens, kTopK});
+        in.x_active_mask =
+            TensorView::contiguous(b->mask.bytes.data(), DType::kBool, {kTokens, kTopK});
         moedist::DispatchOutputs out;
-        out.expand_x = TensorView::contiguous(o.expand_x.bytes.data(), quant == 2 ? DType::kInt8 : DType::kBFloat16,
+        out.expand_x = TensorView::contiguous(o.expand_x.bytes.data(),
+                                              quant == 2 ? DType::kInt8 : DType::kBFloat16,
                                               {Outputs::kCapacity, kHidden});
-        if (quant == 2) out.dynamic_scales = TensorView::contiguous(o.dyn.bytes.data(), DType::kFloat32, {Outputs::kCapacity});
-        out.assist_info = TensorView::contiguous(o.assist.bytes.data(), DType::kInt32, {128 * Outputs::kCapacity});
+        if (quant == 2)
+            out.dynamic_scales =
+                TensorView::contiguous(o.dyn.bytes.data(), DType::kFloat32, {Outputs::kCapacity});
+        out.assist_info = TensorView::contiguous(
+            o.assist.bytes.data(), DType::kInt32, {128 * Outputs::kCapacity});
         out.expert_token_nums = TensorView::contiguous(o.nums.bytes.data(), DType::kInt64, {2});
-        out.ep_recv_counts = TensorView::contiguous(o.recv.bytes.data(), DType::kInt32, {kWorld * 2});
+        out.ep_recv_counts =
+            TensorView::contiguous(o.recv.bytes.data(), DType::kInt32, {kWorld * 2});
         if (moedist::Status s = moe.try_dispatch(in, out); !s.ok()) return fail(s.message());
         want_rows.push_back(rows_of(o, quant));
         if (quant == 0) {  // combine the rows as they came (quantized rows are not combined here)
@@ -132,11 +155,14 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
             cin.expand_x = out.expand_x;
             cin.expert_ids = in.expert_ids;
             cin.ep_send_counts = out.ep_recv_counts;
-            cin.expert_scales = TensorView::contiguous(b->weights.bytes.data(), DType::kFloat32, {kTokens, kTopK});
+            cin.expert_scales =
+                TensorView::contiguous(b->weights.bytes.data(), DType::kFloat32, {kTokens, kTopK});
             cin.assist_info = out.assist_info;
             cin.x_active_mask = in.x_active_mask;
-            if (moedist::Status s = moe.try_combine(cin, TensorView::contiguous(o.x_out.bytes.data(), DType::kBFloat16,
-                                                                                 {kTokens, kHidden}));
+            if (moedist::Status s = moe.try_combine(
+                    cin,
+                    TensorView::contiguous(
+                        o.x_out.bytes.data(), DType::kBFloat16, {kTokens, kHidden}));
                 !s.ok())
                 return fail(s.message());
             want_out.push_back(o.x_out.bytes);
@@ -146,13 +172,32 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
     const int64_t y_cols = quant == 0 ? 256 : 512;
     std::vector<std::unique_ptr<Buf>> ys, idxs, infos;
     for (Batch* b : batches) {
-        ys.push_back(std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK, y_cols}, quant == 0 ? ACL_BF16 : ACL_INT8,
+        ys.push_back(std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK, y_cols},
+                                           quant == 0 ? ACL_BF16 : ACL_INT8,
                                            quant == 0 ? 2 : 1));
-        idxs.push_back(std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK}, ACL_INT32, 4, 0xEE));
+        idxs.push_back(
+            std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK}, ACL_INT32, 4, 0xEE));
         infos.push_back(std::make_unique<Buf>(std::vector<int64_t>{64}, ACL_INT32, 4));
-        if (aclnnMoeDistributeDispatchSetupGetWorkspaceSize(b->x.t, b->ids.t, nullptr, b->mask.t, g, kWorld, rank,
-                                                            kExperts, 0, 1, 0, quant, 0, 0, "", ys.back()->t,
-                                                            idxs.back()->t, infos.back()->t, &ws, &exec) != 0 ||
+        if (aclnnMoeDistributeDispatchSetupGetWorkspaceSize(b->x.t,
+                                                            b->ids.t,
+                                                            nullptr,
+                                                            b->mask.t,
+                                                            g,
+                                                            kWorld,
+                                                            rank,
+                                                            kExperts,
+                                                            0,
+                                                            1,
+                                                            0,
+                                                            quant,
+                                                            0,
+                                                            0,
+                                                            "",
+                                                            ys.back()->t,
+                                                            idxs.back()->t,
+                                                            infos.back()->t,
+                                                            &ws,
+                                                            &exec) != 0 ||
             aclnnMoeDistributeDispatchSetup(nullptr, 0, exec, nullptr) != 0)
             return fail(std::string("DispatchSetup: ") + aclGetRecentErrMsg());
         // V1's expandIdx of the active entries.
@@ -164,35 +209,91 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
         }
     }
     Buf bogus({4}, ACL_INT32, 4, 0x7F);
-    const aclnnStatus refused = aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(
-        b0.x.t, ys[0]->t, b0.ids.t, bogus.t, g, kWorld, rank, kExperts, 0, 1, 0, quant, 0, 1, 0, "", nullptr, nullptr,
-        nullptr, nullptr, &ws, &exec);
-    if (refused != 161002 || std::strstr(aclGetRecentErrMsg(), "commCmdInfo must name a pending DispatchSetup") == nullptr)
+    const aclnnStatus refused = aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(b0.x.t,
+                                                                                   ys[0]->t,
+                                                                                   b0.ids.t,
+                                                                                   bogus.t,
+                                                                                   g,
+                                                                                   kWorld,
+                                                                                   rank,
+                                                                                   kExperts,
+                                                                                   0,
+                                                                                   1,
+                                                                                   0,
+                                                                                   quant,
+                                                                                   0,
+                                                                                   1,
+                                                                                   0,
+                                                                                   "",
+                                                                                   nullptr,
+                                                                                   nullptr,
+                                                                                   nullptr,
+                                                                                   nullptr,
+                                                                                   &ws,
+                                                                                   &exec);
+    if (refused != 161002 ||
+        std::strstr(aclGetRecentErrMsg(), "commCmdInfo must name a pending DispatchSetup") ==
+            nullptr)
         fail("an unknown commCmdInfo must be refused with 161002, got " + std::to_string(refused));
     std::vector<std::unique_ptr<Outputs>> outs;
     for (int i = 0; i < 2; ++i) {
         Batch* b = batches[i];
         outs.push_back(std::make_unique<Outputs>(quant));
         Outputs& o = *outs.back();
-        if (aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(b->x.t, ys[static_cast<std::size_t>(i)]->t, b->ids.t,
-                                                               infos[static_cast<std::size_t>(i)]->t, g, kWorld, rank,
-                                                               kExperts, 0, 1, 0, quant, 0, 1, 0, "", o.expand_x.t,
-                                                               quant == 2 ? o.dyn.t : nullptr, o.assist.t, o.nums.t,
-                                                               &ws, &exec) != 0 ||
+        if (aclnnMoeDistributeDispatchTeardownGetWorkspaceSize(
+                b->x.t,
+                ys[static_cast<std::size_t>(i)]->t,
+                b->ids.t,
+                infos[static_cast<std::size_t>(i)]->t,
+                g,
+                kWorld,
+                rank,
+                kExperts,
+                0,
+                1,
+                0,
+                quant,
+                0,
+                1,
+                0,
+                "",
+                o.expand_x.t,
+                quant == 2 ? o.dyn.t : nullptr,
+                o.assist.t,
+                o.nums.t,
+                &ws,
+                &exec) != 0 ||
             aclnnMoeDistributeDispatchTeardown(nullptr, 0, exec, nullptr) != 0)
             return fail(std::string("DispatchTeardown: ") + aclGetRecentErrMsg());
-        if (rows_of(o, quant) != want_rows[static_cast<std::size_t>(i)]) fail("dispatch rows of batch " + std::to_string(i));
+        if (rows_of(o, quant) != want_rows[static_cast<std::size_t>(i)])
+            fail("dispatch rows of batch " + std::to_string(i));
     }
     if (quant != 0) return;
     std::vector<std::unique_ptr<Buf>> quants, cinfos;
     for (int i = 0; i < 2; ++i) {
         Batch* b = batches[i];
         Outputs& o = *outs[static_cast<std::size_t>(i)];
-        quants.push_back(std::make_unique<Buf>(std::vector<int64_t>{Outputs::kCapacity, 512}, ACL_INT8, 1));
+        quants.push_back(
+            std::make_unique<Buf>(std::vector<int64_t>{Outputs::kCapacity, 512}, ACL_INT8, 1));
         cinfos.push_back(std::make_unique<Buf>(std::vector<int64_t>{64}, ACL_INT32, 4));
-        if (aclnnMoeDistributeCombineSetupGetWorkspaceSize(o.expand_x.t, b->ids.t, o.assist.t, g, kWorld, rank, kExperts,
-                                                           0, 1, 0, 0, 0, 0, "", quants.back()->t, cinfos.back()->t,
-                                                           &ws, &exec) != 0 ||
+        if (aclnnMoeDistributeCombineSetupGetWorkspaceSize(o.expand_x.t,
+                                                           b->ids.t,
+                                                           o.assist.t,
+                                                           g,
+                                                           kWorld,
+                                                           rank,
+                                                           kExperts,
+                                                           0,
+                                                           1,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           0,
+                                                           "",
+                                                           quants.back()->t,
+                                                           cinfos.back()->t,
+                                                           &ws,
+                                                           &exec) != 0 ||
             aclnnMoeDistributeCombineSetup(nullptr, 0, exec, nullptr) != 0)
             return fail(std::string("CombineSetup: ") + aclGetRecentErrMsg());
     }
@@ -200,12 +301,32 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
         Batch* b = batches[i];
         Outputs& o = *outs[static_cast<std::size_t>(i)];
         if (aclnnMoeDistributeCombineTeardownGetWorkspaceSize(
-                o.expand_x.t, quants[static_cast<std::size_t>(i)]->t, b->ids.t, idxs[static_cast<std::size_t>(i)]->t,
-                b->weights.t, cinfos[static_cast<std::size_t>(i)]->t, b->mask.t, nullptr, g, kWorld, rank, kExperts, 0,
-                1, 0, 0, 0, 0, "", o.x_out.t, &ws, &exec) != 0 ||
+                o.expand_x.t,
+                quants[static_cast<std::size_t>(i)]->t,
+                b->ids.t,
+                idxs[static_cast<std::size_t>(i)]->t,
+                b->weights.t,
+                cinfos[static_cast<std::size_t>(i)]->t,
+                b->mask.t,
+                nullptr,
+                g,
+                kWorld,
+                rank,
+                kExperts,
+                0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                "",
+                o.x_out.t,
+                &ws,
+                &exec) != 0 ||
             aclnnMoeDistributeCombineTeardown(nullptr, 0, exec, nullptr) != 0)
             return fail(std::string("CombineTeardown: ") + aclGetRecentErrMsg());
-        if (o.x_out.bytes != want_out[static_cast<std::size_t>(i)]) fail("combine of batch " + std::to_string(i));
+        if (o.x_out.bytes != want_out[static_cast<std::size_t>(i)])
+            fail("combine of batch " + std::to_string(i));
     }
 }
 
@@ -213,11 +334,14 @@ class CApiSplit : public ::testing::TestWithParam<int> {};
 
 TEST_P(CApiSplit, TwoMicroBatchesInFlightMatchTheV2Calls) {
     const int quant = GetParam();
-    auto group = moedist::Communicator::create_local_group(kWorld, "capi_split_q" + std::to_string(quant));
+    auto group =
+        moedist::Communicator::create_local_group(kWorld, "capi_split_q" + std::to_string(quant));
     std::vector<std::vector<std::string>> failures(kWorld);
     std::vector<std::thread> threads;
     for (int r = 0; r < kWorld; ++r)
-        threads.emplace_back([&, r] { run_rank(r, group[0].name(), quant, &failures[static_cast<std::size_t>(r)]); });
+        threads.emplace_back([&, r] {
+            run_rank(r, group[0].name(), quant, &failures[static_cast<std::size_t>(r)]);
+        });
     for (auto& t : threads) t.join();
     for (const auto& f : failures)
         for (const auto& m : f) ADD_FAILURE() << m;

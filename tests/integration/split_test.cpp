@@ -75,7 +75,8 @@ struct Batch {
             std::vector<int32_t> pool(static_cast<std::size_t>(scene.experts));
             for (int e = 0; e < scene.experts; ++e) pool[static_cast<std::size_t>(e)] = e;
             std::shuffle(pool.begin(), pool.end(), rng);
-            for (int64_t j = 0; j < k; ++j) ids[static_cast<std::size_t>(t * k + j)] = pool[static_cast<std::size_t>(j)];
+            for (int64_t j = 0; j < k; ++j)
+                ids[static_cast<std::size_t>(t * k + j)] = pool[static_cast<std::size_t>(j)];
         }
         weights.resize(ids.size());
         for (auto& w : weights) w = 0.1f + static_cast<float>(rng() % 1000) / 997.0f;
@@ -99,12 +100,16 @@ struct Batch {
             din.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs, k});
             dout.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {3 * capacity});
         }
-        dout.expand_x = quantized ? TensorView::contiguous(expand_q.data(), DType::kInt8, {capacity, h})
-                                  : TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, h});
-        if (quantized) dout.dynamic_scales = TensorView::contiguous(dyn.data(), DType::kFloat32, {capacity});
+        dout.expand_x =
+            quantized ? TensorView::contiguous(expand_q.data(), DType::kInt8, {capacity, h})
+                      : TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, h});
+        if (quantized)
+            dout.dynamic_scales = TensorView::contiguous(dyn.data(), DType::kFloat32, {capacity});
         dout.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {bs * k});
-        dout.expert_token_nums = TensorView::contiguous(nums.data(), DType::kInt64, {static_cast<int64_t>(nums.size())});
-        dout.ep_recv_counts = TensorView::contiguous(recv.data(), DType::kInt32, {static_cast<int64_t>(recv.size())});
+        dout.expert_token_nums =
+            TensorView::contiguous(nums.data(), DType::kInt64, {static_cast<int64_t>(nums.size())});
+        dout.ep_recv_counts =
+            TensorView::contiguous(recv.data(), DType::kInt32, {static_cast<int64_t>(recv.size())});
         expert_out.assign(static_cast<std::size_t>(capacity * h), 0);
     }
 
@@ -112,16 +117,19 @@ struct Batch {
     void run_experts(const Scene& scene) {
         const std::size_t n = expert_out.size();
         for (std::size_t i = 0; i < n; ++i) {
-            const uint16_t in = scene.quant_mode == 2 ? static_cast<uint16_t>(0x3E00 + expand_q[i] % 0x100)
-                                                      : expand_x[i];
-            expert_out[i] = static_cast<uint16_t>(((in & 0x7FFF) % 0x0700 + 0x3A00) | (in & 0x8000));
+            const uint16_t in = scene.quant_mode == 2
+                                    ? static_cast<uint16_t>(0x3E00 + expand_q[i] % 0x100)
+                                    : expand_x[i];
+            expert_out[i] =
+                static_cast<uint16_t>(((in & 0x7FFF) % 0x0700 + 0x3A00) | (in & 0x8000));
         }
     }
 
     moedist::CombineInputs combine_inputs(const Scene& scene) {
         moedist::CombineInputs in;
         const int64_t rows = static_cast<int64_t>(expert_out.size()) / scene.hidden;
-        in.expand_x = TensorView::contiguous(expert_out.data(), DType::kBFloat16, {rows, scene.hidden});
+        in.expand_x =
+            TensorView::contiguous(expert_out.data(), DType::kBFloat16, {rows, scene.hidden});
         in.expert_ids = din.expert_ids;
         in.expand_idx = dout.expand_idx;
         in.ep_send_counts = dout.ep_recv_counts;
@@ -132,15 +140,23 @@ struct Batch {
         }
         return in;
     }
-    TensorView x_out_view() { return TensorView::contiguous(x_out.data(), DType::kBFloat16, {din.x.dim(0), din.x.dim(1)}); }
+    TensorView x_out_view() {
+        return TensorView::contiguous(x_out.data(), DType::kBFloat16, {din.x.dim(0), din.x.dim(1)});
+    }
 
     std::vector<std::vector<uint8_t>> outputs() const {
         auto bytes = [](const auto& v) {
             const auto* p = reinterpret_cast<const uint8_t*>(v.data());
             return std::vector<uint8_t>(p, p + v.size() * sizeof(v[0]));
         };
-        return {bytes(expand_x), bytes(expand_q), bytes(dyn), bytes(expand_idx), bytes(nums), bytes(recv),
-                bytes(assist), bytes(x_out)};
+        return {bytes(expand_x),
+                bytes(expand_q),
+                bytes(dyn),
+                bytes(expand_idx),
+                bytes(nums),
+                bytes(recv),
+                bytes(assist),
+                bytes(x_out)};
     }
 };
 
@@ -174,12 +190,14 @@ std::vector<std::vector<uint8_t>> split(const Scene& scene, const Communicator& 
     EXPECT_TRUE(d0.pending() && d1.pending());
     const Status third = moe.try_dispatch_send(b2.din, b2.dout, &d2);
     EXPECT_EQ(third.raw_code(), 361001) << third.message();
-    EXPECT_NE(third.message().find("at most 1 call between its send and receive halves"), std::string::npos)
+    EXPECT_NE(third.message().find("at most 1 call between its send and receive halves"),
+              std::string::npos)
         << third.message();
     EXPECT_FALSE(d2.pending());
     const Status blocked = moe.try_dispatch(b2.din, b2.dout);
     EXPECT_EQ(blocked.raw_code(), 361001) << blocked.message();
-    EXPECT_NE(blocked.message().find("no call between its send and receive halves"), std::string::npos);
+    EXPECT_NE(blocked.message().find("no call between its send and receive halves"),
+              std::string::npos);
     const Status early = d1.wait();
     EXPECT_EQ(early.raw_code(), 361001) << early.message();
     EXPECT_NE(early.message().find("must run receive halves in call order"), std::string::npos)
@@ -220,7 +238,8 @@ TEST(SplitCalls, TwoInFlightOnThreadsMatchBlockingCallsBitForBit) {
                 try {
                     want[static_cast<std::size_t>(r)] =
                         blocking(scene, blocking_group[static_cast<std::size_t>(r)], r);
-                    got[static_cast<std::size_t>(r)] = split(scene, split_group[static_cast<std::size_t>(r)], r);
+                    got[static_cast<std::size_t>(r)] =
+                        split(scene, split_group[static_cast<std::size_t>(r)], r);
                 } catch (const moedist::Error& e) {
                     ADD_FAILURE() << "rank " << r << ": " << e.what();
                 }
@@ -229,7 +248,8 @@ TEST(SplitCalls, TwoInFlightOnThreadsMatchBlockingCallsBitForBit) {
         for (auto& t : threads) t.join();
         for (int r = 0; r < scene.world; ++r)
             EXPECT_EQ(got[static_cast<std::size_t>(r)], want[static_cast<std::size_t>(r)])
-                << "rank " << r << ", V" << (scene.v2 ? 2 : 1) << ", quantMode " << scene.quant_mode;
+                << "rank " << r << ", V" << (scene.v2 ? 2 : 1) << ", quantMode "
+                << scene.quant_mode;
     }
 }
 
@@ -243,8 +263,12 @@ struct Report {
 
 template <class Body>
 std::vector<Report> run_processes(int world, const std::string& key, Body body) {
-    auto* reports = static_cast<Report*>(
-        mmap(nullptr, sizeof(Report) * world, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    auto* reports = static_cast<Report*>(mmap(nullptr,
+                                              sizeof(Report) * world,
+                                              PROT_READ | PROT_WRITE,
+                                              MAP_SHARED | MAP_ANONYMOUS,
+                                              -1,
+                                              0));
     for (int r = 0; r < world; ++r) new (&reports[r]) Report();
     std::vector<pid_t> pids;
     std::fflush(nullptr);
@@ -257,7 +281,9 @@ std::vector<Report> run_processes(int world, const std::string& key, Body body) 
             Communicator comm;
             if (s.ok()) {
                 s = Communicator::join_processes(
-                    rank, world, "split_" + key,
+                    rank,
+                    world,
+                    "split_" + key,
                     [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
                         return rendezvous->all_gather(mine, all);
                     },
@@ -291,17 +317,18 @@ std::string unique_key(const char* what) {
 
 TEST(SplitCalls, TwoInFlightOnProcessesMatchBlockingCallsBitForBit) {
     for (const Scene& scene : kScenes) {
-        const auto reports = run_processes(scene.world, unique_key("bits"), [&](int rank, Communicator& comm, Report* report) {
-            try {
-                const auto want = blocking(scene, comm, rank);
-                const auto got = split(scene, comm, rank);
-                report->same = got == want ? 1 : 0;
-                report->code = ::testing::Test::HasFailure() ? 1 : 0;
-            } catch (const moedist::Error& e) {
-                report->code = static_cast<int32_t>(e.code());
-                std::snprintf(report->message, sizeof(report->message), "%s", e.what());
-            }
-        });
+        const auto reports = run_processes(
+            scene.world, unique_key("bits"), [&](int rank, Communicator& comm, Report* report) {
+                try {
+                    const auto want = blocking(scene, comm, rank);
+                    const auto got = split(scene, comm, rank);
+                    report->same = got == want ? 1 : 0;
+                    report->code = ::testing::Test::HasFailure() ? 1 : 0;
+                } catch (const moedist::Error& e) {
+                    report->code = static_cast<int32_t>(e.code());
+                    std::snprintf(report->message, sizeof(report->message), "%s", e.what());
+                }
+            });
         for (int r = 0; r < scene.world; ++r) {
             const Report& report = reports[static_cast<std::size_t>(r)];
             EXPECT_EQ(report.code, 0) << "rank " << r << ": " << report.message;
@@ -313,21 +340,23 @@ TEST(SplitCalls, TwoInFlightOnProcessesMatchBlockingCallsBitForBit) {
 TEST(SplitCalls, APeerKilledBetweenTheHalvesFailsTheReceiveHalfNamingIt) {
     const Scene scene = kScenes[0];
     const int victim = 2;
-    const auto reports = run_processes(scene.world, unique_key("kill"), [&](int rank, Communicator& comm, Report* report) {
-        MoeDistributor moe(comm, std::nullopt, with_global_bs(config_of(scene, rank), scene));
-        Batch b0(scene, rank, 0);
-        PendingCall d0;
-        const Status sent = moe.try_dispatch_send(b0.din, b0.dout, &d0);
-        if (rank == victim) raise(SIGKILL);  // after publishing, before its receive half
-        const Status got = sent.ok() ? d0.wait() : sent;
-        report->code = got.raw_code();
-        std::snprintf(report->message, sizeof(report->message), "%s", got.message().c_str());
-    });
+    const auto reports = run_processes(
+        scene.world, unique_key("kill"), [&](int rank, Communicator& comm, Report* report) {
+            MoeDistributor moe(comm, std::nullopt, with_global_bs(config_of(scene, rank), scene));
+            Batch b0(scene, rank, 0);
+            PendingCall d0;
+            const Status sent = moe.try_dispatch_send(b0.din, b0.dout, &d0);
+            if (rank == victim) raise(SIGKILL);  // after publishing, before its receive half
+            const Status got = sent.ok() ? d0.wait() : sent;
+            report->code = got.raw_code();
+            std::snprintf(report->message, sizeof(report->message), "%s", got.message().c_str());
+        });
     for (int r = 0; r < scene.world; ++r) {
         if (r == victim) continue;
         const Report& report = reports[static_cast<std::size_t>(r)];
         EXPECT_EQ(report.code, 361001) << "rank " << r << ": " << report.message;
-        EXPECT_NE(std::string(report.message).find("rank " + std::to_string(victim)), std::string::npos)
+        EXPECT_NE(std::string(report.message).find("rank " + std::to_string(victim)),
+                  std::string::npos)
             << "rank " << r << ": " << report.message;
     }
 }

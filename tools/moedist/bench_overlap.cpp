@@ -81,9 +81,14 @@ nlohmann::json overlap_json(const BenchOptions& o, const std::vector<OverlapResu
         if (!r.error.empty()) {
             j["error"] = r.error;
         } else {
-            j["sequential_ms"] = {{"median", r.sequential.median}, {"p10", r.sequential.p10}, {"p90", r.sequential.p90}};
-            j["overlapped_ms"] = {{"median", r.overlapped.median}, {"p10", r.overlapped.p10}, {"p90", r.overlapped.p90}};
-            j["overlapped_over_sequential"] = r.overlapped.median / std::max(r.sequential.median, 1e-9);
+            j["sequential_ms"] = {{"median", r.sequential.median},
+                                  {"p10", r.sequential.p10},
+                                  {"p90", r.sequential.p90}};
+            j["overlapped_ms"] = {{"median", r.overlapped.median},
+                                  {"p10", r.overlapped.p10},
+                                  {"p90", r.overlapped.p90}};
+            j["overlapped_over_sequential"] =
+                r.overlapped.median / std::max(r.sequential.median, 1e-9);
         }
         points.push_back(j);
     }
@@ -101,7 +106,8 @@ int overlap_command(const BenchOptions& o) {
     int mpi_rank_id = 0;
     if (o.backend == "mpi") {
         MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank_id);
-        if (o.ranks_per_node > 0) ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(o.ranks_per_node).c_str(), 1);
+        if (o.ranks_per_node > 0)
+            ::setenv("MOEDIST_RANKS_PER_NODE", std::to_string(o.ranks_per_node).c_str(), 1);
     }
     const bool root = mpi_rank_id == 0;
 #else
@@ -119,27 +125,51 @@ int overlap_command(const BenchOptions& o) {
                     for (const auto& api : o.apis)
                         for (int64_t bs : o.tokens) {
                             BenchPoint p;
-                            p.ranks = w, p.tokens = bs, p.hidden = h, p.top_k = k, p.experts = e, p.api = api;
+                            p.ranks = w, p.tokens = bs, p.hidden = h, p.top_k = k, p.experts = e,
+                            p.api = api;
                             p.quant = o.quant.front();
                             results.push_back(measure_layer(o, p));
                         }
     if (!root) return kExitOk;
     if (!o.json.to_stdout()) {
-        fmt::print("moedist bench --overlap: a MoE layer of two micro-batches on {} ({} expert passes "
-                   "per received element), medians of {} runs each, sequential and overlapped "
-                   "alternating\n",
-                   o.backend, o.expert_passes, o.reps);
-        fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | {:>14} {:>14} {:>12}\n", "ranks", "BS", "H", "K",
-                   "E", "api", "sequential ms", "overlapped ms", "ovl / seq");
+        fmt::print(
+            "moedist bench --overlap: a MoE layer of two micro-batches on {} ({} expert passes "
+            "per received element), medians of {} runs each, sequential and overlapped "
+            "alternating\n",
+            o.backend,
+            o.expert_passes,
+            o.reps);
+        fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | {:>14} {:>14} {:>12}\n",
+                   "ranks",
+                   "BS",
+                   "H",
+                   "K",
+                   "E",
+                   "api",
+                   "sequential ms",
+                   "overlapped ms",
+                   "ovl / seq");
         for (const OverlapResult& r : results) {
             if (!r.error.empty()) {
-                fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | error: {}\n", r.point.ranks, r.point.tokens,
-                           r.point.hidden, r.point.top_k, r.point.experts, r.point.api, r.error);
+                fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | error: {}\n",
+                           r.point.ranks,
+                           r.point.tokens,
+                           r.point.hidden,
+                           r.point.top_k,
+                           r.point.experts,
+                           r.point.api,
+                           r.error);
                 continue;
             }
-            fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | {:>14.3f} {:>14.3f} {:>12.3f}\n", r.point.ranks,
-                       r.point.tokens, r.point.hidden, r.point.top_k, r.point.experts, r.point.api,
-                       r.sequential.median, r.overlapped.median,
+            fmt::print("{:>6} {:>6} {:>6} {:>3} {:>5} {:>4} | {:>14.3f} {:>14.3f} {:>12.3f}\n",
+                       r.point.ranks,
+                       r.point.tokens,
+                       r.point.hidden,
+                       r.point.top_k,
+                       r.point.experts,
+                       r.point.api,
+                       r.sequential.median,
+                       r.overlapped.median,
                        r.overlapped.median / std::max(r.sequential.median, 1e-9));
         }
     }
