@@ -584,7 +584,7 @@ TEST(Validation, EveryCheckAcceptsAtItsBoundaryAndRejectsPastIt) {
 
 // docs/validation.md lists each generic check by id; each has a case above.
 TEST(Validation, EveryDocumentedCheckHasACase) {
-    std::ifstream doc(std::string(MOEDIST_SOURCE_DIR) + "/docs/validation.md");
+    std::ifstream doc(MOEDIST_SOURCE_DIR "/docs/validation.md");
     ASSERT_TRUE(doc.good());
     std::stringstream text;
     text << doc.rdbuf();
