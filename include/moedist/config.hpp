@@ -36,6 +36,13 @@ enum class QuantMode : int64_t { kNone = 0, kStatic = 1, kPerToken = 2, kPerGrou
 // zero/copy/const experts, unweighted combine, AddRmsNorm).
 enum class Api : int64_t { kV1 = 1, kV2 = 2 };
 
+// Where dispatch puts block (local expert e, source rank s) in expandX, and where combine finds
+// it (docs/contract.md §12.3):
+//   kPacked        Ascend's: blocks back to back, e-major, epRecvCounts their ends.
+//   kExpertPadded  DeepEP's low-latency [L, W·maxBs, H]: block (e, s) starts at row (e·W + s)·maxBs
+//                  (rows past a block's count untouched). V2, no shared ranks, no TP; A = L·W·maxBs.
+enum class RowLayout : int64_t { kPacked = 0, kExpertPadded = 1 };
+
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group
 // except the rank ids.
 struct MOEDIST_API MoeConfig {
@@ -58,6 +65,7 @@ struct MOEDIST_API MoeConfig {
     int64_t expert_token_nums_type = 0;  // 0 prefix sums, 1 counts (torch_npu's default is 1)
     int64_t comm_quant_mode = 0;         // combine: 0 or 2 (int8 return path)
     Api api = Api::kV1;
+    RowLayout row_layout = RowLayout::kPacked;
     // V2: special experts with ids [E, E + Z) zero, [E + Z, E + Z + C) copy, then Q const.
     int64_t zero_expert_num = 0;   // Z
     int64_t copy_expert_num = 0;   // C
@@ -82,6 +90,7 @@ struct MOEDIST_API MoeConfig {
     int64_t local_moe_expert_num() const { return moe_expert_num / moe_rank_num(); }  // L
     bool is_shared_rank() const { return ep_rank_id < shared_expert_rank_num; }
     bool v2() const { return api == Api::kV2; }
+    bool expert_padded() const { return row_layout == RowLayout::kExpertPadded; }
     // quant_mode as the enum every check compares with (validate() bounds it to [0, 4]).
     QuantMode quant() const { return static_cast<QuantMode>(quant_mode); }
     // N after the fix-up: the shared experts (V1: 1 when S > 0; V2: sharedExpertNum, 0 when S = 0).

@@ -251,6 +251,14 @@ const std::vector<Attribute>& attributes() {
          "1 (V1; 2: the V2 family, docs/contract.md §10)",
          [](MoeConfig& c, const py::handle& v) { c.api = static_cast<Api>(int_of(v, "api")); },
          [](const MoeConfig& c) -> py::object { return py::int_(static_cast<int64_t>(c.api)); }},
+        {"row_layout",
+         "0 (packed; 1: expert-padded [L, W·maxBs] rows, docs/contract.md §12.3)",
+         [](MoeConfig& c, const py::handle& v) {
+             c.row_layout = static_cast<RowLayout>(int_of(v, "row_layout"));
+         },
+         [](const MoeConfig& c) -> py::object {
+             return py::int_(static_cast<int64_t>(c.row_layout));
+         }},
         MOEDIST_INT_ATTRIBUTE(zero_expert_num, "0"),
         MOEDIST_INT_ATTRIBUTE(copy_expert_num, "0"),
         MOEDIST_INT_ATTRIBUTE(const_expert_num, "0"),

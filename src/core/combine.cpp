@@ -34,7 +34,16 @@ namespace {
 int64_t used_rows(const CombineOp& op) {
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     int64_t rows = load1<int32_t>(op.in.ep_send_counts, blocks - 1);
-    if (op.tp) {
+    if (op.config.expert_padded()) {  // up to the end of the last block that has rows
+        const int64_t stride = op.config.max_bs(op.num_tokens);
+        int64_t end = 0;
+        for (int64_t b = blocks - 1; b >= 0 && end == 0; --b) {
+            const int64_t before = b == 0 ? 0 : load1<int32_t>(op.in.ep_send_counts, b - 1);
+            const int64_t size = load1<int32_t>(op.in.ep_send_counts, b) - before;
+            if (size > 0) end = b * stride + std::min(size, stride);
+        }
+        rows = end;
+    } else if (op.tp) {
         rows = static_cast<int64_t>(load1<int32_t>(*op.in.tp_send_counts, 0)) +
                load1<int32_t>(*op.in.tp_send_counts, 1);
     }
@@ -43,6 +52,7 @@ int64_t used_rows(const CombineOp& op) {
 
 // Rows of my expandX that are my own (their triples are in my assistInfo).
 int64_t own_rows(const CombineOp& op) {
+    if (op.config.expert_padded()) return used_rows(op);  // no TP peer; rows by padded address
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     return std::clamp<int64_t>(
         load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
@@ -105,7 +115,8 @@ Status read_owners(const Records& records,
         OwnerView& v = (*owners)[static_cast<std::size_t>(r)];
         v = OwnerView{};
         v.tp_rank = rec.tp_rank;
-        if (memory.node_of(rank) != my_node) continue;  // its rows come over (remote.hpp)
+        if (memory.node_of(rank) != my_node) continue;  // its rows come over (remote.hpp), packed
+        v.padded_stride = bounds.padded_stride;
         v.expand_x = view_of(memory, rank, rec.expand_x);
         const TensorView ep_counts = view_of(memory, rank, rec.ep_send_counts);
         const TensorView tp_counts = view_of(memory, rank, rec.tp_send_counts);
@@ -251,6 +262,7 @@ private:
         bounds.local_blocks_moe = op.config.ep_world_size * op.config.local_moe_expert_num();
         bounds.tp = rounds.has_peer();
         bounds.v2 = op.config.v2();
+        bounds.padded_stride = op.config.expert_padded() ? op.config.max_bs(op.num_tokens) : 0;
         const int64_t shared_ranks = op.config.shared_expert_rank_num;
         Status unreachable = Status::Ok();
         if (verdict.ok()) {

@@ -88,6 +88,15 @@ public:
         const OwnerView& rec = own_[static_cast<std::size_t>(owner)];
         int64_t begin = 0, size = 0;
         if (!block_size(owner, block, &begin, &size) || rec.expand_x.data == nullptr) return false;
+        if (rec.padded_stride > 0) {  // block i at rows [i·maxBs, i·maxBs + size); no TP
+            const int64_t stride = rec.padded_stride;
+            if (index < 0 || index >= size || size > stride ||
+                block * stride + size > rec.expand_x.dim(0))
+                return false;
+            ref->owner = owner;
+            ref->row = block * stride + index;
+            return true;
+        }
         int64_t own_rows = load1<int32_t>(rec.ep_send_counts, blocks_of(owner) - 1);
         if (rounds_.has_peer()) own_rows = load1<int32_t>(rec.tp_send_counts, rec.tp_rank);
         if (index < 0 || index >= size || begin + size > own_rows ||

@@ -132,6 +132,16 @@ Status MoeConfig::validate() const {
                  expert_token_nums_type);
     MOEDIST_RULE(
         global_bs >= 0 && global_bs <= kMaxGlobalBs, "globalBs", range(0, kMaxGlobalBs), global_bs);
+    MOEDIST_RULE(row_layout == RowLayout::kPacked || row_layout == RowLayout::kExpertPadded,
+                 "rowLayout",
+                 std::string("0 (packed) or 1 (expert-padded)"),
+                 static_cast<int64_t>(row_layout));
+    if (expert_padded()) {
+        MOEDIST_RULE(v2() && shared_expert_rank_num == 0 && tp_size() == 1,
+                     "rowLayout",
+                     std::string("0 (packed) unless V2 without shared ranks and TP"),
+                     static_cast<int64_t>(row_layout));
+    }
     MOEDIST_RULE(comm_quant_mode == 0 || comm_quant_mode == 2,
                  "commQuantMode",
                  std::string("0 or 2"),

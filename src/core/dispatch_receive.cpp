@@ -157,6 +157,18 @@ Status check_group(const DispatchOp& op,
         }
     }
     const int64_t max_bs = op.config.global_bs == 0 ? group_bs : op.config.global_bs / world;
+    if (op.config.expert_padded()) {  // every block must fit its maxBs rows
+        for (int64_t r = 0; r < world; ++r) {
+            if (records(r).most_rows_to_one_expert > max_bs) {
+                return {Code::kRuntime,
+                        "rows rank " + std::to_string(r) + " of '" + group_name +
+                            "' sends one expert must be at most maxBs = " + std::to_string(max_bs) +
+                            " in the expert-padded row layout, got " +
+                            std::to_string(records(r).most_rows_to_one_expert) +
+                            " (an expert chosen twice by a token?)"};
+            }
+        }
+    }
     for (int64_t dst = 0; dst < world; ++dst) {
         int64_t total = 0;
         for (int64_t src = 0; src < world; ++src) {
@@ -261,10 +273,15 @@ struct Fill {
     void group(const std::vector<SourceView>& sources, const ReceiveLayout& layout, int64_t base) {
         const int64_t world = topo.world_size;
         const int64_t dst = op.config.ep_rank_id;
+        // Expert-padded: block i starts at i·maxBs (check_group bounded every block by maxBs).
+        const int64_t padded_stride =
+            op.config.expert_padded() ? op.config.max_bs(op.num_tokens) : 0;
         for (int64_t le = 0; le < topo.local_experts(dst); ++le) {
             for (int64_t s = 0; s < world; ++s) {
                 const SourceView& src = sources[static_cast<std::size_t>(s)];
-                const int64_t row = base + layout.block_begin(le * world + s);
+                const int64_t block = le * world + s;
+                const int64_t row =
+                    base + (padded_stride > 0 ? block * padded_stride : layout.block_begin(block));
                 if (topo.is_shared(dst)) {
                     shared_rows(src, s, row);
                 } else {
@@ -339,9 +356,39 @@ int64_t rows_sent_by_group(const Topology& topo,
     return rows;
 }
 
+// Zero padding in the expert-padded layout: rows [begin + size, begin + maxBs) of every block, and
+// everything past the last block (expandX, dynamicScales, expandScales, assistInfo alike).
+void zero_padded_gaps(const DispatchOp& op, bool streaming) {
+    const int64_t stride = op.config.max_bs(op.num_tokens);
+    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
+    auto zero = [&](int64_t lo, int64_t hi) {
+        zero_rows(op.out.expand_x, lo, hi, streaming);
+        if (op.format.makes_scales()) {
+            const TensorView& dyn = *op.out.dynamic_scales;
+            if (dyn.ndim == 1) {
+                zero_elements(dyn, lo, hi);
+            } else {
+                zero_rows(dyn, lo, hi);
+            }
+        }
+        if (op.out.expand_scales && op.in.expert_scales)
+            zero_elements(*op.out.expand_scales, lo, std::min(hi, op.out.expand_scales->dim(0)));
+        if (op.out.assist_info)
+            zero_elements(*op.out.assist_info, 3 * lo, std::min(3 * hi, op.out.assist_info->dim(0)));
+    };
+    int64_t before = 0;
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t end = load1<int32_t>(op.out.ep_recv_counts, b);
+        zero(b * stride + (end - before), (b + 1) * stride);
+        before = end;
+    }
+    zero(blocks * stride, op.out.expand_x.dim(0));
+}
+
 // SPEC-style tails (docs/contract.md §3): zero up to each tensor's end when zero padding is
 // asked for; untouched otherwise.
 void zero_tails(const DispatchOp& op, int64_t own_rows, int64_t used, bool streaming) {
+    if (op.config.expert_padded()) return zero_padded_gaps(op, streaming);
     const TensorView& expand_x = op.out.expand_x;
     zero_rows(expand_x, used, expand_x.dim(0), streaming);
     if (op.format.makes_scales()) {
@@ -411,12 +458,12 @@ Status move_rows(const DispatchOp& op,
     Fill{op, topo, writer, /*own=*/true}.group(s.own_sources, s.own_layout, 0);
     if (rounds.has_peer())
         Fill{op, topo, writer, /*own=*/false}.group(s.peer_sources, s.peer_layout, own_rows);
-    if (op.zero_padding) zero_tails(op, own_rows, used, streaming);
     if (!op.config.v2()) {  // V2 has no expandIdx (assistInfo instead)
         for (int64_t i = 0; i < op.num_tokens * op.top_k; ++i)
             store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
     }
     write_counts(op, topo, s, own_rows, peer_rows);
+    if (op.zero_padding) zero_tails(op, own_rows, used, streaming);  // (padded: reads the counts)
     if (streaming) util::streaming_fence();  // streaming stores land before we depart
     return Status::Ok();
 }

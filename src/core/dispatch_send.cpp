@@ -128,6 +128,11 @@ Status publish_inputs(const DispatchOp& op,
                 rows_to_rank(topo, dst, op.config.ep_rank_id, op.num_tokens, plan));
         }
     }
+    if (op.config.expert_padded()) {
+        for (int64_t e = 0; e < plan.num_experts; ++e)
+            mine->most_rows_to_one_expert =
+                std::max(mine->most_rows_to_one_expert, plan.rows_for_expert(e));
+    }
     if (endpoint.node_count() > 1) {
         if (world > DispatchRecord::kRecordedRanks ||
             endpoint.node_count() > DispatchRecord::kMaxNodes) {

@@ -177,6 +177,8 @@ std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const
         if (rec.staged_scales.shape[0] != bs || (nd == 2 && rec.staged_scales.shape[1] > b.hidden + 1))
             return "staged scales must have BS rows of at most H + 1 entries";
     }
+    if (rec.most_rows_to_one_expert < 0 || rec.most_rows_to_one_expert > bs * b.top_k)
+        return "rows to one expert must be in [0, BS·K], got " + text(rec.most_rows_to_one_expert);
     if (b.world <= DispatchRecord::kRecordedRanks) {
         for (int64_t d = 0; d < b.world; ++d) {
             if (rec.rows_to[d] < 0 || rec.rows_to[d] > bs * (b.top_k + 1))

@@ -51,6 +51,7 @@ struct CallFacts {
     X(hidden, "H (hidden size)", f.hidden)                                                       \
     X(quant_mode, "quantMode", f.op == 1 ? f.config->quant_mode : 0)                             \
     X(global_bs, "globalBs", f.config->global_bs)                                                \
+    X(row_layout, "rowLayout", static_cast<int64_t>(f.config->row_layout))                       \
     X(comm_quant_mode, "commQuantMode", f.op == 2 ? f.config->comm_quant_mode : 0)               \
     X(x_dtype, "x dtype", static_cast<int64_t>(f.x_dtype))                                       \
     X(expand_dtype, "expandX dtype", static_cast<int64_t>(f.expand_dtype))                       \
@@ -147,6 +148,7 @@ struct DispatchRecord {
     // scales (dynamicScales' layout per row); receivers copy them. Absent otherwise.
     TensorRef staged_rows;
     TensorRef staged_scales;
+    int64_t most_rows_to_one_expert = 0;  // the largest block this sender sends (a padded layout's bound)
     int32_t rows_to[kRecordedRanks] = {};
     int32_t tokens_to_node[kMaxNodes] = {};
 };
@@ -192,6 +194,7 @@ struct RecordBounds {
     bool tp = false;
     bool v2 = false;
     int64_t scale_rows = 0;  // per-expert scales' rows: E + 1 (V1), N + E (V2)
+    int64_t padded_stride = 0;  // combine: maxBs when owners' rows are expert-padded, else 0
 };
 
 // Empty when `rec`, published by EP rank `rank`, is one this rank can use: every field inside

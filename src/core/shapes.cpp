@@ -20,6 +20,7 @@ __int128 capacity_rows_of(const MoeConfig& config, int64_t rank, int64_t bs, int
         return (max_bs * world + ranks - 1) / ranks;
     }
     const int64_t local = config.local_moe_expert_num();
+    if (config.expert_padded()) return max_bs * world * static_cast<__int128>(local);
     return max_bs * world * static_cast<__int128>(local < top_k ? local : top_k);
 }
 

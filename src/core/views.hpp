@@ -45,6 +45,7 @@ struct OwnerView {
     TensorView tp_send_counts;  // data null when T == 1
     TensorView assist;          // V2: int32 triples (src, t, slot) of its own rows
     int64_t tp_rank = 0;
+    int64_t padded_stride = 0;  // expert-padded rows: block i at i·padded_stride (0: packed)
 };
 
 }  // namespace moedist::core
