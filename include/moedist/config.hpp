@@ -39,8 +39,9 @@ enum class Api : int64_t { kV1 = 1, kV2 = 2 };
 // Where dispatch puts block (local expert e, source rank s) in expandX, and where combine finds
 // it (docs/contract.md §12.3):
 //   kPacked        Ascend's: blocks back to back, e-major, epRecvCounts their ends.
-//   kExpertPadded  DeepEP's low-latency [L, W·maxBs, H]: block (e, s) starts at row (e·W + s)·maxBs
-//                  (rows past a block's count untouched). V2, no shared ranks, no TP; A = L·W·maxBs.
+//   kExpertPadded  DeepEP's low-latency [L, W·maxBs, H]: local expert e's rows start at row
+//                  e·W·maxBs, its blocks (by source) back to back; rows past its count untouched.
+//                  V2, no shared ranks, no TP; A = L·W·maxBs; a sender's rows to one expert ≤ maxBs.
 enum class RowLayout : int64_t { kPacked = 0, kExpertPadded = 1 };
 
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group

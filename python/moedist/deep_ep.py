@@ -414,24 +414,28 @@ class Buffer:
     # --- low-latency mode ---------------------------------------------------------------------
 
     def _distributor(self, num_experts, max_tokens):
+        """The low-latency calls' distributor: V2 over the group with DeepEP's expert-padded rows
+        (local expert i's rows from row i·R·T, docs/contract.md §12.3)."""
         key = (num_experts, max_tokens)
         moe = self._distributors.get(key)
         if moe is None:
             comm = _npu._communicator(self._name, self.rank, self.group_size, "group")
             moe = moedist.Distributor(comm, moe_expert_num=num_experts, api=2, global_bs=max_tokens * self.group_size,
-                                      expert_token_nums_type=1, shared_expert_num=0, timeout=_npu._timeouts.get(
-                                          self._name))
+                                      expert_token_nums_type=1, shared_expert_num=0, row_layout=1,
+                                      timeout=_npu._timeouts.get(self._name))
             self._distributors[key] = moe
         return moe
 
     def _dispatch_outputs(self, moe, key, top_k, columns):
+        """The low-latency outputs of one parity (two calls in flight alternate): the rows are
+        recv_x itself ([L·R·T, columns], DeepEP's buffer reused from call to call)."""
         out = self._outputs.get(key)
         if out is None:
             shapes = moedist.output_shapes(moe, 1, top_k, columns)
-            out = dict(rows=_npu.empty(shapes["expand_x"], torch.bfloat16),
+            out = dict(rows=torch.empty(shapes["expand_x"], dtype=torch.bfloat16),
                        assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
                        token_nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
-                       recv=_npu.empty(shapes["ep_recv_counts"], torch.int32))
+                       recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))
             self._outputs[key] = out
         return out
 
@@ -458,7 +462,7 @@ class Buffer:
         if use_fp8 and hidden % (4 * _GROUP if use_ue8m0 else _GROUP) != 0:
             raise error(INVALID_PARAM, f"hidden must be a multiple of {4 * _GROUP if use_ue8m0 else _GROUP} "
                                        f"for fp8 rows, got {hidden}")
-        ids = _check_topk_idx(topk_idx, num_experts)
+        ids, unused_slots = _checked_ids(topk_idx, num_experts)
         top_k = ids.shape[1]
         local = num_experts // ranks
         if use_fp8:
@@ -472,37 +476,30 @@ class Buffer:
         self._calls += 1  # two calls may be in flight: their outputs alternate
         out = self._dispatch_outputs(moe, (num_experts, max_tokens, top_k, columns, self._calls % 2), top_k, columns)
         ids32 = ids.to(torch.int32)
-        mask = ids >= 0
+        mask = ids >= 0 if unused_slots else None  # −1 slots are masked-out entries
         recv_rows = ranks * max_tokens
-        packed = self._scratch(("ll-recv", self._calls % 2), (local, recv_rows, columns), torch.bfloat16)
-        src_info = torch.empty((local, recv_rows), dtype=torch.int32)
+        packed = out["rows"].view(local, recv_rows, columns)  # the core writes DeepEP's layout
+        counts = torch.empty(local, dtype=torch.int32)
+        src_info = out["assist"].view(local, recv_rows, 3)[:, :, 1]  # each row's source token
         layout_range = torch.empty((local, ranks), dtype=torch.int64)
-        counts = torch.zeros(local, dtype=torch.int32)
         recv_x = _fp8_outputs(local, recv_rows, hidden, use_ue8m0) if use_fp8 else packed
-        route = dict(ids32=ids32, mask=mask, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens)
+        route = dict(ids32=ids32, mask=mask, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens,
+                     topk_idx=topk_idx)
         handle = _LowLatencyHandle((src_info, layout_range, max_tokens, hidden, num_experts), route)
 
         def finish():
-            """After the rows arrived: the expert-major layout and the handle's tables."""
-            got = out["token_nums"][:local].to(torch.int32)
-            counts.copy_(got)
-            begins = torch.zeros(local + 1, dtype=torch.int64)
-            begins[1:] = torch.cumsum(got.to(torch.int64), 0)
-            # Local expert i's rows are the V2 rows [begins[i], begins[i+1]).
-            tokens_of = out["assist"][:3 * int(begins[-1])].view(-1, 3)[:, 1]
-            for i in range(local):
-                lo, hi = int(begins[i]), int(begins[i + 1])
-                packed[i, :hi - lo] = out["rows"][lo:hi]
-                src_info[i, :hi - lo] = tokens_of[lo:hi]
+            """After the rows arrived: the handle's tables (the rows are in place)."""
+            counts.copy_(out["token_nums"][:local])
             # epRecvCounts: inclusive running totals over block i·R + r (source r, expert i).
             running = out["recv"][:local * ranks].to(torch.int64)
-            before = torch.cat([torch.zeros(1, dtype=torch.int64), running[:-1]]).view(local, ranks)
-            layout_range.copy_(((before - begins[:local, None]) << 32) | (running.view(local, ranks) - before))
+            before = torch.cat([running.new_zeros(1), running[:-1]]).view(local, ranks)
+            layout_range.copy_(((before - before[:, :1]) << 32) | (running.view(local, ranks) - before))
             if cumulative_local_expert_recv_stats is not None:
-                cumulative_local_expert_recv_stats.add_(got.to(cumulative_local_expert_recv_stats.dtype))
+                cumulative_local_expert_recv_stats.add_(counts.to(cumulative_local_expert_recv_stats.dtype))
             if use_fp8:
                 _fill_fp8(recv_x, packed, hidden, use_ue8m0)
-            route.update(assist=out["assist"].clone(), recv=out["recv"].clone(), begins=begins)
+            # DeepEP's contract: a handle is good until its buffer's next-but-one dispatch.
+            route.update(assist=out["assist"], recv=out["recv"])
 
         send = moe.dispatch_send if return_recv_hook else moe.dispatch
         stats = {} if dispatch_wait_recv_cost_stats is None else dict(performance_info=dispatch_wait_recv_cost_stats)
@@ -520,8 +517,8 @@ class Buffer:
         src_info, _, max_tokens, hidden, num_experts = handle
         key = (src_info.shape[0], self.group_size * max_tokens, hidden)
         buf = self._combine_buffers.get(key)
-        if buf is None:
-            buf = torch.empty(key, dtype=torch.bfloat16)
+        if buf is None:  # in moedist's arena: peers read the rows in place
+            buf = _npu.empty(key, torch.bfloat16)
             self._combine_buffers[key] = buf
         return buf
 
@@ -543,18 +540,14 @@ class Buffer:
         if x.dtype != torch.bfloat16 or tuple(x.shape) != (local, self.group_size * max_tokens, hidden):
             raise error(INVALID_PARAM, f"x must be bfloat16 {(local, self.group_size * max_tokens, hidden)}, got "
                                        f"{x.dtype} {tuple(x.shape)}")
-        ids = _check_topk_idx(topk_idx, num_experts)
-        if not torch.equal(ids.to(torch.int32), route["ids32"]):
-            raise error(INVALID_PARAM, "topk_idx must be the one low_latency_dispatch got with this handle")
-        if "begins" not in route:
+        if topk_idx is not route["topk_idx"]:  # another tensor: it must hold the same ids
+            ids = _check_topk_idx(topk_idx, num_experts)
+            if not torch.equal(ids.to(torch.int32), route["ids32"]):
+                raise error(INVALID_PARAM, "topk_idx must be the one low_latency_dispatch got with this handle")
+        if "recv" not in route:
             raise error(INVALID_PARAM, "handle's dispatch must be received first: call its recv hook")
-        begins = route["begins"]
         self._calls += 1
-        rows = self._scratch(("ll-combine", self._calls % 2), (route["capacity"], hidden), torch.bfloat16,
-                             shared=True)
-        for i in range(local):
-            lo, hi = int(begins[i]), int(begins[i + 1])
-            rows[lo:hi] = x[i, :hi - lo]
+        rows = x.reshape(route["capacity"], hidden)  # the expert-padded rows, read where they are
         result = torch.zeros((route["num_tokens"], hidden), dtype=torch.bfloat16)
         weights = topk_weights.to(torch.float32).contiguous()
         send = route["moe"].combine_send if return_recv_hook else route["moe"].combine
@@ -578,14 +571,24 @@ class Buffer:
 
 
 def _check_topk_idx(topk_idx, num_experts):
+    """topk_idx as int64 after checking every id is −1 or in [0, num_experts) (one pass)."""
+    ids, _ = _checked_ids(topk_idx, num_experts)
+    return ids
+
+
+def _checked_ids(topk_idx, num_experts):
+    """(int64 ids, whether any id is −1): every id −1 or in [0, num_experts)."""
     if topk_idx.dim() != 2 or topk_idx.dtype not in (torch.int64, torch.int32):
         raise error(INVALID_PARAM, f"topk_idx must be a 2-D int64 tensor, got {topk_idx.dtype} {tuple(topk_idx.shape)}")
     ids = topk_idx.to(torch.int64)
-    bad = (ids < -1) | (ids >= num_experts)
-    if bool(bad.any()):
+    if ids.numel() == 0:
+        return ids, False
+    low, high = (int(v) for v in torch.aminmax(ids))
+    if low < -1 or high >= num_experts:
+        bad = (ids < -1) | (ids >= num_experts)
         t, k = (int(v) for v in torch.nonzero(bad)[0])
         raise error(INVALID_PARAM, f"topk_idx[{t}][{k}] must be -1 or in [0, {num_experts}), got {int(ids[t, k])}")
-    return ids
+    return ids, low == -1
 
 
 # --- fp8 rows (docs/contract.md §12.4) -------------------------------------------------------------

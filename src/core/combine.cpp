@@ -9,6 +9,7 @@
 //   round 2           nobody reads this rank's memory any more
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -34,13 +35,14 @@ namespace {
 int64_t used_rows(const CombineOp& op) {
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     int64_t rows = load1<int32_t>(op.in.ep_send_counts, blocks - 1);
-    if (op.config.expert_padded()) {  // up to the end of the last block that has rows
-        const int64_t stride = op.config.max_bs(op.num_tokens);
-        int64_t end = 0;
-        for (int64_t b = blocks - 1; b >= 0 && end == 0; --b) {
-            const int64_t before = b == 0 ? 0 : load1<int32_t>(op.in.ep_send_counts, b - 1);
-            const int64_t size = load1<int32_t>(op.in.ep_send_counts, b) - before;
-            if (size > 0) end = b * stride + std::min(size, stride);
+    if (op.config.expert_padded()) {  // up to the end of the last expert that has rows
+        const int64_t world = op.config.ep_world_size;
+        const int64_t region = world * op.config.max_bs(op.num_tokens);
+        int64_t end = 0, before = 0;
+        for (int64_t e = 0; e < blocks / world; ++e) {
+            const int64_t total = load1<int32_t>(op.in.ep_send_counts, (e + 1) * world - 1);
+            if (total > before) end = e * region + std::min(total - before, region);
+            before = total;
         }
         rows = end;
     } else if (op.tp) {
@@ -51,11 +53,61 @@ int64_t used_rows(const CombineOp& op) {
 }
 
 // Rows of my expandX that are my own (their triples are in my assistInfo).
+int64_t own_rows_packed(const CombineOp& op) {
+    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
+    return std::clamp<int64_t>(
+        load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
+}
+
 int64_t own_rows(const CombineOp& op) {
     if (op.config.expert_padded()) return used_rows(op);  // no TP peer; rows by padded address
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     return std::clamp<int64_t>(
         load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
+}
+
+// Expert-padded rows in memory peers cannot map (processes: outside the arena) are staged packed:
+// each local expert's rows back to back, as the counts describe them, and their triples with
+// them, so staging copies the rows and not the gaps (mine->padded_stride stays 0).
+Status publish_padded_as_packed(const CombineOp& op,
+                                transport::Transport& endpoint,
+                                CombineRecord* mine) {
+    const TensorView& x = op.in.expand_x;
+    const int64_t world = op.config.ep_world_size;
+    const int64_t region = world * op.config.max_bs(op.num_tokens);
+    const int64_t local = op.config.local_expert_num();
+    const int64_t rows = own_rows_packed(op);
+    const auto elem = dtype_size(x.dtype);
+    const auto row_bytes = static_cast<std::size_t>(op.hidden) * elem;
+    auto* rows_copy = static_cast<std::byte*>(
+        endpoint.scratch(kScratchStageX, std::max<std::size_t>(row_bytes * static_cast<std::size_t>(rows), 1)));
+    auto* triples_copy = static_cast<int32_t*>(endpoint.scratch(
+        kScratchStageAux3, std::max<std::size_t>(12 * static_cast<std::size_t>(rows), 1)));
+    if (rows_copy == nullptr || triples_copy == nullptr)
+        return {Code::kRuntime, "staging the expert-padded rows for peers must find shared memory, got none"};
+    int64_t before = 0;
+    for (int64_t e = 0; e < local && before < rows; ++e) {
+        const int64_t total = std::min<int64_t>(load1<int32_t>(op.in.ep_send_counts, (e + 1) * world - 1), rows);
+        const int64_t n = std::clamp<int64_t>(total - before, 0, std::max<int64_t>(0, std::min(region, x.dim(0) - e * region)));
+        for (int64_t j = 0; j < n; ++j) {
+            std::byte* out = rows_copy + static_cast<std::size_t>(before + j) * row_bytes;
+            if (x.stride(1) == 1) {
+                std::memcpy(out, element_ptr(x, e * region + j, 0), row_bytes);
+            } else {
+                for (int64_t c = 0; c < op.hidden; ++c)
+                    std::memcpy(out + static_cast<std::size_t>(c) * elem, element_ptr(x, e * region + j, c), elem);
+            }
+            for (int64_t i = 0; i < 3; ++i)
+                triples_copy[3 * (before + j) + i] = load1<int32_t>(*op.in.assist_info, 3 * (e * region + j) + i);
+        }
+        before += n;
+    }
+    const TensorView packed = TensorView::contiguous(rows_copy, x.dtype, {before, op.hidden});
+    if (Status s = publish_tensor(endpoint, packed, kScratchStageX, &mine->expand_x); !s.ok()) return s;
+    if (Status s = publish_tensor(endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts); !s.ok())
+        return s;
+    return publish_tensor(endpoint, TensorView::contiguous(triples_copy, DType::kInt32, {3 * before}),
+                          kScratchStageAux3, &mine->assist);
 }
 
 Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, CombineRecord* mine) {
@@ -66,6 +118,11 @@ Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, Combi
     // Only the rows readers may touch, so the region (and the view peers see) covers no more.
     TensorView used = op.in.expand_x;
     used.shape[0] = used_rows(op);
+    if (op.config.expert_padded()) {
+        if (!endpoint.exposes_in_place(used.data, extent_bytes(used)))
+            return publish_padded_as_packed(op, endpoint, mine);
+        mine->padded_stride = op.config.max_bs(op.num_tokens);
+    }
     if (Status s = publish_tensor(endpoint, used, kScratchStageX, &mine->expand_x); !s.ok())
         return s;
     if (Status s =
@@ -116,7 +173,7 @@ Status read_owners(const Records& records,
         v = OwnerView{};
         v.tp_rank = rec.tp_rank;
         if (memory.node_of(rank) != my_node) continue;  // its rows come over (remote.hpp), packed
-        v.padded_stride = bounds.padded_stride;
+        v.padded_stride = rec.padded_stride;  // checked: 0 (packed or staged packed) or maxBs
         v.expand_x = view_of(memory, rank, rec.expand_x);
         const TensorView ep_counts = view_of(memory, rank, rec.ep_send_counts);
         const TensorView tp_counts = view_of(memory, rank, rec.tp_send_counts);

@@ -88,13 +88,19 @@ public:
         const OwnerView& rec = own_[static_cast<std::size_t>(owner)];
         int64_t begin = 0, size = 0;
         if (!block_size(owner, block, &begin, &size) || rec.expand_x.data == nullptr) return false;
-        if (rec.padded_stride > 0) {  // block i at rows [i·maxBs, i·maxBs + size); no TP
-            const int64_t stride = rec.padded_stride;
-            if (index < 0 || index >= size || size > stride ||
-                block * stride + size > rec.expand_x.dim(0))
+        if (rec.padded_stride > 0) {  // expert-padded (no TP): expert block/W at e·W·maxBs
+            const int64_t world = op_.config.ep_world_size;
+            const int64_t first = block / world * world;
+            const int64_t expert_begin =
+                first == 0 ? 0 : load1<int32_t>(rec.ep_send_counts, first - 1);
+            const int64_t row =
+                padded_block_begin(block, world, rec.padded_stride, begin, expert_begin);
+            if (index < 0 || index >= size || begin < expert_begin ||
+                begin - expert_begin + size > world * rec.padded_stride ||
+                row + size > rec.expand_x.dim(0))
                 return false;
             ref->owner = owner;
-            ref->row = block * stride + index;
+            ref->row = row + index;
             return true;
         }
         int64_t own_rows = load1<int32_t>(rec.ep_send_counts, blocks_of(owner) - 1);

@@ -273,15 +273,18 @@ struct Fill {
     void group(const std::vector<SourceView>& sources, const ReceiveLayout& layout, int64_t base) {
         const int64_t world = topo.world_size;
         const int64_t dst = op.config.ep_rank_id;
-        // Expert-padded: block i starts at i·maxBs (check_group bounded every block by maxBs).
-        const int64_t padded_stride =
-            op.config.expert_padded() ? op.config.max_bs(op.num_tokens) : 0;
+        // Expert-padded: expert le's blocks from row le·W·maxBs (check_group bounded them).
+        const int64_t max_bs = op.config.max_bs(op.num_tokens);
         for (int64_t le = 0; le < topo.local_experts(dst); ++le) {
             for (int64_t s = 0; s < world; ++s) {
                 const SourceView& src = sources[static_cast<std::size_t>(s)];
                 const int64_t block = le * world + s;
+                const int64_t packed = layout.block_begin(block);
                 const int64_t row =
-                    base + (padded_stride > 0 ? block * padded_stride : layout.block_begin(block));
+                    base + (op.config.expert_padded()
+                                ? padded_block_begin(
+                                      block, world, max_bs, packed, layout.block_begin(le * world))
+                                : packed);
                 if (topo.is_shared(dst)) {
                     shared_rows(src, s, row);
                 } else {
@@ -356,11 +359,12 @@ int64_t rows_sent_by_group(const Topology& topo,
     return rows;
 }
 
-// Zero padding in the expert-padded layout: rows [begin + size, begin + maxBs) of every block, and
-// everything past the last block (expandX, dynamicScales, expandScales, assistInfo alike).
+// Zero padding in the expert-padded layout: rows [e·W·maxBs + rows of e, (e + 1)·W·maxBs) of every
+// local expert e, and everything past the last (expandX, dynamicScales, expandScales, assistInfo).
 void zero_padded_gaps(const DispatchOp& op, bool streaming) {
-    const int64_t stride = op.config.max_bs(op.num_tokens);
-    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
+    const int64_t world = op.config.ep_world_size;
+    const int64_t region = world * op.config.max_bs(op.num_tokens);
+    const int64_t local = op.config.local_expert_num();
     auto zero = [&](int64_t lo, int64_t hi) {
         zero_rows(op.out.expand_x, lo, hi, streaming);
         if (op.format.makes_scales()) {
@@ -377,12 +381,12 @@ void zero_padded_gaps(const DispatchOp& op, bool streaming) {
             zero_elements(*op.out.assist_info, 3 * lo, std::min(3 * hi, op.out.assist_info->dim(0)));
     };
     int64_t before = 0;
-    for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t end = load1<int32_t>(op.out.ep_recv_counts, b);
-        zero(b * stride + (end - before), (b + 1) * stride);
+    for (int64_t e = 0; e < local; ++e) {
+        const int64_t end = load1<int32_t>(op.out.ep_recv_counts, (e + 1) * world - 1);
+        zero(e * region + (end - before), (e + 1) * region);
         before = end;
     }
-    zero(blocks * stride, op.out.expand_x.dim(0));
+    zero(local * region, op.out.expand_x.dim(0));
 }
 
 // SPEC-style tails (docs/contract.md §3): zero up to each tensor's end when zero padding is

@@ -215,6 +215,23 @@ struct ReceiveLayout {
     }
 };
 
+// The expert-padded layout (MoeConfig::RowLayout::kExpertPadded): local expert e = block / W starts
+// at row e·W·maxBs and its blocks follow each other from there. The first row of `block` from the
+// packed (epRecvCounts) begins of the block and of its expert's first block.
+inline int64_t padded_block_begin(int64_t block,
+                                  int64_t world,
+                                  int64_t max_bs,
+                                  int64_t packed_begin,
+                                  int64_t expert_packed_begin) {
+    return (block / world) * world * max_bs + (packed_begin - expert_packed_begin);
+}
+
+// A block's packed begin from inclusive running totals `counts` (epRecvCounts): 0 for block 0.
+template <class Counts>  // int64_t(int64_t i): running total through block i
+int64_t packed_begin_of(int64_t block, Counts counts) {
+    return block == 0 ? 0 : counts(block - 1);
+}
+
 template <class RowsFrom>  // int64_t(int64_t src, int64_t local_expert)
 void build_receive_layout(int64_t world_size,
                           int64_t local_experts,

@@ -198,6 +198,8 @@ std::string check_combine_record(const CombineRecord& rec, int64_t rank, const R
         return "BS must be in [0, " + text(MoeConfig::kMaxGlobalBs) + "], got " + text(rec.num_tokens);
     if (rec.tp_rank != 0 && rec.tp_rank != 1) return "tpRankId must be 0 or 1, got " + text(rec.tp_rank);
     if (std::string why = check_tensor_ref(rec.expand_x, 2, b.expand_dtype, "expandX"); !why.empty()) return why;
+    if (rec.padded_stride != 0 && rec.padded_stride != b.padded_stride)
+        return "padded stride must be 0 or " + text(b.padded_stride) + ", got " + text(rec.padded_stride);
     if (rec.expand_x.shape[1] != b.hidden)
         return "expandX must have H = " + text(b.hidden) + " columns, got " + text(rec.expand_x.shape[1]);
     if (std::string why = check_tensor_ref(rec.ep_send_counts, 1, DType::kInt32, "epSendCounts"); !why.empty())

@@ -162,6 +162,9 @@ struct CombineRecord {
     TensorRef ep_send_counts;
     TensorRef tp_send_counts;  // absent when T == 1
     TensorRef assist;          // V2: the triples of the own rows (combine checks its rows by them)
+    // Expert-padded rows: maxBs when expand_x (and assist) are published in that layout, 0 when
+    // they were staged packed (only the rows, not the gaps) or the layout is packed.
+    int64_t padded_stride = 0;
 };
 
 // A rank's record in its TP group: where its EP group's records are.

@@ -532,11 +532,14 @@ Status bring_remote_rows(const CombineOp& op,
     const int64_t my_blocks = topo.local_experts(me);
     std::vector<std::size_t> send_rows(static_cast<std::size_t>(world), 0);
     std::size_t send_total = 0;
-    const int64_t padded_stride = op.config.expert_padded() ? op.config.max_bs(bs) : 0;
+    auto counts_through = [&](int64_t b) -> int64_t { return load1<int32_t>(op.in.ep_send_counts, b); };
     auto block_rows = [&](int64_t b, int64_t* begin) {
-        const int64_t before = b == 0 ? 0 : load1<int32_t>(op.in.ep_send_counts, b - 1);
-        *begin = padded_stride > 0 ? b * padded_stride : before;  // expert-padded: block b at b·maxBs
-        return load1<int32_t>(op.in.ep_send_counts, b) - before;
+        const int64_t before = packed_begin_of(b, counts_through);
+        *begin = op.config.expert_padded()
+                     ? padded_block_begin(b, world, op.config.max_bs(bs), before,
+                                          packed_begin_of(b / world * world, counts_through))
+                     : before;
+        return counts_through(b) - before;
     };
     for (int s = 0; s < world; ++s) {
         if (!remote(s)) continue;

@@ -205,6 +205,9 @@ public:
     Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) override {
         return node_->expose(data, bytes, stage, out);
     }
+    bool exposes_in_place(const void* data, std::size_t bytes) override {
+        return node_->exposes_in_place(data, bytes);
+    }
     const std::byte* map(int rank, const RegionRef& region) override {
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
         return node_->map(local_of_[static_cast<std::size_t>(rank)], region);

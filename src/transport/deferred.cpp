@@ -62,6 +62,9 @@ public:
     const std::byte* map(int rank, const RegionRef& region) override {
         return ready() ? inner_->map(rank, region) : nullptr;
     }
+    bool exposes_in_place(const void* data, std::size_t bytes) override {
+        return ready() && inner_->exposes_in_place(data, bytes);
+    }
     bool pipelines_calls() const override { return ready() ? inner_->pipelines_calls() : true; }
     void set_scratch_bank(uint64_t call) override {
         Transport::set_scratch_bank(call);

@@ -193,6 +193,11 @@ public:
         return Status::Ok();
     }
 
+    bool exposes_in_place(const void* data, std::size_t bytes) override {
+        RegionRef region;
+        return arena_region(data, bytes, &region);
+    }
+
     // Only memory of the process holding `rank` (a region naming another process is refused).
     const std::byte* map(int rank, const RegionRef& region) override {
         if (rank < 0 || rank >= size()) return nullptr;

@@ -183,6 +183,8 @@ public:
     // of this group exposed, in this process; null when it cannot be mapped here.
     virtual Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) = 0;
     virtual const std::byte* map(int rank, const RegionRef& region) = 0;
+    // Whether expose() would give peers [data, data + bytes) where they are (no staged copy).
+    virtual bool exposes_in_place(const void* /*data*/, std::size_t /*bytes*/) { return true; }
     // Exposable memory of this rank, at least `bytes`, kept (and grown) across calls; `slot` in
     // [0, kScratchSlots) (scratch() picks the bank).
     virtual void* scratch_slot(int slot, std::size_t bytes) = 0;

@@ -1,18 +1,26 @@
 // The expert-padded row layout (docs/contract.md §12.3, MoeConfig::row_layout): the same call as
-// the packed layout with block (local expert e, source s) moved to rows [(e·W + s)·maxBs, …).
+// the packed layout with local expert e's rows moved to start at row e·W·maxBs.
 // Checked against the packed call on the same inputs (itself checked against the naive reference
 // by the whole-job suite), with an independent mapping: rows, scales and assist triples of every
 // block where the padded address says, the gaps untouched (or zero with zero padding), the counts
 // equal, and combine bit-identical. A block past maxBs rows fails every rank; the layout with
 // shared ranks or V1 is refused in the first phase.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "moedist/moedist.hpp"
+#include "transport/socket_rendezvous.hpp"
 
 namespace {
 
@@ -160,49 +168,57 @@ Outcome run(const Case& c) {
     return out;
 }
 
+// The first difference between rank r's packed and padded outcomes, or "" when the padded one is
+// the packed one moved to its padded addresses (gaps untouched, or zero with zero padding).
+std::string difference(const Rank& a, const Rank& b, const Case& c) {
+    const int64_t local = kExperts / kWorld;
+    const auto h = static_cast<std::size_t>(kHidden);
+    if (a.recv != b.recv) return "epRecvCounts differ";
+    if (a.nums != b.nums) return "expertTokenNums differ";
+    if (a.x_out != b.x_out) return "combine's x differs";
+    std::vector<bool> used(static_cast<std::size_t>(b.capacity), false);
+    for (int64_t block = 0; block < local * kWorld; ++block) {
+        const int64_t begin = block == 0 ? 0 : a.recv[static_cast<std::size_t>(block - 1)];
+        const int64_t size = a.recv[static_cast<std::size_t>(block)] - begin;
+        const int64_t expert = block / kWorld;
+        const int64_t expert_begin = expert == 0 ? 0 : a.recv[static_cast<std::size_t>(expert * kWorld - 1)];
+        if (size > kMaxBs) return "block " + std::to_string(block) + " past maxBs";
+        for (int64_t j = 0; j < size; ++j) {
+            const auto from = static_cast<std::size_t>(begin + j);
+            const auto to = static_cast<std::size_t>(expert * kWorld * kMaxBs + begin - expert_begin + j);
+            used[to] = true;
+            const std::string where = "block " + std::to_string(block) + " row " + std::to_string(j);
+            if (!std::equal(a.expand_x.begin() + from * h, a.expand_x.begin() + (from + 1) * h, b.expand_x.begin() + to * h))
+                return "expandX of " + where;
+            if (!std::equal(a.expand_q.begin() + from * h, a.expand_q.begin() + (from + 1) * h, b.expand_q.begin() + to * h))
+                return "int8 expandX of " + where;
+            if (a.dyn[from] != b.dyn[to]) return "dynamicScales of " + where;
+            for (std::size_t k = 0; k < 3; ++k)
+                if (a.assist[3 * from + k] != b.assist[3 * to + k]) return "assistInfo of " + where;
+        }
+    }
+    for (int64_t row = 0; row < b.capacity; ++row) {
+        const auto at = static_cast<std::size_t>(row);
+        if (used[at]) continue;
+        const std::string where = "gap row " + std::to_string(row);
+        if (c.quant_mode == 2) {
+            if (b.expand_q[at * h] != (c.zero_padding ? 0 : 0xAB)) return "int8 expandX of " + where;
+            if (b.dyn[at] != (c.zero_padding ? 0.0f : -1.0f)) return "dynamicScales of " + where;
+        } else if (b.expand_x[at * h + h - 1] != (c.zero_padding ? 0 : kPoison)) {
+            return "expandX of " + where;
+        }
+        if (b.assist[3 * at + 1] != (c.zero_padding ? 0 : -7)) return "assistInfo of " + where;
+    }
+    return "";
+}
+
 void expect_padded_equals_packed(const Case& c) {
     const Outcome o = run(c);
-    const int64_t local = kExperts / kWorld;
     for (int r = 0; r < kWorld; ++r) {
         const auto i = static_cast<std::size_t>(r);
         ASSERT_TRUE(o.packed_status[i].ok()) << o.packed_status[i].message();
         ASSERT_TRUE(o.padded_status[i].ok()) << o.padded_status[i].message();
-        const Rank& a = o.packed[i];
-        const Rank& b = o.padded[i];
-        EXPECT_EQ(a.recv, b.recv) << "rank " << r;
-        EXPECT_EQ(a.nums, b.nums) << "rank " << r;
-        EXPECT_EQ(a.x_out, b.x_out) << "rank " << r << ": combine differs";
-        std::vector<bool> used(static_cast<std::size_t>(b.capacity), false);
-        for (int64_t block = 0; block < local * kWorld; ++block) {
-            const int64_t begin = block == 0 ? 0 : a.recv[static_cast<std::size_t>(block - 1)];
-            const int64_t size = a.recv[static_cast<std::size_t>(block)] - begin;
-            ASSERT_LE(size, kMaxBs);
-            for (int64_t j = 0; j < size; ++j) {
-                const auto from = static_cast<std::size_t>(begin + j);
-                const auto to = static_cast<std::size_t>(block * kMaxBs + j);
-                used[to] = true;
-                const auto h = static_cast<std::size_t>(kHidden);
-                EXPECT_TRUE(std::equal(a.expand_x.begin() + from * h, a.expand_x.begin() + (from + 1) * h,
-                                       b.expand_x.begin() + to * h))
-                    << "rank " << r << " block " << block << " row " << j;
-                EXPECT_TRUE(std::equal(a.expand_q.begin() + from * h, a.expand_q.begin() + (from + 1) * h,
-                                       b.expand_q.begin() + to * h));
-                EXPECT_EQ(a.dyn[from], b.dyn[to]);
-                for (int k = 0; k < 3; ++k) EXPECT_EQ(a.assist[3 * from + k], b.assist[3 * to + k]);
-            }
-        }
-        for (int64_t row = 0; row < b.capacity; ++row) {  // gaps: untouched, or zero when asked
-            const auto at = static_cast<std::size_t>(row);
-            if (used[at]) continue;
-            const uint16_t gap = c.zero_padding ? 0 : kPoison;
-            if (c.quant_mode == 2) {
-                EXPECT_EQ(b.expand_q[at * kHidden], c.zero_padding ? 0 : 0xAB) << "row " << row;
-                EXPECT_EQ(b.dyn[at], c.zero_padding ? 0.0f : -1.0f) << "row " << row;
-            } else {
-                EXPECT_EQ(b.expand_x[at * kHidden + kHidden - 1], gap) << "rank " << r << " row " << row;
-            }
-            EXPECT_EQ(b.assist[3 * at + 1], c.zero_padding ? 0 : -7) << "row " << row;
-        }
+        EXPECT_EQ(difference(o.packed[i], o.padded[i], c), "") << "rank " << r;
     }
 }
 
@@ -246,6 +262,70 @@ TEST(PaddedLayout, SharedRanksOrV1AreRefusedInTheFirstPhase) {
     MoeConfig bad = config_of(0, static_cast<RowLayout>(2), {});
     EXPECT_NE(bad.validate().message().find("rowLayout must be 0 (packed) or 1 (expert-padded), got 2"),
               std::string::npos);
+}
+
+// --- processes: expert outputs outside the arena, so combine stages the padded rows packed -----
+
+struct Report {
+    char difference[300] = {};
+    int32_t done = 0;
+};
+
+TEST(PaddedLayout, OnProcessesWithRowsPeersCannotMapCombineStagesThemPacked) {
+    using Clock = std::chrono::steady_clock;
+    const std::string key = "padded-" + std::to_string(getpid());
+    auto* reports = static_cast<Report*>(
+        mmap(nullptr, sizeof(Report) * kWorld, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(reports, MAP_FAILED);
+    for (int r = 0; r < kWorld; ++r) new (&reports[r]) Report();
+    std::vector<pid_t> pids;
+    std::fflush(nullptr);
+    for (int rank = 0; rank < kWorld; ++rank) {
+        const pid_t pid = fork();
+        if (pid == 0) {
+            std::unique_ptr<moedist::transport::SocketRendezvous> rendezvous;
+            Status s = moedist::transport::SocketRendezvous::open(
+                key, rank, kWorld, 0, Clock::now() + std::chrono::seconds(20), &rendezvous);
+            Communicator comm;
+            if (s.ok()) {
+                s = Communicator::join_processes(
+                    rank, kWorld, key,
+                    [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
+                        return rendezvous->all_gather(mine, all);
+                    },
+                    &comm);
+            }
+            rendezvous.reset();
+            std::string diff = s.ok() ? "" : "join: " + s.message();
+            for (const Case& c : {Case{}, Case{true, 2}}) {
+                if (!diff.empty()) break;
+                Rank packed(rank, c), padded(rank, c);  // plain heap memory: not in the arena
+                MoeDistributor a(comm, std::nullopt, config_of(rank, RowLayout::kPacked, c));
+                MoeDistributor b(comm, std::nullopt, config_of(rank, RowLayout::kExpertPadded, c));
+                if (Status st = packed.dispatch_and_combine(a, c.quant_mode); !st.ok()) diff = "packed: " + st.message();
+                else if (Status st2 = padded.dispatch_and_combine(b, c.quant_mode); !st2.ok()) diff = "padded: " + st2.message();
+                else diff = difference(packed, padded, c);
+            }
+            std::snprintf(reports[rank].difference, sizeof(reports[rank].difference), "%s", diff.c_str());
+            reports[rank].done = 1;
+            _exit(0);
+        }
+        pids.push_back(pid);
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    for (pid_t pid : pids) {
+        int status = 0;
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            if (Clock::now() > deadline)
+                for (pid_t p : pids) kill(p, SIGKILL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    }
+    for (int r = 0; r < kWorld; ++r) {
+        EXPECT_EQ(reports[r].done, 1) << "rank " << r << " never reported";
+        EXPECT_STREQ(reports[r].difference, "") << "rank " << r;
+    }
+    munmap(reports, sizeof(Report) * kWorld);
 }
 
 }  // namespace
