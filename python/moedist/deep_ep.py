@@ -33,6 +33,9 @@ Events are always complete (`current_stream_wait()` returns at once). Byte count
     import sys, moedist.deep_ep; sys.modules["deep_ep"] = moedist.deep_ep
 """
 
+import weakref
+
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -134,6 +137,37 @@ def _split3(values):
     return a, b, c
 
 
+class _OutputPool:
+    """Memory for the tensors a call returns, reused once torch has freed them, as GPU caching
+    allocators do: fresh pages cost more than the exchange on a CPU (each first touch faults).
+
+    A block is a numpy array kept here; a call gets a tensor over a view of it, and the view's
+    finalizer (it runs when torch drops the tensor's storage, every alias included) puts the block
+    back. Blocks are kept per byte size, at most `keep` free ones each."""
+
+    def __init__(self, keep=4):
+        self._free = {}  # bytes -> [numpy blocks]
+        self._keep = keep
+
+    def empty(self, shape, dtype):
+        shape = tuple(int(v) for v in shape)
+        used = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+        nbytes = max(used, 1)
+        free = self._free.setdefault(nbytes, [])
+        block = free.pop() if free else np.empty(nbytes, dtype=np.uint8)
+        view = block[:]
+        weakref.finalize(view, self._give_back, nbytes, block)
+        return torch.from_numpy(view)[:used].view(dtype).view(shape)
+
+    def _give_back(self, nbytes, block):
+        free = self._free.setdefault(nbytes, [])
+        if len(free) < self._keep:
+            free.append(block)
+
+    def clear(self):
+        self._free.clear()
+
+
 class _LowLatencyHandle(tuple):
     """DeepEP's (src_info, layout_range, T, H, E), carrying what combine needs besides."""
 
@@ -164,6 +198,8 @@ class Buffer:
         self._outputs = {}  # (E, T, K, hidden) -> preallocated dispatch outputs
         self._combine_buffers = {}  # (L, R*T, H) -> zero-copy combine input
         self._calls = 0  # low-latency calls so far: two in flight use alternate outputs
+        self._normal_cap = None  # tokens per rank the normal mode is sized for (agreed; grows)
+        self._pool = _OutputPool()  # the memory of returned tensors, reused once they are freed
         self._destroyed = False
 
     # --- static helpers -----------------------------------------------------------------------
@@ -202,6 +238,7 @@ class Buffer:
         self._distributors.clear()
         self._outputs.clear()
         self._combine_buffers.clear()
+        self._pool.clear()
         self._destroyed = True
 
     def _scratch(self, key, shape, dtype, shared=False):
@@ -262,9 +299,57 @@ class Buffer:
         return moe
 
     def _max_tokens(self, num_tokens):
+        """The tokens per rank every rank's normal calls are sized for: agreed once over the group
+        (a gloo all-reduce), then kept; a rank with more tokens proposes more and the call's
+        globalBs check fails on every rank, which then agree again (_exchange)."""
+        if self._normal_cap is None or num_tokens > self._normal_cap:
+            if self._normal_cap is None:
+                self._normal_cap = self._agree_max_tokens(num_tokens)
+            else:  # propose; the others learn it from the failed call
+                return 1 << max(int(num_tokens) - 1, 0).bit_length()
+        return self._normal_cap
+
+    def _agree_max_tokens(self, num_tokens):
         n = torch.tensor([num_tokens], dtype=torch.int64)
         dist.all_reduce(n, op=dist.ReduceOp.MAX, group=self.group)
-        return max(int(n), 1)
+        return 1 << max(int(n) - 1, 0).bit_length()  # a power of two: rarely grown again
+
+    def _exchange(self, max_tokens, num_tokens, calls):
+        """Runs the normal mode's dispatch `calls` ([(payload, outputs)]) over the rank experts, both in
+        flight at once. When ranks were sized for different token counts (globalBs disagrees on
+        every rank), they agree on the maximum and run them again."""
+        for attempt in (0, 1):
+            moe = self._normal_distributor(max_tokens)
+            pending, failure = [], None
+            for payload, out in calls:
+                try:
+                    pending.append(moe.dispatch_send(payload, out["ids"], out["rows"], None, out["nums"], out["recv"],
+                                                     x_active_mask=out["mask"], assist_info=out["assist"]))
+                except moedist.Error as e:
+                    failure = failure or e
+            for p in pending:
+                try:
+                    p.wait()
+                except moedist.Error as e:
+                    failure = failure or e
+            if failure is None:
+                return max_tokens
+            if attempt or "global_bs must agree" not in str(failure):  # (Python names the attribute)
+                raise failure
+            self._normal_cap = max_tokens = self._agree_max_tokens(num_tokens)
+            for _, out in calls:
+                out.update(self._normal_outputs(max_tokens, num_tokens, out["rows"].shape[1], out["ids"], out["mask"]))
+        return max_tokens
+
+    def _normal_outputs(self, max_tokens, num_tokens, columns, ids, mask):
+        """Fresh outputs of one normal-mode dispatch (the caller keeps recv_x: its rows are a view of
+        these, written in place by the receivers)."""
+        moe = self._normal_distributor(max_tokens)
+        shapes = moedist.output_shapes(moe, num_tokens, self.group_size + 1, columns)
+        return dict(ids=ids, mask=mask, rows=self._pool.empty(shapes["expand_x"], torch.bfloat16),
+                    assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
+                    nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
+                    recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))
 
     def dispatch(self, x, handle=None, num_tokens_per_rank=None, num_tokens_per_rdma_rank=None,
                  is_token_in_rank=None, num_tokens_per_expert=None, topk_idx=None, topk_weights=None,
@@ -272,7 +357,10 @@ class Buffer:
                  allocate_on_comm_stream=False):
         """DeepEP's normal dispatch: (recv_x, recv_topk_idx, recv_topk_weights,
         num_recv_tokens_per_expert_list, handle, event); with a cached handle (recv_x, None, None,
-        None, None, event). x is bf16 [N, H] or (fp8 [N, H], fp32 scales [N, H/128])."""
+        None, None, event). x is bf16 [N, H] or (fp8 [N, H], fp32 scales [N, H/128]).
+
+        Two dispatches run at once over the same routing: x's rows (written by the receivers
+        straight into recv_x) and a small side row per token (fp8 scales, topk_idx, weights)."""
         self._check_alive()
         ranks, me = self.group_size, self.rank
         fp8 = isinstance(x, tuple)
@@ -281,6 +369,8 @@ class Buffer:
             raise error(INVALID_PARAM, f"x must be bf16 [N, H] or (fp8 [N, H], scales), got {data.dtype} "
                                        f"{tuple(data.shape)}")
         num_tokens, hidden = data.shape
+        if fp8 and hidden % 2:
+            raise error(INVALID_PARAM, f"fp8 x must have an even H, got {hidden}")
         if handle is not None:
             if not isinstance(handle, _NormalHandle):
                 raise error(INVALID_PARAM, "handle must be one this Buffer's dispatch returned")
@@ -296,52 +386,52 @@ class Buffer:
             top_k = 0 if topk_idx is None else int(topk_idx.shape[1])
         if tuple(in_rank.shape) != (num_tokens, ranks):
             raise error(INVALID_PARAM, f"is_token_in_rank must be [{num_tokens}, {ranks}], got {tuple(in_rank.shape)}")
-        parts = [data.contiguous().view(torch.uint8).view(num_tokens, -1)]
+        side = []  # bytes per token beside the rows: fp8 scales, then topk_idx and weights
         if fp8:
-            parts.append(x[1].to(torch.float32).contiguous().view(torch.uint8).view(num_tokens, -1))
+            side.append(x[1].to(torch.float32).contiguous().view(torch.uint8).view(num_tokens, -1))
         if top_k:
             if num_experts is None:
                 raise error(INVALID_PARAM, "dispatch with topk_idx needs num_tokens_per_expert")
             ids = _check_topk_idx(topk_idx, num_experts)
-            weights = topk_weights.to(torch.float32).contiguous()
-            parts += [ids.contiguous().view(torch.uint8).view(num_tokens, -1),
-                      weights.view(torch.uint8).view(num_tokens, -1)]
-        width = sum(p.shape[1] for p in parts)
-        self._calls += 1
-        payload = self._scratch(("payload", self._calls % 2), (num_tokens, width // 2), torch.bfloat16, shared=True)
-        torch.cat(parts, dim=1, out=payload.view(torch.uint8)) if num_tokens else None
-        moe = self._normal_distributor(max_tokens)
-        ids_prime = torch.arange(ranks + 1, dtype=torch.int32).repeat(num_tokens, 1)  # + the copy expert
+            side += [ids.contiguous().view(torch.uint8).view(num_tokens, -1),
+                     topk_weights.to(torch.float32).contiguous().view(torch.uint8).view(num_tokens, -1)]
+        rows_payload = data.contiguous().view(torch.uint8).view(num_tokens, -1).view(torch.bfloat16)
+        ids_prime = torch.arange(ranks + 1, dtype=torch.int32).expand(num_tokens, ranks + 1)  # + the copy expert
         mask = torch.cat([in_rank, torch.ones((num_tokens, 1), dtype=torch.bool)], dim=1)
-        shapes = moedist.output_shapes(moe, num_tokens, ranks + 1, width // 2)
-        # The capacity-sized rows stay with the Buffer (double-buffered: fresh pages would cost more
-        # than the exchange); the caller gets its own copy of the M rows received.
-        rows = self._scratch(("normal-rows", self._calls % 2), shapes["expand_x"], torch.bfloat16)
-        assist = torch.empty(shapes["assist_info"], dtype=torch.int32)
-        nums = torch.empty(shapes["expert_token_nums"], dtype=torch.int64)
-        recv = torch.empty(shapes["ep_recv_counts"], dtype=torch.int32)
-        moe.dispatch(payload, ids_prime, rows, None, nums, recv, x_active_mask=mask, assist_info=assist)
-        m = int(nums[0])
-        raw = rows.view(torch.uint8)[:m]
-        cut = hidden * data.element_size()
-        recv_x = raw[:, :cut].contiguous()
+        calls = [(rows_payload, self._normal_outputs(max_tokens, num_tokens, rows_payload.shape[1], ids_prime, mask))]
+        if side:
+            width = sum(p.shape[1] for p in side)
+            side_payload = torch.zeros((num_tokens, (width + 1) // 2), dtype=torch.bfloat16)
+            torch.cat(side, dim=1, out=side_payload.view(torch.uint8)[:, :width]) if num_tokens else None
+            calls.append((side_payload, self._normal_outputs(max_tokens, num_tokens, side_payload.shape[1],
+                                                             ids_prime, mask)))
+        max_tokens = self._exchange(max_tokens, num_tokens, calls)
+        out = calls[0][1]
+        m = int(out["nums"][0])
+        capacity = out["rows"].shape[0]
+        rows = out["rows"].view(torch.uint8)
+        if num_worst_tokens and handle is None and num_worst_tokens < m:
+            raise error(INVALID_PARAM, f"num_worst_tokens must be >= the {m} rows received, got {num_worst_tokens}")
+        keep = max(m, int(num_worst_tokens)) if num_worst_tokens else m
+        recv_x = rows[:keep] if keep <= capacity else _pad_rows(rows[:m], keep, m)
         if not (fp8 and _FP8 is None):
             recv_x = recv_x.view(data.dtype)
-        offset = cut
+        raw = calls[1][1]["rows"].view(torch.uint8)[:m] if side else None
+        offset = 0
         if fp8:
             groups = x[1].shape[1]
-            recv_scales = raw[:, offset:offset + 4 * groups].contiguous().view(torch.float32)
-            offset += 4 * groups
+            recv_scales = _pad_rows(raw[:, :4 * groups].contiguous().view(torch.float32), keep if num_worst_tokens else 0, m)
+            offset = 4 * groups
             recv_x = (recv_x, recv_scales)
-        route = dict(in_rank=in_rank, ids=ids_prime, mask=mask, assist=assist, recv=recv, max_tokens=max_tokens,
-                     num_recv=m, num_tokens=num_tokens, hidden=hidden, num_experts=num_experts,
-                     capacity=shapes["expand_x"][0])
+        route = dict(in_rank=in_rank, ids=ids_prime, mask=mask, assist=out["assist"], recv=out["recv"],
+                     max_tokens=max_tokens, num_recv=m, num_tokens=num_tokens, hidden=hidden,
+                     num_experts=num_experts, capacity=capacity)
         rank_prefix = torch.zeros((ranks, ranks), dtype=torch.int32)
-        rank_prefix[:, me] = recv[:ranks]  # rows received from sources 0..i (this rank's column)
-        src_idx = assist[:3 * m].view(-1, 3)[:, 1].contiguous()
+        rank_prefix[:, me] = out["recv"][:ranks]  # rows received from sources 0..i (this rank's column)
+        src_idx = out["assist"][:3 * m].view(-1, 3)[:, 1]
         new_handle = _NormalHandle((rank_prefix, None, None, src_idx, in_rank, None), route)
         if handle is not None:
-            return _pad_rows(recv_x, num_worst_tokens, m), None, None, None, None, EventOverlap()
+            return recv_x, None, None, None, None, EventOverlap()
         local = num_experts // ranks
         got_ids = raw[:, offset:offset + 8 * top_k].contiguous().view(torch.int64).view(m, top_k)
         got_w = raw[:, offset + 8 * top_k:offset + 12 * top_k].contiguous().view(torch.float32).view(m, top_k)
@@ -349,12 +439,8 @@ class Buffer:
         recv_topk_idx = torch.where(mine, got_ids - me * local, torch.full_like(got_ids, -1))
         recv_topk_weights = torch.where(mine, got_w, torch.zeros_like(got_w))
         if num_worst_tokens:
-            if num_worst_tokens < m:
-                raise error(INVALID_PARAM, f"num_worst_tokens must be >= the {m} rows received, got {num_worst_tokens}")
-            recv_x = _pad_rows(recv_x, num_worst_tokens, m)
-            recv_topk_idx = torch.cat([recv_topk_idx, torch.full((num_worst_tokens - m, top_k), -1,
-                                                                  dtype=torch.int64)])
-            recv_topk_weights = torch.cat([recv_topk_weights, torch.zeros((num_worst_tokens - m, top_k))])
+            recv_topk_idx = torch.cat([recv_topk_idx, torch.full((keep - m, top_k), -1, dtype=torch.int64)])
+            recv_topk_weights = torch.cat([recv_topk_weights, torch.zeros((keep - m, top_k))])
             per_expert = []
         else:
             counts = torch.bincount(recv_topk_idx[recv_topk_idx >= 0], minlength=local).tolist()
@@ -389,15 +475,19 @@ class Buffer:
             for j, piece in enumerate(pieces):
                 rows[:m, block + j:block + 3 * top_k:3] = piece
         b0, b1 = bias if isinstance(bias, (tuple, list)) else (bias, None)
-        ori = torch.zeros((n, width), dtype=torch.bfloat16)
         if b0 is not None:
+            ori = torch.zeros((n, width), dtype=torch.bfloat16)
             ori[:, :hidden] = b0
+        else:  # the copy expert adds +0: zeros kept from call to call (only read)
+            ori = self._outputs.get(("zeros", n, width))
+            if ori is None:
+                ori = self._outputs[("zeros", n, width)] = torch.zeros((n, width), dtype=torch.bfloat16)
         extra = {}
         if b1 is not None:
             shared = torch.zeros((n, width), dtype=torch.bfloat16)
             shared[:, :hidden] = b1
             extra["shared_expert_x"] = shared
-        out = torch.zeros((n, width), dtype=torch.bfloat16)
+        out = self._pool.empty((n, width), torch.bfloat16)  # every row written (the copy expert is active)
         moe = self._normal_distributor(route["max_tokens"])
         empty_weights = torch.empty((0, ranks + 1), dtype=torch.float32)
         moe.combine(rows, route["ids"], None, route["recv"], empty_weights, out, x_active_mask=route["mask"],
@@ -432,7 +522,7 @@ class Buffer:
         out = self._outputs.get(key)
         if out is None:
             shapes = moedist.output_shapes(moe, 1, top_k, columns)
-            out = dict(rows=torch.empty(shapes["expand_x"], dtype=torch.bfloat16),
+            out = dict(rows=_npu.empty(shapes["expand_x"], torch.bfloat16),  # peers read recv_x in place
                        assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
                        token_nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
                        recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))

@@ -130,8 +130,27 @@ def body(rank, world, port, seed):
         np.testing.assert_array_equal(combined_w[t].numpy(), acc_w, err_msg=f"{where}, token {t}")
     plain, none, _ = buffer.combine(y, handle)
     assert none is None, where
+
+    # Every rank is sized for N <= 8 so far; now the last rank has 20 tokens: its larger size makes
+    # the call fail on every rank, they agree on the new size and the call runs again.
+    grown = [_tokens(r, 20 if r == world - 1 else 2, seed) for r in range(world)]
+    g_x, g_ids = grown[rank]
+    g_rank, _, g_expert, g_in, _ = buffer.get_dispatch_layout(g_ids, E)
+    g_recv, g_idx, *_ = buffer.dispatch(g_x, num_tokens_per_rank=g_rank, is_token_in_rank=g_in,
+                                        num_tokens_per_expert=g_expert, topk_idx=g_ids, topk_weights=torch.ones(g_ids.shape))
+    g_expected = _expected_at(grown, rank, world)
+    assert g_recv.shape[0] == len(g_expected), where
+    for i, (src, t) in enumerate(g_expected):
+        assert torch.equal(g_recv[i].view(torch.int16), grown[src][0][t].view(torch.int16)), f"{where}, grown row {i}"
     buffer.destroy()
     dist.barrier()
+
+
+def _tokens(rank, n, seed):
+    rng = np.random.default_rng(seed * 7919 + rank)
+    x = torch.from_numpy(rng.uniform(-2, 2, size=(n, H)).astype(np.float32)).to(torch.bfloat16)
+    ids = np.array([rng.permutation(E)[:K] for _ in range(n)], dtype=np.int64).reshape(n, K)
+    return x, torch.from_numpy(ids)
 
 
 def _expected_at(all_inputs, r, world):
