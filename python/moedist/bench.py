@@ -44,6 +44,21 @@ def _time(fn, reps, warmup):
     return statistics.median(samples)
 
 
+def _time_rounds(fns, reps, warmup):
+    """Medians of each of `fns` (name -> callable), timed alone but in rounds (one call of each,
+    in order, per round), so that drift in the machine's load hits every one alike."""
+    samples = {name: [] for name in fns}
+    for i in range(warmup + reps):
+        for name, fn in fns.items():
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                samples[name].append(dt)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def _torch_way(x, ids, weights, world, experts):
     """Dispatch by all_to_all_single (counts, then rows), identity experts, combine back."""
     local = experts // world
@@ -127,12 +142,6 @@ def _deep_ep_rank(rank, port, args, results):
         token_nums = md.empty(shapes["expert_token_nums"], torch.int64)
         recv = md.empty(shapes["ep_recv_counts"], torch.int32)
         out = md.empty((bs, args.hidden), torch.bfloat16)
-        t = {}
-        t["v1_dispatch"] = _time(lambda: moe.dispatch(x, ids, expand_x, expand_idx, token_nums, recv),
-                                 args.reps, args.warmup)
-        t["v1_combine"] = _time(lambda: moe.combine(expand_x, ids, expand_idx, recv, weights, out),
-                                args.reps, args.warmup)
-        v1_rows = int(token_nums.sum())
         layout = buffer.get_dispatch_layout(ids64, args.experts)
         per_rank, _, per_expert, in_rank, _ = layout
         state = {}
@@ -141,19 +150,24 @@ def _deep_ep_rank(rank, port, args, results):
             state["normal"] = buffer.dispatch(x, num_tokens_per_rank=per_rank, is_token_in_rank=in_rank,
                                               num_tokens_per_expert=per_expert, topk_idx=ids64, topk_weights=w0)
 
-        t["normal_dispatch"] = _time(normal_dispatch, args.reps, args.warmup)
-        recv_x, _, recv_w, _, handle, _ = state["normal"]
-        t["normal_combine"] = _time(lambda: buffer.combine(recv_x, handle, topk_weights=recv_w), args.reps,
-                                    args.warmup)
-        normal_rows = recv_x.shape[0]
+        def normal_combine():
+            recv_x, _, recv_w, _, handle, _ = state["normal"]
+            buffer.combine(recv_x, handle, topk_weights=recv_w)
 
         def ll_dispatch():
             state["ll"] = buffer.low_latency_dispatch(x, ids64, bs, args.experts, use_fp8=False)
 
-        t["ll_dispatch"] = _time(ll_dispatch, args.reps, args.warmup)
-        ll_x, _, ll_handle, _, _ = state["ll"]
-        t["ll_combine"] = _time(lambda: buffer.low_latency_combine(ll_x, ids64, w0, ll_handle), args.reps,
-                                args.warmup)
+        def ll_combine():
+            ll_x, _, ll_handle, _, _ = state["ll"]
+            buffer.low_latency_combine(ll_x, ids64, w0, ll_handle)
+
+        t = _time_rounds({
+            "v1_dispatch": lambda: moe.dispatch(x, ids, expand_x, expand_idx, token_nums, recv),
+            "v1_combine": lambda: moe.combine(expand_x, ids, expand_idx, recv, weights, out),
+            "normal_dispatch": normal_dispatch, "normal_combine": normal_combine,
+            "ll_dispatch": ll_dispatch, "ll_combine": ll_combine}, args.reps, args.warmup)
+        v1_rows = int(token_nums.sum())
+        normal_rows = state["normal"][0].shape[0]
         counts = torch.tensor([v1_rows, normal_rows], dtype=torch.int64)
         dist.all_reduce(counts)
         rows.append(dict({k: v * 1e3 for k, v in t.items()}, ranks=args.ranks, bs=bs, hidden=args.hidden,

@@ -270,6 +270,13 @@ void over_capacity() {
     }, "capacity");
 }
 
+void padded_block_past_max_bs() {  // every entry to expert 0: 2 rows to one expert, maxBs 1
+    dispatch_all("padded", 2, 2, 1, 2, [](int, MoeConfig& c, int64_t&, int64_t&) {
+        c.api = moedist::Api::kV2;
+        c.row_layout = moedist::RowLayout::kExpertPadded;
+    }, [](int, Rank& rank) { rank.ids.assign(rank.ids.size(), 0); }, "padded");
+}
+
 void first_phase_abort() {
     dispatch_all("abort", 2, 2, 2, 1, nullptr, [](int r, Rank& rank) {
         if (r == 1) rank.shapes.expand_x_rows = 1;  // expandX too short: rank 1's first phase fails
@@ -830,6 +837,7 @@ int main() {
     digest_mismatch();
     unequal_bs();
     over_capacity();
+    padded_block_past_max_bs();
     first_phase_abort();
     bad_combine_index();
     missing_shared_row();

@@ -182,6 +182,13 @@ std::vector<CheckCase> cases() {
          "commQuantMode",
          {[](Call& k) { k.c.comm_quant_mode = 2; }},
          {[](Call& k) { k.c.comm_quant_mode = 1; }}},
+        {"G.rowLayout",
+         false,
+         kShape,
+         "rowLayout",
+         {[](Call& k) { k.c.row_layout = moedist::RowLayout::kPacked; }},
+         {[](Call& k) { k.c.row_layout = moedist::RowLayout::kExpertPadded; },  // V1
+          [](Call& k) { k.c.row_layout = static_cast<moedist::RowLayout>(2); }}},
         {"G.x.dtype",
          false,
          kDtype,
