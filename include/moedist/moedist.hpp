@@ -28,6 +28,9 @@ struct DispatchInputs {
     std::optional<TensorView> scales;         // smooth/quant scales, mode dependent
     std::optional<TensorView> x_active_mask;  // V1: ignored. V2: (BS,) or (BS, K) bool
     std::optional<TensorView> expert_scales;  // (BS, K) fp32, fills expand_scales
+    // Bytes each token carries beside its row (DeepEP's topk_idx, weights, fp8 scales): (BS, S),
+    // any dtype; every row received gets its token's S columns in expand_extra. One host only.
+    std::optional<TensorView> extra;
 };
 
 struct DispatchOutputs {
@@ -41,6 +44,8 @@ struct DispatchOutputs {
     std::optional<TensorView> assist_info;       // V2: (>= 3*A) int32 (src, t, slot) per row
     std::optional<TensorView> performance_info;  // V2 (V4): (W) int64, microseconds waited
                                                  // per peer, added to (never reset)
+    std::optional<TensorView> expand_extra;      // with extra: (>= T*A, S), extra's dtype; row i
+                                                 // holds the extra of expand_x row i's token
 };
 
 struct CombineInputs {

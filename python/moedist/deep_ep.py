@@ -314,42 +314,38 @@ class Buffer:
         dist.all_reduce(n, op=dist.ReduceOp.MAX, group=self.group)
         return 1 << max(int(n) - 1, 0).bit_length()  # a power of two: rarely grown again
 
-    def _exchange(self, max_tokens, num_tokens, calls):
-        """Runs the normal mode's dispatch `calls` ([(payload, outputs)]) over the rank experts, both in
-        flight at once. When ranks were sized for different token counts (globalBs disagrees on
-        every rank), they agree on the maximum and run them again."""
+    def _exchange(self, max_tokens, num_tokens, payload, out):
+        """The normal mode's dispatch of `payload` over the rank experts into `out`. When ranks were
+        sized for different token counts (globalBs disagrees on every rank), they agree on the
+        maximum and run it again. Returns the size it ran with."""
         for attempt in (0, 1):
-            moe = self._normal_distributor(max_tokens)
-            pending, failure = [], None
-            for payload, out in calls:
-                try:
-                    pending.append(moe.dispatch_send(payload, out["ids"], out["rows"], None, out["nums"], out["recv"],
-                                                     x_active_mask=out["mask"], assist_info=out["assist"]))
-                except moedist.Error as e:
-                    failure = failure or e
-            for p in pending:
-                try:
-                    p.wait()
-                except moedist.Error as e:
-                    failure = failure or e
-            if failure is None:
+            side = {} if "extra" not in out else dict(extra=out["extra"], expand_extra=out["expand_extra"])
+            try:
+                self._normal_distributor(max_tokens).dispatch(
+                    payload, out["ids"], out["rows"], None, out["nums"], out["recv"], x_active_mask=out["mask"],
+                    assist_info=out["assist"], **side)
                 return max_tokens
-            if attempt or "global_bs must agree" not in str(failure):  # (Python names the attribute)
-                raise failure
+            except moedist.Error as failure:
+                if attempt or "global_bs must agree" not in str(failure):  # (Python names the attribute)
+                    raise
             self._normal_cap = max_tokens = self._agree_max_tokens(num_tokens)
-            for _, out in calls:
-                out.update(self._normal_outputs(max_tokens, num_tokens, out["rows"].shape[1], out["ids"], out["mask"]))
+            out.update(self._normal_outputs(max_tokens, num_tokens, out["rows"].shape[1], out["ids"], out["mask"],
+                                            out.get("extra")))
         return max_tokens
 
-    def _normal_outputs(self, max_tokens, num_tokens, columns, ids, mask):
+    def _normal_outputs(self, max_tokens, num_tokens, columns, ids, mask, extra=None):
         """Fresh outputs of one normal-mode dispatch (the caller keeps recv_x: its rows are a view of
-        these, written in place by the receivers)."""
+        these, written in place by the receivers), and expand_extra for `extra` [N, S] uint8."""
         moe = self._normal_distributor(max_tokens)
         shapes = moedist.output_shapes(moe, num_tokens, self.group_size + 1, columns)
-        return dict(ids=ids, mask=mask, rows=self._pool.empty(shapes["expand_x"], torch.bfloat16),
-                    assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
-                    nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
-                    recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))
+        out = dict(ids=ids, mask=mask, rows=self._pool.empty(shapes["expand_x"], torch.bfloat16),
+                   assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
+                   nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
+                   recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))
+        if extra is not None:
+            out["extra"] = extra
+            out["expand_extra"] = self._pool.empty((shapes["expand_x"][0], extra.shape[1]), torch.uint8)
+        return out
 
     def dispatch(self, x, handle=None, num_tokens_per_rank=None, num_tokens_per_rdma_rank=None,
                  is_token_in_rank=None, num_tokens_per_expert=None, topk_idx=None, topk_weights=None,
@@ -359,8 +355,8 @@ class Buffer:
         num_recv_tokens_per_expert_list, handle, event); with a cached handle (recv_x, None, None,
         None, None, event). x is bf16 [N, H] or (fp8 [N, H], fp32 scales [N, H/128]).
 
-        Two dispatches run at once over the same routing: x's rows (written by the receivers
-        straight into recv_x) and a small side row per token (fp8 scales, topk_idx, weights)."""
+        One exchange: x's rows, written by the receivers straight into recv_x, each with its
+        token's side bytes (fp8 scales, topk_idx, weights) beside it (the core's extra)."""
         self._check_alive()
         ranks, me = self.group_size, self.rank
         fp8 = isinstance(x, tuple)
@@ -398,15 +394,11 @@ class Buffer:
         rows_payload = data.contiguous().view(torch.uint8).view(num_tokens, -1).view(torch.bfloat16)
         ids_prime = torch.arange(ranks + 1, dtype=torch.int32).expand(num_tokens, ranks + 1)  # + the copy expert
         mask = torch.cat([in_rank, torch.ones((num_tokens, 1), dtype=torch.bool)], dim=1)
-        calls = [(rows_payload, self._normal_outputs(max_tokens, num_tokens, rows_payload.shape[1], ids_prime, mask))]
-        if side:
-            width = sum(p.shape[1] for p in side)
-            side_payload = torch.zeros((num_tokens, (width + 1) // 2), dtype=torch.bfloat16)
-            torch.cat(side, dim=1, out=side_payload.view(torch.uint8)[:, :width]) if num_tokens else None
-            calls.append((side_payload, self._normal_outputs(max_tokens, num_tokens, side_payload.shape[1],
-                                                             ids_prime, mask)))
-        max_tokens = self._exchange(max_tokens, num_tokens, calls)
-        out = calls[0][1]
+        extra = None
+        if side:  # travels beside each row (the core's extra), one exchange for both
+            extra = torch.cat(side, dim=1) if len(side) > 1 else side[0].contiguous()
+        out = self._normal_outputs(max_tokens, num_tokens, rows_payload.shape[1], ids_prime, mask, extra)
+        max_tokens = self._exchange(max_tokens, num_tokens, rows_payload, out)
         m = int(out["nums"][0])
         capacity = out["rows"].shape[0]
         rows = out["rows"].view(torch.uint8)
@@ -416,7 +408,7 @@ class Buffer:
         recv_x = rows[:keep] if keep <= capacity else _pad_rows(rows[:m], keep, m)
         if not (fp8 and _FP8 is None):
             recv_x = recv_x.view(data.dtype)
-        raw = calls[1][1]["rows"].view(torch.uint8)[:m] if side else None
+        raw = out["expand_extra"][:m] if side else None
         offset = 0
         if fp8:
             groups = x[1].shape[1]

@@ -389,6 +389,8 @@ const std::vector<OptionalTensor<DispatchCall>>& dispatch_tensors() {
         {"expand_scales", true, MOEDIST_SLOT(DispatchCall, out.expand_scales)},
         {"assist_info", true, MOEDIST_SLOT(DispatchCall, out.assist_info)},
         {"performance_info", true, MOEDIST_SLOT(DispatchCall, out.performance_info)},
+        {"extra", false, MOEDIST_SLOT(DispatchCall, in.extra)},
+        {"expand_extra", true, MOEDIST_SLOT(DispatchCall, out.expand_extra)},
     };
     return kTensors;
 }

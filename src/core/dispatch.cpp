@@ -153,7 +153,9 @@ private:
                                           op_.hidden,
                                           op_.in.x.dtype,
                                           op_.out.expand_x.dtype,
-                                          op_.in.expert_scales.has_value()});
+                                          op_.in.expert_scales.has_value(),
+                                          op_.in.extra ? op_.in.extra->dim(1) : 0,
+                                          op_.in.extra ? op_.in.extra->dtype : DType::kBFloat16});
         if (!op_.pre_error.ok()) {
             // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
             mine_.header.set_error(op_.pre_error);

@@ -64,6 +64,7 @@ Status map_tensors(const DispatchRecord& rec,
     if (Status s = mapped(rec.x, &v->row.x, "x"); !s.ok()) return s;
     if (Status s = mapped(rec.scales, &v->row.scales, "scales"); !s.ok()) return s;
     if (Status s = mapped(rec.expert_scales, &v->expert_scales, "expertScales"); !s.ok()) return s;
+    if (Status s = mapped(rec.extra, &v->extra, "extra"); !s.ok()) return s;
     if (Status s = mapped(rec.staged_rows, &v->staged_rows, "staged rows"); !s.ok()) return s;
     if (Status s = mapped(rec.staged_scales, &staged_scales, "staged scales"); !s.ok()) return s;
     if (rec.staged_scales.present()) v->staged_scales = staged_scales;
@@ -207,6 +208,17 @@ void build_layout(const Topology& topo,
         layout);
 }
 
+// Row `row` of expandExtra gets row `token` of a sender's extra (same dtype and columns: checked).
+void copy_extra(const TensorView& extra, int64_t token, const TensorView& out, int64_t row) {
+    const auto elem = dtype_size(out.dtype);
+    const int64_t cols = out.dim(1);
+    if (extra.stride(1) == 1 && out.stride(1) == 1) {
+        std::memcpy(element_ptr(out, row, 0), element_ptr(extra, token, 0), static_cast<std::size_t>(cols) * elem);
+        return;
+    }
+    for (int64_t c = 0; c < cols; ++c) std::memcpy(element_ptr(out, row, c), element_ptr(extra, token, c), elem);
+}
+
 // Where the rows of one EP group go: the writer, and (own rows) expandScales and assistInfo.
 struct Fill {
     const DispatchOp& op;
@@ -220,6 +232,7 @@ struct Fill {
         } else {
             writer.write(src.row, token, row, scale_row);
         }
+        if (op.out.expand_extra) copy_extra(src.extra, token, *op.out.expand_extra, row);
     }
     void extras(int64_t row, int64_t src, int64_t token, int64_t slot, float weight) {
         if (!own) return;
@@ -379,6 +392,7 @@ void zero_padded_gaps(const DispatchOp& op, bool streaming) {
             zero_elements(*op.out.expand_scales, lo, std::min(hi, op.out.expand_scales->dim(0)));
         if (op.out.assist_info)
             zero_elements(*op.out.assist_info, 3 * lo, std::min(3 * hi, op.out.assist_info->dim(0)));
+        if (op.out.expand_extra) zero_rows(*op.out.expand_extra, lo, std::min(hi, op.out.expand_extra->dim(0)));
     };
     int64_t before = 0;
     for (int64_t e = 0; e < local; ++e) {
@@ -407,6 +421,7 @@ void zero_tails(const DispatchOp& op, int64_t own_rows, int64_t used, bool strea
         zero_elements(*op.out.expand_scales, own_rows, op.out.expand_scales->dim(0));
     if (op.config.v2() && op.out.assist_info)
         zero_elements(*op.out.assist_info, 3 * own_rows, op.out.assist_info->dim(0));
+    if (op.out.expand_extra) zero_rows(*op.out.expand_extra, used, op.out.expand_extra->dim(0));
 }
 
 }  // namespace

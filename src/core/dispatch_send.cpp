@@ -161,6 +161,15 @@ Status publish_inputs(const DispatchOp& op,
             !st.ok())
             return st;
     }
+    if (op.in.extra) {
+        if (endpoint.node_count() > 1) {
+            return {Code::kRuntime,
+                    "extra must be absent in a group across nodes, got extra on a group of " +
+                        std::to_string(endpoint.node_count()) + " nodes"};
+        }
+        if (Status st = publish_tensor(endpoint, *op.in.extra, kScratchStageAux3, &mine->extra); !st.ok())
+            return st;
+    }
     if (op.format.staged_once() && !plan.has_bad_id) {
         Status staged_status = Status::Ok();
         const Staging staged = stage_rows(op, endpoint, &staged_status);
@@ -189,6 +198,10 @@ RecordBounds dispatch_bounds(const DispatchOp& op, const Topology& topo, int nod
     bounds.expand_dtype = op.out.expand_x.dtype;
     bounds.v2 = topo.v2;
     bounds.scale_rows = topo.v2 ? topo.shared_experts + topo.moe_expert_num : topo.moe_expert_num + 1;
+    if (op.in.extra) {
+        bounds.extra_columns = op.in.extra->dim(1);
+        bounds.extra_dtype = op.in.extra->dtype;
+    }
     return bounds;
 }
 

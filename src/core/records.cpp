@@ -128,7 +128,7 @@ std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const
     if (rec.ep_rank != rank) return "must be EP rank " + text(rank) + "'s, got EP rank " + text(rec.ep_rank) + "'s";
     if (rec.num_tokens < 0 || rec.num_tokens > MoeConfig::kMaxGlobalBs ||
         rec.num_tokens * b.top_k > INT32_MAX)
-        return "BS must be in [0, " + text(MoeConfig::kMaxGlobalBs) + "] with BS·K <= 2^31 - 1, got " + text(rec.num_tokens);
+        return "BS must be in [0, " + text(MoeConfig::kMaxGlobalBs) + "] with BS*K <= 2^31 - 1, got " + text(rec.num_tokens);
     if (rec.top_k != b.top_k) return "K must be " + text(b.top_k) + ", got " + text(rec.top_k);
     if (rec.num_experts != b.experts) return "E must be " + text(b.experts) + ", got " + text(rec.num_experts);
     if (rec.bad_id != 0 && rec.bad_id != 1) return "its bad-id flag must be 0 or 1, got " + text(rec.bad_id);
@@ -177,12 +177,20 @@ std::string check_dispatch_record(const DispatchRecord& rec, int64_t rank, const
         if (rec.staged_scales.shape[0] != bs || (nd == 2 && rec.staged_scales.shape[1] > b.hidden + 1))
             return "staged scales must have BS rows of at most H + 1 entries";
     }
+    if (b.extra_columns > 0) {
+        if (std::string why = check_tensor_ref(rec.extra, 2, b.extra_dtype, "extra"); !why.empty()) return why;
+        if (rec.extra.shape[0] != bs || rec.extra.shape[1] != b.extra_columns)
+            return "extra must be (BS, " + text(b.extra_columns) + "), got (" + text(rec.extra.shape[0]) + ", " +
+                   text(rec.extra.shape[1]) + ")";
+    } else if (rec.extra.present()) {
+        return "must carry no extra (the call has none)";
+    }
     if (rec.most_rows_to_one_expert < 0 || rec.most_rows_to_one_expert > bs * b.top_k)
-        return "rows to one expert must be in [0, BS·K], got " + text(rec.most_rows_to_one_expert);
+        return "rows to one expert must be in [0, BS*K], got " + text(rec.most_rows_to_one_expert);
     if (b.world <= DispatchRecord::kRecordedRanks) {
         for (int64_t d = 0; d < b.world; ++d) {
             if (rec.rows_to[d] < 0 || rec.rows_to[d] > bs * (b.top_k + 1))
-                return "rows to rank " + text(d) + " must be in [0, BS·(K + 1)], got " + text(rec.rows_to[d]);
+                return "rows to rank " + text(d) + " must be in [0, BS*(K + 1)], got " + text(rec.rows_to[d]);
         }
     }
     for (int64_t n = 0; n < std::min<int64_t>(b.nodes, DispatchRecord::kMaxNodes); ++n) {
@@ -230,12 +238,12 @@ std::string check_plan_arrays(const int32_t* arrays,
     if (arrays[0] != 0) return "its plan must start at 0, got " + text(arrays[0]);
     for (int64_t e = 0; e < experts; ++e) {
         if (arrays[e + 1] < arrays[e] || arrays[e + 1] > entries)
-            return "its plan's expert offsets must rise within [0, BS·K], got " + text(arrays[e + 1]) + " after " + text(arrays[e]);
+            return "its plan's expert offsets must rise within [0, BS*K], got " + text(arrays[e + 1]) + " after " + text(arrays[e]);
     }
     const int32_t* entry = arrays + experts + 1;
     for (int64_t i = 0; i < arrays[experts]; ++i) {
         if (entry[i] < 0 || entry[i] >= entries)
-            return "its plan's entries must be in [0, BS·K), got " + text(entry[i]);
+            return "its plan's entries must be in [0, BS*K), got " + text(entry[i]);
     }
     if (listed) {
         const int32_t* active = entry + entries;

@@ -34,6 +34,8 @@ struct CallFacts {
     DType x_dtype = DType::kBFloat16;
     DType expand_dtype = DType::kBFloat16;
     bool has_expert_scales = false;
+    int64_t extra_columns = 0;  // dispatch: extra's columns (0: none)
+    DType extra_dtype = DType::kBFloat16;
 };
 
 // Every attribute that must agree on every rank of a call (a mismatch is 361001), each declared
@@ -56,6 +58,8 @@ struct CallFacts {
     X(x_dtype, "x dtype", static_cast<int64_t>(f.x_dtype))                                       \
     X(expand_dtype, "expandX dtype", static_cast<int64_t>(f.expand_dtype))                       \
     X(has_expert_scales, "expertScales presence", f.has_expert_scales ? 1 : 0)                   \
+    X(extra_columns, "extra columns", f.extra_columns)                                           \
+    X(extra_dtype, "extra dtype", f.extra_columns > 0 ? static_cast<int64_t>(f.extra_dtype) : 0) \
     X(zero_expert_num, "zeroExpertNum", f.config->zero_expert_num)                               \
     X(copy_expert_num, "copyExpertNum", f.config->copy_expert_num)                               \
     X(const_expert_num, "constExpertNum", f.config->const_expert_num)
@@ -143,6 +147,7 @@ struct DispatchRecord {
     TensorRef x;
     TensorRef scales;         // absent when not given
     TensorRef expert_scales;  // absent when not given
+    TensorRef extra;          // absent when not given: (BS, S) bytes beside each row
     // When the mode's quantization does not depend on the expert (no smooth or per-expert
     // scales), the sender quantizes each token once: its BS rows (expandX's dtype) and their
     // scales (dynamicScales' layout per row); receivers copy them. Absent otherwise.
@@ -198,6 +203,8 @@ struct RecordBounds {
     bool v2 = false;
     int64_t scale_rows = 0;  // per-expert scales' rows: E + 1 (V1), N + E (V2)
     int64_t padded_stride = 0;  // combine: maxBs when owners' rows are expert-padded, else 0
+    int64_t extra_columns = 0;  // dispatch: S of extra (0: none), in extra_dtype
+    DType extra_dtype = DType::kBFloat16;
 };
 
 // Empty when `rec`, published by EP rank `rank`, is one this rank can use: every field inside

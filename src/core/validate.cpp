@@ -264,6 +264,32 @@ ProfileFacts facts_of(const MoeConfig& config, const CallExtras& extras, bool co
     return facts;
 }
 
+// extra (BS, S) and expandExtra (>= T·A, S) of one dtype, both or neither; S·elem ≤ 64 KiB.
+Status check_extra(const DispatchInputs& in, const DispatchOutputs& out, int64_t bs, int64_t rows) {
+    if (!in.extra && !out.expand_extra) return Status::Ok();
+    MOEDIST_REQUIRE(in.extra.has_value() && out.expand_extra.has_value(),
+                    Code::kNullptr,
+                    in.extra ? "expandExtra" : "extra",
+                    in.extra ? "non-null when extra is given" : "non-null when expandExtra is given",
+                    "nullptr");
+    MOEDIST_TRY(check_rank(*in.extra, "extra", 2));
+    MOEDIST_TRY(check_rank(*out.expand_extra, "expandExtra", 2));
+    MOEDIST_TRY(check_dtype(*out.expand_extra, "expandExtra", {in.extra->dtype}));
+    const int64_t cols = in.extra->dim(1);
+    MOEDIST_REQUIRE(in.extra->dim(0) == bs && cols >= 1 &&
+                        cols * static_cast<int64_t>(dtype_size(in.extra->dtype)) <= kMaxExtraBytes,
+                    Code::kInnerTiling,
+                    "extra shape",
+                    "(BS = " + std::to_string(bs) + ", S) with 1 <= S and S bytes <= 65536",
+                    shape_of(*in.extra));
+    MOEDIST_REQUIRE(out.expand_extra->dim(0) >= rows && out.expand_extra->dim(1) == cols,
+                    Code::kInnerTiling,
+                    "expandExtra shape",
+                    "(>= T*A = " + std::to_string(rows) + ", S = " + std::to_string(cols) + ")",
+                    shape_of(*out.expand_extra));
+    return check_no_overlap(*out.expand_extra, "expandExtra");
+}
+
 }  // namespace
 
 Status check_dispatch_call(const MoeConfig& config,
@@ -352,6 +378,7 @@ Status check_dispatch_call(const MoeConfig& config,
         MOEDIST_TRY(check_min_1d(*out.expand_scales, "expandScales", capacity, "A"));
         MOEDIST_TRY(check_no_overlap(*out.expand_scales, "expandScales"));
     }
+    MOEDIST_TRY(check_extra(in, out, bs, T * capacity));
 
     ProfileFacts facts = facts_of(config, extras, false);
     facts.num_tokens = bs;

@@ -14,6 +14,8 @@ namespace moedist::core {
 
 // H bound: keeps every product of H with a row count, a block count or a byte size in int64.
 constexpr int64_t kMaxHidden = int64_t{1} << 24;
+// The most bytes a token may carry beside its row (DispatchInputs::extra).
+constexpr int64_t kMaxExtraBytes = int64_t{1} << 16;
 
 inline std::string shape_of(const TensorView& t) {
     std::ostringstream out;

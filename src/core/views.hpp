@@ -21,6 +21,7 @@ struct SourceView {
     PlanView plan;
     RowSource row;
     TensorView expert_scales;
+    TensorView extra;        // data null when the call carries none
     TensorView staged_rows;  // data null when the sender staged nothing
     std::optional<TensorView> staged_scales;
     const int32_t* compact_of = nullptr;  // null: identity
