@@ -52,18 +52,16 @@ int64_t used_rows(const CombineOp& op) {
     return std::clamp<int64_t>(rows, 0, op.in.expand_x.dim(0));
 }
 
-// Rows of my expandX that are my own (their triples are in my assistInfo).
+// My own rows (their triples are in my assistInfo), as many as my counts say.
 int64_t own_rows_packed(const CombineOp& op) {
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     return std::clamp<int64_t>(
         load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
 }
 
+// Rows of my expandX up to the end of my own rows (expert-padded: gaps included; no TP peer).
 int64_t own_rows(const CombineOp& op) {
-    if (op.config.expert_padded()) return used_rows(op);  // no TP peer; rows by padded address
-    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
-    return std::clamp<int64_t>(
-        load1<int32_t>(op.in.ep_send_counts, blocks - 1), 0, op.in.expand_x.dim(0));
+    return op.config.expert_padded() ? used_rows(op) : own_rows_packed(op);
 }
 
 // Expert-padded rows in memory peers cannot map (processes: outside the arena) are staged packed:

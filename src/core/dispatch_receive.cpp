@@ -383,9 +383,9 @@ void zero_padded_gaps(const DispatchOp& op, bool streaming) {
         if (op.format.makes_scales()) {
             const TensorView& dyn = *op.out.dynamic_scales;
             if (dyn.ndim == 1) {
-                zero_elements(dyn, lo, hi);
+                zero_elements(dyn, lo, std::min(hi, dyn.dim(0)));
             } else {
-                zero_rows(dyn, lo, hi);
+                zero_rows(dyn, lo, std::min(hi, dyn.dim(0)));
             }
         }
         if (op.out.expand_scales && op.in.expert_scales)
@@ -400,7 +400,7 @@ void zero_padded_gaps(const DispatchOp& op, bool streaming) {
         zero(e * region + (end - before), (e + 1) * region);
         before = end;
     }
-    zero(local * region, op.out.expand_x.dim(0));
+    zero(local * region, op.out.expand_x.dim(0));  // each tensor up to its own end
 }
 
 // SPEC-style tails (docs/contract.md §3): zero up to each tensor's end when zero padding is
