@@ -5,22 +5,18 @@
 // expert-padded layouts, with masks, on threads and on processes (extra outside the arena is
 // staged); expandExtra's tails untouched; the first-phase checks of the pair.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "forked_ranks.hpp"
 #include "moedist/moedist.hpp"
-#include "transport/socket_rendezvous.hpp"
 
 namespace {
 
@@ -210,70 +206,22 @@ TEST(Extra, FirstPhaseChecksThePair) {
 
 // --- processes: extra in plain heap memory, staged for peers -----------------------------------
 
-struct Report {
-    char difference[300] = {};
-    int32_t done = 0;
-};
-
 TEST(Extra, EveryRowGetsItsTokensExtraOnProcesses) {
-    using Clock = std::chrono::steady_clock;
-    const std::string key = "extra-" + std::to_string(getpid());
-    auto* reports = static_cast<Report*>(
-        mmap(nullptr, sizeof(Report) * kWorld, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(reports, MAP_FAILED);
-    for (int r = 0; r < kWorld; ++r) new (&reports[r]) Report();
-    std::fflush(nullptr);
-    std::vector<pid_t> pids;
-    for (int rank = 0; rank < kWorld; ++rank) {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            std::unique_ptr<moedist::transport::SocketRendezvous> rendezvous;
-            Status st = moedist::transport::SocketRendezvous::open(
-                key, rank, kWorld, 0, Clock::now() + std::chrono::seconds(20), &rendezvous);
-            Communicator comm;
-            if (st.ok())
-                st = Communicator::join_processes(
-                    rank, kWorld, key,
-                    [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
-                        return rendezvous->all_gather(mine, all);
-                    },
-                    &comm);
-            rendezvous.reset();
-            std::string diff = st.ok() ? "" : "join: " + st.message();
+    const auto got = moedist::forked::run_ranks(
+        kWorld, "extra-" + std::to_string(getpid()), [](int rank, Communicator& comm) -> std::string {
             for (const Scene& s : {kScenes[1], kScenes[2]}) {
-                if (!diff.empty()) break;
                 std::vector<Rank> all;
                 for (int r = 0; r < kWorld; ++r) all.emplace_back(r, s);  // everyone's inputs, for the check
                 Rank& mine = all[static_cast<std::size_t>(rank)];
                 MoeDistributor moe(comm, std::nullopt, mine.config);
-                if (Status d = moe.try_dispatch(mine.din, mine.dout); !d.ok()) {
-                    diff = d.message();
-                } else {
-                    std::vector<const Rank*> senders;
-                    for (const Rank& r : all) senders.push_back(&r);
-                    diff = check(mine, senders, s);
-                }
+                if (Status d = moe.try_dispatch(mine.din, mine.dout); !d.ok()) return d.message();
+                std::vector<const Rank*> senders;
+                for (const Rank& r : all) senders.push_back(&r);
+                if (std::string diff = check(mine, senders, s); !diff.empty()) return diff;
             }
-            std::snprintf(reports[rank].difference, sizeof(reports[rank].difference), "%s", diff.c_str());
-            reports[rank].done = 1;
-            _exit(0);
-        }
-        pids.push_back(pid);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    for (pid_t pid : pids) {
-        int status = 0;
-        while (waitpid(pid, &status, WNOHANG) == 0) {
-            if (Clock::now() > deadline)
-                for (pid_t p : pids) kill(p, SIGKILL);
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-    }
-    for (int r = 0; r < kWorld; ++r) {
-        EXPECT_EQ(reports[r].done, 1) << "rank " << r << " never reported";
-        EXPECT_STREQ(reports[r].difference, "") << "rank " << r;
-    }
-    munmap(reports, sizeof(Report) * kWorld);
+            return "";
+        });
+    for (int r = 0; r < kWorld; ++r) EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
 }
 
 }  // namespace

@@ -6,21 +6,16 @@
 // equal, and combine bit-identical. A block past maxBs rows fails every rank; the layout with
 // shared ranks or V1 is refused in the first phase.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
 #include <string>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "forked_ranks.hpp"
 #include "moedist/moedist.hpp"
-#include "transport/socket_rendezvous.hpp"
 
 namespace {
 
@@ -266,66 +261,20 @@ TEST(PaddedLayout, SharedRanksOrV1AreRefusedInTheFirstPhase) {
 
 // --- processes: expert outputs outside the arena, so combine stages the padded rows packed -----
 
-struct Report {
-    char difference[300] = {};
-    int32_t done = 0;
-};
-
 TEST(PaddedLayout, OnProcessesWithRowsPeersCannotMapCombineStagesThemPacked) {
-    using Clock = std::chrono::steady_clock;
-    const std::string key = "padded-" + std::to_string(getpid());
-    auto* reports = static_cast<Report*>(
-        mmap(nullptr, sizeof(Report) * kWorld, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(reports, MAP_FAILED);
-    for (int r = 0; r < kWorld; ++r) new (&reports[r]) Report();
-    std::vector<pid_t> pids;
-    std::fflush(nullptr);
-    for (int rank = 0; rank < kWorld; ++rank) {
-        const pid_t pid = fork();
-        if (pid == 0) {
-            std::unique_ptr<moedist::transport::SocketRendezvous> rendezvous;
-            Status s = moedist::transport::SocketRendezvous::open(
-                key, rank, kWorld, 0, Clock::now() + std::chrono::seconds(20), &rendezvous);
-            Communicator comm;
-            if (s.ok()) {
-                s = Communicator::join_processes(
-                    rank, kWorld, key,
-                    [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
-                        return rendezvous->all_gather(mine, all);
-                    },
-                    &comm);
-            }
-            rendezvous.reset();
-            std::string diff = s.ok() ? "" : "join: " + s.message();
+    const auto got = moedist::forked::run_ranks(
+        kWorld, "padded-" + std::to_string(getpid()), [](int rank, Communicator& comm) -> std::string {
             for (const Case& c : {Case{}, Case{true, 2}}) {
-                if (!diff.empty()) break;
                 Rank packed(rank, c), padded(rank, c);  // plain heap memory: not in the arena
                 MoeDistributor a(comm, std::nullopt, config_of(rank, RowLayout::kPacked, c));
                 MoeDistributor b(comm, std::nullopt, config_of(rank, RowLayout::kExpertPadded, c));
-                if (Status st = packed.dispatch_and_combine(a, c.quant_mode); !st.ok()) diff = "packed: " + st.message();
-                else if (Status st2 = padded.dispatch_and_combine(b, c.quant_mode); !st2.ok()) diff = "padded: " + st2.message();
-                else diff = difference(packed, padded, c);
+                if (Status st = packed.dispatch_and_combine(a, c.quant_mode); !st.ok()) return "packed: " + st.message();
+                if (Status st = padded.dispatch_and_combine(b, c.quant_mode); !st.ok()) return "padded: " + st.message();
+                if (std::string diff = difference(packed, padded, c); !diff.empty()) return diff;
             }
-            std::snprintf(reports[rank].difference, sizeof(reports[rank].difference), "%s", diff.c_str());
-            reports[rank].done = 1;
-            _exit(0);
-        }
-        pids.push_back(pid);
-    }
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    for (pid_t pid : pids) {
-        int status = 0;
-        while (waitpid(pid, &status, WNOHANG) == 0) {
-            if (Clock::now() > deadline)
-                for (pid_t p : pids) kill(p, SIGKILL);
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
-        }
-    }
-    for (int r = 0; r < kWorld; ++r) {
-        EXPECT_EQ(reports[r].done, 1) << "rank " << r << " never reported";
-        EXPECT_STREQ(reports[r].difference, "") << "rank " << r;
-    }
-    munmap(reports, sizeof(Report) * kWorld);
+            return "";
+        });
+    for (int r = 0; r < kWorld; ++r) EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
 }
 
 }  // namespace
