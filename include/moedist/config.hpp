@@ -41,7 +41,8 @@ enum class Api : int64_t { kV1 = 1, kV2 = 2 };
 //   kPacked        Ascend's: blocks back to back, e-major, epRecvCounts their ends.
 //   kExpertPadded  DeepEP's low-latency [L, W·maxBs, H]: local expert e's rows start at row
 //                  e·W·maxBs, its blocks (by source) back to back; rows past its count untouched.
-//                  V2, no shared ranks, no TP; A = L·W·maxBs; a sender's rows to one expert ≤ maxBs.
+//                  V2, no shared ranks, no TP; A = L·W·maxBs; a sender's rows to one expert ≤
+//                  maxBs.
 enum class RowLayout : int64_t { kPacked = 0, kExpertPadded = 1 };
 
 // Attribute names follow the aclnn parameters; every field must agree on all ranks of a group
@@ -57,9 +58,9 @@ struct MOEDIST_API MoeConfig {
     int64_t moe_expert_num = 0;  // E
     int64_t tp_world_size = 0;   // 0 or 1: no TP; 2: TP AllGatherV (needs L == 1)
     int64_t tp_rank_id = 0;
-    int64_t expert_shard_type = 0;       // must be 0
-    int64_t shared_expert_num = 0;       // V1: 0 or 1 (1 when S > 0); V2: N in [1, 4] with S % N = 0
-                                         // when S > 0 (torch_npu's default is 1)
+    int64_t expert_shard_type = 0;  // must be 0
+    int64_t shared_expert_num = 0;  // V1: 0 or 1 (1 when S > 0); V2: N in [1, 4] with S % N = 0
+                                    // when S > 0 (torch_npu's default is 1)
     int64_t shared_expert_rank_num = 0;  // S
     int64_t quant_mode = 0;              // QuantMode
     int64_t global_bs = 0;               // 0 (equal BS) or maxBs * W
@@ -99,11 +100,13 @@ struct MOEDIST_API MoeConfig {
         if (shared_expert_rank_num == 0) return 0;
         return v2() ? shared_expert_num : 1;
     }
-    int64_t special_expert_num() const { return zero_expert_num + copy_expert_num + const_expert_num; }
+    int64_t special_expert_num() const {
+        return zero_expert_num + copy_expert_num + const_expert_num;
+    }
     // Number of experts hosted on this rank: 1 on a shared rank, L on a MoE rank.
     int64_t local_expert_num() const { return is_shared_rank() ? 1 : local_moe_expert_num(); }
-    // maxBs (docs/contract.md §1; integer division); `num_tokens` is this rank's BS (used when global_bs ==
-    // 0).
+    // maxBs (docs/contract.md §1; integer division); `num_tokens` is this rank's BS (used when
+    // global_bs == 0).
     int64_t max_bs(int64_t num_tokens) const {
         return global_bs == 0 ? num_tokens : global_bs / ep_world_size;
     }

@@ -77,35 +77,46 @@ Status publish_padded_as_packed(const CombineOp& op,
     const int64_t rows = own_rows_packed(op);
     const auto elem = dtype_size(x.dtype);
     const auto row_bytes = static_cast<std::size_t>(op.hidden) * elem;
-    auto* rows_copy = static_cast<std::byte*>(
-        endpoint.scratch(kScratchStageX, std::max<std::size_t>(row_bytes * static_cast<std::size_t>(rows), 1)));
+    auto* rows_copy = static_cast<std::byte*>(endpoint.scratch(
+        kScratchStageX, std::max<std::size_t>(row_bytes * static_cast<std::size_t>(rows), 1)));
     auto* triples_copy = static_cast<int32_t*>(endpoint.scratch(
         kScratchStageAux3, std::max<std::size_t>(12 * static_cast<std::size_t>(rows), 1)));
     if (rows_copy == nullptr || triples_copy == nullptr)
-        return {Code::kRuntime, "staging the expert-padded rows for peers must find shared memory, got none"};
+        return {Code::kRuntime,
+                "staging the expert-padded rows for peers must find shared memory, got none"};
     int64_t before = 0;
     for (int64_t e = 0; e < local && before < rows; ++e) {
-        const int64_t total = std::min<int64_t>(load1<int32_t>(op.in.ep_send_counts, (e + 1) * world - 1), rows);
-        const int64_t n = std::clamp<int64_t>(total - before, 0, std::max<int64_t>(0, std::min(region, x.dim(0) - e * region)));
+        const int64_t total =
+            std::min<int64_t>(load1<int32_t>(op.in.ep_send_counts, (e + 1) * world - 1), rows);
+        const int64_t n = std::clamp<int64_t>(
+            total - before, 0, std::max<int64_t>(0, std::min(region, x.dim(0) - e * region)));
         for (int64_t j = 0; j < n; ++j) {
             std::byte* out = rows_copy + static_cast<std::size_t>(before + j) * row_bytes;
             if (x.stride(1) == 1) {
                 std::memcpy(out, element_ptr(x, e * region + j, 0), row_bytes);
             } else {
                 for (int64_t c = 0; c < op.hidden; ++c)
-                    std::memcpy(out + static_cast<std::size_t>(c) * elem, element_ptr(x, e * region + j, c), elem);
+                    std::memcpy(out + static_cast<std::size_t>(c) * elem,
+                                element_ptr(x, e * region + j, c),
+                                elem);
             }
             for (int64_t i = 0; i < 3; ++i)
-                triples_copy[3 * (before + j) + i] = load1<int32_t>(*op.in.assist_info, 3 * (e * region + j) + i);
+                triples_copy[3 * (before + j) + i] =
+                    load1<int32_t>(*op.in.assist_info, 3 * (e * region + j) + i);
         }
         before += n;
     }
     const TensorView packed = TensorView::contiguous(rows_copy, x.dtype, {before, op.hidden});
-    if (Status s = publish_tensor(endpoint, packed, kScratchStageX, &mine->expand_x); !s.ok()) return s;
-    if (Status s = publish_tensor(endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts); !s.ok())
+    if (Status s = publish_tensor(endpoint, packed, kScratchStageX, &mine->expand_x); !s.ok())
         return s;
-    return publish_tensor(endpoint, TensorView::contiguous(triples_copy, DType::kInt32, {3 * before}),
-                          kScratchStageAux3, &mine->assist);
+    if (Status s =
+            publish_tensor(endpoint, op.in.ep_send_counts, kScratchStageAux, &mine->ep_send_counts);
+        !s.ok())
+        return s;
+    return publish_tensor(endpoint,
+                          TensorView::contiguous(triples_copy, DType::kInt32, {3 * before}),
+                          kScratchStageAux3,
+                          &mine->assist);
 }
 
 Status publish_inputs(const CombineOp& op, transport::Transport& endpoint, CombineRecord* mine) {

@@ -201,8 +201,12 @@ struct Term {
 class TokenTerms {
 public:
     TokenTerms(const CombineOp& op, const RowLocator& locator, const SendPlan& plan)
-        : op_(op), locator_(locator), plan_(plan), topo_(topology_of(op.config)),
-          me_(op.config.ep_rank_id), mask_(entry_mask(op.config, op.in.x_active_mask)) {}
+        : op_(op),
+          locator_(locator),
+          plan_(plan),
+          topo_(topology_of(op.config)),
+          me_(op.config.ep_rank_id),
+          mask_(entry_mask(op.config, op.in.x_active_mask)) {}
 
     int64_t max_terms() const { return op_.top_k + std::max<int64_t>(topo_.shared_experts, 1) + 1; }
     bool active(int64_t t) const { return !topo_.v2 || plan_.index_of_active(t) >= 0; }
@@ -300,7 +304,8 @@ private:
             } else {
                 const int64_t index = plan_.expand_idx[static_cast<std::size_t>(t * op_.top_k + k)];
                 const int64_t owner = topo_.rank_of_expert(id);
-                if (!returned(owner, topo_.local_index(id) * topo_.world_size + me_, index, &term) ||
+                if (!returned(
+                        owner, topo_.local_index(id) * topo_.world_size + me_, index, &term) ||
                     !locator_.triple_is(term.ref, me_, t, k)) {
                     *why = "must match dispatch's: rank " + std::to_string(owner) +
                            " holds no row of token " + std::to_string(t) + ", k " +
@@ -414,9 +419,14 @@ void add_rms_norm(const CombineOp& op, int64_t t, const float* acc, float* work,
 void inactive_token(const CombineOp& op, int64_t t, CombineScratch& s) {
     if (!op.zero_padding) return;
     std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-    quant::store_row_f32(op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), op.hidden);
+    quant::store_row_f32(
+        op.x_out.dtype, s.acc.data(), element_ptr(op.x_out, t, 0), op.x_out.stride(1), op.hidden);
     if (op.add_rms_norm) {
-        quant::store_row_f32(op.y_out.dtype, s.acc.data(), element_ptr(op.y_out, t, 0), op.y_out.stride(1), op.hidden);
+        quant::store_row_f32(op.y_out.dtype,
+                             s.acc.data(),
+                             element_ptr(op.y_out, t, 0),
+                             op.y_out.stride(1),
+                             op.hidden);
         store1<float>(op.rstd_out, t, 0.0f);
     }
 }
@@ -511,8 +521,10 @@ Status gather_and_reduce(const CombineOp& op, const CallRounds& rounds, CombineS
                                   rounds.ep_name() + "' (combine)";
         if (plan.has_bad_mask) {
             return {Code::kRuntime,
-                    "xActiveMask" + where + " must be a prefix (true for tokens [0, n) only), got "
-                    "token " + std::to_string(plan.bad_mask_token) + " out of order"};
+                    "xActiveMask" + where +
+                        " must be a prefix (true for tokens [0, n) only), got "
+                        "token " +
+                        std::to_string(plan.bad_mask_token) + " out of order"};
         }
         if (plan.has_bad_id) {
             return {Code::kRuntime,
@@ -531,8 +543,7 @@ Status gather_and_reduce(const CombineOp& op, const CallRounds& rounds, CombineS
         if (tokens.active(t) && !tokens.of(t, terms.data(), &count, &why)) return fail(why);
     }
     const bool registers = locator.direct() && quant::combine_rows_available() &&
-                           op.x_out.stride(1) == 1 && locator.contiguous_rows() &&
-                           !op.add_rms_norm;
+                           op.x_out.stride(1) == 1 && locator.contiguous_rows() && !op.add_rms_norm;
     for (int64_t t = 0; t < op.num_tokens; ++t) {
         if (!tokens.active(t)) {
             inactive_token(op, t, s);

@@ -77,34 +77,41 @@ Status MoeConfig::validate() const {
         moe_expert_num);
     MOEDIST_RULE(expert_shard_type == 0, "expertShardType", std::string("0"), expert_shard_type);
     // sharedExpertNum is ignored when sharedExpertRankNum = 0 (N := 0, the fix-up).
-    MOEDIST_RULE(api == Api::kV1 || api == Api::kV2, "api", std::string("V1 or V2"), static_cast<int64_t>(api));
+    MOEDIST_RULE(api == Api::kV1 || api == Api::kV2,
+                 "api",
+                 std::string("V1 or V2"),
+                 static_cast<int64_t>(api));
     if (!v2()) {
         MOEDIST_RULE(shared_expert_rank_num == 0 || shared_expert_num == 1,
                      "sharedExpertNum",
                      std::string("1 when sharedExpertRankNum > 0"),
                      shared_expert_num);
     } else {
-        MOEDIST_RULE(shared_expert_rank_num == 0 || (shared_expert_num >= 1 && shared_expert_num <= 4),
-                     "sharedExpertNum",
-                     std::string("in [1, 4] when sharedExpertRankNum > 0"),
-                     shared_expert_num);
+        MOEDIST_RULE(
+            shared_expert_rank_num == 0 || (shared_expert_num >= 1 && shared_expert_num <= 4),
+            "sharedExpertNum",
+            std::string("in [1, 4] when sharedExpertRankNum > 0"),
+            shared_expert_num);
         MOEDIST_RULE(shared_expert_rank_num == 0 || shared_expert_rank_num % shared_expert_num == 0,
                      "sharedExpertRankNum",
                      "a multiple of sharedExpertNum = " + std::to_string(shared_expert_num),
                      shared_expert_rank_num);
-        MOEDIST_RULE(zero_expert_num >= 0 && copy_expert_num >= 0 && const_expert_num >= 0 &&
-                         zero_expert_num + copy_expert_num + const_expert_num + moe_expert_num <
-                             INT32_MAX,
-                     "zeroExpertNum + copyExpertNum + constExpertNum",
-                     "in [0, 2^31 - 1 - moeExpertNum)",
-                     zero_expert_num + copy_expert_num + const_expert_num);
-        static const char* const kAlgs[] = {"", "0", "fullmesh", "fullmesh_v1", "fullmesh_v2", "hierarchy"};
+        MOEDIST_RULE(
+            zero_expert_num >= 0 && copy_expert_num >= 0 && const_expert_num >= 0 &&
+                zero_expert_num + copy_expert_num + const_expert_num + moe_expert_num < INT32_MAX,
+            "zeroExpertNum + copyExpertNum + constExpertNum",
+            "in [0, 2^31 - 1 - moeExpertNum)",
+            zero_expert_num + copy_expert_num + const_expert_num);
+        static const char* const kAlgs[] = {
+            "", "0", "fullmesh", "fullmesh_v1", "fullmesh_v2", "hierarchy"};
         bool known_alg = false;
         for (const char* a : kAlgs) known_alg = known_alg || comm_alg == a;
         if (!known_alg) {
-            return {Code::kInnerTiling,
-                    "commAlg must be \"\", \"0\", \"fullmesh\", \"fullmesh_v1\", \"fullmesh_v2\" or "
-                    "\"hierarchy\", got \"" + comm_alg.substr(0, 40) + "\""};
+            return {
+                Code::kInnerTiling,
+                "commAlg must be \"\", \"0\", \"fullmesh\", \"fullmesh_v1\", \"fullmesh_v2\" or "
+                "\"hierarchy\", got \"" +
+                    comm_alg.substr(0, 40) + "\""};
         }
     }
     if (!v2()) {

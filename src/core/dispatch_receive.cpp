@@ -88,9 +88,9 @@ Status read_sources(const DispatchRecords& records,
         const DispatchRecord& rec = records(r);
         const int rank = static_cast<int>(r);
         auto failed = [&](const std::string& why) -> Status {
-            return {Code::kRuntime,
-                    "the dispatch record of rank " + std::to_string(r) + " of '" + group + "' " +
-                        why};
+            return {
+                Code::kRuntime,
+                "the dispatch record of rank " + std::to_string(r) + " of '" + group + "' " + why};
         };
         if (std::string why = check_dispatch_record(rec, r, bounds); !why.empty())
             return failed(why);
@@ -213,10 +213,13 @@ void copy_extra(const TensorView& extra, int64_t token, const TensorView& out, i
     const auto elem = dtype_size(out.dtype);
     const int64_t cols = out.dim(1);
     if (extra.stride(1) == 1 && out.stride(1) == 1) {
-        std::memcpy(element_ptr(out, row, 0), element_ptr(extra, token, 0), static_cast<std::size_t>(cols) * elem);
+        std::memcpy(element_ptr(out, row, 0),
+                    element_ptr(extra, token, 0),
+                    static_cast<std::size_t>(cols) * elem);
         return;
     }
-    for (int64_t c = 0; c < cols; ++c) std::memcpy(element_ptr(out, row, c), element_ptr(extra, token, c), elem);
+    for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(element_ptr(out, row, c), element_ptr(extra, token, c), elem);
 }
 
 // Where the rows of one EP group go: the writer, and (own rows) expandScales and assistInfo.
@@ -268,8 +271,7 @@ struct Fill {
         const PlanView& plan = src.plan;
         const int64_t scale_row = topo.smooth_row_moe(expert);
         const bool weights = own && op.out.expand_scales && op.in.expert_scales;
-        for (int64_t i = plan.expert_begin[expert]; i < plan.expert_begin[expert + 1];
-             ++i, ++row) {
+        for (int64_t i = plan.expert_begin[expert]; i < plan.expert_begin[expert + 1]; ++i, ++row) {
             const int64_t flat = plan.entries_by_expert[i];
             const int64_t token = flat / plan.top_k;
             const int64_t k = flat % plan.top_k;
@@ -367,8 +369,7 @@ int64_t rows_sent_by_group(const Topology& topo,
                            int64_t top_k,
                            const std::vector<SourceView>& sources) {
     int64_t rows = 0;
-    for (const SourceView& v : sources)
-        rows += v.num_tokens * (top_k + topo.shared_experts);
+    for (const SourceView& v : sources) rows += v.num_tokens * (top_k + topo.shared_experts);
     return rows;
 }
 
@@ -391,8 +392,10 @@ void zero_padded_gaps(const DispatchOp& op, bool streaming) {
         if (op.out.expand_scales && op.in.expert_scales)
             zero_elements(*op.out.expand_scales, lo, std::min(hi, op.out.expand_scales->dim(0)));
         if (op.out.assist_info)
-            zero_elements(*op.out.assist_info, 3 * lo, std::min(3 * hi, op.out.assist_info->dim(0)));
-        if (op.out.expand_extra) zero_rows(*op.out.expand_extra, lo, std::min(hi, op.out.expand_extra->dim(0)));
+            zero_elements(
+                *op.out.assist_info, 3 * lo, std::min(3 * hi, op.out.assist_info->dim(0)));
+        if (op.out.expand_extra)
+            zero_rows(*op.out.expand_extra, lo, std::min(hi, op.out.expand_extra->dim(0)));
     };
     int64_t before = 0;
     for (int64_t e = 0; e < local; ++e) {

@@ -167,7 +167,8 @@ Status publish_inputs(const DispatchOp& op,
                     "extra must be absent in a group across nodes, got extra on a group of " +
                         std::to_string(endpoint.node_count()) + " nodes"};
         }
-        if (Status st = publish_tensor(endpoint, *op.in.extra, kScratchStageAux3, &mine->extra); !st.ok())
+        if (Status st = publish_tensor(endpoint, *op.in.extra, kScratchStageAux3, &mine->extra);
+            !st.ok())
             return st;
     }
     if (op.format.staged_once() && !plan.has_bad_id) {
@@ -178,8 +179,8 @@ Status publish_inputs(const DispatchOp& op,
             !st.ok())
             return st;
         if (staged.scales) {
-            if (Status st = publish_tensor(
-                    endpoint, *staged.scales, kScratchStaged, &mine->staged_scales);
+            if (Status st =
+                    publish_tensor(endpoint, *staged.scales, kScratchStaged, &mine->staged_scales);
                 !st.ok())
                 return st;
         }
@@ -197,7 +198,8 @@ RecordBounds dispatch_bounds(const DispatchOp& op, const Topology& topo, int nod
     bounds.x_dtype = op.in.x.dtype;
     bounds.expand_dtype = op.out.expand_x.dtype;
     bounds.v2 = topo.v2;
-    bounds.scale_rows = topo.v2 ? topo.shared_experts + topo.moe_expert_num : topo.moe_expert_num + 1;
+    bounds.scale_rows =
+        topo.v2 ? topo.shared_experts + topo.moe_expert_num : topo.moe_expert_num + 1;
     if (op.in.extra) {
         bounds.extra_columns = op.in.extra->dim(1);
         bounds.extra_dtype = op.in.extra->dtype;

@@ -42,7 +42,9 @@ struct Topology {
     // meet shared expert j on rank (src mod R) + j·R.
     int64_t replicas() const { return shared_experts > 0 ? shared_rank_num / shared_experts : 0; }
     int64_t shared_expert_of(int64_t rank) const { return v2 ? rank / replicas() : 0; }
-    int64_t shared_rank_for(int64_t src, int64_t j) const { return src % replicas() + j * replicas(); }
+    int64_t shared_rank_for(int64_t src, int64_t j) const {
+        return src % replicas() + j * replicas();
+    }
 
     // The row of the smooth scales a row to MoE expert e (or to shared rank s) uses: V1 e + (S > 0)
     // and 0; V2 N + e and s's shared expert.

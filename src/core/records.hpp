@@ -138,9 +138,9 @@ struct DispatchRecord {
     transport::RegionRef plan;
     int64_t num_active = 0;
     int32_t active_listed = 0;
-    int32_t bad_id = 0;         // the plan found an active id outside [0, E') (first one below)
+    int32_t bad_id = 0;  // the plan found an active id outside [0, E') (first one below)
     int32_t bad_value = 0;
-    int32_t bad_mask = 0;       // a 1-D mask that is not a prefix (first bad token below)
+    int32_t bad_mask = 0;  // a 1-D mask that is not a prefix (first bad token below)
     int64_t bad_mask_token = 0;
     int64_t bad_token = 0;
     int64_t bad_k = 0;
@@ -153,7 +153,8 @@ struct DispatchRecord {
     // scales (dynamicScales' layout per row); receivers copy them. Absent otherwise.
     TensorRef staged_rows;
     TensorRef staged_scales;
-    int64_t most_rows_to_one_expert = 0;  // the largest block this sender sends (a padded layout's bound)
+    int64_t most_rows_to_one_expert =
+        0;  // the largest block this sender sends (a padded layout's bound)
     int32_t rows_to[kRecordedRanks] = {};
     int32_t tokens_to_node[kMaxNodes] = {};
 };
@@ -192,16 +193,16 @@ const Record& record_of(const transport::Transport& endpoint, int rank, uint64_t
 // rank's header carries and check_headers compared).
 struct RecordBounds {
     int64_t world = 0;
-    int64_t experts = 0;       // E
-    int64_t top_k = 0;         // K
-    int64_t hidden = 0;        // H
-    int64_t nodes = 1;         // nodes of the group
+    int64_t experts = 0;  // E
+    int64_t top_k = 0;    // K
+    int64_t hidden = 0;   // H
+    int64_t nodes = 1;    // nodes of the group
     DType x_dtype = DType::kBFloat16;
     DType expand_dtype = DType::kBFloat16;
-    int64_t local_blocks_moe = 0;     // W·L: epSendCounts entries of a MoE rank
+    int64_t local_blocks_moe = 0;  // W·L: epSendCounts entries of a MoE rank
     bool tp = false;
     bool v2 = false;
-    int64_t scale_rows = 0;  // per-expert scales' rows: E + 1 (V1), N + E (V2)
+    int64_t scale_rows = 0;     // per-expert scales' rows: E + 1 (V1), N + E (V2)
     int64_t padded_stride = 0;  // combine: maxBs when owners' rows are expert-padded, else 0
     int64_t extra_columns = 0;  // dispatch: S of extra (0: none), in extra_dtype
     DType extra_dtype = DType::kBFloat16;

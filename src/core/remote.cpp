@@ -122,7 +122,8 @@ void write_pack(const DispatchOp& op,
                 4);
             if (p.flags) {
                 out[p.at_flags + i * static_cast<std::size_t>(k_count) +
-                    static_cast<std::size_t>(k)] = static_cast<std::byte>(entry_active(mask, plan, t, k) ? 1 : 0);
+                    static_cast<std::size_t>(k)] =
+                    static_cast<std::byte>(entry_active(mask, plan, t, k) ? 1 : 0);
             }
             if (p.weights) {
                 const float w = load2<float>(*op.in.expert_scales, t, k);
@@ -248,8 +249,7 @@ Status bring_remote_sources(const DispatchOp& op,
                                   topo.v2)
                           .total;
     }
-    auto* send_buffer =
-        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
+    auto* send_buffer = static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
     if (send_buffer == nullptr)
         return {Code::kRuntime, "the bytes between nodes must find shared memory, got none"};
     const TensorView staged_rows = view_of(endpoint, me, mine.staged_rows);
@@ -258,10 +258,11 @@ Status bring_remote_sources(const DispatchOp& op,
     std::vector<std::span<const std::byte>> send(static_cast<std::size_t>(world));
     for (int n = 0; n < nodes; ++n) {
         if (n == my_node || needed[static_cast<std::size_t>(n)].empty()) continue;
-        const PackLayout p = pack_layout(mine,
-                                         static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()),
-                                         op.hidden,
-                                         topo.v2);
+        const PackLayout p =
+            pack_layout(mine,
+                        static_cast<int64_t>(needed[static_cast<std::size_t>(n)].size()),
+                        op.hidden,
+                        topo.v2);
         std::byte* out = send_buffer + send_at[static_cast<std::size_t>(n)];
         write_pack(
             op, mine, plan, staged_rows, staged_scales, needed[static_cast<std::size_t>(n)], out);
@@ -281,15 +282,13 @@ Status bring_remote_sources(const DispatchOp& op,
             pack_layout(rec, rec.tokens_to_node[my_node], op.hidden, topo.v2);
         recv_at[static_cast<std::size_t>(s)] = recv_total;
         recv_total += layouts[static_cast<std::size_t>(s)].total;
-        plans_total += align(static_cast<std::size_t>(rec.num_experts + 1 +
-                                                      rec.tokens_to_node[my_node] * rec.top_k +
-                                                      rec.num_tokens +
-                                                      rec.tokens_to_node[my_node]) *
-                             4);
+        plans_total += align(
+            static_cast<std::size_t>(rec.num_experts + 1 + rec.tokens_to_node[my_node] * rec.top_k +
+                                     rec.num_tokens + rec.tokens_to_node[my_node]) *
+            4);
         ++served;
     }
-    auto* recv_buffer =
-        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
+    auto* recv_buffer = static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
     std::vector<std::span<std::byte>> recv(static_cast<std::size_t>(world));
     for (int s = 0; s < world; ++s) {
         const std::size_t bytes = layouts[static_cast<std::size_t>(s)].total;
@@ -345,7 +344,8 @@ Status bring_remote_sources(const DispatchOp& op,
         auto* arrays = reinterpret_cast<int32_t*>(plans + plan_at);
         int32_t* at = std::copy(compact.expert_begin.begin(), compact.expert_begin.end(), arrays);
         at = std::copy(compact.entries_by_expert.begin(), compact.entries_by_expert.end(), at);
-        for (int64_t i = 0; i < active; ++i) *at++ = static_cast<int32_t>(compact.active_token_at(i));
+        for (int64_t i = 0; i < active; ++i)
+            *at++ = static_cast<int32_t>(compact.active_token_at(i));
         int32_t* compact_of = at;
         std::fill(compact_of, compact_of + rec.num_tokens, -1);
         for (int64_t i = 0; i < p.count; ++i) {
@@ -353,8 +353,10 @@ Status bring_remote_sources(const DispatchOp& op,
             std::memcpy(&t, pack + p.at_tokens + static_cast<std::size_t>(i) * 4, 4);
             if (t >= 0 && t < rec.num_tokens) compact_of[t] = static_cast<int32_t>(i);
         }
-        const std::size_t plan_bytes = static_cast<std::size_t>(
-            rec.num_experts + 1 + p.count * rec.top_k + active + rec.num_tokens) * 4;
+        const std::size_t plan_bytes =
+            static_cast<std::size_t>(rec.num_experts + 1 + p.count * rec.top_k + active +
+                                     rec.num_tokens) *
+            4;
         DirectoryEntry& d = directory[entry++];
         d = DirectoryEntry{};
         d.source = s;
@@ -364,8 +366,7 @@ Status bring_remote_sources(const DispatchOp& op,
             if (Status st = endpoint.expose(pack, p.total, kScratchRemoteRecv, &d.pack); !st.ok())
                 return st;
         }
-        if (Status st = endpoint.expose(arrays, plan_bytes, kScratchRemotePlans, &d.plan);
-            !st.ok())
+        if (Status st = endpoint.expose(arrays, plan_bytes, kScratchRemotePlans, &d.plan); !st.ok())
             return st;
         plan_at += align(plan_bytes);
     }
@@ -374,8 +375,8 @@ Status bring_remote_sources(const DispatchOp& op,
     transport::Transport& node = *endpoint.node_group();
     NodeRecord mine_node;
     mine_node.entries = entry;
-    if (Status st = node.expose(
-            directory, directory_bytes, kScratchRemotePlans, &mine_node.directory);
+    if (Status st =
+            node.expose(directory, directory_bytes, kScratchRemotePlans, &mine_node.directory);
         !st.ok())
         return st;
     *node_call = node.begin_call();
@@ -418,7 +419,8 @@ Status bring_remote_sources(const DispatchOp& op,
                           std::to_string(rec.tokens_to_node[my_node]));
         const PackLayout p = pack_layout(rec, found->count, op.hidden, topo.v2);
         if (found->active < 0 || found->active > found->count || (!topo.v2 && found->active != 0))
-            return broken("a directory entry of " + std::to_string(found->active) + " active tokens");
+            return broken("a directory entry of " + std::to_string(found->active) +
+                          " active tokens");
         const int64_t active = found->active;
         const std::size_t plan_entries = static_cast<std::size_t>(
             rec.num_experts + 1 + p.count * rec.top_k + active + rec.num_tokens);
@@ -431,8 +433,8 @@ Status bring_remote_sources(const DispatchOp& op,
                     "the rows of rank " + std::to_string(s) + " must be mappable on this node"};
         auto& copy = plan_copies[static_cast<std::size_t>(s)];
         copy.assign(arrays, arrays + plan_entries);
-        if (std::string why =
-                check_plan_arrays(copy.data(), rec.num_experts, p.count, rec.top_k, active, topo.v2);
+        if (std::string why = check_plan_arrays(
+                copy.data(), rec.num_experts, p.count, rec.top_k, active, topo.v2);
             !why.empty())
             return broken(why);
         const int32_t* plan_entries_at = copy.data() + rec.num_experts + 1;
@@ -443,7 +445,8 @@ Status bring_remote_sources(const DispatchOp& op,
         int64_t mapped = 0;
         for (int64_t t = 0; t < rec.num_tokens; ++t) {
             const int32_t row = compact_of[t];
-            if (row < -1 || row >= p.count || (row >= 0 && token_of[static_cast<std::size_t>(row)] >= 0))
+            if (row < -1 || row >= p.count ||
+                (row >= 0 && token_of[static_cast<std::size_t>(row)] >= 0))
                 return broken("a token map entry of " + std::to_string(row));
             if (row >= 0) {
                 token_of[static_cast<std::size_t>(row)] = static_cast<int32_t>(t);
@@ -532,11 +535,16 @@ Status bring_remote_rows(const CombineOp& op,
     const int64_t my_blocks = topo.local_experts(me);
     std::vector<std::size_t> send_rows(static_cast<std::size_t>(world), 0);
     std::size_t send_total = 0;
-    auto counts_through = [&](int64_t b) -> int64_t { return load1<int32_t>(op.in.ep_send_counts, b); };
+    auto counts_through = [&](int64_t b) -> int64_t {
+        return load1<int32_t>(op.in.ep_send_counts, b);
+    };
     auto block_rows = [&](int64_t b, int64_t* begin) {
         const int64_t before = packed_begin_of(b, counts_through);
         *begin = op.config.expert_padded()
-                     ? padded_block_begin(b, world, op.config.max_bs(bs), before,
+                     ? padded_block_begin(b,
+                                          world,
+                                          op.config.max_bs(bs),
+                                          before,
                                           packed_begin_of(b / world * world, counts_through))
                      : before;
         return counts_through(b) - before;
@@ -575,10 +583,8 @@ Status bring_remote_rows(const CombineOp& op,
         recv_at[static_cast<std::size_t>(d)] = recv_total;
         recv_total += span_bytes(static_cast<std::size_t>(recv_rows[static_cast<std::size_t>(d)]));
     }
-    auto* send_buffer =
-        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
-    auto* recv_buffer =
-        static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
+    auto* send_buffer = static_cast<std::byte*>(endpoint.scratch(kScratchRemoteSend, send_total));
+    auto* recv_buffer = static_cast<std::byte*>(endpoint.scratch(kScratchRemoteRecv, recv_total));
     if (send_buffer == nullptr || recv_buffer == nullptr)
         return {Code::kRuntime, "the rows between nodes must find memory, got none"};
     std::vector<std::span<const std::byte>> send(static_cast<std::size_t>(world));
@@ -643,10 +649,10 @@ Status bring_remote_rows(const CombineOp& op,
         v.ep_send_counts = TensorView::contiguous(c, DType::kInt32, {blocks});
         if (triples) {
             const auto rows = static_cast<std::size_t>(running);
-            v.assist = TensorView::contiguous(recv_buffer + recv_at[static_cast<std::size_t>(d)] +
-                                                  (rows * row_bytes + 3) / 4 * 4,
-                                              DType::kInt32,
-                                              {3 * running});
+            v.assist = TensorView::contiguous(
+                recv_buffer + recv_at[static_cast<std::size_t>(d)] + (rows * row_bytes + 3) / 4 * 4,
+                DType::kInt32,
+                {3 * running});
         }
         fake_at += static_cast<std::size_t>(blocks);
     }

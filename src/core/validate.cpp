@@ -1,7 +1,7 @@
 // The first phase: every check that needs no peer, read top to bottom like the constraint
-// list of Ascend's documentation. Codes: 161001 null, 161002 dtype, 561002 shape or attribute (docs/contract.md §7).
-// GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC PR 105329) for several
-// messages built here.
+// list of Ascend's documentation. Codes: 161001 null, 161002 dtype, 561002 shape or attribute
+// (docs/contract.md §7). GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC PR
+// 105329) for several messages built here.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wrestrict"
 #endif
@@ -79,8 +79,8 @@ bool is_8bit_float(DType d) {
     return d == DType::kFp8E4M3 || d == DType::kFp8E5M2 || d == DType::kHiFloat8;
 }
 
-// docs/contract.md §5's table, dtypes: per quantMode the dtypes of x and expandX, and which of scales and
-// dynamicScales the mode needs.
+// docs/contract.md §5's table, dtypes: per quantMode the dtypes of x and expandX, and which of
+// scales and dynamicScales the mode needs.
 //   mode 0: expandX = x; x fp16/bf16 (scales null) or pre-quantized fp8/hifloat8 (scales (BS)
 //           fp32 required, dynamicScales fp32)
 //   mode 1: expandX int8 or hifloat8, scales required
@@ -267,11 +267,12 @@ ProfileFacts facts_of(const MoeConfig& config, const CallExtras& extras, bool co
 // extra (BS, S) and expandExtra (>= T·A, S) of one dtype, both or neither; S·elem ≤ 64 KiB.
 Status check_extra(const DispatchInputs& in, const DispatchOutputs& out, int64_t bs, int64_t rows) {
     if (!in.extra && !out.expand_extra) return Status::Ok();
-    MOEDIST_REQUIRE(in.extra.has_value() && out.expand_extra.has_value(),
-                    Code::kNullptr,
-                    in.extra ? "expandExtra" : "extra",
-                    in.extra ? "non-null when extra is given" : "non-null when expandExtra is given",
-                    "nullptr");
+    MOEDIST_REQUIRE(
+        in.extra.has_value() && out.expand_extra.has_value(),
+        Code::kNullptr,
+        in.extra ? "expandExtra" : "extra",
+        in.extra ? "non-null when extra is given" : "non-null when expandExtra is given",
+        "nullptr");
     MOEDIST_TRY(check_rank(*in.extra, "extra", 2));
     MOEDIST_TRY(check_rank(*out.expand_extra, "expandExtra", 2));
     MOEDIST_TRY(check_dtype(*out.expand_extra, "expandExtra", {in.extra->dtype}));
@@ -495,11 +496,12 @@ Status check_combine_call(const MoeConfig& config,
     MOEDIST_TRY(check_rank(in.expert_scales, "expertScales", 2));
     // V2: an empty expertScales (a dim 0) asks for an unweighted sum.
     const bool unweighted = config.v2() && in.expert_scales.numel() == 0;
-    MOEDIST_REQUIRE(unweighted || (in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k),
-                    Code::kInnerTiling,
-                    "expertScales shape",
-                    "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
-                    shape_of(in.expert_scales));
+    MOEDIST_REQUIRE(
+        unweighted || (in.expert_scales.dim(0) == bs && in.expert_scales.dim(1) == top_k),
+        Code::kInnerTiling,
+        "expertScales shape",
+        "(BS, K) = (" + std::to_string(bs) + ", " + std::to_string(top_k) + ")",
+        shape_of(in.expert_scales));
     if (T == 2) {
         MOEDIST_TRY(
             check_min_1d(*in.tp_send_counts, "tpSendCounts", need.tp_recv_counts, "tpWorldSize"));
@@ -509,7 +511,8 @@ Status check_combine_call(const MoeConfig& config,
         // The rows this rank received (its own): the last of its epSendCounts, within expandX.
         const int64_t own_rows =
             in.ep_send_counts.dim(0) >= blocks && blocks > 0
-                ? std::clamp<int64_t>(load1<int32_t>(in.ep_send_counts, blocks - 1), 0, in.expand_x.dim(0))
+                ? std::clamp<int64_t>(
+                      load1<int32_t>(in.ep_send_counts, blocks - 1), 0, in.expand_x.dim(0))
                 : 0;
         MOEDIST_TRY(check_combine_v2(config, in, x_out, bs, top_k, hidden, own_rows));
     } else {

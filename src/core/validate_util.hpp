@@ -11,7 +11,6 @@
 
 namespace moedist::core {
 
-
 // H bound: keeps every product of H with a row count, a block count or a byte size in int64.
 constexpr int64_t kMaxHidden = int64_t{1} << 24;
 // The most bytes a token may carry beside its row (DispatchInputs::extra).
@@ -26,9 +25,9 @@ inline std::string shape_of(const TensorView& t) {
 }
 
 inline Status fail(Code code,
-            const std::string& param,
-            const std::string& expected,
-            const std::string& actual) {
+                   const std::string& param,
+                   const std::string& expected,
+                   const std::string& actual) {
     return {code, param + " must be " + expected + ", got " + actual};
 }
 
@@ -37,7 +36,9 @@ inline Status fail(Code code,
         if (!(cond)) return fail(code, param, expected, actual); \
     } while (0)
 
-inline Status check_dtype(const TensorView& t, const char* name, std::initializer_list<DType> allowed) {
+inline Status check_dtype(const TensorView& t,
+                          const char* name,
+                          std::initializer_list<DType> allowed) {
     std::string names;
     for (DType d : allowed) {
         if (t.dtype == d) return Status::Ok();
@@ -89,9 +90,9 @@ inline Status check_rank(const TensorView& t, const char* name, int32_t ndim) {
 }
 
 inline Status check_min_1d(const TensorView& t,
-                    const char* name,
-                    int64_t min_len,
-                    const std::string& what) {
+                           const char* name,
+                           int64_t min_len,
+                           const std::string& what) {
     if (Status s = check_rank(t, name, 1); !s.ok()) return s;
     MOEDIST_REQUIRE(t.dim(0) >= min_len,
                     Code::kInnerTiling,
@@ -134,6 +135,5 @@ inline Status check_no_overlap(const TensorView& t, const char* name) {
     do {                                             \
         if (Status s_ = (expr); !s_.ok()) return s_; \
     } while (0)
-
 
 }  // namespace moedist::core

@@ -64,7 +64,8 @@ int wait_all(std::vector<MPI_Request>& requests, transport::Clock::time_point de
     auto next_check = transport::Clock::now() + std::chrono::milliseconds(10);
     for (int spins = 0;; ++spins) {
         int done = 0;
-        if (MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) !=
+        if (MPI_Testall(
+                static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE) !=
             MPI_SUCCESS)
             return -2;
         if (done) return -1;
@@ -145,12 +146,11 @@ public:
         mine_.assign(kMaxRecordBytes, std::byte{0});
         std::memcpy(mine_.data(), record.data(), std::min(record.size(), kMaxRecordBytes));
         std::byte* all = records_[call % 2].data();
-        std::memcpy(all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
+        std::memcpy(
+            all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
         post(mine_.data(), all, kMaxRecordBytes, kRecordTag);
     }
-    Status wait_published(uint64_t call,
-                          Clock::time_point deadline,
-                          int64_t* arrival_us) override {
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
         const auto start = Clock::now();
         if (Status s = wait(deadline, "arrive", call); !s.ok()) return s;
         if (arrival_us != nullptr) {  // MPI says when the round completed, not per rank
@@ -212,7 +212,9 @@ public:
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
         return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
     }
-    void* scratch_slot(int slot, std::size_t bytes) override { return node_->scratch_slot(slot, bytes); }
+    void* scratch_slot(int slot, std::size_t bytes) override {
+        return node_->scratch_slot(slot, bytes);
+    }
     bool pipelines_calls() const override { return false; }
     void set_scratch_bank(uint64_t call) override {
         Transport::set_scratch_bank(call);
@@ -299,7 +301,8 @@ private:
         }
         const int missing = open % size_;
         mark_broken("rank " + std::to_string(missing) + " of '" + name_ + "' must " + round +
-                    " within " + transport::timeout_text() + ", got no " + round + " (call " + std::to_string(call) + ")");
+                    " within " + transport::timeout_text() + ", got no " + round + " (call " +
+                    std::to_string(call) + ")");
         requests_.clear();  // abandoned: the group is broken for good
         return broken_status();
     }
@@ -546,7 +549,12 @@ Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_nod
         all[0] = mine;
         std::vector<MPI_Request> requests(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
         for (int r = 1; r < size; ++r)
-            MPI_Irecv(&all[static_cast<std::size_t>(r)], sizeof(Settings), MPI_BYTE, r, kSettingsTag, comm,
+            MPI_Irecv(&all[static_cast<std::size_t>(r)],
+                      sizeof(Settings),
+                      MPI_BYTE,
+                      r,
+                      kSettingsTag,
+                      comm,
                       &requests[static_cast<std::size_t>(r)]);
         const int open = wait_all(requests, deadline);
         std::string why;
@@ -568,7 +576,8 @@ Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_nod
                       " (0: unset)";
             } else if (s.table_rank != -1 && (s.table_rank != r || s.table_size != size)) {
                 why = "the rank table's ranks must be the MPI ranks (mpirun -np " +
-                      std::to_string(s.table_size) + ", each process its own rank), got table rank " +
+                      std::to_string(s.table_size) +
+                      ", each process its own rank), got table rank " +
                       std::to_string(s.table_rank) + " of " + std::to_string(s.table_size) +
                       " on MPI rank " + std::to_string(r) + " of " + std::to_string(size);
             }
@@ -579,7 +588,13 @@ Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_nod
         std::vector<MPI_Request> sends(static_cast<std::size_t>(size), MPI_REQUEST_NULL);
         for (int r = 1; r < size; ++r) {
             if (open >= 0 && requests[static_cast<std::size_t>(r)] != MPI_REQUEST_NULL) continue;
-            MPI_Isend(&verdict, sizeof(verdict), MPI_BYTE, r, kVerdictTag, comm, &sends[static_cast<std::size_t>(r)]);
+            MPI_Isend(&verdict,
+                      sizeof(verdict),
+                      MPI_BYTE,
+                      r,
+                      kVerdictTag,
+                      comm,
+                      &sends[static_cast<std::size_t>(r)]);
         }
         (void)wait_all(sends, deadline + std::chrono::seconds(1));
     } else {
@@ -590,7 +605,8 @@ Status agree_on_settings(MPI_Comm comm, const Settings& mine, int* ranks_per_nod
         if (wait_all(requests, deadline + std::chrono::seconds(2)) != -1) {
             return {Code::kRuntime,
                     "rank 0 of the MPI communicator must answer from_mpi within "
-                    "MOEDIST_TIMEOUT_MS = " + std::to_string(util::timeout_ms()) + " ms, got no answer"};
+                    "MOEDIST_TIMEOUT_MS = " +
+                        std::to_string(util::timeout_ms()) + " ms, got no answer"};
         }
     }
     if (!verdict.ok) return {Code::kRuntime, util::peer_text(verdict.message)};

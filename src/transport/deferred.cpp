@@ -37,9 +37,7 @@ public:
     void publish(uint64_t call, std::span<const std::byte> record) override {
         if (ready()) inner_->publish(call, record);
     }
-    Status wait_published(uint64_t call,
-                          Clock::time_point deadline,
-                          int64_t* arrival_us) override {
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
         return ready() ? inner_->wait_published(call, deadline, arrival_us) : status_;
     }
     const std::byte* record(int rank, uint64_t call) const override {

@@ -162,9 +162,7 @@ public:
     void publish(uint64_t call, std::span<const std::byte> record) override {
         group_->protocol.publish(rank_, call, record);
     }
-    Status wait_published(uint64_t call,
-                          Clock::time_point deadline,
-                          int64_t* arrival_us) override {
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
         return group_->protocol.wait_published(call, deadline, arrival_us);
     }
     const std::byte* record(int rank, uint64_t call) const override {
@@ -347,7 +345,8 @@ Status join_process_group(int rank,
     }
     const Hello& root = hellos[0];
     std::vector<ProcessId> members(static_cast<std::size_t>(size));
-    for (int r = 0; r < size; ++r) members[static_cast<std::size_t>(r)] = hellos[static_cast<std::size_t>(r)].process;
+    for (int r = 0; r < size; ++r)
+        members[static_cast<std::size_t>(r)] = hellos[static_cast<std::size_t>(r)].process;
 
     Hello confirmed;
     confirmed.size = size;
@@ -356,11 +355,11 @@ Status join_process_group(int rank,
     confirmed.name_hash = name_hash;
     std::string why;
     if (rank != 0) {
-        Status fetched =
-            agent_fetch(root.process, AgentObject::kControl, root.group_id, bytes, deadline, &control);
+        Status fetched = agent_fetch(
+            root.process, AgentObject::kControl, root.group_id, bytes, deadline, &control);
         if (!fetched.ok()) {
-            why = "rank " + std::to_string(rank) + " must get rank 0's control block, got: " +
-                  fetched.message();
+            why = "rank " + std::to_string(rank) +
+                  " must get rank 0's control block, got: " + fetched.message();
         } else if ((base = map_control(control.get(), bytes, &why)) != nullptr) {
             const auto* header = reinterpret_cast<const ControlHeader*>(base);
             if (header->magic.load(std::memory_order_acquire) != SlotProtocol::kMagic ||

@@ -11,11 +11,9 @@
 //                                                   nobody reads this rank's memory any more
 //                                                   (docs/contract.md §3 completion, round 2)
 //
-// A wait that times out or sees a dead peer marks the group broken for good (docs/contract.md §7) and names
-// the rank; every later wait fails at once with that reason.
+// A wait that times out or sees a dead peer marks the group broken for good (docs/contract.md §7)
+// and names the rank; every later wait fails at once with that reason.
 #pragma once
-
-#include "moedist/export.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -26,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "moedist/export.hpp"
 #include "moedist/status.hpp"
 
 namespace moedist::transport {
@@ -90,8 +89,8 @@ struct RegionRef {
 
 // A group as another group's member names it (the TP pairing of two EP groups).
 struct GroupRef {
-    uint64_t id = 0;         // random; unique among the host's groups
-    ProcessId owner;         // processes: a member whose agent serves the control block
+    uint64_t id = 0;  // random; unique among the host's groups
+    ProcessId owner;  // processes: a member whose agent serves the control block
     uint64_t control_bytes = 0;
     bool operator==(const GroupRef& o) const { return id == o.id; }
 };
@@ -142,7 +141,9 @@ public:
     }
     // Selects the bank of call `sequence` (an endpoint that wraps or stages through another
     // forwards it).
-    virtual void set_scratch_bank(uint64_t sequence) { scratch_bank_ = static_cast<int>(sequence % 2); }
+    virtual void set_scratch_bank(uint64_t sequence) {
+        scratch_bank_ = static_cast<int>(sequence % 2);
+    }
 
     virtual int rank() const = 0;
     virtual int size() const = 0;

@@ -86,14 +86,16 @@ struct Rank {
     MoeConfig config;
     moedist::DispatchShapes shapes;
 
-    Rank(const MoeConfig& c, int64_t bs_, int64_t k_, int64_t h_) : bs(bs_), k(k_), h(h_), config(c) {
+    Rank(const MoeConfig& c, int64_t bs_, int64_t k_, int64_t h_)
+        : bs(bs_), k(k_), h(h_), config(c) {
         shapes = config.shapes(bs, k, h);
         x.assign(static_cast<std::size_t>(bs * h), moedist::bf16_from_float(1.0f));
         ids.assign(static_cast<std::size_t>(bs * k), 0);
         for (int64_t i = 0; i < bs * k; ++i)
             ids[static_cast<std::size_t>(i)] = static_cast<int32_t>(i % config.moe_expert_num);
         weights.assign(static_cast<std::size_t>(bs * k), 0.5f);
-        expand_x.assign(static_cast<std::size_t>(std::max<int64_t>(shapes.expand_x_rows, 1) * h), 0);
+        expand_x.assign(static_cast<std::size_t>(std::max<int64_t>(shapes.expand_x_rows, 1) * h),
+                        0);
         expand_idx.assign(static_cast<std::size_t>(std::max<int64_t>(shapes.expand_idx, 1)), 0);
         recv.assign(static_cast<std::size_t>(shapes.ep_recv_counts), 0);
         token_nums.assign(static_cast<std::size_t>(shapes.expert_token_nums), 0);
@@ -105,34 +107,43 @@ struct Rank {
         moedist::DispatchInputs in;
         in.x = TensorView::contiguous(x.data(), DType::kBFloat16, {bs, h});
         in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {bs, k});
-        if (!mask.empty()) in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
+        if (!mask.empty())
+            in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
         return in;
     }
     moedist::DispatchOutputs outputs() {
         moedist::DispatchOutputs out;
-        out.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {shapes.expand_x_rows, h});
-        out.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {shapes.expand_idx});
+        out.expand_x =
+            TensorView::contiguous(expand_x.data(), DType::kBFloat16, {shapes.expand_x_rows, h});
+        out.expand_idx =
+            TensorView::contiguous(expand_idx.data(), DType::kInt32, {shapes.expand_idx});
         out.expert_token_nums =
             TensorView::contiguous(token_nums.data(), DType::kInt64, {shapes.expert_token_nums});
-        out.ep_recv_counts = TensorView::contiguous(recv.data(), DType::kInt32, {shapes.ep_recv_counts});
+        out.ep_recv_counts =
+            TensorView::contiguous(recv.data(), DType::kInt32, {shapes.ep_recv_counts});
         if (config.tp_size() == 2)
             out.tp_recv_counts = TensorView::contiguous(tp_recv.data(), DType::kInt32, {2});
         if (config.v2())
-            out.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
+            out.assist_info =
+                TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
         return out;
     }
     moedist::CombineInputs combine_inputs() {
         moedist::CombineInputs in;
-        in.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {shapes.expand_x_rows, h});
+        in.expand_x =
+            TensorView::contiguous(expand_x.data(), DType::kBFloat16, {shapes.expand_x_rows, h});
         in.expert_ids = TensorView::contiguous(ids.data(), DType::kInt32, {bs, k});
         in.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {bs * k});
-        in.ep_send_counts = TensorView::contiguous(recv.data(), DType::kInt32, {shapes.ep_recv_counts});
+        in.ep_send_counts =
+            TensorView::contiguous(recv.data(), DType::kInt32, {shapes.ep_recv_counts});
         in.expert_scales = TensorView::contiguous(weights.data(), DType::kFloat32, {bs, k});
         if (config.tp_size() == 2)
             in.tp_send_counts = TensorView::contiguous(tp_recv.data(), DType::kInt32, {2});
         if (config.v2()) {
-            in.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
-            if (!mask.empty()) in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
+            in.assist_info =
+                TensorView::contiguous(assist.data(), DType::kInt32, {shapes.assist_info});
+            if (!mask.empty())
+                in.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs});
         }
         return in;
     }
@@ -168,18 +179,22 @@ void dispatch_all(const std::string& name,
                   const std::function<void(int, Rank&)>& edit_rank,
                   const char* scenario) {
     auto group = Communicator::create_local_group(world, name);
-    on_ranks(world, [&](int r) -> Status {
-        MoeConfig c = config_of(group[static_cast<std::size_t>(r)], experts);
-        int64_t my_bs = bs, my_k = k;
-        if (edit_config) edit_config(r, c, my_bs, my_k);
-        Rank rank(c, my_bs, my_k, 16);
-        if (edit_rank) edit_rank(r, rank);
-        std::optional<MoeDistributor> moe;
-        if (Status s = MoeDistributor::create(group[static_cast<std::size_t>(r)], std::nullopt, c, &moe);
-            !s.ok())
-            return s;
-        return moe->try_dispatch(rank.inputs(), rank.outputs());
-    }, scenario);
+    on_ranks(
+        world,
+        [&](int r) -> Status {
+            MoeConfig c = config_of(group[static_cast<std::size_t>(r)], experts);
+            int64_t my_bs = bs, my_k = k;
+            if (edit_config) edit_config(r, c, my_bs, my_k);
+            Rank rank(c, my_bs, my_k, 16);
+            if (edit_rank) edit_rank(r, rank);
+            std::optional<MoeDistributor> moe;
+            if (Status s = MoeDistributor::create(
+                    group[static_cast<std::size_t>(r)], std::nullopt, c, &moe);
+                !s.ok())
+                return s;
+            return moe->try_dispatch(rank.inputs(), rank.outputs());
+        },
+        scenario);
 }
 
 // ---- first phase (C++ API) ----
@@ -247,40 +262,89 @@ void too_many_entries() {
 // ---- run time (C++ API, threads) ----
 
 void bad_expert_id() {
-    dispatch_all("g", 8, 64, 4, 2, nullptr, [](int r, Rank& rank) {
-        if (r == 5) rank.ids[3 * 2 + 1] = 64;
-    }, "expert id");
+    dispatch_all(
+        "g",
+        8,
+        64,
+        4,
+        2,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 5) rank.ids[3 * 2 + 1] = 64;
+        },
+        "expert id");
 }
 
 void digest_mismatch() {
-    dispatch_all("g", 4, 8, 2, 8, [](int r, MoeConfig&, int64_t&, int64_t& k) {
-        if (r == 3) k = 4;
-    }, nullptr, "digest");
+    dispatch_all(
+        "g",
+        4,
+        8,
+        2,
+        8,
+        [](int r, MoeConfig&, int64_t&, int64_t& k) {
+            if (r == 3) k = 4;
+        },
+        nullptr,
+        "digest");
 }
 
 void unequal_bs() {
-    dispatch_all("unequal", 2, 2, 2, 1, [](int r, MoeConfig&, int64_t& bs, int64_t&) {
-        if (r == 1) bs = 1;
-    }, nullptr, "BS");
+    dispatch_all(
+        "unequal",
+        2,
+        2,
+        2,
+        1,
+        [](int r, MoeConfig&, int64_t& bs, int64_t&) {
+            if (r == 1) bs = 1;
+        },
+        nullptr,
+        "BS");
 }
 
 void over_capacity() {
-    dispatch_all("capacity", 2, 2, 1, 2, nullptr, [](int, Rank& rank) {
-        rank.ids.assign(rank.ids.size(), 0);  // duplicates: every entry to expert 0
-    }, "capacity");
+    dispatch_all(
+        "capacity",
+        2,
+        2,
+        1,
+        2,
+        nullptr,
+        [](int, Rank& rank) {
+            rank.ids.assign(rank.ids.size(), 0);  // duplicates: every entry to expert 0
+        },
+        "capacity");
 }
 
 void padded_block_past_max_bs() {  // every entry to expert 0: 2 rows to one expert, maxBs 1
-    dispatch_all("padded", 2, 2, 1, 2, [](int, MoeConfig& c, int64_t&, int64_t&) {
-        c.api = moedist::Api::kV2;
-        c.row_layout = moedist::RowLayout::kExpertPadded;
-    }, [](int, Rank& rank) { rank.ids.assign(rank.ids.size(), 0); }, "padded");
+    dispatch_all(
+        "padded",
+        2,
+        2,
+        1,
+        2,
+        [](int, MoeConfig& c, int64_t&, int64_t&) {
+            c.api = moedist::Api::kV2;
+            c.row_layout = moedist::RowLayout::kExpertPadded;
+        },
+        [](int, Rank& rank) { rank.ids.assign(rank.ids.size(), 0); },
+        "padded");
 }
 
 void first_phase_abort() {
-    dispatch_all("abort", 2, 2, 2, 1, nullptr, [](int r, Rank& rank) {
-        if (r == 1) rank.shapes.expand_x_rows = 1;  // expandX too short: rank 1's first phase fails
-    }, "abort");
+    dispatch_all(
+        "abort",
+        2,
+        2,
+        2,
+        1,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 1)
+                rank.shapes.expand_x_rows = 1;  // expandX too short: rank 1's first phase fails
+        },
+        "abort");
 }
 
 // Dispatch, then combine with `edit` applied to rank r's combine inputs.
@@ -291,29 +355,44 @@ void combine_with(const std::string& name,
                   const std::function<void(int, Rank&)>& edit,
                   const char* scenario) {
     auto group = Communicator::create_local_group(world, name);
-    on_ranks(world, [&](int r) -> Status {
-        MoeConfig c = config_of(group[static_cast<std::size_t>(r)], experts);
-        c.shared_expert_rank_num = shared_ranks;
-        c.shared_expert_num = shared_ranks > 0 ? 1 : 0;
-        Rank rank(c, 1, 1, 16);
-        rank.ids[0] = 0;
-        MoeDistributor moe(group[static_cast<std::size_t>(r)], std::nullopt, c);
-        if (Status s = moe.try_dispatch(rank.inputs(), rank.outputs()); !s.ok()) return s;
-        edit(r, rank);
-        return moe.try_combine(rank.combine_inputs(), rank.y_view());
-    }, scenario);
+    on_ranks(
+        world,
+        [&](int r) -> Status {
+            MoeConfig c = config_of(group[static_cast<std::size_t>(r)], experts);
+            c.shared_expert_rank_num = shared_ranks;
+            c.shared_expert_num = shared_ranks > 0 ? 1 : 0;
+            Rank rank(c, 1, 1, 16);
+            rank.ids[0] = 0;
+            MoeDistributor moe(group[static_cast<std::size_t>(r)], std::nullopt, c);
+            if (Status s = moe.try_dispatch(rank.inputs(), rank.outputs()); !s.ok()) return s;
+            edit(r, rank);
+            return moe.try_combine(rank.combine_inputs(), rank.y_view());
+        },
+        scenario);
 }
 
 void bad_combine_index() {
-    combine_with("combine", 2, 2, 0, [](int r, Rank& rank) {
-        if (r == 1) rank.expand_idx[0] = 5;
-    }, "combine index");
+    combine_with(
+        "combine",
+        2,
+        2,
+        0,
+        [](int r, Rank& rank) {
+            if (r == 1) rank.expand_idx[0] = 5;
+        },
+        "combine index");
 }
 
 void missing_shared_row() {
-    combine_with("shared", 2, 1, 1, [](int r, Rank& rank) {
-        if (r == 0) rank.recv.assign(rank.recv.size(), 0);  // the shared rank's counts
-    }, "shared row");
+    combine_with(
+        "shared",
+        2,
+        1,
+        1,
+        [](int r, Rank& rank) {
+            if (r == 0) rank.recv.assign(rank.recv.size(), 0);  // the shared rank's counts
+        },
+        "shared row");
 }
 
 // ---- the V2 family (C++ API, threads) ----
@@ -327,36 +406,79 @@ void v2_job(int world,
             const std::function<void(int, Rank&)>& edit_combine,
             const char* scenario) {
     auto group = Communicator::create_local_group(world, "v2");
-    on_ranks(world, [&](int r) -> Status {
-        MoeConfig c = config_of(group[static_cast<std::size_t>(r)], world - shared);
-        c.api = moedist::Api::kV2;
-        c.shared_expert_rank_num = shared;
-        c.shared_expert_num = shared;
-        c.zero_expert_num = 1;
-        Rank rank(c, 2, 1, 16);
-        rank.mask.assign(2, 1);
-        for (int64_t t = 0; t < 2; ++t)
-            rank.ids[static_cast<std::size_t>(t)] = static_cast<int32_t>((t + r) % (world - shared));
-        if (edit_dispatch) edit_dispatch(r, rank);
-        MoeDistributor moe(group[static_cast<std::size_t>(r)], std::nullopt, c);
-        if (Status s = moe.try_dispatch(rank.inputs(), rank.outputs()); !s.ok()) return s;
-        if (edit_combine) edit_combine(r, rank);
-        return moe.try_combine(rank.combine_inputs(), rank.y_view());
-    }, scenario);
+    on_ranks(
+        world,
+        [&](int r) -> Status {
+            MoeConfig c = config_of(group[static_cast<std::size_t>(r)], world - shared);
+            c.api = moedist::Api::kV2;
+            c.shared_expert_rank_num = shared;
+            c.shared_expert_num = shared;
+            c.zero_expert_num = 1;
+            Rank rank(c, 2, 1, 16);
+            rank.mask.assign(2, 1);
+            for (int64_t t = 0; t < 2; ++t)
+                rank.ids[static_cast<std::size_t>(t)] =
+                    static_cast<int32_t>((t + r) % (world - shared));
+            if (edit_dispatch) edit_dispatch(r, rank);
+            MoeDistributor moe(group[static_cast<std::size_t>(r)], std::nullopt, c);
+            if (Status s = moe.try_dispatch(rank.inputs(), rank.outputs()); !s.ok()) return s;
+            if (edit_combine) edit_combine(r, rank);
+            return moe.try_combine(rank.combine_inputs(), rank.y_view());
+        },
+        scenario);
 }
 
 void v2_runtime() {
-    v2_job(2, 0, [](int r, Rank& rank) { if (r == 1) rank.mask = {0, 1}; }, nullptr, "V2 prefix");
-    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 1) rank.mask = {0, 1}; },
-           "V2 combine prefix");
-    v2_job(2, 0, [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 0}, rank.ids[1] = 99; },
-           [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 1}; }, "V2 combine id");
-    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 1) rank.mask = {1, 0}; },
-           "V2 combine mask");
-    v2_job(2, 0, nullptr, [](int r, Rank& rank) { if (r == 0) rank.assist[1] = 1 - rank.assist[1]; },
-           "V2 triple");
-    v2_job(3, 1, nullptr, [](int r, Rank& rank) { if (r == 0) rank.assist[1] = 1 - rank.assist[1]; },
-           "V2 shared triple");
+    v2_job(
+        2,
+        0,
+        [](int r, Rank& rank) {
+            if (r == 1) rank.mask = {0, 1};
+        },
+        nullptr,
+        "V2 prefix");
+    v2_job(
+        2,
+        0,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 1) rank.mask = {0, 1};
+        },
+        "V2 combine prefix");
+    v2_job(
+        2,
+        0,
+        [](int r, Rank& rank) {
+            if (r == 1) rank.mask = {1, 0}, rank.ids[1] = 99;
+        },
+        [](int r, Rank& rank) {
+            if (r == 1) rank.mask = {1, 1};
+        },
+        "V2 combine id");
+    v2_job(
+        2,
+        0,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 1) rank.mask = {1, 0};
+        },
+        "V2 combine mask");
+    v2_job(
+        2,
+        0,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 0) rank.assist[1] = 1 - rank.assist[1];
+        },
+        "V2 triple");
+    v2_job(
+        3,
+        1,
+        nullptr,
+        [](int r, Rank& rank) {
+            if (r == 0) rank.assist[1] = 1 - rank.assist[1];
+        },
+        "V2 shared triple");
 }
 
 void v2_first_phase() {
@@ -384,7 +506,8 @@ void one_call_at_a_time() {
     c.timeout_ms = 1000;
     Rank a(c, 1, 1, 16), b(c, 1, 1, 16);
     MoeDistributor moe(group[0], std::nullopt, c);
-    std::thread first([&] { (void)moe.try_dispatch(a.inputs(), a.outputs()); });  // rank 1 never comes
+    std::thread first(
+        [&] { (void)moe.try_dispatch(a.inputs(), a.outputs()); });  // rank 1 never comes
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     emit_status("one call", moe.try_dispatch(b.inputs(), b.outputs()));
     first.join();
@@ -456,20 +579,27 @@ void tp_job(int groups,
     std::vector<Job> jobs;
     for (std::size_t i = 0; i < tp_pairs.size(); ++i) {
         const auto& [a, b] = tp_pairs[i];
-        jobs.push_back({ep[static_cast<std::size_t>(a.group)][static_cast<std::size_t>(a.rank)], tp[i][0], a.group});
-        jobs.push_back({ep[static_cast<std::size_t>(b.group)][static_cast<std::size_t>(b.rank)], tp[i][1], b.group});
+        jobs.push_back({ep[static_cast<std::size_t>(a.group)][static_cast<std::size_t>(a.rank)],
+                        tp[i][0],
+                        a.group});
+        jobs.push_back({ep[static_cast<std::size_t>(b.group)][static_cast<std::size_t>(b.rank)],
+                        tp[i][1],
+                        b.group});
     }
-    on_ranks(static_cast<int>(jobs.size()), [&](int j) -> Status {
-        Job& job = jobs[static_cast<std::size_t>(j)];
-        MoeConfig c = config_of(job.ep, 2);
-        c.tp_world_size = 2;
-        c.tp_rank_id = job.tp.rank();
-        c.timeout_ms = 2000;
-        Rank rank(c, 1, top_k(job.group), 16);
-        std::optional<MoeDistributor> moe;
-        if (Status s = MoeDistributor::create(job.ep, job.tp, c, &moe); !s.ok()) return s;
-        return moe->try_dispatch(rank.inputs(), rank.outputs());
-    }, scenario);
+    on_ranks(
+        static_cast<int>(jobs.size()),
+        [&](int j) -> Status {
+            Job& job = jobs[static_cast<std::size_t>(j)];
+            MoeConfig c = config_of(job.ep, 2);
+            c.tp_world_size = 2;
+            c.tp_rank_id = job.tp.rank();
+            c.timeout_ms = 2000;
+            Rank rank(c, 1, top_k(job.group), 16);
+            std::optional<MoeDistributor> moe;
+            if (Status s = MoeDistributor::create(job.ep, job.tp, c, &moe); !s.ok()) return s;
+            return moe->try_dispatch(rank.inputs(), rank.outputs());
+        },
+        scenario);
 }
 
 void tp_pairings() {
@@ -477,19 +607,28 @@ void tp_pairings() {
     // TP peers of different EP ranks.
     tp_job(2, {{{0, 0}, {1, 1}}, {{0, 1}, {1, 0}}}, one, "tp rank");
     // Each EP group's two ranks pair with two different groups.
-    tp_job(4, {{{0, 0}, {1, 0}}, {{0, 1}, {2, 1}}, {{1, 1}, {3, 1}}, {{2, 0}, {3, 0}}}, one,
+    tp_job(4,
+           {{{0, 0}, {1, 0}}, {{0, 1}, {2, 1}}, {{1, 1}, {3, 1}}, {{2, 0}, {3, 0}}},
+           one,
            "tp groups");
     // Two paired EP groups that disagree on K.
-    tp_job(2, {{{0, 0}, {1, 0}}, {{0, 1}, {1, 1}}}, [](int g) -> int64_t { return g + 1; },
-           "tp digest");
+    tp_job(
+        2,
+        {{{0, 0}, {1, 0}}, {{0, 1}, {1, 1}}},
+        [](int g) -> int64_t { return g + 1; },
+        "tp digest");
 }
 
 // ---- the C API ----
 
 struct AclTensor {
     aclTensor* t = nullptr;
-    AclTensor(std::vector<int64_t> dims, aclDataType dtype, void* data, const int64_t* strides = nullptr) {
-        t = aclCreateTensor(dims.data(), dims.size(), dtype, strides, 0, ACL_FORMAT_ND, nullptr, 0, data);
+    AclTensor(std::vector<int64_t> dims,
+              aclDataType dtype,
+              void* data,
+              const int64_t* strides = nullptr) {
+        t = aclCreateTensor(
+            dims.data(), dims.size(), dtype, strides, 0, ACL_FORMAT_ND, nullptr, 0, data);
     }
     ~AclTensor() { aclDestroyTensor(t); }
     AclTensor(const AclTensor&) = delete;
@@ -510,10 +649,33 @@ struct CDispatch {
           recv({rank.shapes.ep_recv_counts}, ACL_INT32, rank.recv.data()) {}
     aclnnStatus phase_one(const char* group, const aclTensor* x_tensor, aclOpExecutor** exec) {
         uint64_t ws = 0;
-        return aclnnMoeDistributeDispatchGetWorkspaceSize(
-            x_tensor, ids.t, nullptr, nullptr, nullptr, group, rank.config.ep_world_size,
-            rank.config.ep_rank_id, rank.config.moe_expert_num, "", 0, 0, 0, 0, 0, 0, 0, 0,
-            expand_x.t, nullptr, expand_idx.t, token_nums.t, recv.t, nullptr, nullptr, &ws, exec);
+        return aclnnMoeDistributeDispatchGetWorkspaceSize(x_tensor,
+                                                          ids.t,
+                                                          nullptr,
+                                                          nullptr,
+                                                          nullptr,
+                                                          group,
+                                                          rank.config.ep_world_size,
+                                                          rank.config.ep_rank_id,
+                                                          rank.config.moe_expert_num,
+                                                          "",
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          0,
+                                                          expand_x.t,
+                                                          nullptr,
+                                                          expand_idx.t,
+                                                          token_nums.t,
+                                                          recv.t,
+                                                          nullptr,
+                                                          nullptr,
+                                                          &ws,
+                                                          exec);
     }
 };
 
@@ -603,13 +765,44 @@ void c_api_v2() {
     AclTensor expand_t({1, 16}, ACL_BF16, expand_x.data()), assist_t({3}, ACL_INT32, assist.data());
     AclTensor nums_t({1}, ACL_INT64, token_nums.data()), recv_t({1}, ACL_INT32, recv.data());
     AclTensor weights_t({1, 1}, ACL_FLOAT, weights.data()), out_t({1, 16}, ACL_BF16, x.data());
-    auto dispatch = [&](aclTensor* assist_out, const aclTensor* elastic, const char* alg,
+    auto dispatch = [&](aclTensor* assist_out,
+                        const aclTensor* elastic,
+                        const char* alg,
                         aclOpExecutor** exec) {
         uint64_t ws = 0;
-        return aclnnMoeDistributeDispatchV4GetWorkspaceSize(
-            x_t.t, ids_t.t, nullptr, nullptr, nullptr, elastic, nullptr, group.c_str(), 1, 0, 1,
-            "", 0, 0, 0, 1, 0, 0, 0, 1, alg, 0, 0, 0, expand_t.t, nullptr, assist_out, nums_t.t,
-            recv_t.t, nullptr, nullptr, &ws, exec);
+        return aclnnMoeDistributeDispatchV4GetWorkspaceSize(x_t.t,
+                                                            ids_t.t,
+                                                            nullptr,
+                                                            nullptr,
+                                                            nullptr,
+                                                            elastic,
+                                                            nullptr,
+                                                            group.c_str(),
+                                                            1,
+                                                            0,
+                                                            1,
+                                                            "",
+                                                            0,
+                                                            0,
+                                                            0,
+                                                            1,
+                                                            0,
+                                                            0,
+                                                            0,
+                                                            1,
+                                                            alg,
+                                                            0,
+                                                            0,
+                                                            0,
+                                                            expand_t.t,
+                                                            nullptr,
+                                                            assist_out,
+                                                            nums_t.t,
+                                                            recv_t.t,
+                                                            nullptr,
+                                                            nullptr,
+                                                            &ws,
+                                                            exec);
     };
     aclOpExecutor* exec = nullptr;
     if (dispatch(nullptr, nullptr, "", &exec) != 0) emit_acl("null assistInfoForCombine");
@@ -620,11 +813,45 @@ void c_api_v2() {
     if (aclnnMoeDistributeDispatchV4(nullptr, 0, exec, nullptr) != 0) emit_acl("dispatch V4");
     uint64_t ws = 0;
     exec = nullptr;
-    if (aclnnMoeDistributeCombineV4GetWorkspaceSize(
-            expand_t.t, ids_t.t, assist_t.t, recv_t.t, weights_t.t, nullptr, nullptr, nullptr,
-            nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-            group.c_str(), 1, 0, 1, "", 0, 0, 0, 1, 0, 0, 2, 0, 0, nullptr, 0, 0, 0, out_t.t, &ws,
-            &exec) != 0)
+    if (aclnnMoeDistributeCombineV4GetWorkspaceSize(expand_t.t,
+                                                    ids_t.t,
+                                                    assist_t.t,
+                                                    recv_t.t,
+                                                    weights_t.t,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    nullptr,
+                                                    group.c_str(),
+                                                    1,
+                                                    0,
+                                                    1,
+                                                    "",
+                                                    0,
+                                                    0,
+                                                    0,
+                                                    1,
+                                                    0,
+                                                    0,
+                                                    2,
+                                                    0,
+                                                    0,
+                                                    nullptr,
+                                                    0,
+                                                    0,
+                                                    0,
+                                                    out_t.t,
+                                                    &ws,
+                                                    &exec) != 0)
         emit_acl("outDtype");
     HcclCommDestroy(comm);
 }
@@ -678,7 +905,12 @@ void out_of_memory() {
     const std::string group = comm_name(comm);
     const int64_t bs = int64_t{1} << 28;
     auto reserve = [](std::size_t bytes) {
-        void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        void* p = mmap(nullptr,
+                       bytes,
+                       PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1,
+                       0);
         return p == MAP_FAILED ? nullptr : p;
     };
     const std::size_t expand_bytes = static_cast<std::size_t>(bs) * 2;
@@ -701,9 +933,33 @@ void out_of_memory() {
     AclTensor rc({1}, ACL_INT32, &recv);
     uint64_t ws = 0;
     aclOpExecutor* exec = nullptr;
-    if (aclnnMoeDistributeDispatchGetWorkspaceSize(x.t, ids.t, nullptr, nullptr, nullptr, group.c_str(), 1, 0,
-                                                   1, "", 0, 0, 0, 0, 0, 0, 0, 0, ex.t, nullptr, idx.t, tn.t,
-                                                   rc.t, nullptr, nullptr, &ws, &exec) != 0) {
+    if (aclnnMoeDistributeDispatchGetWorkspaceSize(x.t,
+                                                   ids.t,
+                                                   nullptr,
+                                                   nullptr,
+                                                   nullptr,
+                                                   group.c_str(),
+                                                   1,
+                                                   0,
+                                                   1,
+                                                   "",
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   0,
+                                                   ex.t,
+                                                   nullptr,
+                                                   idx.t,
+                                                   tn.t,
+                                                   rc.t,
+                                                   nullptr,
+                                                   nullptr,
+                                                   &ws,
+                                                   &exec) != 0) {
         emit_acl("out of memory, phase one");
         return;
     }
@@ -749,7 +1005,9 @@ std::string table_of(const std::string& devices) {
     return "{\"server_list\":[{\"server_id\":\"127.0.0.1\",\"device\":[" + devices + "]}]}";
 }
 
-std::string device(const std::string& rank_id) { return "{\"device_id\":\"0\",\"rank_id\":" + rank_id + "}"; }
+std::string device(const std::string& rank_id) {
+    return "{\"device_id\":\"0\",\"rank_id\":" + rank_id + "}";
+}
 
 void rank_tables() {
     std::string deep = "{\"server_list\":[{\"device\":[{\"rank_id\":\"0\",\"extra\":";
@@ -758,17 +1016,22 @@ void rank_tables() {
     init_cluster(write_file("deep.json", deep + "}]}]}"), "deep");
     init_cluster(write_file("array_id.json", table_of(device("[[1]]"))), "array rank_id");
     std::string many;
-    for (int r = 0; r <= 65536; ++r) many += (r ? "," : "") + device("\"" + std::to_string(r) + "\"");
+    for (int r = 0; r <= 65536; ++r)
+        many += (r ? "," : "") + device("\"" + std::to_string(r) + "\"");
     init_cluster(write_file("many.json", table_of(many)), "many");
-    init_cluster(write_file("twice.json", table_of(device("0") + "," + device("1") + "," + device("2") + "," +
-                                                   device("3") + "," + device("3"))),
+    init_cluster(write_file("twice.json",
+                            table_of(device("0") + "," + device("1") + "," + device("2") + "," +
+                                     device("3") + "," + device("3"))),
                  "twice");
-    init_cluster(write_file("gap.json", table_of(device("0") + "," + device("1") + "," + device("9"))), "gap");
+    init_cluster(
+        write_file("gap.json", table_of(device("0") + "," + device("1") + "," + device("9"))),
+        "gap");
     init_cluster(write_file("odd_id.json", table_of(device("\"+1\""))), "odd rank_id");
     init_cluster(write_file("empty.json", "{\"server_list\":[]}"), "no ranks");
     init_cluster(write_file("neither.json", "{}"), "no list");
     init_cluster(write_file("no_id.json", table_of("{\"device_id\":\"0\"}")), "no rank_id");
-    init_cluster(write_file("list_twice.json", "{\"server_list\":[],\"server_list\":[]}"), "list twice");
+    init_cluster(write_file("list_twice.json", "{\"server_list\":[],\"server_list\":[]}"),
+                 "list twice");
     init_cluster(write_file("not_json.json", "{\"server_list\":"), "not JSON");
     const std::string fifo = temp_dir + "/fifo.json";
     mkfifo(fifo.c_str(), 0600);
@@ -776,7 +1039,8 @@ void rank_tables() {
     const std::string big = write_file("big.json", "");
     if (truncate(big.c_str(), (off_t{65} << 20)) == 0) init_cluster(big, "big");
     const std::string loop_a = temp_dir + "/loop_a", loop_b = temp_dir + "/loop_b";
-    if (symlink(loop_b.c_str(), loop_a.c_str()) == 0 && symlink(loop_a.c_str(), loop_b.c_str()) == 0)
+    if (symlink(loop_b.c_str(), loop_a.c_str()) == 0 &&
+        symlink(loop_a.c_str(), loop_b.c_str()) == 0)
         init_cluster(loop_a, "loop");
     std::vector<char> long_path(4096, 'a');
     HcclComm comm = nullptr;

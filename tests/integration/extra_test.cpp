@@ -83,7 +83,8 @@ struct Rank {
         }
         extra.resize(static_cast<std::size_t>(bs * kCols));
         for (int64_t t = 0; t < bs; ++t)
-            for (int64_t c = 0; c < kCols; ++c) extra[static_cast<std::size_t>(t * kCols + c)] = extra_value(rank, t, c);
+            for (int64_t c = 0; c < kCols; ++c)
+                extra[static_cast<std::size_t>(t * kCols + c)] = extra_value(rank, t, c);
         expand_x.assign(static_cast<std::size_t>(capacity * kHidden), 0x7FC1);
         expand_extra.assign(static_cast<std::size_t>(capacity * kCols), kPoison);
         expand_idx.assign(ids.size(), -1);
@@ -98,12 +99,17 @@ struct Rank {
             for (auto& m : mask) m = rng() % 3 != 0;
             din.x_active_mask = TensorView::contiguous(mask.data(), DType::kBool, {bs, kTopK});
         }
-        dout.expand_x = TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
-        dout.expand_extra = TensorView::contiguous(expand_extra.data(), DType::kInt32, {capacity, kCols});
+        dout.expand_x =
+            TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
+        dout.expand_extra =
+            TensorView::contiguous(expand_extra.data(), DType::kInt32, {capacity, kCols});
         dout.expand_idx = TensorView::contiguous(expand_idx.data(), DType::kInt32, {bs * kTopK});
-        dout.expert_token_nums = TensorView::contiguous(nums.data(), DType::kInt64, {static_cast<int64_t>(nums.size())});
-        dout.ep_recv_counts = TensorView::contiguous(recv.data(), DType::kInt32, {static_cast<int64_t>(recv.size())});
-        if (s.v2) dout.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {3 * capacity});
+        dout.expert_token_nums =
+            TensorView::contiguous(nums.data(), DType::kInt64, {static_cast<int64_t>(nums.size())});
+        dout.ep_recv_counts =
+            TensorView::contiguous(recv.data(), DType::kInt32, {static_cast<int64_t>(recv.size())});
+        if (s.v2)
+            dout.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {3 * capacity});
     }
 };
 
@@ -134,13 +140,15 @@ std::string check(const Rank& me, const std::vector<const Rank*>& senders, const
             token = me.assist[static_cast<std::size_t>(3 * row + 1)];
         } else {
             auto it = by_bits.find(std::vector<uint16_t>(bits, bits + kHidden));
-            if (it == by_bits.end()) return "row " + std::to_string(row) + ": no sender has its bits";
+            if (it == by_bits.end())
+                return "row " + std::to_string(row) + ": no sender has its bits";
             std::tie(src, token) = it->second;
         }
         for (int64_t c = 0; c < kCols; ++c)
             if (got[c] != extra_value(src, token, c))
-                return "row " + std::to_string(row) + " col " + std::to_string(c) + ": " + std::to_string(got[c]) +
-                       ", want rank " + std::to_string(src) + " token " + std::to_string(token) + "'s";
+                return "row " + std::to_string(row) + " col " + std::to_string(c) + ": " +
+                       std::to_string(got[c]) + ", want rank " + std::to_string(src) + " token " +
+                       std::to_string(token) + "'s";
     }
     return written > 0 ? "" : "no row received";
 }
@@ -169,10 +177,10 @@ std::vector<std::string> on_threads(const Scene& s) {
 }
 
 const Scene kScenes[] = {
-    {true, false, false, 0},  // V2
-    {true, false, true, 0},   // V2, entry masks
-    {true, true, true, 0},    // V2, expert-padded rows, masks
-    {false, false, false, 1}, // V1 with a shared rank
+    {true, false, false, 0},   // V2
+    {true, false, true, 0},    // V2, entry masks
+    {true, true, true, 0},     // V2, expert-padded rows, masks
+    {false, false, false, 1},  // V1 with a shared rank
 };
 
 TEST(Extra, EveryRowGetsItsTokensExtraOnThreads) {
@@ -180,7 +188,8 @@ TEST(Extra, EveryRowGetsItsTokensExtraOnThreads) {
         const auto got = on_threads(s);
         for (int r = 0; r < kWorld; ++r)
             EXPECT_EQ(got[static_cast<std::size_t>(r)], "")
-                << "rank " << r << ", V" << (s.v2 ? 2 : 1) << (s.padded ? " padded" : "") << (s.mask ? " mask" : "");
+                << "rank " << r << ", V" << (s.v2 ? 2 : 1) << (s.padded ? " padded" : "")
+                << (s.mask ? " mask" : "");
     }
 }
 
@@ -192,9 +201,12 @@ TEST(Extra, FirstPhaseChecksThePair) {
     no_out.expand_extra.reset();
     Status st = moe.try_dispatch(r.din, no_out);
     EXPECT_EQ(st.raw_code(), 161001) << st.message();
-    EXPECT_NE(st.message().find("expandExtra must be non-null when extra is given"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("expandExtra must be non-null when extra is given"),
+              std::string::npos)
+        << st.message();
     moedist::DispatchOutputs narrow = r.dout;
-    narrow.expand_extra = TensorView::contiguous(r.expand_extra.data(), DType::kInt32, {r.capacity, kCols - 1});
+    narrow.expand_extra =
+        TensorView::contiguous(r.expand_extra.data(), DType::kInt32, {r.capacity, kCols - 1});
     st = moe.try_dispatch(r.din, narrow);
     EXPECT_EQ(st.raw_code(), 561002) << st.message();
     EXPECT_NE(st.message().find("expandExtra shape must be"), std::string::npos) << st.message();
@@ -208,10 +220,13 @@ TEST(Extra, FirstPhaseChecksThePair) {
 
 TEST(Extra, EveryRowGetsItsTokensExtraOnProcesses) {
     const auto got = moedist::forked::run_ranks(
-        kWorld, "extra-" + std::to_string(getpid()), [](int rank, Communicator& comm) -> std::string {
+        kWorld,
+        "extra-" + std::to_string(getpid()),
+        [](int rank, Communicator& comm) -> std::string {
             for (const Scene& s : {kScenes[1], kScenes[2]}) {
                 std::vector<Rank> all;
-                for (int r = 0; r < kWorld; ++r) all.emplace_back(r, s);  // everyone's inputs, for the check
+                for (int r = 0; r < kWorld; ++r)
+                    all.emplace_back(r, s);  // everyone's inputs, for the check
                 Rank& mine = all[static_cast<std::size_t>(rank)];
                 MoeDistributor moe(comm, std::nullopt, mine.config);
                 if (Status d = moe.try_dispatch(mine.din, mine.dout); !d.ok()) return d.message();
@@ -221,7 +236,8 @@ TEST(Extra, EveryRowGetsItsTokensExtraOnProcesses) {
             }
             return "";
         });
-    for (int r = 0; r < kWorld; ++r) EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
+    for (int r = 0; r < kWorld; ++r)
+        EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
 }
 
 }  // namespace

@@ -36,7 +36,8 @@ inline std::vector<std::string> run_ranks(
                                               MAP_SHARED | MAP_ANONYMOUS,
                                               -1,
                                               0));
-    if (reports == MAP_FAILED) return std::vector<std::string>(static_cast<std::size_t>(world), "no shared report page");
+    if (reports == MAP_FAILED)
+        return std::vector<std::string>(static_cast<std::size_t>(world), "no shared report page");
     for (int r = 0; r < world; ++r) new (&reports[r]) Report();
     std::fflush(nullptr);
     std::vector<pid_t> pids;
@@ -75,7 +76,8 @@ inline std::vector<std::string> run_ranks(
         }
     }
     std::vector<std::string> out;
-    for (int r = 0; r < world; ++r) out.push_back(reports[r].done ? reports[r].text : "never reported");
+    for (int r = 0; r < world; ++r)
+        out.push_back(reports[r].done ? reports[r].text : "never reported");
     munmap(reports, sizeof(Report) * static_cast<std::size_t>(world));
     return out;
 }

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <string>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -76,7 +76,9 @@ struct Rank {
             std::shuffle(pool.begin(), pool.end(), rng);
             for (int64_t k = 0; k < kTopK; ++k)
                 ids[static_cast<std::size_t>(t * kTopK + k)] = pool[static_cast<std::size_t>(k)];
-            if (c.same_expert_twice) ids[static_cast<std::size_t>(t * kTopK)] = ids[static_cast<std::size_t>(t * kTopK + 1)] = 0;
+            if (c.same_expert_twice)
+                ids[static_cast<std::size_t>(t * kTopK)] =
+                    ids[static_cast<std::size_t>(t * kTopK + 1)] = 0;
         }
         weights.resize(ids.size());
         for (auto& w : weights) w = 0.1f + static_cast<float>(rng() % 1000) / 997.0f;
@@ -97,8 +99,9 @@ struct Rank {
         }
         const bool quantized = c.quant_mode == 2;
         dout.expand_x =
-            quantized ? TensorView::contiguous(expand_q.data(), DType::kInt8, {capacity, kHidden})
-                      : TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
+            quantized
+                ? TensorView::contiguous(expand_q.data(), DType::kInt8, {capacity, kHidden})
+                : TensorView::contiguous(expand_x.data(), DType::kBFloat16, {capacity, kHidden});
         if (quantized)
             dout.dynamic_scales = TensorView::contiguous(dyn.data(), DType::kFloat32, {capacity});
         dout.assist_info = TensorView::contiguous(assist.data(), DType::kInt32, {3 * capacity});
@@ -113,9 +116,10 @@ struct Rank {
     void run_experts(int quant_mode) {
         expert_out.resize(expand_x.size());
         for (std::size_t i = 0; i < expert_out.size(); ++i) {
-            const uint16_t in = quant_mode == 2 ? static_cast<uint16_t>(0x3E00 + expand_q[i] % 0x100)
-                                                : expand_x[i];
-            expert_out[i] = static_cast<uint16_t>(((in & 0x7FFF) % 0x0700 + 0x3A00) | (in & 0x8000));
+            const uint16_t in =
+                quant_mode == 2 ? static_cast<uint16_t>(0x3E00 + expand_q[i] % 0x100) : expand_x[i];
+            expert_out[i] =
+                static_cast<uint16_t>(((in & 0x7FFF) % 0x0700 + 0x3A00) | (in & 0x8000));
         }
     }
 
@@ -123,13 +127,15 @@ struct Rank {
         if (Status s = moe.try_dispatch(din, dout); !s.ok()) return s;
         run_experts(quant_mode);
         moedist::CombineInputs in;
-        in.expand_x = TensorView::contiguous(expert_out.data(), DType::kBFloat16, {capacity, kHidden});
+        in.expand_x =
+            TensorView::contiguous(expert_out.data(), DType::kBFloat16, {capacity, kHidden});
         in.expert_ids = din.expert_ids;
         in.ep_send_counts = dout.ep_recv_counts;
         in.expert_scales = *din.expert_scales;
         in.assist_info = dout.assist_info;
         in.x_active_mask = din.x_active_mask;
-        return moe.try_combine(in, TensorView::contiguous(x_out.data(), DType::kBFloat16, {bs, kHidden}));
+        return moe.try_combine(
+            in, TensorView::contiguous(x_out.data(), DType::kBFloat16, {bs, kHidden}));
     }
 };
 
@@ -153,8 +159,10 @@ Outcome run(const Case& c) {
     for (int r = 0; r < kWorld; ++r) {
         threads.emplace_back([&, r] {
             const auto i = static_cast<std::size_t>(r);
-            MoeDistributor packed(packed_group[i], std::nullopt, config_of(r, RowLayout::kPacked, c));
-            MoeDistributor padded(padded_group[i], std::nullopt, config_of(r, RowLayout::kExpertPadded, c));
+            MoeDistributor packed(
+                packed_group[i], std::nullopt, config_of(r, RowLayout::kPacked, c));
+            MoeDistributor padded(
+                padded_group[i], std::nullopt, config_of(r, RowLayout::kExpertPadded, c));
             out.packed_status[i] = out.packed[i].dispatch_and_combine(packed, c.quant_mode);
             out.padded_status[i] = out.padded[i].dispatch_and_combine(padded, c.quant_mode);
         });
@@ -176,16 +184,23 @@ std::string difference(const Rank& a, const Rank& b, const Case& c) {
         const int64_t begin = block == 0 ? 0 : a.recv[static_cast<std::size_t>(block - 1)];
         const int64_t size = a.recv[static_cast<std::size_t>(block)] - begin;
         const int64_t expert = block / kWorld;
-        const int64_t expert_begin = expert == 0 ? 0 : a.recv[static_cast<std::size_t>(expert * kWorld - 1)];
+        const int64_t expert_begin =
+            expert == 0 ? 0 : a.recv[static_cast<std::size_t>(expert * kWorld - 1)];
         if (size > kMaxBs) return "block " + std::to_string(block) + " past maxBs";
         for (int64_t j = 0; j < size; ++j) {
             const auto from = static_cast<std::size_t>(begin + j);
-            const auto to = static_cast<std::size_t>(expert * kWorld * kMaxBs + begin - expert_begin + j);
+            const auto to =
+                static_cast<std::size_t>(expert * kWorld * kMaxBs + begin - expert_begin + j);
             used[to] = true;
-            const std::string where = "block " + std::to_string(block) + " row " + std::to_string(j);
-            if (!std::equal(a.expand_x.begin() + from * h, a.expand_x.begin() + (from + 1) * h, b.expand_x.begin() + to * h))
+            const std::string where =
+                "block " + std::to_string(block) + " row " + std::to_string(j);
+            if (!std::equal(a.expand_x.begin() + from * h,
+                            a.expand_x.begin() + (from + 1) * h,
+                            b.expand_x.begin() + to * h))
                 return "expandX of " + where;
-            if (!std::equal(a.expand_q.begin() + from * h, a.expand_q.begin() + (from + 1) * h, b.expand_q.begin() + to * h))
+            if (!std::equal(a.expand_q.begin() + from * h,
+                            a.expand_q.begin() + (from + 1) * h,
+                            b.expand_q.begin() + to * h))
                 return "int8 expandX of " + where;
             if (a.dyn[from] != b.dyn[to]) return "dynamicScales of " + where;
             for (std::size_t k = 0; k < 3; ++k)
@@ -197,7 +212,8 @@ std::string difference(const Rank& a, const Rank& b, const Case& c) {
         if (used[at]) continue;
         const std::string where = "gap row " + std::to_string(row);
         if (c.quant_mode == 2) {
-            if (b.expand_q[at * h] != (c.zero_padding ? 0 : 0xAB)) return "int8 expandX of " + where;
+            if (b.expand_q[at * h] != (c.zero_padding ? 0 : 0xAB))
+                return "int8 expandX of " + where;
             if (b.dyn[at] != (c.zero_padding ? 0.0f : -1.0f)) return "dynamicScales of " + where;
         } else if (b.expand_x[at * h + h - 1] != (c.zero_padding ? 0 : kPoison)) {
             return "expandX of " + where;
@@ -248,33 +264,40 @@ TEST(PaddedLayout, SharedRanksOrV1AreRefusedInTheFirstPhase) {
     c.moe_expert_num = 6;
     Status s = c.validate();
     EXPECT_EQ(s.raw_code(), 561002) << s.message();
-    EXPECT_NE(s.message().find("rowLayout must be 0 (packed) unless V2 without shared ranks and TP"),
-              std::string::npos)
+    EXPECT_NE(
+        s.message().find("rowLayout must be 0 (packed) unless V2 without shared ranks and TP"),
+        std::string::npos)
         << s.message();
     MoeConfig v1 = config_of(0, RowLayout::kExpertPadded, {});
     v1.api = moedist::Api::kV1;
     EXPECT_EQ(v1.validate().raw_code(), 561002);
     MoeConfig bad = config_of(0, static_cast<RowLayout>(2), {});
-    EXPECT_NE(bad.validate().message().find("rowLayout must be 0 (packed) or 1 (expert-padded), got 2"),
-              std::string::npos);
+    EXPECT_NE(
+        bad.validate().message().find("rowLayout must be 0 (packed) or 1 (expert-padded), got 2"),
+        std::string::npos);
 }
 
 // --- processes: expert outputs outside the arena, so combine stages the padded rows packed -----
 
 TEST(PaddedLayout, OnProcessesWithRowsPeersCannotMapCombineStagesThemPacked) {
     const auto got = moedist::forked::run_ranks(
-        kWorld, "padded-" + std::to_string(getpid()), [](int rank, Communicator& comm) -> std::string {
+        kWorld,
+        "padded-" + std::to_string(getpid()),
+        [](int rank, Communicator& comm) -> std::string {
             for (const Case& c : {Case{}, Case{true, 2}}) {
                 Rank packed(rank, c), padded(rank, c);  // plain heap memory: not in the arena
                 MoeDistributor a(comm, std::nullopt, config_of(rank, RowLayout::kPacked, c));
                 MoeDistributor b(comm, std::nullopt, config_of(rank, RowLayout::kExpertPadded, c));
-                if (Status st = packed.dispatch_and_combine(a, c.quant_mode); !st.ok()) return "packed: " + st.message();
-                if (Status st = padded.dispatch_and_combine(b, c.quant_mode); !st.ok()) return "padded: " + st.message();
+                if (Status st = packed.dispatch_and_combine(a, c.quant_mode); !st.ok())
+                    return "packed: " + st.message();
+                if (Status st = padded.dispatch_and_combine(b, c.quant_mode); !st.ok())
+                    return "padded: " + st.message();
                 if (std::string diff = difference(packed, padded, c); !diff.empty()) return diff;
             }
             return "";
         });
-    for (int r = 0; r < kWorld; ++r) EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
+    for (int r = 0; r < kWorld; ++r)
+        EXPECT_EQ(got[static_cast<std::size_t>(r)], "") << "rank " << r;
 }
 
 }  // namespace
