@@ -44,18 +44,21 @@ def _time(fn, reps, warmup):
     return statistics.median(samples)
 
 
-def _time_rounds(fns, reps, warmup):
-    """Medians of each of `fns` (name -> callable), timed alone but in rounds (one call of each,
-    in order, per round), so that drift in the machine's load hits every one alike."""
-    samples = {name: [] for name in fns}
+def _time_rounds(groups, reps, warmup):
+    """Medians of each call of `groups` (a list of {name: callable}, e.g. a dispatch and its
+    combine), each call timed alone but in rounds: one call of each per round, groups in an order
+    that rotates from round to round, so that drift in the machine's load and what ran just before
+    (a call that leaves the caches cold) hit every one alike."""
+    samples = {name: [] for group in groups for name in group}
     for i in range(warmup + reps):
-        for name, fn in fns.items():
-            dist.barrier()
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                samples[name].append(dt)
+        for group in groups[i % len(groups):] + groups[:i % len(groups)]:
+            for name, fn in group.items():
+                dist.barrier()
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                if i >= warmup:
+                    samples[name].append(dt)
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
@@ -161,11 +164,11 @@ def _deep_ep_rank(rank, port, args, results):
             ll_x, _, ll_handle, _, _ = state["ll"]
             buffer.low_latency_combine(ll_x, ids64, w0, ll_handle)
 
-        t = _time_rounds({
-            "v1_dispatch": lambda: moe.dispatch(x, ids, expand_x, expand_idx, token_nums, recv),
-            "v1_combine": lambda: moe.combine(expand_x, ids, expand_idx, recv, weights, out),
-            "normal_dispatch": normal_dispatch, "normal_combine": normal_combine,
-            "ll_dispatch": ll_dispatch, "ll_combine": ll_combine}, args.reps, args.warmup)
+        t = _time_rounds([
+            {"v1_dispatch": lambda: moe.dispatch(x, ids, expand_x, expand_idx, token_nums, recv),
+             "v1_combine": lambda: moe.combine(expand_x, ids, expand_idx, recv, weights, out)},
+            {"normal_dispatch": normal_dispatch, "normal_combine": normal_combine},
+            {"ll_dispatch": ll_dispatch, "ll_combine": ll_combine}], args.reps, args.warmup)
         v1_rows = int(token_nums.sum())
         normal_rows = state["normal"][0].shape[0]
         counts = torch.tensor([v1_rows, normal_rows], dtype=torch.int64)

@@ -508,18 +508,27 @@ class Buffer:
             self._distributors[key] = moe
         return moe
 
-    def _dispatch_outputs(self, moe, key, top_k, columns):
-        """The low-latency outputs of one parity (two calls in flight alternate): the rows are
-        recv_x itself ([L·R·T, columns], DeepEP's buffer reused from call to call)."""
-        out = self._outputs.get(key)
-        if out is None:
+    def _low_latency_plan(self, moe, key, max_tokens, top_k, columns):
+        """The tensors of one parity of low-latency calls (two calls in flight alternate), reused
+        from call to call as DeepEP reuses its buffer, and the C++ calls over them: recv_x's
+        expert-padded rows ([L·R·T, columns], peers read them in place), the assist triples,
+        counts, and topk_idx as the core takes it (int32 ids, an entry mask for −1 slots)."""
+        plan = self._outputs.get(key)
+        if plan is None:
             shapes = moedist.output_shapes(moe, 1, top_k, columns)
-            out = dict(rows=_npu.empty(shapes["expand_x"], torch.bfloat16),  # peers read recv_x in place
-                       assist=torch.empty(shapes["assist_info"], dtype=torch.int32),
-                       token_nums=torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
-                       recv=torch.empty(shapes["ep_recv_counts"], dtype=torch.int32))
-            self._outputs[key] = out
-        return out
+            rows = _npu.empty(shapes["expand_x"], torch.bfloat16)
+            assist = torch.empty(shapes["assist_info"], dtype=torch.int32)
+            ids32 = torch.empty((max_tokens, top_k), dtype=torch.int32)
+            plan = moedist._moedist._LowLatency(
+                moe, self.group_size, rows, assist, torch.empty(shapes["expert_token_nums"], dtype=torch.int64),
+                torch.empty(shapes["ep_recv_counts"], dtype=torch.int32), ids32,
+                torch.empty((max_tokens, top_k), dtype=torch.bool))
+            plan.rows, plan.assist, plan.ids32 = rows, assist, ids32
+            local, recv_rows, columns = key[0] // self.group_size, self.group_size * max_tokens, key[3]
+            plan.packed = rows.view(local, recv_rows, columns)  # the core writes DeepEP's layout
+            plan.src_info = assist.view(local, recv_rows, 3)[:, :, 1]  # each row's source token
+            self._outputs[key] = plan
+        return plan
 
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None,
@@ -530,7 +539,7 @@ class Buffer:
         int32 [L, R*T, H/512] of packed exponent bytes. Rows of local expert i: [0, recv_count[i]),
         from source rank ascending, each source's tokens ascending; later rows are untouched."""
         self._check_alive()
-        ranks, me, max_tokens = self.group_size, self.rank, int(num_max_dispatch_tokens_per_rank)
+        ranks, max_tokens = self.group_size, int(num_max_dispatch_tokens_per_rank)
         if x.dim() != 2 or x.dtype != torch.bfloat16:
             raise error(INVALID_PARAM, f"x must be a 2-D bfloat16 tensor, got {x.dtype} {tuple(x.shape)}")
         num_tokens, hidden = x.shape
@@ -544,52 +553,43 @@ class Buffer:
         if use_fp8 and hidden % (4 * _GROUP if use_ue8m0 else _GROUP) != 0:
             raise error(INVALID_PARAM, f"hidden must be a multiple of {4 * _GROUP if use_ue8m0 else _GROUP} "
                                        f"for fp8 rows, got {hidden}")
-        ids, unused_slots = _checked_ids(topk_idx, num_experts)
-        top_k = ids.shape[1]
+        _check_ids_tensor(topk_idx)
+        top_k = topk_idx.shape[1]
         local = num_experts // ranks
         if use_fp8:
             q, scales = _quantize_fp8(x, round_scale)
             payload = torch.cat([q, scales.contiguous().view(torch.uint8).view(num_tokens, -1)], dim=1)
             payload = payload.view(torch.bfloat16)  # bytes travel untouched
         else:
-            payload = x.contiguous()
+            payload = x
         columns = payload.shape[1]
         moe = self._distributor(num_experts, max_tokens)
-        self._calls += 1  # two calls may be in flight: their outputs alternate
-        out = self._dispatch_outputs(moe, (num_experts, max_tokens, top_k, columns, self._calls % 2), top_k, columns)
-        ids32 = ids.to(torch.int32)
-        mask = ids >= 0 if unused_slots else None  # −1 slots are masked-out entries
-        recv_rows = ranks * max_tokens
-        packed = out["rows"].view(local, recv_rows, columns)  # the core writes DeepEP's layout
-        counts = torch.empty(local, dtype=torch.int32)
-        src_info = out["assist"].view(local, recv_rows, 3)[:, :, 1]  # each row's source token
-        layout_range = torch.empty((local, ranks), dtype=torch.int64)
-        recv_x = _fp8_outputs(local, recv_rows, hidden, use_ue8m0) if use_fp8 else packed
-        route = dict(ids32=ids32, mask=mask, moe=moe, capacity=out["rows"].shape[0], num_tokens=num_tokens,
-                     topk_idx=topk_idx)
+        self._calls += 1  # two calls may be in flight: their tensors alternate
+        plan = self._low_latency_plan(moe, (num_experts, max_tokens, top_k, columns, self._calls % 2), max_tokens,
+                                      top_k, columns)
+        packed, src_info = plan.packed, plan.src_info
+        recv_x = _fp8_outputs(local, ranks * max_tokens, hidden, use_ue8m0) if use_fp8 else packed
+        # counts, layout_range and the stats come from the call (filled once the rows arrived)
+        counts, layout_range, pending = plan.dispatch(payload, topk_idx, num_experts, return_recv_hook,
+                                                      cumulative_local_expert_recv_stats,
+                                                      dispatch_wait_recv_cost_stats)
+        counts, layout_range = torch.from_numpy(counts), torch.from_numpy(layout_range)
+        route = dict(plan=plan, num_tokens=num_tokens, topk_idx=topk_idx, received=pending is None,
+                     recv_shape=(local, ranks * max_tokens, hidden))
         handle = _LowLatencyHandle((src_info, layout_range, max_tokens, hidden, num_experts), route)
+        if not return_recv_hook:
+            if use_fp8:
+                _fill_fp8(recv_x, packed, hidden, use_ue8m0)
+            return recv_x, counts, handle, EventOverlap(), None
 
         def finish():
             """After the rows arrived: the handle's tables (the rows are in place)."""
-            counts.copy_(out["token_nums"][:local])
-            # epRecvCounts: inclusive running totals over block i·R + r (source r, expert i).
-            running = out["recv"][:local * ranks].to(torch.int64)
-            before = torch.cat([running.new_zeros(1), running[:-1]]).view(local, ranks)
-            layout_range.copy_(((before - before[:, :1]) << 32) | (running.view(local, ranks) - before))
-            if cumulative_local_expert_recv_stats is not None:
-                cumulative_local_expert_recv_stats.add_(counts.to(cumulative_local_expert_recv_stats.dtype))
+            plan.finish(counts, layout_range, cumulative_local_expert_recv_stats)
             if use_fp8:
                 _fill_fp8(recv_x, packed, hidden, use_ue8m0)
             # DeepEP's contract: a handle is good until its buffer's next-but-one dispatch.
-            route.update(assist=out["assist"], recv=out["recv"])
+            route["received"] = True
 
-        send = moe.dispatch_send if return_recv_hook else moe.dispatch
-        stats = {} if dispatch_wait_recv_cost_stats is None else dict(performance_info=dispatch_wait_recv_cost_stats)
-        pending = send(payload, ids32, out["rows"], None, out["token_nums"], out["recv"], x_active_mask=mask,
-                       assist_info=out["assist"], **stats)
-        if not return_recv_hook:
-            finish()
-            return recv_x, counts, handle, EventOverlap(), None
         route["pending"] = pending
         return recv_x, counts, handle, EventOverlap(), _hook(pending, finish, route)
 
@@ -614,63 +614,59 @@ class Buffer:
         self._check_alive()
         if not isinstance(handle, _LowLatencyHandle):
             raise error(INVALID_PARAM, "handle must be the one low_latency_dispatch returned")
-        src_info, _, max_tokens, hidden, num_experts = handle
         route = handle.route
         if zero_copy:
             x = self.get_next_low_latency_combine_buffer(handle)
-        local = src_info.shape[0]
-        if x.dtype != torch.bfloat16 or tuple(x.shape) != (local, self.group_size * max_tokens, hidden):
-            raise error(INVALID_PARAM, f"x must be bfloat16 {(local, self.group_size * max_tokens, hidden)}, got "
-                                       f"{x.dtype} {tuple(x.shape)}")
+        if x.dtype != torch.bfloat16 or x.shape != route["recv_shape"]:
+            raise error(INVALID_PARAM, f"x must be bfloat16 {route['recv_shape']}, got {x.dtype} {tuple(x.shape)}")
+        plan = route["plan"]
         if topk_idx is not route["topk_idx"]:  # another tensor: it must hold the same ids
-            ids = _check_topk_idx(topk_idx, num_experts)
-            if not torch.equal(ids.to(torch.int32), route["ids32"]):
+            ids = _check_topk_idx(topk_idx, handle[4])
+            if not torch.equal(ids.to(torch.int32), plan.ids32[:route["num_tokens"]]):
                 raise error(INVALID_PARAM, "topk_idx must be the one low_latency_dispatch got with this handle")
-        if "recv" not in route:
+        if not route["received"]:
             raise error(INVALID_PARAM, "handle's dispatch must be received first: call its recv hook")
         self._calls += 1
-        rows = x.reshape(route["capacity"], hidden)  # the expert-padded rows, read where they are
-        result = torch.zeros((route["num_tokens"], hidden), dtype=torch.bfloat16)
-        weights = topk_weights.to(torch.float32).contiguous()
-        send = route["moe"].combine_send if return_recv_hook else route["moe"].combine
-        stats = {} if combine_wait_recv_cost_stats is None else dict(performance_info=combine_wait_recv_cost_stats)
-        pending = send(rows, route["ids32"], None, route["recv"], weights, result, x_active_mask=route["mask"],
-                       assist_info=route["assist"], **stats)
-        target = out if out is not None else result
+        # a token whose every slot is −1 gets no row: its output is zeros
+        result = (torch.zeros if plan.masked else torch.empty)((route["num_tokens"], handle[3]), dtype=torch.bfloat16)
+        weights = topk_weights if topk_weights.dtype == torch.float32 else topk_weights.to(torch.float32)
+        # x's expert-padded rows are read where they are
+        pending = plan.combine(x if x.is_contiguous() else x.contiguous(), weights, result, return_recv_hook, combine_wait_recv_cost_stats)
+        if not return_recv_hook:
+            if out is None:
+                return result, EventOverlap(), None
+            out.copy_(result)
+            return out, EventOverlap(), None
 
         def finish():
             if out is not None:
                 out.copy_(result)
 
-        if not return_recv_hook:
-            finish()
-            return target, EventOverlap(), None
-        return target, EventOverlap(), _hook(pending, finish, {})
+        return (result if out is None else out), EventOverlap(), _hook(pending, finish, {})
 
     def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank, hidden, num_experts):
         """Nothing to clean: moedist's calls leave no state between them."""
         self._check_alive()
 
 
-def _check_topk_idx(topk_idx, num_experts):
-    """topk_idx as int64 after checking every id is −1 or in [0, num_experts) (one pass)."""
-    ids, _ = _checked_ids(topk_idx, num_experts)
-    return ids
-
-
-def _checked_ids(topk_idx, num_experts):
-    """(int64 ids, whether any id is −1): every id −1 or in [0, num_experts)."""
+def _check_ids_tensor(topk_idx):
+    """topk_idx is 2-D int64 (or int32)."""
     if topk_idx.dim() != 2 or topk_idx.dtype not in (torch.int64, torch.int32):
         raise error(INVALID_PARAM, f"topk_idx must be a 2-D int64 tensor, got {topk_idx.dtype} {tuple(topk_idx.shape)}")
+
+
+def _check_topk_idx(topk_idx, num_experts):
+    """topk_idx as int64 after checking every id is −1 or in [0, num_experts)."""
+    _check_ids_tensor(topk_idx)
     ids = topk_idx.to(torch.int64)
     if ids.numel() == 0:
-        return ids, False
+        return ids
     low, high = (int(v) for v in torch.aminmax(ids))
     if low < -1 or high >= num_experts:
         bad = (ids < -1) | (ids >= num_experts)
         t, k = (int(v) for v in torch.nonzero(bad)[0])
         raise error(INVALID_PARAM, f"topk_idx[{t}][{k}] must be -1 or in [0, {num_experts}), got {int(ids[t, k])}")
-    return ids, low == -1
+    return ids
 
 
 # --- fp8 rows (docs/contract.md §12.4) -------------------------------------------------------------

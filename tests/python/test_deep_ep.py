@@ -221,6 +221,20 @@ def body_low_latency(rank, world, port, seed, fp8):
     assert torch.equal(combined_a.view(torch.int16), want.view(torch.int16)), where
     assert torch.equal(combined_b.view(torch.int16), want.view(torch.int16)), where
 
+    # Any layout of the ids: int32 as a transposed view; combine given an equal int64 tensor and
+    # expert outputs that are not contiguous: the same rows and sum. Other ids are refused.
+    ids_t = ids.to(torch.int32).t().contiguous().t()
+    recv_c, count_c, handle_c, _, _ = buffer.low_latency_dispatch(x, ids_t, T, E, use_fp8=False)
+    assert not ids_t.is_contiguous() and torch.equal(count_c, recv_count), where
+    y_strided = y.permute(2, 1, 0).contiguous().permute(2, 1, 0)
+    combined_c, _, _ = buffer.low_latency_combine(y_strided, ids, weights, handle_c)
+    assert torch.equal(combined_c.view(torch.int16), want.view(torch.int16)), where
+    if x.shape[0] > 0:
+        other = ids.clone()
+        other[0, 0] = (int(other[0, 0]) + 1) % E
+        with pytest.raises(moedist.Error, match="must be the one low_latency_dispatch got"):
+            buffer.low_latency_combine(y, other, weights, handle_c)
+
     with pytest.raises(moedist.Error, match="dispatch needs is_token_in_rank"):
         buffer.dispatch(x=x)
     with pytest.raises(moedist.Error, match=r"topk_idx\[0\]\[0\] must be -1 or in \[0, 16\)"):
