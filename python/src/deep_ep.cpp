@@ -16,6 +16,8 @@
 //       finish() after pending.wait() when split.
 //   combine(x, weights, out, split, perf) -> pending or None: y from x's expert-padded rows, the
 //       ids and mask of this parity's last dispatch.
+#include "deep_ep.hpp"
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -26,7 +28,6 @@
 #include <vector>
 
 #include "call.hpp"
-#include "deep_ep.hpp"
 #include "errors.hpp"
 #include "tensors.hpp"
 
@@ -60,7 +61,9 @@ void require_shape(const TensorView& v, const char* name, int64_t rows, int64_t 
 }
 
 template <class Id>
-bool convert_ids(const TensorView& ids, int64_t experts, const TensorView& out,
+bool convert_ids(const TensorView& ids,
+                 int64_t experts,
+                 const TensorView& out,
                  const TensorView& mask) {
     bool unused = false;
     for (int64_t t = 0; t < ids.dim(0); ++t) {
@@ -85,8 +88,11 @@ struct Tables {
 };
 
 // counts and layout_range from expert_token_nums and epRecvCounts; stats (optional) += counts.
-void fill_tables(const TensorView& token_nums, const TensorView& recv, const Tables& out,
-                 int64_t ranks, const std::optional<TensorView>& stats) {
+void fill_tables(const TensorView& token_nums,
+                 const TensorView& recv,
+                 const Tables& out,
+                 int64_t ranks,
+                 const std::optional<TensorView>& stats) {
     const int64_t local = out.counts.dim(0);
     int64_t before = 0;  // running total of the blocks before block i·R + r
     for (int64_t i = 0; i < local; ++i) {
@@ -113,8 +119,14 @@ void fill_tables(const TensorView& token_nums, const TensorView& recv, const Tab
 
 class LowLatency {
 public:
-    LowLatency(py::object moe, int64_t ranks, py::object rows, py::object assist,
-               py::object token_nums, py::object recv, py::object ids32, py::object mask)
+    LowLatency(py::object moe,
+               int64_t ranks,
+               py::object rows,
+               py::object assist,
+               py::object token_nums,
+               py::object recv,
+               py::object ids32,
+               py::object mask)
         : moe_(std::move(moe)), ranks_(ranks) {
         rows_ = keep(rows, "rows");
         assist_ = keep(assist, "assist");
@@ -125,14 +137,18 @@ public:
         local_ = token_nums_.dim(0);
         max_tokens_ = ids32_.dim(0);
         require(ranks > 0 && ids32_.dtype == DType::kInt32 && mask_.dtype == DType::kBool &&
-                    ids32_.ndim == 2 && mask_.ndim == 2 &&
-                    mask_.dim(0) == ids32_.dim(0) && mask_.dim(1) == ids32_.dim(1) && token_nums_.dtype == DType::kInt64 &&
+                    ids32_.ndim == 2 && mask_.ndim == 2 && mask_.dim(0) == ids32_.dim(0) &&
+                    mask_.dim(1) == ids32_.dim(1) && token_nums_.dtype == DType::kInt64 &&
                     recv_.dtype == DType::kInt32 && recv_.dim(0) >= local_ * ranks,
                 "_LowLatency: the buffers do not fit together");
     }
 
-    py::tuple dispatch(const py::handle& x, const py::handle& topk_idx, int64_t num_experts,
-                       bool split, const py::handle& stats, const py::handle& performance_info) {
+    py::tuple dispatch(const py::handle& x,
+                       const py::handle& topk_idx,
+                       int64_t num_experts,
+                       bool split,
+                       const py::handle& stats,
+                       const py::handle& performance_info) {
         auto pending = std::make_unique<Pending>();
         pending->what = "low_latency_dispatch";
         Holder& h = pending->held;
@@ -158,9 +174,9 @@ public:
         run_call(h, [&] { return moe.try_dispatch(in, out); });
         py::array_t<int32_t> counts(local_);  // made after the exchange: off its critical path
         py::array_t<int64_t> layout_range({local_, ranks_});
-        Tables tables{TensorView::contiguous(counts.mutable_data(), DType::kInt32, {local_}),
-                      TensorView::contiguous(layout_range.mutable_data(), DType::kInt64,
-                                             {local_, ranks_})};
+        Tables tables{
+            TensorView::contiguous(counts.mutable_data(), DType::kInt32, {local_}),
+            TensorView::contiguous(layout_range.mutable_data(), DType::kInt64, {local_, ranks_})};
         HeldView held_stats;
         fill_tables(token_nums_, recv_, tables, ranks_, stats_view(stats, &held_stats));
         return py::make_tuple(counts, layout_range, py::none());
@@ -179,8 +195,11 @@ public:
         fill_tables(token_nums_, recv_, out, ranks_, stats_view(stats, &held_stats));
     }
 
-    py::object combine(const py::handle& x, const py::handle& weights, const py::handle& out,
-                       bool split, const py::handle& performance_info) {
+    py::object combine(const py::handle& x,
+                       const py::handle& weights,
+                       const py::handle& out,
+                       bool split,
+                       const py::handle& performance_info) {
         auto pending = std::make_unique<Pending>();
         pending->what = "low_latency_combine";
         Holder& h = pending->held;
@@ -247,7 +266,7 @@ private:
     py::object moe_;
     int64_t ranks_;
     int64_t local_ = 0;
-    int64_t max_tokens_ = 0;  // ids32's and mask's rows: the most tokens a dispatch may bring
+    int64_t max_tokens_ = 0;      // ids32's and mask's rows: the most tokens a dispatch may bring
     std::vector<HeldView> kept_;  // the buffers' views and their owners, for the object's life
     TensorView rows_, assist_, token_nums_, recv_, ids32_, mask_;
     bool active_ = false;  // the last dispatch had −1 slots: its mask goes to combine too
@@ -256,20 +275,47 @@ private:
 }  // namespace
 
 void register_deep_ep(py::module_& m) {
-    py::class_<LowLatency>(m, "_LowLatency", py::dynamic_attr(),
+    py::class_<LowLatency>(m,
+                           "_LowLatency",
+                           py::dynamic_attr(),
                            "One parity of moedist.deep_ep's low-latency calls: its reused tensors "
                            "and the dispatch/combine calls over them (deep_ep.cpp).")
-        .def(py::init<py::object, int64_t, py::object, py::object, py::object, py::object,
-                      py::object, py::object>(),
-             py::arg("moe"), py::arg("ranks"), py::arg("rows"), py::arg("assist"),
-             py::arg("token_nums"), py::arg("recv"), py::arg("ids32"), py::arg("mask"))
-        .def("dispatch", &LowLatency::dispatch, py::arg("x"), py::arg("topk_idx"),
-             py::arg("num_experts"), py::arg("split"), py::arg("stats"),
+        .def(py::init<py::object,
+                      int64_t,
+                      py::object,
+                      py::object,
+                      py::object,
+                      py::object,
+                      py::object,
+                      py::object>(),
+             py::arg("moe"),
+             py::arg("ranks"),
+             py::arg("rows"),
+             py::arg("assist"),
+             py::arg("token_nums"),
+             py::arg("recv"),
+             py::arg("ids32"),
+             py::arg("mask"))
+        .def("dispatch",
+             &LowLatency::dispatch,
+             py::arg("x"),
+             py::arg("topk_idx"),
+             py::arg("num_experts"),
+             py::arg("split"),
+             py::arg("stats"),
              py::arg("performance_info"))
-        .def("finish", &LowLatency::finish, py::arg("counts"), py::arg("layout_range"),
+        .def("finish",
+             &LowLatency::finish,
+             py::arg("counts"),
+             py::arg("layout_range"),
              py::arg("stats"))
-        .def("combine", &LowLatency::combine, py::arg("x"), py::arg("weights"), py::arg("out"),
-             py::arg("split"), py::arg("performance_info"))
+        .def("combine",
+             &LowLatency::combine,
+             py::arg("x"),
+             py::arg("weights"),
+             py::arg("out"),
+             py::arg("split"),
+             py::arg("performance_info"))
         .def_property_readonly("masked", &LowLatency::masked);
 }
 

@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "acl/acl_rt.h"
+#include "call.hpp"
 #include "deep_ep.hpp"
 #include "errors.hpp"
 #include "moedist/communicator.hpp"
 #include "moedist/moedist.hpp"
-#include "call.hpp"
 #include "tensors.hpp"
 #include "transport/transport.hpp"
 #ifdef MOEDIST_PYTHON_MPI
