@@ -184,8 +184,9 @@ public:
 
     // The handle's tables once the rows arrived (after a split dispatch's wait()).
     void finish(const py::handle& counts, const py::handle& layout_range, const py::handle& stats) {
-        Tables out{to_view(counts, "counts", std::nullopt, true).view,
-                   to_view(layout_range, "layout_range", std::nullopt, true).view};
+        const HeldView held_counts = to_view(counts, "counts", std::nullopt, true);
+        const HeldView held_range = to_view(layout_range, "layout_range", std::nullopt, true);
+        Tables out{held_counts.view, held_range.view};
         require(out.counts.ndim == 1 && out.counts.dim(0) == local_ &&
                     out.counts.dtype == DType::kInt32,
                 "counts must be int32 (L,)");

@@ -1,4 +1,4 @@
-// moedist.deep_ep's low-latency bookkeeping in C++ (deep_ep.cpp): _ll_ids and _ll_tables.
+// moedist.deep_ep's low-latency calls in C++ (deep_ep.cpp): the class _LowLatency.
 #pragma once
 
 #include <pybind11/pybind11.h>
