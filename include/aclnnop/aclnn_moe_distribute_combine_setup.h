@@ -41,6 +41,28 @@ MOEDIST_C_API aclnnStatus aclnnMoeDistributeCombineSetup(void *workspace,
 
 #ifdef __cplusplus
 }
+
+/* Sizes of the CombineSetup's outputs, as Ascend's helper computes them (C++ only: returned
+ * through references, as in Ascend's header), from expandX (A, H): tokenMsgSize =
+ * quantExpandXOut's dim 1 = Align512(Align32(H) + Align8(H)/8*4); commCmdInfoOutSize =
+ * (A + epWorldSize)*16 entries. Needs no group. */
+extern "C" MOEDIST_C_API aclnnStatus
+aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(const aclTensor *expandX,
+                                                     const aclTensor *expertIds,
+                                                     const aclTensor *assistInfoForCombine,
+                                                     const char *groupEp,
+                                                     int64_t epWorldSize,
+                                                     int64_t epRankId,
+                                                     int64_t moeExpertNum,
+                                                     int64_t expertShardType,
+                                                     int64_t sharedExpertNum,
+                                                     int64_t sharedExpertRankNum,
+                                                     int64_t globalBs,
+                                                     int64_t commQuantMode,
+                                                     int64_t commType,
+                                                     const char *commAlg,
+                                                     uint64_t &tokenMsgSize,
+                                                     uint64_t &commCmdInfoOutSize);
 #endif
 
 #endif /* OP_API_INC_ACLNN_MOE_DISTRIBUTE_COMBINE_SETUP_H_ */

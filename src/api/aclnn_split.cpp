@@ -13,7 +13,8 @@
 //   CombineTeardown   a V2 combine of what its Setup recorded, with the weights, mask and
 //                     sharedExpertX Ascend gives only here
 //
-// Quant modes: 0 and 2 (expandX in x's dtype, or int8 with fp32 dynamicScales).
+// Quant modes: 0 and 2 (expandX in x's dtype, or int8 with fp32 dynamicScales), the two Ascend's
+// Setup header allows. The CalcOutputSize helpers give Ascend's sizes for the outputs.
 #include <sys/mman.h>
 
 #include <cstring>
@@ -147,6 +148,54 @@ void write_expand_idx(const core::DispatchOp& op, const TensorView& out) {
             std::memcpy(static_cast<char*>(out.data) + (t * k + j) * out.stride(0) * 4, &value, 4);
         }
     }
+}
+
+constexpr uint64_t align_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+// Ascend's CalcOutputSize helpers, from the tensors' shapes and the attributes alone.
+struct SetupSizes {
+    uint64_t token_msg = 0, expand_idx = 0, assist = 0, comm_cmd_info = 0;
+};
+
+Status dispatch_setup_sizes(const aclTensor* x,
+                            const aclTensor* expert_ids,
+                            const MoeConfig& config,
+                            SetupSizes* sizes) {
+    Bindings bindings;
+    TensorView xv, ids;
+    if (Status s = view_of(x, "x", &xv, &bindings); !s.ok()) return s;
+    if (Status s = view_of(expert_ids, "expertIds", &ids, &bindings); !s.ok()) return s;
+    if (xv.ndim != 2 || ids.ndim != 2)
+        return {Code::kInvalidParam, "x and expertIds must be 2-D"};
+    if (Status s = unsupported_quant(config.quant_mode); !s.ok()) return s;
+    if (Status s = config.validate(); !s.ok()) return s;
+    const auto bs = static_cast<uint64_t>(xv.dim(0)), h = static_cast<uint64_t>(xv.dim(1)),
+               k = static_cast<uint64_t>(ids.dim(1));
+    const DispatchShapes shapes = config.shapes(xv.dim(0), ids.dim(1), xv.dim(1), xv.dtype);
+    sizes->token_msg =
+        config.quant_mode == 0 ? align_up(h, 256) : align_up(align_up(h, 32) + 4, 512);
+    sizes->expand_idx = bs * k;
+    sizes->assist = 128 * static_cast<uint64_t>(shapes.capacity);
+    sizes->comm_cmd_info =
+        (bs * (k + static_cast<uint64_t>(config.shared_expert_num)) +
+         static_cast<uint64_t>(config.ep_world_size * config.local_expert_num())) *
+        16;
+    return Status::Ok();
+}
+
+Status combine_setup_sizes(const aclTensor* expand_x, int64_t ep_world_size, SetupSizes* sizes) {
+    Bindings bindings;
+    TensorView xv;
+    if (Status s = view_of(expand_x, "expandX", &xv, &bindings); !s.ok()) return s;
+    if (xv.ndim != 2 || xv.dim(0) <= 0 || xv.dim(1) <= 0)
+        return {Code::kInvalidParam, "expandX must be 2-D and not empty"};
+    if (ep_world_size < 1)
+        return {Code::kInvalidParam,
+                "epWorldSize must be positive, got " + std::to_string(ep_world_size)};
+    const auto a = static_cast<uint64_t>(xv.dim(0)), h = static_cast<uint64_t>(xv.dim(1));
+    sizes->token_msg = align_up(align_up(h, 32) + align_up(h, 8) / 8 * 4, 512);
+    sizes->comm_cmd_info = (a + static_cast<uint64_t>(ep_world_size)) * 16;
+    return Status::Ok();
 }
 
 }  // namespace
@@ -601,6 +650,96 @@ aclnnStatus aclnnMoeDistributeCombineTeardown(void* workspace,
     (void)workspace;
     (void)workspaceSize;
     return run_executor<core::CombineOp>(executor, stream, "aclnnMoeDistributeCombineTeardown");
+}
+
+aclnnStatus aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(
+    const aclTensor* x,
+    const aclTensor* expertIds,
+    const aclTensor* scalesOptional,
+    const aclTensor* xActiveMaskOptional,
+    const char* groupEp,
+    int64_t epWorldSize,
+    int64_t epRankId,
+    int64_t moeExpertNum,
+    int64_t expertShardType,
+    int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum,
+    int64_t quantMode,
+    int64_t globalBs,
+    int64_t expertTokenNumsType,
+    int64_t commType,
+    const char* commAlg,
+    uint64_t& tokenMsgSize,
+    uint64_t& expandIdxOutSize,
+    uint64_t& assistInfoForCombineOutSize,
+    uint64_t& commCmdInfoOutSize) {
+    (void)scalesOptional;
+    (void)xActiveMaskOptional;
+    (void)groupEp;
+    (void)expertTokenNumsType;
+    (void)commType;
+    try {
+        MoeConfig config = split_config(commAlg,
+                                        epWorldSize,
+                                        epRankId,
+                                        moeExpertNum,
+                                        expertShardType,
+                                        sharedExpertNum,
+                                        sharedExpertRankNum,
+                                        globalBs);
+        config.quant_mode = quantMode;
+        SetupSizes sizes;
+        if (Status s = dispatch_setup_sizes(x, expertIds, config, &sizes); !s.ok())
+            return report(s);
+        tokenMsgSize = sizes.token_msg;
+        expandIdxOutSize = sizes.expand_idx;
+        assistInfoForCombineOutSize = sizes.assist;
+        commCmdInfoOutSize = sizes.comm_cmd_info;
+        return report(Status::Ok());
+    } catch (...) {
+        return report({Code::kRuntime, "DispatchSetupTeardownCalcOutputSize ran out of memory"});
+    }
+}
+
+aclnnStatus aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(
+    const aclTensor* expandX,
+    const aclTensor* expertIds,
+    const aclTensor* assistInfoForCombine,
+    const char* groupEp,
+    int64_t epWorldSize,
+    int64_t epRankId,
+    int64_t moeExpertNum,
+    int64_t expertShardType,
+    int64_t sharedExpertNum,
+    int64_t sharedExpertRankNum,
+    int64_t globalBs,
+    int64_t commQuantMode,
+    int64_t commType,
+    const char* commAlg,
+    uint64_t& tokenMsgSize,
+    uint64_t& commCmdInfoOutSize) {
+    (void)expertIds;
+    (void)assistInfoForCombine;
+    (void)groupEp;
+    (void)epRankId;
+    (void)moeExpertNum;
+    (void)expertShardType;
+    (void)sharedExpertNum;
+    (void)sharedExpertRankNum;
+    (void)globalBs;
+    (void)commQuantMode;
+    (void)commType;
+    (void)commAlg;
+    try {
+        SetupSizes sizes;
+        if (Status s = combine_setup_sizes(expandX, epWorldSize, &sizes); !s.ok())
+            return report(s);
+        tokenMsgSize = sizes.token_msg;
+        commCmdInfoOutSize = sizes.comm_cmd_info;
+        return report(Status::Ok());
+    } catch (...) {
+        return report({Code::kRuntime, "CombineSetupTeardownCalcOutputSize ran out of memory"});
+    }
 }
 
 }  // extern "C"

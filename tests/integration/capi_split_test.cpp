@@ -2,7 +2,8 @@
 // micro-batches in flight — DispatchSetup ×2, DispatchTeardown ×2, CombineSetup ×2,
 // CombineTeardown ×2 — give bit for bit what the V2 calls give for the same inputs (no
 // quantization with a 2-D mask, and per-token int8), the Setup's expandIdx is V1's expandIdx of
-// the active entries, and a Teardown with an unknown commCmdInfo is refused.
+// the active entries, a Teardown with an unknown commCmdInfo is refused, and the CalcOutputSize
+// helpers give Ascend's sizes (the buffers are allocated from them).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -169,15 +170,51 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
         }
     }
     // Split: both dispatches in flight, then both combines.
-    const int64_t y_cols = quant == 0 ? 256 : 512;
+    // Ascend's sizes (H = 48, BS = 5, K = 3, N = 1, W = 4, L = 2, A = 40): y's dim 1 is
+    // Align256(H) = 256 unquantized, Align512(Align32(H) + 4) = 512 in mode 2.
+    uint64_t token_msg = 0, idx_size = 0, assist_size = 0, info_size = 0;
+    if (aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(b0.x.t,
+                                                              b0.ids.t,
+                                                              nullptr,
+                                                              b0.mask.t,
+                                                              g,
+                                                              kWorld,
+                                                              rank,
+                                                              kExperts,
+                                                              0,
+                                                              1,
+                                                              0,
+                                                              quant,
+                                                              0,
+                                                              1,
+                                                              0,
+                                                              "",
+                                                              token_msg,
+                                                              idx_size,
+                                                              assist_size,
+                                                              info_size) != 0)
+        return fail(std::string("DispatchSetupTeardownCalcOutputSize: ") + aclGetRecentErrMsg());
+    if (token_msg != (quant == 0 ? 256u : 512u) || idx_size != kTokens * kTopK ||
+        assist_size != 128 * Outputs::kCapacity || info_size != (kTokens * 4 + kWorld * 2) * 16)
+        fail("dispatch sizes " + std::to_string(token_msg) + " " + std::to_string(idx_size) + " " +
+             std::to_string(assist_size) + " " + std::to_string(info_size));
+    uint64_t ignored[4] = {};
+    if (aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(b0.x.t, b0.ids.t, nullptr, nullptr, g,
+                                                              kWorld, rank, kExperts, 0, 1, 0, 3,
+                                                              0, 1, 0, "", ignored[0], ignored[1],
+                                                              ignored[2], ignored[3]) != 561002 ||
+        std::strstr(aclGetRecentErrMsg(), "quantMode") == nullptr)
+        fail("CalcOutputSize must refuse quantMode 3 as the Setup does");
+    const auto y_cols = static_cast<int64_t>(token_msg);
     std::vector<std::unique_ptr<Buf>> ys, idxs, infos;
     for (Batch* b : batches) {
         ys.push_back(std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK, y_cols},
                                            quant == 0 ? ACL_BF16 : ACL_INT8,
                                            quant == 0 ? 2 : 1));
-        idxs.push_back(
-            std::make_unique<Buf>(std::vector<int64_t>{kTokens * kTopK}, ACL_INT32, 4, 0xEE));
-        infos.push_back(std::make_unique<Buf>(std::vector<int64_t>{64}, ACL_INT32, 4));
+        idxs.push_back(std::make_unique<Buf>(
+            std::vector<int64_t>{static_cast<int64_t>(idx_size)}, ACL_INT32, 4, 0xEE));
+        infos.push_back(std::make_unique<Buf>(
+            std::vector<int64_t>{static_cast<int64_t>(info_size)}, ACL_INT32, 4));
         if (aclnnMoeDistributeDispatchSetupGetWorkspaceSize(b->x.t,
                                                             b->ids.t,
                                                             nullptr,
@@ -273,9 +310,34 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
     for (int i = 0; i < 2; ++i) {
         Batch* b = batches[i];
         Outputs& o = *outs[static_cast<std::size_t>(i)];
-        quants.push_back(
-            std::make_unique<Buf>(std::vector<int64_t>{Outputs::kCapacity, 512}, ACL_INT8, 1));
-        cinfos.push_back(std::make_unique<Buf>(std::vector<int64_t>{64}, ACL_INT32, 4));
+        // Align512(Align32(H) + Align8(H)/8*4) = 512 columns; (A + W)*16 = 704 entries.
+        uint64_t quant_cols = 0, cinfo_size = 0;
+        if (aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(o.expand_x.t,
+                                                                 b->ids.t,
+                                                                 o.assist.t,
+                                                                 g,
+                                                                 kWorld,
+                                                                 rank,
+                                                                 kExperts,
+                                                                 0,
+                                                                 1,
+                                                                 0,
+                                                                 0,
+                                                                 0,
+                                                                 0,
+                                                                 "",
+                                                                 quant_cols,
+                                                                 cinfo_size) != 0)
+            return fail(std::string("CombineSetupTeardownCalcOutputSize: ") +
+                        aclGetRecentErrMsg());
+        if (quant_cols != 512 || cinfo_size != (Outputs::kCapacity + kWorld) * 16)
+            fail("combine sizes " + std::to_string(quant_cols) + " " + std::to_string(cinfo_size));
+        quants.push_back(std::make_unique<Buf>(
+            std::vector<int64_t>{Outputs::kCapacity, static_cast<int64_t>(quant_cols)},
+            ACL_INT8,
+            1));
+        cinfos.push_back(std::make_unique<Buf>(
+            std::vector<int64_t>{static_cast<int64_t>(cinfo_size)}, ACL_INT32, 4));
         if (aclnnMoeDistributeCombineSetupGetWorkspaceSize(o.expand_x.t,
                                                            b->ids.t,
                                                            o.assist.t,
