@@ -8,6 +8,7 @@ packages=(
   libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev
   clang libclang-rt-14-dev valgrind
   openmpi-bin libopenmpi-dev
+  libucx-dev ucx-utils libssl-dev iproute2
   python3-matplotlib python3-numpy
   pybind11-dev python3-pybind11 python3-dev python3-pip python3-setuptools python3-wheel
   python3-torch python3-pytest python3-mpi4py

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -15,8 +16,10 @@
 
 #include "transport/access.hpp"
 #include "transport/deferred.hpp"
+#include "transport/host_rendezvous.hpp"
 #include "transport/process_group.hpp"
 #include "transport/socket_rendezvous.hpp"
+#include "ucx/ucx_engine.hpp"
 #include "util/env.hpp"
 
 namespace moedist::runtime {
@@ -209,6 +212,98 @@ bool under_mpirun() {
     return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
 }
 
+namespace {
+
+// A server of the table is this host: MOEDIST_SERVER_ID when set, else server_is_local.
+bool server_is_this_host(const std::string& server_id) {
+    const std::string given = util::server_id();
+    return given.empty() ? server_is_local(server_id) : server_id == given;
+}
+
+// HCCL_IF_BASE_PORT + an offset in [0, 4096) from the table's fingerprint.
+int hub_port(const RankTable& table) {
+    return util::if_base_port() + static_cast<int>(table_fingerprint(table) % 4096);
+}
+
+// A table whose servers are several hosts, without a launcher: this host's ranks form a process
+// group as on one host, and the hosts meet at the hub (rank 0, on its server's address) and then
+// talk over UCX (ucx/ucx_engine.hpp).
+HcclResult join_across_hosts(const LoadedTable& loaded,
+                             uint32_t rank,
+                             Communicator* out,
+                             std::string* message) {
+    const RankTable& table = loaded.table;
+    const int size = table.size;
+    const std::string path = loaded.path.string();
+    const std::string& mine = table.server_of_rank[rank];
+    if (!server_is_this_host(mine)) {
+        *message = "rank " + std::to_string(rank) + " of rank table '" + path +
+                   "' must run on its server '" + quote_bounded(mine) +
+                   "' (one of this host's names or addresses, or MOEDIST_SERVER_ID), got another "
+                   "host";
+        return HCCL_E_PARA;
+    }
+    // Nodes: the table's servers in their order of appearance.
+    std::vector<int> node_of(static_cast<std::size_t>(size));
+    std::vector<std::string> servers;
+    for (int r = 0; r < size; ++r) {
+        const std::string& server = table.server_of_rank[static_cast<std::size_t>(r)];
+        auto at = std::find(servers.begin(), servers.end(), server);
+        if (at == servers.end()) at = servers.insert(servers.end(), server);
+        node_of[static_cast<std::size_t>(r)] = static_cast<int>(at - servers.begin());
+    }
+    const int my_node = node_of[rank];
+    int local = 0, local_size = 0;
+    for (int r = 0; r < size; ++r) {
+        if (node_of[static_cast<std::size_t>(r)] != my_node) continue;
+        if (r < static_cast<int>(rank)) ++local;
+        ++local_size;
+    }
+    const std::string key = rendezvous_key(loaded);
+    const std::string name = "hccl_" + key;
+    const uint64_t fingerprint = table_fingerprint(table);
+    transport::HostRendezvousOptions hub;
+    hub.hub_address = table.server_of_rank[0];
+    hub.port = hub_port(table);
+    hub.fingerprint = fingerprint;
+    hub.key = util::job_key();
+    hub.rank = static_cast<int>(rank);
+    hub.size = size;
+    auto join = [=](std::shared_ptr<transport::Transport>* endpoint) mutable -> Status {
+        const auto deadline = transport::call_deadline();
+        hub.deadline = deadline;
+        std::unique_ptr<transport::SocketRendezvous> node_rendezvous;
+        Status s = transport::SocketRendezvous::open(
+            key + "n" + std::to_string(my_node), local, local_size, fingerprint, deadline,
+            &node_rendezvous);
+        if (s.ok()) {
+            ucx::HostJoin spec;
+            spec.name = name;
+            spec.rank = static_cast<int>(rank);
+            spec.node_of = node_of;
+            spec.node_all_gather = [&](std::span<const std::byte> bytes,
+                                       std::vector<std::byte>* all) {
+                return node_rendezvous->all_gather(bytes, all);
+            };
+            spec.global_all_gather = [&](std::span<const std::byte> bytes,
+                                         std::vector<std::byte>* all) {
+                return transport::host_all_gather(hub, bytes, ucx::kMaxBlobBytes, all);
+            };
+            s = ucx::join_hosts(spec, endpoint);
+        }
+        if (!s.ok())
+            return {Code::kRuntime,
+                    "rank " + std::to_string(rank) + " of rank table '" + path +
+                        "' must join its group across hosts, got: " + s.message()};
+        return Status::Ok();
+    };
+    *out = transport::Access::make(
+        transport::deferred_endpoint(name, static_cast<int>(rank), size, std::move(join)));
+    return HCCL_SUCCESS;
+}
+
+}  // namespace
+
 HcclResult join_rank_table(const LoadedTable& loaded,
                            uint32_t rank,
                            Communicator* out,
@@ -230,16 +325,8 @@ HcclResult join_rank_table(const LoadedTable& loaded,
         return HCCL_SUCCESS;
     }
     for (int r = 0; r < size; ++r) {
-        const std::string& server = table.server_of_rank[static_cast<std::size_t>(r)];
-        if (!server_is_local(server)) {
-            *message = "rank table '" + path +
-                       "' must list only this host's servers to run "
-                       "without a launcher, got rank " +
-                       std::to_string(r) + " on server '" + quote_bounded(server) +
-                       "': a job across hosts runs under mpirun (one "
-                       "process per rank, the mpi backend)";
-            return HCCL_E_NOT_SUPPORT;
-        }
+        if (!server_is_this_host(table.server_of_rank[static_cast<std::size_t>(r)]))
+            return join_across_hosts(loaded, rank, out, message);
     }
     const std::string key = rendezvous_key(loaded);
     // The group forms in the background; the first use of the handle waits for it.

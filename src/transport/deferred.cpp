@@ -71,6 +71,17 @@ public:
     void* scratch_slot(int slot, std::size_t bytes) override {
         return ready() ? inner_->scratch_slot(slot, bytes) : nullptr;
     }
+    int node_count() const override { return ready() ? inner_->node_count() : 1; }
+    int node_of(int rank) const override { return ready() ? inner_->node_of(rank) : 0; }
+    std::span<const int> node_ranks(int node) const override {
+        return ready() ? inner_->node_ranks(node) : Transport::node_ranks(node);
+    }
+    Transport* node_group() override { return ready() ? inner_->node_group() : nullptr; }
+    Status exchange(std::span<const std::span<const std::byte>> send,
+                    std::span<const std::span<std::byte>> recv,
+                    Clock::time_point deadline) override {
+        return ready() ? inner_->exchange(send, recv, deadline) : status_;
+    }
 
 private:
     // Waits for the join (it has its own deadline); true when it succeeded.

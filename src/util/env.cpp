@@ -29,6 +29,15 @@ constexpr EnvParam kParams[] = {
      "A2 profile: with HCCL_INTRA_ROCE_ENABLE=0, the other buffer formula"},
     {Env::kHcclIntraRoce, "HCCL_INTRA_ROCE_ENABLE", "0/1", "unset",
      "A2 profile: see HCCL_INTRA_PCIE_ENABLE"},
+    {Env::kServerId, "MOEDIST_SERVER_ID", "text", "unset",
+     "rank tables across hosts: this host's server_id in the table (like HCCL_IF_IP), when its "
+     "names and addresses do not say it"},
+    {Env::kIfBasePort, "HCCL_IF_BASE_PORT", "integer", "60000",
+     "rank tables across hosts: the hub listens on the first server's address at this port + "
+     "the table's offset (0..4095)"},
+    {Env::kJobKey, "MOEDIST_JOB_KEY", "text", "unset",
+     "rank tables across hosts: a secret every host of the job sets; the hub and its members "
+     "prove they hold it (HMAC-SHA256), so no other job or user can join or answer"},
 };
 static_assert(std::size(kParams) == static_cast<std::size_t>(Env::kCount));
 
@@ -116,6 +125,26 @@ std::string mpi_algo() {
     if (text != nullptr && (std::strcmp(text, "alltoallv") == 0 || std::strcmp(text, "rma") == 0))
         return text;
     return "p2p";
+}
+
+std::string server_id() {
+    const char* text = env_text(Env::kServerId);
+    return text == nullptr ? std::string() : std::string(text).substr(0, 255);
+}
+
+int if_base_port() {
+    const char* text = env_text(Env::kIfBasePort);
+    if (text == nullptr) return 60000;
+    char* end = nullptr;
+    const long port = std::strtol(text, &end, 10);
+    return end != nullptr && *end == '\0' && port >= 1024 && port <= 65535 - 4096
+               ? static_cast<int>(port)
+               : 60000;
+}
+
+std::string job_key() {
+    const char* text = env_text(Env::kJobKey);
+    return text == nullptr ? std::string() : std::string(text).substr(0, 4096);
 }
 
 }  // namespace moedist::util

@@ -23,6 +23,9 @@ enum class Env {
     kHcclBuffsize,
     kHcclIntraPcie,
     kHcclIntraRoce,
+    kServerId,
+    kIfBasePort,
+    kJobKey,
     kCount,
 };
 
@@ -70,5 +73,17 @@ MOEDIST_API int ranks_per_node();
 
 // MOEDIST_MPI_ALGO (mpi backend): "p2p" (default), "alltoallv" or "rma".
 MOEDIST_API std::string mpi_algo();
+
+// MOEDIST_SERVER_ID (rank tables across hosts): the server_id of this host's entry, when its
+// own names and addresses are not enough (several addresses, tests); "" when unset.
+std::string server_id();
+
+// HCCL_IF_BASE_PORT (default 60000): the base of the port of a rank table's hub across hosts;
+// 60000 when unset or not in [1024, 65535 - 4096].
+int if_base_port();
+
+// MOEDIST_JOB_KEY: a secret shared by every host of a job; its hub and members prove they hold
+// it (HMAC-SHA256). "" when unset (then only the table's fingerprint is checked).
+std::string job_key();
 
 }  // namespace moedist::util

@@ -11,7 +11,9 @@
 //      based on Atlas A3 and must be run on Atlas A3 \n"); return -1);`, which returned before doing
 //      anything, was removed.
 //   4. The undeclared type `Args` became `Args_A2` (RunInProcessA2) and `Args_A3` (main's A3 part).
-//   5. The A2 part forks EP_WORLD_SIZE_A2 (16) processes instead of EP_WORLD_SIZE_A3 (8).
+//   5. The A2 part forks EP_WORLD_SIZE_A2 (16) processes instead of EP_WORLD_SIZE_A3 (8), so that
+//      one launch runs the whole table on one host; built with -DSEED_A2_PER_SERVER it forks the
+//      document's 8, one launch per server (FIRST_RANK_ID 0 on one host, 8 on the other).
 // Built with -DASCEND910_93 it runs the A3 program: 16 ranks as threads (EP 8 x TP 2), each printing
 // "... execute successfully.".
 
@@ -796,7 +798,11 @@ int main(int argc, char *argv[])
     std::cout << "FIRST_RANK_ID is: " << FIRST_RANK_ID << std::endl;
 
     // 所需的进程数量
+#ifdef SEED_A2_PER_SERVER
+    const int processCount = EP_WORLD_SIZE_A3;
+#else
     const int processCount = EP_WORLD_SIZE_A2;
+#endif
     pid_t pids[processCount];
 
     for (int i = 0; i < processCount; ++i) {

@@ -1,0 +1,484 @@
+// The ucx engine (ucx_engine.hpp). Layout of a group of W ranks on N nodes:
+//
+//   node group      this host's ranks: shared memory (records, flags, exposed rows) as on one host
+//   UcxEndpoint     the group: rank r's worker talks to every other rank's worker
+//     round 1       my fixed record (kMaxRecordBytes) to every other rank      tag (1, me, call)
+//     round 2       my flag and one-line message to every other rank            tag (2, me, call)
+//     exchange()    bytes between ranks of different nodes, point-to-point      tag (3, me, seq)
+//
+// A tag is kind (4 bits) | source rank (16 bits) | sequence (44 bits), received with the full
+// mask: a message is matched to its round and its sender alone. Waits progress the worker,
+// yielding, until MOEDIST_TIMEOUT_MS; the first rank whose message has not come is named and the
+// group is broken for good (requests still open are cancelled when the group goes). Endpoints
+// use UCX's peer error handling: a send to a rank that died fails and names it.
+#include <ucp/api/ucp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "transport/process_group.hpp"
+#include "transport/registry.hpp"
+#include "ucx/ucx_engine.hpp"
+#include "util/log.hpp"
+#include "util/peer_text.hpp"
+
+namespace moedist::ucx {
+namespace {
+
+using transport::Clock;
+using transport::Flag;
+using transport::GroupRef;
+using transport::RegionRef;
+using transport::Transport;
+
+constexpr uint64_t kRecordKind = 1, kFlagKind = 2, kExchangeKind = 3;
+constexpr int kMaxRanks = 1 << 16;
+
+uint64_t tag_of(uint64_t kind, int source, uint64_t sequence) {
+    return kind << 60 | static_cast<uint64_t>(source) << 44 | (sequence & ((uint64_t{1} << 44) - 1));
+}
+
+struct FlagRecord {
+    int32_t code = 0;
+    char message[252] = {};
+};
+
+// What each rank says in the global all-gather.
+struct JoinBlob {
+    int32_t ok = 0;
+    uint32_t address_bytes = 0;
+    char message[200] = {};
+};
+constexpr std::size_t kMaxAddressBytes = kMaxBlobBytes - sizeof(JoinBlob);
+
+// A UCX context and worker, released in order.
+struct Worker {
+    ucp_context_h context = nullptr;
+    ucp_worker_h worker = nullptr;
+    ~Worker() {
+        if (worker != nullptr) ucp_worker_destroy(worker);
+        if (context != nullptr) ucp_cleanup(context);
+    }
+};
+
+Status open_worker(Worker* w, std::vector<std::byte>* address) {
+    ucp_config_t* config = nullptr;
+    if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK)
+        return {Code::kRuntime,
+                std::string("UCX must read its configuration, got: ") + ucs_status_string(s)};
+    ucp_params_t params{};
+    params.field_mask = UCP_PARAM_FIELD_FEATURES;
+    params.features = UCP_FEATURE_TAG;
+    const ucs_status_t init = ucp_init(&params, config, &w->context);
+    ucp_config_release(config);
+    if (init != UCS_OK)
+        return {Code::kRuntime, std::string("UCX must start, got: ") + ucs_status_string(init)};
+    ucp_worker_params_t wp{};
+    wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+    wp.thread_mode = UCS_THREAD_MODE_SINGLE;
+    if (ucs_status_t s = ucp_worker_create(w->context, &wp, &w->worker); s != UCS_OK)
+        return {Code::kRuntime,
+                std::string("UCX must create a worker, got: ") + ucs_status_string(s)};
+    ucp_address_t* bytes = nullptr;
+    std::size_t length = 0;
+    if (ucs_status_t s = ucp_worker_get_address(w->worker, &bytes, &length); s != UCS_OK)
+        return {Code::kRuntime,
+                std::string("UCX must give the worker's address, got: ") + ucs_status_string(s)};
+    const auto* p = reinterpret_cast<const std::byte*>(bytes);
+    address->assign(p, p + length);
+    ucp_worker_release_address(w->worker, bytes);
+    if (length > kMaxAddressBytes)
+        return {Code::kRuntime,
+                "UCX's worker address must fit in " + std::to_string(kMaxAddressBytes) +
+                    " bytes, got " + std::to_string(length) + " (set UCX_TLS to fewer transports)"};
+    return Status::Ok();
+}
+
+class UcxEndpoint final : public Transport {
+public:
+    UcxEndpoint(std::string name,
+                int rank,
+                std::vector<int> node_of,
+                std::shared_ptr<Transport> node,
+                std::unique_ptr<Worker> worker)
+        : name_(std::move(name)),
+          rank_(rank),
+          size_(static_cast<int>(node_of.size())),
+          node_of_(std::move(node_of)),
+          node_(std::move(node)),
+          worker_(std::move(worker)) {
+        int nodes = 0;
+        for (int n : node_of_) nodes = std::max(nodes, n + 1);
+        node_ranks_.resize(static_cast<std::size_t>(nodes));
+        for (int r = 0; r < size_; ++r) {
+            auto& members = node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])];
+            local_of_.push_back(static_cast<int>(members.size()));
+            members.push_back(r);
+        }
+        for (auto& buffer : records_) buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
+        flags_.resize(static_cast<std::size_t>(size_));
+        eps_.resize(static_cast<std::size_t>(size_), nullptr);
+        ref_.id = transport::new_group_id();
+    }
+    ~UcxEndpoint() override {
+        for (Open& o : open_) {
+            if (o.request == nullptr) continue;
+            ucp_request_cancel(worker_->worker, o.request);
+        }
+        drain(open_, Clock::now() + std::chrono::milliseconds(200));
+        std::vector<void*> closing;
+        ucp_request_param_t param{};
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        for (ucp_ep_h ep : eps_) {
+            if (ep == nullptr) continue;
+            void* request = ucp_ep_close_nbx(ep, &param);
+            if (UCS_PTR_IS_PTR(request)) closing.push_back(request);
+        }
+        const auto until = Clock::now() + std::chrono::milliseconds(500);
+        for (void* request : closing) {
+            while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < until)
+                ucp_worker_progress(worker_->worker);
+            ucp_request_free(request);
+        }
+    }
+
+    // Endpoints to every other rank from their worker addresses (all: size · blob_bytes).
+    Status connect(std::span<const std::byte> all, std::size_t blob_bytes) {
+        for (int r = 0; r < size_; ++r) {
+            if (r == rank_) continue;
+            const std::byte* blob = all.data() + static_cast<std::size_t>(r) * blob_bytes;
+            ucp_ep_params_t params{};
+            params.field_mask =
+                UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+            params.address = reinterpret_cast<const ucp_address_t*>(blob + sizeof(JoinBlob));
+            params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+            if (ucs_status_t s = ucp_ep_create(worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
+                s != UCS_OK) {
+                eps_[static_cast<std::size_t>(r)] = nullptr;
+                return {Code::kRuntime,
+                        "UCX must reach rank " + std::to_string(r) + " of '" + name_ +
+                            "', got: " + ucs_status_string(s)};
+            }
+        }
+        return Status::Ok();
+    }
+
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    const std::string& name() const override { return name_; }
+    GroupRef ref() const override { return ref_; }
+    Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
+        return {Code::kRuntime,
+                "tpWorldSize = 2 must keep a group on one node with the ucx engine, got '" + name_ +
+                    "' across " + std::to_string(node_ranks_.size()) + " nodes"};
+    }
+
+    uint64_t begin_call() override { return next_call_++; }
+    void publish(uint64_t call, std::span<const std::byte> record) override {
+        // An aborted call leaves its rounds open: they complete before mine_ is reused.
+        if (!open_.empty()) (void)wait(transport::call_deadline(), "depart", call - 1);
+        mine_.assign(kMaxRecordBytes, std::byte{0});
+        std::memcpy(mine_.data(), record.data(), std::min(record.size(), kMaxRecordBytes));
+        std::byte* all = records_[call % 2].data();
+        std::memcpy(all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
+        post(mine_.data(), all, kMaxRecordBytes, kRecordKind, call);
+    }
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
+        const auto start = Clock::now();
+        if (Status s = wait(deadline, "arrive", call); !s.ok()) return s;
+        if (arrival_us != nullptr) {
+            const int64_t us =
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+            std::fill(arrival_us, arrival_us + size_, us);
+        }
+        return broken_status();
+    }
+    const std::byte* record(int rank, uint64_t call) const override {
+        return records_[call % 2].data() + static_cast<std::size_t>(rank) * kMaxRecordBytes;
+    }
+    void finish(uint64_t call, int32_t flag, std::string_view message) override {
+        my_flag_ = FlagRecord{};
+        my_flag_.code = flag;
+        std::memcpy(my_flag_.message, message.data(), std::min(message.size(), sizeof(my_flag_.message) - 1));
+        flags_[static_cast<std::size_t>(rank_)] = my_flag_;
+        post(reinterpret_cast<const std::byte*>(&my_flag_),
+             reinterpret_cast<std::byte*>(flags_.data()),
+             sizeof(FlagRecord),
+             kFlagKind,
+             call);
+    }
+    Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
+        if (Status s = wait(deadline, "depart", call); !s.ok()) return s;
+        *flag = Flag{};
+        for (int r = 0; r < size_; ++r) {
+            const FlagRecord& f = flags_[static_cast<std::size_t>(r)];
+            if (f.code != 0) {
+                *flag = Flag{f.code, r, util::peer_text(f.message)};
+                break;
+            }
+        }
+        return broken_status();
+    }
+    std::string gone(int rank) override {
+        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return {};
+        return node_->gone(local_of_[static_cast<std::size_t>(rank)]);
+    }
+    void mark_broken(const std::string& reason) override {
+        if (broken_.empty()) {
+            broken_ = reason;
+            MOEDIST_LOG(kWarn, "communicator '{}' is broken: {}", name_, reason);
+        }
+    }
+    Status broken_status() const override {
+        if (broken_.empty()) return Status::Ok();
+        return {Code::kRuntime, "communicator '" + name_ + "' must not be broken, got broken by: " + broken_};
+    }
+    Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) override {
+        return node_->expose(data, bytes, stage, out);
+    }
+    bool exposes_in_place(const void* data, std::size_t bytes) override {
+        return node_->exposes_in_place(data, bytes);
+    }
+    const std::byte* map(int rank, const RegionRef& region) override {
+        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
+        return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
+    }
+    void* scratch_slot(int slot, std::size_t bytes) override { return node_->scratch_slot(slot, bytes); }
+    bool pipelines_calls() const override { return false; }
+    void set_scratch_bank(uint64_t call) override {
+        Transport::set_scratch_bank(call);
+        node_->set_scratch_bank(call);
+    }
+
+    int node_count() const override { return static_cast<int>(node_ranks_.size()); }
+    int node_of(int rank) const override { return node_of_[static_cast<std::size_t>(rank)]; }
+    std::span<const int> node_ranks(int node) const override {
+        return node_ranks_[static_cast<std::size_t>(node)];
+    }
+    Transport* node_group() override { return node_.get(); }
+
+    Status exchange(std::span<const std::span<const std::byte>> send,
+                    std::span<const std::span<std::byte>> recv,
+                    Clock::time_point deadline) override {
+        if (!broken_.empty()) return broken_status();
+        const uint64_t sequence = next_exchange_++;
+        std::vector<Open> requests;
+        for (int r = 0; r < size_; ++r) {
+            const auto& in = recv[static_cast<std::size_t>(r)];
+            if (!in.empty()) receive(in.data(), in.size(), tag_of(kExchangeKind, r, sequence), r, &requests);
+        }
+        for (int r = 0; r < size_; ++r) {
+            const auto& out = send[static_cast<std::size_t>(r)];
+            if (!out.empty())
+                transmit(out.data(), out.size(), tag_of(kExchangeKind, rank_, sequence), r, &requests);
+        }
+        const int open = drain(requests, deadline);
+        if (open == -1) return Status::Ok();
+        if (open == -3) {
+            cancel(requests);
+            return interrupted_status();
+        }
+        mark_broken(open_text(requests, open, "move its rows between nodes", sequence));
+        cancel(requests);
+        return broken_status();
+    }
+
+private:
+    struct Open {
+        void* request = nullptr;  // null once complete
+        int peer = -1;
+        ucs_status_t status = UCS_OK;
+    };
+
+    int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
+
+    void receive(void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
+        ucp_request_param_t param{};
+        ucs_status_ptr_t request = ucp_tag_recv_nbx(worker_->worker, data, bytes, tag, ~uint64_t{0}, &param);
+        into->push_back(settle(request, peer));
+    }
+    void transmit(const void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
+        ucp_request_param_t param{};
+        ucs_status_ptr_t request =
+            ucp_tag_send_nbx(eps_[static_cast<std::size_t>(peer)], data, bytes, tag, &param);
+        into->push_back(settle(request, peer));
+    }
+    static Open settle(ucs_status_ptr_t request, int peer) {
+        Open o;
+        o.peer = peer;
+        if (UCS_PTR_IS_ERR(request)) {
+            o.status = UCS_PTR_STATUS(request);
+        } else if (request != nullptr) {
+            o.request = request;
+        }
+        return o;
+    }
+
+    // One round: my `bytes` to every other rank, theirs into all[r · bytes].
+    void post(const std::byte* mine, std::byte* all, std::size_t bytes, uint64_t kind, uint64_t call) {
+        for (int r = 0; r < size_; ++r) {
+            if (r == rank_) continue;
+            receive(all + static_cast<std::size_t>(r) * bytes, bytes, tag_of(kind, r, call), r, &open_);
+        }
+        for (int r = 0; r < size_; ++r) {
+            if (r == rank_) continue;
+            transmit(mine, bytes, tag_of(kind, rank_, call), r, &open_);
+        }
+    }
+
+    // Progresses until every request is complete (-1), or the deadline (the index of the first
+    // still open, or of the first that failed: its peer is gone), or an interrupt (-3).
+    int drain(std::vector<Open>& requests, Clock::time_point deadline) {
+        auto next_check = Clock::now() + std::chrono::milliseconds(10);
+        for (int spins = 0;; ++spins) {
+            ucp_worker_progress(worker_->worker);
+            int first_open = -1;
+            for (std::size_t i = 0; i < requests.size(); ++i) {
+                Open& o = requests[i];
+                if (o.request != nullptr) {
+                    const ucs_status_t s = ucp_request_check_status(o.request);
+                    if (s != UCS_INPROGRESS) {
+                        ucp_request_free(o.request);
+                        o.request = nullptr;
+                        o.status = s;
+                    }
+                }
+                if (o.status != UCS_OK && o.status != UCS_ERR_CANCELED) return static_cast<int>(i);
+                if (o.request != nullptr && first_open < 0) first_open = static_cast<int>(i);
+            }
+            if (first_open < 0) {
+                requests.clear();
+                return -1;
+            }
+            if (Clock::now() >= deadline) return first_open;
+            if (spins > 64) std::this_thread::yield();
+            if (const char* why = nullptr; Clock::now() >= next_check) {
+                if (transport::interrupted(&why)) return -3;
+                next_check = Clock::now() + std::chrono::milliseconds(10);
+            }
+        }
+    }
+
+    void cancel(std::vector<Open>& requests) {
+        for (Open& o : requests)
+            if (o.request != nullptr) ucp_request_cancel(worker_->worker, o.request);
+        (void)drain(requests, Clock::now() + std::chrono::milliseconds(100));
+        for (Open& o : requests)
+            if (o.request != nullptr) ucp_request_free(o.request);  // released when it completes
+        requests.clear();
+    }
+
+    Status interrupted_status() {
+        const char* why = "";
+        transport::interrupted(&why);
+        mark_broken(std::string("a call on this rank was interrupted: ") + why);
+        cancel(open_);
+        return broken_status();
+    }
+
+    std::string open_text(const std::vector<Open>& requests, int index, const char* what, uint64_t n) {
+        const Open& o = requests[static_cast<std::size_t>(index)];
+        if (std::string why = gone(o.peer); !why.empty()) return why;
+        if (o.status != UCS_OK && o.status != UCS_INPROGRESS)
+            return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
+                   std::to_string(node_of(o.peer)) + ") must " + what + ", got its connection lost: " +
+                   ucs_status_string(o.status) + " (call " + std::to_string(n) + ")";
+        return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
+               std::to_string(node_of(o.peer)) + ") must " + what + " within " +
+               transport::timeout_text() + ", got nothing (call " + std::to_string(n) + ")";
+    }
+
+    Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
+        if (open_.empty()) return broken_status();
+        const int open = drain(open_, deadline);
+        if (open == -1) return Status::Ok();
+        if (open == -3) return interrupted_status();
+        for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {  // a dead node peer first
+            if (std::string why = gone(r); !why.empty()) {
+                mark_broken(why);
+                cancel(open_);
+                return broken_status();
+            }
+        }
+        mark_broken(open_text(open_, open, round, call));
+        cancel(open_);
+        return broken_status();
+    }
+
+    std::string name_;
+    int rank_ = 0, size_ = 0;
+    std::vector<int> node_of_;
+    std::vector<int> local_of_;
+    std::vector<std::vector<int>> node_ranks_;
+    std::shared_ptr<Transport> node_;
+    std::unique_ptr<Worker> worker_;
+    std::vector<ucp_ep_h> eps_;
+    GroupRef ref_;
+    uint64_t next_call_ = 0, next_exchange_ = 0;
+    std::vector<std::byte> mine_;
+    std::vector<std::byte> records_[2];
+    FlagRecord my_flag_;
+    std::vector<FlagRecord> flags_;
+    std::vector<Open> open_;
+    std::string broken_;
+};
+
+}  // namespace
+
+Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* out) {
+    const int size = static_cast<int>(join.node_of.size());
+    if (size < 1 || size > kMaxRanks || join.rank < 0 || join.rank >= size)
+        return {Code::kInvalidParam,
+                "a group across hosts must have 1.." + std::to_string(kMaxRanks) + " ranks, got " +
+                    std::to_string(size)};
+    const int my_node = join.node_of[static_cast<std::size_t>(join.rank)];
+    int local = 0, local_size = 0;
+    for (int r = 0; r < size; ++r) {
+        if (join.node_of[static_cast<std::size_t>(r)] != my_node) continue;
+        if (r < join.rank) ++local;
+        ++local_size;
+    }
+    // The node first, then UCX; whatever failed travels in the global all-gather.
+    std::shared_ptr<Transport> node;
+    Status mine = transport::join_process_group(local,
+                                                local_size,
+                                                join.name + "_node" + std::to_string(my_node),
+                                                join.node_all_gather,
+                                                &node,
+                                                /*register_endpoint=*/false);
+    auto worker = std::make_unique<Worker>();
+    std::vector<std::byte> address;
+    if (mine.ok()) mine = open_worker(worker.get(), &address);
+    std::vector<std::byte> blob(sizeof(JoinBlob) + address.size());
+    JoinBlob head;
+    head.ok = mine.ok() ? 1 : 0;
+    head.address_bytes = static_cast<uint32_t>(address.size());
+    std::memcpy(head.message, mine.message().data(), std::min(mine.message().size(), sizeof(head.message) - 1));
+    std::memcpy(blob.data(), &head, sizeof(head));
+    if (!address.empty()) std::memcpy(blob.data() + sizeof(head), address.data(), address.size());
+    std::vector<std::byte> all;
+    if (Status s = join.global_all_gather(blob, &all); !s.ok()) return s;
+    if (all.size() != static_cast<std::size_t>(size) * kMaxBlobBytes)
+        return {Code::kRuntime, "the global all-gather must give every rank's blob"};
+    for (int r = 0; r < size; ++r) {
+        JoinBlob theirs;
+        std::memcpy(&theirs, all.data() + static_cast<std::size_t>(r) * kMaxBlobBytes, sizeof(theirs));
+        if (theirs.ok != 1)
+            return {Code::kRuntime,
+                    "rank " + std::to_string(r) + " of '" + join.name +
+                        "' must form its node and open UCX, got: " + util::peer_text(theirs.message)};
+        if (theirs.address_bytes == 0 || theirs.address_bytes > kMaxAddressBytes)
+            return {Code::kRuntime,
+                    "rank " + std::to_string(r) + " of '" + join.name + "' must give a UCX address of 1.." +
+                        std::to_string(kMaxAddressBytes) + " bytes"};
+    }
+    auto endpoint = std::make_shared<UcxEndpoint>(join.name, join.rank, join.node_of, std::move(node), std::move(worker));
+    if (Status s = endpoint->connect(all, kMaxBlobBytes); !s.ok()) return s;
+    *out = std::move(endpoint);
+    return Status::Ok();
+}
+
+}  // namespace moedist::ucx
