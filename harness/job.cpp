@@ -173,8 +173,8 @@ Job::Job(const JobSpec& spec) : state_(new State) {
     if (spec.backend == Backend::kThreads || spec.checked) {
         for (int g = 0; g < st.lay.ranks(); ++g) st.inputs.push_back(rank_input(spec, st.lay, g));
     }
-    st.driver = spec.backend == Backend::kProcesses ? make_process_driver(spec, st.lay)
-                                                    : make_thread_driver(spec, st.lay, st.inputs);
+    st.driver = spec.backend == Backend::kThreads ? make_thread_driver(spec, st.lay, st.inputs)
+                                                  : make_process_driver(spec, st.lay);
 }
 
 Job::~Job() { delete state_; }

@@ -18,7 +18,9 @@ enum class Routing { kUniform, kZipf, kHot, kDuplicates };
 
 // Where the ranks run: threads of this process, or processes forked from it (each joins its
 // groups through a rank-table-style rendezvous; tensors in the shared-memory arena).
-enum class Backend { kThreads, kProcesses };
+// kHosts: this host's share of the ranks as processes (like kProcesses), joined with the other
+// hosts' through a rank table naming JobSpec::hosts (the ucx engine); each host checks its own.
+enum class Backend { kThreads, kProcesses, kHosts };
 
 struct JobSpec {
     int ep_world_size = 8;       // W
@@ -58,6 +60,8 @@ struct JobSpec {
     // timing-only job (false) leaves them untouched, so unwritten tails cost no memory.
     bool checked = true;
     Backend backend = Backend::kThreads;
+    std::vector<std::string> hosts;  // kHosts: every host's address, rank r on host r / (W·T / hosts)
+    int host_index = 0;              // kHosts: which of them this is
     uint64_t seed = 1;
     // The V2 family (docs/contract.md §10): torch_npu's *_v2 operators.
     bool v2 = false;

@@ -9,13 +9,20 @@
 //
 // A rank that dies is noticed by the driver (waitpid) and by its peers (pidfd): the job fails
 // with every later task skipped; nothing hangs past MOEDIST_TIMEOUT_MS.
+//
+// Backend::kHosts: the driver of one host forks only that host's ranks, which join the job's
+// EP group through a rank table naming every host (written to a temporary file; the ucx engine
+// joins them); statuses, outputs and stamps are this host's ranks' (the others' outputs are
+// empty, so the check skips them).
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <new>
 #include <thread>
 
@@ -110,12 +117,17 @@ RegionRef region_of(const void* p, std::size_t bytes) {
 std::atomic<uint64_t> job_counter{0};
 
 // A rank process's life: join groups, build tensors, run tasks until told to stop.
-[[noreturn]] void rank_process(
-    Control* control, const JobSpec& spec, const Layout& lay, int g, const std::string& key) {
+[[noreturn]] void rank_process(Control* control,
+                                const JobSpec& spec,
+                                const Layout& lay,
+                                int g,
+                                const std::string& key,
+                                const std::string& table) {
     RankSlot& slot = control->ranks[g];
     const int ep = lay.ep_of(g), tp = lay.tp_of(g);
     const auto deadline = transport::call_deadline();
     auto join = [&](const std::string& group, int rank, int size, Communicator* out) -> Status {
+        if (!table.empty()) return Communicator::from_rank_table(table, rank, out);
         std::unique_ptr<transport::SocketRendezvous> rendezvous;
         if (Status s = transport::SocketRendezvous::open(
                 key + "-" + group, rank, size, /*fingerprint=*/0, deadline, &rendezvous);
@@ -209,24 +221,31 @@ public:
             failure_ = {Code::kInnerTiling, "the processes backend runs at most 256 ranks"};
             return;
         }
+        last_ = ranks;
+        if (spec.backend == Backend::kHosts) {
+            if (Status s = write_hosts_table(); !s.ok()) {
+                failure_ = s;
+                return;
+            }
+        }
         void* block = mmap(
             nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (block == MAP_FAILED) throw std::bad_alloc();
         control_ = new (block) Control();
-        control_->ranks_sync.parties = ranks;
+        control_->ranks_sync.parties = last_ - first_;
         const std::string key =
             "harness-" + std::to_string(getpid()) + "-" + std::to_string(job_counter.fetch_add(1));
         std::fflush(nullptr);
-        for (int g = 0; g < ranks; ++g) {
+        for (int g = first_; g < last_; ++g) {
             const pid_t pid = fork();
-            if (pid == 0) rank_process(control_, spec_, lay_, g, key);
+            if (pid == 0) rank_process(control_, spec_, lay_, g, key, table_);
             pids_.push_back(pid);
             if (pid < 0)
                 failure_ = {Code::kRuntime,
                             "fork must succeed, got " + std::string(std::strerror(errno))};
         }
         wait_done();  // every rank has joined and built its tensors
-        stamps_.resize(static_cast<std::size_t>(ranks));
+        stamps_.resize(static_cast<std::size_t>(last_ - first_));
     }
 
     ~ProcessDriver() override {
@@ -247,6 +266,7 @@ public:
             }
         }
         munmap(control_, sizeof(Control));
+        if (!table_.empty()) std::remove(table_.c_str());
     }
 
     void run(Task task) override {
@@ -254,8 +274,8 @@ public:
         control_->task.store(static_cast<uint32_t>(task), std::memory_order_release);
         bump();
         wait_done();
-        for (int g = 0; g < lay_.ranks(); ++g)
-            stamps_[static_cast<std::size_t>(g)] = control_->ranks[g].stamps;
+        for (int g = first_; g < last_; ++g)
+            stamps_[static_cast<std::size_t>(g - first_)] = control_->ranks[g].stamps;
     }
     const std::vector<Stamps>& stamps() const override { return stamps_; }
     std::vector<Status> statuses() const override {
@@ -266,6 +286,10 @@ public:
                 continue;
             }
             const RankSlot& s = control_->ranks[g];
+            if (g < first_ || g >= last_) {  // another host's
+                all.push_back(Status::Ok());
+                continue;
+            }
             all.push_back(s.code == 0 ? Status::Ok()
                                       : Status(static_cast<Code>(s.code), s.message));
         }
@@ -274,6 +298,10 @@ public:
     std::vector<RankOutputs> outputs() const override {
         std::vector<RankOutputs> all;
         for (int g = 0; g < lay_.ranks(); ++g) {
+            if (g < first_ || g >= last_) {  // another host's: not checked here
+                all.emplace_back();
+                continue;
+            }
             const OutputRefs& r = control_->ranks[g].outputs;
             auto at = [this](const RegionRef& ref) { return memory_.map(ref); };
             RankOutputs o;
@@ -298,7 +326,7 @@ public:
     }
     int64_t allocated_bytes() const override {
         int64_t total = 0;
-        for (int g = 0; g < lay_.ranks(); ++g) total += control_->ranks[g].allocated;
+        for (int g = first_; g < last_; ++g) total += control_->ranks[g].allocated;
         return total;
     }
 
@@ -311,25 +339,59 @@ private:
         transport::futex_wake_all(&control_->epoch, true);
     }
 
+    // Backend::kHosts: this host's ranks and the rank table naming every host (EP groups
+    // across hosts need TP = 1).
+    Status write_hosts_table() {
+        const int hosts = static_cast<int>(spec_.hosts.size()), ranks = lay_.ranks();
+        if (lay_.T != 1)
+            return {Code::kInnerTiling, "a job across hosts runs with TP = 1 (TP = 2 across hosts: not yet)"};
+        if (hosts < 1 || ranks % hosts != 0 || spec_.host_index < 0 || spec_.host_index >= hosts)
+            return {Code::kInnerTiling,
+                    "a job across hosts must split its " + std::to_string(ranks) +
+                        " ranks evenly over its hosts, got " + std::to_string(hosts) + " hosts"};
+        const int per = ranks / hosts;
+        first_ = spec_.host_index * per;
+        last_ = first_ + per;
+        char path[] = "/tmp/moedist-hosts-XXXXXX";
+        const int fd = mkstemp(path);
+        if (fd < 0) return {Code::kRuntime, "a temporary rank table must be writable in /tmp"};
+        ::close(fd);
+        table_ = path;
+        std::ofstream out(table_);
+        out << "{\"version\": \"1.0\", \"server_count\": \"" << hosts
+            << "\", \"status\": \"completed\", \"server_list\": [";
+        for (int h = 0; h < hosts; ++h) {
+            out << (h ? "," : "") << "{\"server_id\": \"" << spec_.hosts[static_cast<std::size_t>(h)]
+                << "\", \"device\": [";
+            for (int d = 0; d < per; ++d)
+                out << (d ? "," : "") << "{\"device_id\": \"" << d << "\", \"rank_id\": \""
+                    << h * per + d << "\"}";
+            out << "]}";
+        }
+        out << "]}\n";
+        return out ? Status::Ok() : Status(Code::kRuntime, "the temporary rank table must be written");
+    }
+
     // Until every rank reports the task done; a rank process that dies fails the job.
     void wait_done() {
-        const auto ranks = static_cast<uint32_t>(lay_.ranks());
+        const auto ranks = static_cast<uint32_t>(last_ - first_);
         const auto deadline =
             Clock::now() + std::chrono::milliseconds(4 * util::timeout_ms() + 5000);
         for (;;) {
             const uint32_t done = control_->done.load(std::memory_order_acquire);
             if (done >= ranks) return;
-            for (std::size_t g = 0; g < pids_.size(); ++g) {
+            for (std::size_t i = 0; i < pids_.size(); ++i) {
                 int status = 0;
-                if (pids_[g] > 0 && waitpid(pids_[g], &status, WNOHANG) == pids_[g]) {
+                const auto g = static_cast<std::size_t>(first_) + i;
+                if (pids_[i] > 0 && waitpid(pids_[i], &status, WNOHANG) == pids_[i]) {
                     failure_ = {Code::kRuntime,
                                 "rank process " + std::to_string(g) + " (pid " +
-                                    std::to_string(pids_[g]) +
+                                    std::to_string(pids_[i]) +
                                     ") must live until the job ends, got it " +
                                     (WIFSIGNALED(status)
                                          ? "killed by signal " + std::to_string(WTERMSIG(status))
                                          : "exited with " + std::to_string(WEXITSTATUS(status)))};
-                    pids_[g] = -1;
+                    pids_[i] = -1;
                     return;
                 }
             }
@@ -349,6 +411,8 @@ private:
     std::vector<pid_t> pids_;
     std::vector<Stamps> stamps_;
     Status failure_;
+    int first_ = 0, last_ = 0;  // this host's ranks [first_, last_)
+    std::string table_;         // kHosts: the temporary rank table
 };
 
 }  // namespace

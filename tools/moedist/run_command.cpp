@@ -95,8 +95,23 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     s->comm_quant_mode = o.comm_quant;
     s->zero_padding = o.zero_padding;
     s->dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
-    s->backend =
-        o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
+    s->backend = o.backend == "processes" ? harness::Backend::kProcesses
+                 : o.backend == "ucx"       ? harness::Backend::kHosts
+                                            : harness::Backend::kThreads;
+    if (o.backend == "ucx") {
+        if (o.hosts.size() < 2 || o.host_index < 0 ||
+            o.host_index >= static_cast<int>(o.hosts.size()))
+            return "--backend ucx must be given --hosts ADDR,ADDR[,...] (every host, in the same "
+                   "order everywhere) and --host-index i (this host's position), got " +
+                   std::to_string(o.hosts.size()) + " hosts and index " +
+                   std::to_string(o.host_index);
+        if ((s->ep_world_size * s->tp_size) % static_cast<int>(o.hosts.size()) != 0)
+            return "--backend ucx must split --ranks evenly over --hosts, got " +
+                   std::to_string(s->ep_world_size) + " ranks on " +
+                   std::to_string(o.hosts.size()) + " hosts";
+        s->hosts = o.hosts;
+        s->host_index = o.host_index;
+    }
     if (std::string why = apply_v2_options(o.v2, o.v2.api, o.v2.mask, s); !why.empty()) return why;
     if (std::string why = shape_problem(*s); !why.empty()) return why;
     if (std::string why = profile_problem(*s, o.quant, o.dtype, o.v2); !why.empty()) return why;
@@ -545,9 +560,17 @@ CLI::App* add_run_command(CLI::App& app, RunOptions* o) {
     run->add_flag("--load", o->load, "print every expert's rows instead of a summary");
     run->add_option("--backend",
                     o->backend,
-                    "threads, processes (forks one process per rank) or mpi (under mpirun -np "
-                    "W*T: one rank per MPI process)")
-        ->check(CLI::IsMember({"threads", "processes", "mpi"}));
+                    "threads, processes (forks one process per rank), mpi (under mpirun -np "
+                    "W*T: one rank per MPI process) or ucx (this host's ranks as processes, "
+                    "joined with the other hosts' over UCX: --hosts, --host-index)")
+        ->check(CLI::IsMember({"threads", "processes", "mpi", "ucx"}));
+    run->add_option("--hosts",
+                    o->hosts,
+                    "--backend ucx: every host's address, in the same order on every host (rank "
+                    "r runs on host r / (W*T / hosts)); the first one's is the hub's")
+        ->delimiter(',');
+    run->add_option("--host-index", o->host_index, "--backend ucx: this host's position in --hosts")
+        ->check(CLI::Range(0, 4095));
     run->add_option("--ranks-per-node",
                     o->ranks_per_node,
                     "mpi backend: simulated nodes of n consecutive ranks (sets "

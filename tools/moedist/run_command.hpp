@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "cli_common.hpp"
 #include "harness/job.hpp"
@@ -20,6 +21,8 @@ struct RunOptions {
     std::string dtype = "bf16";
     std::string routing = "uniform";
     std::string backend = "threads";
+    std::vector<std::string> hosts;  // --backend ucx: every host's address
+    int host_index = -1;             // --backend ucx: this host's position in --hosts
     int comm_quant = 0;
     int ranks_per_node = 0;
     bool no_check = false;
