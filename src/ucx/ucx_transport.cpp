@@ -120,6 +120,7 @@ public:
         for (auto& buffer : records_) buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
         flags_.resize(static_cast<std::size_t>(size_));
         eps_.resize(static_cast<std::size_t>(size_), nullptr);
+        lost_.assign(static_cast<std::size_t>(size_), UCS_OK);
         ref_.id = transport::new_group_id();
     }
     ~UcxEndpoint() override {
@@ -151,10 +152,13 @@ public:
             if (r == rank_) continue;
             const std::byte* blob = all.data() + static_cast<std::size_t>(r) * blob_bytes;
             ucp_ep_params_t params{};
-            params.field_mask =
-                UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+            params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                                UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                                UCP_EP_PARAM_FIELD_ERR_HANDLER;
             params.address = reinterpret_cast<const ucp_address_t*>(blob + sizeof(JoinBlob));
             params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+            params.err_handler.cb = &UcxEndpoint::on_peer_lost;
+            params.err_handler.arg = &lost_[static_cast<std::size_t>(r)];
             if (ucs_status_t s = ucp_ep_create(worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
                 s != UCS_OK) {
                 eps_[static_cast<std::size_t>(r)] = nullptr;
@@ -287,6 +291,12 @@ public:
     }
 
 private:
+    // UCX's report that the connection to a peer is gone (from ucp_worker_progress): its
+    // requests fail too; the status names how in the group's reason.
+    static void on_peer_lost(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+        *static_cast<ucs_status_t*>(arg) = status;
+    }
+
     struct Open {
         void* request = nullptr;  // null once complete
         int peer = -1;
@@ -330,7 +340,8 @@ private:
     }
 
     // Progresses until every request is complete (-1), or the deadline (the index of the first
-    // still open, or of the first that failed: its peer is gone), or an interrupt (-3).
+    // still open), or a failure (the index of the first request that failed or whose peer's
+    // connection is lost), or an interrupt (-3).
     int drain(std::vector<Open>& requests, Clock::time_point deadline) {
         auto next_check = Clock::now() + std::chrono::milliseconds(10);
         for (int spins = 0;; ++spins) {
@@ -347,6 +358,8 @@ private:
                     }
                 }
                 if (o.status != UCS_OK && o.status != UCS_ERR_CANCELED) return static_cast<int>(i);
+                if (o.request != nullptr && lost_[static_cast<std::size_t>(o.peer)] != UCS_OK)
+                    return static_cast<int>(i);  // its peer is gone: it never completes
                 if (o.request != nullptr && first_open < 0) first_open = static_cast<int>(i);
             }
             if (first_open < 0) {
@@ -382,6 +395,12 @@ private:
     std::string open_text(const std::vector<Open>& requests, int index, const char* what, uint64_t n) {
         const Open& o = requests[static_cast<std::size_t>(index)];
         if (std::string why = gone(o.peer); !why.empty()) return why;
+        const ucs_status_t lost = lost_[static_cast<std::size_t>(o.peer)];
+        if (lost != UCS_OK)
+            return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
+                   std::to_string(node_of(o.peer)) + ") must " + what +
+                   ", got its connection lost: " + ucs_status_string(lost) + " (call " +
+                   std::to_string(n) + ")";
         if (o.status != UCS_OK && o.status != UCS_INPROGRESS)
             return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
                    std::to_string(node_of(o.peer)) + ") must " + what + ", got its connection lost: " +
@@ -416,6 +435,7 @@ private:
     std::shared_ptr<Transport> node_;
     std::unique_ptr<Worker> worker_;
     std::vector<ucp_ep_h> eps_;
+    std::vector<ucs_status_t> lost_;  // per peer: UCS_OK, or how its connection was lost
     GroupRef ref_;
     uint64_t next_call_ = 0, next_exchange_ = 0;
     std::vector<std::byte> mine_;
