@@ -5,7 +5,11 @@
 // - a verdict's status carries a known code and a message of printable characters only, bounded;
 // - a claim is accepted only with this protocol's magic and a rank in range other than the hub's;
 // - hellos are accepted only when every one names its rank, the group size, the name and (round
-//   1) rank 0's control block of control_bytes(size); `failed` then names a member that said no.
+//   1) rank 0's control block of control_bytes(size); `failed` then names a member that said no;
+// - the frames of the hub across hosts (transport/host_rendezvous.hpp): a header is accepted only
+//   with the magic, version 1, the kind asked and a body within its bounds; a claim only with the
+//   fingerprint, the group size, a rank in [1, size) and a blob that fills the frame and is at
+//   most kHostBlobBytes; a verdict only ok 0/1, the size, and exactly every blob when ok.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +20,9 @@
 
 #include "byte_reader.hpp"
 #include "transport/bootstrap.hpp"
+#include "transport/host_rendezvous.hpp"
 #include "transport/slot_group.hpp"
+#include "util/peer_text.hpp"
 
 namespace {
 
@@ -39,7 +45,7 @@ void check_text(const std::string& text, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     moedist::fuzz::ByteReader in(data, size);
-    const int kind = static_cast<int>(in.range(0, 2));
+    const int kind = static_cast<int>(in.range(0, 5));
     const int group = static_cast<int>(in.range(1, 8));
     const std::size_t header = size < 3 ? size : 3;
     std::vector<std::byte> rest(reinterpret_cast<const std::byte*>(data) + header,
@@ -83,6 +89,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
         if (why.empty() && (claim.magic != tp::Claim::kMagic || claim.rank < 0 || claim.rank >= group ||
                             claim.rank == hub || rest.size() != sizeof(tp::Claim)))
             fail("accepted a bad claim");
+    } else if (kind == 3) {  // a host frame's header
+        const auto want = static_cast<tp::HostFrame>(1 + group % 3);
+        const std::size_t low = static_cast<std::size_t>(group) * 8, high = low + 4096;
+        const std::span<const std::byte> header(rest.data(), std::min(rest.size(), sizeof(tp::HostFrameHeader)));
+        if (tp::check_host_header(header, want, low, high).empty()) {
+            tp::HostFrameHeader h;
+            std::memcpy(&h, header.data(), sizeof(h));
+            if (header.size() != sizeof(h) || h.magic != tp::HostFrameHeader::kMagic || h.version != 1 ||
+                h.kind != static_cast<uint16_t>(want) || h.bytes < low || h.bytes > high)
+                fail("accepted a bad frame header");
+        }
+    } else if (kind == 4) {  // a claim at the hub
+        tp::HostClaim claim;
+        const uint64_t fingerprint = 0x1234567890ULL;
+        if (rest.size() >= sizeof(tp::HostClaim) && size > 2 && (data[2] & 1) != 0) {
+            std::memcpy(rest.data(), &fingerprint, sizeof(fingerprint));  // get past the first check
+            std::memcpy(rest.data() + 12, &group, sizeof(group));
+        }
+        if (tp::check_host_claim(rest, fingerprint, group, &claim).empty() &&
+            (claim.fingerprint != fingerprint || claim.size != group || claim.rank < 1 || claim.rank >= group ||
+             claim.blob_bytes > tp::kHostBlobBytes || rest.size() != sizeof(tp::HostClaim) + claim.blob_bytes))
+            fail("accepted a bad host claim");
+    } else if (kind == 5) {  // the hub's verdict
+        tp::HostVerdict verdict;
+        const std::size_t blob = static_cast<std::size_t>(in.range(0, 64));
+        if (tp::check_host_verdict(rest, group, blob, &verdict).empty()) {
+            if ((verdict.ok != 0 && verdict.ok != 1) || verdict.size != group ||
+                rest.size() != sizeof(tp::HostVerdict) + (verdict.ok ? static_cast<std::size_t>(group) * blob : 0))
+                fail("accepted a bad host verdict");
+            check_text(moedist::util::peer_text(verdict.message), "a host verdict's message");
+        }
     } else {
         const moedist::Status s = tp::read_verdict(rest, "fuzz");
         const int code = s.raw_code();
