@@ -5,6 +5,7 @@
 #include "transport/registry.hpp"
 #include "transport/shm_arena.hpp"
 #include "transport/thread_group.hpp"
+#include "ucx/ucx_engine.hpp"
 
 namespace moedist {
 
@@ -53,8 +54,7 @@ Status Communicator::join_processes(
     auto gather = [&](std::span<const std::byte> mine, std::vector<std::byte>* all) {
         return all_gather(std::vector<std::byte>(mine.begin(), mine.end()), all);
     };
-    if (Status s = transport::join_process_group(rank, size, name, gather, &endpoint); !s.ok())
-        return s;
+    if (Status s = ucx::join_over(rank, size, name, gather, &endpoint); !s.ok()) return s;
     *out = transport::Access::make(std::move(endpoint));
     return Status::Ok();
 }

@@ -36,4 +36,20 @@ constexpr std::size_t kMaxBlobBytes = 4096;
 // could not form its node or open UCX (naming it).
 Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* out);
 
+// What makes two processes able to share memory: MOEDIST_SERVER_ID when set, else this boot of
+// this machine and this network namespace (whose abstract Unix sockets a node group's members
+// reach each other by). At most kHostIdBytes.
+constexpr std::size_t kHostIdBytes = 96;
+std::string host_identity();
+
+// Communicator::join_processes over any all-gather: the members' host identities first; on one
+// host a process group as ever, across hosts join_hosts with that all-gather (the node rounds
+// are global rounds, each rank keeping its node's part). `name` is registered for
+// Communicator::find.
+Status join_over(int rank,
+                 int size,
+                 const std::string& name,
+                 const AllGather& all_gather,
+                 std::shared_ptr<transport::Transport>* out);
+
 }  // namespace moedist::ucx

@@ -13,14 +13,18 @@
 // use UCX's peer error handling: a send to a rank that died fails and names it.
 #include <ucp/api/ucp.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <thread>
 #include <vector>
 
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
 #include "ucx/ucx_engine.hpp"
+#include "util/env.hpp"
 #include "util/log.hpp"
 #include "util/peer_text.hpp"
 
@@ -497,6 +501,86 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
     }
     auto endpoint = std::make_shared<UcxEndpoint>(join.name, join.rank, join.node_of, std::move(node), std::move(worker));
     if (Status s = endpoint->connect(all, kMaxBlobBytes); !s.ok()) return s;
+    MOEDIST_LOG(kInfo,
+                "joined '{}' as rank {} of {} across {} hosts (this host's ranks share memory, "
+                "the hosts talk over UCX)",
+                join.name,
+                join.rank,
+                size,
+                endpoint->node_count());
+    *out = std::move(endpoint);
+    return Status::Ok();
+}
+
+std::string host_identity() {
+    if (std::string given = util::server_id(); !given.empty())
+        return "server " + given.substr(0, kHostIdBytes - 8);
+    std::string boot;
+    std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+    char net[64] = {};
+    const ssize_t n = readlink("/proc/self/ns/net", net, sizeof(net) - 1);
+    return ("boot " + boot.substr(0, 40) + " " + std::string(net, n > 0 ? static_cast<std::size_t>(n) : 0))
+        .substr(0, kHostIdBytes);
+}
+
+Status join_over(int rank,
+                 int size,
+                 const std::string& name,
+                 const AllGather& all_gather,
+                 std::shared_ptr<transport::Transport>* out) {
+    std::vector<std::byte> id(kHostIdBytes, std::byte{0}), ids;
+    const std::string mine = host_identity();
+    std::memcpy(id.data(), mine.data(), mine.size());
+    if (Status s = all_gather(id, &ids); !s.ok()) return s;
+    if (ids.size() != static_cast<std::size_t>(size) * kHostIdBytes)
+        return {Code::kRuntime,
+                "the all-gather must give " + std::to_string(size) + " host identities of " +
+                    std::to_string(kHostIdBytes) + " bytes, got " + std::to_string(ids.size()) +
+                    " bytes"};
+    std::vector<int> node_of(static_cast<std::size_t>(size));
+    std::vector<std::vector<std::byte>> hosts;
+    for (int r = 0; r < size; ++r) {
+        const auto at = ids.begin() + static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(kHostIdBytes);
+        std::vector<std::byte> host(at, at + static_cast<std::ptrdiff_t>(kHostIdBytes));
+        auto found = std::find(hosts.begin(), hosts.end(), host);
+        if (found == hosts.end()) found = hosts.insert(hosts.end(), host);
+        node_of[static_cast<std::size_t>(r)] = static_cast<int>(found - hosts.begin());
+    }
+    if (hosts.size() == 1) {
+        return transport::join_process_group(
+            rank, size, name, [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) {
+                return all_gather(bytes, all);
+            }, out);
+    }
+    const int my_node = node_of[static_cast<std::size_t>(rank)];
+    HostJoin spec;
+    spec.name = name;
+    spec.rank = rank;
+    spec.node_of = node_of;
+    // A node round is a global round: every rank gives its bytes, keeps its node's in order.
+    spec.node_all_gather = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+        std::vector<std::byte> everyone;
+        if (Status s = all_gather(bytes, &everyone); !s.ok()) return s;
+        if (everyone.size() != static_cast<std::size_t>(size) * bytes.size())
+            return {Code::kRuntime, "the all-gather must give every rank's bytes, of one length"};
+        all->clear();
+        for (int r = 0; r < size; ++r) {
+            if (node_of[static_cast<std::size_t>(r)] != my_node) continue;
+            const auto at = everyone.begin() + static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(bytes.size());
+            all->insert(all->end(), at, at + static_cast<std::ptrdiff_t>(bytes.size()));
+        }
+        return Status::Ok();
+    };
+    spec.global_all_gather = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+        std::vector<std::byte> padded(kMaxBlobBytes, std::byte{0});
+        std::memcpy(padded.data(), bytes.data(), std::min(bytes.size(), kMaxBlobBytes));
+        return all_gather(padded, all);
+    };
+    std::shared_ptr<transport::Transport> endpoint;
+    if (Status s = join_hosts(spec, &endpoint); !s.ok()) return s;
+    std::vector<std::shared_ptr<transport::Transport>> endpoints(static_cast<std::size_t>(size));
+    endpoints[static_cast<std::size_t>(rank)] = endpoint;
+    transport::register_group(name, endpoint->ref().id, size, endpoints);
     *out = std::move(endpoint);
     return Status::Ok();
 }
