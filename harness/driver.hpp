@@ -2,6 +2,8 @@
 // A driver runs one task on every rank at a time and reports what each rank did.
 #pragma once
 
+#include <array>
+
 #include <memory>
 #include <vector>
 
@@ -34,6 +36,9 @@ public:
     // What the reference check reads of every rank (valid until the next task).
     virtual std::vector<RankOutputs> outputs() const = 0;
     virtual int64_t allocated_bytes() const = 0;
+    // Backend::kHosts: the sums over this host's ranks of their last step's cross-node traffic
+    // (dispatch rows, bytes, flat rows; combine rows, bytes).
+    virtual std::array<int64_t, 5> cross_host_traffic() const { return {}; }
 };
 
 std::unique_ptr<JobDriver> make_thread_driver(const JobSpec& spec,

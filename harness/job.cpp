@@ -228,6 +228,15 @@ std::vector<Status> Job::statuses() const { return state_->driver->statuses(); }
 
 int64_t Job::allocated_bytes() const { return state_->driver->allocated_bytes(); }
 
+void Job::add_cross_host_traffic(JobReport* report) const {
+    const std::array<int64_t, 5> t = state_->driver->cross_host_traffic();
+    report->cross_dispatch_rows = t[0];
+    report->cross_dispatch_bytes = t[1];
+    report->cross_dispatch_flat_rows = t[2];
+    report->cross_combine_rows = t[3];
+    report->cross_combine_bytes = t[4];
+}
+
 JobReport Job::check(bool with_reference) const {
     if (Status st = status(); !st.ok()) {
         JobReport report;

@@ -107,6 +107,10 @@ struct JobReport {
     int64_t dispatch_bytes = 0;            // expandX bytes written (real rows, all ranks)
     int64_t combine_bytes = 0;             // expert-output bytes read (all ranks)
     std::vector<int64_t> rows_per_expert;  // E MoE experts, then S shared ranks (own EP group 0)
+    // Backend::kHosts: what this host's ranks sent to other hosts in the last step (rows and
+    // bytes, docs/performance.md), and what a flat all-to-all would have sent.
+    int64_t cross_dispatch_rows = 0, cross_dispatch_bytes = 0, cross_dispatch_flat_rows = 0;
+    int64_t cross_combine_rows = 0, cross_combine_bytes = 0;
 };
 
 // A job with its inputs, outputs and one persistent thread (or process) per rank.
@@ -135,6 +139,8 @@ public:
     JobReport check(bool with_reference) const;
     // Bytes of every tensor the job allocated for its ranks.
     int64_t allocated_bytes() const;
+    // The last step's bytes across hosts of this process's ranks (Backend::kHosts), into `report`.
+    void add_cross_host_traffic(JobReport* report) const;
 
 private:
     struct State;

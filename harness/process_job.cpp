@@ -26,6 +26,7 @@
 #include <new>
 #include <thread>
 
+#include "core/remote.hpp"
 #include "harness/driver.hpp"
 #include "transport/access.hpp"
 #include "transport/futex.hpp"
@@ -58,6 +59,7 @@ struct alignas(64) RankSlot {
     int64_t allocated = 0;
     OutputRefs outputs;
     int32_t pid = 0;
+    int64_t traffic[5] = {};  // the last task's cross-node traffic (core::last_cross_node_traffic)
 };
 
 // A barrier of processes on futexes in shared memory, with a deadline.
@@ -206,6 +208,12 @@ std::atomic<uint64_t> job_counter{0};
             r.tp_len = o.tp_recv_counts_len;
             r.expand_scales_len = o.expand_scales_len;
             slot.allocated = runner->allocated_bytes();
+            const core::CrossNodeTraffic t = core::last_cross_node_traffic();
+            slot.traffic[0] = t.dispatch_rows;
+            slot.traffic[1] = t.dispatch_bytes;
+            slot.traffic[2] = t.dispatch_flat_rows;
+            slot.traffic[3] = t.combine_rows;
+            slot.traffic[4] = t.combine_bytes;
         } else if (task == Task::kStep) {
             control->ranks_sync.wait(phase_deadline());
             control->ranks_sync.wait(phase_deadline());
@@ -323,6 +331,13 @@ public:
             all.push_back(o);
         }
         return all;
+    }
+    std::array<int64_t, 5> cross_host_traffic() const override {
+        std::array<int64_t, 5> sums{};
+        if (control_ == nullptr) return sums;
+        for (int g = first_; g < last_; ++g)
+            for (std::size_t i = 0; i < sums.size(); ++i) sums[i] += control_->ranks[g].traffic[i];
+        return sums;
     }
     int64_t allocated_bytes() const override {
         int64_t total = 0;

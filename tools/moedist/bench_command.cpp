@@ -41,8 +41,11 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     spec.static_scales = 2;
     spec.seed = o.seed;
     spec.checked = false;
-    spec.backend =
-        o.backend == "processes" ? harness::Backend::kProcesses : harness::Backend::kThreads;
+    spec.backend = o.backend == "processes" ? harness::Backend::kProcesses
+                   : o.backend == "ucx"       ? harness::Backend::kHosts
+                                              : harness::Backend::kThreads;
+    spec.hosts = o.hosts;
+    spec.host_index = o.host_index;
     (void)parse_routing(p.routing, &spec);  // checked before the sweep (point_problem)
     (void)apply_v2_options(o.v2, p.api, p.mask, &spec);  // likewise
     return spec;
@@ -355,9 +358,17 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench
         ->add_option("--backend",
                      o->backend,
-                     "threads, processes, or mpi (under mpirun -np W: the baseline in the same "
-                     "mpirun)")
-        ->check(CLI::IsMember({"threads", "processes", "mpi"}));
+                     "threads, processes, mpi (under mpirun -np W: the baseline in the same "
+                     "mpirun) or ucx (this host's ranks, joined with the other hosts' over UCX: "
+                     "--hosts, --host-index; times are this host's ranks')")
+        ->check(CLI::IsMember({"threads", "processes", "mpi", "ucx"}));
+    bench
+        ->add_option("--hosts",
+                     o->hosts,
+                     "--backend ucx: every host's address, in the same order on every host")
+        ->delimiter(',');
+    bench->add_option("--host-index", o->host_index, "--backend ucx: this host's position in --hosts")
+        ->check(CLI::Range(0, 4095));
     bench
         ->add_option("--ranks-per-node",
                      o->ranks_per_node,
@@ -414,8 +425,25 @@ int bench_command(const BenchOptions& o) {
         fmt::print(stderr, "moedist bench: {}\n", why);
         return kExitUnusable;
     }
-    std::string why_not;
-    const bool available = o.baseline != "none" && alltoallv_baseline_available(&why_not);
+    if (o.backend == "ucx" &&
+        (o.hosts.size() < 2 || o.host_index < 0 || o.host_index >= static_cast<int>(o.hosts.size()))) {
+        fmt::print(stderr,
+                   "moedist bench: --backend ucx must be given --hosts ADDR,ADDR[,...] and "
+                   "--host-index i, got {} hosts and index {}\n",
+                   o.hosts.size(),
+                   o.host_index);
+        return kExitUnusable;
+    }
+    if (o.backend == "ucx" && o.baseline == "alltoallv") {
+        fmt::print(stderr,
+                   "moedist bench: --baseline alltoallv with --backend ucx: the baseline across "
+                   "hosts runs under mpirun (moedist bench --backend mpi --baseline alltoallv on "
+                   "the same hosts)\n");
+        return kExitUnusable;
+    }
+    std::string why_not = "--backend ucx (the baseline across hosts runs under mpirun)";
+    const bool available = o.baseline != "none" && o.backend != "ucx" &&
+                           alltoallv_baseline_available(&why_not);
     if (o.baseline == "alltoallv" && !available) {
         fmt::print(stderr, "moedist bench: --baseline alltoallv: {}\n", why_not);
         return kExitUnusable;

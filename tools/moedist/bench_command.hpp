@@ -34,6 +34,8 @@ struct BenchOptions {
     V2Options v2;                            // the other V2 options, for every V2 point
     std::string dtype = "bf16";
     std::string backend = "threads";
+    std::vector<std::string> hosts;  // --backend ucx: every host's address
+    int host_index = -1;             // --backend ucx: this host's position in --hosts
     std::string baseline = "auto";  // auto (alltoallv when mpirun is found), alltoallv, none
     int reps = 20;
     int warmup = 3;

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The ucx engine against the MPI engine and the MPI_Alltoallv baseline on the same layout: two
+# network namespaces standing for hosts, 4 ranks each, TCP between them (UCX_TLS=tcp; OpenMPI's
+# tcp BTL on md0), EP8 H7168 K8 E256 at BS 1 and 128 by default. Runs
+#   moedist bench --backend ucx on both hosts at once (each host times its own ranks: the slower
+#     host's medians are taken),
+#   moedist bench --backend mpi --baseline alltoallv under one mpirun across both hosts (its
+#     launch agent enters the namespaces: netns_rsh.sh),
+# and prints the medians side by side with the ratios. A benchmark, not a test: it fails only
+# when a run fails.
+#
+#   bench_two_hosts.sh MOEDIST [--tokens 1,128] [--reps 10] [other moedist bench options]
+set -uo pipefail
+moedist=$1
+shift
+args=(--ranks 8 --hidden 7168 --topk 8 --experts 256 --tokens 1,128 --reps 10 --warmup 3 "$@")
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/netns.sh"
+hosts_up 2
+work=$(mktemp -d)
+trap 'hosts_down; rm -rf "$work"' EXIT
+export MOEDIST_TIMEOUT_MS=60000
+for i in 1 2; do
+  on_host "$i" "$moedist" bench --backend ucx --hosts 198.18.0.1,198.18.0.2 --host-index $((i - 1)) \
+    --baseline none "${args[@]}" --json "$work/ucx$i.json" > "$work/ucx$i.log" 2>&1 &
+  pids[$i]=$!
+done
+wait "${pids[1]}" && wait "${pids[2]}" || { cat "$work"/ucx*.log; exit 1; }
+on_host 1 env MD_NS_PREFIX="$MD_NS" mpirun --allow-run-as-root --oversubscribe --bind-to none \
+  --mca plm_rsh_agent "$here/netns_rsh.sh" -x MD_NS_PREFIX --mca btl tcp,self \
+  --mca btl_tcp_if_include md0 --mca oob_tcp_if_include md0 --host 198.18.0.1:4,198.18.0.2:4 -np 8 \
+  "$moedist" bench --backend mpi --ranks-per-node 4 --baseline alltoallv "${args[@]}" \
+  --json "$work/mpi.json" > "$work/mpi.log" 2>&1 || { cat "$work/mpi.log"; exit 1; }
+/usr/bin/python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+load = lambda f: json.load(open(f"{work}/{f}"))["points"]
+u1, u2, mpi = load("ucx1.json"), load("ucx2.json"), load("mpi.json")
+med = lambda p, k: p[k]["median"]
+print("two hosts (network namespaces, TCP), EP8 = 4 + 4 ranks; medians in ms; ucx: the slower host's")
+print(f"{'point':<28} {'ucx d':>8} {'ucx c':>8} {'mpi d':>8} {'mpi c':>8} {'a2av d':>8} {'a2av c':>8}"
+      f" {'a2av/ucx d':>10} {'c':>6} {'d+c':>6} {'ucx/mpi d+c':>12}")
+for a, b, m in zip(u1, u2, mpi):
+    ud, uc = max(med(a, "dispatch_ms"), med(b, "dispatch_ms")), max(med(a, "combine_ms"), med(b, "combine_ms"))
+    md, mc = med(m, "dispatch_ms"), med(m, "combine_ms")
+    base = m.get("baseline", {})
+    bd, bc = base.get("dispatch_ms", {}).get("median"), base.get("combine_ms", {}).get("median")
+    point = f"BS{a['tokens']} H{a['hidden']} K{a['topk']} E{a['experts']}"
+    if bd is None:
+        print(f"{point:<28} {ud:8.3f} {uc:8.3f} {md:8.3f} {mc:8.3f}   (no baseline: {base.get('error')})")
+        continue
+    print(f"{point:<28} {ud:8.3f} {uc:8.3f} {md:8.3f} {mc:8.3f} {bd:8.3f} {bc:8.3f}"
+          f" {bd / ud:10.2f} {bc / uc:6.2f} {(bd + bc) / (ud + uc):6.2f} {(ud + uc) / (md + mc):12.2f}")
+PY
+grep -h "across" "$work"/ucx1.log "$work"/mpi.log | head -4
