@@ -1,6 +1,7 @@
 #include "transport/host_rendezvous.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -210,6 +211,34 @@ Status resolve(const HostRendezvousOptions& o, sockaddr_storage* out, socklen_t*
     return Status::Ok();
 }
 
+// A connect that gives up at the deadline (a host that does not answer would otherwise hold it
+// for the kernel's SYN retries, minutes); *why on failure.
+bool connect_by(int fd, const sockaddr_storage& addr, socklen_t length, Clock::time_point deadline,
+                std::string* why) {
+    const int flags = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), length) != 0) {
+        if (errno != EINPROGRESS) {
+            *why = std::strerror(errno);
+            return false;
+        }
+        pollfd pfd{fd, POLLOUT, 0};
+        if (poll(&pfd, 1, ms_left(deadline)) <= 0) {
+            *why = "no answer to the connection";
+            return false;
+        }
+        int error = 0;
+        socklen_t size = sizeof(error);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
+        if (error != 0) {
+            *why = std::strerror(error);
+            return false;
+        }
+    }
+    fcntl(fd, F_SETFL, flags);
+    return true;
+}
+
 std::string hub_text(const HostRendezvousOptions& o) {
     return "the hub of rank 0 at " + o.hub_address + ":" + std::to_string(o.port);
 }
@@ -369,7 +398,7 @@ Status run_member(const HostRendezvousOptions& o,
                     "rank " + std::to_string(o.rank) + " must reach " + hub_text(o) +
                         " within " + timeout_text() + ", got: " + last};
         fd.reset(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (fd.valid() && connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), length) == 0) {
+        if (fd.valid() && connect_by(fd.get(), addr, length, o.deadline, &last)) {
             last = read_frame(fd.get(),
                               HostFrame::kChallenge,
                               kHostNonceBytes,
@@ -377,8 +406,6 @@ Status run_member(const HostRendezvousOptions& o,
                               std::min(o.deadline, Clock::now() + kClaimWindow),
                               &body);
             if (last.empty()) break;
-        } else {
-            last = std::strerror(errno);
         }
         std::this_thread::sleep_for(kRetry);
     }

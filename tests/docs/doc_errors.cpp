@@ -1042,6 +1042,48 @@ void rank_tables() {
     if (symlink(loop_b.c_str(), loop_a.c_str()) == 0 &&
         symlink(loop_a.c_str(), loop_b.c_str()) == 0)
         init_cluster(loop_a, "loop");
+    // Across hosts: a rank whose server is another host's; a hub whose other host never comes
+    // (rank 0 here, rank 1 on an address nobody answers), and a member whose hub never answers.
+    init_cluster(write_file("remote.json",
+                            "{\"server_list\":[{\"server_id\":\"10.255.1.2\",\"device\":[" +
+                                device("\"0\"") + "]}]}"),
+                 "remote server");
+    {
+        const char* saved = std::getenv("MOEDIST_TIMEOUT_MS");
+        const std::string restore = saved != nullptr ? saved : "";
+        setenv("MOEDIST_TIMEOUT_MS", "1000", 1);
+        const std::string two_hosts = "{\"server_list\":[{\"server_id\":\"127.0.0.1\",\"device\":[" +
+                                      device("\"0\"") +
+                                      "]},{\"server_id\":\"10.255.1.3\",\"device\":[" +
+                                      device("\"1\"") + "]}]}";
+        const std::string path = write_file("two_hosts.json", two_hosts);
+        for (int rank : {0}) {
+            Communicator comm;
+            Status s = Communicator::from_rank_table(path, rank, &comm);
+            if (s.ok()) {
+                MoeConfig c = config_of(comm, 2);
+                Rank r(c, 0, 1, 16);
+                MoeDistributor moe(comm, std::nullopt, c);
+                s = moe.try_dispatch(r.inputs(), r.outputs());
+            }
+            if (!s.ok()) emit_status("hub without its other host", s);
+        }
+        setenv("MOEDIST_SERVER_ID", "10.255.1.3", 1);  // this host plays the second server
+        {
+            Communicator comm;
+            Status s = Communicator::from_rank_table(path, 1, &comm);
+            if (s.ok()) {
+                MoeConfig c = config_of(comm, 2);
+                Rank r(c, 1, 1, 16);
+                MoeDistributor moe(comm, std::nullopt, c);
+                s = moe.try_dispatch(r.inputs(), r.outputs());
+            }
+            if (!s.ok()) emit_status("member without its hub", s);
+        }
+        unsetenv("MOEDIST_SERVER_ID");
+        if (restore.empty()) unsetenv("MOEDIST_TIMEOUT_MS");
+        else setenv("MOEDIST_TIMEOUT_MS", restore.c_str(), 1);
+    }
     std::vector<char> long_path(4096, 'a');
     HcclComm comm = nullptr;
     if (HcclCommInitClusterInfo(long_path.data(), 0, &comm) != 0) emit_acl("long path");
