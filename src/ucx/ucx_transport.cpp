@@ -11,7 +11,6 @@
 // yielding, until MOEDIST_TIMEOUT_MS; the first rank whose message has not come is named and the
 // group is broken for good (requests still open are cancelled when the group goes). Endpoints
 // use UCX's peer error handling: a send to a rank that died fails and names it.
-#include <ucp/api/ucp.h>
 
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
+#include "ucx/ucp_api.hpp"
 #include "ucx/ucx_engine.hpp"
 #include "util/env.hpp"
 #include "util/log.hpp"
@@ -63,16 +63,17 @@ struct Worker {
     ucp_context_h context = nullptr;
     ucp_worker_h worker = nullptr;
     ~Worker() {
-        if (worker != nullptr) ucp_worker_destroy(worker);
-        if (context != nullptr) ucp_cleanup(context);
+        if (worker != nullptr) ucp().ucp_worker_destroy(worker);
+        if (context != nullptr) ucp().ucp_cleanup(context);
     }
 };
 
 Status open_worker(Worker* w, std::vector<std::byte>* address) {
+    if (std::string why; load_ucp(&why) == nullptr) return {Code::kRuntime, why};
     ucp_config_t* config = nullptr;
-    if (ucs_status_t s = ucp_config_read(nullptr, nullptr, &config); s != UCS_OK)
+    if (ucs_status_t s = ucp().ucp_config_read(nullptr, nullptr, &config); s != UCS_OK)
         return {Code::kRuntime,
-                std::string("UCX must read its configuration, got: ") + ucs_status_string(s)};
+                std::string("UCX must read its configuration, got: ") + ucp().ucs_status_string(s)};
     // moedist's defaults where the user set none (UCX_<NAME> in the environment wins): TCP
     // segments of 512 KiB (UCX's 8 KiB cost 4x at EP8 BS128 H7168 here) and eager messages of
     // any size (rows are expected: every receive is posted before the round's sends).
@@ -80,29 +81,29 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
                                       {"TCP_RX_SEG_SIZE", "512k"},
                                       {"RNDV_THRESH", "inf"}}) {
         if (std::getenv((std::string("UCX_") + name).c_str()) == nullptr)
-            (void)ucp_config_modify(config, name, value);
+            (void)ucp().ucp_config_modify(config, name, value);
     }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG;
-    const ucs_status_t init = ucp_init(&params, config, &w->context);
-    ucp_config_release(config);
+    const ucs_status_t init = ucp().ucp_init_version(UCP_API_MAJOR, UCP_API_MINOR, &params, config, &w->context);
+    ucp().ucp_config_release(config);
     if (init != UCS_OK)
-        return {Code::kRuntime, std::string("UCX must start, got: ") + ucs_status_string(init)};
+        return {Code::kRuntime, std::string("UCX must start, got: ") + ucp().ucs_status_string(init)};
     ucp_worker_params_t wp{};
     wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     wp.thread_mode = UCS_THREAD_MODE_SINGLE;
-    if (ucs_status_t s = ucp_worker_create(w->context, &wp, &w->worker); s != UCS_OK)
+    if (ucs_status_t s = ucp().ucp_worker_create(w->context, &wp, &w->worker); s != UCS_OK)
         return {Code::kRuntime,
-                std::string("UCX must create a worker, got: ") + ucs_status_string(s)};
+                std::string("UCX must create a worker, got: ") + ucp().ucs_status_string(s)};
     ucp_address_t* bytes = nullptr;
     std::size_t length = 0;
-    if (ucs_status_t s = ucp_worker_get_address(w->worker, &bytes, &length); s != UCS_OK)
+    if (ucs_status_t s = ucp().ucp_worker_get_address(w->worker, &bytes, &length); s != UCS_OK)
         return {Code::kRuntime,
-                std::string("UCX must give the worker's address, got: ") + ucs_status_string(s)};
+                std::string("UCX must give the worker's address, got: ") + ucp().ucs_status_string(s)};
     const auto* p = reinterpret_cast<const std::byte*>(bytes);
     address->assign(p, p + length);
-    ucp_worker_release_address(w->worker, bytes);
+    ucp().ucp_worker_release_address(w->worker, bytes);
     if (length > kMaxAddressBytes)
         return {Code::kRuntime,
                 "UCX's worker address must fit in " + std::to_string(kMaxAddressBytes) +
@@ -140,7 +141,7 @@ public:
     ~UcxEndpoint() override {
         for (Open& o : open_) {
             if (o.request == nullptr) continue;
-            ucp_request_cancel(worker_->worker, o.request);
+            ucp().ucp_request_cancel(worker_->worker, o.request);
         }
         drain(open_, Clock::now() + std::chrono::milliseconds(200));
         std::vector<void*> closing;
@@ -149,14 +150,14 @@ public:
         param.flags = UCP_EP_CLOSE_FLAG_FORCE;
         for (ucp_ep_h ep : eps_) {
             if (ep == nullptr) continue;
-            void* request = ucp_ep_close_nbx(ep, &param);
+            void* request = ucp().ucp_ep_close_nbx(ep, &param);
             if (UCS_PTR_IS_PTR(request)) closing.push_back(request);
         }
         const auto until = Clock::now() + std::chrono::milliseconds(500);
         for (void* request : closing) {
-            while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < until)
-                ucp_worker_progress(worker_->worker);
-            ucp_request_free(request);
+            while (ucp().ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < until)
+                ucp().ucp_worker_progress(worker_->worker);
+            ucp().ucp_request_free(request);
         }
     }
 
@@ -173,12 +174,12 @@ public:
             params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
             params.err_handler.cb = &UcxEndpoint::on_peer_lost;
             params.err_handler.arg = &lost_[static_cast<std::size_t>(r)];
-            if (ucs_status_t s = ucp_ep_create(worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
+            if (ucs_status_t s = ucp().ucp_ep_create(worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
                 s != UCS_OK) {
                 eps_[static_cast<std::size_t>(r)] = nullptr;
                 return {Code::kRuntime,
                         "UCX must reach rank " + std::to_string(r) + " of '" + name_ +
-                            "', got: " + ucs_status_string(s)};
+                            "', got: " + ucp().ucs_status_string(s)};
             }
         }
         return Status::Ok();
@@ -321,13 +322,13 @@ private:
 
     void receive(void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
         ucp_request_param_t param{};
-        ucs_status_ptr_t request = ucp_tag_recv_nbx(worker_->worker, data, bytes, tag, ~uint64_t{0}, &param);
+        ucs_status_ptr_t request = ucp().ucp_tag_recv_nbx(worker_->worker, data, bytes, tag, ~uint64_t{0}, &param);
         into->push_back(settle(request, peer));
     }
     void transmit(const void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
         ucp_request_param_t param{};
         ucs_status_ptr_t request =
-            ucp_tag_send_nbx(eps_[static_cast<std::size_t>(peer)], data, bytes, tag, &param);
+            ucp().ucp_tag_send_nbx(eps_[static_cast<std::size_t>(peer)], data, bytes, tag, &param);
         into->push_back(settle(request, peer));
     }
     static Open settle(ucs_status_ptr_t request, int peer) {
@@ -359,14 +360,14 @@ private:
     int drain(std::vector<Open>& requests, Clock::time_point deadline) {
         auto next_check = Clock::now() + std::chrono::milliseconds(10);
         for (int spins = 0;; ++spins) {
-            ucp_worker_progress(worker_->worker);
+            ucp().ucp_worker_progress(worker_->worker);
             int first_open = -1;
             for (std::size_t i = 0; i < requests.size(); ++i) {
                 Open& o = requests[i];
                 if (o.request != nullptr) {
-                    const ucs_status_t s = ucp_request_check_status(o.request);
+                    const ucs_status_t s = ucp().ucp_request_check_status(o.request);
                     if (s != UCS_INPROGRESS) {
-                        ucp_request_free(o.request);
+                        ucp().ucp_request_free(o.request);
                         o.request = nullptr;
                         o.status = s;
                     }
@@ -391,10 +392,10 @@ private:
 
     void cancel(std::vector<Open>& requests) {
         for (Open& o : requests)
-            if (o.request != nullptr) ucp_request_cancel(worker_->worker, o.request);
+            if (o.request != nullptr) ucp().ucp_request_cancel(worker_->worker, o.request);
         (void)drain(requests, Clock::now() + std::chrono::milliseconds(100));
         for (Open& o : requests)
-            if (o.request != nullptr) ucp_request_free(o.request);  // released when it completes
+            if (o.request != nullptr) ucp().ucp_request_free(o.request);  // released when it completes
         requests.clear();
     }
 
@@ -413,12 +414,12 @@ private:
         if (lost != UCS_OK)
             return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
                    std::to_string(node_of(o.peer)) + ") must " + what +
-                   ", got its connection lost: " + ucs_status_string(lost) + " (call " +
+                   ", got its connection lost: " + ucp().ucs_status_string(lost) + " (call " +
                    std::to_string(n) + ")";
         if (o.status != UCS_OK && o.status != UCS_INPROGRESS)
             return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
                    std::to_string(node_of(o.peer)) + ") must " + what + ", got its connection lost: " +
-                   ucs_status_string(o.status) + " (call " + std::to_string(n) + ")";
+                   ucp().ucs_status_string(o.status) + " (call " + std::to_string(n) + ")";
         return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
                std::to_string(node_of(o.peer)) + ") must " + what + " within " +
                transport::timeout_text() + ", got nothing (call " + std::to_string(n) + ")";
