@@ -48,6 +48,7 @@ namespace {
 // Wall time of a phase: first rank's start to last rank's end.
 template <class Member>
 double span_ms(const std::vector<Stamps>& stamps, Member begin, Member end) {
+    if (stamps.empty()) return 0;  // a driver that could not start its ranks
     auto first = stamps.front().*begin;
     auto last = stamps.front().*end;
     for (const auto& s : stamps) {

@@ -50,4 +50,29 @@ run_on 4 --ranks 16 --experts 28 $small --shared-ranks 2 --quant fp8-e4m3
 run_on 4 --ranks 16 --experts 14 $small --api v2 --shared-ranks 2 --zero-experts 2 --copy-experts 1 \
   --const-experts 1 --mask prefix
 run_on 4 --ranks 16 --experts 64 --tokens 32 --hidden 1024 --topk 8 --quant mx-e4m3
+# TP 2 across hosts is refused before anything runs, saying so.
+out=$("$moedist" run --backend ucx --hosts 198.18.0.1,198.18.0.2 --host-index 0 --ranks 8 --tp 2 \
+  --experts 7 --shared-ranks 1 --topk 3 2>&1); rc=$?
+if [ $rc -eq 2 ] && grep -q "runs --tp 1" <<<"$out"; then
+  echo "ok    --tp 2 across hosts refused: $(tail -1 <<<"$out")"
+else
+  echo "FAIL  --tp 2 across hosts must be refused with exit 2, got $rc: $out"; failed=1
+fi
+
+# moedist bench --backend ucx on both hosts: each prints its table (this host's ranks' times)
+# and its JSON.
+for i in 1 2; do
+  on_host "$i" timeout 120 "$moedist" bench --backend ucx --hosts 198.18.0.1,198.18.0.2 --host-index $((i - 1)) \
+    --ranks 8 --experts 16 --tokens 1,8 --hidden 256 --topk 4 --reps 2 --warmup 1 --baseline none \
+    --json "$work/bench$i.json" > "$work/bench$i.log" 2>&1 &
+  pids[$i]=$!
+done
+for i in 1 2; do
+  if wait "${pids[$i]}" && [ "$(grep -c '^W8 BS' "$work/bench$i.log")" -eq 2 ] &&
+     /usr/bin/python3 -c "import json,sys; p=json.load(open(sys.argv[1]))['points']; assert len(p) == 2 and all(x['dispatch_ms']['median'] > 0 for x in p)" "$work/bench$i.json"; then
+    echo "ok    2 hosts: moedist bench --backend ucx (host $i)"
+  else
+    echo "FAIL  2 hosts: moedist bench --backend ucx (host $i)"; sed 's/^/  /' "$work/bench$i.log" | head -20; failed=1
+  fi
+done
 exit $failed
