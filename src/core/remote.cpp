@@ -7,6 +7,7 @@
 #include "core/records.hpp"
 #include "core/scratch.hpp"
 #include "core/tensor_access.hpp"
+#include "util/peer_text.hpp"
 
 namespace moedist::core {
 namespace {
@@ -178,10 +179,37 @@ struct DirectoryEntry {
     transport::RegionRef plan;
 };
 
+// What a rank tells its node after the exchange between nodes: its directory, or (code != 0)
+// why its exchange failed, so that its node peers report the cause, not the rank that kept them
+// waiting.
 struct NodeRecord {
     transport::RegionRef directory;
     int32_t entries = 0;
+    int32_t code = 0;
+    char message[400] = {};
 };
+
+// The node round's wait: past every node peer's own exchange deadline (`deadline` + the call's
+// timeout), so a peer held up in its exchange fails first and says why.
+transport::Clock::time_point node_round_deadline(transport::Clock::time_point deadline) {
+    return deadline + std::chrono::milliseconds(transport::call_timeout_ms());
+}
+
+// A failed exchange still takes part in the node round, carrying its reason.
+Status fail_node_round(transport::Transport& endpoint,
+                       transport::Clock::time_point deadline,
+                       uint64_t* node_call,
+                       const Status& failed) {
+    transport::Transport& node = *endpoint.node_group();
+    NodeRecord mine_node;
+    mine_node.code = failed.raw_code();
+    const std::string& why = failed.message();
+    std::memcpy(mine_node.message, why.data(), std::min(why.size(), sizeof(mine_node.message) - 1));
+    *node_call = node.begin_call();
+    node.publish(*node_call, {reinterpret_cast<const std::byte*>(&mine_node), sizeof(mine_node)});
+    (void)node.wait_published(*node_call, node_round_deadline(deadline));
+    return failed;
+}
 
 thread_local CrossNodeTraffic traffic;
 
@@ -305,7 +333,8 @@ Status bring_remote_sources(const DispatchOp& op,
         for (int r : endpoint.node_ranks(n)) traffic.dispatch_flat_rows += mine.rows_to[r];
     }
     for (const auto& span : send) traffic.dispatch_bytes += static_cast<int64_t>(span.size());
-    if (Status s = endpoint.exchange(send, recv, deadline); !s.ok()) return s;
+    if (Status s = endpoint.exchange(send, recv, deadline); !s.ok())
+        return fail_node_round(endpoint, deadline, node_call, s);
 
     // Plans over the compact tokens and the directory, for my node.
     const std::size_t directory_bytes =
@@ -381,7 +410,17 @@ Status bring_remote_sources(const DispatchOp& op,
         return st;
     *node_call = node.begin_call();
     node.publish(*node_call, {reinterpret_cast<const std::byte*>(&mine_node), sizeof(mine_node)});
-    if (Status st = node.wait_published(*node_call, deadline); !st.ok()) return st;
+    if (Status st = node.wait_published(*node_call, node_round_deadline(deadline)); !st.ok())
+        return st;
+    for (int g = 0; g < static_cast<int>(endpoint.node_ranks(my_node).size()); ++g) {
+        NodeRecord theirs;  // a node peer whose exchange failed: its reason is the call's
+        std::memcpy(&theirs, node.record(g, *node_call), sizeof(theirs));
+        if (theirs.code != 0)
+            return {Code::kRuntime,
+                    "rank " + std::to_string(endpoint.node_ranks(my_node)[static_cast<std::size_t>(g)]) +
+                        " of this node must move its rows between nodes, got: " +
+                        util::peer_text(theirs.message)};
+    }
 
     // What the node's gateways published comes from other processes: every count, region and
     // plan is checked, and the plans are copied, before any of it is used.
