@@ -60,8 +60,9 @@ struct JobSpec {
     // timing-only job (false) leaves them untouched, so unwritten tails cost no memory.
     bool checked = true;
     Backend backend = Backend::kThreads;
-    std::vector<std::string> hosts;  // kHosts: every host's address, rank r on host r / (W·T / hosts)
-    int host_index = 0;              // kHosts: which of them this is
+    std::vector<std::string>
+        hosts;           // kHosts: every host's address, rank r on host r / (W·T / hosts)
+    int host_index = 0;  // kHosts: which of them this is
     uint64_t seed = 1;
     // The V2 family (docs/contract.md §10): torch_npu's *_v2 operators.
     bool v2 = false;

@@ -120,11 +120,11 @@ std::atomic<uint64_t> job_counter{0};
 
 // A rank process's life: join groups, build tensors, run tasks until told to stop.
 [[noreturn]] void rank_process(Control* control,
-                                const JobSpec& spec,
-                                const Layout& lay,
-                                int g,
-                                const std::string& key,
-                                const std::string& table) {
+                               const JobSpec& spec,
+                               const Layout& lay,
+                               int g,
+                               const std::string& key,
+                               const std::string& table) {
     RankSlot& slot = control->ranks[g];
     const int ep = lay.ep_of(g), tp = lay.tp_of(g);
     const auto deadline = transport::call_deadline();
@@ -359,7 +359,8 @@ private:
     Status write_hosts_table() {
         const int hosts = static_cast<int>(spec_.hosts.size()), ranks = lay_.ranks();
         if (lay_.T != 1)
-            return {Code::kInnerTiling, "a job across hosts runs with TP = 1 (TP = 2 across hosts: not yet)"};
+            return {Code::kInnerTiling,
+                    "a job across hosts runs with TP = 1 (TP = 2 across hosts: not yet)"};
         if (hosts < 1 || ranks % hosts != 0 || spec_.host_index < 0 || spec_.host_index >= hosts)
             return {Code::kInnerTiling,
                     "a job across hosts must split its " + std::to_string(ranks) +
@@ -376,15 +377,16 @@ private:
         out << "{\"version\": \"1.0\", \"server_count\": \"" << hosts
             << "\", \"status\": \"completed\", \"server_list\": [";
         for (int h = 0; h < hosts; ++h) {
-            out << (h ? "," : "") << "{\"server_id\": \"" << spec_.hosts[static_cast<std::size_t>(h)]
-                << "\", \"device\": [";
+            out << (h ? "," : "") << "{\"server_id\": \""
+                << spec_.hosts[static_cast<std::size_t>(h)] << "\", \"device\": [";
             for (int d = 0; d < per; ++d)
                 out << (d ? "," : "") << "{\"device_id\": \"" << d << "\", \"rank_id\": \""
                     << h * per + d << "\"}";
             out << "]}";
         }
         out << "]}\n";
-        return out ? Status::Ok() : Status(Code::kRuntime, "the temporary rank table must be written");
+        return out ? Status::Ok()
+                   : Status(Code::kRuntime, "the temporary rank table must be written");
     }
 
     // Until every rank reports the task done; a rank process that dies fails the job.

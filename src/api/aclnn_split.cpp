@@ -165,8 +165,7 @@ Status dispatch_setup_sizes(const aclTensor* x,
     TensorView xv, ids;
     if (Status s = view_of(x, "x", &xv, &bindings); !s.ok()) return s;
     if (Status s = view_of(expert_ids, "expertIds", &ids, &bindings); !s.ok()) return s;
-    if (xv.ndim != 2 || ids.ndim != 2)
-        return {Code::kInvalidParam, "x and expertIds must be 2-D"};
+    if (xv.ndim != 2 || ids.ndim != 2) return {Code::kInvalidParam, "x and expertIds must be 2-D"};
     if (Status s = unsupported_quant(config.quant_mode); !s.ok()) return s;
     if (Status s = config.validate(); !s.ok()) return s;
     const auto bs = static_cast<uint64_t>(xv.dim(0)), h = static_cast<uint64_t>(xv.dim(1)),
@@ -732,8 +731,7 @@ aclnnStatus aclnnMoeDistributeCombineSetupTeardownCalcOutputSize(
     (void)commAlg;
     try {
         SetupSizes sizes;
-        if (Status s = combine_setup_sizes(expandX, epWorldSize, &sizes); !s.ok())
-            return report(s);
+        if (Status s = combine_setup_sizes(expandX, epWorldSize, &sizes); !s.ok()) return report(s);
         tokenMsgSize = sizes.token_msg;
         commCmdInfoOutSize = sizes.comm_cmd_info;
         return report(Status::Ok());

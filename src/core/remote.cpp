@@ -417,7 +417,8 @@ Status bring_remote_sources(const DispatchOp& op,
         std::memcpy(&theirs, node.record(g, *node_call), sizeof(theirs));
         if (theirs.code != 0)
             return {Code::kRuntime,
-                    "rank " + std::to_string(endpoint.node_ranks(my_node)[static_cast<std::size_t>(g)]) +
+                    "rank " +
+                        std::to_string(endpoint.node_ranks(my_node)[static_cast<std::size_t>(g)]) +
                         " of this node must move its rows between nodes, got: " +
                         util::peer_text(theirs.message)};
     }

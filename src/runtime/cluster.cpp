@@ -136,9 +136,7 @@ uint64_t table_fingerprint(const RankTable& table) {
     return h;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 HcclResult load_rank_table(const char* cluster_info, LoadedTable* out, std::string* message) {
     const std::size_t length = strnlen(cluster_info, kMaxPathLength);
@@ -273,9 +271,12 @@ HcclResult join_across_hosts(const LoadedTable& loaded,
         const auto deadline = transport::call_deadline();
         hub.deadline = deadline;
         std::unique_ptr<transport::SocketRendezvous> node_rendezvous;
-        Status s = transport::SocketRendezvous::open(
-            key + "n" + std::to_string(my_node), local, local_size, fingerprint, deadline,
-            &node_rendezvous);
+        Status s = transport::SocketRendezvous::open(key + "n" + std::to_string(my_node),
+                                                     local,
+                                                     local_size,
+                                                     fingerprint,
+                                                     deadline,
+                                                     &node_rendezvous);
         if (s.ok()) {
             ucx::HostJoin spec;
             spec.name = name;

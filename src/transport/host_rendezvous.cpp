@@ -104,8 +104,8 @@ void host_mac(const std::string& key,
 
 namespace {
 
-constexpr auto kClaimWindow = std::chrono::seconds(1);  // a connection's time to say who it is
-constexpr auto kRetry = std::chrono::milliseconds(50);  // between a member's connect attempts
+constexpr auto kClaimWindow = std::chrono::seconds(1);   // a connection's time to say who it is
+constexpr auto kRetry = std::chrono::milliseconds(50);   // between a member's connect attempts
 constexpr auto kVerdictGrace = std::chrono::seconds(2);  // a member waits this past the deadline
 
 int ms_left(Clock::time_point deadline) {
@@ -201,8 +201,8 @@ Status resolve(const HostRendezvousOptions& o, sockaddr_storage* out, socklen_t*
     if (int rc = getaddrinfo(o.hub_address.c_str(), port.c_str(), &hints, &found);
         rc != 0 || found == nullptr) {
         return {Code::kRuntime,
-                "the first server's address '" + util::peer_text(o.hub_address.c_str(),
-                                                                 o.hub_address.size()) +
+                "the first server's address '" +
+                    util::peer_text(o.hub_address.c_str(), o.hub_address.size()) +
                     "' must resolve, got: " + gai_strerror(rc)};
     }
     std::memcpy(out, found->ai_addr, found->ai_addrlen);
@@ -213,7 +213,10 @@ Status resolve(const HostRendezvousOptions& o, sockaddr_storage* out, socklen_t*
 
 // A connect that gives up at the deadline (a host that does not answer would otherwise hold it
 // for the kernel's SYN retries, minutes); *why on failure.
-bool connect_by(int fd, const sockaddr_storage& addr, socklen_t length, Clock::time_point deadline,
+bool connect_by(int fd,
+                const sockaddr_storage& addr,
+                socklen_t length,
+                Clock::time_point deadline,
                 std::string* why) {
     const int flags = fcntl(fd, F_GETFL, 0);
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
@@ -308,7 +311,8 @@ Status run_hub(const HostRendezvousOptions& o,
     util::UniqueFd listener(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const int yes = 1;
     setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    if (!listener.valid() || bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), length) != 0 ||
+    if (!listener.valid() ||
+        bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), length) != 0 ||
         listen(listener.get(), std::min(o.size + 16, 4096)) != 0) {
         return {Code::kRuntime,
                 "rank 0 must listen on the first server's address " + o.hub_address + ":" +
@@ -395,8 +399,8 @@ Status run_member(const HostRendezvousOptions& o,
     for (;;) {  // connect and pass the challenge; a refused or dropped attempt is retried
         if (Clock::now() >= o.deadline)
             return {Code::kRuntime,
-                    "rank " + std::to_string(o.rank) + " must reach " + hub_text(o) +
-                        " within " + timeout_text() + ", got: " + last};
+                    "rank " + std::to_string(o.rank) + " must reach " + hub_text(o) + " within " +
+                        timeout_text() + ", got: " + last};
         fd.reset(socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (fd.valid() && connect_by(fd.get(), addr, length, o.deadline, &last)) {
             last = read_frame(fd.get(),
@@ -422,8 +426,9 @@ Status run_member(const HostRendezvousOptions& o,
     const std::span<const std::byte> frame[] = {bytes_of(claim), blob};
     const auto answer_by = o.deadline + kVerdictGrace;
     if (!send_frame(fd.get(), HostFrame::kClaim, frame, answer_by))
-        return {Code::kRuntime, hub_text(o) + " must take rank " + std::to_string(o.rank) +
-                                    "'s claim, got the connection closed"};
+        return {Code::kRuntime,
+                hub_text(o) + " must take rank " + std::to_string(o.rank) +
+                    "'s claim, got the connection closed"};
     const std::size_t most = sizeof(HostVerdict) + static_cast<std::size_t>(o.size) * blob_bytes;
     if (std::string why =
             read_frame(fd.get(), HostFrame::kVerdict, sizeof(HostVerdict), most, answer_by, &body);
@@ -444,8 +449,9 @@ Status run_member(const HostRendezvousOptions& o,
     host_mac(o.key, parts, mac);
     if (CRYPTO_memcmp(mac, verdict.mac, sizeof(mac)) != 0)
         return {Code::kRuntime,
-                hub_text(o) + " must prove MOEDIST_JOB_KEY (the same on every host), got a "
-                              "wrong MAC"};
+                hub_text(o) +
+                    " must prove MOEDIST_JOB_KEY (the same on every host), got a "
+                    "wrong MAC"};
     if (!verdict.ok) return {Code::kRuntime, util::peer_text(verdict.message)};
     all->assign(blobs.begin(), blobs.end());
     return Status::Ok();

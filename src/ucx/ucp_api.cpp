@@ -21,11 +21,13 @@ bool resolve(void* library, const char* name, F* out) {
 bool load() {
     // libucp's own dependencies (libucs, libuct, libucm) come with it.
     void* ucp_library = dlopen("libucp.so.0", RTLD_NOW | RTLD_LOCAL);
-    void* ucs_library = ucp_library != nullptr ? dlopen("libucs.so.0", RTLD_NOW | RTLD_LOCAL) : nullptr;
+    void* ucs_library =
+        ucp_library != nullptr ? dlopen("libucs.so.0", RTLD_NOW | RTLD_LOCAL) : nullptr;
     if (ucp_library == nullptr || ucs_library == nullptr) {
         const char* error = dlerror();
-        failure = std::string("UCX (libucp.so.0, Debian's libucx0) must be installed for a job "
-                              "across hosts, got: ") +
+        failure = std::string(
+                      "UCX (libucp.so.0, Debian's libucx0) must be installed for a job "
+                      "across hosts, got: ") +
                   (error != nullptr ? error : "not found");
         return false;
     }

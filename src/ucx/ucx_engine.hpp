@@ -20,12 +20,14 @@
 
 namespace moedist::ucx {
 
-using AllGather = std::function<Status(std::span<const std::byte> mine, std::vector<std::byte>* all)>;
+using AllGather =
+    std::function<Status(std::span<const std::byte> mine, std::vector<std::byte>* all)>;
 
 struct HostJoin {
-    std::string name;          // the group's, the same on every rank
+    std::string name;  // the group's, the same on every rank
     int rank = -1;
-    std::vector<int> node_of;  // every rank's node, 0..nodes-1, each node's ranks consecutive or not
+    std::vector<int>
+        node_of;  // every rank's node, 0..nodes-1, each node's ranks consecutive or not
     AllGather node_all_gather;    // among this node's ranks, in their order
     AllGather global_all_gather;  // among all ranks; blobs of at most kMaxBlobBytes
 };

@@ -42,7 +42,8 @@ constexpr uint64_t kRecordKind = 1, kFlagKind = 2, kExchangeKind = 3;
 constexpr int kMaxRanks = 1 << 16;
 
 uint64_t tag_of(uint64_t kind, int source, uint64_t sequence) {
-    return kind << 60 | static_cast<uint64_t>(source) << 44 | (sequence & ((uint64_t{1} << 44) - 1));
+    return kind << 60 | static_cast<uint64_t>(source) << 44 |
+           (sequence & ((uint64_t{1} << 44) - 1));
 }
 
 struct FlagRecord {
@@ -77,19 +78,22 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
     // moedist's defaults where the user set none (UCX_<NAME> in the environment wins): TCP
     // segments of 512 KiB (UCX's 8 KiB cost 4x at EP8 BS128 H7168 here) and eager messages of
     // any size (rows are expected: every receive is posted before the round's sends).
-    for (const auto& [name, value] : {std::pair<const char*, const char*>{"TCP_TX_SEG_SIZE", "512k"},
-                                      {"TCP_RX_SEG_SIZE", "512k"},
-                                      {"RNDV_THRESH", "inf"}}) {
+    for (const auto& [name, value] :
+         {std::pair<const char*, const char*>{"TCP_TX_SEG_SIZE", "512k"},
+          {"TCP_RX_SEG_SIZE", "512k"},
+          {"RNDV_THRESH", "inf"}}) {
         if (std::getenv((std::string("UCX_") + name).c_str()) == nullptr)
             (void)ucp().ucp_config_modify(config, name, value);
     }
     ucp_params_t params{};
     params.field_mask = UCP_PARAM_FIELD_FEATURES;
     params.features = UCP_FEATURE_TAG;
-    const ucs_status_t init = ucp().ucp_init_version(UCP_API_MAJOR, UCP_API_MINOR, &params, config, &w->context);
+    const ucs_status_t init =
+        ucp().ucp_init_version(UCP_API_MAJOR, UCP_API_MINOR, &params, config, &w->context);
     ucp().ucp_config_release(config);
     if (init != UCS_OK)
-        return {Code::kRuntime, std::string("UCX must start, got: ") + ucp().ucs_status_string(init)};
+        return {Code::kRuntime,
+                std::string("UCX must start, got: ") + ucp().ucs_status_string(init)};
     ucp_worker_params_t wp{};
     wp.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
     wp.thread_mode = UCS_THREAD_MODE_SINGLE;
@@ -99,8 +103,9 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
     ucp_address_t* bytes = nullptr;
     std::size_t length = 0;
     if (ucs_status_t s = ucp().ucp_worker_get_address(w->worker, &bytes, &length); s != UCS_OK)
-        return {Code::kRuntime,
-                std::string("UCX must give the worker's address, got: ") + ucp().ucs_status_string(s)};
+        return {
+            Code::kRuntime,
+            std::string("UCX must give the worker's address, got: ") + ucp().ucs_status_string(s)};
     const auto* p = reinterpret_cast<const std::byte*>(bytes);
     address->assign(p, p + length);
     ucp().ucp_worker_release_address(w->worker, bytes);
@@ -128,11 +133,13 @@ public:
         for (int n : node_of_) nodes = std::max(nodes, n + 1);
         node_ranks_.resize(static_cast<std::size_t>(nodes));
         for (int r = 0; r < size_; ++r) {
-            auto& members = node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])];
+            auto& members =
+                node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])];
             local_of_.push_back(static_cast<int>(members.size()));
             members.push_back(r);
         }
-        for (auto& buffer : records_) buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
+        for (auto& buffer : records_)
+            buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
         flags_.resize(static_cast<std::size_t>(size_));
         eps_.resize(static_cast<std::size_t>(size_), nullptr);
         lost_.assign(static_cast<std::size_t>(size_), UCS_OK);
@@ -155,7 +162,8 @@ public:
         }
         const auto until = Clock::now() + std::chrono::milliseconds(500);
         for (void* request : closing) {
-            while (ucp().ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < until)
+            while (ucp().ucp_request_check_status(request) == UCS_INPROGRESS &&
+                   Clock::now() < until)
                 ucp().ucp_worker_progress(worker_->worker);
             ucp().ucp_request_free(request);
         }
@@ -174,7 +182,8 @@ public:
             params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
             params.err_handler.cb = &UcxEndpoint::on_peer_lost;
             params.err_handler.arg = &lost_[static_cast<std::size_t>(r)];
-            if (ucs_status_t s = ucp().ucp_ep_create(worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
+            if (ucs_status_t s = ucp().ucp_ep_create(
+                    worker_->worker, &params, &eps_[static_cast<std::size_t>(r)]);
                 s != UCS_OK) {
                 eps_[static_cast<std::size_t>(r)] = nullptr;
                 return {Code::kRuntime,
@@ -202,7 +211,8 @@ public:
         mine_.assign(kMaxRecordBytes, std::byte{0});
         std::memcpy(mine_.data(), record.data(), std::min(record.size(), kMaxRecordBytes));
         std::byte* all = records_[call % 2].data();
-        std::memcpy(all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
+        std::memcpy(
+            all + static_cast<std::size_t>(rank_) * kMaxRecordBytes, mine_.data(), kMaxRecordBytes);
         post(mine_.data(), all, kMaxRecordBytes, kRecordKind, call);
     }
     Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
@@ -221,7 +231,9 @@ public:
     void finish(uint64_t call, int32_t flag, std::string_view message) override {
         my_flag_ = FlagRecord{};
         my_flag_.code = flag;
-        std::memcpy(my_flag_.message, message.data(), std::min(message.size(), sizeof(my_flag_.message) - 1));
+        std::memcpy(my_flag_.message,
+                    message.data(),
+                    std::min(message.size(), sizeof(my_flag_.message) - 1));
         flags_[static_cast<std::size_t>(rank_)] = my_flag_;
         post(reinterpret_cast<const std::byte*>(&my_flag_),
              reinterpret_cast<std::byte*>(flags_.data()),
@@ -253,7 +265,8 @@ public:
     }
     Status broken_status() const override {
         if (broken_.empty()) return Status::Ok();
-        return {Code::kRuntime, "communicator '" + name_ + "' must not be broken, got broken by: " + broken_};
+        return {Code::kRuntime,
+                "communicator '" + name_ + "' must not be broken, got broken by: " + broken_};
     }
     Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) override {
         return node_->expose(data, bytes, stage, out);
@@ -265,7 +278,9 @@ public:
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
         return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
     }
-    void* scratch_slot(int slot, std::size_t bytes) override { return node_->scratch_slot(slot, bytes); }
+    void* scratch_slot(int slot, std::size_t bytes) override {
+        return node_->scratch_slot(slot, bytes);
+    }
     bool pipelines_calls() const override { return false; }
     void set_scratch_bank(uint64_t call) override {
         Transport::set_scratch_bank(call);
@@ -287,12 +302,14 @@ public:
         std::vector<Open> requests;
         for (int r = 0; r < size_; ++r) {
             const auto& in = recv[static_cast<std::size_t>(r)];
-            if (!in.empty()) receive(in.data(), in.size(), tag_of(kExchangeKind, r, sequence), r, &requests);
+            if (!in.empty())
+                receive(in.data(), in.size(), tag_of(kExchangeKind, r, sequence), r, &requests);
         }
         for (int r = 0; r < size_; ++r) {
             const auto& out = send[static_cast<std::size_t>(r)];
             if (!out.empty())
-                transmit(out.data(), out.size(), tag_of(kExchangeKind, rank_, sequence), r, &requests);
+                transmit(
+                    out.data(), out.size(), tag_of(kExchangeKind, rank_, sequence), r, &requests);
         }
         const int open = drain(requests, deadline);
         if (open == -1) return Status::Ok();
@@ -322,10 +339,12 @@ private:
 
     void receive(void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
         ucp_request_param_t param{};
-        ucs_status_ptr_t request = ucp().ucp_tag_recv_nbx(worker_->worker, data, bytes, tag, ~uint64_t{0}, &param);
+        ucs_status_ptr_t request =
+            ucp().ucp_tag_recv_nbx(worker_->worker, data, bytes, tag, ~uint64_t{0}, &param);
         into->push_back(settle(request, peer));
     }
-    void transmit(const void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
+    void transmit(
+        const void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
         ucp_request_param_t param{};
         ucs_status_ptr_t request =
             ucp().ucp_tag_send_nbx(eps_[static_cast<std::size_t>(peer)], data, bytes, tag, &param);
@@ -343,10 +362,12 @@ private:
     }
 
     // One round: my `bytes` to every other rank, theirs into all[r · bytes].
-    void post(const std::byte* mine, std::byte* all, std::size_t bytes, uint64_t kind, uint64_t call) {
+    void post(
+        const std::byte* mine, std::byte* all, std::size_t bytes, uint64_t kind, uint64_t call) {
         for (int r = 0; r < size_; ++r) {
             if (r == rank_) continue;
-            receive(all + static_cast<std::size_t>(r) * bytes, bytes, tag_of(kind, r, call), r, &open_);
+            receive(
+                all + static_cast<std::size_t>(r) * bytes, bytes, tag_of(kind, r, call), r, &open_);
         }
         for (int r = 0; r < size_; ++r) {
             if (r == rank_) continue;
@@ -395,7 +416,8 @@ private:
             if (o.request != nullptr) ucp().ucp_request_cancel(worker_->worker, o.request);
         (void)drain(requests, Clock::now() + std::chrono::milliseconds(100));
         for (Open& o : requests)
-            if (o.request != nullptr) ucp().ucp_request_free(o.request);  // released when it completes
+            if (o.request != nullptr)
+                ucp().ucp_request_free(o.request);  // released when it completes
         requests.clear();
     }
 
@@ -407,7 +429,10 @@ private:
         return broken_status();
     }
 
-    std::string open_text(const std::vector<Open>& requests, int index, const char* what, uint64_t n) {
+    std::string open_text(const std::vector<Open>& requests,
+                          int index,
+                          const char* what,
+                          uint64_t n) {
         const Open& o = requests[static_cast<std::size_t>(index)];
         if (std::string why = gone(o.peer); !why.empty()) return why;
         const ucs_status_t lost = lost_[static_cast<std::size_t>(o.peer)];
@@ -418,8 +443,9 @@ private:
                    std::to_string(n) + ")";
         if (o.status != UCS_OK && o.status != UCS_INPROGRESS)
             return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
-                   std::to_string(node_of(o.peer)) + ") must " + what + ", got its connection lost: " +
-                   ucp().ucs_status_string(o.status) + " (call " + std::to_string(n) + ")";
+                   std::to_string(node_of(o.peer)) + ") must " + what +
+                   ", got its connection lost: " + ucp().ucs_status_string(o.status) + " (call " +
+                   std::to_string(n) + ")";
         return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
                std::to_string(node_of(o.peer)) + ") must " + what + " within " +
                transport::timeout_text() + ", got nothing (call " + std::to_string(n) + ")";
@@ -491,7 +517,9 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
     JoinBlob head;
     head.ok = mine.ok() ? 1 : 0;
     head.address_bytes = static_cast<uint32_t>(address.size());
-    std::memcpy(head.message, mine.message().data(), std::min(mine.message().size(), sizeof(head.message) - 1));
+    std::memcpy(head.message,
+                mine.message().data(),
+                std::min(mine.message().size(), sizeof(head.message) - 1));
     std::memcpy(blob.data(), &head, sizeof(head));
     if (!address.empty()) std::memcpy(blob.data() + sizeof(head), address.data(), address.size());
     std::vector<std::byte> all;
@@ -500,17 +528,21 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
         return {Code::kRuntime, "the global all-gather must give every rank's blob"};
     for (int r = 0; r < size; ++r) {
         JoinBlob theirs;
-        std::memcpy(&theirs, all.data() + static_cast<std::size_t>(r) * kMaxBlobBytes, sizeof(theirs));
+        std::memcpy(
+            &theirs, all.data() + static_cast<std::size_t>(r) * kMaxBlobBytes, sizeof(theirs));
         if (theirs.ok != 1)
-            return {Code::kRuntime,
-                    "rank " + std::to_string(r) + " of '" + join.name +
-                        "' must form its node and open UCX, got: " + util::peer_text(theirs.message)};
+            return {
+                Code::kRuntime,
+                "rank " + std::to_string(r) + " of '" + join.name +
+                    "' must form its node and open UCX, got: " + util::peer_text(theirs.message)};
         if (theirs.address_bytes == 0 || theirs.address_bytes > kMaxAddressBytes)
             return {Code::kRuntime,
-                    "rank " + std::to_string(r) + " of '" + join.name + "' must give a UCX address of 1.." +
-                        std::to_string(kMaxAddressBytes) + " bytes"};
+                    "rank " + std::to_string(r) + " of '" + join.name +
+                        "' must give a UCX address of 1.." + std::to_string(kMaxAddressBytes) +
+                        " bytes"};
     }
-    auto endpoint = std::make_shared<UcxEndpoint>(join.name, join.rank, join.node_of, std::move(node), std::move(worker));
+    auto endpoint = std::make_shared<UcxEndpoint>(
+        join.name, join.rank, join.node_of, std::move(node), std::move(worker));
     if (Status s = endpoint->connect(all, kMaxBlobBytes); !s.ok()) return s;
     MOEDIST_LOG(kInfo,
                 "joined '{}' as rank {} of {} across {} hosts (this host's ranks share memory, "
@@ -530,7 +562,8 @@ std::string host_identity() {
     std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
     char net[64] = {};
     const ssize_t n = readlink("/proc/self/ns/net", net, sizeof(net) - 1);
-    return ("boot " + boot.substr(0, 40) + " " + std::string(net, n > 0 ? static_cast<std::size_t>(n) : 0))
+    return ("boot " + boot.substr(0, 40) + " " +
+            std::string(net, n > 0 ? static_cast<std::size_t>(n) : 0))
         .substr(0, kHostIdBytes);
 }
 
@@ -551,7 +584,8 @@ Status join_over(int rank,
     std::vector<int> node_of(static_cast<std::size_t>(size));
     std::vector<std::vector<std::byte>> hosts;
     for (int r = 0; r < size; ++r) {
-        const auto at = ids.begin() + static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(kHostIdBytes);
+        const auto at = ids.begin() +
+                        static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(kHostIdBytes);
         std::vector<std::byte> host(at, at + static_cast<std::ptrdiff_t>(kHostIdBytes));
         auto found = std::find(hosts.begin(), hosts.end(), host);
         if (found == hosts.end()) found = hosts.insert(hosts.end(), host);
@@ -559,9 +593,13 @@ Status join_over(int rank,
     }
     if (hosts.size() == 1) {
         return transport::join_process_group(
-            rank, size, name, [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) {
+            rank,
+            size,
+            name,
+            [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) {
                 return all_gather(bytes, all);
-            }, out);
+            },
+            out);
     }
     const int my_node = node_of[static_cast<std::size_t>(rank)];
     HostJoin spec;
@@ -569,7 +607,8 @@ Status join_over(int rank,
     spec.rank = rank;
     spec.node_of = node_of;
     // A node round is a global round: every rank gives its bytes, keeps its node's in order.
-    spec.node_all_gather = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+    spec.node_all_gather = [&](std::span<const std::byte> bytes,
+                               std::vector<std::byte>* all) -> Status {
         std::vector<std::byte> everyone;
         if (Status s = all_gather(bytes, &everyone); !s.ok()) return s;
         if (everyone.size() != static_cast<std::size_t>(size) * bytes.size())
@@ -577,12 +616,14 @@ Status join_over(int rank,
         all->clear();
         for (int r = 0; r < size; ++r) {
             if (node_of[static_cast<std::size_t>(r)] != my_node) continue;
-            const auto at = everyone.begin() + static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(bytes.size());
+            const auto at = everyone.begin() + static_cast<std::ptrdiff_t>(r) *
+                                                   static_cast<std::ptrdiff_t>(bytes.size());
             all->insert(all->end(), at, at + static_cast<std::ptrdiff_t>(bytes.size()));
         }
         return Status::Ok();
     };
-    spec.global_all_gather = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+    spec.global_all_gather = [&](std::span<const std::byte> bytes,
+                                 std::vector<std::byte>* all) -> Status {
         std::vector<std::byte> padded(kMaxBlobBytes, std::byte{0});
         std::memcpy(padded.data(), bytes.data(), std::min(bytes.size(), kMaxBlobBytes));
         return all_gather(padded, all);

@@ -2,12 +2,11 @@
 // (name, type, default, meaning; `moedist --help-env` prints it), and read through it.
 #pragma once
 
-#include "moedist/export.hpp"
-
 #include <cstdint>
 #include <span>
 #include <string>
 
+#include "moedist/export.hpp"
 #include "moedist/profile.hpp"
 
 namespace moedist::util {

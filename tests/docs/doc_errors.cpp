@@ -1052,10 +1052,9 @@ void rank_tables() {
         const char* saved = std::getenv("MOEDIST_TIMEOUT_MS");
         const std::string restore = saved != nullptr ? saved : "";
         setenv("MOEDIST_TIMEOUT_MS", "1000", 1);
-        const std::string two_hosts = "{\"server_list\":[{\"server_id\":\"127.0.0.1\",\"device\":[" +
-                                      device("\"0\"") +
-                                      "]},{\"server_id\":\"10.255.1.3\",\"device\":[" +
-                                      device("\"1\"") + "]}]}";
+        const std::string two_hosts =
+            "{\"server_list\":[{\"server_id\":\"127.0.0.1\",\"device\":[" + device("\"0\"") +
+            "]},{\"server_id\":\"10.255.1.3\",\"device\":[" + device("\"1\"") + "]}]}";
         const std::string path = write_file("two_hosts.json", two_hosts);
         for (int rank : {0}) {
             Communicator comm;
@@ -1081,8 +1080,10 @@ void rank_tables() {
             if (!s.ok()) emit_status("member without its hub", s);
         }
         unsetenv("MOEDIST_SERVER_ID");
-        if (restore.empty()) unsetenv("MOEDIST_TIMEOUT_MS");
-        else setenv("MOEDIST_TIMEOUT_MS", restore.c_str(), 1);
+        if (restore.empty())
+            unsetenv("MOEDIST_TIMEOUT_MS");
+        else
+            setenv("MOEDIST_TIMEOUT_MS", restore.c_str(), 1);
     }
     std::vector<char> long_path(4096, 'a');
     HcclComm comm = nullptr;

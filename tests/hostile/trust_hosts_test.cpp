@@ -54,7 +54,8 @@ tp::HostRendezvousOptions options(int port, int rank, int size, std::string key 
 
 std::vector<std::byte> blob_of(int rank) {
     std::vector<std::byte> b(kBlob);
-    for (std::size_t i = 0; i < kBlob; ++i) b[i] = static_cast<std::byte>((rank * 31 + i * 7) & 0xFF);
+    for (std::size_t i = 0; i < kBlob; ++i)
+        b[i] = static_cast<std::byte>((rank * 31 + i * 7) & 0xFF);
     return b;
 }
 
@@ -64,7 +65,9 @@ struct Result {
 };
 
 // Ranks `ranks` of a group of `size` meet (each with its key); their results by rank.
-std::vector<Result> meet(int port, int size, const std::vector<int>& ranks,
+std::vector<Result> meet(int port,
+                         int size,
+                         const std::vector<int>& ranks,
                          const std::vector<std::string>& keys,
                          const std::function<void()>& meanwhile = {}) {
     std::vector<Result> results(static_cast<std::size_t>(size));
@@ -74,7 +77,8 @@ std::vector<Result> meet(int port, int size, const std::vector<int>& ranks,
         threads.emplace_back([&, r, i] {
             Result& out = results[static_cast<std::size_t>(r)];
             const auto mine = blob_of(r);
-            out.status = tp::host_all_gather(options(port, r, size, keys[i]), mine, kBlob, &out.all);
+            out.status =
+                tp::host_all_gather(options(port, r, size, keys[i]), mine, kBlob, &out.all);
         });
     };
     start(0);  // the hub (or the first member) first; `meanwhile` before the others come
@@ -136,7 +140,7 @@ TEST(TrustHosts, StrangersAreDroppedAndTheJobGoesOn) {
         (void)!write(garbage, "GET / HTTP/1.0\r\n\r\n", 18);
         strangers.push_back(garbage);
         strangers.push_back(connect_to(port));  // silence (the hub waits a second for it)
-        int other = connect_to(port);  // another table's claim
+        int other = connect_to(port);           // another table's claim
         send_claim(other, kFingerprint + 1, 2, 4);
         strangers.push_back(other);
         int forged = connect_to(port);  // this table's fingerprint, without the key
@@ -189,7 +193,8 @@ TEST(TrustHosts, ARankClaimedTwiceKeepsTheFirstClaim) {
     std::vector<std::thread> threads;
     for (int r : {0, 1, 2, 3})
         threads.emplace_back([&, r] {
-            results[r].status = tp::host_all_gather(options(port, r, 4), blob_of(r), kBlob, &results[r].all);
+            results[r].status =
+                tp::host_all_gather(options(port, r, 4), blob_of(r), kBlob, &results[r].all);
         });
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // rank 1's first claim is in
     threads.emplace_back([&] {

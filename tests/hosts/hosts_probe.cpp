@@ -32,7 +32,9 @@ constexpr int64_t kTokens = 4, kHidden = 64, kTopK = 2, kExpertsPerRank = 2;
 moedist::Status run_group(const std::string& table, int rank, int calls, int pause_ms, int shown) {
     moedist::Communicator comm;
     if (moedist::Status s = moedist::Communicator::from_rank_table(table, rank, &comm); !s.ok()) {
-        std::printf("rank %d: call 0 failed with %d after 0 ms: %s\n", shown, s.raw_code(),
+        std::printf("rank %d: call 0 failed with %d after 0 ms: %s\n",
+                    shown,
+                    s.raw_code(),
                     s.message().c_str());
         return s;
     }
@@ -44,14 +46,17 @@ moedist::Status run_group(const std::string& table, int rank, int calls, int pau
     moedist::MoeDistributor moe(comm, std::nullopt, c);
     const int64_t capacity = kTokens * world * kTopK;
     std::mt19937 rng(static_cast<uint32_t>(rank) * 7919u + 1u);
-    std::vector<uint16_t> x(kTokens * kHidden), expand_x(capacity * kHidden), out(kTokens * kHidden);
-    std::vector<int32_t> ids(kTokens * kTopK), expand_idx(kTokens * kTopK), recv(world * kExpertsPerRank);
+    std::vector<uint16_t> x(kTokens * kHidden), expand_x(capacity * kHidden),
+        out(kTokens * kHidden);
+    std::vector<int32_t> ids(kTokens * kTopK), expand_idx(kTokens * kTopK),
+        recv(world * kExpertsPerRank);
     std::vector<int64_t> nums(kExpertsPerRank);
     std::vector<float> weights(kTokens * kTopK);
     for (auto& v : x) v = static_cast<uint16_t>(0x3C00 + rng() % 0x0400);
     for (int64_t t = 0; t < kTokens; ++t) {
         ids[t * kTopK] = static_cast<int32_t>(rng() % experts);
-        ids[t * kTopK + 1] = static_cast<int32_t>((ids[t * kTopK] + 1 + rng() % (experts - 1)) % experts);
+        ids[t * kTopK + 1] =
+            static_cast<int32_t>((ids[t * kTopK] + 1 + rng() % (experts - 1)) % experts);
         weights[t * kTopK] = 0.25f + static_cast<float>(rng() % 100) / 200.0f;
         weights[t * kTopK + 1] = 0.25f + static_cast<float>(rng() % 100) / 200.0f;
     }
@@ -70,7 +75,8 @@ moedist::Status run_group(const std::string& table, int rank, int calls, int pau
     cin.expand_idx = o.expand_idx;
     cin.ep_send_counts = o.ep_recv_counts;
     cin.expert_scales = TensorView::contiguous(weights.data(), DType::kFloat32, {kTokens, kTopK});
-    const TensorView x_out = TensorView::contiguous(out.data(), DType::kBFloat16, {kTokens, kHidden});
+    const TensorView x_out =
+        TensorView::contiguous(out.data(), DType::kBFloat16, {kTokens, kHidden});
     for (int i = 0; i < calls; ++i) {
         const auto start = std::chrono::steady_clock::now();
         moedist::Status s = moe.try_dispatch(in, o);
@@ -79,8 +85,12 @@ moedist::Status run_group(const std::string& table, int rank, int calls, int pau
             const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();
-            std::printf("rank %d: call %d failed with %d after %lld ms: %s\n", shown, i,
-                        s.raw_code(), static_cast<long long>(ms), s.message().c_str());
+            std::printf("rank %d: call %d failed with %d after %lld ms: %s\n",
+                        shown,
+                        i,
+                        s.raw_code(),
+                        static_cast<long long>(ms),
+                        s.message().c_str());
             const moedist::Status next = moe.try_dispatch(in, o);
             std::printf("rank %d: next call %d\n", shown, next.raw_code());
             std::fflush(stdout);
@@ -96,8 +106,10 @@ int run_rank(const std::string& table, int first, int rank, int calls, int pause
         std::printf("rank %d: ok %d calls\n", rank, calls);
     } else if (const char* rejoin = std::getenv("HOSTS_PROBE_REJOIN"); rejoin != nullptr) {
         const moedist::Status again = run_group(rejoin, rank - first, 3, 0, rank);
-        if (again.ok()) std::printf("rank %d: new group ok\n", rank);
-        else std::printf("rank %d: new group failed %d\n", rank, again.raw_code());
+        if (again.ok())
+            std::printf("rank %d: new group ok\n", rank);
+        else
+            std::printf("rank %d: new group failed %d\n", rank, again.raw_code());
     }
     std::fflush(stdout);
     return 0;

@@ -199,10 +199,26 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
         fail("dispatch sizes " + std::to_string(token_msg) + " " + std::to_string(idx_size) + " " +
              std::to_string(assist_size) + " " + std::to_string(info_size));
     uint64_t ignored[4] = {};
-    if (aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(b0.x.t, b0.ids.t, nullptr, nullptr, g,
-                                                              kWorld, rank, kExperts, 0, 1, 0, 3,
-                                                              0, 1, 0, "", ignored[0], ignored[1],
-                                                              ignored[2], ignored[3]) != 561002 ||
+    if (aclnnMoeDistributeDispatchSetupTeardownCalcOutputSize(b0.x.t,
+                                                              b0.ids.t,
+                                                              nullptr,
+                                                              nullptr,
+                                                              g,
+                                                              kWorld,
+                                                              rank,
+                                                              kExperts,
+                                                              0,
+                                                              1,
+                                                              0,
+                                                              3,
+                                                              0,
+                                                              1,
+                                                              0,
+                                                              "",
+                                                              ignored[0],
+                                                              ignored[1],
+                                                              ignored[2],
+                                                              ignored[3]) != 561002 ||
         std::strstr(aclGetRecentErrMsg(), "quantMode") == nullptr)
         fail("CalcOutputSize must refuse quantMode 3 as the Setup does");
     const auto y_cols = static_cast<int64_t>(token_msg);
@@ -328,8 +344,7 @@ void run_rank(int rank, const std::string& group, int quant, std::vector<std::st
                                                                  "",
                                                                  quant_cols,
                                                                  cinfo_size) != 0)
-            return fail(std::string("CombineSetupTeardownCalcOutputSize: ") +
-                        aclGetRecentErrMsg());
+            return fail(std::string("CombineSetupTeardownCalcOutputSize: ") + aclGetRecentErrMsg());
         if (quant_cols != 512 || cinfo_size != (Outputs::kCapacity + kWorld) * 16)
             fail("combine sizes " + std::to_string(quant_cols) + " " + std::to_string(cinfo_size));
         quants.push_back(std::make_unique<Buf>(

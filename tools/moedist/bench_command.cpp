@@ -42,11 +42,11 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
     spec.seed = o.seed;
     spec.checked = false;
     spec.backend = o.backend == "processes" ? harness::Backend::kProcesses
-                   : o.backend == "ucx"       ? harness::Backend::kHosts
-                                              : harness::Backend::kThreads;
+                   : o.backend == "ucx"     ? harness::Backend::kHosts
+                                            : harness::Backend::kThreads;
     spec.hosts = o.hosts;
     spec.host_index = o.host_index;
-    (void)parse_routing(p.routing, &spec);  // checked before the sweep (point_problem)
+    (void)parse_routing(p.routing, &spec);               // checked before the sweep (point_problem)
     (void)apply_v2_options(o.v2, p.api, p.mask, &spec);  // likewise
     return spec;
 }
@@ -349,9 +349,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--api", o->apis, "operator family: v1 and/or v2 (list)")
         ->delimiter(',')
         ->check(CLI::IsMember({"v1", "v2"}));
-    bench->add_option("--mask",
-                      o->masks,
-                      "V2 xActiveMask: none, prefix[:F], random[:F], F the inactive fraction (list)")
+    bench
+        ->add_option("--mask",
+                     o->masks,
+                     "V2 xActiveMask: none, prefix[:F], random[:F], F the inactive fraction (list)")
         ->delimiter(',');
     add_v2_options(bench, &o->v2, true);
     bench->add_option("--dtype", o->dtype, "bf16|fp16")->check(CLI::IsMember({"bf16", "fp16"}));
@@ -367,7 +368,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
                      o->hosts,
                      "--backend ucx: every host's address, in the same order on every host")
         ->delimiter(',');
-    bench->add_option("--host-index", o->host_index, "--backend ucx: this host's position in --hosts")
+    bench
+        ->add_option(
+            "--host-index", o->host_index, "--backend ucx: this host's position in --hosts")
         ->check(CLI::Range(0, 4095));
     bench
         ->add_option("--ranks-per-node",
@@ -385,14 +388,16 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions* o) {
     bench->add_option("--warmup", o->warmup, "warm-up repetitions per point")
         ->check(CLI::Range(0, 1000));
     bench->add_option("--seed", o->seed, "input seed");
-    bench->add_flag("--goals", o->goals, "judge the performance goals of docs/performance.md (met / MISSED)");
+    bench->add_flag(
+        "--goals", o->goals, "judge the performance goals of docs/performance.md (met / MISSED)");
     bench->add_flag("--overlap",
                     o->overlap,
                     "time a MoE layer of two micro-batches, sequential against overlapped (split "
                     "calls: one micro-batch's experts while the other's rows travel)");
-    bench->add_option("--expert-passes",
-                      o->expert_passes,
-                      "--overlap: the experts' multiply-adds per received element")
+    bench
+        ->add_option("--expert-passes",
+                     o->expert_passes,
+                     "--overlap: the experts' multiply-adds per received element")
         ->check(CLI::Range(0, 100000));
     bench->add_flag("--skip-invalid",
                     o->skip_invalid,
@@ -425,8 +430,8 @@ int bench_command(const BenchOptions& o) {
         fmt::print(stderr, "moedist bench: {}\n", why);
         return kExitUnusable;
     }
-    if (o.backend == "ucx" &&
-        (o.hosts.size() < 2 || o.host_index < 0 || o.host_index >= static_cast<int>(o.hosts.size()))) {
+    if (o.backend == "ucx" && (o.hosts.size() < 2 || o.host_index < 0 ||
+                               o.host_index >= static_cast<int>(o.hosts.size()))) {
         fmt::print(stderr,
                    "moedist bench: --backend ucx must be given --hosts ADDR,ADDR[,...] and "
                    "--host-index i, got {} hosts and index {}\n",
@@ -442,8 +447,8 @@ int bench_command(const BenchOptions& o) {
         return kExitUnusable;
     }
     std::string why_not = "--backend ucx (the baseline across hosts runs under mpirun)";
-    const bool available = o.baseline != "none" && o.backend != "ucx" &&
-                           alltoallv_baseline_available(&why_not);
+    const bool available =
+        o.baseline != "none" && o.backend != "ucx" && alltoallv_baseline_available(&why_not);
     if (o.baseline == "alltoallv" && !available) {
         fmt::print(stderr, "moedist bench: --baseline alltoallv: {}\n", why_not);
         return kExitUnusable;

@@ -29,14 +29,14 @@ struct BenchOptions {
     std::vector<std::string> routing{"uniform"};
     std::vector<int> tp{1};
     std::vector<int> shared_ranks{0};
-    std::vector<std::string> apis{"v1"};    // --api (list)
+    std::vector<std::string> apis{"v1"};     // --api (list)
     std::vector<std::string> masks{"none"};  // --mask (list, V2)
     V2Options v2;                            // the other V2 options, for every V2 point
     std::string dtype = "bf16";
     std::string backend = "threads";
     std::vector<std::string> hosts;  // --backend ucx: every host's address
     int host_index = -1;             // --backend ucx: this host's position in --hosts
-    std::string baseline = "auto";  // auto (alltoallv when mpirun is found), alltoallv, none
+    std::string baseline = "auto";   // auto (alltoallv when mpirun is found), alltoallv, none
     int reps = 20;
     int warmup = 3;
     uint64_t seed = 1;

@@ -96,8 +96,8 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     s->zero_padding = o.zero_padding;
     s->dtype = o.dtype == "fp16" ? DType::kFloat16 : DType::kBFloat16;
     s->backend = o.backend == "processes" ? harness::Backend::kProcesses
-                 : o.backend == "ucx"       ? harness::Backend::kHosts
-                                            : harness::Backend::kThreads;
+                 : o.backend == "ucx"     ? harness::Backend::kHosts
+                                          : harness::Backend::kThreads;
     if (o.backend == "ucx") {
         if (o.hosts.size() < 2 || o.host_index < 0 ||
             o.host_index >= static_cast<int>(o.hosts.size()))
@@ -111,7 +111,8 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
                    std::to_string(o.hosts.size()) + " hosts";
         if (s->tp_size != 1)
             return "--backend ucx runs --tp 1 (TP = 2 with EP groups across hosts is not "
-                   "supported yet), got --tp " + std::to_string(s->tp_size);
+                   "supported yet), got --tp " +
+                   std::to_string(s->tp_size);
         s->hosts = o.hosts;
         s->host_index = o.host_index;
     }
@@ -157,8 +158,8 @@ Outcome run_local(const JobSpec& spec, int steps, bool check, bool human) {
     job.add_cross_host_traffic(&out.report);
     if (human && s.backend == harness::Backend::kHosts) {
         const auto& r = out.report;
-        const int64_t row_bytes =
-            static_cast<int64_t>(s.hidden) * static_cast<int64_t>(dtype_size(harness::expand_dtype(s)));
+        const int64_t row_bytes = static_cast<int64_t>(s.hidden) *
+                                  static_cast<int64_t>(dtype_size(harness::expand_dtype(s)));
         fmt::print(
             "across hosts (this host's {} ranks of {}, {} hosts): dispatch {} rows, {:.2f} MB "
             "sent (hierarchical, each token once per host) vs {} rows, {:.2f} MB for a flat "
@@ -309,7 +310,8 @@ void print_load(const JobReport& r, const JobSpec& spec, bool all) {
 
 void print_human(const JobReport& r, const JobSpec& spec, const RunOptions& o) {
     const PhaseStats d = phase_stats(r, true), c = phase_stats(r, false);
-    const char* whose = spec.backend == harness::Backend::kHosts ? "this host's ranks" : "all ranks";
+    const char* whose =
+        spec.backend == harness::Backend::kHosts ? "this host's ranks" : "all ranks";
     fmt::print(
         "dispatch: median {:.3f} ms, min {:.3f} ms (wall, {}), {:.2f} MB written, {:.2f} "
         "GB/s\n",
@@ -549,8 +551,9 @@ std::string profile_problem(const JobSpec& s,
 }
 
 CLI::App* add_run_command(CLI::App& app, RunOptions* o) {
-    auto* run = app.add_subcommand(
-        "run", "dispatch -> expert -> combine on threads, processes or MPI ranks, checked against the reference");
+    auto* run = app.add_subcommand("run",
+                                   "dispatch -> expert -> combine on threads, processes or MPI "
+                                   "ranks, checked against the reference");
     o->app = run;
     JobSpec& s = o->spec;
     s.ep_world_size = 8;
