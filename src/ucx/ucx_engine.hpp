@@ -44,10 +44,10 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
 constexpr std::size_t kHostIdBytes = 96;
 std::string host_identity();
 
-// Communicator::join_processes over any all-gather: the members' host identities first; on one
-// host a process group as ever, across hosts join_hosts with that all-gather (the node rounds
-// are global rounds, each rank keeping its node's part). `name` is registered for
-// Communicator::find.
+// Communicator::join_processes over any all-gather: the members' host identities travel with
+// the first round; on one host a process group as ever (two rounds), across hosts join_hosts with
+// that all-gather (the node rounds are global rounds, each rank keeping its node's part; three
+// more rounds). `name` is registered for Communicator::find.
 Status join_over(int rank,
                  int size,
                  const std::string& name,

@@ -572,35 +572,42 @@ Status join_over(int rank,
                  const std::string& name,
                  const AllGather& all_gather,
                  std::shared_ptr<transport::Transport>* out) {
-    std::vector<std::byte> id(kHostIdBytes, std::byte{0}), ids;
-    const std::string mine = host_identity();
-    std::memcpy(id.data(), mine.data(), mine.size());
-    if (Status s = all_gather(id, &ids); !s.ok()) return s;
-    if (ids.size() != static_cast<std::size_t>(size) * kHostIdBytes)
-        return {Code::kRuntime,
-                "the all-gather must give " + std::to_string(size) + " host identities of " +
-                    std::to_string(kHostIdBytes) + " bytes, got " + std::to_string(ids.size()) +
-                    " bytes"};
+    // On one host the caller's all-gather runs twice, as it always has: the host identities
+    // ride in front of the first round's hellos. When they differ every rank stops that join at
+    // once (the same bytes everywhere, the same decision) and joins across hosts instead.
     std::vector<int> node_of(static_cast<std::size_t>(size));
-    std::vector<std::vector<std::byte>> hosts;
-    for (int r = 0; r < size; ++r) {
-        const auto at = ids.begin() +
-                        static_cast<std::ptrdiff_t>(r) * static_cast<std::ptrdiff_t>(kHostIdBytes);
-        std::vector<std::byte> host(at, at + static_cast<std::ptrdiff_t>(kHostIdBytes));
-        auto found = std::find(hosts.begin(), hosts.end(), host);
-        if (found == hosts.end()) found = hosts.insert(hosts.end(), host);
-        node_of[static_cast<std::size_t>(r)] = static_cast<int>(found - hosts.begin());
-    }
-    if (hosts.size() == 1) {
-        return transport::join_process_group(
-            rank,
-            size,
-            name,
-            [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) {
-                return all_gather(bytes, all);
-            },
-            out);
-    }
+    bool across_hosts = false;
+    int round = 0;
+    const std::string me = host_identity();
+    auto first_round = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+        if (round++ > 0 || across_hosts) return all_gather(bytes, all);
+        std::vector<std::byte> tagged(kHostIdBytes + bytes.size(), std::byte{0}), everyone;
+        std::memcpy(tagged.data(), me.data(), std::min(me.size(), kHostIdBytes));
+        std::memcpy(tagged.data() + kHostIdBytes, bytes.data(), bytes.size());
+        if (Status s = all_gather(tagged, &everyone); !s.ok()) return s;
+        if (everyone.size() != static_cast<std::size_t>(size) * tagged.size())
+            return {Code::kRuntime,
+                    "the all-gather must give every rank's bytes, of one length, got " +
+                        std::to_string(everyone.size()) + " bytes"};
+        std::vector<std::vector<std::byte>> hosts;
+        all->clear();
+        for (int r = 0; r < size; ++r) {
+            const auto at = everyone.begin() + static_cast<std::ptrdiff_t>(r) *
+                                                   static_cast<std::ptrdiff_t>(tagged.size());
+            std::vector<std::byte> host(at, at + static_cast<std::ptrdiff_t>(kHostIdBytes));
+            auto found = std::find(hosts.begin(), hosts.end(), host);
+            if (found == hosts.end()) found = hosts.insert(hosts.end(), host);
+            node_of[static_cast<std::size_t>(r)] = static_cast<int>(found - hosts.begin());
+            all->insert(all->end(),
+                        at + static_cast<std::ptrdiff_t>(kHostIdBytes),
+                        at + static_cast<std::ptrdiff_t>(tagged.size()));
+        }
+        across_hosts = hosts.size() > 1;
+        if (across_hosts) return {Code::kRuntime, "the group spans hosts"};
+        return Status::Ok();
+    };
+    Status one_host = transport::join_process_group(rank, size, name, first_round, out);
+    if (!across_hosts) return one_host;
     const int my_node = node_of[static_cast<std::size_t>(rank)];
     HostJoin spec;
     spec.name = name;
