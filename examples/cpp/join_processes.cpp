@@ -3,7 +3,7 @@
 // torch.distributed's all_gather_object, a key-value store, or, here, a coordinator process.
 //
 // The all-gather moedist calls (twice, on every member of one host, with the same length
-// everywhere; members on several hosts make it five rounds):
+// everywhere; members on several hosts make it four rounds):
 //
 //   mine: this rank's bytes (a few hundred)          all: every rank's bytes, in rank order
 //   rank 0: [a a a]  rank 1: [b b b]  rank 2: [c c c]  →  all = [a a a | b b b | c c c] on every rank

@@ -56,7 +56,7 @@ public:
     // Joins rank `rank` of a group of `size` ranks that are processes (or threads of them),
     // bootstrapped over `all_gather` (called twice by every member on one host). Members on
     // several hosts (told apart by boot and network namespace, or MOEDIST_SERVER_ID) form one
-    // group: shared memory within each host, UCX between hosts (all_gather then runs five
+    // group: shared memory within each host, UCX between hosts (all_gather then runs four
     // times). `name` must be the same on every member and unique among the host's live groups.
     // Tensors of aclrtMalloc (and of moedist::shared_allocate) are read by peers on their host in
     // place; other memory is staged once per call. 361001 when the group cannot form.

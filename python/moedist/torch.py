@@ -58,8 +58,8 @@ def comm_name(group=None, rank=None, timeout=None):
     Every member calls it once (later calls return the same name at no cost), like torch_npu's
     group._get_backend(device).get_hccl_comm_name(rank): the first call bootstraps a moedist
     process group over the torch group (two all-gathers of a few bytes; members on several hosts
-    get shared memory within each host and UCX between them, over five all-gathers). `rank`, when given, is the
-    caller's global rank, as torch_npu takes it; it must be this process's. `timeout` (seconds or a
+    get shared memory within each host and UCX between them, over four all-gathers). `rank`,
+    when given, is the caller's global rank, as torch_npu takes it; it must be this process's. `timeout` (seconds or a
     datetime.timedelta, as torch.distributed takes it) bounds every wait of this group's calls;
     None: MOEDIST_TIMEOUT_MS (30 s)."""
     group = group if group is not None else dist.group.WORLD
