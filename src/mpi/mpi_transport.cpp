@@ -166,9 +166,10 @@ public:
     void finish(uint64_t /*call*/, int32_t flag, std::string_view message) override {
         my_flag_ = FlagRecord{};
         my_flag_.code = flag;
-        std::memcpy(my_flag_.message,
-                    message.data(),
-                    std::min(message.size(), sizeof(my_flag_.message) - 1));
+        if (!message.empty())  // an empty view may hold no pointer at all
+            std::memcpy(my_flag_.message,
+                        message.data(),
+                        std::min(message.size(), sizeof(my_flag_.message) - 1));
         flags_[static_cast<std::size_t>(rank_)] = my_flag_;
         post(reinterpret_cast<const std::byte*>(&my_flag_),
              reinterpret_cast<std::byte*>(flags_.data()),

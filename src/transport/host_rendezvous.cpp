@@ -321,7 +321,7 @@ Status run_hub(const HostRendezvousOptions& o,
                     std::strerror(errno)};
     }
     all->assign(static_cast<std::size_t>(o.size) * blob_bytes, std::byte{0});
-    std::memcpy(all->data(), mine.data(), std::min(mine.size(), blob_bytes));
+    if (!mine.empty()) std::memcpy(all->data(), mine.data(), std::min(mine.size(), blob_bytes));
     std::vector<Member> members(static_cast<std::size_t>(o.size));
     int claimed = 1;
     while (claimed < o.size) {
@@ -420,7 +420,7 @@ Status run_member(const HostRendezvousOptions& o,
     claim.blob_bytes = static_cast<uint32_t>(blob_bytes);
     random_nonce(claim.nonce);
     std::vector<std::byte> blob(blob_bytes, std::byte{0});
-    std::memcpy(blob.data(), mine.data(), std::min(mine.size(), blob_bytes));
+    if (!mine.empty()) std::memcpy(blob.data(), mine.data(), std::min(mine.size(), blob_bytes));
     const std::span<const std::byte> signed_parts[] = {body, bytes_of(claim), blob};
     host_mac(o.key, signed_parts, claim.mac);
     const std::span<const std::byte> frame[] = {bytes_of(claim), blob};
@@ -470,7 +470,7 @@ Status host_all_gather(const HostRendezvousOptions& options,
                     " ranks with blobs of at most " + std::to_string(kHostBlobBytes) + " bytes"};
     if (options.size == 1) {
         all->assign(blob_bytes, std::byte{0});
-        std::memcpy(all->data(), mine.data(), mine.size());
+        if (!mine.empty()) std::memcpy(all->data(), mine.data(), mine.size());
         return Status::Ok();
     }
     return options.rank == 0 ? run_hub(options, mine, blob_bytes, all)

@@ -231,9 +231,10 @@ public:
     void finish(uint64_t call, int32_t flag, std::string_view message) override {
         my_flag_ = FlagRecord{};
         my_flag_.code = flag;
-        std::memcpy(my_flag_.message,
-                    message.data(),
-                    std::min(message.size(), sizeof(my_flag_.message) - 1));
+        if (!message.empty())  // an empty view may hold no pointer at all
+            std::memcpy(my_flag_.message,
+                        message.data(),
+                        std::min(message.size(), sizeof(my_flag_.message) - 1));
         flags_[static_cast<std::size_t>(rank_)] = my_flag_;
         post(reinterpret_cast<const std::byte*>(&my_flag_),
              reinterpret_cast<std::byte*>(flags_.data()),
@@ -579,7 +580,8 @@ Status join_over(int rank,
     bool across_hosts = false;
     int round = 0;
     const std::string me = host_identity();
-    auto first_round = [&](std::span<const std::byte> bytes, std::vector<std::byte>* all) -> Status {
+    auto first_round = [&](std::span<const std::byte> bytes,
+                           std::vector<std::byte>* all) -> Status {
         if (round++ > 0 || across_hosts) return all_gather(bytes, all);
         std::vector<std::byte> tagged(kHostIdBytes + bytes.size(), std::byte{0}), everyone;
         std::memcpy(tagged.data(), me.data(), std::min(me.size(), kHostIdBytes));
