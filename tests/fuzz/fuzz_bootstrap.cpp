@@ -99,12 +99,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
     } else if (kind == 3) {  // a host frame's header
         const auto want = static_cast<tp::HostFrame>(1 + group % 3);
         const std::size_t low = static_cast<std::size_t>(group) * 8, high = low + 4096;
-        const std::span<const std::byte> header(rest.data(),
-                                                std::min(rest.size(), sizeof(tp::HostFrameHeader)));
-        if (tp::check_host_header(header, want, low, high).empty()) {
+        const std::span<const std::byte> frame(rest.data(),
+                                               std::min(rest.size(), sizeof(tp::HostFrameHeader)));
+        if (tp::check_host_header(frame, want, low, high).empty()) {
             tp::HostFrameHeader h;
-            std::memcpy(&h, header.data(), sizeof(h));
-            if (header.size() != sizeof(h) || h.magic != tp::HostFrameHeader::kMagic ||
+            std::memcpy(&h, frame.data(), sizeof(h));
+            if (frame.size() != sizeof(h) || h.magic != tp::HostFrameHeader::kMagic ||
                 h.version != 1 || h.kind != static_cast<uint16_t>(want) || h.bytes < low ||
                 h.bytes > high)
                 fail("accepted a bad frame header");
