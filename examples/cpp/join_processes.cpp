@@ -6,7 +6,8 @@
 // everywhere; members on several hosts make it four rounds):
 //
 //   mine: this rank's bytes (a few hundred)          all: every rank's bytes, in rank order
-//   rank 0: [a a a]  rank 1: [b b b]  rank 2: [c c c]  →  all = [a a a | b b b | c c c] on every rank
+//   rank 0: [a a a]  rank 1: [b b b]  rank 2: [c c c]  →  all = [a a a | b b b | c c c] on every
+//   rank
 //
 // Here the parent is the coordinator: each child sends `mine` on its socket, the parent waits for
 // every child's, and sends the concatenation back to each. Usage: join_processes [ranks = 4]
@@ -70,16 +71,19 @@ int main(int argc, char** argv) {
             for (int fd : sockets) close(fd);
             close(pair[0]);
             const int fd = pair[1];
-            auto all_gather = [fd, ranks](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
+            auto all_gather = [fd, ranks](const std::vector<std::byte>& mine,
+                                          std::vector<std::byte>* all) {
                 const uint64_t length = mine.size();
                 all->resize(mine.size() * static_cast<std::size_t>(ranks));
-                if (!send_all(fd, &length, sizeof(length)) || !send_all(fd, mine.data(), mine.size()) ||
+                if (!send_all(fd, &length, sizeof(length)) ||
+                    !send_all(fd, mine.data(), mine.size()) ||
                     !receive_all(fd, all->data(), all->size()))
                     return moedist::Status(moedist::Code::kRuntime, "the coordinator went away");
                 return moedist::Status::Ok();
             };
             moedist::Communicator comm;
-            moedist::Status s = moedist::Communicator::join_processes(r, ranks, "example", all_gather, &comm);
+            moedist::Status s =
+                moedist::Communicator::join_processes(r, ranks, "example", all_gather, &comm);
             if (!s.ok()) {
                 std::fprintf(stderr, "rank %d: %s\n", r, s.message().c_str());
                 _exit(1);

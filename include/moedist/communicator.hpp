@@ -1,10 +1,10 @@
 // moedist/communicator.hpp — one rank's membership of a communication group.
 //
 //   auto ranks = moedist::Communicator::create_local_group(8);  // 8 ranks: threads of this process
-//   moedist::Communicator c;                                    // or this process's rank of a group:
-//   moedist::throw_if_error(moedist::Communicator::from_rank_table("ranks.json", rank, &c));
-//   moedist::throw_if_error(moedist::Communicator::join_processes(rank, size, "job-7", all_gather, &c));
-//   void* p = moedist::shared_allocate(bytes);                  // memory peers read in place
+//   moedist::Communicator c;                                    // or this process's rank of a
+//   group: moedist::throw_if_error(moedist::Communicator::from_rank_table("ranks.json", rank, &c));
+//   moedist::throw_if_error(moedist::Communicator::join_processes(rank, size, "job-7", all_gather,
+//   &c)); void* p = moedist::shared_allocate(bytes);                  // memory peers read in place
 //
 // A group lives while any rank's handle refers to it. After a timeout or a dead peer it is
 // broken for good: every rank drops its handles and the group is made again
