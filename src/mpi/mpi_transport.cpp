@@ -23,6 +23,7 @@
 #include "moedist/mpi.hpp"
 #include "runtime/cluster.hpp"
 #include "transport/access.hpp"
+#include "transport/node_endpoint.hpp"
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
 #include "util/env.hpp"
@@ -37,11 +38,6 @@ using transport::Flag;
 using transport::GroupRef;
 using transport::RegionRef;
 using transport::Transport;
-
-struct FlagRecord {
-    int32_t code = 0;
-    char message[252] = {};
-};
 
 constexpr int kRecordTag = 7301;
 constexpr int kFlagTag = 7302;
@@ -89,32 +85,22 @@ int wait_all(std::vector<MPI_Request>& requests, transport::Clock::time_point de
     }
 }
 
-class MpiEndpoint final : public Transport {
+int comm_rank(MPI_Comm comm) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    return rank;
+}
+
+class MpiEndpoint final : public transport::NodeEndpoint {
 public:
     MpiEndpoint(MPI_Comm comm,
                 std::string name,
                 std::vector<int> node_of,
                 std::shared_ptr<Transport> node)
-        : comm_(comm),
-          name_(std::move(name)),
-          node_of_(std::move(node_of)),
-          node_(std::move(node)) {
-        MPI_Comm_rank(comm_, &rank_);
-        MPI_Comm_size(comm_, &size_);
-        int nodes = 0;
-        for (int n : node_of_) nodes = std::max(nodes, n + 1);
-        node_ranks_.resize(static_cast<std::size_t>(nodes));
-        for (int r = 0; r < size_; ++r) {
-            local_of_.push_back(static_cast<int>(
-                node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])]
-                    .size()));
-            node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])].push_back(
-                r);
-        }
+        : NodeEndpoint(std::move(name), comm_rank(comm), std::move(node_of), std::move(node)),
+          comm_(comm) {
         for (auto& buffer : records_)
             buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
-        flags_.resize(static_cast<std::size_t>(size_));
-        ref_.id = transport::new_group_id();
     }
     ~MpiEndpoint() override {
         if (win_ != MPI_WIN_NULL) {
@@ -128,10 +114,6 @@ public:
         MPI_Comm_free(&comm_);
     }
 
-    int rank() const override { return rank_; }
-    int size() const override { return size_; }
-    const std::string& name() const override { return name_; }
-    GroupRef ref() const override { return ref_; }
     Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
         return {Code::kRuntime,
                 "tpWorldSize = 2 must keep a group on one node with the mpi backend, got '" +
@@ -164,13 +146,7 @@ public:
         return records_[call % 2].data() + static_cast<std::size_t>(rank) * kMaxRecordBytes;
     }
     void finish(uint64_t /*call*/, int32_t flag, std::string_view message) override {
-        my_flag_ = FlagRecord{};
-        my_flag_.code = flag;
-        if (!message.empty())  // an empty view may hold no pointer at all
-            std::memcpy(my_flag_.message,
-                        message.data(),
-                        std::min(message.size(), sizeof(my_flag_.message) - 1));
-        flags_[static_cast<std::size_t>(rank_)] = my_flag_;
+        set_my_flag(flag, message);
         post(reinterpret_cast<const std::byte*>(&my_flag_),
              reinterpret_cast<std::byte*>(flags_.data()),
              sizeof(FlagRecord),
@@ -178,56 +154,8 @@ public:
     }
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         if (Status s = wait(deadline, "depart", call); !s.ok()) return s;
-        *flag = Flag{};
-        for (int r = 0; r < size_; ++r) {
-            const FlagRecord& f = flags_[static_cast<std::size_t>(r)];
-            if (f.code != 0) {
-                *flag = Flag{f.code, r, util::peer_text(f.message)};
-                break;
-            }
-        }
-        return broken_status();
+        return first_flag(flag);
     }
-    std::string gone(int rank) override {
-        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return {};
-        return node_->gone(local_of_[static_cast<std::size_t>(rank)]);
-    }
-    void mark_broken(const std::string& reason) override {
-        if (broken_.empty()) {
-            broken_ = reason;
-            MOEDIST_LOG(kWarn, "communicator '{}' is broken: {}", name_, reason);
-        }
-    }
-    Status broken_status() const override {
-        if (broken_.empty()) return Status::Ok();
-        return {Code::kRuntime,
-                "communicator '" + name_ + "' must not be broken, got broken by: " + broken_};
-    }
-    Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) override {
-        return node_->expose(data, bytes, stage, out);
-    }
-    bool exposes_in_place(const void* data, std::size_t bytes) override {
-        return node_->exposes_in_place(data, bytes);
-    }
-    const std::byte* map(int rank, const RegionRef& region) override {
-        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
-        return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
-    }
-    void* scratch_slot(int slot, std::size_t bytes) override {
-        return node_->scratch_slot(slot, bytes);
-    }
-    bool pipelines_calls() const override { return false; }
-    void set_scratch_bank(uint64_t call) override {
-        Transport::set_scratch_bank(call);
-        node_->set_scratch_bank(call);
-    }
-
-    int node_count() const override { return static_cast<int>(node_ranks_.size()); }
-    int node_of(int rank) const override { return node_of_[static_cast<std::size_t>(rank)]; }
-    std::span<const int> node_ranks(int node) const override {
-        return node_ranks_[static_cast<std::size_t>(node)];
-    }
-    Transport* node_group() override { return node_.get(); }
 
     Status exchange(std::span<const std::span<const std::byte>> send,
                     std::span<const std::span<std::byte>> recv,
@@ -245,8 +173,6 @@ public:
     }
 
 private:
-    int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
-
     // One round: my `bytes` to every other rank, theirs into all[r · bytes], appended to the open
     // requests (in blocks of 2·size: the receive from r at r, the send to r at size + r).
     void post(const std::byte* mine, std::byte* all, std::size_t bytes, int tag) {
@@ -499,20 +425,10 @@ private:
     void* window_ = nullptr;
     MPI_Win win_ = MPI_WIN_NULL;
     MPI_Comm comm_;
-    int rank_ = 0, size_ = 0;
-    std::string name_;
-    std::vector<int> node_of_;
-    std::vector<int> local_of_;
-    std::vector<std::vector<int>> node_ranks_;
-    std::shared_ptr<Transport> node_;
-    GroupRef ref_;
     uint64_t next_call_ = 0;
     std::vector<std::byte> mine_;
     std::vector<std::byte> records_[2];
-    FlagRecord my_flag_;
-    std::vector<FlagRecord> flags_;
     std::vector<MPI_Request> requests_;
-    std::string broken_;
     std::vector<std::byte> send_buffer_, recv_buffer_;
 };
 

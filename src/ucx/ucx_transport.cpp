@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "transport/node_endpoint.hpp"
 #include "transport/process_group.hpp"
 #include "transport/registry.hpp"
 #include "ucx/ucp_api.hpp"
@@ -45,11 +46,6 @@ uint64_t tag_of(uint64_t kind, int source, uint64_t sequence) {
     return kind << 60 | static_cast<uint64_t>(source) << 44 |
            (sequence & ((uint64_t{1} << 44) - 1));
 }
-
-struct FlagRecord {
-    int32_t code = 0;
-    char message[252] = {};
-};
 
 // What each rank says in the global all-gather.
 struct JoinBlob {
@@ -116,34 +112,19 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
     return Status::Ok();
 }
 
-class UcxEndpoint final : public Transport {
+class UcxEndpoint final : public transport::NodeEndpoint {
 public:
     UcxEndpoint(std::string name,
                 int rank,
                 std::vector<int> node_of,
                 std::shared_ptr<Transport> node,
                 std::unique_ptr<Worker> worker)
-        : name_(std::move(name)),
-          rank_(rank),
-          size_(static_cast<int>(node_of.size())),
-          node_of_(std::move(node_of)),
-          node_(std::move(node)),
+        : NodeEndpoint(std::move(name), rank, std::move(node_of), std::move(node)),
           worker_(std::move(worker)) {
-        int nodes = 0;
-        for (int n : node_of_) nodes = std::max(nodes, n + 1);
-        node_ranks_.resize(static_cast<std::size_t>(nodes));
-        for (int r = 0; r < size_; ++r) {
-            auto& members =
-                node_ranks_[static_cast<std::size_t>(node_of_[static_cast<std::size_t>(r)])];
-            local_of_.push_back(static_cast<int>(members.size()));
-            members.push_back(r);
-        }
         for (auto& buffer : records_)
             buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
-        flags_.resize(static_cast<std::size_t>(size_));
         eps_.resize(static_cast<std::size_t>(size_), nullptr);
         lost_.assign(static_cast<std::size_t>(size_), UCS_OK);
-        ref_.id = transport::new_group_id();
     }
     ~UcxEndpoint() override {
         for (Open& o : open_) {
@@ -194,10 +175,6 @@ public:
         return Status::Ok();
     }
 
-    int rank() const override { return rank_; }
-    int size() const override { return size_; }
-    const std::string& name() const override { return name_; }
-    GroupRef ref() const override { return ref_; }
     Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
         return {Code::kRuntime,
                 "tpWorldSize = 2 must keep a group on one node with the ucx engine, got '" + name_ +
@@ -229,13 +206,7 @@ public:
         return records_[call % 2].data() + static_cast<std::size_t>(rank) * kMaxRecordBytes;
     }
     void finish(uint64_t call, int32_t flag, std::string_view message) override {
-        my_flag_ = FlagRecord{};
-        my_flag_.code = flag;
-        if (!message.empty())  // an empty view may hold no pointer at all
-            std::memcpy(my_flag_.message,
-                        message.data(),
-                        std::min(message.size(), sizeof(my_flag_.message) - 1));
-        flags_[static_cast<std::size_t>(rank_)] = my_flag_;
+        set_my_flag(flag, message);
         post(reinterpret_cast<const std::byte*>(&my_flag_),
              reinterpret_cast<std::byte*>(flags_.data()),
              sizeof(FlagRecord),
@@ -244,56 +215,8 @@ public:
     }
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         if (Status s = wait(deadline, "depart", call); !s.ok()) return s;
-        *flag = Flag{};
-        for (int r = 0; r < size_; ++r) {
-            const FlagRecord& f = flags_[static_cast<std::size_t>(r)];
-            if (f.code != 0) {
-                *flag = Flag{f.code, r, util::peer_text(f.message)};
-                break;
-            }
-        }
-        return broken_status();
+        return first_flag(flag);
     }
-    std::string gone(int rank) override {
-        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return {};
-        return node_->gone(local_of_[static_cast<std::size_t>(rank)]);
-    }
-    void mark_broken(const std::string& reason) override {
-        if (broken_.empty()) {
-            broken_ = reason;
-            MOEDIST_LOG(kWarn, "communicator '{}' is broken: {}", name_, reason);
-        }
-    }
-    Status broken_status() const override {
-        if (broken_.empty()) return Status::Ok();
-        return {Code::kRuntime,
-                "communicator '" + name_ + "' must not be broken, got broken by: " + broken_};
-    }
-    Status expose(const void* data, std::size_t bytes, int stage, RegionRef* out) override {
-        return node_->expose(data, bytes, stage, out);
-    }
-    bool exposes_in_place(const void* data, std::size_t bytes) override {
-        return node_->exposes_in_place(data, bytes);
-    }
-    const std::byte* map(int rank, const RegionRef& region) override {
-        if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return nullptr;
-        return node_->map(local_of_[static_cast<std::size_t>(rank)], region);
-    }
-    void* scratch_slot(int slot, std::size_t bytes) override {
-        return node_->scratch_slot(slot, bytes);
-    }
-    bool pipelines_calls() const override { return false; }
-    void set_scratch_bank(uint64_t call) override {
-        Transport::set_scratch_bank(call);
-        node_->set_scratch_bank(call);
-    }
-
-    int node_count() const override { return static_cast<int>(node_ranks_.size()); }
-    int node_of(int rank) const override { return node_of_[static_cast<std::size_t>(rank)]; }
-    std::span<const int> node_ranks(int node) const override {
-        return node_ranks_[static_cast<std::size_t>(node)];
-    }
-    Transport* node_group() override { return node_.get(); }
 
     Status exchange(std::span<const std::span<const std::byte>> send,
                     std::span<const std::span<std::byte>> recv,
@@ -335,8 +258,6 @@ private:
         int peer = -1;
         ucs_status_t status = UCS_OK;
     };
-
-    int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
 
     void receive(void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
         ucp_request_param_t param{};
@@ -469,23 +390,13 @@ private:
         return broken_status();
     }
 
-    std::string name_;
-    int rank_ = 0, size_ = 0;
-    std::vector<int> node_of_;
-    std::vector<int> local_of_;
-    std::vector<std::vector<int>> node_ranks_;
-    std::shared_ptr<Transport> node_;
     std::unique_ptr<Worker> worker_;
     std::vector<ucp_ep_h> eps_;
     std::vector<ucs_status_t> lost_;  // per peer: UCS_OK, or how its connection was lost
-    GroupRef ref_;
     uint64_t next_call_ = 0, next_exchange_ = 0;
     std::vector<std::byte> mine_;
     std::vector<std::byte> records_[2];
-    FlagRecord my_flag_;
-    std::vector<FlagRecord> flags_;
     std::vector<Open> open_;
-    std::string broken_;
 };
 
 }  // namespace
