@@ -108,55 +108,126 @@ Status CallRounds::reclaim() {
     return Status::Ok();
 }
 
-Status CallRounds::arrive(RecordHeader* record, std::size_t bytes) {
-    const auto deadline = transport::call_deadline();
+Status tp_pair_on_one_node(transport::Transport& tp) {
+    if (tp.node_count() == 1) return Status::Ok();
+    return {Code::kInnerTiling,
+            "tpWorldSize = 2 needs both ranks of the TP group '" + tp.name() +
+                "' on one node, got them on two: lay ranks out so that each TP pair shares a "
+                "node (under mpirun, a TP pair on adjacent world ranks epRankId * 2 + tpRankId "
+                "of one node; across hosts, both in one server's entry)"};
+}
+
+Status CallRounds::pair(const AttrDigest& attrs) {
     if (Status s = ep_->broken_status(); !s.ok()) return s;
     if (tp_ != nullptr) {
         if (Status s = tp_->broken_status(); !s.ok()) return s;
     }
     ep_call_ = ep_->begin_call();
-
-    if (tp_ != nullptr) {
-        TpRecord mine;
-        mine.attrs = record->attrs;
-        mine.ep_group = ep_->ref();
-        mine.ep_call = ep_call_;
-        mine.ep_rank = ep_->rank();
-        mine.ep_size = ep_->size();
-        tp_call_ = tp_->begin_call();
-        tp_->publish(tp_call_, bytes_of(&mine, sizeof(mine)));
-        if (Status s = tp_->wait_published(tp_call_, deadline); !s.ok()) {
-            ep_->mark_broken(s.message());  // my EP peers would otherwise wait for me in vain
-            return s;
+    paired_ = true;
+    if (tp_ == nullptr) return Status::Ok();
+    const auto deadline = transport::call_deadline();
+    TpRecord mine;
+    mine.attrs = attrs;
+    mine.ep_group = ep_->ref();
+    mine.ep_call = ep_call_;
+    mine.ep_rank = ep_->rank();
+    mine.ep_size = ep_->size();
+    mine.relay = ep_->node_count() > 1 ? 1 : 0;
+    tp_call_ = tp_->begin_call();
+    tp_->publish(tp_call_, bytes_of(&mine, sizeof(mine)));
+    if (Status s = tp_->wait_published(tp_call_, deadline); !s.ok()) {
+        ep_->mark_broken(s.message());  // my EP peers would otherwise wait for me in vain
+        return s;
+    }
+    TpRecord peer;  // a copy: the peer's process may rewrite its slot
+    std::memcpy(&peer, tp_->record(1 - tp_->rank(), tp_call_), sizeof(peer));
+    // Both ranks of the pair decide from the same two records: relay rounds follow on both or
+    // on neither.
+    relay_ = mine.relay == 1 && peer.relay == 1 && peer.error == 0 && tp_->node_count() == 1;
+    if (Status split = tp_pair_on_one_node(*tp_); !split.ok()) {
+        pair_error_ = split;
+    } else if (peer.ep_group == ep_->ref() || peer.ep_size != ep_->size() ||
+               peer.ep_rank != ep_->rank()) {
+        pair_error_ = {Code::kRuntime,
+                       "the TP peer in '" + tp_->name() +
+                           "' must be the same EP rank of another EP group of the same size, got "
+                           "EP rank " +
+                           std::to_string(peer.ep_rank) + " of a group of " +
+                           std::to_string(peer.ep_size)};
+    } else if (peer.error != 0) {
+        pair_error_ = {Code::kRuntime,
+                       "the TP peer in '" + tp_->name() + "' must pass its first phase, got a failure"};
+    } else if (mine.relay != peer.relay) {
+        pair_error_ = {Code::kRuntime,
+                       "both EP groups of the TP pair '" + tp_->name() +
+                           "' must span the same nodes, got one on one node and one across nodes"};
+    } else if (relay_) {
+        if (std::memcmp(&mine.attrs, &peer.attrs, sizeof(AttrDigest)) != 0) {
+            pair_error_ = {Code::kRuntime,
+                           compare_digests(mine.attrs,
+                                           tp_->rank(),
+                                           peer.attrs,
+                                           1 - tp_->rank(),
+                                           "the TP pair '" + tp_->name() + "'")};
         }
-        TpRecord peer;  // a copy: the peer's process may rewrite its slot
-        std::memcpy(&peer, tp_->record(1 - tp_->rank(), tp_call_), sizeof(peer));
+        peer_group_ = peer.ep_group;
+    } else {
         std::shared_ptr<transport::Transport> peer_group;
-        Status opened = Status::Ok();
-        if (peer.ep_group == ep_->ref() || peer.ep_size != ep_->size() ||
-            peer.ep_rank != ep_->rank()) {
-            opened = {Code::kRuntime,
-                      "the TP peer in '" + tp_->name() +
-                          "' must be the same EP rank of another EP group of the same size, got "
-                          "EP rank " +
-                          std::to_string(peer.ep_rank) + " of a group of " +
-                          std::to_string(peer.ep_size)};
-        } else {
-            opened = ep_->open_peer(peer.ep_group, static_cast<int>(ep_->rank()), &peer_group);
-        }
-        if (!opened.ok()) {
-            // Arrive anyway with the verdict, so every rank of my EP group fails with it.
-            record->set_error(opened);
-        } else {
+        pair_error_ = ep_->open_peer(peer.ep_group, static_cast<int>(ep_->rank()), &peer_group);
+        if (pair_error_.ok()) {
             peer_ep_ = std::move(peer_group);
             peer_ep_call_ = peer.ep_call;
-            record->peer_group = peer.ep_group;
+            peer_group_ = peer.ep_group;
         }
     }
+    return Status::Ok();
+}
+
+Status CallRounds::arrive(RecordHeader* record, std::size_t bytes) {
+    if (!paired_) {
+        if (Status s = pair(record->attrs); !s.ok()) return s;
+    }
+    if (!pair_error_.ok() && record->error == 0) {
+        // Arrive anyway with the verdict, so every rank of my EP group fails with it.
+        record->set_error(pair_error_);
+    }
+    record->peer_group = peer_group_;
     test_hooks::on_record(ep_->rank(), record, bytes);
     ep_->publish(ep_call_, bytes_of(record, bytes));
     arrived_ = true;
     test_hooks::on_mid_call(ep_->rank());
+    return Status::Ok();
+}
+
+Status CallRounds::relay_round(
+    const Status& verdict,
+    TpRelayRecord* mine,
+    const std::function<Status(const TpRelayRecord&, transport::Transport&)>& read) {
+    relay_ = false;  // one round per call
+    Status outcome = verdict;
+    if (!outcome.ok()) {
+        *mine = TpRelayRecord{};
+        mine->set_error(outcome);
+    }
+    const auto deadline = transport::call_deadline();
+    const uint64_t call = tp_->begin_call();
+    tp_->publish(call, bytes_of(mine, sizeof(*mine)));
+    if (Status s = tp_->wait_published(call, deadline); !s.ok()) {
+        tp_->finish(call, s.raw_code(), s.message());
+        return outcome.ok() ? s : outcome;
+    }
+    TpRelayRecord peer;  // a copy: the peer's process may rewrite its slot
+    std::memcpy(&peer, tp_->record(1 - tp_->rank(), call), sizeof(peer));
+    if (outcome.ok() && peer.error != 0) {
+        outcome = {transport::code_from_peer(peer.error), util::peer_text(peer.error_message)};
+    }
+    if (outcome.ok()) outcome = read(peer, *tp_);
+    tp_->finish(call, outcome.raw_code(), outcome.message());
+    transport::Flag flag;  // the peer has read my rows (or failed) when this returns
+    Status done = tp_->wait_finished(call, deadline, &flag);
+    if (!outcome.ok()) return outcome;
+    if (!done.ok()) return done;
+    if (flag.code != 0) return {transport::code_from_peer(flag.code), flag.message};
     return Status::Ok();
 }
 
@@ -260,6 +331,8 @@ void CallRounds::abort(const Status& cause) {
         mine.ep_call = ep_call_;
         mine.ep_rank = ep_->rank();
         mine.ep_size = ep_->size();
+        mine.relay = ep_->node_count() > 1 ? 1 : 0;
+        mine.error = 1;  // no relay round follows
         tp_call_ = tp_->begin_call();
         tp_->publish(tp_call_, bytes_of(&mine, sizeof(mine)));
     }

@@ -3,9 +3,11 @@
 //   claim():  take my endpoints (one thread at a time each: a second thread fails at once) and
 //             give the call its sequence number and scratch bank. A blocking call needs no call
 //             in flight; a split call's send half at most one (two in flight, in order).
-//   arrive(): (T == 2) publish my TP record — which EP group I am in and my call number there —
-//             and read my TP peer's, which names the peer's EP group; open that group; then
-//             publish my EP record (its header names the peer group).
+//   pair():   (T == 2) publish my TP record — which EP group I am in and my call number there —
+//             and read my TP peer's, which names the peer's EP group; open that group (both
+//             on one node), or, when the EP groups span nodes, plan a relay round instead: the
+//             pair then exchanges its own rows over the TP group (tp_relay.hpp).
+//   arrive(): pair() unless done, then publish my EP record (its header names the peer group).
 //   gather(): wait for every EP peer's record and, with T == 2, for every rank of the peer's EP
 //             group (its members fill my peer rows and hold the partials of my tokens).
 //   verdict:  check_headers() and the callers' run-time checks read only records that every
@@ -18,6 +20,7 @@
 // gather(); a blocking call holds them throughout.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +58,9 @@ public:
     Status reclaim();
     uint64_t sequence() const { return sequence_; }
 
+    // Numbers the EP call and (T == 2) meets the TP peer; a pairing verdict goes into the record
+    // arrive() publishes. Fails only when the pair cannot meet (the EP group is then broken).
+    Status pair(const AttrDigest& attrs);
     // `record` starts with a RecordHeader whose attrs are set; arrive() fills the rest of it.
     Status arrive(RecordHeader* record, std::size_t bytes);
     Status gather();
@@ -73,11 +79,22 @@ public:
         return copy_of<Record>(peer_records_, ep_rank);
     }
     bool has_peer() const { return peer_ep_ != nullptr; }
+    // T == 2 with EP groups that span nodes: this call owes one relay round on the TP pair.
+    bool relays_tp() const { return relay_; }
+    // The relay round: publish `mine` (or, when `verdict` failed, the failure), wait for the
+    // peer's, run `read` on it unless either side failed, then wait until the peer has read mine
+    // (both finish). Returns the first failure: mine, the peer's, or the pair's.
+    Status relay_round(
+        const Status& verdict,
+        TpRelayRecord* mine,
+        const std::function<Status(const TpRelayRecord&, transport::Transport&)>& read);
     const std::string& ep_name() const { return ep_->name(); }
     const std::string& peer_name() const { return peer_ep_->name(); }
     // Endpoints that map the memory of my EP group's ranks and of the peer group's.
     transport::Transport& own_memory() const { return *ep_; }
     transport::Transport& peer_memory() const { return *peer_ep_; }
+    // My TP group's endpoint (T == 2), for the relay round's memory.
+    transport::Transport& tp_memory() const { return *tp_; }
 
     // Every rank's header in both groups: errors found before arriving, attribute digests,
     // and that both EP groups name each other as TP peers.
@@ -111,6 +128,10 @@ private:
     std::shared_ptr<transport::Transport> ep_;
     std::shared_ptr<transport::Transport> tp_;
     bool arrived_ = false;
+    bool paired_ = false;
+    bool relay_ = false;       // a relay round is owed (relays_tp)
+    Status pair_error_ = Status::Ok();  // the pairing's verdict, published by arrive()
+    transport::GroupRef peer_group_;    // my TP peer's EP group (T == 2)
     bool counted_ = false;  // claim() numbered the call; finish() marks it received
     bool finished_ = false;  // finish() ran after arriving
     uint64_t sequence_ = 0;
@@ -125,6 +146,9 @@ private:
     std::optional<TensorView> performance_;
     std::vector<int64_t> arrival_us_;
 };
+
+// 561002 (with how to lay ranks out) unless both ranks of the TP group `tp` are on one node.
+Status tp_pair_on_one_node(transport::Transport& tp);
 
 // CallRounds::abort for a call whose first phase failed on this rank (nothing when `ep` is not a
 // live communicator, or is broken, or is running a call on another thread).

@@ -24,6 +24,7 @@
 #include "core/remote.hpp"
 #include "core/scratch.hpp"
 #include "core/tensor_access.hpp"
+#include "core/tp_relay.hpp"
 #include "core/views.hpp"
 #include "util/float_env.hpp"
 
@@ -301,6 +302,13 @@ private:
                                           op_.in.expand_x.dtype,
                                           op_.in.expand_x.dtype,
                                           true});
+        if (op_.tp) {
+            if (Status paired = rounds_.pair(mine_.header.attrs); !paired.ok()) {
+                arrived_ = paired;
+                return;
+            }
+            if (rounds_.relays_tp()) relay_partials();
+        }
         if (!op_.pre_error.ok()) {
             // Every rank fails in check_headers; nothing of mine is exposed, nobody reads it.
             mine_.header.set_error(op_.pre_error);
@@ -309,6 +317,21 @@ private:
             mine_.header.set_error(published);
         }
         arrived_ = rounds_.arrive(&mine_.header, sizeof(mine_));
+    }
+
+    // T == 2 across nodes (tp_relay.hpp): my own rows with the TP peer's partials added; from
+    // here on this rank returns them as a T == 1 rank returns its rows.
+    void relay_partials() {
+        TensorView summed;
+        const Status relayed = relay_combine_partials(op_, rounds_, op_.pre_error, &summed);
+        if (!op_.pre_error.ok()) return;
+        if (!relayed.ok()) {
+            op_.pre_error = relayed;
+            return;
+        }
+        op_.in.expand_x = summed;
+        op_.in.tp_send_counts.reset();
+        op_.tp.reset();
     }
 
     // Between the rounds: owners read, remote rows brought, tokens reduced.

@@ -15,6 +15,7 @@
 #include "core/dispatch_parts.hpp"
 #include "core/pending.hpp"
 #include "core/remote.hpp"
+#include "core/tp_relay.hpp"
 #include "util/float_env.hpp"
 #include "util/log.hpp"
 
@@ -128,6 +129,10 @@ public:
         } catch (...) {
             verdict = {Code::kRuntime, "dispatch must not fail inside, got an unknown exception"};
         }
+        if (rounds_.relays_tp()) {  // T == 2 across nodes: the peer rows come from the TP peer
+            verdict = relay_dispatch_rows(
+                op_, rounds_, verdict, s_.own_layout.total_rows, &s_.peer_layout.total_rows);
+        }
         result_ = rounds_.finish(verdict);
         done_ = true;
         log();
@@ -177,9 +182,7 @@ private:
             op_.hidden,
             op_.top_k,
             op_.config.quant_mode,
-            result_.ok()
-                ? s_.own_layout.total_rows + (rounds_.has_peer() ? s_.peer_layout.total_rows : 0)
-                : 0,
+            result_.ok() ? s_.own_layout.total_rows + (op_.tp ? s_.peer_layout.total_rows : 0) : 0,
             std::chrono::duration<double, std::milli>(transport::Clock::now() - started_).count(),
             split_ ? " (split)" : "",
             result_.ok() ? "ok" : result_.message());

@@ -314,7 +314,8 @@ void write_counts(const DispatchOp& op,
                   const Topology& topo,
                   const DispatchScratch& s,
                   int64_t own_rows,
-                  int64_t peer_rows) {
+                  int64_t peer_rows,
+                  bool has_peer) {
     const int64_t rank = op.config.ep_rank_id;
     const int64_t blocks = topo.world_size * topo.local_experts(rank);
     for (int64_t i = 0; i < blocks; ++i) {
@@ -322,7 +323,7 @@ void write_counts(const DispatchOp& op,
                         i,
                         static_cast<int32_t>(s.own_layout.block_end[static_cast<std::size_t>(i)]));
     }
-    if (op.tp) {
+    if (has_peer) {  // (T == 2 across nodes: the relay writes the peer's part, tp_relay.hpp)
         for (int64_t i = 0; i < blocks; ++i) {
             store1<int32_t>(
                 op.out.ep_recv_counts,
@@ -484,7 +485,7 @@ Status move_rows(const DispatchOp& op,
         for (int64_t i = 0; i < op.num_tokens * op.top_k; ++i)
             store1<int32_t>(op.out.expand_idx, i, s.plan.expand_idx[static_cast<std::size_t>(i)]);
     }
-    write_counts(op, topo, s, own_rows, peer_rows);
+    write_counts(op, topo, s, own_rows, peer_rows, rounds.has_peer());
     if (op.zero_padding) zero_tails(op, own_rows, used, streaming);  // (padded: reads the counts)
     if (streaming) util::streaming_fence();  // streaming stores land before we depart
     return Status::Ok();

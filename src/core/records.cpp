@@ -6,14 +6,19 @@
 
 namespace moedist::core {
 
-void RecordHeader::set_error(const Status& status) {
-    error = status.raw_code();
+namespace {
+template <std::size_t N>
+void store_error(const Status& status, int32_t* code, char (&message)[N]) {
+    *code = status.raw_code();
     const std::string& text = status.message();
-    const std::size_t n =
-        text.size() < sizeof(error_message) - 1 ? text.size() : sizeof(error_message) - 1;
-    std::memcpy(error_message, text.data(), n);
-    error_message[n] = '\0';
+    const std::size_t n = text.size() < N - 1 ? text.size() : N - 1;
+    std::memcpy(message, text.data(), n);
+    message[n] = '\0';
 }
+}  // namespace
+
+void RecordHeader::set_error(const Status& status) { store_error(status, &error, error_message); }
+void TpRelayRecord::set_error(const Status& status) { store_error(status, &error, error_message); }
 
 namespace {
 #define MOEDIST_DIGEST_NAME(field, name, value) name,

@@ -11,7 +11,8 @@
 //   DispatchRecord  header | ep rank, BS | plan: expert_begin (E+1 int32) then entries_by_expert
 //                   (BS·K int32) | x, scales, expertScales | staged rows and their scales
 //   CombineRecord   header | ep rank, BS, tp rank | expandX, epSendCounts, tpSendCounts
-//   TpRecord        attrs | my EP group, my call number there, my EP rank
+//   TpRecord        attrs | my EP group, my call number there, my EP rank | relay, error
+//   TpRelayRecord   verdict | rows | the rows, scales, extra and counts the TP peer copies
 #pragma once
 
 #include <cstdint>
@@ -180,6 +181,24 @@ struct TpRecord {
     uint64_t ep_call = 0;
     int64_t ep_rank = 0;
     int64_t ep_size = 0;
+    int32_t relay = 0;  // 1: my EP group spans nodes, so the pair relays rows (tp_relay.hpp)
+    int32_t error = 0;  // 1: my first phase failed (an aborted call): no relay round follows
+};
+
+// A rank's record in its TP pair's relay round (EP groups that span nodes, tp_relay.hpp).
+// Dispatch: my own rows (expandX, dynamicScales and extra rows [0, rows)) and my epRecvCounts'
+// own blocks, which the peer copies after its own. Combine: the `rows` partial rows I hold of the
+// peer's tokens (expandX rows [my own, my own + rows)), which the peer adds to its own.
+struct TpRelayRecord {
+    int32_t error = 0;  // a Code, 0 when fine: the peer reads nothing and fails with it
+    char error_message[256] = {};
+    int64_t rows = 0;
+    TensorRef rows_x;
+    TensorRef scales;  // absent unless the dispatch makes scales
+    TensorRef extra;   // absent unless the dispatch carries extra columns
+    TensorRef counts;  // dispatch: epRecvCounts' own blocks
+
+    void set_error(const Status& status);
 };
 
 template <class Record>

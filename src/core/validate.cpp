@@ -11,12 +11,14 @@
 #include <sstream>
 #include <string>
 
+#include "core/call_rounds.hpp"
 #include "core/ops.hpp"
 #include "core/profile.hpp"
 #include "core/shapes.hpp"
 #include "core/tensor_access.hpp"
 #include "core/validate_parts.hpp"
 #include "core/validate_util.hpp"
+#include "transport/access.hpp"
 #include "util/env.hpp"
 
 namespace moedist::core {
@@ -248,6 +250,7 @@ Status check_communicators(const MoeConfig& config,
                         "groupTp",
                         "different from groupEp",
                         tp->name());
+        MOEDIST_TRY(tp_pair_on_one_node(*transport::Access::endpoint(*tp)));
     }
     return Status::Ok();
 }

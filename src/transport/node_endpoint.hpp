@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -43,7 +44,9 @@ public:
             members.push_back(r);
         }
         flags_.resize(static_cast<std::size_t>(size_));
-        ref_.id = new_group_id();
+        // The same on every rank (the name is agreed), so a TP peer's records can name this
+        // group and every rank of its own can check it pairs with one group (core/call_rounds).
+        ref_.id = std::hash<std::string>{}("moedist node group " + name_) | 1;
     }
 
     int rank() const override { return rank_; }
