@@ -22,9 +22,11 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <new>
 #include <thread>
+#include <vector>
 
 #include "core/remote.hpp"
 #include "harness/driver.hpp"
@@ -129,7 +131,8 @@ std::atomic<uint64_t> job_counter{0};
     const int ep = lay.ep_of(g), tp = lay.tp_of(g);
     const auto deadline = transport::call_deadline();
     auto join = [&](const std::string& group, int rank, int size, Communicator* out) -> Status {
-        if (!table.empty()) return Communicator::from_rank_table(table, rank, out);
+        if (!table.empty())  // kHosts: the group's table in the job's table directory
+            return Communicator::from_rank_table(table + "/" + group + ".json", rank, out);
         std::unique_ptr<transport::SocketRendezvous> rendezvous;
         if (Status s = transport::SocketRendezvous::open(
                 key + "-" + group, rank, size, /*fingerprint=*/0, deadline, &rendezvous);
@@ -274,7 +277,7 @@ public:
             }
         }
         munmap(control_, sizeof(Control));
-        if (!table_.empty()) std::remove(table_.c_str());
+        if (!table_.empty()) std::filesystem::remove_all(table_);
     }
 
     void run(Task task) override {
@@ -356,11 +359,11 @@ private:
 
     // Backend::kHosts: this host's ranks and the rank table naming every host (EP groups
     // across hosts need TP = 1).
+    // kHosts: one rank table per group, the same bytes on every host (a table's fingerprint
+    // names its job): "ep<t>" for the EP group of TP rank t (EP rank e is world rank e·T + t),
+    // and "tp<e>" for each TP pair of this host. Host h runs world ranks [h·per, (h + 1)·per).
     Status write_hosts_table() {
         const int hosts = static_cast<int>(spec_.hosts.size()), ranks = lay_.ranks();
-        if (lay_.T != 1)
-            return {Code::kInnerTiling,
-                    "a job across hosts runs with TP = 1 (TP = 2 across hosts: not yet)"};
         if (hosts < 1 || ranks % hosts != 0 || spec_.host_index < 0 || spec_.host_index >= hosts)
             return {Code::kInnerTiling,
                     "a job across hosts must split its " + std::to_string(ranks) +
@@ -369,24 +372,43 @@ private:
         first_ = spec_.host_index * per;
         last_ = first_ + per;
         char path[] = "/tmp/moedist-hosts-XXXXXX";
-        const int fd = mkstemp(path);
-        if (fd < 0) return {Code::kRuntime, "a temporary rank table must be writable in /tmp"};
-        ::close(fd);
+        if (mkdtemp(path) == nullptr)
+            return {Code::kRuntime, "a temporary rank table directory must be made in /tmp"};
         table_ = path;
-        std::ofstream out(table_);
-        out << "{\"version\": \"1.0\", \"server_count\": \"" << hosts
-            << "\", \"status\": \"completed\", \"server_list\": [";
-        for (int h = 0; h < hosts; ++h) {
-            out << (h ? "," : "") << "{\"server_id\": \""
-                << spec_.hosts[static_cast<std::size_t>(h)] << "\", \"device\": [";
-            for (int d = 0; d < per; ++d)
-                out << (d ? "," : "") << "{\"device_id\": \"" << d << "\", \"rank_id\": \""
-                    << h * per + d << "\"}";
-            out << "]}";
+        // Members of a group: world ranks by group rank.
+        auto write = [&](const std::string& group, const std::vector<int>& world) {
+            std::string servers;
+            int count = 0;
+            for (int h = 0; h < hosts; ++h) {
+                std::string devices;
+                for (std::size_t r = 0; r < world.size(); ++r) {
+                    if (world[r] / per != h) continue;
+                    devices += std::string(devices.empty() ? "" : ",") + "{\"device_id\": \"" +
+                               std::to_string(world[r] % per) + "\", \"rank_id\": \"" +
+                               std::to_string(r) + "\"}";
+                }
+                if (devices.empty()) continue;
+                servers += std::string(count++ == 0 ? "" : ",") + "{\"server_id\": \"" +
+                           spec_.hosts[static_cast<std::size_t>(h)] + "\", \"device\": [" +
+                           devices + "]}";
+            }
+            std::ofstream out(table_ + "/" + group + ".json");
+            out << "{\"version\": \"1.0\", \"server_count\": \"" << count
+                << "\", \"status\": \"completed\", \"server_list\": [" << servers << "]}\n";
+            return static_cast<bool>(out);
+        };
+        bool written = true;
+        for (int t = 0; t < lay_.T; ++t) {
+            std::vector<int> world;
+            for (int e = 0; e < lay_.W; ++e) world.push_back(e * lay_.T + t);
+            written = written && write("ep" + std::to_string(t), world);
         }
-        out << "]}\n";
-        return out ? Status::Ok()
-                   : Status(Code::kRuntime, "the temporary rank table must be written");
+        for (int e = 0; lay_.T == 2 && e < lay_.W; ++e) {
+            if ((e * 2) / per == spec_.host_index || (e * 2 + 1) / per == spec_.host_index)
+                written = written && write("tp" + std::to_string(e), {e * 2, e * 2 + 1});
+        }
+        return written ? Status::Ok()
+                       : Status(Code::kRuntime, "the temporary rank tables must be written");
     }
 
     // Until every rank reports the task done; a rank process that dies fails the job.
@@ -429,7 +451,7 @@ private:
     std::vector<Stamps> stamps_;
     Status failure_;
     int first_ = 0, last_ = 0;  // this host's ranks [first_, last_)
-    std::string table_;         // kHosts: the temporary rank table
+    std::string table_;         // kHosts: the temporary directory of the job's rank tables
 };
 
 }  // namespace

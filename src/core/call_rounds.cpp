@@ -1,6 +1,7 @@
 #include "core/call_rounds.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/test_hooks.hpp"
@@ -338,6 +339,11 @@ void CallRounds::abort(const Status& cause) {
     }
     ep_->publish(ep_call_, bytes_of(&header, sizeof(header)));
     ep_->finish(ep_call_, header.error, header.error_message);
+    // Nobody waits on this call here: engines whose sends need my progress get it now.
+    const auto settle_by = std::min(transport::call_deadline(),
+                                    transport::Clock::now() + std::chrono::seconds(5));
+    ep_->settle_sends(settle_by);
+    if (tp_ != nullptr) tp_->settle_sends(settle_by);
 }
 
 void abort_call(const Communicator& ep,

@@ -96,8 +96,10 @@ public:
     MpiEndpoint(MPI_Comm comm,
                 std::string name,
                 std::vector<int> node_of,
-                std::shared_ptr<Transport> node)
-        : NodeEndpoint(std::move(name), comm_rank(comm), std::move(node_of), std::move(node)),
+                std::shared_ptr<Transport> node,
+                uint64_t group_id)
+        : NodeEndpoint(
+              std::move(name), comm_rank(comm), std::move(node_of), std::move(node), group_id),
           comm_(comm) {
         for (auto& buffer : records_)
             buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
@@ -118,6 +120,22 @@ public:
         return {Code::kRuntime,
                 "tpWorldSize = 2 must keep a group on one node with the mpi backend, got '" +
                     name_ + "' across " + std::to_string(node_ranks_.size()) + " nodes"};
+    }
+
+    // The sends of my open rounds (the second half of each block of 2·size) complete.
+    void settle_sends(Clock::time_point deadline) override {
+        for (;;) {
+            bool open = false;
+            for (std::size_t i = 0; i < requests_.size(); ++i) {
+                const auto in_block = static_cast<int>(i % static_cast<std::size_t>(2 * size_));
+                if (in_block < size_ || requests_[i] == MPI_REQUEST_NULL) continue;
+                int done = 0;
+                MPI_Test(&requests_[i], &done, MPI_STATUS_IGNORE);
+                open = open || done == 0;
+            }
+            if (!open || Clock::now() >= deadline) return;
+            std::this_thread::yield();
+        }
     }
 
     uint64_t begin_call() override { return next_call_++; }
@@ -569,6 +587,8 @@ Status from_mpi_with(MPI_Comm comm, const Settings& settings, Communicator* out)
     static int counter = 0;
     int tag[2] = {static_cast<int>(getpid()), counter++};
     MPI_Bcast(tag, 2, MPI_INT, 0, dup);
+    uint64_t group_id = transport::new_group_id();  // rank 0's, on every rank
+    MPI_Bcast(&group_id, 1, MPI_UINT64_T, 0, dup);
     const std::string name = "mpi_" + std::to_string(tag[0]) + "_" + std::to_string(tag[1]);
     const std::string node_name =
         name + "_node" + std::to_string(node_of[static_cast<std::size_t>(rank)]);
@@ -606,7 +626,7 @@ Status from_mpi_with(MPI_Comm comm, const Settings& settings, Communicator* out)
         return Status::Ok();
     }
     auto endpoint =
-        std::make_shared<MpiEndpoint>(dup, name, std::move(node_of), std::move(node_endpoint));
+        std::make_shared<MpiEndpoint>(dup, name, std::move(node_of), std::move(node_endpoint), group_id);
     std::vector<std::shared_ptr<transport::Transport>> endpoints(static_cast<std::size_t>(size));
     endpoints[static_cast<std::size_t>(rank)] = endpoint;
     transport::register_group(name, endpoint->ref().id, size, endpoints);

@@ -133,6 +133,8 @@ std::string rendezvous_key(const LoadedTable& loaded) {
 uint64_t table_fingerprint(const RankTable& table) {
     uint64_t h = fnv1a("ranks:" + std::to_string(table.size));
     for (const std::string& server : table.server_of_rank) h = fnv1a(server + "\n", h);
+    // Two tables of one layout (the EP groups of a TP pair's job) differ by their devices.
+    for (const std::string& device : table.device_of_rank) h = fnv1a(device + "\n", h);
     return h;
 }
 

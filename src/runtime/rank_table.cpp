@@ -29,7 +29,7 @@ constexpr const char* kMemberName[2] = {"device", "instance"};
 constexpr const char* kAMember[2] = {"a device", "an instance"};
 
 // Where a container or value sits in the table.
-enum class Role : uint8_t { kRoot, kList, kEntry, kMembers, kMember, kRankId, kSkip };
+enum class Role : uint8_t { kRoot, kList, kEntry, kMembers, kMember, kRankId, kDeviceId, kSkip };
 
 // The key of an object's current member, as far as the reader cares.
 enum class Key : uint8_t {
@@ -39,7 +39,8 @@ enum class Key : uint8_t {
     kDevice,
     kInstanceList,
     kRankId,
-    kServerId
+    kServerId,
+    kDeviceId
 };
 
 struct Frame {
@@ -98,6 +99,7 @@ public:
         if (name == "instance_list") f.key = Key::kInstanceList;
         if (name == "rank_id") f.key = Key::kRankId;
         if (name == "server_id") f.key = Key::kServerId;
+        if (name == "device_id") f.key = Key::kDeviceId;
         return true;
     }
     bool parse_error(std::size_t position,
@@ -113,6 +115,7 @@ public:
     const std::vector<uint64_t>& ids(Layout l) const { return ids_[l]; }
     const std::vector<std::string>& servers() const { return servers_; }
     const std::vector<std::size_t>& entry_of_id() const { return entry_of_id_; }
+    const std::vector<std::string>& devices() const { return devices_; }
 
 private:
     bool fail(const std::string& what, const std::string& actual) {
@@ -171,6 +174,8 @@ private:
                     }
                     parent.has_child = true;
                     *role = Role::kRankId;
+                } else if (parent.key == Key::kDeviceId && parent.layout == kServers) {
+                    *role = Role::kDeviceId;
                 }
                 return true;
             default:
@@ -211,6 +216,7 @@ private:
                 break;
             case Role::kRankId:
                 return fail("rank_id must be a non-negative integer", kind);
+            case Role::kDeviceId:  // not a scalar: no device named
             case Role::kSkip:
                 break;
         }
@@ -221,6 +227,10 @@ private:
         }
         if (role == Role::kEntry && layout == kServers && servers_.size() < RankTable::kMaxRanks) {
             servers_.emplace_back();  // this entry's server_id, when it has one
+        }
+        if (role == Role::kMember) {  // its device_id may come before or after its rank_id
+            member_device_.clear();
+            member_id_ = -1;
         }
         Frame f;
         f.role = role;
@@ -282,8 +292,19 @@ private:
                                 "more");
                 }
                 ids_[layout].push_back(*id);
-                if (layout == kServers) entry_of_id_.push_back(servers_.empty() ? 0 : servers_.size() - 1);
+                if (layout == kServers) {
+                    entry_of_id_.push_back(servers_.empty() ? 0 : servers_.size() - 1);
+                    member_id_ = static_cast<int64_t>(devices_.size());
+                    devices_.push_back(member_device_);
+                }
                 return true;
+            case Role::kDeviceId: {  // "0" and 0 name the same device
+                std::string device = text;
+                if (device.size() >= 2 && device.front() == '"') device = device.substr(1, device.size() - 2);
+                member_device_ = device;
+                if (member_id_ >= 0) devices_[static_cast<std::size_t>(member_id_)] = device;
+                return true;
+            }
             default:
                 return true;
         }
@@ -294,6 +315,9 @@ private:
     std::vector<uint64_t> ids_[2];
     std::vector<std::string> servers_;       // server_list entries' server_id ("" when none)
     std::vector<std::size_t> entry_of_id_;   // server_list: the entry of ids_[kServers][i]
+    std::vector<std::string> devices_;       // server_list: the device_id of ids_[kServers][i]
+    std::string member_device_;              // the current member's device_id so far
+    int64_t member_id_ = -1;                 // the current member's index in devices_, once known
     bool root_done_ = false;
     bool root_lists_[2] = {false, false};
 };
@@ -308,6 +332,7 @@ std::string quote_bounded(std::string_view text) {
 bool parse_rank_table(std::string_view text, RankTable* out, std::string* why) {
     out->size = 0;
     out->server_of_rank.clear();
+    out->device_of_rank.clear();
     Reader reader(why);
     if (!Json::sax_parse(text.data(), text.data() + text.size(), &reader)) return false;
     if (!reader.has_root()) {
@@ -341,9 +366,12 @@ bool parse_rank_table(std::string_view text, RankTable* out, std::string* why) {
     }
     out->size = static_cast<int>(ids.size());
     out->server_of_rank.assign(ids.size(), std::string());
+    out->device_of_rank.assign(ids.size(), std::string());
     if (layout == kServers) {
-        for (std::size_t i = 0; i < ids.size(); ++i)
+        for (std::size_t i = 0; i < ids.size(); ++i) {
             out->server_of_rank[ids[i]] = reader.servers()[reader.entry_of_id()[i]];
+            out->device_of_rank[ids[i]] = reader.devices()[i];
+        }
     }
     return true;
 }

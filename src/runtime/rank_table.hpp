@@ -29,6 +29,9 @@ struct RankTable {
     // server_list tables: each rank's server_id (at most 255 characters; "" when its entry has
     // none); group_list tables: all "".
     std::vector<std::string> server_of_rank;
+    // server_list tables: each rank's device_id as written (bounded, quotes dropped; "" when
+    // none), which only tells two tables of one layout apart (a CPU has no devices).
+    std::vector<std::string> device_of_rank;
 };
 
 // Parses `text`; false with *why ("<what> must be <expected>, got <actual>") when the table is

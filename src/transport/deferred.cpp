@@ -50,6 +50,9 @@ public:
         return ready() ? inner_->wait_finished(call, deadline, flag) : status_;
     }
     std::string gone(int rank) override { return ready() ? inner_->gone(rank) : status_.message(); }
+    void settle_sends(Clock::time_point deadline) override {
+        if (ready()) inner_->settle_sends(deadline);
+    }
     void mark_broken(const std::string& reason) override {
         if (ready()) inner_->mark_broken(reason);
     }

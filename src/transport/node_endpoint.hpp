@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,10 +24,14 @@ namespace moedist::transport {
 
 class NodeEndpoint : public Transport {
 public:
+    // `group_id`: the same on every rank of the group (the engine agrees on it while joining), so
+    // a TP peer's records can name this group and every rank of it can check that it pairs with
+    // one group (core/call_rounds).
     NodeEndpoint(std::string name,
                  int rank,
                  std::vector<int> node_of,
-                 std::shared_ptr<Transport> node)
+                 std::shared_ptr<Transport> node,
+                 uint64_t group_id)
         : name_(std::move(name)),
           rank_(rank),
           size_(static_cast<int>(node_of.size())),
@@ -44,9 +47,7 @@ public:
             members.push_back(r);
         }
         flags_.resize(static_cast<std::size_t>(size_));
-        // The same on every rank (the name is agreed), so a TP peer's records can name this
-        // group and every rank of its own can check it pairs with one group (core/call_rounds).
-        ref_.id = std::hash<std::string>{}("moedist node group " + name_) | 1;
+        ref_.id = group_id;
     }
 
     int rank() const override { return rank_; }

@@ -176,6 +176,11 @@ public:
     // Empty while rank's process lives; else why not (the group is then marked broken with it).
     virtual std::string gone(int rank) = 0;
 
+    // A call this rank abandoned after publishing and finishing (core's abort: its waits never
+    // run): progresses what it posted until the peers can receive it without this rank's help,
+    // or the deadline. Engines whose sends need the sender's progress override it.
+    virtual void settle_sends(Clock::time_point /*deadline*/) {}
+
     virtual void mark_broken(const std::string& reason) = 0;
     virtual Status broken_status() const = 0;
 

@@ -41,6 +41,7 @@ bool load() {
            resolve(ucp_library, "ucp_worker_get_address", &api.ucp_worker_get_address) &&
            resolve(ucp_library, "ucp_worker_release_address", &api.ucp_worker_release_address) &&
            resolve(ucp_library, "ucp_worker_progress", &api.ucp_worker_progress) &&
+           resolve(ucp_library, "ucp_worker_flush_nbx", &api.ucp_worker_flush_nbx) &&
            resolve(ucp_library, "ucp_ep_create", &api.ucp_ep_create) &&
            resolve(ucp_library, "ucp_ep_close_nbx", &api.ucp_ep_close_nbx) &&
            resolve(ucp_library, "ucp_tag_send_nbx", &api.ucp_tag_send_nbx) &&

@@ -21,6 +21,7 @@ struct UcpApi {
     decltype(&::ucp_worker_get_address) ucp_worker_get_address;
     decltype(&::ucp_worker_release_address) ucp_worker_release_address;
     decltype(&::ucp_worker_progress) ucp_worker_progress;
+    decltype(&::ucp_worker_flush_nbx) ucp_worker_flush_nbx;
     decltype(&::ucp_ep_create) ucp_ep_create;
     decltype(&::ucp_ep_close_nbx) ucp_ep_close_nbx;
     decltype(&::ucp_tag_send_nbx) ucp_tag_send_nbx;

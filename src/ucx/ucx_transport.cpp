@@ -51,6 +51,7 @@ uint64_t tag_of(uint64_t kind, int source, uint64_t sequence) {
 struct JoinBlob {
     int32_t ok = 0;
     uint32_t address_bytes = 0;
+    uint64_t group_id = 0;  // rank 0's names the group on every rank
     char message[200] = {};
 };
 constexpr std::size_t kMaxAddressBytes = kMaxBlobBytes - sizeof(JoinBlob);
@@ -118,8 +119,9 @@ public:
                 int rank,
                 std::vector<int> node_of,
                 std::shared_ptr<Transport> node,
-                std::unique_ptr<Worker> worker)
-        : NodeEndpoint(std::move(name), rank, std::move(node_of), std::move(node)),
+                std::unique_ptr<Worker> worker,
+                uint64_t group_id)
+        : NodeEndpoint(std::move(name), rank, std::move(node_of), std::move(node), group_id),
           worker_(std::move(worker)) {
         for (auto& buffer : records_)
             buffer.resize(static_cast<std::size_t>(size_) * kMaxRecordBytes);
@@ -179,6 +181,33 @@ public:
         return {Code::kRuntime,
                 "tpWorldSize = 2 must keep a group on one node with the ucx engine, got '" + name_ +
                     "' across " + std::to_string(node_ranks_.size()) + " nodes"};
+    }
+
+    // My sends complete (connections wired up on the way), then the worker flushed: what is
+    // left is in the kernel's socket buffers, delivered without me.
+    void settle_sends(Clock::time_point deadline) override {
+        for (;;) {
+            ucp().ucp_worker_progress(worker_->worker);
+            bool open = false;
+            for (Open& o : open_) {
+                if (!o.send || o.request == nullptr) continue;
+                if (ucp().ucp_request_check_status(o.request) == UCS_INPROGRESS &&
+                    lost_[static_cast<std::size_t>(o.peer)] == UCS_OK)
+                    open = true;
+            }
+            if (!open || Clock::now() >= deadline) break;
+            std::this_thread::yield();
+        }
+        ucp_request_param_t param{};
+        ucs_status_ptr_t flush = ucp().ucp_worker_flush_nbx(worker_->worker, &param);
+        if (UCS_PTR_IS_ERR(flush) || flush == nullptr) return;
+        while (ucp().ucp_request_check_status(flush) == UCS_INPROGRESS && Clock::now() < deadline) {
+            ucp().ucp_worker_progress(worker_->worker);
+            std::this_thread::yield();
+        }
+        if (ucp().ucp_request_check_status(flush) == UCS_INPROGRESS)
+            ucp().ucp_request_cancel(worker_->worker, flush);
+        ucp().ucp_request_free(flush);
     }
 
     uint64_t begin_call() override { return next_call_++; }
@@ -257,6 +286,7 @@ private:
         void* request = nullptr;  // null once complete
         int peer = -1;
         ucs_status_t status = UCS_OK;
+        bool send = false;
     };
 
     void receive(void* data, std::size_t bytes, uint64_t tag, int peer, std::vector<Open>* into) {
@@ -271,6 +301,7 @@ private:
         ucs_status_ptr_t request =
             ucp().ucp_tag_send_nbx(eps_[static_cast<std::size_t>(peer)], data, bytes, tag, &param);
         into->push_back(settle(request, peer));
+        into->back().send = true;
     }
     static Open settle(ucs_status_ptr_t request, int peer) {
         Open o;
@@ -429,6 +460,7 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
     JoinBlob head;
     head.ok = mine.ok() ? 1 : 0;
     head.address_bytes = static_cast<uint32_t>(address.size());
+    head.group_id = transport::new_group_id();
     std::memcpy(head.message,
                 mine.message().data(),
                 std::min(mine.message().size(), sizeof(head.message) - 1));
@@ -453,8 +485,10 @@ Status join_hosts(const HostJoin& join, std::shared_ptr<transport::Transport>* o
                         "' must give a UCX address of 1.." + std::to_string(kMaxAddressBytes) +
                         " bytes"};
     }
+    JoinBlob first;
+    std::memcpy(&first, all.data(), sizeof(first));
     auto endpoint = std::make_shared<UcxEndpoint>(
-        join.name, join.rank, join.node_of, std::move(node), std::move(worker));
+        join.name, join.rank, join.node_of, std::move(node), std::move(worker), first.group_id);
     if (Status s = endpoint->connect(all, kMaxBlobBytes); !s.ok()) return s;
     MOEDIST_LOG(kInfo,
                 "joined '{}' as rank {} of {} across {} hosts (this host's ranks share memory, "

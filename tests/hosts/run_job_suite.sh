@@ -50,13 +50,32 @@ run_on 4 --ranks 16 --experts 28 $small --shared-ranks 2 --quant fp8-e4m3
 run_on 4 --ranks 16 --experts 14 $small --api v2 --shared-ranks 2 --zero-experts 2 --copy-experts 1 \
   --const-experts 1 --mask prefix
 run_on 4 --ranks 16 --experts 64 --tokens 32 --hidden 1024 --topk 8 --quant mx-e4m3
-# TP 2 across hosts is refused before anything runs, saying so.
-out=$("$moedist" run --backend ucx --hosts 198.18.0.1,198.18.0.2 --host-index 0 --ranks 8 --tp 2 \
-  --experts 7 --shared-ranks 1 --topk 3 2>&1); rc=$?
-if [ $rc -eq 2 ] && grep -q "runs --tp 1" <<<"$out"; then
-  echo "ok    --tp 2 across hosts refused: $(tail -1 <<<"$out")"
-else
-  echo "FAIL  --tp 2 across hosts must be refused with exit 2, got $rc: $out"; failed=1
+# TP 2 with EP groups across hosts (each TP pair on one host: the pair relays its rows).
+run_on 2 --ranks 8 --tp 2 --experts 7 --shared-ranks 1 --topk 3 --tokens 6 --hidden 256
+run_on 2 --ranks 8 --tp 2 --experts 8 --tokens 6 --hidden 256 --topk 4 --quant int8 --comm-quant 2 \
+  --zero-padding
+run_on 4 --ranks 8 --tp 2 --experts 6 --shared-ranks 2 --tokens 6 --hidden 256 --topk 3 \
+  --quant mx-e4m3
+run_on 2 --ranks 8 --tp 2 --experts 8 --tokens 6 --hidden 256 --topk 4 --api v2 --mask random
+# A TP pair split across hosts (3 of 6 processes per host: the pair of EP rank 1 straddles them) is
+# refused in the first phase with 561002, saying how to lay ranks out; every other rank fails
+# with that message at once (the refusing ranks' calls abort theirs).
+for i in 1 2; do
+  on_host "$i" timeout 120 "$moedist" run --backend ucx --hosts 198.18.0.1,198.18.0.2 --host-index $((i - 1)) \
+    --ranks 3 --tp 2 --experts 3 --tokens 6 --hidden 256 --topk 2 > "$work/split$i.log" 2>&1 &
+  pids[$i]=$!
+done
+for i in 1 2; do
+  wait "${pids[$i]}"
+  if grep -q "tpWorldSize = 2 needs both ranks of the TP group" "$work/split$i.log"; then
+    echo "ok    host $i: a TP pair split across hosts is refused: $(grep -o '[0-9]*: [^:]*needs both ranks' "$work/split$i.log" | head -1)"
+  else
+    echo "FAIL  host $i: a TP pair split across hosts must be refused, saying how to lay ranks out, got:"
+    sed "s/^/  host $i: /" "$work/split$i.log" | head -20; failed=1
+  fi
+done
+if ! cat "$work/split1.log" "$work/split2.log" | grep -q "561002: tpWorldSize = 2 needs both ranks"; then
+  echo "FAIL  a rank of the split TP pair must fail with 561002"; failed=1
 fi
 
 # moedist bench --backend ucx on both hosts: each prints its table (this host's ranks' times)

@@ -2,8 +2,8 @@
 // MPI world size, checked bit for bit against the same reference as the threads and processes
 // backends (so the outputs are bit-identical to theirs). Launched by ctest as
 //   mpirun -np N moedist_mpi_tests          with 1, 2 or 4 simulated nodes (MOEDIST_RANKS_PER_NODE)
-// Jobs with TP = 2 run when the group stays on one node (the mpi backend keeps a TP pair's EP
-// groups on one node).
+// Jobs with TP = 2 run on one node and with EP groups across nodes (the TP pair relays its rows),
+// whenever a TP pair shares a simulated node (MOEDIST_RANKS_PER_NODE >= 2).
 #include "harness/mpi_job.hpp"
 
 #include <gtest/gtest.h>
@@ -25,10 +25,17 @@ int world_size() {
     return n;
 }
 
-bool several_nodes(const JobSpec& s) {
+int ranks_per_node() {
     const char* per = std::getenv("MOEDIST_RANKS_PER_NODE");
-    return per != nullptr && std::atoi(per) > 0 && std::atoi(per) < s.ep_world_size;
+    return per != nullptr ? std::atoi(per) : 0;
 }
+
+bool several_nodes(const JobSpec& s) {
+    return ranks_per_node() > 0 && ranks_per_node() < s.ep_world_size;
+}
+
+// A TP group of two with one rank per simulated node is split (refused: test_tp_split below).
+bool pair_split() { return ranks_per_node() == 1; }
 
 std::vector<JobSpec> mpi_jobs() {
     std::vector<JobSpec> jobs;
@@ -36,7 +43,7 @@ std::vector<JobSpec> mpi_jobs() {
     for (const JobSpec& s : moedist::test_specs::v2_jobs()) all.push_back(s);
     for (const JobSpec& s : all) {
         if (s.ep_world_size * s.tp_size != world_size()) continue;
-        if (s.tp_size == 2 && several_nodes(s)) continue;
+        if (s.tp_size == 2 && pair_split()) continue;
         jobs.push_back(s);
     }
     return jobs;

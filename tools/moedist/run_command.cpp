@@ -109,10 +109,6 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
             return "--backend ucx must split --ranks evenly over --hosts, got " +
                    std::to_string(s->ep_world_size) + " ranks on " +
                    std::to_string(o.hosts.size()) + " hosts";
-        if (s->tp_size != 1)
-            return "--backend ucx runs --tp 1 (TP = 2 with EP groups across hosts is not "
-                   "supported yet), got --tp " +
-                   std::to_string(s->tp_size);
         s->hosts = o.hosts;
         s->host_index = o.host_index;
     }
