@@ -52,7 +52,7 @@ std::string launch_identity();
 // launch, and the effective uid ("\0moedist/<key>/<i>" are its socket names).
 std::string rendezvous_key(const LoadedTable& loaded);
 
-// A hash of what a rank read in a rank table (its rank count and every rank's server), which
+// A hash of what a rank read in a rank table (its rank count, every rank's server and device_id), which
 // every rank of a launch must agree on.
 uint64_t table_fingerprint(const RankTable& table);
 

@@ -4,6 +4,8 @@
 // block on a FIFO, and leave HcclCommInitClusterInfo usable for the next valid table.
 #include "runtime/rank_table.hpp"
 
+#include "runtime/cluster.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -292,3 +294,30 @@ TEST(HostileHccl, InitAllRefusesMoreRanksThanTheLargestWorldSize) {
 }
 
 }  // namespace
+
+// Two tables of one layout (the two EP groups of a TP = 2 job: the same servers, the same rank
+// counts) are two jobs: their fingerprints (and so their hubs) differ by the device ids. A
+// device_id written as a number or a string, before or after its rank_id, is the same device.
+TEST(HostileRankTable, DeviceIdsTellTablesOfOneLayoutApart) {
+    auto table = [](const std::string& first, const std::string& second, bool id_first) {
+        auto device = [&](const std::string& d, int rank) {
+            const std::string r = "\"rank_id\":\"" + std::to_string(rank) + "\"";
+            const std::string dev = "\"device_id\":" + d;
+            return "{" + (id_first ? dev + "," + r : r + "," + dev) + "}";
+        };
+        return "{\"server_list\":[{\"server_id\":\"198.18.0.1\",\"device\":[" + device(first, 0) +
+               "]},{\"server_id\":\"198.18.0.2\",\"device\":[" + device(second, 1) + "]}]}";
+    };
+    auto fingerprint = [](const std::string& text) {
+        RankTable t;
+        std::string why;
+        EXPECT_TRUE(parse_rank_table(text, &t, &why)) << why;
+        return moedist::runtime::table_fingerprint(t);
+    };
+    const uint64_t even = fingerprint(table("\"0\"", "\"2\"", true));
+    const uint64_t odd = fingerprint(table("\"1\"", "\"3\"", true));
+    EXPECT_NE(even, odd);
+    EXPECT_EQ(even, fingerprint(table("0", "2", true)));
+    EXPECT_EQ(even, fingerprint(table("\"0\"", "\"2\"", false)));
+    EXPECT_NE(even, fingerprint(table("\"2\"", "\"0\"", true)));
+}
