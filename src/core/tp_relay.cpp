@@ -176,10 +176,16 @@ Status relay_combine_partials(const CombineOp& op,
                               TensorView* summed) {
     const TensorView& x = op.in.expand_x;
     const int64_t hidden = op.hidden;
-    const int64_t own = load1<int32_t>(*op.in.tp_send_counts, op.config.tp_rank_id);
-    const int64_t held = load1<int32_t>(*op.in.tp_send_counts, 1 - op.config.tp_rank_id);
+    // (A failed first phase may have left tpSendCounts out: nothing is read then.)
+    const bool counted = verdict.ok() && op.in.tp_send_counts.has_value();
+    const int64_t own =
+        counted ? load1<int32_t>(*op.in.tp_send_counts, op.config.tp_rank_id) : 0;
+    const int64_t held =
+        counted ? load1<int32_t>(*op.in.tp_send_counts, 1 - op.config.tp_rank_id) : 0;
     TpRelayRecord mine;
     Status outcome = verdict;
+    if (outcome.ok() && !counted)
+        outcome = {Code::kNullptr, "tpSendCounts must be given when tpWorldSize = 2, got none"};
     if (outcome.ok() && (own < 0 || held < 0 || own + held > x.dim(0)))
         outcome = {Code::kRuntime,
                    "tpSendCounts must name rows inside expandX (dim 0 = " + text(x.dim(0)) +
