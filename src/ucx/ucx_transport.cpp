@@ -73,12 +73,11 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
         return {Code::kRuntime,
                 std::string("UCX must read its configuration, got: ") + ucp().ucs_status_string(s)};
     // moedist's defaults where the user set none (UCX_<NAME> in the environment wins): TCP
-    // segments of 1 MiB (UCX's 8 KiB cost 4x at EP8 BS128 H7168 here, 512 KiB 1.2x in dispatch)
-    // and eager messages of any size (rows are expected: every receive is posted before the
-    // round's sends).
+    // segments of 512 KiB (UCX's 8 KiB cost 4x at EP8 BS128 H7168 here) and eager messages of
+    // any size (rows are expected: every receive is posted before the round's sends).
     for (const auto& [name, value] :
-         {std::pair<const char*, const char*>{"TCP_TX_SEG_SIZE", "1m"},
-          {"TCP_RX_SEG_SIZE", "1m"},
+         {std::pair<const char*, const char*>{"TCP_TX_SEG_SIZE", "512k"},
+          {"TCP_RX_SEG_SIZE", "512k"},
           {"RNDV_THRESH", "inf"}}) {
         if (std::getenv((std::string("UCX_") + name).c_str()) == nullptr)
             (void)ucp().ucp_config_modify(config, name, value);
