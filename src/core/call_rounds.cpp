@@ -156,8 +156,9 @@ Status CallRounds::pair(const AttrDigest& attrs) {
                            std::to_string(peer.ep_rank) + " of a group of " +
                            std::to_string(peer.ep_size)};
     } else if (peer.error != 0) {
-        pair_error_ = {Code::kRuntime,
-                       "the TP peer in '" + tp_->name() + "' must pass its first phase, got a failure"};
+        pair_error_ = {
+            Code::kRuntime,
+            "the TP peer in '" + tp_->name() + "' must pass its first phase, got a failure"};
     } else if (mine.relay != peer.relay) {
         pair_error_ = {Code::kRuntime,
                        "both EP groups of the TP pair '" + tp_->name() +
@@ -340,8 +341,8 @@ void CallRounds::abort(const Status& cause) {
     ep_->publish(ep_call_, bytes_of(&header, sizeof(header)));
     ep_->finish(ep_call_, header.error, header.error_message);
     // Nobody waits on this call here: engines whose sends need my progress get it now.
-    const auto settle_by = std::min(transport::call_deadline(),
-                                    transport::Clock::now() + std::chrono::seconds(5));
+    const auto settle_by =
+        std::min(transport::call_deadline(), transport::Clock::now() + std::chrono::seconds(5));
     ep_->settle_sends(settle_by);
     if (tp_ != nullptr) tp_->settle_sends(settle_by);
 }

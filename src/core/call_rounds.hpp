@@ -13,8 +13,8 @@
 //   verdict:  check_headers() and the callers' run-time checks read only records that every
 //             rank of both groups reads, so all reach the same verdict.
 //   finish(): mark my call done and wait until every rank of both EP groups that arrived has
-//             (docs/contract.md §3 completion: nobody reads my memory after I return). Every path out of a
-//             call that has arrived goes through finish(), errors included.
+//             (docs/contract.md §3 completion: nobody reads my memory after I return). Every path
+//             out of a call that has arrived goes through finish(), errors included.
 //
 // A split call releases its endpoints after arrive() and reclaims them (in call order) before
 // gather(); a blocking call holds them throughout.
@@ -115,8 +115,9 @@ private:
     static const Record& copy_of(const std::vector<std::byte>& records, int64_t rank) {
         static_assert(std::is_trivially_copyable_v<Record>);
         static_assert(sizeof(Record) <= transport::Transport::kMaxRecordBytes);
-        return *reinterpret_cast<const Record*>(
-            records.data() + static_cast<std::size_t>(rank) * transport::Transport::kMaxRecordBytes);
+        return *reinterpret_cast<const Record*>(records.data() +
+                                                static_cast<std::size_t>(rank) *
+                                                    transport::Transport::kMaxRecordBytes);
     }
     const RecordHeader& own_header(int r) const { return own<RecordHeader>(r); }
     const RecordHeader& peer_header(int r) const { return peer<RecordHeader>(r); }
@@ -129,11 +130,11 @@ private:
     std::shared_ptr<transport::Transport> tp_;
     bool arrived_ = false;
     bool paired_ = false;
-    bool relay_ = false;       // a relay round is owed (relays_tp)
+    bool relay_ = false;                // a relay round is owed (relays_tp)
     Status pair_error_ = Status::Ok();  // the pairing's verdict, published by arrive()
     transport::GroupRef peer_group_;    // my TP peer's EP group (T == 2)
-    bool counted_ = false;  // claim() numbered the call; finish() marks it received
-    bool finished_ = false;  // finish() ran after arriving
+    bool counted_ = false;              // claim() numbered the call; finish() marks it received
+    bool finished_ = false;             // finish() ran after arriving
     uint64_t sequence_ = 0;
     uint64_t ep_call_ = 0;
     uint64_t tp_call_ = 0;
@@ -141,7 +142,7 @@ private:
     uint64_t peer_ep_call_ = 0;
     bool entered_ep_ = false;
     bool entered_tp_ = false;
-    std::vector<std::byte> own_records_;   // W records of kMaxRecordBytes, this call's
+    std::vector<std::byte> own_records_;  // W records of kMaxRecordBytes, this call's
     std::vector<std::byte> peer_records_;
     std::optional<TensorView> performance_;
     std::vector<int64_t> arrival_us_;

@@ -54,8 +54,7 @@ Status peer_view(transport::Transport& tp,
                  const char* what,
                  TensorView* out) {
     const std::string name = std::string("the TP peer's ") + what;
-    if (std::string why = check_tensor_ref(ref, like.ndim, like.dtype, name.c_str());
-        !why.empty())
+    if (std::string why = check_tensor_ref(ref, like.ndim, like.dtype, name.c_str()); !why.empty())
         return {Code::kRuntime, why};
     if (ref.shape[0] < rows || (like.ndim == 2 && ref.shape[1] != like.dim(1)))
         return {Code::kRuntime,
@@ -77,8 +76,8 @@ Status describe_dispatch(const DispatchOp& op,
                          int64_t blocks,
                          TpRelayRecord* mine) {
     mine->rows = own_rows;
-    if (Status s =
-            publish_tensor(tp, first_rows(op.out.expand_x, own_rows), kScratchStageX, &mine->rows_x);
+    if (Status s = publish_tensor(
+            tp, first_rows(op.out.expand_x, own_rows), kScratchStageX, &mine->rows_x);
         !s.ok())
         return s;
     if (op.format.makes_scales() && op.out.dynamic_scales) {
@@ -111,18 +110,18 @@ Status relay_dispatch_rows(const DispatchOp& op,
     Status outcome = verdict;
     if (outcome.ok()) outcome = describe_dispatch(op, rounds.tp_memory(), own_rows, blocks, &mine);
     return rounds.relay_round(
-        outcome,
-        &mine,
-        [&](const TpRelayRecord& peer, transport::Transport& tp) -> Status {
+        outcome, &mine, [&](const TpRelayRecord& peer, transport::Transport& tp) -> Status {
             const int64_t n = peer.rows;
-            const __int128 capacity = capacity_rows_of(
-                op.config, rank, op.config.max_bs(op.num_tokens), op.top_k);
+            const __int128 capacity =
+                capacity_rows_of(op.config, rank, op.config.max_bs(op.num_tokens), op.top_k);
             if (n < 0 || n > capacity || own_rows + n > op.out.expand_x.dim(0))
                 return {Code::kRuntime,
                         "the TP peer's rows must number at most A = " +
-                            text(static_cast<int64_t>(capacity)) + " and fit expandX after this "
-                            "rank's " + text(own_rows) + " (dim 0 = " +
-                            text(op.out.expand_x.dim(0)) + "), got " + text(n)};
+                            text(static_cast<int64_t>(capacity)) +
+                            " and fit expandX after this "
+                            "rank's " +
+                            text(own_rows) + " (dim 0 = " + text(op.out.expand_x.dim(0)) +
+                            "), got " + text(n)};
             TensorView rows_x, scales, extra, counts;
             MOEDIST_TRY(peer_view(tp, peer.rows_x, op.out.expand_x, n, "expandX rows", &rows_x));
             const bool with_scales = op.format.makes_scales() && op.out.dynamic_scales;
@@ -178,8 +177,7 @@ Status relay_combine_partials(const CombineOp& op,
     const int64_t hidden = op.hidden;
     // (A failed first phase may have left tpSendCounts out: nothing is read then.)
     const bool counted = verdict.ok() && op.in.tp_send_counts.has_value();
-    const int64_t own =
-        counted ? load1<int32_t>(*op.in.tp_send_counts, op.config.tp_rank_id) : 0;
+    const int64_t own = counted ? load1<int32_t>(*op.in.tp_send_counts, op.config.tp_rank_id) : 0;
     const int64_t held =
         counted ? load1<int32_t>(*op.in.tp_send_counts, 1 - op.config.tp_rank_id) : 0;
     TpRelayRecord mine;
@@ -197,9 +195,7 @@ Status relay_combine_partials(const CombineOp& op,
         outcome = publish_tensor(rounds.tp_memory(), partials, kScratchStageX, &mine.rows_x);
     }
     return rounds.relay_round(
-        outcome,
-        &mine,
-        [&](const TpRelayRecord& peer, transport::Transport& tp) -> Status {
+        outcome, &mine, [&](const TpRelayRecord& peer, transport::Transport& tp) -> Status {
             if (peer.rows != own)
                 return {Code::kRuntime,
                         "the TP peer must hold partials of this rank's " + text(own) +
@@ -208,7 +204,8 @@ Status relay_combine_partials(const CombineOp& op,
             MOEDIST_TRY(peer_view(tp, peer.rows_x, x, own, "partial rows", &partials));
             const std::size_t row_bytes = static_cast<std::size_t>(hidden) * dtype_size(x.dtype);
             void* out = rounds.endpoint().scratch(
-                kScratchStaged, std::max<std::size_t>(row_bytes * static_cast<std::size_t>(own), 1));
+                kScratchStaged,
+                std::max<std::size_t>(row_bytes * static_cast<std::size_t>(own), 1));
             if (out == nullptr)
                 return {Code::kRuntime,
                         "the TP-reduced rows must find exposable scratch memory, got none"};
@@ -217,11 +214,8 @@ Status relay_combine_partials(const CombineOp& op,
             std::vector<float> other(static_cast<std::size_t>(hidden));
             for (int64_t i = 0; i < own; ++i) {
                 quant::load_row_f32(x.dtype, element_ptr(x, i, 0), x.stride(1), row.data(), hidden);
-                quant::load_row_f32(x.dtype,
-                                    element_ptr(partials, i, 0),
-                                    partials.stride(1),
-                                    other.data(),
-                                    hidden);
+                quant::load_row_f32(
+                    x.dtype, element_ptr(partials, i, 0), partials.stride(1), other.data(), hidden);
                 quant::add_round_row(x.dtype, row.data(), other.data(), hidden);
                 quant::store_row_f32(x.dtype, row.data(), element_ptr(*summed, i, 0), 1, hidden);
             }

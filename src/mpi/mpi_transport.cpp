@@ -625,8 +625,8 @@ Status from_mpi_with(MPI_Comm comm, const Settings& settings, Communicator* out)
         *out = transport::Access::make(std::move(node_endpoint));
         return Status::Ok();
     }
-    auto endpoint =
-        std::make_shared<MpiEndpoint>(dup, name, std::move(node_of), std::move(node_endpoint), group_id);
+    auto endpoint = std::make_shared<MpiEndpoint>(
+        dup, name, std::move(node_of), std::move(node_endpoint), group_id);
     std::vector<std::shared_ptr<transport::Transport>> endpoints(static_cast<std::size_t>(size));
     endpoints[static_cast<std::size_t>(rank)] = endpoint;
     transport::register_group(name, endpoint->ref().id, size, endpoints);

@@ -5,8 +5,9 @@
 //
 // The ranks find each other through an abstract Unix socket named from the table's canonical
 // path, the effective user id and the launch (transport/socket_rendezvous.hpp), within
-// MOEDIST_TIMEOUT_MS; the group is called "hccl_<hash of path>-<uid>-<hash of launch>". A table that lists a server that is not this host is
-// a multi-host job: it runs under mpirun (the mpi backend); without it the join fails at once.
+// MOEDIST_TIMEOUT_MS; the group is called "hccl_<hash of path>-<uid>-<hash of launch>". A table
+// that lists a server that is not this host is a multi-host job: it runs under mpirun (the mpi
+// backend); without it the join fails at once.
 #pragma once
 
 #include <filesystem>
@@ -52,8 +53,8 @@ std::string launch_identity();
 // launch, and the effective uid ("\0moedist/<key>/<i>" are its socket names).
 std::string rendezvous_key(const LoadedTable& loaded);
 
-// A hash of what a rank read in a rank table (its rank count, every rank's server and device_id), which
-// every rank of a launch must agree on.
+// A hash of what a rank read in a rank table (its rank count, every rank's server and device_id),
+// which every rank of a launch must agree on.
 uint64_t table_fingerprint(const RankTable& table);
 
 // True when this process was started by mpirun (OpenMPI's or PMIx's environment).

@@ -300,7 +300,8 @@ private:
                 return true;
             case Role::kDeviceId: {  // "0" and 0 name the same device
                 std::string device = text;
-                if (device.size() >= 2 && device.front() == '"') device = device.substr(1, device.size() - 2);
+                if (device.size() >= 2 && device.front() == '"')
+                    device = device.substr(1, device.size() - 2);
                 member_device_ = device;
                 if (member_id_ >= 0) devices_[static_cast<std::size_t>(member_id_)] = device;
                 return true;
@@ -313,11 +314,11 @@ private:
     std::string* why_;
     std::vector<Frame> stack_;
     std::vector<uint64_t> ids_[2];
-    std::vector<std::string> servers_;       // server_list entries' server_id ("" when none)
-    std::vector<std::size_t> entry_of_id_;   // server_list: the entry of ids_[kServers][i]
-    std::vector<std::string> devices_;       // server_list: the device_id of ids_[kServers][i]
-    std::string member_device_;              // the current member's device_id so far
-    int64_t member_id_ = -1;                 // the current member's index in devices_, once known
+    std::vector<std::string> servers_;      // server_list entries' server_id ("" when none)
+    std::vector<std::size_t> entry_of_id_;  // server_list: the entry of ids_[kServers][i]
+    std::vector<std::string> devices_;      // server_list: the device_id of ids_[kServers][i]
+    std::string member_device_;             // the current member's device_id so far
+    int64_t member_id_ = -1;                // the current member's index in devices_, once known
     bool root_done_ = false;
     bool root_lists_[2] = {false, false};
 };

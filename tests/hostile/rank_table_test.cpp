@@ -4,8 +4,6 @@
 // block on a FIFO, and leave HcclCommInitClusterInfo usable for the next valid table.
 #include "runtime/rank_table.hpp"
 
-#include "runtime/cluster.hpp"
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/cluster.hpp"
 #include "support.hpp"
 
 namespace {
