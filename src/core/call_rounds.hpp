@@ -81,6 +81,8 @@ public:
     bool has_peer() const { return peer_ep_ != nullptr; }
     // T == 2 with EP groups that span nodes: this call owes one relay round on the TP pair.
     bool relays_tp() const { return relay_; }
+    // The pairing's verdict (published in my EP record by arrive()).
+    const Status& pairing() const { return pair_error_; }
     // The relay round: publish `mine` (or, when `verdict` failed, the failure), wait for the
     // peer's, run `read` on it unless either side failed, then wait until the peer has read mine
     // (both finish). Returns the first failure: mine, the peer's, or the pair's.

@@ -323,8 +323,9 @@ private:
     // here on this rank returns them as a T == 1 rank returns its rows.
     void relay_partials() {
         TensorView summed;
-        const Status relayed = relay_combine_partials(op_, rounds_, op_.pre_error, &summed);
-        if (!op_.pre_error.ok()) return;
+        const Status verdict = op_.pre_error.ok() ? rounds_.pairing() : op_.pre_error;
+        const Status relayed = relay_combine_partials(op_, rounds_, verdict, &summed);
+        if (!verdict.ok()) return;  // (the pairing's verdict travels in my record)
         if (!relayed.ok()) {
             op_.pre_error = relayed;
             return;

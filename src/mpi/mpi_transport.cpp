@@ -116,12 +116,6 @@ public:
         MPI_Comm_free(&comm_);
     }
 
-    Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
-        return {Code::kRuntime,
-                "tpWorldSize = 2 must keep a group on one node with the mpi backend, got '" +
-                    name_ + "' across " + std::to_string(node_ranks_.size()) + " nodes"};
-    }
-
     // The sends of my open rounds (the second half of each block of 2·size) complete.
     void settle_sends(Clock::time_point deadline) override {
         for (;;) {

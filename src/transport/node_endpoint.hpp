@@ -54,6 +54,13 @@ public:
     int size() const override { return size_; }
     const std::string& name() const override { return name_; }
     GroupRef ref() const override { return ref_; }
+    // A group across nodes is never a TP pair's open peer: the pair relays its rows over the TP
+    // group instead (core/tp_relay.hpp).
+    Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
+        return {Code::kRuntime,
+                "the EP group '" + name_ + "' spans " + std::to_string(node_ranks_.size()) +
+                    " nodes: its TP pair relays rows instead of reading the peer group"};
+    }
 
     std::string gone(int rank) override {
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return {};

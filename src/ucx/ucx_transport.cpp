@@ -177,12 +177,6 @@ public:
         return Status::Ok();
     }
 
-    Status open_peer(const GroupRef&, int, std::shared_ptr<Transport>*) override {
-        return {Code::kRuntime,
-                "tpWorldSize = 2 must keep a group on one node with the ucx engine, got '" + name_ +
-                    "' across " + std::to_string(node_ranks_.size()) + " nodes"};
-    }
-
     // My sends complete (connections wired up on the way), then the worker flushed: what is
     // left is in the kernel's socket buffers, delivered without me.
     void settle_sends(Clock::time_point deadline) override {
