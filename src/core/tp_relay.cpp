@@ -47,7 +47,7 @@ void copy_rows(const TensorView& from, const TensorView& to, int64_t at, int64_t
 
 // The peer's tensor `ref`, checked to hold `rows` rows shaped like `like` and mapped; `what`
 // names it in errors.
-Status peer_view(transport::Transport& tp,
+Status peer_view(const PeerTensors& tensors,
                  const TensorRef& ref,
                  const TensorView& like,
                  int64_t rows,
@@ -61,12 +61,21 @@ Status peer_view(transport::Transport& tp,
                 name + " must have " + text(rows) + " rows" +
                     (like.ndim == 2 ? " of " + text(like.dim(1)) + " columns" : "") + ", got " +
                     text(ref.shape[0]) + (like.ndim == 2 ? " x " + text(ref.shape[1]) : "")};
-    *out = view_of(tp, 1 - tp.rank(), ref);
-    if (rows > 0 && out->data == nullptr) {
-        if (std::string why = tp.gone(1 - tp.rank()); !why.empty()) return {Code::kRuntime, why};
+    *out = tensors(ref);
+    if (rows > 0 && out->data == nullptr)
         return {Code::kRuntime, name + " must be readable by this rank, got memory it cannot map"};
-    }
     return Status::Ok();
+}
+
+// The peer's tensors through the TP group; a peer that is gone is named as such.
+PeerTensors tensors_of(transport::Transport& tp) {
+    return [&tp](const TensorRef& ref) { return view_of(tp, 1 - tp.rank(), ref); };
+}
+
+Status named_if_gone(Status s, transport::Transport& tp) {
+    if (s.ok()) return s;
+    if (std::string why = tp.gone(1 - tp.rank()); !why.empty()) return {Code::kRuntime, why};
+    return s;
 }
 
 // What a dispatch relays: my own rows and my counts' own blocks.
@@ -98,74 +107,78 @@ Status describe_dispatch(const DispatchOp& op,
 
 }  // namespace
 
+Status take_peer_rows(const DispatchOp& op,
+                      int64_t own_rows,
+                      const TpRelayRecord& peer,
+                      const PeerTensors& tensors,
+                      int64_t* peer_rows) {
+    *peer_rows = 0;
+    const int64_t rank = op.config.ep_rank_id;
+    const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
+    const int64_t n = peer.rows;
+    const __int128 capacity =
+        capacity_rows_of(op.config, rank, op.config.max_bs(op.num_tokens), op.top_k);
+    if (n < 0 || n > capacity || own_rows + n > op.out.expand_x.dim(0))
+        return {
+            Code::kRuntime,
+            "the TP peer's rows must number at most A = " + text(static_cast<int64_t>(capacity)) +
+                " and fit expandX after this rank's " + text(own_rows) + " (dim 0 = " +
+                text(op.out.expand_x.dim(0)) + "), got " + text(n)};
+    TensorView rows_x, scales, extra, counts;
+    MOEDIST_TRY(peer_view(tensors, peer.rows_x, op.out.expand_x, n, "expandX rows", &rows_x));
+    const bool with_scales = op.format.makes_scales() && op.out.dynamic_scales;
+    if (with_scales)
+        MOEDIST_TRY(
+            peer_view(tensors, peer.scales, *op.out.dynamic_scales, n, "dynamicScales", &scales));
+    if (op.out.expand_extra)
+        MOEDIST_TRY(peer_view(tensors, peer.extra, *op.out.expand_extra, n, "extra rows", &extra));
+    MOEDIST_TRY(peer_view(tensors,
+                          peer.counts,
+                          first_rows(op.out.ep_recv_counts, blocks),
+                          blocks,
+                          "epRecvCounts",
+                          &counts));
+    // The counts are copied before they are checked: the peer cannot change them after.
+    std::vector<int32_t> running(static_cast<std::size_t>(blocks));
+    for (int64_t i = 0; i < blocks; ++i)
+        running[static_cast<std::size_t>(i)] = load1<int32_t>(counts, i);
+    for (int64_t i = 0; i < blocks; ++i) {
+        const int32_t before = i == 0 ? 0 : running[static_cast<std::size_t>(i - 1)];
+        if (running[static_cast<std::size_t>(i)] < before)
+            return {Code::kRuntime,
+                    "the TP peer's epRecvCounts must be a running total, got " +
+                        text(running[static_cast<std::size_t>(i)]) + " after " + text(before) +
+                        " at entry " + text(i)};
+    }
+    if (blocks > 0 && running.back() != n)
+        return {Code::kRuntime,
+                "the TP peer's epRecvCounts must end at its " + text(n) + " rows, got " +
+                    text(running.back())};
+    copy_rows(rows_x, op.out.expand_x, own_rows, n);
+    if (with_scales) copy_rows(scales, *op.out.dynamic_scales, own_rows, n);
+    if (op.out.expand_extra) copy_rows(extra, *op.out.expand_extra, own_rows, n);
+    for (int64_t i = 0; i < blocks; ++i)
+        store1<int32_t>(op.out.ep_recv_counts, blocks + i, running[static_cast<std::size_t>(i)]);
+    store1<int32_t>(*op.out.tp_recv_counts, op.config.tp_rank_id, static_cast<int32_t>(own_rows));
+    store1<int32_t>(*op.out.tp_recv_counts, 1 - op.config.tp_rank_id, static_cast<int32_t>(n));
+    store1<int64_t>(op.out.expert_token_nums, 0, own_rows + n);  // T == 2: L == 1
+    *peer_rows = n;
+    return Status::Ok();
+}
+
 Status relay_dispatch_rows(const DispatchOp& op,
                            CallRounds& rounds,
                            const Status& verdict,
                            int64_t own_rows,
                            int64_t* peer_rows) {
     *peer_rows = 0;
-    const int64_t rank = op.config.ep_rank_id;
     const int64_t blocks = op.config.ep_world_size * op.config.local_expert_num();
     TpRelayRecord mine;
     Status outcome = verdict;
     if (outcome.ok()) outcome = describe_dispatch(op, rounds.tp_memory(), own_rows, blocks, &mine);
     return rounds.relay_round(
-        outcome, &mine, [&](const TpRelayRecord& peer, transport::Transport& tp) -> Status {
-            const int64_t n = peer.rows;
-            const __int128 capacity =
-                capacity_rows_of(op.config, rank, op.config.max_bs(op.num_tokens), op.top_k);
-            if (n < 0 || n > capacity || own_rows + n > op.out.expand_x.dim(0))
-                return {Code::kRuntime,
-                        "the TP peer's rows must number at most A = " +
-                            text(static_cast<int64_t>(capacity)) +
-                            " and fit expandX after this "
-                            "rank's " +
-                            text(own_rows) + " (dim 0 = " + text(op.out.expand_x.dim(0)) +
-                            "), got " + text(n)};
-            TensorView rows_x, scales, extra, counts;
-            MOEDIST_TRY(peer_view(tp, peer.rows_x, op.out.expand_x, n, "expandX rows", &rows_x));
-            const bool with_scales = op.format.makes_scales() && op.out.dynamic_scales;
-            if (with_scales)
-                MOEDIST_TRY(peer_view(
-                    tp, peer.scales, *op.out.dynamic_scales, n, "dynamicScales", &scales));
-            if (op.out.expand_extra)
-                MOEDIST_TRY(
-                    peer_view(tp, peer.extra, *op.out.expand_extra, n, "extra rows", &extra));
-            MOEDIST_TRY(peer_view(tp,
-                                  peer.counts,
-                                  first_rows(op.out.ep_recv_counts, blocks),
-                                  blocks,
-                                  "epRecvCounts",
-                                  &counts));
-            // The counts are copied before they are checked: the peer cannot change them after.
-            std::vector<int32_t> running(static_cast<std::size_t>(blocks));
-            for (int64_t i = 0; i < blocks; ++i)
-                running[static_cast<std::size_t>(i)] = load1<int32_t>(counts, i);
-            for (int64_t i = 0; i < blocks; ++i) {
-                const int32_t before = i == 0 ? 0 : running[static_cast<std::size_t>(i - 1)];
-                if (running[static_cast<std::size_t>(i)] < before)
-                    return {Code::kRuntime,
-                            "the TP peer's epRecvCounts must be a running total, got " +
-                                text(running[static_cast<std::size_t>(i)]) + " after " +
-                                text(before) + " at entry " + text(i)};
-            }
-            if (blocks > 0 && running.back() != n)
-                return {Code::kRuntime,
-                        "the TP peer's epRecvCounts must end at its " + text(n) + " rows, got " +
-                            text(running.back())};
-            copy_rows(rows_x, op.out.expand_x, own_rows, n);
-            if (with_scales) copy_rows(scales, *op.out.dynamic_scales, own_rows, n);
-            if (op.out.expand_extra) copy_rows(extra, *op.out.expand_extra, own_rows, n);
-            for (int64_t i = 0; i < blocks; ++i)
-                store1<int32_t>(
-                    op.out.ep_recv_counts, blocks + i, running[static_cast<std::size_t>(i)]);
-            store1<int32_t>(
-                *op.out.tp_recv_counts, op.config.tp_rank_id, static_cast<int32_t>(own_rows));
-            store1<int32_t>(
-                *op.out.tp_recv_counts, 1 - op.config.tp_rank_id, static_cast<int32_t>(n));
-            store1<int64_t>(op.out.expert_token_nums, 0, own_rows + n);  // T == 2: L == 1
-            *peer_rows = n;
-            return Status::Ok();
+        outcome, &mine, [&](const TpRelayRecord& peer, transport::Transport& tp) {
+            return named_if_gone(take_peer_rows(op, own_rows, peer, tensors_of(tp), peer_rows), tp);
         });
 }
 
@@ -201,7 +214,8 @@ Status relay_combine_partials(const CombineOp& op,
                         "the TP peer must hold partials of this rank's " + text(own) +
                             " rows (tpSendCounts), got " + text(peer.rows)};
             TensorView partials;
-            MOEDIST_TRY(peer_view(tp, peer.rows_x, x, own, "partial rows", &partials));
+            MOEDIST_TRY(named_if_gone(
+                peer_view(tensors_of(tp), peer.rows_x, x, own, "partial rows", &partials), tp));
             const std::size_t row_bytes = static_cast<std::size_t>(hidden) * dtype_size(x.dtype);
             void* out = rounds.endpoint().scratch(
                 kScratchStaged,

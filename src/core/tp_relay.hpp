@@ -16,8 +16,11 @@
 // Everything in the peer's record is checked before use (bounded rows, dtypes, shapes, regions).
 #pragma once
 
+#include <functional>
+
 #include "core/call_rounds.hpp"
 #include "core/ops.hpp"
+#include "core/records.hpp"
 #include "moedist/status.hpp"
 
 namespace moedist::core {
@@ -29,6 +32,19 @@ Status relay_dispatch_rows(const DispatchOp& op,
                            const Status& verdict,
                            int64_t own_rows,
                            int64_t* peer_rows);
+
+// The TP peer's tensor a ref names, mapped here (data null when it cannot be).
+using PeerTensors = std::function<TensorView(const TensorRef&)>;
+
+// The dispatch relay's read, on its own for the hostile tests: every field of the peer's record
+// checked (rows within A and expandX, each tensor's dtype, shape and extent inside its region,
+// the counts a running total ending at its rows) before its rows, scales, extra rows and counts
+// are copied after mine and tpRecvCounts / expertTokenNums written. Nothing is written on failure.
+Status take_peer_rows(const DispatchOp& op,
+                      int64_t own_rows,
+                      const TpRelayRecord& peer,
+                      const PeerTensors& tensors,
+                      int64_t* peer_rows);
 
 // Before arriving: the relay round of a combine. On success *summed views my own rows with the
 // peer's partials added (exposable scratch of my EP endpoint).
