@@ -155,16 +155,18 @@ Status CallRounds::pair(const AttrDigest& attrs) {
                            "EP rank " +
                            std::to_string(peer.ep_rank) + " of a group of " +
                            std::to_string(peer.ep_size)};
-    } else if (peer.error != 0) {
-        pair_error_ = {
-            Code::kRuntime,
-            "the TP peer in '" + tp_->name() + "' must pass its first phase, got a failure"};
-    } else if (mine.relay != peer.relay) {
-        pair_error_ = {Code::kRuntime,
-                       "both EP groups of the TP pair '" + tp_->name() +
-                           "' must span the same nodes, got one on one node and one across nodes"};
-    } else if (relay_) {
-        if (std::memcmp(&mine.attrs, &peer.attrs, sizeof(AttrDigest)) != 0) {
+    } else if (mine.relay == 1 || peer.relay == 1) {
+        // Across nodes the peer group is never opened: what it would have said comes here.
+        if (peer.error != 0) {
+            pair_error_ = {
+                Code::kRuntime,
+                "the TP peer in '" + tp_->name() + "' must pass its first phase, got a failure"};
+        } else if (mine.relay != peer.relay) {
+            pair_error_ = {
+                Code::kRuntime,
+                "both EP groups of the TP pair '" + tp_->name() +
+                    "' must span the same nodes, got one on one node and one across nodes"};
+        } else if (std::memcmp(&mine.attrs, &peer.attrs, sizeof(AttrDigest)) != 0) {
             pair_error_ = {Code::kRuntime,
                            compare_digests(mine.attrs,
                                            tp_->rank(),
