@@ -122,8 +122,8 @@ Status take_peer_rows(const DispatchOp& op,
         return {
             Code::kRuntime,
             "the TP peer's rows must number at most A = " + text(static_cast<int64_t>(capacity)) +
-                " and fit expandX after this rank's " + text(own_rows) + " (dim 0 = " +
-                text(op.out.expand_x.dim(0)) + "), got " + text(n)};
+                " and fit expandX after this rank's " + text(own_rows) +
+                " (dim 0 = " + text(op.out.expand_x.dim(0)) + "), got " + text(n)};
     TensorView rows_x, scales, extra, counts;
     MOEDIST_TRY(peer_view(tensors, peer.rows_x, op.out.expand_x, n, "expandX rows", &rows_x));
     const bool with_scales = op.format.makes_scales() && op.out.dynamic_scales;
