@@ -76,7 +76,7 @@ Status publish_tensor(transport::Transport& endpoint,
     return endpoint.expose(view.data, bytes, stage, &out->region);
 }
 
-TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref) {
+TensorView view_over(const TensorRef& ref, void* data) {
     TensorView view;
     view.dtype = ref.dtype;
     view.ndim = ref.ndim;
@@ -84,9 +84,14 @@ TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& re
         view.shape[static_cast<std::size_t>(d)] = ref.shape[d];
         view.strides[static_cast<std::size_t>(d)] = ref.strides[d];
     }
-    if (ref.present() && !ref.region.empty())
-        view.data = const_cast<std::byte*>(endpoint.map(rank, ref.region));
+    view.data = data;
     return view;
+}
+
+TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref) {
+    const bool mappable = ref.present() && !ref.region.empty();
+    return view_over(ref,
+                     mappable ? const_cast<std::byte*>(endpoint.map(rank, ref.region)) : nullptr);
 }
 
 namespace {

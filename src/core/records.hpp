@@ -120,6 +120,9 @@ Status publish_tensor(transport::Transport& endpoint,
                       int stage,
                       TensorRef* out);
 
+// The view `ref` describes, over `data` (its shape, strides and dtype; nothing checked).
+TensorView view_over(const TensorRef& ref, void* data);
+
 // The view of a peer's tensor in this process (data null when absent or not mappable).
 TensorView view_of(transport::Transport& endpoint, int rank, const TensorRef& ref);
 

@@ -101,17 +101,11 @@ struct Peer {
     // What the TP group maps: the buffer a ref stands for (null when its region is empty).
     moedist::core::PeerTensors tensors() {
         return [this](const TensorRef& r) {
-            TensorView v;
-            v.dtype = r.dtype;
-            v.ndim = r.ndim;
-            for (int32_t d = 0; d < r.ndim; ++d) {
-                v.shape[static_cast<std::size_t>(d)] = r.shape[d];
-                v.strides[static_cast<std::size_t>(d)] = r.strides[d];
-            }
+            void* data = nullptr;
             if (!r.region.empty())
-                v.data = r.dtype == DType::kInt32 ? static_cast<void*>(counts.data())
-                                                  : static_cast<void*>(rows.data());
-            return v;
+                data = r.dtype == DType::kInt32 ? static_cast<void*>(counts.data())
+                                                : static_cast<void*>(rows.data());
+            return moedist::core::view_over(r, data);
         };
     }
 };
