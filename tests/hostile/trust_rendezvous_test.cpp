@@ -208,7 +208,7 @@ TEST_F(TrustTable, GarbageSilenceAndBadClaimsAtTheHubAreDroppedAndTheJobRuns) {
 TEST_F(TrustTable, TwoLaunchesOnOneTableAtOnceNeverMix) {
     const std::string path = table(2);
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    constexpr int kTrials = 12;  // sanitizer builds run each launch several times slower
+    constexpr int kTrials = 8;  // sanitizer builds run each launch several times slower
 #else
     constexpr int kTrials = 50;
 #endif

@@ -53,7 +53,7 @@ JobSpec bench_spec(const BenchOptions& o, const BenchPoint& p) {
 
 namespace {
 
-const std::string kCmd = "bench";
+const std::string kBenchCmd = "bench";
 
 std::vector<BenchPoint> sweep(const BenchOptions& o) {
     std::vector<BenchPoint> points;
@@ -170,14 +170,14 @@ std::string point_problem(const BenchOptions& o, const BenchPoint& p, int mpi_wo
 // Options that the chosen mode ignores, and what the bench derives on its own.
 void explain(const BenchOptions& o, bool baseline, const std::string& why_not) {
     if (o.app->count("--ranks-per-node") > 0 && o.backend != "mpi") {
-        warn(kCmd,
+        warn(kBenchCmd,
              fmt::format("--ranks-per-node {} is ignored: it applies to --backend mpi only, got "
                          "--backend {}",
                          o.ranks_per_node,
                          o.backend));
     }
     if (o.baseline == "auto") {
-        note(kCmd,
+        note(kBenchCmd,
              baseline
                  ? std::string("--baseline auto: the MPI_Alltoallv baseline runs (mpirun found)")
                  : "--baseline auto: no MPI_Alltoallv baseline, " + why_not);
@@ -186,10 +186,10 @@ void explain(const BenchOptions& o, bool baseline, const std::string& why_not) {
         std::any_of(o.tp.begin(), o.tp.end(), [](int t) { return t != 1; }) ||
         std::any_of(o.shared_ranks.begin(), o.shared_ranks.end(), [](int s) { return s != 0; });
     if (baseline && tp_or_shared) {
-        warn(kCmd, "the MPI_Alltoallv baseline is not run at points with --tp 2 or --shared-ranks");
+        warn(kBenchCmd, "the MPI_Alltoallv baseline is not run at points with --tp 2 or --shared-ranks");
     }
     if (std::find(o.tokens.begin(), o.tokens.end(), int64_t{0}) != o.tokens.end()) {
-        note(kCmd,
+        note(kBenchCmd,
              "--tokens 0: no rank has tokens at those points; the times are the calls' fixed cost");
     }
 }
@@ -223,7 +223,7 @@ bool screen(const BenchOptions& o,
         if (problems->back().empty()) continue;
         ++bad;
         if (o.skip_invalid) {
-            note(kCmd, "skipping " + describe(p) + ": " + problems->back());
+            note(kBenchCmd, "skipping " + describe(p) + ": " + problems->back());
         } else if (launcher_rank() == 0) {
             fmt::print(stderr, "moedist bench: {} cannot run: {}\n", describe(p), problems->back());
         }
@@ -289,24 +289,24 @@ std::vector<BenchResult> run_sweep(const BenchOptions& o,
 bool write_outputs(const BenchOptions& o,
                    const json& all,
                    const std::vector<BenchResult>& results) {
-    if (!emit_json(o.json, all, kCmd)) return false;
+    if (!emit_json(o.json, all, kBenchCmd)) return false;
     if (!o.csv_path.empty()) {
         write_csv(o.csv_path, results);
-        note(kCmd, "wrote " + o.csv_path);
+        note(kBenchCmd, "wrote " + o.csv_path);
     }
     if (o.plot_path.empty()) return true;
     JsonTarget plot_json;
     plot_json.path = o.json.wanted() && !o.json.to_stdout() ? o.json.path : o.plot_path + ".json";
     if (plot_json.path != o.json.path) {
         std::ofstream(plot_json.path) << all.dump(2) << "\n";
-        note(kCmd, "wrote " + plot_json.path + " (the chart's data)");
+        note(kBenchCmd, "wrote " + plot_json.path + " (the chart's data)");
     }
     std::string error;
     if (!plot_bench(plot_json.path, o.plot_path, &error)) {
         fmt::print(stderr, "moedist bench: --plot: {}\n", error);
         return false;
     }
-    note(kCmd, "wrote " + o.plot_path);
+    note(kBenchCmd, "wrote " + o.plot_path);
     return true;
 }
 

@@ -304,12 +304,12 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions* o) {
 
 namespace {
 
-const std::string kCmd = "plan";
+const std::string kPlanCmd = "plan";
 
 int print_rules(const PlanOptions& o) {
     for (const CLI::Option* opt : o.app->get_options()) {
         if (opt->count() > 0 && opt->get_name() != "--rules") {
-            warn(kCmd,
+            warn(kPlanCmd,
                  opt->get_name() + " is ignored with --rules (the table does not depend on it)");
         }
     }
@@ -339,7 +339,7 @@ void explain(const PlanOptions& o, const std::vector<Soc>& socs, const HcclBuffe
     for (Soc soc : socs)
         sen += fmt::format(
             "{}{} {}", sen.empty() ? "" : ", ", soc_name(soc), shared_expert_num_for(o, soc));
-    note(kCmd,
+    note(kPlanCmd,
          given_sen ? fmt::format("sharedExpertNum = {} for every profile (--shared-expert-num)",
                                  o.shared_expert_num)
                    : fmt::format("sharedExpertNum per profile's default with --shared-ranks {}: {} "
@@ -349,7 +349,7 @@ void explain(const PlanOptions& o, const std::vector<Soc>& socs, const HcclBuffe
     const bool buffer_rules =
         std::any_of(socs.begin(), socs.end(), [](Soc s) { return s != Soc::kGeneric; });
     if (buffer_rules) {
-        note(kCmd,
+        note(kPlanCmd,
              fmt::format("HCCL_BUFFSIZE = {} MB ({})",
                          hccl.buffsize_mb,
                          o.hccl_buffsize_mb != -2 ? "--hccl-buffsize"
@@ -357,15 +357,15 @@ void explain(const PlanOptions& o, const std::vector<Soc>& socs, const HcclBuffe
                              ? "the environment's HCCL_BUFFSIZE"
                              : "the default"));
     } else if (o.app->count("--hccl-buffsize") > 0 || o.intra_pcie) {
-        warn(kCmd,
+        warn(kPlanCmd,
              "--hccl-buffsize and --intra-pcie are ignored with --soc generic (it has no buffer "
              "rules)");
     }
     if (o.intra_pcie && std::find(socs.begin(), socs.end(), Soc::kA2) == socs.end() && buffer_rules)
-        warn(kCmd, "--intra-pcie is ignored with --soc " + o.soc + " (an A2 setting)");
+        warn(kPlanCmd, "--intra-pcie is ignored with --soc " + o.soc + " (an A2 setting)");
     if (o.tokens == 0)
-        note(kCmd, "--tokens 0: ranks without tokens send no rows; A and the traffic follow");
-    if (o.tp == 1) note(kCmd, "--tp 1: tpWorldSize 1 is no TP domain, as 0");
+        note(kPlanCmd, "--tokens 0: ranks without tokens send no rows; A and the traffic follow");
+    if (o.tp == 1) note(kPlanCmd, "--tp 1: tpWorldSize 1 is no TP domain, as 0");
 }
 
 json profile_json(const PlanOptions& o, Soc soc, const HcclBufferEnv& hccl) {
@@ -559,7 +559,7 @@ int plan_command(const PlanOptions& given) {
     for (Soc soc : socs)
         any_accepted = any_accepted || out["profiles"][soc_name(soc)]["accepted"].get<bool>();
     if (!o.json.to_stdout()) print_plan(o, socs, out, hccl);
-    if (!emit_json(o.json, out, kCmd)) return kExitUnusable;
+    if (!emit_json(o.json, out, kPlanCmd)) return kExitUnusable;
     if (!any_accepted) {
         fmt::print(
             stderr, "moedist plan: no profile of --soc {} accepts this configuration\n", o.soc);

@@ -24,7 +24,7 @@ using harness::JobSpec;
 using harness::Routing;
 using nlohmann::json;
 
-const std::string kCmd = "run";
+const std::string kRunCmd = "run";
 
 std::string routing_name(const JobSpec& s) {
     switch (s.routing) {
@@ -47,7 +47,7 @@ void derive_experts(const RunOptions& o, JobSpec* s) {
         s->moe_expert_num = o.experts;
     } else if (s->tp_size == 2) {
         s->moe_expert_num = s->ep_world_size - s->shared_rank_num;
-        note(kCmd,
+        note(kRunCmd,
              fmt::format("E = {} from --tp 2 (one expert per MoE rank: --ranks {} - "
                          "--shared-ranks {})",
                          s->moe_expert_num,
@@ -60,20 +60,20 @@ void derive_experts(const RunOptions& o, JobSpec* s) {
 
 void warn_ignored(const RunOptions& o, const QuantChoice& q) {
     if (given(o, "--ranks-per-node") && o.backend != "mpi") {
-        warn(kCmd,
+        warn(kRunCmd,
              fmt::format("--ranks-per-node {} is ignored: it applies to --backend mpi only, got "
                          "--backend {}",
                          o.ranks_per_node,
                          o.backend));
     }
     if (o.smooth && q.mode != QuantMode::kPerToken && q.mode != QuantMode::kPerGroup) {
-        warn(kCmd,
+        warn(kRunCmd,
              fmt::format("--smooth is ignored with --quant {}: smooth scales apply to the "
                          "per-token (int8, fp8-*) and per-group (group-*) modes only",
                          o.quant));
     }
     if (o.load && o.json.to_stdout()) {
-        warn(kCmd, "--load is ignored with --json to stdout: the JSON lists every expert's rows");
+        warn(kRunCmd, "--load is ignored with --json to stdout: the JSON lists every expert's rows");
     }
 }
 
@@ -82,7 +82,7 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     *s = o.spec;
     if (std::string why = parse_routing(o.routing, s); !why.empty()) return why;
     if (o.routing == "zipf") {
-        note(kCmd,
+        note(kRunCmd,
              fmt::format("--routing zipf: alpha = {} (the default; zipf:ALPHA sets it)",
                          s->zipf_alpha));
     }
@@ -117,7 +117,7 @@ std::string build_spec(const RunOptions& o, JobSpec* s) {
     if (std::string why = profile_problem(*s, o.quant, o.dtype, o.v2); !why.empty()) return why;
     warn_ignored(o, q);
     if (s->tokens == 0) {
-        note(kCmd,
+        note(kRunCmd,
              "--tokens 0: no rank has tokens, so dispatch and combine move no rows; the times "
              "are the calls' fixed cost");
     }
@@ -393,7 +393,7 @@ int report(const Outcome& out, const JobSpec& spec, const RunOptions& o) {
         return kExitUnusable;
     }
     if (!o.json.to_stdout()) print_human(out.report, spec, o);
-    if (!emit_json(o.json, report_json(out.report, spec, o), kCmd)) return kExitUnusable;
+    if (!emit_json(o.json, report_json(out.report, spec, o), kRunCmd)) return kExitUnusable;
     if (!o.no_check && !out.report.ok) return kExitMismatch;
     return kExitOk;
 }
