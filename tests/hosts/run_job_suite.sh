@@ -57,6 +57,8 @@ run_on 2 --ranks 8 --tp 2 --experts 8 --tokens 6 --hidden 256 --topk 4 --quant i
 run_on 4 --ranks 8 --tp 2 --experts 6 --shared-ranks 2 --tokens 6 --hidden 256 --topk 3 \
   --quant mx-e4m3
 run_on 2 --ranks 8 --tp 2 --experts 8 --tokens 6 --hidden 256 --topk 4 --api v2 --mask random
+# W = 16 with TP 2: 32 processes, 8 per host (4 TP pairs each), EP groups over 4 hosts.
+run_on 4 --ranks 16 --tp 2 --experts 14 --shared-ranks 2 --tokens 4 --hidden 256 --topk 4 --quant int8
 # A TP pair split across hosts (3 of 6 processes per host: the pair of EP rank 1 straddles them) is
 # refused in the first phase with 561002, saying how to lay ranks out; every other rank fails
 # with that message at once (the refusing ranks' calls abort theirs).
