@@ -181,13 +181,20 @@ std::atomic<uint64_t> job_counter{0};
         if (task == Task::kStop) _exit(0);
         const auto phase_deadline = [] { return transport::call_deadline(); };
         if (runner) {
-            run_task(task, *runner, &slot.stamps, [&] {
+            // Across hosts each host's driver starts its ranks on its own: a barrier of the whole
+            // EP group after this host's (as mpirun's MPI_Barrier) makes every phase start
+            // together on every host, so no phase is timed with another host's lag in it.
+            const bool across_hosts = spec.backend == Backend::kHosts;
+            const auto sync = [&] {
                 if (!control->ranks_sync.wait(phase_deadline()))
                     set_status(slot,
                                {Code::kRuntime,
                                 "a peer rank process must reach the step's "
                                 "phase barrier, got none in time"});
-            });
+                if (across_hosts) runner->group_barrier();
+            };
+            if (across_hosts && task == Task::kStep) sync();  // the dispatch starts together too
+            run_task(task, *runner, &slot.stamps, sync);
             if (slot.code == 0) set_status(slot, runner->status());
             const RankOutputs o = runner->outputs();
             OutputRefs& r = slot.outputs;

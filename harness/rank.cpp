@@ -641,6 +641,11 @@ void RankRunner::floor_memcpy(Stamps* stamps) {
     stamps->d1 = std::chrono::steady_clock::now();
 }
 
+void RankRunner::group_barrier() {
+    const Status s = core::bare_call(state_->ep);
+    if (status_.ok()) status_ = s;
+}
+
 void RankRunner::floor_barrier(Stamps* stamps) {
     State& s = *state_;
     stamps->d0 = std::chrono::steady_clock::now();

@@ -115,6 +115,11 @@ public:
     // flight). The experts do JobSpec::expert_passes multiply-adds per received element.
     void layer(Stamps* stamps, const std::function<void()>& sync, bool overlapped);
 
+    // A barrier of the whole EP group (a call's two rounds with no data); every rank takes part,
+    // a failed one too (its peers then fail at once instead of waiting). A failure becomes this
+    // rank's status unless it has one.
+    void group_barrier();
+
     const Status& status() const { return status_; }
     RankOutputs outputs() const;
     // Bytes of the rows this rank received in the last dispatch, and the bytes its combine read.

@@ -1,7 +1,9 @@
 #include "ucx/ucp_api.hpp"
 
 #include <dlfcn.h>
+#include <ucm/api/ucm.h>
 
+#include <cstdlib>
 #include <mutex>
 
 namespace moedist::ucx {
@@ -18,6 +20,27 @@ bool resolve(void* library, const char* name, F* out) {
     return false;
 }
 
+// UCX's memory hooks (libucm patches brk, mmap and malloc to learn of unmapped memory, for the
+// registration caches of RDMA transports) stay off unless the user asks for them with
+// UCX_MEM_EVENTS / UCX_MEM_MALLOC_HOOKS: moedist's ranks allocate on their main thread while
+// UCX's own thread runs, and with the hooks on a rank died in malloc now and then (a heap address
+// not mapped) right after joining. Without them UCX registers memory on demand; TCP, shared
+// memory and CMA never register. Set after libucm has read its environment and before any UCX
+// context exists (the hooks are installed when the first one asks for memory events).
+void keep_memory_hooks_off() {
+    void* ucm_library = dlopen("libucm.so.0", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (ucm_library == nullptr) return;
+    auto* options = static_cast<ucm_global_config_t*>(dlsym(ucm_library, "ucm_global_opts"));
+    if (options != nullptr) {
+        if (std::getenv("UCX_MEM_EVENTS") == nullptr) options->enable_events = 0;
+        if (std::getenv("UCX_MEM_MALLOC_HOOKS") == nullptr) {
+            options->enable_malloc_hooks = 0;
+            options->enable_malloc_reloc = 0;
+        }
+    }
+    dlclose(ucm_library);  // still loaded: libucp holds it
+}
+
 bool load() {
     // libucp's own dependencies (libucs, libuct, libucm) come with it.
     void* ucp_library = dlopen("libucp.so.0", RTLD_NOW | RTLD_LOCAL);
@@ -31,6 +54,7 @@ bool load() {
                   (error != nullptr ? error : "not found");
         return false;
     }
+    keep_memory_hooks_off();
     return resolve(ucp_library, "ucp_config_read", &api.ucp_config_read) &&
            resolve(ucp_library, "ucp_config_modify", &api.ucp_config_modify) &&
            resolve(ucp_library, "ucp_config_release", &api.ucp_config_release) &&

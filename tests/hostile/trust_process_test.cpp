@@ -29,7 +29,6 @@
 #include "trust_support.hpp"
 #include "util/cpu.hpp"
 
-
 namespace {
 
 using moedist::Code;
@@ -48,7 +47,9 @@ Status join_pair(const std::string& key, int rank, Communicator* out) {
         !s.ok())
         return s;
     return Communicator::join_processes(
-        rank, 2, "g_" + key,
+        rank,
+        2,
+        "g_" + key,
         [&](const std::vector<std::byte>& mine, std::vector<std::byte>* all) {
             return rendezvous->all_gather(mine, all);
         },
@@ -66,7 +67,8 @@ Status join_forged(int rank, const std::function<void(Hello* other, bool first_r
     int round = 0;
     tp::AllGather gather = [&](std::span<const std::byte> mine, std::vector<std::byte>* all) {
         all->assign(2 * sizeof(Hello), std::byte{0});
-        std::memcpy(all->data() + static_cast<std::size_t>(rank) * sizeof(Hello), mine.data(), mine.size());
+        std::memcpy(
+            all->data() + static_cast<std::size_t>(rank) * sizeof(Hello), mine.data(), mine.size());
         Hello other;
         std::memcpy(&other, mine.data(), sizeof(other));  // start from a well-formed copy
         other.rank = 1 - rank;
@@ -75,7 +77,9 @@ Status join_forged(int rank, const std::function<void(Hello* other, bool first_r
         other.group_id = 0;
         other.control_bytes = 0;
         forge(&other, round++ == 0);
-        std::memcpy(all->data() + static_cast<std::size_t>(1 - rank) * sizeof(Hello), &other, sizeof(other));
+        std::memcpy(all->data() + static_cast<std::size_t>(1 - rank) * sizeof(Hello),
+                    &other,
+                    sizeof(other));
         return Status::Ok();
     };
     std::shared_ptr<tp::Transport> out;
@@ -84,7 +88,8 @@ Status join_forged(int rank, const std::function<void(Hello* other, bool first_r
 
 bool printable(const std::string& text) {
     for (char c : text)
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) return false;
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F)
+            return false;
     return true;
 }
 
@@ -99,7 +104,8 @@ TEST(TrustJoin, ForgedHellosFailCleanlyWithBoundedPrintableMessages) {
         {"random bytes",
          [&](Hello* h, bool) {
              auto* b = reinterpret_cast<unsigned char*>(h);
-             for (std::size_t i = 0; i < sizeof(Hello); ++i) b[i] = static_cast<unsigned char>(rng());
+             for (std::size_t i = 0; i < sizeof(Hello); ++i)
+                 b[i] = static_cast<unsigned char>(rng());
          },
          "must be a moedist hello"},
         {"another size", [](Hello* h, bool) { h->size = 3; }, "the rank table changed"},
@@ -145,9 +151,10 @@ TEST(TrustJoin, AForgedControlBlockFailsCleanly) {
         uint64_t id;
         const char* expect;
     };
-    const std::vector<Variant> variants = {{"unsealed", 501, "not sealed"},
-                                           {"sealed at another size", 502, "not the"},
-                                           {"sealed, not a control block", 503, "must describe this group"}};
+    const std::vector<Variant> variants = {
+        {"unsealed", 501, "not sealed"},
+        {"sealed at another size", 502, "not the"},
+        {"sealed, not a control block", 503, "must describe this group"}};
     int pipe_fds[2];
     ASSERT_EQ(pipe(pipe_fds), 0);
     const pid_t owner = trust::fork_child([&] {
@@ -167,7 +174,8 @@ TEST(TrustJoin, AForgedControlBlockFailsCleanly) {
         return 0;
     });
     tp::ProcessId owner_id;
-    ASSERT_EQ(read(pipe_fds[0], &owner_id, sizeof(owner_id)), static_cast<ssize_t>(sizeof(owner_id)));
+    ASSERT_EQ(read(pipe_fds[0], &owner_id, sizeof(owner_id)),
+              static_cast<ssize_t>(sizeof(owner_id)));
     for (const Variant& v : variants) {
         const Status s = join_forged(1, [&](Hello* h, bool first) {
             h->process = owner_id;
@@ -202,11 +210,13 @@ TEST(TrustRecords, ForgedRecordsOfAPeerProcessNeverCrashIt) {
                 if (r == 1) {
                     static unsigned seed;
                     seed = static_cast<unsigned>(trial) * 7919u + 1u;
-                    moedist::core::test_hooks::set_record([](int, void* record, unsigned long bytes) {
-                        std::mt19937 rng(seed++);
-                        auto* b = static_cast<unsigned char*>(record);
-                        for (int i = 0; i < 12; ++i) b[rng() % bytes] = static_cast<unsigned char>(rng());
-                    });
+                    moedist::core::test_hooks::set_record(
+                        [](int, void* record, unsigned long bytes) {
+                            std::mt19937 rng(seed++);
+                            auto* b = static_cast<unsigned char*>(record);
+                            for (int i = 0; i < 12; ++i)
+                                b[rng() % bytes] = static_cast<unsigned char>(rng());
+                        });
                 }
                 Communicator comm;
                 Status s = join_pair(key, r, &comm);
@@ -237,7 +247,8 @@ TEST(TrustPids, ARecycledPidIsANewPeer) {
         const uint64_t job = 60 + static_cast<uint64_t>(generation);
         if (generation == 1) {
             const std::string text = std::to_string(first - 1);
-            ASSERT_EQ(pwrite(ns_last_pid, text.data(), text.size(), 0), static_cast<ssize_t>(text.size()));
+            ASSERT_EQ(pwrite(ns_last_pid, text.data(), text.size(), 0),
+                      static_cast<ssize_t>(text.size()));
         }
         trust::Board board(1);
         const pid_t peer = trust::fork_child([&] {
@@ -293,7 +304,9 @@ TEST(TrustMemory, APeerSegmentThatCannotBeMappedFailsDispatchAndCombineCleanly) 
                     rlimit rl{limit, limit};
                     setrlimit(RLIMIT_AS, &rl);
                 }
-                if (r == 0) (in_combine ? spec.expert_out_segment_bytes : spec.x_segment_bytes) = 512u << 20;
+                if (r == 0)
+                    (in_combine ? spec.expert_out_segment_bytes : spec.x_segment_bytes) = 512u
+                                                                                          << 20;
                 if (s.ok()) s = trust::run_rank(spec, comm);
                 board.put(r, s);
                 return s.ok() ? 0 : 1;
@@ -301,7 +314,8 @@ TEST(TrustMemory, APeerSegmentThatCannotBeMappedFailsDispatchAndCombineCleanly) 
         }
         for (int r = 0; r < 2; ++r) {
             EXPECT_EQ(trust::wait_child(ranks[static_cast<std::size_t>(r)], kWait), 1)
-                << (in_combine ? "combine" : "dispatch") << " rank " << r << ": " << board.message(r);
+                << (in_combine ? "combine" : "dispatch") << " rank " << r << ": "
+                << board.message(r);
             EXPECT_EQ(board.code(r), 361001) << board.message(r);
         }
         EXPECT_NE(board.message(1).find("cannot map"), std::string::npos) << board.message(1);
@@ -377,7 +391,8 @@ TEST(TrustCalls, ASecondCallOnOneCommunicatorFromAnotherThreadFailsAtOnce) {
         EXPECT_TRUE(peer.ok()) << peer.message();
         ASSERT_FALSE(second.ok());
         EXPECT_EQ(second.code(), Code::kRuntime);
-        EXPECT_NE(second.message().find("one call at a time"), std::string::npos) << second.message();
+        EXPECT_NE(second.message().find("one call at a time"), std::string::npos)
+            << second.message();
         EXPECT_LT(second_took, std::chrono::milliseconds(200));
     }
 }
@@ -475,8 +490,8 @@ TEST(FailFast, AFirstPhaseFailureOnOneRankFailsItsPeersAtOnceAndTheGroupGoesOn) 
         EXPECT_NE(board.message(0).find("rank 1"), std::string::npos) << board.message(0);
         EXPECT_NE(board.message(0).find("expandX"), std::string::npos) << board.message(0);
         EXPECT_EQ(board.code(2), 0) << backend << ": rank 0 must fail well under a second";
-        EXPECT_TRUE(next[0].ok() && next[1].ok()) << backend << ": " << next[0].message() << " / "
-                                                  << next[1].message();
+        EXPECT_TRUE(next[0].ok() && next[1].ok())
+            << backend << ": " << next[0].message() << " / " << next[1].message();
     }
 }
 
@@ -496,10 +511,13 @@ TEST_F(TrustRecover, ABrokenGroupIsDestroyedAndMadeAgainFromTheSameTable) {
                 spec.timeout_ms = 300;
                 if (s.ok() && r == 0) s = trust::run_rank(spec, comm);  // rank 1 never calls
                 if (r == 0 && (s.ok() || s.message().find("300 ms") == std::string::npos)) {
-                    board.put(r, {Code::kRuntime, "the call must time out after 300 ms, got: " + s.message()});
+                    board.put(r,
+                              {Code::kRuntime,
+                               "the call must time out after 300 ms, got: " + s.message()});
                     return 1;
                 }
-                if (r == 0 && trust::run_rank(spec, comm).message().find("broken") == std::string::npos) {
+                if (r == 0 &&
+                    trust::run_rank(spec, comm).message().find("broken") == std::string::npos) {
                     board.put(r, {Code::kRuntime, "the group must stay broken"});
                     return 1;
                 }
@@ -513,7 +531,8 @@ TEST_F(TrustRecover, ABrokenGroupIsDestroyedAndMadeAgainFromTheSameTable) {
         }));
     }
     for (int r = 0; r < 2; ++r)
-        EXPECT_EQ(trust::wait_child(pids[static_cast<std::size_t>(r)], kWait), 0) << board.message(r);
+        EXPECT_EQ(trust::wait_child(pids[static_cast<std::size_t>(r)], kWait), 0)
+            << board.message(r);
 }
 
 // Combine given dispatch's expandIdx as a contiguous (BS, K) tensor returns what the 1-D one

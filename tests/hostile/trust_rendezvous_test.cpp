@@ -38,8 +38,12 @@ using Clock = std::chrono::steady_clock;
 constexpr double kWait = 20;  // seconds a forked rank may take at most
 
 // A rank of `table`'s job `job`, forked: joins through the table, runs the checked job, reports.
-pid_t fork_table_rank(const trust::Board& board, int slot, const std::string& table, int rank,
-                      uint64_t job, int world = 2) {
+pid_t fork_table_rank(const trust::Board& board,
+                      int slot,
+                      const std::string& table,
+                      int rank,
+                      uint64_t job,
+                      int world = 2) {
     return trust::fork_child([&board, slot, table, rank, job, world] {
         Communicator comm;
         Status s = Communicator::from_rank_table(table, rank, &comm);
@@ -60,12 +64,17 @@ pid_t fork_launcher(const std::string& table, uint64_t job, int world = 2) {
     return trust::fork_child([table, job, world] {
         trust::Board board(world);
         std::vector<pid_t> ranks;
-        for (int r = 0; r < world; ++r) ranks.push_back(fork_table_rank(board, r, table, r, job, world));
+        for (int r = 0; r < world; ++r)
+            ranks.push_back(fork_table_rank(board, r, table, r, job, world));
         int failures = 0;
         for (pid_t p : ranks) failures += trust::wait_child(p, kWait) != 0;
         for (int r = 0; r < world && failures > 0; ++r)
-            std::fprintf(stderr, "job %llu rank %d: %d %s\n", static_cast<unsigned long long>(job), r,
-                         board.code(r), board.message(r).c_str());
+            std::fprintf(stderr,
+                         "job %llu rank %d: %d %s\n",
+                         static_cast<unsigned long long>(job),
+                         r,
+                         board.code(r),
+                         board.message(r).c_str());
         return failures == 0 ? 0 : 1;
     });
 }
@@ -80,9 +89,11 @@ pid_t fork_squatter(const std::vector<std::string>& names, int ready_fd) {
             sockaddr_un addr{};
             addr.sun_family = AF_UNIX;
             std::memcpy(addr.sun_path + 1, name.data(), name.size());
-            const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+            const auto length =
+                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
             const int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-            if (bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0 || listen(fd, 64) != 0) return 3;
+            if (bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0 || listen(fd, 64) != 0)
+                return 3;
             listeners.push_back(fd);
         }
         (void)!write(ready_fd, "r", 1);
@@ -98,7 +109,9 @@ pid_t fork_squatter(const std::vector<std::string>& names, int ready_fd) {
 
 class TrustTable : public ::testing::Test {
 protected:
-    std::string table(int ranks) { return dir_.write("table.json", hostile::rank_table_text(ranks)); }
+    std::string table(int ranks) {
+        return dir_.write("table.json", hostile::rank_table_text(ranks));
+    }
     hostile::TempDir dir_;
 };
 
@@ -278,8 +291,12 @@ TEST(TrustAgent, AnotherUserGetsNoDescriptorAndGarbageLeavesTheAgentServing) {
     ASSERT_NE(block, nullptr);
     const moedist::transport::ProcessId self = moedist::transport::self_process();
     char name[96];
-    std::snprintf(name, sizeof(name), "moedist-agent/%u/%d/%016llx", static_cast<unsigned>(geteuid()),
-                  self.pid, static_cast<unsigned long long>(self.nonce));
+    std::snprintf(name,
+                  sizeof(name),
+                  "moedist-agent/%u/%d/%016llx",
+                  static_cast<unsigned>(geteuid()),
+                  self.pid,
+                  static_cast<unsigned long long>(self.nonce));
     // Garbage of every small size from this user: dropped, the agent goes on.
     std::mt19937 rng(7);
     for (int size = 0; size < 64; ++size) {
@@ -291,10 +308,15 @@ TEST(TrustAgent, AnotherUserGetsNoDescriptorAndGarbageLeavesTheAgentServing) {
         close(fd);
     }
     moedist::util::UniqueFd fd;
-    Status fetched = moedist::transport::agent_fetch(self, moedist::transport::AgentObject::kSegment, 99,
-                                                     64 << 20, Clock::now() + std::chrono::seconds(2), &fd);
+    Status fetched = moedist::transport::agent_fetch(self,
+                                                     moedist::transport::AgentObject::kSegment,
+                                                     99,
+                                                     64 << 20,
+                                                     Clock::now() + std::chrono::seconds(2),
+                                                     &fd);
     EXPECT_FALSE(fetched.ok());
-    EXPECT_NE(fetched.message().find("must serve the object"), std::string::npos) << fetched.message();
+    EXPECT_NE(fetched.message().find("must serve the object"), std::string::npos)
+        << fetched.message();
     if (trust::can_change_user()) {
         const std::string agent = name;
         const pid_t intruder = trust::fork_child([agent] {

@@ -102,4 +102,4 @@ for a, b, m in zip(u1, u2, mpi):
     print(f"{point:<28} {ud:8.3f} {uc:8.3f} {md:8.3f} {mc:8.3f} {bd:8.3f} {bc:8.3f}"
           f" {bd / ud:10.2f} {bc / uc:6.2f} {(bd + bc) / (ud + uc):6.2f} {(ud + uc) / (md + mc):12.2f}{floor}")
 PY
-grep -h "across" "$work"/ucx1.log "$work"/mpi.log | head -4
+grep -h "^across hosts" "$work"/run*-1.log

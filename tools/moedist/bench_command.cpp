@@ -186,7 +186,8 @@ void explain(const BenchOptions& o, bool baseline, const std::string& why_not) {
         std::any_of(o.tp.begin(), o.tp.end(), [](int t) { return t != 1; }) ||
         std::any_of(o.shared_ranks.begin(), o.shared_ranks.end(), [](int s) { return s != 0; });
     if (baseline && tp_or_shared) {
-        warn(kBenchCmd, "the MPI_Alltoallv baseline is not run at points with --tp 2 or --shared-ranks");
+        warn(kBenchCmd,
+             "the MPI_Alltoallv baseline is not run at points with --tp 2 or --shared-ranks");
     }
     if (std::find(o.tokens.begin(), o.tokens.end(), int64_t{0}) != o.tokens.end()) {
         note(kBenchCmd,

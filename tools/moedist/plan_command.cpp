@@ -127,7 +127,8 @@ RankCall make_call(
         if (o.mask_ndim == 2) din.x_active_mask = shaped(DType::kBool, {bs, k});
         if (o.v2.performance_info) dout.performance_info = shaped(DType::kInt64, {o.ranks});
         // tpRecvCounts is a required output of the V2 family on A2/A3, T or not.
-        if (!dout.tp_recv_counts) dout.tp_recv_counts = shaped(DType::kInt32, {std::max<int64_t>(c.tp_size(), 1)});
+        if (!dout.tp_recv_counts)
+            dout.tp_recv_counts = shaped(DType::kInt32, {std::max<int64_t>(c.tp_size(), 1)});
     }
     dout.expert_token_nums = shaped(DType::kInt64, {need.expert_token_nums});
     dout.ep_recv_counts = shaped(DType::kInt32, {need.ep_recv_counts});
@@ -450,7 +451,8 @@ void print_profiles(const std::vector<Soc>& socs, const json& out, const HcclBuf
     for (Soc soc : socs) {
         const json& p = out["profiles"][soc_name(soc)];
         std::string buffer;
-        if (p.contains("hccl_buffsize_needed_mb") && p["hccl_buffsize_needed_mb"].get<int64_t>() > 0) {
+        if (p.contains("hccl_buffsize_needed_mb") &&
+            p["hccl_buffsize_needed_mb"].get<int64_t>() > 0) {
             buffer = fmt::format("  [HCCL_BUFFSIZE needs >= {} MB, have {}]",
                                  p["hccl_buffsize_needed_mb"].get<int64_t>(),
                                  hccl.buffsize_mb);

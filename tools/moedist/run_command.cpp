@@ -73,7 +73,8 @@ void warn_ignored(const RunOptions& o, const QuantChoice& q) {
                          o.quant));
     }
     if (o.load && o.json.to_stdout()) {
-        warn(kRunCmd, "--load is ignored with --json to stdout: the JSON lists every expert's rows");
+        warn(kRunCmd,
+             "--load is ignored with --json to stdout: the JSON lists every expert's rows");
     }
 }
 
