@@ -21,4 +21,9 @@ cat "$work/a.log" "$work/b.log" | grep -E "across|Error|error|assert" | tail -30
 n=$(cat "$work/a.log" "$work/b.log" | grep -c "torch across hosts OK")
 joined=$(cat "$work/a.log" "$work/b.log" | grep -c "of 4 across 2 hosts")
 echo "ranks OK: $n of 4, joined across 2 hosts: $joined of 4 (exits $rc_a, $rc_b)"
-[ "$rc_a" -eq 0 ] && [ "$rc_b" -eq 0 ] && [ "$n" -eq 4 ] && [ "$joined" -eq 4 ]
+ok=0
+[ "$rc_a" -eq 0 ] && [ "$rc_b" -eq 0 ] && [ "$n" -eq 4 ] && [ "$joined" -eq 4 ] && ok=1
+if [ "$ok" -ne 1 ]; then  # the whole story of each host
+  for h in a b; do echo "--- host $h:"; tail -40 "$work/$h.log"; done
+  exit 1
+fi
