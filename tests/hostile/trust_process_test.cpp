@@ -196,11 +196,7 @@ TEST(TrustJoin, AForgedControlBlockFailsCleanly) {
 // Rank 1 publishes records with random bytes in random places; rank 0 fails cleanly or (when the
 // bytes changed nothing it reads) succeeds with its rows checked. Never a signal.
 TEST(TrustRecords, ForgedRecordsOfAPeerProcessNeverCrashIt) {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    constexpr int kTrials = 12;  // sanitizer builds run each job several times slower
-#else
-    constexpr int kTrials = 30;
-#endif
+    constexpr int kTrials = trust::trials(30, 12);
     for (int trial = 0; trial < kTrials; ++trial) {
         const std::string key = unique_key("records");
         trust::Board board(2);

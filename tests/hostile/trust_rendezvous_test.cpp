@@ -220,11 +220,7 @@ TEST_F(TrustTable, GarbageSilenceAndBadClaimsAtTheHubAreDroppedAndTheJobRuns) {
 
 TEST_F(TrustTable, TwoLaunchesOnOneTableAtOnceNeverMix) {
     const std::string path = table(2);
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-    constexpr int kTrials = 8;  // sanitizer builds run each launch several times slower
-#else
-    constexpr int kTrials = 50;
-#endif
+    constexpr int kTrials = trust::trials(50, 8);
     for (int trial = 0; trial < kTrials; ++trial) {
         const pid_t a = fork_launcher(path, 1000 + static_cast<uint64_t>(trial));
         const pid_t b = fork_launcher(path, 5000 + static_cast<uint64_t>(trial));

@@ -10,12 +10,26 @@
 // cannot follow such a fork ("starting new threads after multi-threaded fork is not
 // supported"); the release and ASan runs of the suite cover them.
 #if defined(__SANITIZE_THREAD__)
-#define MOEDIST_SKIP_FORK_AFTER_THREADS()                                                          \
-    GTEST_SKIP() << "forks after starting threads, which ThreadSanitizer cannot follow (the "     \
+#define MOEDIST_SKIP_FORK_AFTER_THREADS()                                                     \
+    GTEST_SKIP() << "forks after starting threads, which ThreadSanitizer cannot follow (the " \
                     "release and ASan runs cover this test)"
 #else
 #define MOEDIST_SKIP_FORK_AFTER_THREADS() (void)0
 #endif
+
+namespace trust {
+// How many trials a repeated trust test runs: `full` in release builds, `sanitized` under ASan or
+// TSan, where each job runs several times slower.
+constexpr int trials(int full, int sanitized) {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    (void)full;
+    return sanitized;
+#else
+    (void)sanitized;
+    return full;
+#endif
+}
+}  // namespace trust
 
 #include <sys/types.h>
 
