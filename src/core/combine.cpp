@@ -195,7 +195,7 @@ Status read_owners(const Records& records,
         if (missing) {
             v = OwnerView{};
             if (!unreachable->ok()) continue;
-            if (std::string why = memory.gone(rank); !why.empty()) {
+            if (std::string why = memory.gone(rank, true); !why.empty()) {
                 *unreachable = {Code::kRuntime, why};
             } else {
                 *unreachable = {Code::kRuntime,

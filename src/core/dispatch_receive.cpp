@@ -42,7 +42,7 @@ Status unreachable(transport::Transport& memory,
                    int rank,
                    const char* what,
                    const std::string& group) {
-    if (std::string why = memory.gone(rank); !why.empty()) return {Code::kRuntime, why};
+    if (std::string why = memory.gone(rank, true); !why.empty()) return {Code::kRuntime, why};
     return {Code::kRuntime,
             std::string("the ") + what + " of rank " + std::to_string(rank) + " of '" + group +
                 "' must be readable by its receivers, got memory this process cannot map"};

@@ -74,7 +74,7 @@ PeerTensors tensors_of(transport::Transport& tp) {
 
 Status named_if_gone(Status s, transport::Transport& tp) {
     if (s.ok()) return s;
-    if (std::string why = tp.gone(1 - tp.rank()); !why.empty()) return {Code::kRuntime, why};
+    if (std::string why = tp.gone(1 - tp.rank(), true); !why.empty()) return {Code::kRuntime, why};
     return s;
 }
 

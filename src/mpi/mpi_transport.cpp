@@ -233,7 +233,7 @@ private:
         // A rank of this node that died is named through its pidfd; else the rank whose message
         // has not come (or that has not taken mine).
         for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {
-            if (std::string why = gone(r); !why.empty()) {
+            if (std::string why = r == rank_ ? std::string() : gone(r, false); !why.empty()) {
                 mark_broken(why);
                 return broken_status();
             }

@@ -49,7 +49,9 @@ public:
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         return ready() ? inner_->wait_finished(call, deadline, flag) : status_;
     }
-    std::string gone(int rank) override { return ready() ? inner_->gone(rank) : status_.message(); }
+    std::string gone(int rank, bool grace) override {
+        return ready() ? inner_->gone(rank, grace) : status_.message();
+    }
     void settle_sends(Clock::time_point deadline) override {
         if (ready()) inner_->settle_sends(deadline);
     }

@@ -62,9 +62,9 @@ public:
                     " nodes: its TP pair relays rows instead of reading the peer group"};
     }
 
-    std::string gone(int rank) override {
+    std::string gone(int rank, bool grace) override {
         if (node_of_[static_cast<std::size_t>(rank)] != my_node()) return {};
-        return node_->gone(local_of_[static_cast<std::size_t>(rank)]);
+        return node_->gone(local_of_[static_cast<std::size_t>(rank)], grace);
     }
     void mark_broken(const std::string& reason) override {
         if (broken_.empty()) {

@@ -145,12 +145,12 @@ void SlotProtocol::mark_broken(const std::string& reason) {
     ring();
 }
 
-std::string SlotProtocol::gone(int rank) {
+std::string SlotProtocol::gone(int rank, bool grace) {
     if (!alive_ || rank < 0 || rank >= size_) return {};
     // Asked after the rank's memory could not be mapped: a process being killed loses its
     // descriptors a moment before it counts as exited, so give it that moment.
     bool alive = alive_(rank);
-    for (int i = 0; alive && i < 50; ++i) {
+    for (int i = 0; grace && alive && i < 50; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(4));
         alive = alive_(rank);
     }

@@ -92,8 +92,8 @@ public:
     void mark_broken(const std::string& reason);
     Status broken_status() const;
     // Empty while rank's process lives (or liveness is not tracked); else the reason, and the
-    // group is marked broken with it.
-    std::string gone(int rank);
+    // group is marked broken with it. With `grace`, a living process is watched up to 200 ms.
+    std::string gone(int rank, bool grace);
 
 private:
     enum class WaitResult { kReady, kBroken, kTimeout, kDead };

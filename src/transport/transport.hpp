@@ -174,7 +174,9 @@ public:
     virtual Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) = 0;
 
     // Empty while rank's process lives; else why not (the group is then marked broken with it).
-    virtual std::string gone(int rank) = 0;
+    // With `grace`, a living process is watched a moment longer (one being killed loses its
+    // memory a moment before it counts as exited); without, the answer is now's.
+    virtual std::string gone(int rank, bool grace) = 0;
 
     // A call this rank abandoned after publishing and finishing (core's abort: its waits never
     // run): progresses what it posted until the peers can receive it without this rank's help,

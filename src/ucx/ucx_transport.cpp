@@ -381,7 +381,7 @@ private:
                           const char* what,
                           uint64_t n) {
         const Open& o = requests[static_cast<std::size_t>(index)];
-        if (std::string why = gone(o.peer); !why.empty()) return why;
+        if (std::string why = gone(o.peer, false); !why.empty()) return why;
         const ucs_status_t lost = lost_[static_cast<std::size_t>(o.peer)];
         if (lost != UCS_OK)
             return "rank " + std::to_string(o.peer) + " of '" + name_ + "' (node " +
@@ -400,11 +400,16 @@ private:
 
     Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
         if (open_.empty()) return broken_status();
+        if (!broken_.empty()) {  // this call failed here already: my sends tell the peers so,
+            settle_sends(std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
+            cancel(open_);  // and nothing they send can change the outcome
+            return broken_status();
+        }
         const int open = drain(open_, deadline);
         if (open == -1) return Status::Ok();
         if (open == -3) return interrupted_status();
         for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {  // a dead node peer first
-            if (std::string why = gone(r); !why.empty()) {
+            if (std::string why = r == rank_ ? std::string() : gone(r, false); !why.empty()) {
                 mark_broken(why);
                 cancel(open_);
                 return broken_status();

@@ -7,7 +7,10 @@
 // (a broken group fails at once), and exits 0 either way: the fault tests read the lines. With
 // HOSTS_PROBE_REJOIN=TABLE2 a rank that saw a failure then joins TABLE2 as rank (R - FIRST) and
 // runs 3 pairs there ("rank R: new group ok" or "rank R: new group failed ..."): survivors build
-// a new group. The parent exits when every rank has.
+// a new group. Survivors leave the broken group at different times (each wait is bounded by the
+// timeout, the node round after the exchange between nodes by twice that), so a survivor whose
+// join times out before the last one came tries again, as an elastic launcher would (up to 3
+// joins). The parent exits when every rank has.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,9 +31,12 @@ using moedist::TensorView;
 
 constexpr int64_t kTokens = 4, kHidden = 64, kTopK = 2, kExpertsPerRank = 2;
 
-// CALLS pairs on the group of `table`; the first failure (printed), or OK.
-moedist::Status run_group(const std::string& table, int rank, int calls, int pause_ms, int shown) {
+// CALLS pairs on the group of `table`; the first failure (printed), or OK. *joined says whether
+// the group was formed.
+moedist::Status run_group(
+    const std::string& table, int rank, int calls, int pause_ms, int shown, bool* joined) {
     moedist::Communicator comm;
+    *joined = false;
     if (moedist::Status s = moedist::Communicator::from_rank_table(table, rank, &comm); !s.ok()) {
         std::printf("rank %d: call 0 failed with %d after 0 ms: %s\n",
                     shown,
@@ -38,6 +44,7 @@ moedist::Status run_group(const std::string& table, int rank, int calls, int pau
                     s.message().c_str());
         return s;
     }
+    *joined = true;
     const int64_t world = comm.size(), experts = world * kExpertsPerRank;
     moedist::MoeConfig c;
     c.ep_world_size = world;
@@ -102,10 +109,13 @@ moedist::Status run_group(const std::string& table, int rank, int calls, int pau
 }
 
 int run_rank(const std::string& table, int first, int rank, int calls, int pause_ms) {
-    if (run_group(table, rank, calls, pause_ms, rank).ok()) {
+    bool joined = false;
+    if (run_group(table, rank, calls, pause_ms, rank, &joined).ok()) {
         std::printf("rank %d: ok %d calls\n", rank, calls);
     } else if (const char* rejoin = std::getenv("HOSTS_PROBE_REJOIN"); rejoin != nullptr) {
-        const moedist::Status again = run_group(rejoin, rank - first, 3, 0, rank);
+        moedist::Status again = run_group(rejoin, rank - first, 3, 0, rank, &joined);
+        for (int attempt = 2; !again.ok() && !joined && attempt <= 3; ++attempt)
+            again = run_group(rejoin, rank - first, 3, 0, rank, &joined);
         if (again.ok())
             std::printf("rank %d: new group ok\n", rank);
         else

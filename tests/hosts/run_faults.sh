@@ -76,7 +76,8 @@ wait $a; wait $b
 for r in 0 1 2 3; do grep -q "^rank $r: ok 3 calls" "$work/calm1.log" || fail "rank $r must run despite strangers: $(grep "^rank $r" "$work/calm1.log")"; done
 for r in 4 5 6 7; do grep -q "^rank $r: ok 3 calls" "$work/calm2.log" || fail "rank $r must run despite strangers: $(grep "^rank $r" "$work/calm2.log")"; done
 
-cat "$work"/*.log | sed 's/^/  /' | head -60
+if [ "$failed" = 0 ]; then cat "$work"/*.log | sed 's/^/  /' | head -60
+else for f in "$work"/*.log; do echo "== $f"; sed 's/^/  /' "$f"; done; fi
 shm_after=$(ls /dev/shm | sort)
 [ "$shm_before" = "$shm_after" ] || fail "/dev/shm changed: $shm_after"
 exit $failed
