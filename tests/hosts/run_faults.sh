@@ -30,6 +30,12 @@ expect() {
   for r in $ranks; do
     grep -qE "^rank $r: call [0-9]+ failed with 361001 after [0-9]+ ms: .*$pattern" "$log" ||
       fail "rank $r must fail with 361001 matching '$pattern': $(grep "^rank $r:" "$log" | head -3)"
+    local ms
+    ms=$(grep -m1 -oE "^rank $r: call [0-9]+ failed with 361001 after [0-9]+ ms" "$log" | grep -oE '[0-9]+ ms' | grep -oE '[0-9]+')
+    # a wait is bounded by the timeout, the node round after the exchange by twice that, and a
+    # call whose wait failed waits no more
+    [ -z "$ms" ] || [ "$ms" -le $((2 * MOEDIST_TIMEOUT_MS + 1000)) ] ||
+      fail "rank $r's failing call must end within twice the timeout, took $ms ms"
     grep -q "^rank $r: next call 361001" "$log" || fail "rank $r's next call must fail at once"
     grep -q "^rank $r: new group ok" "$log" || fail "rank $r must run in a new group afterwards"
   done
