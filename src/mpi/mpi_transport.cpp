@@ -214,6 +214,12 @@ private:
 
     Status wait(Clock::time_point deadline, const char* round, uint64_t call) {
         if (requests_.empty()) return broken_status();
+        if (!broken_.empty()) {  // this call failed here already: my sends tell the peers so,
+            (void)wait_all(requests_,
+                           std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
+            requests_.clear();  // and nothing they send can change the outcome (abandoned)
+            return broken_status();
+        }
         const int open = wait_all(requests_, deadline);
         if (open == -1) {
             requests_.clear();

@@ -174,9 +174,7 @@ public:
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         return group_->protocol.wait_finished(call, deadline, flag);
     }
-    std::string gone(int rank, bool grace) override {
-        return group_->protocol.gone(rank, grace);
-    }
+    std::string gone(int rank, bool grace) override { return group_->protocol.gone(rank, grace); }
     void mark_broken(const std::string& reason) override { group_->protocol.mark_broken(reason); }
     Status broken_status() const override { return group_->protocol.broken_status(); }
 

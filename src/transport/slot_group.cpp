@@ -254,8 +254,7 @@ std::string SlotProtocol::missing_reason(const char* round, uint64_t call) const
 std::string SlotProtocol::dead_reason(int rank, uint64_t call) const {
     return "rank " + std::to_string(rank) + " of communicator '" + name_ +
            "' must stay alive until call " + std::to_string(call) + " completes, got process " +
-           std::to_string(slots_[rank].process.pid) +
-           " gone (it died or exited)";
+           std::to_string(slots_[rank].process.pid) + " gone (it died or exited)";
 }
 
 Status SlotProtocol::wait_published(uint64_t call,
@@ -267,8 +266,8 @@ Status SlotProtocol::wait_published(uint64_t call,
     auto pending = [this, call, arrival_us, start](int r) {
         const bool waiting = slots_[r].arrived.load(std::memory_order_seq_cst) <= call;
         if (!waiting && arrival_us != nullptr && arrival_us[r] < 0) {
-            arrival_us[r] = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start)
-                                .count();
+            arrival_us[r] =
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
         }
         return waiting;
     };
@@ -296,9 +295,10 @@ Status SlotProtocol::wait_published(uint64_t call,
 }
 
 Status SlotProtocol::wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) {
-    // docs/contract.md §3 completion: every rank that published `call` may be reading our memory until it
-    // finishes, broken group or not. A rank that had not published when `broken` was set sees
-    // it after publishing and reads nothing, so it is not waited for. A dead rank reads nothing.
+    // docs/contract.md §3 completion: every rank that published `call` may be reading our memory
+    // until it finishes, broken group or not. A rank that had not published when `broken` was set
+    // sees it after publishing and reads nothing, so it is not waited for. A dead rank reads
+    // nothing.
     auto pending = [this, call](int r) {
         const Slot& slot = slots_[r];
         if (slot.departed.load(std::memory_order_seq_cst) > call) return false;

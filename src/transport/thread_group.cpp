@@ -64,9 +64,7 @@ public:
     void publish(uint64_t call, std::span<const std::byte> record) override {
         group_->protocol.publish(rank_, call, record);
     }
-    Status wait_published(uint64_t call,
-                          Clock::time_point deadline,
-                          int64_t* arrival_us) override {
+    Status wait_published(uint64_t call, Clock::time_point deadline, int64_t* arrival_us) override {
         return group_->protocol.wait_published(call, deadline, arrival_us);
     }
     const std::byte* record(int rank, uint64_t call) const override {
@@ -78,7 +76,8 @@ public:
     Status wait_finished(uint64_t call, Clock::time_point deadline, Flag* flag) override {
         return group_->protocol.wait_finished(call, deadline, flag);
     }
-    std::string gone(int /*rank*/, bool /*grace*/) override { return {}; }  // threads of this living process
+    // Threads of this living process.
+    std::string gone(int /*rank*/, bool /*grace*/) override { return {}; }
     void mark_broken(const std::string& reason) override { group_->protocol.mark_broken(reason); }
     Status broken_status() const override { return group_->protocol.broken_status(); }
 
