@@ -12,13 +12,17 @@
 # and prints the medians side by side with the ratios. A benchmark, not a test: it fails only
 # when a run fails.
 #
-#   bench_two_hosts.sh MOEDIST [--tokens 1,128] [--reps 10] [other moedist bench options]
+#   bench_two_hosts.sh MOEDIST [--tokens 1,128] [--reps 30] [other moedist bench options]
+# (30 reps by default: over 10, the medians moved more from one run to the next here)
 set -uo pipefail
 moedist=$1
 shift
-args=(--ranks 8 --hidden 7168 --topk 8 --experts 256 --reps 10 --warmup 3 "$@")
-# --tokens adds to a list in moedist bench: the default only when none is given
+args=(--ranks 8 --hidden 7168 --topk 8 --experts 256 "$@")
+# moedist bench takes --reps and --warmup once, and --tokens adds to a list: each default only
+# when the user gave none
 [[ " $* " == *" --tokens "* ]] || args+=(--tokens 1,128)
+[[ " $* " == *" --reps "* ]] || args+=(--reps 30)
+[[ " $* " == *" --warmup "* ]] || args+=(--warmup 3)
 # The job's own options (the last of each wins), for the runs that count the bytes across.
 declare -A shape=([--ranks]=8 [--hidden]=7168 [--topk]=8 [--experts]=256 [--tokens]=1,128)
 for ((k = 0; k < ${#args[@]} - 1; k++)); do
