@@ -238,11 +238,9 @@ private:
         }
         // A rank of this node that died is named through its pidfd; else the rank whose message
         // has not come (or that has not taken mine).
-        for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {
-            if (std::string why = r == rank_ ? std::string() : gone(r, false); !why.empty()) {
-                mark_broken(why);
-                return broken_status();
-            }
+        if (std::string why = dead_node_peer(); !why.empty()) {
+            mark_broken(why);
+            return broken_status();
         }
         const int missing = open % size_;
         mark_broken("rank " + std::to_string(missing) + " of '" + name_ + "' must " + round +

@@ -110,6 +110,15 @@ protected:
     };
 
     int my_node() const { return node_of_[static_cast<std::size_t>(rank_)]; }
+    // After an engine's wait timed out: why a rank of this node is dead (the group is then
+    // broken with it), or empty. Asked without grace: a timeout is long past any dying moment.
+    std::string dead_node_peer() {
+        for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {
+            if (r == rank_) continue;
+            if (std::string why = gone(r, false); !why.empty()) return why;
+        }
+        return {};
+    }
 
     // My flag of round 2, also in flags_[rank_]; the engine sends my_flag_ to every other rank.
     void set_my_flag(int32_t flag, std::string_view message) {

@@ -73,9 +73,9 @@ Status open_worker(Worker* w, std::vector<std::byte>* address) {
         return {Code::kRuntime,
                 std::string("UCX must read its configuration, got: ") + ucp().ucs_status_string(s)};
     // moedist's defaults where the user set none (the environment variable wins): TCP segments
-    // of 512 KiB (UCX's 8 KiB sends and 64 KiB receives cost 2.4x at EP8 BS128 H7168 across two
-    // hosts here) and eager messages of any size (rows are expected: every receive is posted
-    // before the round's sends). UCX 1.13 takes a transport's option by its bare name
+    // of 512 KiB (UCX's 8 KiB sends and 64 KiB receives made d+c 1.2-1.3x slower at EP8 BS128
+    // H7168 across two hosts here) and eager messages of any size (rows are expected: every receive
+    // is posted before the round's sends). UCX 1.13 takes a transport's option by its bare name
     // (TX_SEG_SIZE: only tcp has it); "TCP_TX_SEG_SIZE" is refused with a warning.
     struct Default {
         const char* env;   // what the user sets
@@ -413,12 +413,10 @@ private:
         const int open = drain(open_, deadline);
         if (open == -1) return Status::Ok();
         if (open == -3) return interrupted_status();
-        for (int r : node_ranks_[static_cast<std::size_t>(my_node())]) {  // a dead node peer first
-            if (std::string why = r == rank_ ? std::string() : gone(r, false); !why.empty()) {
-                mark_broken(why);
-                cancel(open_);
-                return broken_status();
-            }
+        if (std::string why = dead_node_peer(); !why.empty()) {  // a dead node peer first
+            mark_broken(why);
+            cancel(open_);
+            return broken_status();
         }
         mark_broken(open_text(open_, open, round, call));
         cancel(open_);
